@@ -51,6 +51,9 @@ class Observation:
     replace: tuple[str, ...] = ()
     #: AWS's own words, when it gave any (a failed build's reason, say).
     message: str = ""
+    #: the owner tag the resource carries (None: none, or the service has no tags). The engine refuses
+    #: to manage a resource marked as another object's.
+    owner_mark: str | None = None
 
     @property
     def exists(self) -> bool:
@@ -255,8 +258,10 @@ class KindInfo(Generic[SpecT, StatusT]):
     find_before_create: bool = False
     printer_columns: tuple[PrinterColumn, ...] = ()
     categories: tuple[str, ...] = ("q-operator", "aws")
-    #: CEL rules on the spec (x-kubernetes-validations): (rule, message, optional fieldPath).
-    spec_validations: tuple[dict[str, str], ...] = ()
+    #: CEL rules at the root of the CRD schema (x-kubernetes-validations: rule, message, fieldPath),
+    #: for rules that need metadata.name or span spec; rules within the spec live in the models'
+    #: json_schema_extra.
+    root_validations: tuple[dict[str, str], ...] = ()
     description: str = ""
 
     @property
