@@ -1,0 +1,442 @@
+"""The AppFlowConnector kind: an Amazon AppFlow custom connector registration, through the boto3
+`appflow` client.
+
+The connector label is the registration's identity in the account: every call after
+RegisterConnector addresses the connector by it, so it cannot change (a CEL rule at the CRD root
+refuses the change at apply time). When the spec leaves it out it is the object's metadata.name;
+the spec model cannot see metadata, so the adapter takes the name from `base.Owner`.
+
+RegisterConnector has a client token (AppFlow keeps it 8 hours) but no tags member: tags,
+including the owner tag, are applied with TagResource right after registering. A crash between
+the two leaves an untagged connector, which the engine recognises as its own through the pending
+marker and the registration time (`Found.created_at`).
+
+AppFlow answers several different errors with HTTP 400 (ValidationException,
+ConnectorServerException), so everything here branches on the error code, never on the status.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from q_operator.kinds import base
+
+#: botocore's appflow shapes, anchored (the service applies each pattern to the whole value).
+LABEL_PATTERN = r"^[a-zA-Z0-9][\w!@#.-]+$"
+LABEL_MAX = 256
+DESCRIPTION_PATTERN = r"^[\s\w/!@#+=.-]*$"
+DESCRIPTION_MAX = 1024
+ARN_PATTERN = r"^arn:aws:.*:.*:[0-9]+:.*$"
+ARN_MAX = 512
+#: TagKey is `^(?!aws:)[a-zA-Z+-=._:/]+$`. RE2 (CRD patterns and CEL) has no lookahead, so the
+#: "no aws: prefix" part is a separate check, in CEL and in a pydantic validator. Note `+-=` is a
+#: range (+ , - . / 0-9 : ; < =): digits are allowed.
+TAG_KEY_PATTERN = r"^[a-zA-Z+-=._:/]+$"
+TAG_KEY_MAX = 128
+TAG_VALUE_PATTERN = r"^[\s\w+-=\.:/@]*$"
+TAG_VALUE_MAX = 256
+#: AppFlow's TagMap holds at most 50 tags; the operator's owner tag takes one of them.
+TAGS_MAX = 49
+CONNECTOR_TYPE = "CustomConnector"
+
+TagValue = Annotated[str, Field(max_length=TAG_VALUE_MAX, pattern=TAG_VALUE_PATTERN)]
+
+
+def _cel_string(value: str) -> str:
+    """A CEL single-quoted string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+#: CEL rules on spec.tags (map keys cannot carry a pattern in a structural schema).
+TAG_RULES: tuple[dict[str, str], ...] = (
+    {
+        "rule": f"self.all(k, k.size() >= 1 && k.size() <= {TAG_KEY_MAX})",
+        "message": f"tag keys must be 1 to {TAG_KEY_MAX} characters long",
+    },
+    {
+        "rule": "self.all(k, !k.startsWith('aws:'))",
+        "message": "tag keys must not start with 'aws:' (reserved by AWS)",
+    },
+    {
+        "rule": f"self.all(k, k.matches({_cel_string(TAG_KEY_PATTERN)}))",
+        "message": f"tag keys must match {TAG_KEY_PATTERN}",
+    },
+    {
+        "rule": f"!({_cel_string(base.OWNER_TAG)} in self)",
+        "message": f"the tag key {base.OWNER_TAG} is reserved for the operator's owner tag",
+    },
+)
+
+#: CEL rules at the CRD root: they need metadata.name, which the spec model cannot see.
+_EFFECTIVE_LABEL = "(has(self.spec.connectorLabel) ? self.spec.connectorLabel : self.metadata.name)"
+ROOT_RULES: tuple[dict[str, str], ...] = (
+    {
+        "rule": f"!has(self.spec) || has(self.spec.connectorLabel) || "
+        f"self.metadata.name.matches({_cel_string(LABEL_PATTERN)})",
+        "message": f"connectorLabel is required: metadata.name does not fit the AppFlow label pattern "
+        f"{LABEL_PATTERN} (at least 2 characters), so it cannot be the default label",
+        "fieldPath": ".spec.connectorLabel",
+    },
+    {
+        "rule": f"!has(self.spec) || !has(oldSelf.spec) || {_EFFECTIVE_LABEL} == "
+        f"{_EFFECTIVE_LABEL.replace('self.', 'oldSelf.')}",
+        "message": "connectorLabel is immutable: it is the connector's identity in AppFlow (explicit, or "
+        "metadata.name when unset); create a new AppFlowConnector to register under another label",
+        "fieldPath": ".spec.connectorLabel",
+    },
+)
+
+
+class LambdaProvisioning(BaseModel):
+    """The Lambda function that implements the connector."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lambdaArn: str = Field(
+        max_length=ARN_MAX,
+        pattern=ARN_PATTERN,
+        description="ARN of the connector's Lambda function (partition aws only, as AppFlow requires). "
+        "Changing it calls UpdateConnectorRegistration.",
+    )
+
+
+class ConnectorProvisioningConfig(BaseModel):
+    """How the connector is provisioned: AppFlow knows only Lambda connectors."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    lambda_: LambdaProvisioning = Field(alias="lambda", description="The connector's Lambda function.")
+
+
+class AppFlowConnectorSpec(base.CommonSpec):
+    """The desired connector registration."""
+
+    connectorLabel: str | None = Field(
+        default=None,
+        max_length=LABEL_MAX,
+        pattern=LABEL_PATTERN,
+        description="The connector's label, unique in the account: its identity in AppFlow, so it "
+        "cannot change. Defaults to metadata.name (which must then fit the label pattern).",
+    )
+    description: str | None = Field(
+        default=None,
+        max_length=DESCRIPTION_MAX,
+        pattern=DESCRIPTION_PATTERN,
+        description="A description of the connector, sent with RegisterConnector and "
+        "UpdateConnectorRegistration.",
+    )
+    connectorProvisioningType: Literal["LAMBDA"] = Field(
+        default="LAMBDA", description="How the connector is provisioned: LAMBDA, the only type AppFlow has."
+    )
+    connectorProvisioningConfig: ConnectorProvisioningConfig = Field(
+        description="The provisioning of the connector: lambda.lambdaArn."
+    )
+    tags: dict[str, TagValue] = Field(
+        default_factory=dict,
+        max_length=TAGS_MAX,
+        description=f"Tags applied with TagResource after registering (RegisterConnector takes none). Up "
+        f"to {TAGS_MAX}: the operator adds its own {base.OWNER_TAG} tag. Keys must not start with aws:.",
+        json_schema_extra={"x-kubernetes-validations": [dict(rule) for rule in TAG_RULES]},
+    )
+    forceDelete: bool = Field(
+        default=False,
+        description="Unregister even while connector profiles use the connector (UnregisterConnector's "
+        "forceDelete). When false, deletion waits until the connector is no longer in use.",
+    )
+
+    @field_validator("tags")
+    @classmethod
+    def _tag_keys_fit_appflow(cls, tags: dict[str, str]) -> dict[str, str]:
+        for key in tags:
+            if not 1 <= len(key) <= TAG_KEY_MAX:
+                raise ValueError(f"tag key {key!r} must be 1 to {TAG_KEY_MAX} characters long")
+            if key.startswith("aws:"):
+                raise ValueError(f"tag key {key!r} must not start with 'aws:' (reserved by AWS)")
+            if not re.fullmatch(TAG_KEY_PATTERN, key):
+                raise ValueError(f"tag key {key!r} must match {TAG_KEY_PATTERN}")
+            if key == base.OWNER_TAG:
+                raise ValueError(f"tag key {key} is reserved for the operator's owner tag")
+        return tags
+
+    @property
+    def lambda_arn(self) -> str:
+        return self.connectorProvisioningConfig.lambda_.lambdaArn
+
+
+class AppFlowConnectorStatus(base.CommonStatus):
+    """What AWS reports about the registration, under the API's names."""
+
+    connectorArn: str | None = Field(default=None, description="The connector's ARN.")
+    connectorLabel: str | None = Field(
+        default=None, description="The label the connector is registered under."
+    )
+    lambdaArn: str | None = Field(default=None, description="The Lambda function ARN, as AWS reports it.")
+    description: str | None = Field(default=None, description="The description, as AWS reports it.")
+    registeredAt: str | None = Field(
+        default=None, description="When the connector was registered (RFC 3339)."
+    )
+    registeredBy: str | None = Field(default=None, description="Who registered the connector.")
+    connectorVersion: str | None = Field(default=None, description="The connector version AppFlow reports.")
+
+
+def effective_label(spec: AppFlowConnectorSpec, owner: base.Owner) -> str:
+    """The label to register under: the explicit one, else the object's name."""
+    return spec.connectorLabel if spec.connectorLabel is not None else owner.name
+
+
+def desired_tags(spec: AppFlowConnectorSpec, owner: base.Owner) -> dict[str, str]:
+    return {**spec.tags, base.OWNER_TAG: owner.mark}
+
+
+def tag_changes(desired: Mapping[str, str], actual: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """(tags to set, keys to remove) to turn `actual` into `desired`. The owner tag is never removed:
+    losing it would make the connector look like nobody's."""
+    to_set = {key: value for key, value in desired.items() if actual.get(key) != value}
+    to_remove = sorted(key for key in actual if key not in desired and key != base.OWNER_TAG)
+    return to_set, to_remove
+
+
+def update_token(label: str, current: Mapping[str, Any], spec: AppFlowConnectorSpec) -> base.ClientToken:
+    """A deterministic UpdateConnectorRegistration token for moving the registration from its current
+    state to the spec's. AppFlow replays a known token for 8 hours instead of applying it again, so
+    the token covers both ends: a retry of the same change reuses it, while changing back and forth
+    (A to B to A) sends a new token each time."""
+    parts = (
+        label,
+        str(current.get("lambdaArn", "")),
+        str(current.get("description", "")),
+        spec.lambda_arn,
+        spec.description or "",
+    )
+    digest = hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+    return base.ClientToken(f"q-operator-update-{digest[:48]}")
+
+
+def diff_registration(
+    spec: AppFlowConnectorSpec, configuration: Mapping[str, Any], tags: Mapping[str, str], owner: base.Owner
+) -> tuple[str, ...]:
+    """Spec paths UpdateConnectorRegistration or Tag/UntagResource must change.
+
+    The description is compared with DescribeConnector's connectorDescription only when AWS reports
+    one and the spec sets one: the API does not promise that it echoes the registered description.
+    """
+    diff: list[str] = []
+    aws_description = configuration.get("connectorDescription")
+    if spec.description is not None and aws_description is not None and spec.description != aws_description:
+        diff.append("description")
+    aws_lambda = configuration.get("connectorProvisioningConfig", {}).get("lambda", {}).get("lambdaArn")
+    if spec.lambda_arn != aws_lambda:
+        diff.append("connectorProvisioningConfig.lambda.lambdaArn")
+    if tag_changes(desired_tags(spec, owner), tags) != ({}, []):
+        diff.append("tags")
+    return tuple(diff)
+
+
+def _rfc3339(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def _error_message(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Message", ""))
+
+
+#: Errors that come from the user's Lambda function, not from AppFlow or the spec.
+LAMBDA_ERRORS = frozenset({"ConnectorAuthenticationException", "ConnectorServerException"})
+
+
+def _lambda_failure(error: ClientError, step: str) -> base.ExternalFailure | None:
+    if _error_code(error) not in LAMBDA_ERRORS:
+        return None
+    code = _error_code(error)
+    return base.ExternalFailure(
+        f"{step} failed: the connector's Lambda function answered {code}: {_error_message(error)}"
+    )
+
+
+def _outputs(configuration: Mapping[str, Any]) -> dict[str, Any]:
+    outputs = {
+        "connectorArn": configuration.get("connectorArn"),
+        "connectorLabel": configuration.get("connectorLabel"),
+        "lambdaArn": configuration.get("connectorProvisioningConfig", {}).get("lambda", {}).get("lambdaArn"),
+        "description": configuration.get("connectorDescription"),
+        "registeredAt": _rfc3339(configuration.get("registeredAt")),
+        "registeredBy": configuration.get("registeredBy"),
+        "connectorVersion": configuration.get("connectorVersion"),
+    }
+    return {key: value for key, value in outputs.items() if value is not None}
+
+
+class AppFlowConnectorAdapter:
+    """The five verbs over a boto3 `appflow` client."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def _describe(self, label: str) -> Mapping[str, Any] | None:
+        try:
+            response = self._client.describe_connector(connectorType=CONNECTOR_TYPE, connectorLabel=label)
+        except ClientError as error:
+            if _error_code(error) == "ResourceNotFoundException":
+                return None
+            raise
+        configuration: Mapping[str, Any] = response.get("connectorConfiguration", {})
+        return configuration
+
+    def _tags(self, arn: str) -> dict[str, str]:
+        response = self._client.list_tags_for_resource(resourceArn=arn)
+        return dict(response.get("tags") or {})
+
+    def observe(
+        self, spec: AppFlowConnectorSpec, ref: base.ExternalRef, owner: base.Owner, resolved: base.Resolved
+    ) -> base.Observation:
+        label = ref["connectorLabel"]
+        configuration = self._describe(label)
+        if configuration is None:
+            return base.Observation(phase=base.Phase.ABSENT)
+        tags = self._tags(str(configuration["connectorArn"]))
+        outputs = _outputs(configuration)
+        outputs.setdefault("connectorLabel", label)
+        # The CEL rule keeps the label from changing; should a ref still disagree (adoption by an
+        # id that is not the spec's label), only a new registration can fix it.
+        replace = ("connectorLabel",) if effective_label(spec, owner) != label else ()
+        return base.Observation(
+            phase=base.Phase.READY,
+            outputs=outputs,
+            diff=diff_registration(spec, configuration, tags, owner),
+            replace=replace,
+            owner_mark=tags.get(base.OWNER_TAG),
+        )
+
+    def find(self, spec: AppFlowConnectorSpec, owner: base.Owner) -> base.Found | None:
+        label = effective_label(spec, owner)
+        configuration = self._describe(label)
+        if configuration is None:
+            return None
+        tags = self._tags(str(configuration["connectorArn"]))
+        return base.Found(
+            ref={"connectorLabel": label},
+            owner_mark=tags.get(base.OWNER_TAG),
+            created_at=configuration.get("registeredAt"),
+        )
+
+    def create(
+        self, spec: AppFlowConnectorSpec, owner: base.Owner, token: base.ClientToken, resolved: base.Resolved
+    ) -> base.Created:
+        label = effective_label(spec, owner)
+        request: dict[str, Any] = {
+            "connectorLabel": label,
+            "connectorProvisioningType": spec.connectorProvisioningType,
+            "connectorProvisioningConfig": {"lambda": {"lambdaArn": spec.lambda_arn}},
+            "clientToken": token,
+        }
+        if spec.description is not None:
+            request["description"] = spec.description
+        try:
+            arn = str(self._client.register_connector(**request)["connectorArn"])
+        except ClientError as error:
+            if _error_code(error) == "ConflictException":
+                raise base.AlreadyExists(
+                    f"create failed: a connector labelled {label} already exists: {_error_message(error)}"
+                ) from error
+            failure = _lambda_failure(error, "create")
+            if failure is not None:
+                raise failure from error
+            raise
+        # RegisterConnector takes no tags. A crash right here leaves the connector untagged; the
+        # engine's pending marker and the registration time tell it the connector is ours.
+        self._client.tag_resource(resourceArn=arn, tags=desired_tags(spec, owner))
+        return base.Created(
+            ref={"connectorLabel": label},
+            outputs={"connectorArn": arn, "connectorLabel": label, "lambdaArn": spec.lambda_arn},
+        )
+
+    def update(
+        self,
+        spec: AppFlowConnectorSpec,
+        ref: base.ExternalRef,
+        observation: base.Observation,
+        owner: base.Owner,
+        resolved: base.Resolved,
+    ) -> None:
+        label = ref["connectorLabel"]
+        if {"description", "connectorProvisioningConfig.lambda.lambdaArn"} & set(observation.diff):
+            request: dict[str, Any] = {
+                "connectorLabel": label,
+                "connectorProvisioningConfig": {"lambda": {"lambdaArn": spec.lambda_arn}},
+                "clientToken": update_token(label, observation.outputs, spec),
+            }
+            if spec.description is not None:
+                request["description"] = spec.description
+            try:
+                self._client.update_connector_registration(**request)
+            except ClientError as error:
+                failure = _lambda_failure(error, "update")
+                if failure is not None:
+                    raise failure from error
+                raise
+        if "tags" in observation.diff:
+            arn = str(observation.outputs["connectorArn"])
+            to_set, to_remove = tag_changes(desired_tags(spec, owner), self._tags(arn))
+            if to_set:
+                self._client.tag_resource(resourceArn=arn, tags=to_set)
+            if to_remove:
+                self._client.untag_resource(resourceArn=arn, tagKeys=to_remove)
+
+    def delete(self, spec: AppFlowConnectorSpec, ref: base.ExternalRef) -> None:
+        try:
+            self._client.unregister_connector(
+                connectorLabel=ref["connectorLabel"], forceDelete=spec.forceDelete
+            )
+        except ClientError as error:
+            code = _error_code(error)
+            if code == "ResourceNotFoundException":
+                return  # already unregistered
+            if code == "ConflictException":
+                raise base.InUse(
+                    f"delete failed: connector {ref['connectorLabel']} is in use by connector profiles "
+                    f"(set forceDelete to unregister anyway): {_error_message(error)}"
+                ) from error
+            raise
+
+    def ref_for_id(self, spec: AppFlowConnectorSpec, external_id: str) -> base.ExternalRef:
+        return {"connectorLabel": external_id}
+
+
+KIND: base.KindInfo[AppFlowConnectorSpec, AppFlowConnectorStatus] = base.KindInfo(
+    kind="AppFlowConnector",
+    group="appflow.q-operator.dev",
+    version="v1alpha1",
+    plural="appflowconnectors",
+    singular="appflowconnector",
+    short_names=("afc",),
+    spec_model=AppFlowConnectorSpec,
+    status_model=AppFlowConnectorStatus,
+    service="appflow",
+    adapter_factory=AppFlowConnectorAdapter,
+    ref_fields=("connectorLabel",),
+    printer_columns=(
+        base.PrinterColumn("Ready", '.status.conditions[?(@.type=="Ready")].status'),
+        base.PrinterColumn("Label", ".status.connectorLabel"),
+        base.PrinterColumn("Version", ".status.connectorVersion"),
+        base.PrinterColumn("ARN", ".status.connectorArn", priority=1),
+        base.PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
+    ),
+    root_validations=ROOT_RULES,
+    description="An Amazon AppFlow custom connector registration: a Lambda-backed connector registered "
+    "under a label that is unique in the account.",
+)
