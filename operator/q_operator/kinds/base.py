@@ -206,7 +206,7 @@ class CreatePending(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    token: str
+    token: str = Field(description="The clientToken the create was (or is about to be) sent with.")
     since: str = Field(description="RFC 3339 time the intent was recorded.")
 
 
