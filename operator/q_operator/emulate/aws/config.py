@@ -1,0 +1,151 @@
+"""The stand-in's knobs: set from CLI flags at start and changed at runtime by POST /_emulator/config.
+
+Every key of the admin JSON is a field here with the same name; `apply()` checks types so a typo in
+a test fails loudly instead of silently configuring nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+BUILD_KINDS = ("CREATE", "UPDATE", "DELETE")
+LAMBDA_FAILURES = {
+    "authentication": "ConnectorAuthenticationException",
+    "server": "ConnectorServerException",
+}
+
+
+@dataclass
+class InjectRule:
+    """Answer the next `count` calls of `operation` (None = every call) with a modelled error."""
+
+    operation: str
+    error: str
+    count: int | None = 1
+    message: str | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Quotas:
+    """Service quotas whose excess answers ServiceQuotaExceededException."""
+
+    plugins_per_application: int = 50
+    library_items_per_instance: int = 1000
+    connectors_per_region: int = 100
+
+
+@dataclass
+class Settings:
+    """Everything the admin API can change; defaults make a well-behaved, fast AWS."""
+
+    account_id: str = "123456789012"
+    build_seconds: float = 2.0
+    throttle: dict[str, float] = field(default_factory=dict)
+    """Token-bucket rates per operation key: `Op`, `service:Op` or `*` (a default for each op)."""
+    fail_rate: float = 0.0
+    latency_ms: float = 0.0
+    throttle_percent: float = 0.0
+    """With `throttle_for_seconds`: throttle this share of calls (0-100) for a while."""
+    throttle_until: float = 0.0
+    fail_builds_matching: str | None = None
+    """Plugin builds whose displayName matches this regex (search) end *_FAILED."""
+    fail_next_builds: int = 0
+    fail_build_kinds: list[str] = field(default_factory=lambda: list(BUILD_KINDS))
+    inject: list[InjectRule] = field(default_factory=list)
+    access_denied: list[str] = field(default_factory=list)
+    """Operation keys (`Op`, `service:Op`, `*`) answered with AccessDeniedException."""
+    known_applications: set[str] | None = None
+    known_instances: set[str] | None = None
+    known_apps: set[str] | None = None
+    known_lambdas: set[str] | None = None
+    connectors_in_use: set[str] = field(default_factory=set)
+    broken_lambdas: dict[str, str] = field(default_factory=dict)
+    """lambdaArn -> `authentication` | `server`: register/update with it fails like a broken Lambda."""
+    quotas: Quotas = field(default_factory=Quotas)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, set):
+                value = sorted(value)
+            elif isinstance(value, Quotas):
+                value = vars(value).copy()
+            elif f.name == "inject":
+                value = [vars(rule).copy() for rule in value]
+            out[f.name] = value
+        return out
+
+    def apply(self, changes: dict[str, Any], now: float) -> None:
+        """Apply a partial admin config; raises ValueError naming the bad key."""
+        for key, value in changes.items():
+            try:
+                self._apply_one(key, value, now)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"config {key!r}: {exc}") from None
+
+    def _apply_one(self, key: str, value: Any, now: float) -> None:
+        if key in ("build_seconds", "fail_rate", "latency_ms", "throttle_percent"):
+            setattr(self, key, _number(value))
+        elif key == "throttle_for_seconds":
+            self.throttle_until = now + _number(value)
+        elif key == "throttle":
+            self.throttle = {str(k): _number(v) for k, v in _mapping(value).items()}
+        elif key == "fail_builds_matching":
+            self.fail_builds_matching = None if value is None else str(value)
+        elif key == "fail_next_builds":
+            self.fail_next_builds = int(value)
+        elif key == "fail_build_kinds":
+            kinds = [str(k).upper() for k in _sequence(value)]
+            if any(k not in BUILD_KINDS for k in kinds):
+                raise ValueError(f"kinds must be among {BUILD_KINDS}")
+            self.fail_build_kinds = kinds
+        elif key == "inject":
+            self.inject = [InjectRule(**_mapping(rule)) for rule in _sequence(value)]
+        elif key == "access_denied":
+            self.access_denied = [str(k) for k in _sequence(value)]
+        elif key in ("known_applications", "known_instances", "known_apps", "known_lambdas"):
+            setattr(self, key, None if value is None else {str(v) for v in _sequence(value)})
+        elif key == "connectors_in_use":
+            self.connectors_in_use = {str(v) for v in _sequence(value)}
+        elif key == "broken_lambdas":
+            broken = {str(k): str(v) for k, v in _mapping(value).items()}
+            if any(v not in LAMBDA_FAILURES for v in broken.values()):
+                raise ValueError(f"values must be among {sorted(LAMBDA_FAILURES)}")
+            self.broken_lambdas = broken
+        elif key == "quotas":
+            for name, limit in _mapping(value).items():
+                if not hasattr(self.quotas, name):
+                    raise ValueError(f"unknown quota {name!r}")
+                setattr(self.quotas, name, int(limit))
+        elif key == "account_id":
+            self.account_id = str(value)
+        else:
+            raise ValueError("unknown key")
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError("must be a number")
+    return float(value)
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError("must be an object")
+    return value
+
+
+def _sequence(value: Any) -> list[Any]:
+    if isinstance(value, str):
+        return [v for v in value.split(",") if v]
+    if not isinstance(value, list):
+        raise TypeError("must be a list")
+    return value
+
+
+def op_keys(service: str, operation: str) -> tuple[str, str, str]:
+    """The keys an operation answers to in config, most specific first."""
+    return f"{service}:{operation}", operation, "*"

@@ -1,0 +1,182 @@
+"""The stand-in without HTTP: one `handle()` per request, from raw request parts to a wire answer.
+
+Order per call, as AWS's front door does it: route (signing service + method + URI template),
+faults (access denied, injected errors, throttling, 5xx), parse and validate from the model, then
+idempotency and the service's handler. Every call lands in the request log with its status.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from botocore.model import OperationModel
+
+from q_operator.emulate.aws.call import Call, Params
+from q_operator.emulate.aws.config import Settings
+from q_operator.emulate.aws.errors import ApiError, conflict
+from q_operator.emulate.aws.faults import Faults
+from q_operator.emulate.aws.model import Router, service_model
+from q_operator.emulate.aws.protocol import Wire, parse_input, serialize_error, serialize_output
+from q_operator.emulate.aws.services import qbusiness
+from q_operator.emulate.aws.services.registry import HANDLERS
+from q_operator.emulate.aws.state import TOKEN_TTL_SECONDS, Remembered, Store, fingerprint
+from q_operator.emulate.aws.validate import Violation, summarize, validate
+
+log = logging.getLogger(__name__)
+
+_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/,\s]+)/([^/,\s]+)/aws4_request")
+DEFAULT_REGION = "us-east-1"
+
+
+def credential_scope(authorization: str | None) -> tuple[str, str | None, str | None]:
+    """(access key id, region, signing service) from a SigV4 Authorization header."""
+    found = _CREDENTIAL.search(authorization or "")
+    if found is None:
+        return "anonymous", None, None
+    return found.group(1), found.group(2), found.group(3)
+
+
+def _token_member(op: OperationModel) -> str | None:
+    shape = op.input_shape
+    if shape is None:
+        return None
+    return next((n for n, m in shape.members.items() if m.metadata.get("idempotencyToken")), None)
+
+
+def validation_error(violations: list[Violation]) -> ApiError:
+    """The modelled ValidationException; qbusiness also gets `reason` and per-field `fields`."""
+    reason = "CANNOT_PARSE" if any(v.type_error for v in violations) else "FIELD_VALIDATION_FAILED"
+    fields = [{"name": v.path, "message": v.rule} for v in violations]
+    return ApiError("ValidationException", summarize(violations), reason=reason, fields=fields)
+
+
+class Emulator:
+    """State, settings and faults of one stand-in; `handle` is called on the server's loop only."""
+
+    def __init__(self, settings: Settings | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings or Settings()
+        self.router = Router()
+        self.store = Store()
+        self.faults = Faults(self.settings)
+        self.clock = clock
+
+    def reset(self) -> None:
+        """Forget all resources, tokens and logged calls (settings stay)."""
+        self.store.clear()
+        self.faults.reset()
+
+    def handle(
+        self,
+        method: str,
+        raw_path: str,
+        query: Mapping[str, list[str]],
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> Wire:
+        """Answer one AWS request. `headers` must have lower-case names."""
+        now = self.clock()
+        caller, region, signing = credential_scope(headers.get("authorization"))
+        region = region or DEFAULT_REGION
+        match = self.router.match(signing, method, raw_path)
+        entry: dict[str, Any] = {
+            "service": signing or (match.service if match else None),
+            "operation": match.operation.name if match else None,
+            "status": 0,
+            "time": now,
+            "region": region,
+            "account": self.settings.account_id,
+            "method": method,
+            "path": raw_path,
+        }
+        self.store.requests.append(entry)
+        if match is None:
+            err = ApiError(
+                "UnknownOperationException", f"No operation matches {method} {raw_path}", http_status=404
+            )
+            answer = serialize_error(service_model(signing or "qbusiness"), err)
+            entry["status"] = answer[0]
+            return answer
+        model = service_model(match.service)
+        try:
+            output = self._call(
+                match.service, match.operation, match.labels, query, headers, body, now, region, caller, entry
+            )
+            answer = serialize_output(match.operation, output)
+        except ApiError as err:
+            answer = serialize_error(model, err)
+        except Exception as exc:  # a bug in the stand-in must still answer like AWS would
+            log.exception("emulator failure in %s", match.operation.name)
+            answer = serialize_error(model, ApiError("InternalServerException", f"emulator bug: {exc}"))
+        entry["status"] = answer[0]
+        return answer
+
+    def _call(
+        self,
+        service: str,
+        op: OperationModel,
+        labels: Mapping[str, str],
+        query: Mapping[str, list[str]],
+        headers: Mapping[str, str],
+        body: bytes,
+        now: float,
+        region: str,
+        caller: str,
+        entry: dict[str, Any],
+    ) -> Params:
+        trouble = self.faults.check(service, op.name, now)
+        if trouble is not None:
+            raise trouble
+        handler = HANDLERS[service].get(op.name)
+        if handler is None:
+            raise ApiError(
+                "UnknownOperationException", f"{service}:{op.name} is not emulated", http_status=404
+            )
+        params = parse_input(op, labels, query, headers, body)
+        token_member = _token_member(op)
+        if token_member and params.get(token_member):
+            entry["clientToken"] = params[token_member]
+        if op.input_shape is not None:
+            violations = validate(op.input_shape, params)
+            if violations:
+                raise validation_error(violations)
+        scope = self.store.scope(self.settings.account_id, region)
+        call = Call(service, op.name, self.settings.account_id, region, caller, now, scope, self.settings)
+        if not (token_member and params.get(token_member)):
+            return handler(call, params)
+        key = (service, op.name, str(params[token_member]))
+        digest = fingerprint(params, token_member)
+        seen = scope.tokens.get(key)
+        if seen is not None and seen.expires > now:
+            if seen.fingerprint == digest:
+                return seen.output
+            raise conflict(
+                key[2],
+                "ClientToken",
+                f"clientToken {key[2]} was already used with different parameters for {op.name}",
+            )
+        output = handler(call, params)
+        scope.tokens[key] = Remembered(digest, output, now + TOKEN_TTL_SECONDS)
+        return output
+
+    def dump_state(self) -> dict[str, Any]:
+        """Every resource of every account/region, as JSON (builds settled first)."""
+        now = self.clock()
+        out: dict[str, Any] = {}
+        for (account, region), scope in self.store.scopes.items():
+            qbusiness.settle(scope, now)
+            out[f"{account}/{region}"] = {
+                "plugins": [dataclasses.asdict(p) for p in scope.plugins.values()],
+                "libraryItems": [dataclasses.asdict(i) for i in scope.items.values()],
+                "categories": {
+                    instance: [dataclasses.asdict(c) for c in categories.values()]
+                    for instance, categories in scope.categories.items()
+                },
+                "connectors": [dataclasses.asdict(c) for c in scope.connectors.values()],
+                "clientTokens": len(scope.tokens),
+            }
+        return out

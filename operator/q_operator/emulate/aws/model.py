@@ -1,0 +1,104 @@
+"""botocore's service models for the three services, and routing of a request to an operation.
+
+The stand-in never describes an operation by hand: the URI templates, members and constraints all
+come from the same `service-2.json` files boto3 uses, so a request boto3 can build is a request we
+can route.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+import botocore.session
+from botocore.model import OperationModel, ServiceModel
+
+SERVICES = ("qbusiness", "qapps", "appflow")
+"""Services served, by signing name (the credential scope's service)."""
+
+
+@dataclass(frozen=True)
+class Route:
+    """One operation's `http.method` + `http.requestUri`, compiled to a full-match regex."""
+
+    service: str
+    operation: OperationModel
+    method: str
+    pattern: re.Pattern[str]
+    labels: tuple[str, ...]
+    literal_chars: int
+
+
+@dataclass(frozen=True)
+class Match:
+    """A routed request: the operation and its URI labels, percent-decoded."""
+
+    service: str
+    operation: OperationModel
+    labels: dict[str, str]
+
+
+@functools.cache
+def service_model(service: str) -> ServiceModel:
+    """Load (once per process) the installed botocore model of a service."""
+    return botocore.session.get_session().get_service_model(service)
+
+
+def _compile(service: str, op: OperationModel) -> Route:
+    template = op.http["requestUri"].split("?", 1)[0]
+    parts: list[str] = []
+    labels: list[str] = []
+    literal = 0
+    pos = 0
+    for found in re.finditer(r"\{([^}]+)\}", template):
+        text = template[pos : found.start()]
+        parts.append(re.escape(text))
+        literal += len(text)
+        name = found.group(1)
+        greedy = name.endswith("+")
+        labels.append(name.rstrip("+"))
+        parts.append(f"(?P<l{len(labels) - 1}>.+)" if greedy else f"(?P<l{len(labels) - 1}>[^/]+)")
+        pos = found.end()
+    parts.append(re.escape(template[pos:]))
+    literal += len(template) - pos
+    return Route(
+        service=service,
+        operation=op,
+        method=op.http["method"].upper(),
+        pattern=re.compile("".join(parts)),
+        labels=tuple(labels),
+        literal_chars=literal,
+    )
+
+
+class Router:
+    """Finds the operation for (signing service, method, raw path); most literal template wins."""
+
+    def __init__(self, services: tuple[str, ...] = SERVICES) -> None:
+        self._routes: dict[str, list[Route]] = {}
+        for service in services:
+            model = service_model(service)
+            routes = [_compile(service, model.operation_model(name)) for name in model.operation_names]
+            routes.sort(key=lambda r: -r.literal_chars)
+            self._routes[service] = routes
+
+    @property
+    def services(self) -> tuple[str, ...]:
+        return tuple(self._routes)
+
+    def match(self, service: str | None, method: str, raw_path: str) -> Match | None:
+        """Route a request; with no signing service (unsigned request) try every service in turn."""
+        candidates = [service] if service in self._routes else list(self._routes) if service is None else []
+        for svc in candidates:
+            assert svc is not None
+            for route in self._routes[svc]:
+                if route.method != method.upper():
+                    continue
+                found = route.pattern.fullmatch(raw_path)
+                if found is None:
+                    continue
+                labels = {name: unquote(found.group(f"l{i}")) for i, name in enumerate(route.labels)}
+                return Match(service=svc, operation=route.operation, labels=labels)
+        return None

@@ -1,0 +1,1 @@
+"""Per-service behaviour of the stand-in: one module per service, each with a `HANDLERS` table."""

@@ -1,0 +1,174 @@
+"""appflow custom connector registrations: unique labels, Lambda checks, tags as a map."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from q_operator.emulate.aws.call import Call, Handler, Params
+from q_operator.emulate.aws.config import LAMBDA_FAILURES
+from q_operator.emulate.aws.errors import ApiError, conflict, not_found, quota_exceeded
+from q_operator.emulate.aws.services.paging import page
+from q_operator.emulate.aws.state import Connector
+
+
+def _missing(member: str) -> ApiError:
+    return ApiError(
+        "ValidationException",
+        f"1 validation error detected: Value at '{member}' failed to satisfy constraint: "
+        "Member must not be null",
+    )
+
+
+def _check_lambda(call: Call, lambda_arn: str) -> None:
+    """Known and working? A broken Lambda fails the way AppFlow reports it when it invokes it."""
+    known = call.settings.known_lambdas
+    if known is not None and lambda_arn not in known:
+        raise not_found(lambda_arn, "Lambda", f"Lambda function {lambda_arn} does not exist")
+    failure = call.settings.broken_lambdas.get(lambda_arn)
+    if failure is not None:
+        raise ApiError(
+            LAMBDA_FAILURES[failure],
+            f"Connector Lambda {lambda_arn} failed while AppFlow read its metadata ({failure})",
+        )
+
+
+def _lambda_arn(params: Params) -> str | None:
+    config = params.get("connectorProvisioningConfig") or {}
+    lambda_config = config.get("lambda") or {}
+    arn = lambda_config.get("lambdaArn")
+    return str(arn) if arn is not None else None
+
+
+def _connector(call: Call, label: str) -> Connector:
+    found = call.scope.connectors.get(label)
+    if found is None:
+        raise not_found(label, "Connector", f"No custom connector registered with label {label}")
+    return found
+
+
+def register_connector(call: Call, params: Params) -> Params:
+    label = params.get("connectorLabel")
+    if label is None:
+        raise _missing("connectorLabel")
+    lambda_arn = _lambda_arn(params)
+    if lambda_arn is None:
+        raise _missing("connectorProvisioningConfig")
+    if label in call.scope.connectors:
+        raise conflict(label, "Connector", f"A connector with the given name already exists: {label}")
+    if len(call.scope.connectors) >= call.settings.quotas.connectors_per_region:
+        raise quota_exceeded(label, "Connector", "Custom connector quota reached for this region")
+    _check_lambda(call, lambda_arn)
+    connector = Connector(
+        label=label,
+        arn=f"arn:aws:appflow:{call.region}:{call.account}:connector/{label}",
+        description=params.get("description"),
+        lambda_arn=lambda_arn,
+        provisioning_type=params.get("connectorProvisioningType") or "LAMBDA",
+        version=1,
+        registered_at=call.now,
+        registered_by=call.caller_arn,
+    )
+    call.scope.connectors[label] = connector
+    return {"connectorArn": connector.arn}
+
+
+def _registration(connector: Connector) -> Params:
+    return {
+        "connectorType": "CustomConnector",
+        "connectorLabel": connector.label,
+        "connectorDescription": connector.description,
+        "connectorName": connector.label,
+        "connectorOwner": connector.registered_by,
+        "connectorVersion": f"{connector.version}.0",
+        "connectorProvisioningType": connector.provisioning_type,
+        "registeredAt": connector.registered_at,
+        "registeredBy": connector.registered_by,
+        "connectorModes": ["SOURCE", "DESTINATION"],
+        "supportedDataTransferTypes": ["RECORD"],
+    }
+
+
+def describe_connector(call: Call, params: Params) -> Params:
+    connector_type = params["connectorType"]
+    if connector_type != "CustomConnector":
+        return {"connectorConfiguration": {"connectorType": connector_type, "canUseAsSource": True}}
+    label = params.get("connectorLabel")
+    if label is None:
+        raise _missing("connectorLabel")
+    connector = _connector(call, label)
+    configuration: dict[str, Any] = {
+        **_registration(connector),
+        "connectorArn": connector.arn,
+        "connectorProvisioningConfig": {"lambda": {"lambdaArn": connector.lambda_arn}},
+        "canUseAsSource": True,
+        "canUseAsDestination": True,
+        "supportedSchedulingFrequencies": ["ONCE"],
+        "supportedTriggerTypes": ["OnDemand"],
+    }
+    return {"connectorConfiguration": configuration}
+
+
+def update_connector_registration(call: Call, params: Params) -> Params:
+    connector = _connector(call, params["connectorLabel"])
+    lambda_arn = _lambda_arn(params) or connector.lambda_arn
+    if lambda_arn is not None:
+        _check_lambda(call, lambda_arn)
+    connector.lambda_arn = lambda_arn
+    if params.get("description") is not None:
+        connector.description = params["description"]
+    connector.version += 1
+    return {"connectorArn": connector.arn}
+
+
+def unregister_connector(call: Call, params: Params) -> Params:
+    connector = _connector(call, params["connectorLabel"])
+    if connector.label in call.settings.connectors_in_use and not params.get("forceDelete"):
+        raise conflict(
+            connector.label,
+            "Connector",
+            f"Connector {connector.label} is in use by one or more connector profiles; "
+            "set forceDelete to unregister it anyway",
+        )
+    del call.scope.connectors[connector.label]
+    return {}
+
+
+def list_connectors(call: Call, params: Params) -> Params:
+    connectors = sorted(call.scope.connectors.values(), key=lambda c: (c.registered_at, c.label))
+    chosen, following = page(connectors, params.get("nextToken"), params.get("maxResults") or 20)
+    return {"connectors": [_registration(c) for c in chosen], "nextToken": following}
+
+
+def _tagged(call: Call, arn: str) -> Connector:
+    for connector in call.scope.connectors.values():
+        if connector.arn == arn:
+            return connector
+    raise not_found(arn, "Connector", f"Resource {arn} not found")
+
+
+def tag_resource(call: Call, params: Params) -> Params:
+    _tagged(call, params["resourceArn"]).tags.update(params["tags"])
+    return {}
+
+
+def untag_resource(call: Call, params: Params) -> Params:
+    connector = _tagged(call, params["resourceArn"])
+    for key in params["tagKeys"]:
+        connector.tags.pop(key, None)
+    return {}
+
+
+def list_tags_for_resource(call: Call, params: Params) -> Params:
+    return {"tags": dict(_tagged(call, params["resourceArn"]).tags)}
+
+
+HANDLERS: dict[str, Handler] = {
+    "RegisterConnector": register_connector,
+    "DescribeConnector": describe_connector,
+    "UpdateConnectorRegistration": update_connector_registration,
+    "UnregisterConnector": unregister_connector,
+    "ListConnectors": list_connectors,
+    "TagResource": tag_resource,
+    "UntagResource": untag_resource,
+    "ListTagsForResource": list_tags_for_resource,
+}

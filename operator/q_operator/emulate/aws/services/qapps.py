@@ -1,0 +1,204 @@
+"""qapps library items and categories, all scoped by the `instance-id` header.
+
+Category rule: an instance's categories come from BatchCreateCategory. Once an instance has any,
+a library item may only name existing ones (else ResourceNotFoundException naming the category);
+an instance with none accepts any well-formed category id and shows it with a made-up title, so an
+operator can be tested without first creating categories.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from q_operator.emulate.aws.call import Call, Handler, Params
+from q_operator.emulate.aws.errors import conflict, not_found, quota_exceeded
+from q_operator.emulate.aws.services.paging import page
+from q_operator.emulate.aws.state import Category, LibraryItem
+
+MAX_CATEGORIES = 10
+"""ListCategories returns at most 10: the instance's limit."""
+
+
+def _instance(call: Call, params: Params) -> str:
+    instance_id: str = params["instanceId"]
+    known = call.settings.known_instances
+    if known is not None and instance_id not in known:
+        raise not_found(instance_id, "Instance", f"Instance {instance_id} not found")
+    return instance_id
+
+
+def _check_categories(call: Call, instance_id: str, ids: list[str]) -> None:
+    defined = call.scope.categories.get(instance_id)
+    if not defined:
+        return
+    for category_id in ids:
+        if category_id not in defined:
+            raise not_found(
+                category_id, "Category", f"Category {category_id} not found in instance {instance_id}"
+            )
+
+
+def _item(call: Call, params: Params) -> LibraryItem:
+    instance_id = _instance(call, params)
+    item = call.scope.items.get(params["libraryItemId"])
+    if item is None or item.instance_id != instance_id:
+        raise not_found(
+            params["libraryItemId"], "LibraryItem", f"Library item {params['libraryItemId']} not found"
+        )
+    return item
+
+
+def _app_count(call: Call, instance_id: str, category_id: str) -> int:
+    return sum(
+        1 for i in call.scope.items.values() if i.instance_id == instance_id and category_id in i.categories
+    )
+
+
+def _category_view(call: Call, instance_id: str, category_id: str) -> dict[str, Any]:
+    found = call.scope.categories.get(instance_id, {}).get(category_id)
+    title = found.title if found else f"Category_{category_id[:8]}"
+    view: dict[str, Any] = {"id": category_id, "title": title}
+    if found and found.color:
+        view["color"] = found.color
+    view["appCount"] = _app_count(call, instance_id, category_id)
+    return view
+
+
+def _view(call: Call, item: LibraryItem) -> Params:
+    return {
+        "libraryItemId": item.library_item_id,
+        "appId": item.app_id,
+        "appVersion": item.app_version,
+        "categories": [_category_view(call, item.instance_id, c) for c in item.categories],
+        "status": item.status,
+        "createdAt": item.created_at,
+        "createdBy": item.created_by,
+        "updatedAt": item.updated_at,
+        "updatedBy": item.updated_by,
+        "ratingCount": 0,
+        "isRatedByUser": False,
+        "userCount": 0,
+        "isVerified": item.is_verified,
+    }
+
+
+def create_library_item(call: Call, params: Params) -> Params:
+    instance_id = _instance(call, params)
+    known = call.settings.known_apps
+    if known is not None and params["appId"] not in known:
+        raise not_found(params["appId"], "QApp", f"Q App {params['appId']} not found")
+    _check_categories(call, instance_id, params["categories"])
+    count = sum(1 for i in call.scope.items.values() if i.instance_id == instance_id)
+    if count >= call.settings.quotas.library_items_per_instance:
+        raise quota_exceeded(instance_id, "LibraryItem", f"Library item quota of {count} reached")
+    item = LibraryItem(
+        instance_id=instance_id,
+        library_item_id=str(uuid.uuid4()),
+        app_id=params["appId"],
+        app_version=params["appVersion"],
+        categories=list(dict.fromkeys(params["categories"])),
+        status="PUBLISHED",
+        created_at=call.now,
+        created_by=call.caller,
+        updated_at=call.now,
+        updated_by=call.caller,
+    )
+    call.scope.items[item.library_item_id] = item
+    view = _view(call, item)
+    return {
+        k: view[k]
+        for k in (
+            "libraryItemId",
+            "status",
+            "createdAt",
+            "createdBy",
+            "updatedAt",
+            "updatedBy",
+            "ratingCount",
+            "isVerified",
+        )
+    }
+
+
+def get_library_item(call: Call, params: Params) -> Params:
+    item = _item(call, params)
+    app_id = params.get("appId")
+    if app_id is not None and app_id != item.app_id:
+        raise not_found(item.library_item_id, "LibraryItem", f"Library item not found for app {app_id}")
+    return _view(call, item)
+
+
+def update_library_item(call: Call, params: Params) -> Params:
+    item = _item(call, params)
+    if params.get("categories") is not None:
+        _check_categories(call, item.instance_id, params["categories"])
+        item.categories = list(dict.fromkeys(params["categories"]))
+    if params.get("status") is not None:
+        item.status = params["status"]
+    item.updated_at = call.now
+    item.updated_by = call.caller
+    return _view(call, item)
+
+
+def update_library_item_metadata(call: Call, params: Params) -> Params:
+    item = _item(call, params)
+    if params.get("isVerified") is not None:
+        item.is_verified = params["isVerified"]
+        item.updated_at = call.now
+        item.updated_by = call.caller
+    return {}
+
+
+def delete_library_item(call: Call, params: Params) -> Params:
+    item = _item(call, params)
+    del call.scope.items[item.library_item_id]
+    return {}
+
+
+def list_library_items(call: Call, params: Params) -> Params:
+    instance_id = _instance(call, params)
+    category_id = params.get("categoryId")
+    items = sorted(
+        (
+            i
+            for i in call.scope.items.values()
+            if i.instance_id == instance_id and (category_id is None or category_id in i.categories)
+        ),
+        key=lambda i: (i.created_at, i.library_item_id),
+    )
+    chosen, following = page(items, params.get("nextToken"), params.get("limit") or 20)
+    return {"libraryItems": [_view(call, i) for i in chosen], "nextToken": following}
+
+
+def list_categories(call: Call, params: Params) -> Params:
+    instance_id = _instance(call, params)
+    defined = call.scope.categories.get(instance_id, {})
+    return {"categories": [_category_view(call, instance_id, c) for c in defined]}
+
+
+def batch_create_category(call: Call, params: Params) -> Params:
+    instance_id = _instance(call, params)
+    defined = call.scope.categories.setdefault(instance_id, {})
+    fresh: list[Category] = []
+    for entry in params["categories"]:
+        category_id = entry.get("id") or str(uuid.uuid4())
+        if category_id in defined or any(c.id == category_id for c in fresh):
+            raise conflict(category_id, "Category", f"Category {category_id} already exists")
+        fresh.append(Category(category_id, entry["title"], entry.get("color")))
+    if len(defined) + len(fresh) > MAX_CATEGORIES:
+        raise conflict(instance_id, "Category", f"An instance holds at most {MAX_CATEGORIES} categories")
+    defined.update({c.id: c for c in fresh})
+    return {}
+
+
+HANDLERS: dict[str, Handler] = {
+    "CreateLibraryItem": create_library_item,
+    "GetLibraryItem": get_library_item,
+    "UpdateLibraryItem": update_library_item,
+    "UpdateLibraryItemMetadata": update_library_item_metadata,
+    "DeleteLibraryItem": delete_library_item,
+    "ListLibraryItems": list_library_items,
+    "ListCategories": list_categories,
+    "BatchCreateCategory": batch_create_category,
+}
