@@ -1,0 +1,119 @@
+"""Prove the chart's RBAC against what the operator really asked the Kubernetes API for.
+
+The integrator runs the end-to-end suite against the Kubernetes stand-in, fetches its request log
+(`GET /_emulator/requests`: verb, group, resource, subresource, namespace, name, code) and feeds it here:
+
+    rules = rules_from_chart(render_chart())
+    report = check_rbac(requests, rules)
+    assert not report.missing, report.missing      # every call the operator made is granted
+    assert not report.unused, report.unused        # every grant was used (or is justified)
+
+Only Roles and ClusterRoles count; bindings are assumed to bind them to the operator's account.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CHART = ROOT / "charts" / "q-operator"
+HELM = ROOT / ".tools" / "bin" / "helm"
+
+#: One grant or one request, as (API group, resource, subresource, verb); "" for none.
+Rule = tuple[str, str, str, str]
+
+#: HTTP methods, should a request log carry them instead of Kubernetes verbs.
+_METHOD_VERBS = {"post": "create", "put": "update", "patch": "patch", "delete": "delete"}
+
+
+def render_chart(*helm_args: str, namespace: str = "q-system", include_crds: bool = False) -> str:
+    """`helm template` the chart with extra arguments such as ("--set", "replicas=2")."""
+    command = [str(HELM), "template", "q-operator", str(CHART), "--namespace", namespace, *helm_args]
+    if include_crds:
+        command.append("--include-crds")
+    return subprocess.run(command, capture_output=True, text=True, check=True).stdout
+
+
+def load_manifests(rendered: str) -> list[dict[str, Any]]:
+    """The non-empty YAML documents of a rendered chart."""
+    return [doc for doc in yaml.safe_load_all(rendered) if isinstance(doc, dict)]
+
+
+def rules_from_chart(rendered: str | Iterable[Mapping[str, Any]]) -> set[Rule]:
+    """Every (group, resource, subresource, verb) the chart's Roles and ClusterRoles grant."""
+    docs = load_manifests(rendered) if isinstance(rendered, str) else list(rendered)
+    rules: set[Rule] = set()
+    for doc in docs:
+        if doc.get("kind") not in ("Role", "ClusterRole"):
+            continue
+        for rule in doc.get("rules") or ():
+            for group in rule.get("apiGroups") or ():
+                for resource in rule.get("resources") or ():
+                    name, _, sub = resource.partition("/")
+                    for verb in rule.get("verbs") or ():
+                        rules.add((group, name, sub, verb))
+    return rules
+
+
+def request_rule(request: Mapping[str, Any]) -> Rule | None:
+    """The rule one logged request needs; None for non-resource URLs (discovery, /version, ...).
+
+    Discovery is granted to every authenticated user by the built-in system:discovery role.
+    """
+    resource = str(request.get("resource") or "")
+    if not resource:
+        return None
+    verb = str(request.get("verb") or "").lower()
+    if verb == "get" and not request.get("name"):
+        verb = "watch" if request.get("watch") else "list"
+    verb = _METHOD_VERBS.get(verb, verb)
+    return (str(request.get("group") or ""), resource, str(request.get("subresource") or ""), verb)
+
+
+def _grants(rule: Rule, needed: Rule) -> bool:
+    return all(have in ("*", want) for have, want in zip(rule, needed, strict=True))
+
+
+@dataclass(frozen=True)
+class RbacReport:
+    """What the request log says about the chart's rules."""
+
+    #: requests (as rules) that no granted rule covers: the operator would get 403 on a real cluster.
+    missing: frozenset[Rule]
+    #: granted rules that no request used: candidates for removal unless their comment justifies them.
+    unused: frozenset[Rule]
+    #: what the operator did use, for reports.
+    used: frozenset[Rule]
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing and not self.unused
+
+
+def check_rbac(
+    requests: Iterable[Mapping[str, Any]], rules: Iterable[Rule], *, agent: str | None = None
+) -> RbacReport:
+    """Compare a request log with granted rules, both ways.
+
+    `agent`: when the log records a `user_agent` (or `userAgent`), keep only requests whose agent
+    contains this string, so that the test harness's own kubectl calls do not count.
+    """
+    granted = set(rules)
+    needed: set[Rule] = set()
+    for request in requests:
+        if agent is not None:
+            seen = str(request.get("user_agent") or request.get("userAgent") or "")
+            if agent not in seen:
+                continue
+        rule = request_rule(request)
+        if rule is not None:
+            needed.add(rule)
+    missing = {want for want in needed if not any(_grants(have, want) for have in granted)}
+    unused = {have for have in granted if not any(_grants(have, want) for want in needed)}
+    return RbacReport(missing=frozenset(missing), unused=frozenset(unused), used=frozenset(needed))
