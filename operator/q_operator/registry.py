@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from q_operator.kinds import qplugin
+from q_operator.kinds import appflowconnector, qlibraryitem, qplugin
 from q_operator.kinds.base import KindInfo
 
-KINDS: tuple[KindInfo[Any, Any], ...] = (qplugin.KIND,)
+KINDS: tuple[KindInfo[Any, Any], ...] = (qplugin.KIND, qlibraryitem.KIND, appflowconnector.KIND)

@@ -176,6 +176,15 @@ def test_observe_passes_a_foreign_owner_mark_to_the_engine(
     assert adapter.observe(spec(), REF, OWNER, base.Resolved()).owner_mark == "other.ns.uid"
 
 
+def test_observe_connector_unregistered_between_describe_and_tags_is_absent(
+    stubbed: tuple[AppFlowConnectorAdapter, Stubber],
+) -> None:
+    adapter, stubber = stubbed
+    stubber.add_response("describe_connector", {"connectorConfiguration": configuration()}, DESCRIBE)
+    error(stubber, "list_tags_for_resource", "ResourceNotFoundException", 404)
+    assert adapter.observe(spec(), REF, OWNER, base.Resolved()).phase is base.Phase.ABSENT
+
+
 def test_find_by_label_reports_owner_and_registration_time(
     stubbed: tuple[AppFlowConnectorAdapter, Stubber],
 ) -> None:

@@ -92,6 +92,7 @@ def test_full_spec_is_accepted_and_dumps_lambda_under_its_api_name() -> None:
         pytest.param({"tags": {"": "x"}}, "tags", id="empty tag key"),
         pytest.param({"tags": {"k" * 129: "x"}}, "tags", id="tag key over 128"),
         pytest.param({"tags": {base.OWNER_TAG: "x"}}, "tags", id="the operator's owner tag key"),
+        pytest.param({"tags": {"q-operator.dev/x": "y"}}, "tags", id="a key under the operator's prefix"),
         pytest.param({"tags": {"team": "bang!"}}, "tags.team", id="tag value outside the pattern"),
         pytest.param({"tags": {"team": "v" * 257}}, "tags.team", id="tag value over 256"),
         pytest.param(
@@ -126,6 +127,7 @@ def cel_accepts(rule: str, value: Any) -> bool:
         pytest.param({"": "x"}, False, id="empty key"),
         pytest.param({"k" * 129: "x"}, False, id="key over 128"),
         pytest.param({base.OWNER_TAG: "x"}, False, id="owner tag key"),
+        pytest.param({"q-operator.dev/other": "x"}, False, id="key under the operator's prefix"),
     ],
 )
 def test_cel_tag_rules_agree_with_the_model(tags: dict[str, str], valid: bool) -> None:

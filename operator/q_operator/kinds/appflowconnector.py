@@ -54,23 +54,26 @@ def _cel_string(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+#: Tag keys under this prefix belong to the operator (its owner tag); users may not set them.
+RESERVED_TAG_PREFIX = "q-operator.dev/"
+
 #: CEL rules on spec.tags (map keys cannot carry a pattern in a structural schema).
 TAG_RULES: tuple[dict[str, str], ...] = (
     {
         "rule": f"self.all(k, k.size() >= 1 && k.size() <= {TAG_KEY_MAX})",
-        "message": f"tag keys must be 1 to {TAG_KEY_MAX} characters long",
+        "message": f"spec.tags keys must be 1 to {TAG_KEY_MAX} characters long",
     },
     {
         "rule": "self.all(k, !k.startsWith('aws:'))",
-        "message": "tag keys must not start with 'aws:' (reserved by AWS)",
+        "message": "spec.tags keys must not start with aws: (reserved by AWS)",
     },
     {
         "rule": f"self.all(k, k.matches({_cel_string(TAG_KEY_PATTERN)}))",
-        "message": f"tag keys must match {TAG_KEY_PATTERN}",
+        "message": f"spec.tags keys must match {TAG_KEY_PATTERN}",
     },
     {
-        "rule": f"!({_cel_string(base.OWNER_TAG)} in self)",
-        "message": f"the tag key {base.OWNER_TAG} is reserved for the operator's owner tag",
+        "rule": f"self.all(k, !k.startsWith({_cel_string(RESERVED_TAG_PREFIX)}))",
+        "message": f"spec.tags keys must not start with {RESERVED_TAG_PREFIX} (reserved for the operator)",
     },
 )
 
@@ -142,7 +145,8 @@ class AppFlowConnectorSpec(base.CommonSpec):
         default_factory=dict,
         max_length=TAGS_MAX,
         description=f"Tags applied with TagResource after registering (RegisterConnector takes none). Up "
-        f"to {TAGS_MAX}: the operator adds its own {base.OWNER_TAG} tag. Keys must not start with aws:.",
+        f"to {TAGS_MAX}: the operator adds its own {base.OWNER_TAG} tag. Keys must not start with aws: "
+        f"or {RESERVED_TAG_PREFIX}.",
         json_schema_extra={"x-kubernetes-validations": [dict(rule) for rule in TAG_RULES]},
     )
     forceDelete: bool = Field(
@@ -161,8 +165,10 @@ class AppFlowConnectorSpec(base.CommonSpec):
                 raise ValueError(f"tag key {key!r} must not start with 'aws:' (reserved by AWS)")
             if not re.fullmatch(TAG_KEY_PATTERN, key):
                 raise ValueError(f"tag key {key!r} must match {TAG_KEY_PATTERN}")
-            if key == base.OWNER_TAG:
-                raise ValueError(f"tag key {key} is reserved for the operator's owner tag")
+            if key.startswith(RESERVED_TAG_PREFIX):
+                raise ValueError(
+                    f"tag key {key!r} must not start with {RESERVED_TAG_PREFIX} (reserved for the operator)"
+                )
         return tags
 
     @property
@@ -297,8 +303,14 @@ class AppFlowConnectorAdapter:
         configuration: Mapping[str, Any] = response.get("connectorConfiguration", {})
         return configuration
 
-    def _tags(self, arn: str) -> dict[str, str]:
-        response = self._client.list_tags_for_resource(resourceArn=arn)
+    def _tags(self, arn: str) -> dict[str, str] | None:
+        """The connector's tags; None when it was unregistered since it was described."""
+        try:
+            response = self._client.list_tags_for_resource(resourceArn=arn)
+        except ClientError as error:
+            if _error_code(error) == "ResourceNotFoundException":
+                return None
+            raise
         return dict(response.get("tags") or {})
 
     def observe(
@@ -309,6 +321,8 @@ class AppFlowConnectorAdapter:
         if configuration is None:
             return base.Observation(phase=base.Phase.ABSENT)
         tags = self._tags(str(configuration["connectorArn"]))
+        if tags is None:
+            return base.Observation(phase=base.Phase.ABSENT)
         outputs = _outputs(configuration)
         outputs.setdefault("connectorLabel", label)
         # The CEL rule keeps the label from changing; should a ref still disagree (adoption by an
@@ -328,6 +342,8 @@ class AppFlowConnectorAdapter:
         if configuration is None:
             return None
         tags = self._tags(str(configuration["connectorArn"]))
+        if tags is None:
+            return None
         return base.Found(
             ref={"connectorLabel": label},
             owner_mark=tags.get(base.OWNER_TAG),
@@ -391,7 +407,7 @@ class AppFlowConnectorAdapter:
                 raise
         if "tags" in observation.diff:
             arn = str(observation.outputs["connectorArn"])
-            to_set, to_remove = tag_changes(desired_tags(spec, owner), self._tags(arn))
+            to_set, to_remove = tag_changes(desired_tags(spec, owner), self._tags(arn) or {})
             if to_set:
                 self._client.tag_resource(resourceArn=arn, tags=to_set)
             if to_remove:
