@@ -1,0 +1,49 @@
+# q-operator image: the operator and its dependencies in a virtualenv on a pinned slim Python base.
+# Build from the repository root:  docker build -t q-operator:0.1.0 .
+# The base is pinned by exact version tag; pin it by digest too (python:3.11.11-slim-bookworm@sha256:...)
+# in your registry mirror if you need bit-for-bit reproducible builds.
+
+# --- build: make the wheel from the repo, install it with its dependencies into /opt/venv ---
+FROM python:3.11.11-slim-bookworm AS build
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY operator/ ./operator/
+
+# The project's own dependency pins (pyproject.toml) decide every version installed here.
+RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
+    && python -m venv /opt/venv \
+    && /opt/venv/bin/pip install --no-cache-dir /wheels/*.whl \
+    && /opt/venv/bin/q-operator --help > /dev/null
+
+# --- runtime: only the virtualenv, run as an unprivileged user ---
+FROM python:3.11.11-slim-bookworm
+
+LABEL org.opencontainers.image.title="q-operator" \
+      org.opencontainers.image.description="Kubernetes operator for Amazon Q Business plugins, Q Apps library items and AppFlow custom connectors" \
+      org.opencontainers.image.version="0.1.0" \
+      org.opencontainers.image.licenses="Apache-2.0"
+
+# A named user (not only a uid) so that getpass/pwd lookups inside libraries work.
+RUN groupadd --system --gid 65532 nonroot \
+    && useradd --system --uid 65532 --gid 65532 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin nonroot
+
+COPY --from=build /opt/venv /opt/venv
+
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HOME=/tmp
+
+USER 65532:65532
+WORKDIR /tmp
+
+# 8080: Prometheus metrics; 8081: kopf liveness (/healthz). Kubernetes probes replace HEALTHCHECK.
+EXPOSE 8080 8081
+
+ENTRYPOINT ["q-operator"]
+CMD ["run", "--all-namespaces"]
