@@ -77,15 +77,6 @@ PluginType = Literal[
     "ASANA",
 ]
 PluginState = Literal["ENABLED", "DISABLED"]
-PluginBuildStatus = Literal[
-    "READY",
-    "CREATE_IN_PROGRESS",
-    "CREATE_FAILED",
-    "UPDATE_IN_PROGRESS",
-    "UPDATE_FAILED",
-    "DELETE_IN_PROGRESS",
-    "DELETE_FAILED",
-]
 
 #: Built-in plugins that act on one tenant of a SaaS product: AWS must be told which tenant, so
 #: `serverUrl` (the tenant's URL, e.g. https://example.atlassian.net) is required. The other built-in
@@ -444,12 +435,12 @@ class QPluginStatus(CommonStatus):
         default=None, description="ID of the plugin, written as soon as AWS returns it."
     )
     pluginArn: str | None = Field(default=None, description="ARN of the plugin.")
-    buildStatus: PluginBuildStatus | None = Field(
+    buildStatus: str | None = Field(
         default=None,
         description="AWS's build status: READY, CREATE_IN_PROGRESS, CREATE_FAILED, UPDATE_IN_PROGRESS, "
         "UPDATE_FAILED, DELETE_IN_PROGRESS or DELETE_FAILED.",
     )
-    state: PluginState | None = Field(default=None, description="ENABLED or DISABLED, as AWS reports it.")
+    state: str | None = Field(default=None, description="ENABLED or DISABLED, as AWS reports it.")
     createdAt: str | None = Field(default=None, description="When AWS created the plugin (RFC 3339).")
     updatedAt: str | None = Field(default=None, description="When AWS last updated the plugin (RFC 3339).")
 
@@ -457,7 +448,8 @@ class QPluginStatus(CommonStatus):
 # ---------------------------------------------------------------------------------------------------
 # Pure helpers (the adapter's logic, testable without a client)
 
-_PHASES: dict[str, Phase] = {
+#: Every PluginBuildStatus botocore knows, and its phase (a test holds the keys to botocore's enum).
+BUILD_PHASES: dict[str, Phase] = {
     "READY": Phase.READY,
     "CREATE_IN_PROGRESS": Phase.IN_PROGRESS,
     "UPDATE_IN_PROGRESS": Phase.IN_PROGRESS,
@@ -470,7 +462,7 @@ _PHASES: dict[str, Phase] = {
 
 def phase_of(build_status: str | None) -> tuple[Phase, str]:
     """Map a buildStatus to a phase and, for failures, a message (GetPlugin gives no reason)."""
-    phase = _PHASES.get(build_status or "", Phase.IN_PROGRESS)
+    phase = BUILD_PHASES.get(build_status or "", Phase.IN_PROGRESS)
     if phase is Phase.FAILED:
         return phase, f"Amazon Q Business reports buildStatus {build_status}"
     return phase, ""
