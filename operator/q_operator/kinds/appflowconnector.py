@@ -151,6 +151,7 @@ class AppFlowConnectorSpec(base.CommonSpec):
     )
     forceDelete: bool = Field(
         default=False,
+        strict=True,
         description="Unregister even while connector profiles use the connector (UnregisterConnector's "
         "forceDelete). When false, deletion waits until the connector is no longer in use.",
     )

@@ -45,6 +45,7 @@ class QLibraryItemSpec(base.CommonSpec):
         description="The ID (UUID) of the Q App to publish. Changing it replaces the library item.",
     )
     appVersion: int = Field(
+        strict=True,
         ge=0,
         le=APP_VERSION_MAX,
         description="The version of the Q App to publish. Bumping it publishes the new version as a new "
@@ -55,7 +56,17 @@ class QLibraryItemSpec(base.CommonSpec):
         max_length=CATEGORIES_MAX,
         description="Up to 3 category IDs (UUIDs) of the instance's library, without duplicates. The "
         "categories must already exist in the instance.",
-        json_schema_extra={"x-kubernetes-list-type": "set"},
+        json_schema_extra={
+            "x-kubernetes-list-type": "set",
+            # The API server refuses duplicates in a set already; the rule says so in our words (and
+            # holds in checkers that do not know list types).
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.all(c, self.exists_one(x, x == c))",
+                    "message": "spec.categories must not repeat a category ID",
+                }
+            ],
+        },
     )
     itemStatus: Literal["PUBLISHED", "DISABLED"] | None = Field(
         default=None,
@@ -64,6 +75,7 @@ class QLibraryItemSpec(base.CommonSpec):
     )
     isVerified: bool | None = Field(
         default=None,
+        strict=True,
         description="Whether the item is marked verified, applied with UpdateLibraryItemMetadata. "
         "Unset: left alone.",
     )
