@@ -77,12 +77,15 @@ class Router:
     """Finds the operation for (signing service, method, raw path); most literal template wins."""
 
     def __init__(self, services: tuple[str, ...] = SERVICES) -> None:
-        self._routes: dict[str, list[Route]] = {}
+        self._routes: dict[str, dict[str, list[Route]]] = {}
         for service in services:
             model = service_model(service)
             routes = [_compile(service, model.operation_model(name)) for name in model.operation_names]
             routes.sort(key=lambda r: -r.literal_chars)
-            self._routes[service] = routes
+            by_method: dict[str, list[Route]] = {}
+            for route in routes:
+                by_method.setdefault(route.method, []).append(route)
+            self._routes[service] = by_method
 
     @property
     def services(self) -> tuple[str, ...]:
@@ -93,9 +96,7 @@ class Router:
         candidates = [service] if service in self._routes else list(self._routes) if service is None else []
         for svc in candidates:
             assert svc is not None
-            for route in self._routes[svc]:
-                if route.method != method.upper():
-                    continue
+            for route in self._routes[svc].get(method.upper(), ()):
                 found = route.pattern.fullmatch(raw_path)
                 if found is None:
                     continue

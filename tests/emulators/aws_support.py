@@ -1,0 +1,74 @@
+"""Shared pieces of the AWS stand-in tests: one server per test module, boto3 clients against it."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from q_operator.emulate.aws.testing import AwsHandle, running_aws
+
+ACCOUNT = "123456789012"
+LAMBDA_ARN = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:connector"
+BUILD_SECONDS = 0.2
+
+
+@pytest.fixture(scope="module")
+def aws_server() -> Iterator[AwsHandle]:
+    with running_aws(build_seconds=BUILD_SECONDS) as handle:
+        yield handle
+
+
+@pytest.fixture()
+def aws(aws_server: AwsHandle) -> Iterator[AwsHandle]:
+    """A clean stand-in for each test (resources, log and config reset to the start)."""
+    aws_server.reset()
+    yield aws_server
+
+
+def make_client(url: str, service: str, *, validate: bool = True, region: str = "us-east-1") -> Any:
+    """A plain boto3 client with throwaway credentials and no retries (tests see 429s directly)."""
+    return boto3.client(
+        service,
+        endpoint_url=url,
+        region_name=region,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(
+            retries={"max_attempts": 1, "mode": "standard"},
+            parameter_validation=validate,
+        ),
+    )
+
+
+@pytest.fixture()
+def client(aws: AwsHandle) -> Callable[..., Any]:
+    def make(service: str, **kwargs: Any) -> Any:
+        return make_client(aws.url, service, **kwargs)
+
+    return make
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
+    """Poll until `condition()` is truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+def error_code(exc: Any) -> str:
+    return str(exc.response["Error"]["Code"])
