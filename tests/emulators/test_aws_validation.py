@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 from botocore.model import ListShape, MapShape, Shape, StringShape, StructureShape
 
 from q_operator.emulate.aws.testing import AwsHandle
-from tests.emulators.aws_support import aws, aws_server, make_client  # noqa: F401
+from tests.emulators.aws_support import make_client
 
 OPERATIONS = {
     "qbusiness": [
