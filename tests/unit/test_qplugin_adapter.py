@@ -475,3 +475,30 @@ def test_find_in_a_missing_application_names_application_id(stubbed: tuple[QPlug
 
 def test_ref_for_id_uses_the_spec_application() -> None:
     assert QPluginAdapter(client=None).ref_for_id(jira_spec(), PLUGIN) == REF  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"type": "JIRA_CLOUD", "serverUrl": "https://example.atlassian.net"},  # root rule
+        {
+            "customPluginConfiguration": {
+                "description": "d",
+                "apiSchemaType": "OPEN_API_V3",
+                "apiSchema": {"payload": PAYLOAD, "s3": {"bucket": "abc", "key": "k"}},
+            }
+        },
+        {
+            "customPluginConfiguration": {
+                "description": "",
+                "apiSchemaType": "OPEN_API_V3",
+                "apiSchema": {"payload": PAYLOAD},
+            }
+        },
+    ],
+)
+def test_validation_errors_never_quote_the_payload(changes: dict[str, Any]) -> None:
+    with pytest.raises(ValueError) as caught:
+        custom_spec(**changes)
+    assert PAYLOAD not in str(caught.value)
+    assert "openapi" not in str(caught.value)

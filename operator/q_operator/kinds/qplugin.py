@@ -127,7 +127,8 @@ def _count_set(model: BaseModel, members: tuple[str, ...]) -> int:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # hide_input_in_errors: a validation error must not quote the input (it may hold the payload).
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, hide_input_in_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -193,6 +194,9 @@ class PluginAuthConfiguration(_Strict):
     """How Amazon Q Business authenticates to the plugin's API. Exactly one member must be set."""
 
     model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        hide_input_in_errors=True,
         json_schema_extra={
             "x-kubernetes-validations": [
                 _cel(
@@ -201,7 +205,7 @@ class PluginAuthConfiguration(_Strict):
                     "oAuth2ClientCredentialConfiguration, noAuthConfiguration, idcAuthConfiguration",
                 )
             ]
-        }
+        },
     )
 
     basicAuthConfiguration: BasicAuthConfiguration | None = Field(
@@ -267,6 +271,9 @@ class APISchema(_Strict):
     """The OpenAPI document of a custom plugin. Exactly one of payload, payloadFrom, s3."""
 
     model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        hide_input_in_errors=True,
         json_schema_extra={
             "x-kubernetes-validations": [
                 _cel(
@@ -275,7 +282,7 @@ class APISchema(_Strict):
                     "payloadFrom, s3",
                 )
             ]
-        }
+        },
     )
 
     payload: SecretStr | None = Field(
@@ -321,6 +328,7 @@ class QPluginSpec(CommonSpec):
     model_config = ConfigDict(
         extra="forbid",
         populate_by_name=True,
+        hide_input_in_errors=True,
         json_schema_extra={
             "x-kubernetes-validations": [
                 _cel(
