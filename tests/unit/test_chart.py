@@ -334,7 +334,6 @@ ALL_CALLS = calls(
     "qapps:ListLibraryItems",
     "appflow:RegisterConnector",
     "appflow:DescribeConnector",
-    "appflow:ListConnectors",
     "appflow:UpdateConnectorRegistration",
     "appflow:UnregisterConnector",
     "appflow:TagResource",

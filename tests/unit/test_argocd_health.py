@@ -1,0 +1,173 @@
+"""The Argo CD health checks give the right verdict on status objects, run as Argo CD runs them.
+
+Argo CD evaluates a health check with Lua 5.1 (gopher-lua) and the live object as the global `obj`;
+lupa's lua51 runtime is the same dialect. Fixtures live in tests/fixtures/status/ and are named
+`<kind>-<verdict>-<case>.json`; the verdict in the name is what the check must answer. Objects recorded
+from end-to-end runs can replace them under the same naming.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from lupa.lua51 import LuaRuntime
+
+from q_operator.engine import conditions
+
+ROOT = Path(__file__).resolve().parents[2]
+ARGOCD = ROOT / "argocd"
+FIXTURES = ROOT / "tests" / "fixtures" / "status"
+KINDS = {"qplugin": "QPlugin", "qlibraryitem": "QLibraryItem", "appflowconnector": "AppFlowConnector"}
+VERDICTS = {"healthy": "Healthy", "progressing": "Progressing", "degraded": "Degraded"}
+
+
+def to_lua(lua: Any, value: Any) -> Any:
+    """JSON → Lua tables, 1-based lists, nulls dropped (as Argo CD's conversion does)."""
+    if isinstance(value, dict):
+        return lua.table_from({k: to_lua(lua, v) for k, v in value.items() if v is not None})
+    if isinstance(value, list):
+        return lua.table_from([to_lua(lua, v) for v in value if v is not None])
+    return value
+
+
+def health(kind: str, obj: dict[str, Any]) -> tuple[str, str]:
+    """Run argocd/<kind>.lua the way Argo CD does: a fresh VM, `obj` global, no os/io/require."""
+    lua = LuaRuntime(unpack_returned_tuples=True)
+    g = lua.globals()
+    for unsafe in ("os", "io", "require", "dofile", "loadfile"):
+        g[unsafe] = None
+    g.obj = to_lua(lua, obj)
+    result = lua.execute((ARGOCD / f"{kind}.lua").read_text())
+    return str(result.status), str(result.message)
+
+
+def fixture_cases() -> list[tuple[str, str, Path]]:
+    cases = []
+    for path in sorted(FIXTURES.glob("*.json")):
+        kind, verdict, _ = path.stem.split("-", 2)
+        cases.append((kind, verdict, path))
+    return cases
+
+
+@pytest.mark.parametrize(("kind", "verdict", "path"), fixture_cases(), ids=lambda v: getattr(v, "stem", v))
+def test_health_check_gives_the_recorded_verdict(kind: str, verdict: str, path: Path) -> None:
+    obj = json.loads(path.read_text())
+    assert obj["kind"] == KINDS[kind], f"{path.name} holds a {obj['kind']}"
+    status, message = health(kind, obj)
+    assert status == VERDICTS[verdict], f"{path.name}: {status} ({message})"
+    assert message, "Argo CD shows the message beside the verdict; it must say something"
+
+
+def test_fixtures_cover_every_verdict_for_every_kind() -> None:
+    seen = {(kind, verdict) for kind, verdict, _ in fixture_cases()}
+    assert seen == {(kind, verdict) for kind in KINDS for verdict in VERDICTS}
+
+
+def base_object(kind: str, generation: int = 1) -> dict[str, Any]:
+    return {
+        "apiVersion": "x/v1alpha1",
+        "kind": KINDS[kind],
+        "metadata": {"name": "n", "generation": generation},
+    }
+
+
+def with_conditions(kind: str, *conds: tuple[str, str, str, int], generation: int = 1) -> dict[str, Any]:
+    obj = base_object(kind, generation)
+    obj["status"] = {
+        "observedGeneration": max(c[3] for c in conds),
+        "conditions": [
+            {"type": t, "status": s, "reason": r, "message": f"{r} happened", "observedGeneration": g}
+            for t, s, r, g in conds
+        ],
+    }
+    return obj
+
+
+def lua_set(kind: str, name: str) -> set[str]:
+    """The reason names in one of the Lua tables (NEEDS_USER, TRANSIENT, BUSY)."""
+    text = (ARGOCD / f"{kind}.lua").read_text()
+    match = re.search(rf"local {name} = \{{(.*?)\}}", text, re.S)
+    assert match, f"{name} not found in {kind}.lua"
+    return set(re.findall(r"(\w+) = true", match.group(1)))
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_every_synced_reason_the_engine_writes_is_classified(kind: str) -> None:
+    needs_user, transient = lua_set(kind, "NEEDS_USER"), lua_set(kind, "TRANSIENT")
+    failing = set(conditions.SYNCED_REASONS) - {conditions.RECONCILE_SUCCESS}
+    assert failing == needs_user | transient, (
+        "a reason is unknown to the Lua check, or the Lua has a stale one"
+    )
+    assert not needs_user & transient
+    for reason in sorted(failing):
+        obj = with_conditions(kind, ("Ready", "False", "Creating", 1), ("Synced", "False", reason, 1))
+        expected = "Degraded" if reason in needs_user else "Progressing"
+        assert health(kind, obj)[0] == expected, reason
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_busy_ready_reasons_are_the_engines_and_show_progressing(kind: str) -> None:
+    busy = lua_set(kind, "BUSY")
+    assert busy == {conditions.CREATING, conditions.UPDATING, conditions.REPLACING, conditions.DELETING}
+    assert busy <= set(conditions.READY_REASONS)
+    for reason in sorted(busy):
+        obj = with_conditions(kind, ("Ready", "False", reason, 1), ("Synced", "True", "ReconcileSuccess", 1))
+        assert health(kind, obj)[0] == "Progressing", reason
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_ready_for_an_older_generation_is_progressing_not_healthy(kind: str) -> None:
+    obj = with_conditions(
+        kind, ("Ready", "True", "Available", 4), ("Synced", "True", "ReconcileSuccess", 4), generation=5
+    )
+    assert health(kind, obj)[0] == "Progressing"
+    obj["metadata"]["generation"] = 4
+    assert health(kind, obj)[0] == "Healthy"
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_a_failure_for_an_older_generation_waits_for_the_operator(kind: str) -> None:
+    """The user fixed the spec: the old InvalidSpec must not keep the app Degraded."""
+    obj = with_conditions(
+        kind, ("Ready", "False", "Creating", 1), ("Synced", "False", "InvalidSpec", 1), generation=2
+    )
+    assert health(kind, obj)[0] == "Progressing"
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_status_observed_generation_is_used_when_conditions_lack_it(kind: str) -> None:
+    obj = base_object(kind, generation=3)
+    obj["status"] = {
+        "observedGeneration": 3,
+        "conditions": [{"type": "Ready", "status": "True", "reason": "Available"}],
+    }
+    assert health(kind, obj)[0] == "Healthy"
+    obj["status"]["observedGeneration"] = 2
+    assert health(kind, obj)[0] == "Progressing"
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_build_failed_is_degraded(kind: str) -> None:
+    obj = with_conditions(
+        kind, ("Ready", "False", "BuildFailed", 1), ("Synced", "True", "ReconcileSuccess", 1)
+    )
+    assert health(kind, obj)[0] == "Degraded"
+
+
+def test_argocd_cm_snippet_embeds_each_lua_file_under_its_group_and_kind() -> None:
+    cm = yaml.safe_load((ARGOCD / "argocd-cm.yaml").read_text())
+    assert cm["kind"] == "ConfigMap" and cm["metadata"]["name"] == "argocd-cm"
+    expected = {}
+    for crd_file in sorted((ROOT / "crds").glob("*.yaml")):
+        crd = yaml.safe_load(crd_file.read_text())
+        group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+        expected[f"resource.customizations.health.{group}_{kind}"] = (
+            ARGOCD / f"{kind.lower()}.lua"
+        ).read_text()
+    assert set(KINDS.values()) <= {key.rsplit("_", 1)[1] for key in expected}
+    assert cm["data"] == expected
