@@ -3,7 +3,8 @@
 
 Reusable: `check(binding, service_model)` compares one model field with one botocore shape; each kind
 adds its rows to BINDINGS. Paths: dotted property names in the model (`authConfiguration.roleArn`),
-`""` for the model itself, `tags{key}` / `tags{value}` for a map's keys and values. Shapes:
+`""` for the model itself, `tags{key}` / `tags{value}` for a map's keys and values, `categories[]`
+for a list's items. Shapes:
 `ShapeName` or `ShapeName.member.member`.
 """
 
@@ -19,7 +20,9 @@ import botocore.session
 import pytest
 from pydantic import BaseModel
 
-from q_operator.kinds import qplugin
+from q_operator.kinds import appflowconnector, qplugin
+from q_operator.kinds.appflowconnector import AppFlowConnectorSpec
+from q_operator.kinds.qlibraryitem import QLibraryItemSpec
 from q_operator.kinds.qplugin import QPluginSpec
 
 JsonDict = dict[str, Any]
@@ -116,6 +119,71 @@ BINDINGS: list[Binding] = [
     Binding(QPluginSpec, "tags{value}", Q, "Tag.value"),
 ]
 
+QA = "qapps"
+AF = "appflow"
+FLOW_LAMBDA = "connectorProvisioningConfig.lambda"
+
+BINDINGS += [
+    # QLibraryItem spec ↔ CreateLibraryItemInput. botocore requires categories but accepts []: the
+    # spec defaults it to [] and the adapter always sends it. itemStatus and isVerified are members of
+    # UpdateLibraryItem / UpdateLibraryItemMetadata (CreateLibraryItem has neither).
+    Binding(
+        QLibraryItemSpec,
+        "",
+        QA,
+        "CreateLibraryItemInput",
+        ignore_members=_s("categories"),
+        extra_members=_s("categories", "region", "deletionPolicy", "itemStatus", "isVerified"),
+    ),
+    # instanceId is not bound: botocore's InstanceId has no constraints at all, while the model asks
+    # for one character at least (an empty instance-id header names no instance).
+    Binding(QLibraryItemSpec, "appId", QA, "CreateLibraryItemInput.appId"),
+    Binding(QLibraryItemSpec, "appVersion", QA, "CreateLibraryItemInput.appVersion"),
+    Binding(QLibraryItemSpec, "categories", QA, "CreateLibraryItemInput.categories", check_required=False),
+    Binding(QLibraryItemSpec, "categories[]", QA, "UUID"),
+    Binding(QLibraryItemSpec, "itemStatus", QA, "UpdateLibraryItemInput.status"),
+    Binding(QLibraryItemSpec, "isVerified", QA, "UpdateLibraryItemMetadataInput.isVerified"),
+    # AppFlowConnector spec ↔ RegisterConnectorRequest: clientToken is the engine's; tags go through
+    # TagResource and forceDelete through UnregisterConnector. botocore requires nothing, but a
+    # connector cannot register without its Lambda, so the model requires the provisioning config.
+    Binding(
+        AppFlowConnectorSpec,
+        "",
+        AF,
+        "RegisterConnectorRequest",
+        ignore_members=_s("clientToken"),
+        extra_members=_s("region", "deletionPolicy", "tags", "forceDelete"),
+        extra_required=_s("connectorProvisioningConfig"),
+    ),
+    Binding(AppFlowConnectorSpec, "connectorLabel", AF, "RegisterConnectorRequest.connectorLabel"),
+    Binding(AppFlowConnectorSpec, "description", AF, "RegisterConnectorRequest.description"),
+    Binding(
+        AppFlowConnectorSpec,
+        "connectorProvisioningType",
+        AF,
+        "RegisterConnectorRequest.connectorProvisioningType",
+    ),
+    Binding(
+        AppFlowConnectorSpec,
+        "connectorProvisioningConfig",
+        AF,
+        "RegisterConnectorRequest.connectorProvisioningConfig",
+        extra_required=_s("lambda"),
+        check_required=False,
+    ),
+    Binding(AppFlowConnectorSpec, FLOW_LAMBDA, AF, "LambdaConnectorProvisioningConfig"),
+    Binding(
+        AppFlowConnectorSpec, f"{FLOW_LAMBDA}.lambdaArn", AF, "LambdaConnectorProvisioningConfig.lambdaArn"
+    ),
+    Binding(AppFlowConnectorSpec, "forceDelete", AF, "UnregisterConnectorRequest.forceDelete"),
+    # One of AppFlow's 50 tags is the operator's owner tag. The keys' pattern has a lookahead, which a
+    # CRD cannot hold: test_appflow_tag_key_rules_match_botocore below checks them.
+    Binding(
+        AppFlowConnectorSpec, "tags", AF, "TagResourceRequest.tags", reserved_entries=1, check_required=False
+    ),
+    Binding(AppFlowConnectorSpec, "tags{value}", AF, "TagValue"),
+]
+
 
 # --- the checker ---------------------------------------------------------------------------------------
 
@@ -152,6 +220,9 @@ def model_node(model: type[BaseModel], path: str) -> tuple[JsonDict, JsonDict | 
         elif part.endswith("{value}"):
             parent, leaf = None, ""
             node = node["properties"][part[: -len("{value}")]]["additionalProperties"]
+        elif part.endswith("[]"):
+            parent, leaf = None, ""
+            node = node["properties"][part[: -len("[]")]]["items"]
         else:
             parent, leaf = node, part
             node = node["properties"][part]
@@ -313,3 +384,37 @@ def test_reserved_tag_count_matches_the_operators_own_tags() -> None:
 
 def test_every_build_status_has_a_phase(service_models: dict[str, Any]) -> None:
     assert sorted(qplugin.BUILD_PHASES) == sorted(service_models[Q].shape_for("PluginBuildStatus").enum)
+
+
+# --- QLibraryItem and AppFlowConnector ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "ours"),
+    [
+        (QLibraryItemSpec, {"region", "deletionPolicy", "instanceId"}),
+        (AppFlowConnectorSpec, {"region", "deletionPolicy"}),
+    ],
+    ids=["QLibraryItem", "AppFlowConnector"],
+)
+def test_every_qapps_and_appflow_spec_field_is_bound_to_botocore(
+    spec: type[BaseModel], ours: set[str]
+) -> None:
+    bound = {b.path for b in BINDINGS if b.model is spec}
+    node, _, _ = model_node(spec, "")
+    assert [path for path in _leaf_paths(node, "") if path not in bound | ours] == []
+
+
+def test_appflow_tag_key_rules_match_botocore(service_models: dict[str, Any]) -> None:
+    tag_key = service_models[AF].shape_for("TagKey").metadata
+    assert tag_key["pattern"] == appflowconnector.TAG_KEY_AWS_PATTERN
+    assert tag_key["pattern"].replace("(?!aws:)", "") == appflowconnector.TAG_KEY_PATTERN
+    assert (tag_key["min"], tag_key["max"]) == (1, appflowconnector.TAG_KEY_MAX)
+
+
+def test_a_longer_connector_label_in_botocore_fails_the_check() -> None:
+    raw = copy.deepcopy(botocore.loaders.Loader().load_service_model("appflow", "service-2"))
+    raw["shapes"]["ConnectorLabel"]["max"] = 512
+    model = botocore.model.ServiceModel(raw, service_name="appflow")
+    binding = next(b for b in BINDINGS if b.model is AppFlowConnectorSpec and b.path == "connectorLabel")
+    assert any("max length" in p for p in check(binding, model))

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from q_operator.kinds import base
 
@@ -35,9 +35,11 @@ DESCRIPTION_PATTERN = r"^[\s\w/!@#+=.-]*$"
 DESCRIPTION_MAX = 1024
 ARN_PATTERN = r"^arn:aws:.*:.*:[0-9]+:.*$"
 ARN_MAX = 512
-#: TagKey is `^(?!aws:)[a-zA-Z+-=._:/]+$`. RE2 (CRD patterns and CEL) has no lookahead, so the
-#: "no aws: prefix" part is a separate check, in CEL and in a pydantic validator. Note `+-=` is a
-#: range (+ , - . / 0-9 : ; < =): digits are allowed.
+#: botocore's TagKey pattern, as is: the model's validator checks keys with it (Python's re has
+#: lookahead). RE2 (CEL in the CRD) has none, so the CRD checks TAG_KEY_PATTERN and the "no aws:
+#: prefix" part apart.
+#: Note `+-=` is a range (+ , - . / 0-9 : ; < =): digits are allowed.
+TAG_KEY_AWS_PATTERN = r"^(?!aws:)[a-zA-Z+-=._:/]+$"
 TAG_KEY_PATTERN = r"^[a-zA-Z+-=._:/]+$"
 TAG_KEY_MAX = 128
 TAG_VALUE_PATTERN = r"^[\s\w+-=\.:/@]*$"
@@ -46,7 +48,7 @@ TAG_VALUE_MAX = 256
 TAGS_MAX = 49
 CONNECTOR_TYPE = "CustomConnector"
 
-TagValue = Annotated[str, Field(max_length=TAG_VALUE_MAX, pattern=TAG_VALUE_PATTERN)]
+TagValue = Annotated[str, StringConstraints(max_length=TAG_VALUE_MAX, pattern=TAG_VALUE_PATTERN)]
 
 
 def _cel_string(value: str) -> str:
@@ -159,13 +161,13 @@ class AppFlowConnectorSpec(base.CommonSpec):
     @field_validator("tags")
     @classmethod
     def _tag_keys_fit_appflow(cls, tags: dict[str, str]) -> dict[str, str]:
+        """Map keys cannot carry constraints in a CRD schema, so they are checked here (and by TAG_RULES
+        in the CRD) rather than in the type."""
         for key in tags:
             if not 1 <= len(key) <= TAG_KEY_MAX:
                 raise ValueError(f"tag key {key!r} must be 1 to {TAG_KEY_MAX} characters long")
-            if key.startswith("aws:"):
-                raise ValueError(f"tag key {key!r} must not start with 'aws:' (reserved by AWS)")
-            if not re.fullmatch(TAG_KEY_PATTERN, key):
-                raise ValueError(f"tag key {key!r} must match {TAG_KEY_PATTERN}")
+            if not re.fullmatch(TAG_KEY_AWS_PATTERN, key):
+                raise ValueError(f"tag key {key!r} must match {TAG_KEY_AWS_PATTERN}")
             if key.startswith(RESERVED_TAG_PREFIX):
                 raise ValueError(
                     f"tag key {key!r} must not start with {RESERVED_TAG_PREFIX} (reserved for the operator)"
