@@ -1,0 +1,762 @@
+"""The one reconcile path every kind goes through: a resource's whole life in `reconcile()`.
+
+Pure of kopf and Kubernetes clients: it takes the KindInfo, a view of the object, and injected
+dependencies (an AWS caller, a ConfigMap reader, a clock), and returns an `Outcome` — the status patch
+for this cycle, the events to post, and a decision (done, requeue after N seconds, stop until the
+spec changes, release the finalizer). handlers.py maps that onto kopf; the unit tests drive it with
+fake adapters.
+
+The crash window: the engine records `status.createPending` (a time and a deterministic token) and
+requeues *before* any create call, so whatever happens next, a later cycle knows a create may have
+reached AWS and looks for it before creating again. docs/engine.md tells the whole story.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, Protocol, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from q_operator.engine import conditions as c
+from q_operator.engine.errors import (
+    SLOW_RETRY,
+    ReconcileError,
+    RetryableError,
+    TerminalError,
+    backoff_delay,
+    classify,
+)
+from q_operator.kinds.base import (
+    Adapter,
+    AlreadyExists,
+    ClientToken,
+    Created,
+    ExternalRef,
+    Found,
+    KindInfo,
+    Observation,
+    Owner,
+    Phase,
+    Resolved,
+)
+
+T = TypeVar("T")
+
+#: Annotation asking the operator to adopt an existing AWS resource by ID.
+ADOPT_ANNOTATION = "q-operator.dev/adopt-id"
+#: Status keys the engine owns; adapter outputs never overwrite them.
+_ENGINE_KEYS = frozenset({"conditions", "observedGeneration", "createPending", "retiring"})
+#: Key in a `status.retiring` entry: when the engine asked AWS to delete it (a DELETE_FAILED after
+#: that is a failure to report, not a build failure of the replaced resource).
+_REQUESTED = "deleteRequested"
+
+log = logging.getLogger("q_operator.engine")
+
+
+class Decision(enum.Enum):
+    DONE = "done"  # converged: nothing to do until something changes (the drift timer looks again)
+    REQUEUE = "requeue"  # run again after Outcome.delay seconds
+    STOP = "stop"  # the input is wrong: wait until the spec (or an input) changes
+    RELEASE = "release"  # deletion finished: let the finalizer go
+
+
+class Trigger(enum.Enum):
+    CHANGE = "change"  # create, update, resume: the object (or an input) changed
+    DRIFT = "drift"  # the periodic timer: look for out-of-band changes
+
+
+@dataclass(frozen=True)
+class ObjectView:
+    """What reconcile needs of the custom resource."""
+
+    uid: str
+    namespace: str
+    name: str
+    generation: int
+    spec: Mapping[str, Any]
+    status: Mapping[str, Any]
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    deleting: bool = False
+    #: how many times in a row this object has been requeued (kopf's retry count): drives back-off.
+    retry: int = 0
+
+
+@dataclass(frozen=True)
+class Event:
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    decision: Decision
+    #: seconds until the next cycle (REQUEUE only).
+    delay: float = 0.0
+    #: a JSON merge patch for `status` (None deletes a key); empty when nothing changed.
+    status: Mapping[str, Any] = field(default_factory=dict)
+    events: tuple[Event, ...] = ()
+    #: one line for logs and for kopf's error, e.g. why we stop.
+    message: str = ""
+
+
+class AwsCaller(Protocol):
+    """Runs one adapter verb in a worker thread behind the rate limiter (engine/aws.py)."""
+
+    async def call(
+        self,
+        kind: KindInfo[Any, Any],
+        region: str | None,
+        step: str,
+        fn: Callable[[Adapter[Any]], T],
+        logger: logging.LoggerAdapter[logging.Logger],
+    ) -> T: ...
+
+
+#: Reads a ConfigMap's data: None when the ConfigMap does not exist.
+ConfigMapReader = Callable[[str, str], Awaitable[Mapping[str, str] | None]]
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Requeue timing. Polls grow with the time a build has been running: 1, 2, 4, 8 … up to max."""
+
+    poll_min: float = 1.0
+    poll_max: float = 15.0
+    #: an unmarked resource created this long before our recorded intent is still ours (clock skew).
+    create_grace: float = 60.0
+    #: a fresh ref that reads as absent this soon after the create is eventual consistency, not deletion.
+    absent_grace: float = 30.0
+    #: after this long, an idempotency token may have expired on the AWS side: look before re-creating.
+    token_trust: float = 3600.0
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Deps:
+    aws: AwsCaller
+    read_configmap: ConfigMapReader
+    now: Callable[[], datetime] = _utcnow
+    rng: random.Random = field(default_factory=random.Random)
+    timing: Timing = field(default_factory=Timing)
+
+
+async def reconcile(
+    kind: KindInfo[Any, Any], obj: ObjectView, deps: Deps, trigger: Trigger = Trigger.CHANGE
+) -> Outcome:
+    """One cycle of one object: observe, then create, update, replace, delete or wait."""
+    cycle = _Cycle(kind, obj, deps)
+    try:
+        if obj.deleting:
+            return await cycle.delete()
+        if trigger is Trigger.DRIFT and cycle.waiting_for_spec_change():
+            # A terminal failure at this generation: the timer must not retry it (no hot loop).
+            return Outcome(Decision.STOP, message="waiting for the spec to change")
+        spec = cycle.validate()  # AWS never sees a spec that fails the model
+        resolved = await cycle.resolve()
+        ref = cycle.ref()
+        if ref is None:
+            adopt_id = obj.annotations.get(ADOPT_ANNOTATION, "").strip()
+            if adopt_id:
+                return await cycle.adopt(spec, resolved, adopt_id)
+            return await cycle.create(spec, resolved)
+        observation = await cycle.observe(spec, ref, resolved)
+        if observation.phase is Phase.ABSENT:
+            return await cycle.recreate(spec, resolved, ref)
+        if observation.phase is Phase.IN_PROGRESS:
+            return cycle.wait_for_build(observation)
+        if observation.phase is Phase.FAILED:
+            return await cycle.build_failed(spec, resolved, ref, observation)
+        waiting = await cycle.retire_replaced(spec, resolved)  # the new one is READY: drop the old
+        if waiting is not None:
+            return waiting
+        if observation.replace:
+            return cycle.replace(spec, resolved, ref, ", ".join(observation.replace))
+        if observation.diff:
+            return await cycle.update(spec, resolved, ref, observation)
+        return cycle.up_to_date()
+    except ReconcileError as error:
+        return cycle.failed(error)
+    except Exception as error:  # a bug (ours or an adapter's): report it, back off, never crash
+        log.exception("reconcile of %s/%s failed unexpectedly", obj.namespace, obj.name)
+        return cycle.failed(classify(error, "reconcile", obj.retry, deps.rng))
+
+
+def make_token(uid: str, since: str, spec: BaseModel, resolved: Resolved) -> ClientToken:
+    """The create's idempotency token: the same object, spec and attempt always give the same token,
+    so a create replayed after a crash is the same request to AWS. 64 printable characters."""
+    canonical = json.dumps(
+        {"spec": spec.model_dump(mode="json"), "resolved": dict(resolved.values)},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    digest = hashlib.sha256(f"{uid}\n{since}\n{canonical}".encode()).hexdigest()
+    return ClientToken(digest)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return c.rfc3339(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _loc(path: Sequence[int | str]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _refs_equal(a: Mapping[str, str], b: Mapping[str, str]) -> bool:
+    return dict(a) == dict(b)
+
+
+class _Cycle:
+    """The state of one reconcile cycle: the status patch and events it is building."""
+
+    def __init__(self, kind: KindInfo[Any, Any], obj: ObjectView, deps: Deps) -> None:
+        self.kind = kind
+        self.obj = obj
+        self.deps = deps
+        self.now = deps.now()
+        self.prior_conditions: list[Mapping[str, Any]] = list(obj.status.get("conditions") or [])
+        self.conditions: list[dict[str, Any]] = [dict(x) for x in self.prior_conditions]
+        self.patch: dict[str, Any] = {}
+        self.events: list[Event] = []
+        self.pending_failure: RetryableError | None = None
+        self.region: str | None = obj.spec.get("region") if isinstance(obj.spec.get("region"), str) else None
+        self.logger = logging.LoggerAdapter(
+            log, {"kind": kind.kind, "namespace": obj.namespace, "name": obj.name, "region": self.region}
+        )
+
+    # ----- status bookkeeping
+
+    def get(self, key: str) -> Any:
+        """The status as it will be after this cycle's patch."""
+        return self.patch[key] if key in self.patch else self.obj.status.get(key)
+
+    def ref(self) -> ExternalRef | None:
+        values = {f: self.get(f) for f in self.kind.ref_fields}
+        if all(isinstance(v, str) and v for v in values.values()):
+            return {k: str(v) for k, v in values.items()}
+        return None
+
+    def ref_text(self, ref: ExternalRef) -> str:
+        return "/".join(ref.values())
+
+    def write_ref(self, ref: ExternalRef) -> None:
+        for key, value in ref.items():
+            self.patch[key] = value
+
+    def clear_ref(self) -> None:
+        for key in self.kind.ref_fields:
+            self.patch[key] = None
+
+    def retiring_refs(self) -> list[tuple[ExternalRef, bool]]:
+        """Replaced resources still to delete, each with whether its delete was already requested."""
+        result: list[tuple[ExternalRef, bool]] = []
+        for entry in self.get("retiring") or []:
+            ref = {k: str(v) for k, v in entry.items() if k != _REQUESTED}
+            result.append((ref, _REQUESTED in entry))
+        return result
+
+    def retiring(self) -> list[ExternalRef]:
+        return [r for r, _ in self.retiring_refs()]
+
+    def set_retiring(self, entries: Sequence[tuple[ExternalRef, bool]]) -> None:
+        self.patch["retiring"] = [{**r, _REQUESTED: "true"} if asked else dict(r) for r, asked in entries]
+
+    def pending(self) -> Mapping[str, str] | None:
+        value = self.get("createPending")
+        return value if isinstance(value, Mapping) and value.get("since") else None
+
+    def merge_outputs(self, outputs: Mapping[str, Any]) -> None:
+        for key, value in outputs.items():
+            if key not in _ENGINE_KEYS and value is not None:
+                self.patch[key] = _jsonable(value)
+
+    def owner(self, since: datetime | None = None) -> Owner:
+        return Owner(self.obj.uid, self.obj.namespace, self.obj.name, create_pending_since=since)
+
+    def prior(self, type_: str) -> Mapping[str, Any] | None:
+        return c.find_condition(self.prior_conditions, type_)
+
+    def set_ready(self, status: c.ConditionStatus, reason: str, message: str) -> None:
+        new = c.condition(c.READY, status, reason, message, self.obj.generation, self.now)
+        self.conditions = c.set_condition(self.conditions, new)
+
+    def set_synced(self) -> None:
+        self.conditions = c.set_condition(self.conditions, c.reconcile_success(self.obj.generation, self.now))
+
+    def event(self, reason: str, message: str, type_: Literal["Normal", "Warning"] = "Normal") -> None:
+        self.events.append(Event(type_, reason, message))
+
+    def finish(self, decision: Decision, delay: float = 0.0, message: str = "") -> Outcome:
+        """Build the single status patch of this cycle, leaving out what did not change."""
+        patch = dict(self.patch)
+        patch["conditions"] = self.conditions
+        patch["observedGeneration"] = self.obj.generation
+        patch = {k: v for k, v in patch.items() if self.obj.status.get(k) != v}
+        return Outcome(decision, max(0.0, delay), patch, tuple(self.events), message)
+
+    def poll_delay(self) -> float:
+        """Short and growing: as long as the wait so far (1, 2, 4, 8 … s), capped."""
+        timing = self.deps.timing
+        ready = c.find_condition(self.conditions, c.READY)
+        since = c.parse_rfc3339(str(ready.get("lastTransitionTime", ""))) if ready else None
+        elapsed = (self.now - since).total_seconds() if since else 0.0
+        return min(timing.poll_max, max(timing.poll_min, elapsed))
+
+    def waiting_for_spec_change(self) -> bool:
+        synced = self.prior(c.SYNCED)
+        return bool(
+            synced
+            and synced.get("status") == "False"
+            and synced.get("reason") in c.TERMINAL_REASONS
+            and synced.get("observedGeneration") == self.obj.generation
+        )
+
+    # ----- the AWS edge
+
+    async def aws(
+        self, step: str, fn: Callable[[Adapter[Any]], T], passthrough: tuple[type[Exception], ...] = ()
+    ) -> T:
+        """Run one adapter verb; whatever it raises is classified here, with the step leading the message."""
+        try:
+            return await self.deps.aws.call(self.kind, self.region, step, fn, self.logger)
+        except ReconcileError:
+            raise
+        except passthrough:
+            raise
+        except Exception as error:
+            raise classify(error, step, self.obj.retry, self.deps.rng) from error
+
+    async def observe(self, spec: BaseModel, ref: ExternalRef, resolved: Resolved) -> Observation:
+        observation = await self.aws("observe", lambda a: a.observe(spec, ref, self.owner(), resolved))
+        if observation.owner_mark is not None and observation.owner_mark != self.owner().mark:
+            raise TerminalError(
+                c.OWNED_BY_ANOTHER,
+                f"observe refused: {self.kind.kind} {self.ref_text(ref)} belongs to {observation.owner_mark}",
+            )
+        return observation
+
+    async def find(self, spec: BaseModel, owner: Owner) -> Found | None:
+        found = await self.aws("find", lambda a: a.find(spec, owner))
+        if found is not None and any(_refs_equal(found.ref, r) for r in self.retiring()):
+            return None  # the resource being replaced, not a new one
+        return found
+
+    # ----- steps
+
+    def validate(self) -> BaseModel:
+        try:
+            spec: BaseModel = self.kind.spec_model.model_validate(dict(self.obj.spec))
+        except ValidationError as error:
+            problems = "; ".join(f"spec.{_loc(e['loc'])}: {e['msg']}" for e in error.errors())
+            raise TerminalError(c.INVALID_SPEC, f"validation failed: {problems}") from None
+        return spec
+
+    def validate_leniently(self) -> BaseModel:
+        """For deletion: an invalid spec must not keep the finalizer (the ref addresses the resource)."""
+        try:
+            return self.validate()
+        except TerminalError:
+            spec: BaseModel = self.kind.spec_model.model_construct(**dict(self.obj.spec))
+            return spec
+
+    async def resolve(self) -> Resolved:
+        """Read every `...From: {configMapKeyRef: {name, key}}` in the spec."""
+        values: dict[str, str] = {}
+        for path, name, key in _config_map_refs(self.obj.spec):
+            try:
+                data = await self.deps.read_configmap(self.obj.namespace, name)
+            except Exception as error:
+                raise classify(error, "resolve", self.obj.retry, self.deps.rng) from error
+            if data is None or key not in data:
+                what = f"ConfigMap {self.obj.namespace}/{name}" + (
+                    "" if data is None else f" has no key {key!r}"
+                )
+                raise RetryableError(
+                    c.REFERENCE_NOT_FOUND,
+                    f"resolve failed: spec.{path}: {what}" + (" not found" if data is None else ""),
+                    backoff_delay(self.obj.retry + 4, self.deps.rng),
+                )
+            values[path] = data[key]
+        return Resolved(values)
+
+    async def adopt(self, spec: BaseModel, resolved: Resolved, adopt_id: str) -> Outcome:
+        """Take over an existing resource the user named; create nothing, never take another's."""
+        ref = await self.aws("adopt", lambda a: a.ref_for_id(spec, adopt_id))
+        observation = await self.aws("observe", lambda a: a.observe(spec, ref, self.owner(), resolved))
+        if observation.phase is Phase.ABSENT:
+            raise TerminalError(
+                c.ADOPT_TARGET_NOT_FOUND,
+                f"adopt failed: no {self.kind.kind} {adopt_id} in AWS ({ADOPT_ANNOTATION})",
+            )
+        if observation.owner_mark is not None and observation.owner_mark != self.owner().mark:
+            raise TerminalError(
+                c.OWNED_BY_ANOTHER, f"adopt refused: {adopt_id} is managed by {observation.owner_mark}"
+            )
+        self.write_ref(ref)
+        self.merge_outputs(observation.outputs)
+        self.patch["createPending"] = None
+        self.event(c.EV_ADOPTED, f"adopted the existing {self.kind.kind} {adopt_id}")
+        self.set_ready("False", c.UPDATING, "adopted: bringing it in line with the spec")
+        self.set_synced()
+        return self.finish(Decision.REQUEUE, self.deps.timing.poll_min)
+
+    async def create(self, spec: BaseModel, resolved: Resolved, replacing: bool = False) -> Outcome:
+        """Create through the crash window: intent first, then (next cycle) look, then create."""
+        pending = self.pending()
+        if pending is None:
+            if self.kind.find_before_create:
+                found = await self.find(spec, self.owner())
+                if found is not None:
+                    return self.claim(found, None)
+            return self.record_intent(spec, resolved, c.REPLACING if self.retiring() else c.CREATING)
+        since = c.parse_rfc3339(str(pending.get("since"))) or self.now
+        owner = self.owner(since)
+        token = make_token(self.obj.uid, str(pending.get("since")), spec, resolved)
+        # The create may have reached AWS before a crash. Replaying the same token is safe where the
+        # API has one, the spec is unchanged and the token has not expired; otherwise look first.
+        replay_is_safe = (
+            not self.kind.find_before_create
+            and pending.get("token") == token
+            and (self.now - since).total_seconds() < self.deps.timing.token_trust
+        )
+        if not replay_is_safe:
+            found = await self.find(spec, owner)
+            if found is not None:
+                return self.claim(found, since)
+        try:
+            created: Created = await self.aws(
+                "create", lambda a: a.create(spec, owner, token, resolved), passthrough=(AlreadyExists,)
+            )
+        except AlreadyExists as error:
+            return await self.create_collided(spec, owner, since, str(error))
+        self.write_ref(created.ref)
+        self.merge_outputs(created.outputs)
+        self.patch["createPending"] = None
+        self.event(c.EV_CREATED, f"created {self.kind.kind} {self.ref_text(created.ref)}")
+        reason = c.REPLACING if self.retiring() else c.CREATING
+        self.set_ready("False", reason, "created: waiting for AWS to finish building it")
+        self.set_synced()
+        return self.finish(Decision.REQUEUE, self.deps.timing.poll_min)
+
+    async def create_collided(self, spec: BaseModel, owner: Owner, since: datetime, said: str) -> Outcome:
+        found = await self.find(spec, owner)
+        if found is not None:
+            return self.claim(found, since)
+        if self.retiring():
+            # The name is held by the resource being replaced: delete it first, then create.
+            for old in self.retiring():
+                await self.delete_ref(spec, old)
+            self.set_retiring([(r, True) for r in self.retiring()])
+            self.set_ready("False", c.REPLACING, "deleting the old resource first: it holds the name")
+            self.set_synced()
+            return self.finish(Decision.REQUEUE, self.poll_delay())
+        raise RetryableError(
+            c.ALREADY_EXISTS,
+            f"create failed: {said} (and no matching resource was found to adopt)",
+            backoff_delay(self.obj.retry + 3, self.deps.rng),
+        )
+
+    def record_intent(self, spec: BaseModel, resolved: Resolved, reason: str) -> Outcome:
+        """Persist createPending and requeue at once: no create call before the marker is stored."""
+        since = c.rfc3339(self.now)
+        token = make_token(self.obj.uid, since, spec, resolved)
+        self.patch["createPending"] = {"token": token, "since": since}
+        self.set_ready("False", reason, "recording the intent to create before calling AWS")
+        self.set_synced()
+        return self.finish(Decision.REQUEUE, 0.0)
+
+    def claim(self, found: Found, since: datetime | None) -> Outcome:
+        """A resource with our natural key exists: ours (adopt it) or somebody else's (refuse)."""
+        what = f"{self.kind.kind} {self.ref_text(found.ref)}"
+        ours = self.is_ours(found, since)
+        if not ours:
+            self.patch["createPending"] = None
+            if found.owner_mark is not None:
+                raise TerminalError(
+                    c.OWNED_BY_ANOTHER, f"create refused: {what} belongs to {found.owner_mark}"
+                )
+            raise TerminalError(
+                c.ALREADY_EXISTS,
+                f"create refused: {what} already exists and is not this object's; adopt it with the "
+                f"annotation {ADOPT_ANNOTATION} or choose another name",
+            )
+        self.write_ref(found.ref)
+        self.patch["createPending"] = None
+        self.event(c.EV_CREATED, f"found {what}, created before an interruption; using it")
+        reason = c.REPLACING if self.retiring() else c.CREATING
+        self.set_ready("False", reason, "waiting for AWS to finish building it")
+        self.set_synced()
+        return self.finish(Decision.REQUEUE, self.deps.timing.poll_min)
+
+    async def recreate(self, spec: BaseModel, resolved: Resolved, ref: ExternalRef) -> Outcome:
+        ready = self.prior(c.READY)
+        changed_at = c.parse_rfc3339(str(ready.get("lastTransitionTime", ""))) if ready else None
+        if (
+            ready is not None
+            and ready.get("reason") in (c.CREATING, c.REPLACING)
+            and changed_at is not None
+            and (self.now - changed_at).total_seconds() < self.deps.timing.absent_grace
+        ):
+            # Read-after-create: AWS may not list a resource it just made. Do not create a second one.
+            self.set_synced()
+            return self.finish(Decision.REQUEUE, self.poll_delay())
+        self.event(
+            c.EV_RECREATED,
+            f"{self.kind.kind} {self.ref_text(ref)} was deleted outside the operator; creating it again",
+        )
+        self.clear_ref()
+        return self.record_intent(spec, resolved, c.CREATING)
+
+    def wait_for_build(self, observation: Observation) -> Outcome:
+        self.merge_outputs(observation.outputs)
+        ready = self.prior(c.READY)
+        if ready is not None and ready.get("status") == "True":
+            reason = c.UPDATING
+        elif ready is not None and ready.get("reason") in (c.CREATING, c.UPDATING, c.REPLACING):
+            reason = str(ready["reason"])
+        else:
+            reason = c.REPLACING if self.retiring() else c.CREATING
+        self.set_ready("False", reason, observation.message or "AWS is building it")
+        self.set_synced()
+        return self.finish(Decision.REQUEUE, self.poll_delay())
+
+    async def build_failed(
+        self, spec: BaseModel, resolved: Resolved, ref: ExternalRef, observation: Observation
+    ) -> Outcome:
+        self.merge_outputs(observation.outputs)
+        ready = self.prior(c.READY)
+        failed_at = (
+            ready.get("observedGeneration") if ready and ready.get("reason") == c.BUILD_FAILED else None
+        )
+        if failed_at is not None and failed_at != self.obj.generation:
+            # The spec changed since the build failed: a fresh resource, not a blind retry.
+            return self.replace(spec, resolved, ref, "the build failed and the spec has changed since")
+        message = (
+            f"AWS failed to build {self.kind.kind} {self.ref_text(ref)}: {observation.message or 'no reason'}"
+        )
+        self.set_ready("False", c.BUILD_FAILED, message)
+        self.conditions = c.set_condition(
+            self.conditions, c.reconcile_error(c.BUILD_FAILED, message, self.obj.generation, self.now)
+        )
+        if failed_at is None:
+            self.event(c.BUILD_FAILED, message, "Warning")
+        return self.finish(Decision.STOP, message=message)
+
+    def replace(self, spec: BaseModel, resolved: Resolved, ref: ExternalRef, why: str) -> Outcome:
+        """Create a new resource; the old one is deleted only once the new one is READY."""
+        retiring = self.retiring_refs()
+        if not any(_refs_equal(ref, r) for r, _ in retiring):
+            retiring.append((ref, False))
+        self.set_retiring(retiring)
+        self.clear_ref()
+        self.event(
+            c.EV_REPLACING,
+            f"replacing {self.kind.kind} {self.ref_text(ref)} ({why}): creating a new one, deleting the old "
+            "once the new one is ready",
+        )
+        return self.record_intent(spec, resolved, c.REPLACING)
+
+    async def retire_replaced(self, spec: BaseModel, resolved: Resolved) -> Outcome | None:
+        """Delete the resources this one replaced; None when none is left."""
+        retiring = self.retiring_refs()
+        if not retiring:
+            return None
+        remaining = await self.delete_refs(spec, resolved, retiring)
+        self.set_retiring(remaining)
+        if not remaining:
+            gone = ", ".join(self.ref_text(r) for r, _ in retiring)
+            self.event(c.EV_REPLACED, f"replaced: the old {self.kind.kind} {gone} is deleted")
+            return None
+        self.set_ready(
+            "False", c.REPLACING, "the new resource is ready; waiting for the old one to be deleted"
+        )
+        if self.pending_failure is not None:
+            raise self.pending_failure
+        self.set_synced()
+        return self.finish(Decision.REQUEUE, self.poll_delay())
+
+    async def update(
+        self, spec: BaseModel, resolved: Resolved, ref: ExternalRef, observation: Observation
+    ) -> Outcome:
+        self.merge_outputs(observation.outputs)
+        await self.aws("update", lambda a: a.update(spec, ref, observation, self.owner(), resolved))
+        ready = self.prior(c.READY)
+        drift = bool(
+            ready and ready.get("status") == "True" and ready.get("observedGeneration") == self.obj.generation
+        )
+        fields = ", ".join(observation.diff)
+        if drift:
+            self.event(
+                c.EV_DRIFT_CORRECTED,
+                f"{fields} changed outside the operator (or an input changed); corrected",
+            )
+        else:
+            self.event(c.EV_UPDATED, f"updated {fields}")
+        self.set_ready("False", c.UPDATING, f"updating {fields}")
+        self.set_synced()
+        return self.finish(Decision.REQUEUE, self.deps.timing.poll_min)
+
+    def up_to_date(self) -> Outcome:
+        self.set_ready("True", c.AVAILABLE, "the AWS resource is ready and matches the spec")
+        self.set_synced()
+        if self.get("createPending") is not None:
+            self.patch["createPending"] = None
+        return self.finish(Decision.DONE)
+
+    async def observe_ref(self, spec: BaseModel, ref: ExternalRef, resolved: Resolved) -> Observation:
+        return await self.aws("observe", lambda a: a.observe(spec, ref, self.owner(), resolved))
+
+    async def delete_ref(self, spec: BaseModel, ref: ExternalRef) -> None:
+        await self.aws("delete", lambda a: a.delete(spec, ref))
+
+    async def delete_refs(
+        self, spec: BaseModel, resolved: Resolved, refs: Sequence[tuple[ExternalRef, bool]]
+    ) -> list[tuple[ExternalRef, bool]]:
+        """Ask AWS to delete each (ref, delete already requested); return those not gone yet.
+        A resource still FAILED after a delete we asked for in an earlier cycle is DELETE_FAILED."""
+        remaining: list[tuple[ExternalRef, bool]] = []
+        failures: list[str] = []
+        for ref, asked in refs:
+            observation = await self.observe_ref(spec, ref, resolved)
+            if observation.phase is Phase.ABSENT:
+                continue
+            if observation.owner_mark is not None and observation.owner_mark != self.owner().mark:
+                continue  # never delete what another object manages
+            if observation.phase is Phase.IN_PROGRESS and asked:
+                remaining.append((ref, True))  # AWS is deleting it: wait
+                continue
+            await self.delete_ref(spec, ref)
+            # Many deletes finish at once: look again so those release without another cycle.
+            after = await self.observe_ref(spec, ref, resolved)
+            if after.phase is Phase.ABSENT:
+                continue
+            if after.phase is Phase.FAILED and asked:
+                failures.append(f"{self.ref_text(ref)}: {after.message or 'no reason given'}")
+            remaining.append((ref, True))
+        if failures:
+            self.pending_failure = RetryableError(
+                c.DELETE_FAILED,
+                f"delete failed: AWS could not delete {'; '.join(failures)}",
+                backoff_delay(self.obj.retry + 3, self.deps.rng),
+            )
+        return remaining
+
+    def is_ours(self, found: Found, since: datetime | None) -> bool:
+        """Ours when it carries our mark, or when untagged and made after we recorded the intent."""
+        if found.owner_mark is not None:
+            return found.owner_mark == self.owner().mark
+        created_at = found.created_at
+        if since is None or created_at is None:
+            return False
+        if created_at.tzinfo is None:
+            created_at = created_at.replace(tzinfo=UTC)
+        return created_at >= since - timedelta(seconds=self.deps.timing.create_grace)
+
+    async def delete(self) -> Outcome:
+        """The deletion branch: every ref this object holds (current and retiring) goes, unless Retain."""
+        spec = self.validate_leniently()
+        current = self.ref()
+        held = [*self.retiring_refs(), *([(current, False)] if current else [])]
+        if getattr(spec, "deletionPolicy", "Delete") == "Retain":
+            if held:
+                kept = ", ".join(self.ref_text(r) for r, _ in held)
+                self.event(c.EV_RETAINED, f"deletionPolicy is Retain: left {kept} in AWS")
+            return self.finish(Decision.RELEASE)
+        resolved = Resolved()
+        ready = self.prior(c.READY)
+        asked_current = bool(ready and ready.get("reason") == c.DELETING)
+        held = [(r, a) for r, a in self.retiring_refs()] + ([(current, asked_current)] if current else [])
+        try:
+            if not held:
+                pending = self.pending()
+                if pending is None:
+                    return self.finish(Decision.RELEASE)  # nothing was ever created
+                # A create may have reached AWS without its ID being recorded: find it, or it is orphaned.
+                since = c.parse_rfc3339(str(pending.get("since")))
+                found = await self.find(spec, self.owner(since))
+                self.patch["createPending"] = None
+                if found is None or not self.is_ours(found, since):
+                    return self.finish(Decision.RELEASE)
+                current = found.ref
+                self.write_ref(current)
+                held = [(current, False)]
+            remaining = await self.delete_refs(spec, resolved, held)
+        except TerminalError as error:
+            # Never let the finalizer go on a terminal error: the resource might stay behind.
+            raise RetryableError(error.reason, error.message, SLOW_RETRY) from error
+        left_current = current is not None and any(_refs_equal(r, current) for r, _ in remaining)
+        self.set_retiring([(r, a) for r, a in remaining if not (current and _refs_equal(r, current))])
+        if current is not None and not left_current:
+            self.clear_ref()
+        if not remaining:
+            gone = ", ".join(self.ref_text(r) for r, _ in held)
+            self.event(c.EV_DELETED, f"deleted {self.kind.kind} {gone}")
+            return self.finish(Decision.RELEASE)
+        self.set_ready("False", c.DELETING, "AWS is deleting it")
+        if self.pending_failure is not None:
+            raise self.pending_failure
+        self.set_synced()
+        return self.finish(Decision.REQUEUE, self.poll_delay())
+
+    def failed(self, error: ReconcileError) -> Outcome:
+        """Every failure ends here: a Synced=False condition, a Warning on the transition, a decision."""
+        if self.obj.deleting and isinstance(error, TerminalError):
+            error = RetryableError(error.reason, error.message, SLOW_RETRY)
+        prior = self.prior(c.SYNCED)
+        if not (prior and prior.get("status") == "False" and prior.get("reason") == error.reason):
+            self.event(error.reason, error.message, "Warning")
+        self.conditions = c.set_condition(
+            self.conditions, c.reconcile_error(error.reason, error.message, self.obj.generation, self.now)
+        )
+        if c.find_condition(self.conditions, c.READY) is None:
+            self.set_ready("False", c.UNAVAILABLE, f"not created: {error.reason}")
+        if isinstance(error, RetryableError):
+            self.logger.info("%s; retrying in %.1fs", error.message, error.delay)
+            return self.finish(Decision.REQUEUE, error.delay, error.message)
+        self.logger.info("%s; waiting for the spec to change", error.message)
+        return self.finish(Decision.STOP, message=error.message)
+
+
+def _config_map_refs(spec: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str, str]]:
+    """(dotted path of the `...From` key, ConfigMap name, key) for every ConfigMap reference."""
+    found: list[tuple[str, str, str]] = []
+    for key, value in spec.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            ref = value.get("configMapKeyRef")
+            if str(key).endswith("From") and isinstance(ref, Mapping):
+                found.append((path, str(ref.get("name", "")), str(ref.get("key", ""))))
+            else:
+                found.extend(_config_map_refs(value, path))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                if isinstance(item, Mapping):
+                    found.extend(_config_map_refs(item, f"{path}[{index}]"))
+    return found
+
+
+def config_map_names(spec: Mapping[str, Any]) -> set[str]:
+    """The ConfigMaps (in the object's namespace) a spec refers to: for the ConfigMap watch."""
+    return {name for _, name, _ in _config_map_refs(spec) if name}
