@@ -502,3 +502,17 @@ def test_validation_errors_never_quote_the_payload(changes: dict[str, Any]) -> N
         custom_spec(**changes)
     assert PAYLOAD not in str(caught.value)
     assert "openapi" not in str(caught.value)
+
+
+def test_json_dumps_show_a_payload_digest_that_changes_with_the_document() -> None:
+    dumped = custom_spec().model_dump_json()
+    assert PAYLOAD not in dumped
+    assert qplugin.payload_hash(PAYLOAD) in dumped
+    other = custom_spec(
+        customPluginConfiguration={
+            "description": "Weather",
+            "apiSchemaType": "OPEN_API_V3",
+            "apiSchema": {"payload": PAYLOAD + "# v2\n"},
+        }
+    )
+    assert other.model_dump(mode="json") != custom_spec().model_dump(mode="json")

@@ -19,7 +19,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, Protocol
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    field_serializer,
+    model_validator,
+)
 from pydantic.config import JsonDict
 
 from q_operator.kinds.base import (
@@ -297,6 +305,12 @@ class APISchema(_Strict):
         description="The S3 object that holds the OpenAPI document. Changes to the object's content are "
         "not noticed; change the key to roll out a new document.",
     )
+
+    @field_serializer("payload", when_used="json")
+    def _payload_digest(self, payload: SecretStr | None) -> str | None:
+        """In JSON dumps the payload is its digest: nothing leaks, yet a changed document changes the
+        dump (the engine derives the create's idempotency token from it)."""
+        return None if payload is None else f"sha256:{payload_hash(payload.get_secret_value())}"
 
     @model_validator(mode="after")
     def _exactly_one(self) -> APISchema:
