@@ -1,8 +1,662 @@
-"""Placeholder: filled in by its issue."""
+"""The Kubernetes API stand-in over HTTP: routing, content negotiation, watches, the request log, CLI.
 
-from collections.abc import Sequence
+`q-operator emulate kube --port P --crds DIR --kubeconfig FILE` serves on 127.0.0.1, writes a
+kubeconfig, prints `READY http://127.0.0.1:<port>` and serves until SIGTERM/SIGINT. Tests use
+`running_kube_emulator()`, which runs the same app on a background thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+from multidict import CIMultiDict
+
+from q_operator.emulate.kube import discovery, openapi, tables
+from q_operator.emulate.kube.api import Api, WriteOptions, WriteResult
+from q_operator.emulate.kube.errors import ApiError, bad_request, unknown_path, unsupported_media_type
+from q_operator.emulate.kube.resources import Registry, ResourceType
+from q_operator.emulate.kube.selectors import field_selector, label_selector
+from q_operator.emulate.kube.store import ADDED, DELETED, MODIFIED, Event, Store
+
+JSON = dict[str, Any]
+
+DEFAULT_TOKEN = "q-operator-emulator"
+_WRITE_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch"}
+
+
+def load_crds(directory: str | Path | None) -> list[JSON]:
+    """Every CustomResourceDefinition document in the YAML/JSON files of a directory."""
+    if directory is None:
+        return []
+    root = Path(directory)
+    files = sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml", ".json") and p.is_file())
+    crds = []
+    for path in files:
+        for doc in yaml.safe_load_all(path.read_text()):
+            if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition":
+                crds.append(doc)
+    return crds
+
+
+def kubeconfig_text(url: str, token: str = DEFAULT_TOKEN) -> str:
+    """A kubeconfig that kubectl, the kubernetes client and kopf use unchanged."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "q-emulator", "cluster": {"server": url}}],
+        "users": [{"name": "q-emulator", "user": {"token": token}}],
+        "contexts": [
+            {
+                "name": "q-emulator",
+                "context": {"cluster": "q-emulator", "user": "q-emulator", "namespace": "default"},
+            }
+        ],
+        "current-context": "q-emulator",
+        "preferences": {},
+    }
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+@dataclass
+class Target:
+    """A routed resource request."""
+
+    rt: ResourceType
+    namespace: str | None
+    name: str | None
+    subresource: str
+
+
+def _json(body: Any, status: int = 200, warnings: Sequence[str] = ()) -> web.Response:
+    headers: CIMultiDict[str] = CIMultiDict()
+    for warning in warnings:
+        headers.add("Warning", f'299 - "{warning.replace(chr(34), chr(92) + chr(34))}"')
+    return web.Response(
+        body=json.dumps(body, separators=(",", ":")).encode(),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def _wants_table(request: web.Request) -> bool:
+    accept = request.headers.get("Accept", "")
+    return "as=Table" in accept and "g=meta.k8s.io" in accept
+
+
+def _truthy(value: str | None) -> bool:
+    return value is not None and value.lower() in ("true", "1")
+
+
+class KubeServer:
+    """One emulated API server: registry, store, the object life cycle and the request log."""
+
+    def __init__(self, crds: list[JSON] | None = None, bookmark_seconds: float = 60.0, history: int = 10_000):
+        self.registry = Registry.with_builtins()
+        self.store = Store(history=history)
+        self.api = Api(self.registry, self.store)
+        self.api.bootstrap(crds or [])
+        self.bookmark_seconds = bookmark_seconds
+        self.requests: list[JSON] = []
+        self.address = "127.0.0.1:0"
+
+    # ---- app -------------------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024 * 1024)
+        app.router.add_route("GET", "/_emulator/requests", self._get_requests)
+        app.router.add_route("DELETE", "/_emulator/requests", self._reset_requests)
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        app.on_shutdown.append(self._on_shutdown)
+        return app
+
+    async def _on_shutdown(self, app: web.Application) -> None:
+        for watchers in list(self.store.watchers.values()):
+            for watcher in list(watchers):
+                watcher.queue.put_nowait(None)
+
+    async def _get_requests(self, request: web.Request) -> web.Response:
+        return _json(self.requests)
+
+    async def _reset_requests(self, request: web.Request) -> web.Response:
+        self.requests.clear()
+        return _json({"cleared": True})
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        entry: JSON | None = None
+        if not request.path.startswith("/_emulator/"):
+            entry = self._classify(request)
+            self.requests.append(entry)
+            request["log_entry"] = entry
+        try:
+            response: web.StreamResponse = await handler(request)
+        except ApiError as exc:
+            response = _json(exc.status(), exc.code)
+        except web.HTTPException:
+            raise
+        if entry is not None and entry.get("code") is None:
+            entry["code"] = response.status
+        return response
+
+    def _classify(self, request: web.Request) -> JSON:
+        """The request as RBAC sees it: verb, group, version, resource, subresource, namespace, name."""
+        entry: JSON = {
+            "verb": request.method.lower(),
+            "group": "",
+            "version": "",
+            "resource": "",
+            "subresource": "",
+            "namespace": "",
+            "name": "",
+            "code": None,
+            "time": time.time(),
+            "method": request.method,
+            "path": request.path,
+        }
+        parsed = self._parse_path(request.path)
+        if parsed is None:
+            return entry
+        group, version, namespace, plural, name, sub = parsed
+        entry.update(
+            group=group,
+            version=version,
+            resource=plural,
+            namespace=namespace or "",
+            name=name or "",
+            subresource=sub,
+        )
+        method = request.method
+        if method == "GET":
+            entry["verb"] = "get" if name else "watch" if _truthy(request.query.get("watch")) else "list"
+        elif method == "DELETE":
+            entry["verb"] = "delete" if name else "deletecollection"
+        else:
+            entry["verb"] = _WRITE_VERBS.get(method, method.lower())
+        return entry
+
+    @staticmethod
+    def _parse_path(path: str) -> tuple[str, str, str | None, str, str | None, str] | None:
+        segs = [s for s in path.split("/") if s]
+        if not segs:
+            return None
+        if segs[0] == "api" and len(segs) >= 3:
+            group, version, rest = "", segs[1], segs[2:]
+        elif segs[0] == "apis" and len(segs) >= 4:
+            group, version, rest = segs[1], segs[2], segs[3:]
+        else:
+            return None
+        namespace = None
+        if (
+            rest[0] == "namespaces"
+            and len(rest) >= 3
+            and not (len(rest) == 3 and rest[2] in ("status", "finalize"))
+        ):
+            namespace, rest = rest[1], rest[2:]
+        if len(rest) > 3:
+            return None
+        plural = rest[0]
+        name = rest[1] if len(rest) > 1 else None
+        sub = rest[2] if len(rest) > 2 else ""
+        return group, version, namespace, plural, name, sub
+
+    # ---- dispatch --------------------------------------------------------------------------------
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        path = request.path.rstrip("/") or "/"
+        if path in ("/healthz", "/livez", "/readyz"):
+            return web.Response(text="ok")
+        if path == "/version":
+            return _json(discovery.VERSION)
+        if path.startswith("/openapi/"):
+            return self._openapi(request, path)
+        doc = self._discovery(path)
+        if doc is not None:
+            return _json(doc)
+        parsed = self._parse_path(path)
+        if parsed is None:
+            raise unknown_path()
+        group, version, namespace, plural, name, sub = parsed
+        rt = self.registry.lookup(group, version, plural)
+        if rt is None:
+            raise unknown_path()
+        if (namespace is not None and not rt.namespaced) or (rt.namespaced and namespace is None and name):
+            raise unknown_path()
+        if (
+            sub
+            and not (sub == "status" and rt.has_status)
+            and not (sub == "finalize" and plural == "namespaces")
+        ):
+            raise unknown_path()
+        target = Target(rt, namespace, name, sub)
+        method = request.method
+        if method == "GET":
+            if name:
+                return self._get(request, target)
+            if _truthy(request.query.get("watch")):
+                return await self._watch(request, target)
+            return self._list(request, target)
+        if method == "POST" and not name:
+            return await self._create(request, target)
+        if method == "PUT" and name:
+            return await self._update(request, target)
+        if method == "PATCH" and name:
+            return await self._patch(request, target)
+        if method == "DELETE":
+            return await self._delete(request, target)
+        raise ApiError(
+            405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+        )
+
+    def _discovery(self, path: str) -> JSON | None:
+        segs = [s for s in path.split("/") if s]
+        if segs == ["api"]:
+            return discovery.api_versions(self.address)
+        if segs == ["apis"]:
+            return discovery.api_group_list(self.registry)
+        if len(segs) == 2 and segs[0] == "api":
+            return discovery.api_resource_list(self.registry, "", segs[1]) or self._raise_unknown()
+        if len(segs) == 2 and segs[0] == "apis":
+            return discovery.api_group(self.registry, segs[1]) or self._raise_unknown()
+        if len(segs) == 3 and segs[0] == "apis":
+            return discovery.api_resource_list(self.registry, segs[1], segs[2]) or self._raise_unknown()
+        return None
+
+    @staticmethod
+    def _raise_unknown() -> JSON:
+        raise unknown_path()
+
+    def _openapi(self, request: web.Request, path: str) -> web.Response:
+        if path == "/openapi/v2":
+            accept = request.headers.get("Accept", "")
+            if "protobuf" in accept and "json" not in accept:
+                raise ApiError(406, "NotAcceptable", "only application/json is served for /openapi/v2")
+            return _json(openapi.v2_doc(self.registry))
+        if path == "/openapi/v3":
+            return _json(openapi.v3_root(self.registry))
+        segs = [s for s in path.split("/") if s][2:]
+        doc = None
+        if len(segs) == 2 and segs[0] == "api":
+            doc = openapi.group_version_doc(self.registry, "", segs[1])
+        elif len(segs) == 3 and segs[0] == "apis":
+            doc = openapi.group_version_doc(self.registry, segs[1], segs[2])
+        if doc is None:
+            raise unknown_path()
+        return _json(doc)
+
+    # ---- reads -----------------------------------------------------------------------------------
+
+    def _get(self, request: web.Request, target: Target) -> web.Response:
+        assert target.name is not None
+        obj = self.api.get(target.rt, target.namespace or "", target.name)
+        if _wants_table(request):
+            include = request.query.get("includeObject", "Metadata")
+            return _json(tables.table(target.rt, [obj], obj["metadata"]["resourceVersion"], include))
+        return _json(obj)
+
+    def _matcher(self, request: web.Request, rt: ResourceType) -> Any:
+        labels = label_selector(request.query.get("labelSelector"))
+        fields = field_selector(request.query.get("fieldSelector"), rt.field_labels)
+        return lambda obj: labels(obj) and fields(obj)
+
+    def _list(self, request: web.Request, target: Target) -> web.Response:
+        rt = target.rt
+        limit = int(request.query.get("limit") or 0)
+        items, rv, cont = self.api.list_objects(
+            rt, target.namespace, self._matcher(request, rt), limit, request.query.get("continue", "")
+        )
+        if _wants_table(request):
+            include = request.query.get("includeObject", "Metadata")
+            return _json(tables.table(rt, items, rv, include, cont))
+        meta: JSON = {"resourceVersion": rv}
+        if cont:
+            meta["continue"] = cont
+        return _json(
+            {"kind": f"{rt.kind}List", "apiVersion": rt.api_version, "metadata": meta, "items": items}
+        )
+
+    # ---- watch -----------------------------------------------------------------------------------
+
+    async def _watch(self, request: web.Request, target: Target) -> web.StreamResponse:
+        rt = target.rt
+        match = self._matcher(request, rt)
+        namespace = target.namespace
+        as_table = _wants_table(request)
+        timeout = float(request.query.get("timeoutSeconds") or 0) or None
+        bookmarks = _truthy(request.query.get("allowWatchBookmarks"))
+        rv_param = request.query.get("resourceVersion", "")
+        # No await between reading the state and subscribing: nothing is lost or sent twice.
+        expired = False
+        initial: list[tuple[str, JSON]] = []
+        if rv_param in ("", "0"):
+            for obj in self.store.items(rt.key, namespace):
+                if match(obj):
+                    initial.append((ADDED, obj))
+        else:
+            try:
+                since = int(rv_param)
+            except ValueError:
+                raise bad_request(f"invalid resource version: {rv_param}") from None
+            events = self.store.events_since(rt.key, since)
+            if events is None:
+                expired = True
+            else:
+                for event in events:
+                    change = self._filter(event, namespace, match)
+                    if change is not None:
+                        initial.append(change)
+        watcher = self.store.subscribe(rt.key)
+        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        entry = request.get("log_entry")
+        if entry is not None:
+            entry["code"] = 200
+        try:
+            await response.prepare(request)
+            if expired:
+                status = {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "status": "Failure",
+                    "message": f"too old resource version: {rv_param} ({self.store.compacted + 1})",
+                    "reason": "Expired",
+                    "code": 410,
+                }
+                await response.write(json.dumps({"type": "ERROR", "object": status}).encode() + b"\n")
+                return response
+            for kind, obj in initial:
+                await response.write(self._event_line(rt, kind, obj, as_table))
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while True:
+                wait = self.bookmark_seconds if bookmarks else None
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    wait = remaining if wait is None else min(wait, remaining)
+                try:
+                    queued = await asyncio.wait_for(watcher.queue.get(), wait)
+                except TimeoutError:
+                    if bookmarks and (deadline is None or time.monotonic() < deadline):
+                        await response.write(self._bookmark(rt))
+                    continue
+                # Drain what is queued into one write: fewer syscalls when events come in bursts.
+                lines = []
+                while queued is not None:
+                    change = self._filter(queued, namespace, match)
+                    if change is not None:
+                        lines.append(self._event_line(rt, change[0], change[1], as_table))
+                    if watcher.queue.empty():
+                        break
+                    queued = watcher.queue.get_nowait()
+                if lines:
+                    await response.write(b"".join(lines))
+                if queued is None:
+                    break
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self.store.unsubscribe(watcher)
+        with contextlib.suppress(ConnectionResetError, RuntimeError):
+            await response.write_eof()
+        return response
+
+    @staticmethod
+    def _filter(event: Event, namespace: str | None, match: Any) -> tuple[str, JSON] | None:
+        """The event this watch sees: selectors turn MODIFIED into ADDED/DELETED at their edges."""
+        obj = event.obj
+        if namespace is not None and obj["metadata"].get("namespace") != namespace:
+            return None
+        now_matches = match(obj)
+        if event.type == MODIFIED and event.old is not None:
+            was = match(event.old)
+            if was and now_matches:
+                return (MODIFIED, obj)
+            if now_matches:
+                return (ADDED, obj)
+            if was:
+                return (DELETED, obj)
+            return None
+        if event.type == DELETED:
+            was = match(event.old) if event.old is not None else now_matches
+            return (DELETED, obj) if (was or now_matches) else None
+        return (event.type, obj) if now_matches else None
+
+    def _event_line(self, rt: ResourceType, kind: str, obj: JSON, as_table: bool) -> bytes:
+        shown = self.api.present(rt, obj)
+        if as_table:
+            shown = tables.table(rt, [shown], shown["metadata"]["resourceVersion"], "Metadata")
+        return json.dumps({"type": kind, "object": shown}, separators=(",", ":")).encode() + b"\n"
+
+    def _bookmark(self, rt: ResourceType) -> bytes:
+        obj = {
+            "kind": rt.kind,
+            "apiVersion": rt.api_version,
+            "metadata": {"resourceVersion": str(self.store.rv)},
+        }
+        return json.dumps({"type": "BOOKMARK", "object": obj}).encode() + b"\n"
+
+    # ---- writes ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _options(request: web.Request) -> WriteOptions:
+        validation = request.query.get("fieldValidation") or "Warn"
+        if validation not in ("Strict", "Warn", "Ignore"):
+            raise bad_request(f"fieldValidation must be one of Strict, Warn or Ignore, got {validation}")
+        return WriteOptions(
+            dry_run=bool(request.query.getall("dryRun", [])),
+            field_validation=validation,
+            field_manager=request.query.get("fieldManager", ""),
+            force=_truthy(request.query.get("force")),
+        )
+
+    @staticmethod
+    async def _body(request: web.Request) -> Any:
+        raw = await request.read()
+        if "protobuf" in request.content_type or "cbor" in request.content_type:
+            raise unsupported_media_type(request.content_type, ["application/json", "application/yaml"])
+        try:
+            if "yaml" in request.content_type:
+                return yaml.safe_load(raw)
+            return json.loads(raw or b"null")
+        except (ValueError, yaml.YAMLError) as exc:
+            raise bad_request(f"the object provided is unrecognized: {exc}") from None
+
+    def _respond(self, result: WriteResult, rt: ResourceType, status: int) -> web.Response:
+        return _json(self.api.present(rt, result.obj), status, result.warnings)
+
+    async def _create(self, request: web.Request, target: Target) -> web.Response:
+        body = await self._body(request)
+        result = self.api.create(target.rt, target.namespace, body, self._options(request))
+        return self._respond(result, target.rt, 201)
+
+    async def _update(self, request: web.Request, target: Target) -> web.Response:
+        assert target.name is not None
+        body = await self._body(request)
+        sub = "" if target.subresource == "finalize" else target.subresource
+        result = self.api.update(
+            target.rt, target.namespace or "", target.name, body, sub, self._options(request)
+        )
+        return self._respond(result, target.rt, 200)
+
+    async def _patch(self, request: web.Request, target: Target) -> web.Response:
+        assert target.name is not None
+        raw = await request.read()
+        result = self.api.patch(
+            target.rt,
+            target.namespace or "",
+            target.name,
+            request.content_type,
+            raw,
+            target.subresource,
+            self._options(request),
+        )
+        return self._respond(result, target.rt, 201 if result.created else 200)
+
+    async def _delete(self, request: web.Request, target: Target) -> web.Response:
+        rt = target.rt
+        raw = await request.read()
+        try:
+            delete_options = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            raise bad_request("the body of the DeleteOptions could not be decoded") from None
+        options = self._options(request)
+        if not isinstance(delete_options, dict):
+            delete_options = {}
+        if delete_options.get("dryRun"):
+            options.dry_run = True
+        if target.name is None:
+            deleted = self.api.delete_collection(rt, target.namespace, self._matcher(request, rt), options)
+            meta = {"resourceVersion": str(self.store.rv)}
+            return _json(
+                {"kind": f"{rt.kind}List", "apiVersion": rt.api_version, "metadata": meta, "items": deleted}
+            )
+        result = self.api.delete(rt, target.namespace or "", target.name, delete_options, options)
+        code = 200 if result.deleted else 202
+        if rt.returns_deleted_object or not result.deleted:
+            return _json(self.api.present(rt, result.obj), code)
+        meta = result.obj["metadata"]
+        details: JSON = {"name": meta["name"], "kind": rt.plural, "uid": meta.get("uid", "")}
+        if rt.group:
+            details["group"] = rt.group
+        return _json(
+            {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details},
+            code,
+        )
+
+
+# ---- running it ------------------------------------------------------------------------------------
+
+
+async def start(server: KubeServer, port: int = 0) -> tuple[web.AppRunner, str]:
+    """Start serving on 127.0.0.1 and return the runner and the URL."""
+    runner = web.AppRunner(server.app(), handler_cancellation=True, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    # aiohttp has no public getter for the bound port of a TCPSite on port 0.
+    sockets = getattr(site._server, "sockets", None) or []
+    bound = int(sockets[0].getsockname()[1]) if sockets else port
+    server.address = f"127.0.0.1:{bound}"
+    return runner, f"http://127.0.0.1:{bound}"
+
+
+@dataclass
+class KubeEmulator:
+    """A running in-process stand-in: its URL, kubeconfig path and the server object."""
+
+    url: str
+    kubeconfig: Path
+    server: KubeServer
+    loop: asyncio.AbstractEventLoop
+
+    def call(self, fn: Any, *args: Any) -> Any:
+        """Run a function on the server's loop (the store is not thread-safe) and return its result."""
+
+        async def run() -> Any:
+            return fn(*args)
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(10)
+
+    def requests(self) -> list[JSON]:
+        return list(self.call(lambda: [dict(e) for e in self.server.requests]))
+
+
+@contextlib.contextmanager
+def running_kube_emulator(
+    crds: str | Path | None = None,
+    kubeconfig: str | Path | None = None,
+    bookmark_seconds: float = 60.0,
+    history: int = 10_000,
+    extra_crds: Sequence[JSON] = (),
+) -> Iterator[KubeEmulator]:
+    """Run the stand-in on a background thread for the duration of a `with` block."""
+    ready = threading.Event()
+    holder: dict[str, Any] = {}
+    loop = asyncio.new_event_loop()
+
+    async def serve() -> None:
+        server = KubeServer(load_crds(crds) + list(extra_crds), bookmark_seconds, history)
+        runner, url = await start(server)
+        holder.update(server=server, runner=runner, url=url)
+        stop = asyncio.Event()
+        holder["stop"] = stop
+        ready.set()
+        await stop.wait()
+        await runner.cleanup()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(serve())
+        except BaseException as exc:  # surfaced to the caller below
+            holder["error"] = exc
+            ready.set()
+
+    thread = threading.Thread(target=run, name="kube-emulator", daemon=True)
+    thread.start()
+    ready.wait(30)
+    if "error" in holder or "url" not in holder:
+        raise RuntimeError(f"the kube stand-in did not start: {holder.get('error')}")
+    path = Path(kubeconfig) if kubeconfig else None
+    tmp = None
+    if path is None:
+        import tempfile
+
+        tmp = tempfile.TemporaryDirectory(prefix="kube-emulator-")
+        path = Path(tmp.name) / "kubeconfig"
+    path.write_text(kubeconfig_text(holder["url"]))
+    try:
+        yield KubeEmulator(holder["url"], path, holder["server"], loop)
+    finally:
+        loop.call_soon_threadsafe(holder["stop"].set)
+        thread.join(10)
+        loop.close()
+        if tmp is not None:
+            tmp.cleanup()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    print("not implemented yet")
-    return 1
+    parser = argparse.ArgumentParser(prog="q-operator emulate kube", description=__doc__)
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0 picks a free one)")
+    parser.add_argument("--crds", help="directory of CustomResourceDefinition YAML files to serve")
+    parser.add_argument("--kubeconfig", help="write a kubeconfig pointing at the stand-in here")
+    parser.add_argument("--token", default=DEFAULT_TOKEN, help="bearer token written into the kubeconfig")
+    parser.add_argument("--bookmark-seconds", type=float, default=60.0, help="interval of watch bookmarks")
+    parser.add_argument("--history", type=int, default=10_000, help="watch events kept for resuming")
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    try:
+        crds = load_crds(args.crds)
+    except (OSError, yaml.YAMLError) as exc:
+        print(f"cannot read CRDs from {args.crds}: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(_serve(args, crds))
+
+
+async def _serve(args: argparse.Namespace, crds: list[JSON]) -> int:
+    server = KubeServer(crds, args.bookmark_seconds, args.history)
+    runner, url = await start(server, args.port)
+    if args.kubeconfig:
+        Path(args.kubeconfig).write_text(kubeconfig_text(url, args.token))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"READY {url}", flush=True)
+    await stop.wait()
+    await runner.cleanup()
+    return 0

@@ -1,0 +1,671 @@
+"""What the API server does with a request once it is routed: the object life cycle.
+
+Creates, updates, patches and deletes go through one pipeline each, in the API server's order:
+prune unknown fields (fieldValidation), reset what the endpoint may not change (status vs. spec),
+carry over server-owned metadata, default, validate (schema, CEL, metadata), bump generation, skip
+no-op writes, then store with the next resourceVersion. The HTTP layer (server.py) only decodes,
+routes and encodes.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import random
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import yaml
+
+from q_operator.emulate.kube import cel, schema
+from q_operator.emulate.kube.errors import (
+    ApiError,
+    FieldError,
+    already_exists,
+    bad_request,
+    conflict,
+    forbidden,
+    forbidden_request,
+    invalid,
+    invalid_object,
+    not_found,
+    required,
+    unsupported_media_type,
+)
+from q_operator.emulate.kube.patch import (
+    APPLY_PATCH,
+    JSON_PATCH,
+    MERGE_PATCH,
+    STRATEGIC_PATCH,
+    PatchError,
+    json_patch,
+    merge_patch,
+    strategic_merge_patch,
+)
+from q_operator.emulate.kube.resources import CRD_GROUP, Registry, ResourceType
+from q_operator.emulate.kube.selectors import Matcher
+from q_operator.emulate.kube.store import Store
+
+JSON = dict[str, Any]
+
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_SUBDOMAIN_MSG = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must "
+    "start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is "
+    "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+)
+_LABEL_MSG = (
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start "
+    "and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is "
+    "'[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+)
+_GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+_SERVER_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation")
+_NAMESPACE_FINALIZER = "kubernetes"
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class WriteOptions:
+    """Query parameters every write honours."""
+
+    dry_run: bool = False
+    field_validation: str = "Warn"
+    field_manager: str = ""
+    force: bool = False
+
+
+@dataclass
+class WriteResult:
+    obj: JSON
+    warnings: list[str] = field(default_factory=list)
+    created: bool = False
+    deleted: bool = False
+
+
+def _meta(obj: JSON) -> JSON:
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        meta = {}
+        obj["metadata"] = meta
+    return meta
+
+
+def _spec_part(rt: ResourceType, obj: JSON) -> JSON:
+    skip = {"metadata", "apiVersion", "kind"} | ({"status"} if rt.has_status else set())
+    return {k: v for k, v in obj.items() if k not in skip}
+
+
+def _comparable(obj: JSON) -> JSON:
+    out = dict(obj)
+    out.pop("apiVersion", None)
+    meta = dict(out.get("metadata") or {})
+    meta.pop("resourceVersion", None)
+    meta.pop("managedFields", None)
+    out["metadata"] = meta
+    return out
+
+
+class Api:
+    """The life cycle of objects of every served resource, on one store."""
+
+    def __init__(self, registry: Registry, store: Store) -> None:
+        self.registry = registry
+        self.store = store
+
+    # ---- reading ---------------------------------------------------------------------------------
+
+    def present(self, rt: ResourceType, obj: JSON) -> JSON:
+        """The object as the requested version shows it (conversion strategy None)."""
+        if obj.get("apiVersion") == rt.api_version and obj.get("kind") == rt.kind:
+            return obj
+        out = dict(obj)
+        out["apiVersion"] = rt.api_version
+        out["kind"] = rt.kind
+        return out
+
+    def get(self, rt: ResourceType, namespace: str, name: str) -> JSON:
+        obj = self.store.get(rt.key, namespace, name)
+        if obj is None:
+            raise not_found(rt.group_resource, rt.group, rt.plural, name)
+        return self.present(rt, obj)
+
+    def list_objects(
+        self, rt: ResourceType, namespace: str | None, match: Matcher, limit: int = 0, cont: str = ""
+    ) -> tuple[list[JSON], str, str]:
+        """Matching objects, the list's resourceVersion, and a continue token when limited."""
+        items = self.store.items(rt.key, namespace)
+        rv = str(self.store.rv)
+        if cont:
+            try:
+                token = json.loads(base64.urlsafe_b64decode(cont.encode()).decode())
+                start = (str(token["start"][0]), str(token["start"][1]))
+            except (ValueError, KeyError, IndexError, TypeError):
+                raise bad_request(
+                    "continue key is not valid: incorrect encoded start resourceVersion"
+                ) from None
+            items = [o for o in items if (o["metadata"].get("namespace", ""), o["metadata"]["name"]) > start]
+        matched = [o for o in items if match(o)]
+        next_token = ""
+        if limit and len(matched) > limit:
+            matched = matched[:limit]
+            last = matched[-1]["metadata"]
+            raw = json.dumps({"rv": rv, "start": [last.get("namespace", ""), last["name"]]})
+            next_token = base64.urlsafe_b64encode(raw.encode()).decode()
+        return [self.present(rt, o) for o in matched], rv, next_token
+
+    # ---- shared checks ---------------------------------------------------------------------------
+
+    def _check_namespace(self, rt: ResourceType, namespace: str, creating: bool) -> None:
+        if not rt.namespaced:
+            return
+        ns = self.store.get(("", "namespaces"), "", namespace)
+        if ns is None:
+            raise not_found("namespaces", "", "namespaces", namespace)
+        if creating and ns["metadata"].get("deletionTimestamp"):
+            raise forbidden_request(
+                f"{rt.plural} is forbidden: unable to create new content in namespace {namespace} because "
+                "it is being terminated",
+                rt.group,
+                rt.plural,
+            )
+
+    def _decode_check(self, rt: ResourceType, body: Any) -> JSON:
+        if not isinstance(body, dict):
+            raise bad_request(f"the object provided is unrecognized (must be of type {rt.kind})")
+        api_version = body.get("apiVersion") or rt.api_version
+        kind = body.get("kind") or rt.kind
+        if api_version != rt.api_version:
+            raise bad_request(
+                f"the API version in the data ({api_version}) does not match the expected API version "
+                f"({rt.api_version})"
+            )
+        if kind != rt.kind:
+            raise bad_request(f"the kind in the data ({kind}) does not match the expected kind ({rt.kind})")
+        obj = copy.deepcopy(body)
+        obj["apiVersion"], obj["kind"] = api_version, kind
+        if not isinstance(obj.get("metadata"), dict):
+            obj["metadata"] = {}
+        return obj
+
+    def _prune(self, rt: ResourceType, obj: JSON, options: WriteOptions) -> list[str]:
+        """Drop unknown fields; Strict refuses them, Warn reports them, Ignore drops them silently."""
+        unknown = schema.prune_root(rt.schema if rt.is_custom else None, obj)
+        if not unknown or options.field_validation == "Ignore":
+            return []
+        if options.field_validation == "Strict":
+            detail = ", ".join(f'unknown field "{u}"' for u in unknown)
+            raise bad_request(
+                f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
+                f"strict decoding error: {detail}"
+            )
+        return [f'unknown field "{u}"' for u in unknown]
+
+    def _validate(self, rt: ResourceType, obj: JSON, old: JSON | None) -> None:
+        meta = obj["metadata"]
+        name = str(meta.get("name") or "")
+        errs: list[FieldError] = list(self._metadata_errors(rt, meta))
+        if rt.is_custom:
+            errs.extend(schema.validate_root(rt.schema, obj))
+            if not errs:
+                errs.extend(cel.check_object(rt.schema, obj, old))
+        elif rt.key == (CRD_GROUP, "customresourcedefinitions"):
+            errs.extend(self._crd_errors(obj))
+        if errs:
+            raise invalid_object(rt.group_kind, rt.group, rt.kind, name, errs)
+
+    def _metadata_errors(self, rt: ResourceType, meta: JSON) -> list[FieldError]:
+        name = meta.get("name")
+        if not name:
+            return [required("metadata.name", "name or generateName is required")]
+        errs: list[FieldError] = []
+        if rt.key == ("", "namespaces"):
+            if len(name) > 63 or not _LABEL.match(name):
+                errs.append(invalid("metadata.name", name, _LABEL_MSG))
+        elif len(name) > 253 or not _SUBDOMAIN.match(name):
+            errs.append(invalid("metadata.name", name, _SUBDOMAIN_MSG))
+        for key in ("labels", "annotations"):
+            values = meta.get(key)
+            if values is None:
+                continue
+            if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
+                errs.append(invalid(f"metadata.{key}", values, "must be a map of string to string"))
+        finalizers = meta.get("finalizers")
+        if finalizers is not None and not (
+            isinstance(finalizers, list) and all(isinstance(f, str) for f in finalizers)
+        ):
+            errs.append(invalid("metadata.finalizers", finalizers, "must be a list of strings"))
+        return errs
+
+    def _crd_errors(self, crd: JSON) -> list[FieldError]:
+        spec = crd.get("spec") or {}
+        names = spec.get("names") or {}
+        errs: list[FieldError] = []
+        for key in ("group", "names", "scope", "versions"):
+            if not spec.get(key):
+                errs.append(required(f"spec.{key}"))
+        for key in ("plural", "kind"):
+            if names and not names.get(key):
+                errs.append(required(f"spec.names.{key}"))
+        expected = f"{names.get('plural', '')}.{spec.get('group', '')}"
+        name = crd["metadata"].get("name")
+        if not errs and name != expected:
+            errs.append(invalid("metadata.name", name, 'must be spec.names.plural+"."+spec.group'))
+        if spec.get("versions") and sum(1 for v in spec["versions"] if v.get("storage")) != 1:
+            errs.append(
+                invalid("spec.versions", "array", "must have exactly one version marked as storage version")
+            )
+        return errs
+
+    def _set_defaults(self, rt: ResourceType, obj: JSON) -> None:
+        if rt.is_custom:
+            schema.default_root(rt.schema, obj)
+        elif rt.key == ("", "secrets"):
+            string_data = obj.pop("stringData", None)
+            if isinstance(string_data, dict):
+                data = obj.setdefault("data", {})
+                for key, value in string_data.items():
+                    data[key] = base64.b64encode(str(value).encode()).decode()
+            obj.setdefault("type", "Opaque")
+        elif rt.key == ("", "namespaces"):
+            obj.setdefault("spec", {}).setdefault("finalizers", [_NAMESPACE_FINALIZER])
+            obj.setdefault("status", {}).setdefault("phase", "Active")
+            labels = _meta(obj).setdefault("labels", {})
+            labels["kubernetes.io/metadata.name"] = obj["metadata"]["name"]
+        elif rt.key == (CRD_GROUP, "customresourcedefinitions"):
+            spec = obj.get("spec") or {}
+            names = dict(spec.get("names") or {})
+            names.setdefault("singular", str(names.get("kind", "")).lower())
+            names.setdefault("listKind", f"{names.get('kind', '')}List")
+            storage = [v.get("name") for v in spec.get("versions") or [] if v.get("storage")]
+            obj["status"] = {
+                "acceptedNames": names,
+                "conditions": [
+                    {"type": t, "status": "True", "reason": r, "message": m, "lastTransitionTime": now()}
+                    for t, r, m in (
+                        ("NamesAccepted", "NoConflicts", "no conflicts found"),
+                        ("Established", "InitialNamesAccepted", "the initial names have been accepted"),
+                    )
+                ],
+                "storedVersions": storage,
+            }
+
+    # ---- create ----------------------------------------------------------------------------------
+
+    def create(
+        self, rt: ResourceType, namespace: str | None, body: Any, options: WriteOptions
+    ) -> WriteResult:
+        obj = self._decode_check(rt, body)
+        meta = obj["metadata"]
+        if rt.namespaced:
+            body_ns = meta.get("namespace")
+            if body_ns and namespace and body_ns != namespace:
+                raise bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                )
+            namespace = str(body_ns or namespace or "")
+            if not namespace:
+                raise bad_request("the server could not find the requested resource")
+            meta["namespace"] = namespace
+            self._check_namespace(rt, namespace, creating=True)
+        else:
+            meta.pop("namespace", None)
+            namespace = ""
+        warnings = self._prune(rt, obj, options)
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = self._generate_name(rt, namespace, str(meta["generateName"]))
+        if rt.has_status and rt.is_custom:
+            obj.pop("status", None)
+        for key in (*_SERVER_META, "resourceVersion", "managedFields", "selfLink"):
+            meta.pop(key, None)
+        self._set_defaults(rt, obj)
+        self._validate(rt, obj, None)
+        name = str(meta["name"])
+        if self.store.get(rt.key, namespace, name) is not None:
+            raise already_exists(rt.group_resource, rt.group, rt.plural, name)
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = now()
+        if rt.tracks_generation:
+            meta["generation"] = 1
+        if options.dry_run:
+            return WriteResult(obj, warnings, created=True)
+        meta["resourceVersion"] = str(self.store.next_rv())
+        self.store.put(rt.key, obj, None)
+        if rt.key == (CRD_GROUP, "customresourcedefinitions"):
+            self.registry.add_crd(obj)
+        return WriteResult(obj, warnings, created=True)
+
+    def _generate_name(self, rt: ResourceType, namespace: str, prefix: str) -> str:
+        for _ in range(100):
+            name = prefix + "".join(random.choice(_GENERATE_ALPHABET) for _ in range(5))
+            if self.store.get(rt.key, namespace, name) is None:
+                return name
+        raise already_exists(rt.group_resource, rt.group, rt.plural, prefix)
+
+    # ---- update (PUT, and every patch after it is applied) ---------------------------------------
+
+    def update(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        body: Any,
+        subresource: str,
+        options: WriteOptions,
+        from_patch: bool = False,
+    ) -> WriteResult:
+        current = self.store.get(rt.key, namespace, name)
+        if current is None:
+            raise not_found(rt.group_resource, rt.group, rt.plural, name)
+        new = self._decode_check(rt, body)
+        meta = new["metadata"]
+        if meta.get("name") and meta["name"] != name:
+            raise bad_request(
+                f"the name of the object ({meta['name']}) does not match the name on the URL ({name})"
+            )
+        if rt.namespaced and meta.get("namespace") and meta["namespace"] != namespace:
+            raise bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request"
+            )
+        sent_rv = meta.get("resourceVersion")
+        old_meta = current["metadata"]
+        if sent_rv:
+            if str(sent_rv) != old_meta["resourceVersion"]:
+                raise conflict(rt.group_resource, rt.group, rt.plural, name)
+        elif not from_patch and not rt.unconditional_update:
+            raise invalid_object(
+                rt.group_kind,
+                rt.group,
+                rt.kind,
+                name,
+                [invalid("metadata.resourceVersion", "0x0", "must be specified for an update")],
+            )
+        warnings = self._prune(rt, new, options)
+        if subresource == "status":
+            status = new.get("status")
+            new = copy.deepcopy(current)
+            new["apiVersion"] = rt.api_version
+            if status is None:
+                new.pop("status", None)
+            else:
+                new["status"] = status
+            meta = new["metadata"]
+        else:
+            if rt.has_status:
+                if "status" in current:
+                    new["status"] = copy.deepcopy(current["status"])
+                else:
+                    new.pop("status", None)
+            if rt.key == ("", "namespaces"):
+                new["spec"] = copy.deepcopy(current.get("spec", {}))
+            for key in (*_SERVER_META, "name", "namespace"):
+                if key in old_meta:
+                    meta[key] = old_meta[key]
+                else:
+                    meta.pop(key, None)
+            meta.pop("managedFields", None)
+            if old_meta.get("deletionTimestamp"):
+                added = [
+                    f for f in meta.get("finalizers") or [] if f not in (old_meta.get("finalizers") or [])
+                ]
+                if added:
+                    raise invalid_object(
+                        rt.group_kind,
+                        rt.group,
+                        rt.kind,
+                        name,
+                        [
+                            forbidden(
+                                "metadata.finalizers",
+                                "no new finalizers can be added if the object is being deleted, found new "
+                                f"finalizers []string{{{', '.join(json.dumps(f) for f in added)}}}",
+                            )
+                        ],
+                    )
+        if not meta.get("finalizers"):
+            meta.pop("finalizers", None)
+        self._set_defaults(rt, new)
+        if rt.key == (CRD_GROUP, "customresourcedefinitions"):
+            new["status"] = current.get("status", new.get("status"))
+        self._validate(rt, new, current)
+        if rt.tracks_generation and _spec_part(rt, new) != _spec_part(rt, current):
+            meta["generation"] = int(old_meta.get("generation", 1)) + 1
+        meta["resourceVersion"] = old_meta["resourceVersion"]
+        if _comparable(new) == _comparable(current):
+            return WriteResult(self.present(rt, current), warnings)
+        if options.dry_run:
+            return WriteResult(new, warnings)
+        meta["resourceVersion"] = str(self.store.next_rv())
+        if (
+            old_meta.get("deletionTimestamp")
+            and not meta.get("finalizers")
+            and not self._ns_finalizers(rt, new)
+        ):
+            self.store.remove(rt.key, new, current)
+            self._after_removal(rt, new)
+            return WriteResult(new, warnings, deleted=True)
+        self.store.put(rt.key, new, current)
+        if rt.key == (CRD_GROUP, "customresourcedefinitions"):
+            self._crd_changed(new)
+        return WriteResult(new, warnings)
+
+    def _ns_finalizers(self, rt: ResourceType, obj: JSON) -> list[str]:
+        if rt.key != ("", "namespaces"):
+            return []
+        return list((obj.get("spec") or {}).get("finalizers") or [])
+
+    # ---- patch -----------------------------------------------------------------------------------
+
+    def patch(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        content_type: str,
+        raw: bytes,
+        subresource: str,
+        options: WriteOptions,
+    ) -> WriteResult:
+        accepted = [JSON_PATCH, MERGE_PATCH, APPLY_PATCH] + ([STRATEGIC_PATCH] if rt.builtin else [])
+        if content_type not in accepted:
+            raise unsupported_media_type(content_type, accepted)
+        try:
+            patch = yaml.safe_load(raw) if content_type == APPLY_PATCH else json.loads(raw or b"null")
+        except (ValueError, yaml.YAMLError) as exc:
+            raise bad_request(f"error decoding patch: {exc}") from None
+        current = self.store.get(rt.key, namespace, name)
+        if current is None:
+            if content_type == APPLY_PATCH:
+                result = self.create(rt, namespace or None, patch, options)
+                return result
+            raise not_found(rt.group_resource, rt.group, rt.plural, name)
+        shown = self.present(rt, current)
+        try:
+            if content_type == JSON_PATCH:
+                patched = json_patch(shown, patch)
+            elif content_type == STRATEGIC_PATCH:
+                patched = strategic_merge_patch(shown, patch)
+            elif content_type == APPLY_PATCH:
+                if not isinstance(patch, dict):
+                    raise PatchError("apply patch must be an object")
+                patched = merge_patch(shown, patch)
+            else:
+                if not isinstance(patch, dict):
+                    raise bad_request(
+                        "json: cannot unmarshal array into Go value of type map[string]interface {}"
+                    )
+                patched = merge_patch(shown, patch)
+        except PatchError as exc:
+            if exc.test_failed or content_type == JSON_PATCH:
+                raise ApiError(
+                    422,
+                    "Invalid",
+                    f' "" is invalid: patch: Invalid value: {json.dumps(raw.decode(errors="replace"))}: '
+                    f"{exc}",
+                    {
+                        "causes": [
+                            {
+                                "reason": "FieldValueInvalid",
+                                "message": f"Invalid value: {exc}",
+                                "field": "patch",
+                            }
+                        ]
+                    },
+                ) from None
+            raise bad_request(str(exc)) from None
+        return self.update(rt, namespace, name, patched, subresource, options, from_patch=True)
+
+    # ---- delete ----------------------------------------------------------------------------------
+
+    def delete(
+        self, rt: ResourceType, namespace: str, name: str, delete_options: JSON, options: WriteOptions
+    ) -> WriteResult:
+        current = self.store.get(rt.key, namespace, name)
+        if current is None:
+            raise not_found(rt.group_resource, rt.group, rt.plural, name)
+        preconditions = delete_options.get("preconditions") or {}
+        meta = current["metadata"]
+        if preconditions.get("uid") and preconditions["uid"] != meta.get("uid"):
+            raise ApiError(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on {rt.group_resource} "{name}": Precondition failed: '
+                f"UID in precondition: {preconditions['uid']}, UID in object meta: {meta.get('uid')}",
+                {"name": name, "group": rt.group, "kind": rt.plural},
+            )
+        if (
+            preconditions.get("resourceVersion")
+            and preconditions["resourceVersion"] != meta["resourceVersion"]
+        ):
+            raise conflict(rt.group_resource, rt.group, rt.plural, name)
+        if meta.get("finalizers") or self._ns_finalizers(rt, current):
+            if meta.get("deletionTimestamp"):
+                return WriteResult(self.present(rt, current))
+            new = copy.deepcopy(current)
+            new["metadata"]["deletionTimestamp"] = now()
+            new["metadata"]["deletionGracePeriodSeconds"] = 0
+            if rt.key == ("", "namespaces"):
+                new["status"] = {"phase": "Terminating"}
+            if options.dry_run:
+                return WriteResult(self.present(rt, new))
+            new["metadata"]["resourceVersion"] = str(self.store.next_rv())
+            self.store.put(rt.key, new, current)
+            if rt.key == ("", "namespaces"):
+                self._empty_namespace(name)
+                return WriteResult(self.present(rt, self.store.get(rt.key, "", name) or new))
+            return WriteResult(self.present(rt, new))
+        if options.dry_run:
+            return WriteResult(self.present(rt, current), deleted=True)
+        return WriteResult(self.present(rt, self._remove(rt, current)), deleted=True)
+
+    def _remove(self, rt: ResourceType, current: JSON) -> JSON:
+        gone = copy.deepcopy(current)
+        gone["metadata"]["resourceVersion"] = str(self.store.next_rv())
+        self.store.remove(rt.key, gone, current)
+        self._after_removal(rt, gone)
+        return gone
+
+    def delete_collection(
+        self, rt: ResourceType, namespace: str | None, match: Matcher, options: WriteOptions
+    ) -> list[JSON]:
+        deleted = []
+        for obj in self.store.items(rt.key, namespace):
+            if match(obj):
+                meta = obj["metadata"]
+                result = self.delete(rt, meta.get("namespace", ""), meta["name"], {}, options)
+                deleted.append(result.obj)
+        return deleted
+
+    # ---- cascades: namespaces and CRDs -----------------------------------------------------------
+
+    def _after_removal(self, rt: ResourceType, obj: JSON) -> None:
+        if rt.key == (CRD_GROUP, "customresourcedefinitions"):
+            self._crd_removed(obj)
+        namespace = obj["metadata"].get("namespace")
+        if namespace:
+            ns = self.store.get(("", "namespaces"), "", namespace)
+            if ns is not None and ns["metadata"].get("deletionTimestamp"):
+                self._finish_namespace(ns)
+
+    def _namespaced_contents(self, namespace: str) -> list[tuple[ResourceType, JSON]]:
+        out: list[tuple[ResourceType, JSON]] = []
+        for key in self.store.namespaced_keys():
+            rt = self._type_for_key(key)
+            if rt is None or not rt.namespaced:
+                continue
+            out.extend((rt, obj) for obj in self.store.items(key, namespace))
+        return out
+
+    def _type_for_key(self, key: tuple[str, str]) -> ResourceType | None:
+        return self.registry.storage_type(key)
+
+    def _empty_namespace(self, namespace: str) -> None:
+        """The namespace controller: delete everything inside (finalizers honoured), then the namespace."""
+        for rt, obj in self._namespaced_contents(namespace):
+            if self.store.get(rt.key, namespace, obj["metadata"]["name"]) is not None:
+                self.delete(rt, namespace, obj["metadata"]["name"], {}, WriteOptions())
+        ns = self.store.get(("", "namespaces"), "", namespace)
+        if ns is not None:
+            self._finish_namespace(ns)
+
+    def _finish_namespace(self, ns: JSON) -> None:
+        name = ns["metadata"]["name"]
+        if self._namespaced_contents(name):
+            return
+        rt = self.registry.lookup("", "v1", "namespaces")
+        assert rt is not None
+        final = copy.deepcopy(ns)
+        final["spec"] = {"finalizers": []}
+        if ns["metadata"].get("finalizers"):
+            final["metadata"]["resourceVersion"] = str(self.store.next_rv())
+            self.store.put(rt.key, final, ns)
+            return
+        self._remove(rt, final)
+
+    def _crd_changed(self, crd: JSON) -> None:
+        """Serve the new versions and re-default stored objects (the API server defaults on read)."""
+        types = self.registry.add_crd(crd)
+        if not types:
+            return
+        storage = self.registry.storage_type(types[0].key)
+        bucket = self.store.objects.get(types[0].key, {})
+        if storage is None or storage.schema is None:
+            return
+        for key, obj in list(bucket.items()):
+            defaulted = copy.deepcopy(obj)
+            schema.default_root(storage.schema, defaulted)
+            bucket[key] = defaulted
+
+    def _crd_removed(self, crd: JSON) -> None:
+        """Deleting a CRD deletes its objects at once (finalizers are not waited for) and stops serving it."""
+        name = crd["metadata"]["name"]
+        types = self.registry.crd_types.get(name, [])
+        if types:
+            key = types[0].key
+            for obj in self.store.items(key):
+                gone = copy.deepcopy(obj)
+                gone["metadata"]["resourceVersion"] = str(self.store.next_rv())
+                self.store.remove(key, gone, obj)
+            self.store.close_watchers(key)
+            self.store.drop_resource(key)
+        self.registry.remove_crd(name)
+
+    # ---- bootstrap -------------------------------------------------------------------------------
+
+    def bootstrap(self, crds: list[JSON]) -> None:
+        """Create the default namespaces and the CRDs given on the command line."""
+        ns_type = self.registry.lookup("", "v1", "namespaces")
+        crd_type = self.registry.lookup(CRD_GROUP, "v1", "customresourcedefinitions")
+        assert ns_type is not None and crd_type is not None
+        for name in ("default", "kube-system"):
+            self.create(ns_type, None, {"metadata": {"name": name}}, WriteOptions())
+        for crd in crds:
+            self.create(crd_type, None, crd, WriteOptions())

@@ -1,0 +1,195 @@
+"""The patch formats the API server accepts: JSON merge patch, JSON patch, and strategic merge patch.
+
+Strategic merge patch is served for built-in resources only (as a real server does; custom resources
+answer 415 and kubectl falls back to merge patch). Without Go struct tags to say which lists merge by
+key, lists of objects with a `name` merge by name and other lists are replaced: right for ConfigMaps,
+Secrets, Namespaces and Leases, an approximation for anything richer.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+JSON = dict[str, Any]
+
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+STRATEGIC_PATCH = "application/strategic-merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
+
+
+class PatchError(Exception):
+    """A patch that cannot be applied; `test_failed` distinguishes a failed `test` operation."""
+
+    def __init__(self, message: str, test_failed: bool = False) -> None:
+        super().__init__(message)
+        self.test_failed = test_failed
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386: objects merge recursively, null deletes, everything else replaces."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def strategic_merge_patch(target: Any, patch: Any) -> Any:
+    """An approximation of strategic merge patch good for the built-in kinds served here."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    if patch.get("$patch") == "replace":
+        return {k: copy.deepcopy(v) for k, v in patch.items() if k != "$patch"}
+    if patch.get("$patch") == "delete":
+        return None
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if key.startswith("$"):
+            continue
+        if key.startswith("$setElementOrder/") or key.startswith("$deleteFromPrimitiveList/"):
+            continue
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, list) and isinstance(result.get(key), list) and _named(value + result[key]):
+            result[key] = _merge_named(result[key], value)
+        else:
+            merged = strategic_merge_patch(result.get(key), value)
+            if merged is None:
+                result.pop(key, None)
+            else:
+                result[key] = merged
+    for key, value in patch.items():
+        if key.startswith("$deleteFromPrimitiveList/") and isinstance(result.get(key.split("/", 1)[1]), list):
+            field = key.split("/", 1)[1]
+            result[field] = [x for x in result[field] if x not in value]
+    return result
+
+
+def _named(items: list[Any]) -> bool:
+    return bool(items) and all(isinstance(i, dict) and "name" in i for i in items)
+
+
+def _merge_named(current: list[JSON], patch: list[JSON]) -> list[JSON]:
+    out = [dict(i) for i in current]
+    for item in patch:
+        idx = next((n for n, cur in enumerate(out) if cur.get("name") == item.get("name")), None)
+        if item.get("$patch") == "delete":
+            if idx is not None:
+                out.pop(idx)
+        elif idx is None:
+            out.append({k: v for k, v in item.items() if not k.startswith("$")})
+        else:
+            out[idx] = strategic_merge_patch(out[idx], item)
+    return out
+
+
+def _unescape(token: str) -> str:
+    return token.replace("~1", "/").replace("~0", "~")
+
+
+def _parse_pointer(pointer: str) -> list[str]:
+    if pointer == "":
+        return []
+    if not pointer.startswith("/"):
+        raise PatchError(f"invalid JSON pointer: {pointer!r}")
+    return [_unescape(t) for t in pointer[1:].split("/")]
+
+
+def _resolve(doc: Any, tokens: list[str], pointer: str) -> Any:
+    node = doc
+    for token in tokens:
+        if isinstance(node, dict):
+            if token not in node:
+                raise PatchError(f"doc is missing path: {pointer}: missing value")
+            node = node[token]
+        elif isinstance(node, list):
+            try:
+                node = node[int(token)]
+            except (ValueError, IndexError):
+                raise PatchError(f"doc is missing path: {pointer}: missing value") from None
+        else:
+            raise PatchError(f"doc is missing path: {pointer}: missing value")
+    return node
+
+
+def _add(doc: Any, tokens: list[str], value: Any, pointer: str) -> Any:
+    if not tokens:
+        return value
+    parent = _resolve(doc, tokens[:-1], pointer)
+    last = tokens[-1]
+    if isinstance(parent, dict):
+        parent[last] = value
+    elif isinstance(parent, list):
+        if last == "-":
+            parent.append(value)
+        else:
+            try:
+                idx = int(last)
+            except ValueError:
+                raise PatchError(f"add operation does not apply: doc is missing path: {pointer}") from None
+            if idx < 0 or idx > len(parent):
+                raise PatchError(f"add operation does not apply: doc is missing path: {pointer}")
+            parent.insert(idx, value)
+    else:
+        raise PatchError(f"add operation does not apply: doc is missing path: {pointer}")
+    return doc
+
+
+def _remove(doc: Any, tokens: list[str], pointer: str) -> Any:
+    if not tokens:
+        raise PatchError("unable to remove the whole document")
+    parent = _resolve(doc, tokens[:-1], pointer)
+    last = tokens[-1]
+    try:
+        if isinstance(parent, dict):
+            return parent.pop(last)
+        if isinstance(parent, list):
+            return parent.pop(int(last))
+    except (KeyError, ValueError, IndexError):
+        pass
+    raise PatchError(f"remove operation does not apply: doc is missing path: {pointer}")
+
+
+def json_patch(target: Any, operations: Any) -> Any:
+    """RFC 6902 on a copy of `target`."""
+    if not isinstance(operations, list):
+        raise PatchError("json: cannot unmarshal object into Go value of type jsonpatch.Patch")
+    doc = copy.deepcopy(target)
+    for op in operations:
+        if not isinstance(op, dict) or "op" not in op:
+            raise PatchError("Unexpected kind: <nil>")
+        kind = op["op"]
+        pointer = str(op.get("path", ""))
+        tokens = _parse_pointer(pointer)
+        if kind == "add":
+            doc = _add(doc, tokens, copy.deepcopy(op.get("value")), pointer)
+        elif kind == "remove":
+            _remove(doc, tokens, pointer)
+        elif kind == "replace":
+            _resolve(doc, tokens, pointer)
+            if tokens:
+                _remove(doc, tokens, pointer)
+            doc = _add(doc, tokens, copy.deepcopy(op.get("value")), pointer)
+        elif kind in ("move", "copy"):
+            source = str(op.get("from", ""))
+            src_tokens = _parse_pointer(source)
+            value = copy.deepcopy(_resolve(doc, src_tokens, source))
+            if kind == "move":
+                _remove(doc, src_tokens, source)
+            doc = _add(doc, tokens, value, pointer)
+        elif kind == "test":
+            try:
+                current = _resolve(doc, tokens, pointer)
+            except PatchError:
+                raise PatchError(f"testing value {pointer} failed: test failed", test_failed=True) from None
+            if current != op.get("value"):
+                raise PatchError(f"testing value {pointer} failed: test failed", test_failed=True)
+        else:
+            raise PatchError(f"Unexpected kind: {kind}")
+    return doc

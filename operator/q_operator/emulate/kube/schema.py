@@ -1,0 +1,389 @@
+"""Structural schemas as the API server applies them to custom resources: prune, default, validate.
+
+The order is the API server's: unknown fields are pruned (and reported for fieldValidation), then
+defaults are filled in, then the value validations run. Messages follow kube-openapi's validator as
+apiextensions-apiserver converts them to field errors.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import re
+import uuid
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from q_operator.emulate.kube.errors import (
+    FieldError,
+    duplicate,
+    invalid,
+    not_supported,
+    required,
+    too_long,
+    too_many,
+    type_invalid,
+    type_name,
+)
+
+JSON = dict[str, Any]
+
+OBJECT_META_FIELDS = frozenset(
+    {
+        "name",
+        "generateName",
+        "namespace",
+        "selfLink",
+        "uid",
+        "resourceVersion",
+        "generation",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "labels",
+        "annotations",
+        "ownerReferences",
+        "finalizers",
+        "managedFields",
+    }
+)
+
+
+def child(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _preserves(schema: JSON) -> bool:
+    return bool(schema.get("x-kubernetes-preserve-unknown-fields"))
+
+
+def prune_root(schema: JSON | None, obj: JSON) -> list[str]:
+    """Prune a whole object in place: standard metadata fields only, the rest by the schema."""
+    unknown: list[str] = []
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        for key in [k for k in meta if k not in OBJECT_META_FIELDS]:
+            unknown.append(f"metadata.{key}")
+            del meta[key]
+    if schema is None:
+        return unknown
+    props = schema.get("properties") or {}
+    for key in list(obj):
+        if key in ("apiVersion", "kind", "metadata"):
+            continue
+        if key in props:
+            unknown.extend(prune(props[key], obj[key], key))
+        elif not _preserves(schema):
+            unknown.append(key)
+            del obj[key]
+    return unknown
+
+
+def prune(schema: JSON, value: Any, path: str) -> list[str]:
+    """Drop fields the schema does not know (unless preserved) and return their paths."""
+    unknown: list[str] = []
+    if isinstance(value, dict):
+        props = schema.get("properties")
+        additional = schema.get("additionalProperties")
+        embedded = bool(schema.get("x-kubernetes-embedded-resource"))
+        for key in list(value):
+            if props is not None and key in props:
+                unknown.extend(prune(props[key], value[key], child(path, key)))
+            elif isinstance(additional, dict):
+                unknown.extend(prune(additional, value[key], child(path, key)))
+            elif (
+                additional is True
+                or _preserves(schema)
+                or (embedded and key in ("apiVersion", "kind", "metadata"))
+            ):
+                continue
+            elif props is not None or schema.get("type") == "object":
+                unknown.append(child(path, key))
+                del value[key]
+    elif isinstance(value, list):
+        items = schema.get("items")
+        if isinstance(items, dict):
+            for i, item in enumerate(value):
+                unknown.extend(prune(items, item, f"{path}[{i}]"))
+    return unknown
+
+
+def apply_defaults(schema: JSON, value: Any) -> None:
+    """Fill in `default`s in place, then default inside what is (now) present."""
+    if isinstance(value, dict):
+        for key, sub in (schema.get("properties") or {}).items():
+            if "default" in sub and (key not in value or (value[key] is None and not sub.get("nullable"))):
+                value[key] = copy.deepcopy(sub["default"])
+            if key in value:
+                apply_defaults(sub, value[key])
+        additional = schema.get("additionalProperties")
+        if isinstance(additional, dict):
+            props = schema.get("properties") or {}
+            for key, item in value.items():
+                if key not in props:
+                    apply_defaults(additional, item)
+    elif isinstance(value, list):
+        items = schema.get("items")
+        if isinstance(items, dict):
+            for item in value:
+                apply_defaults(items, item)
+
+
+def _is_int(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+
+
+def _type_ok(kind: str, value: Any) -> bool:
+    if kind == "object":
+        return isinstance(value, dict)
+    if kind == "array":
+        return isinstance(value, list)
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "integer":
+        return _is_int(value)
+    if kind == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return True
+
+
+def _num(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+@lru_cache(maxsize=1024)
+def _regex(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def _format_ok(fmt: str, value: Any) -> bool:
+    """Lenient checks of the formats the API server knows; unknown formats pass."""
+    if isinstance(value, str):
+        if fmt == "date-time":
+            try:
+                datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+            except ValueError:
+                return False
+        elif fmt == "date":
+            try:
+                datetime.strptime(value, "%Y-%m-%d")
+            except ValueError:
+                return False
+        elif fmt == "byte":
+            try:
+                base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                return False
+        elif fmt == "uuid":
+            try:
+                uuid.UUID(value)
+            except ValueError:
+                return False
+    elif _is_int(value):
+        if fmt == "int32":
+            return -(2**31) <= int(value) < 2**31
+        if fmt == "int64":
+            return -(2**63) <= int(value) < 2**63
+    return True
+
+
+def validate(schema: JSON, value: Any, path: str) -> list[FieldError]:
+    """The value validations of one schema node and everything below it."""
+    name = path or "body"
+    if value is None:
+        if schema.get("nullable") or not schema.get("type"):
+            return []
+        return [type_invalid(path, None, f'{name} in body must be of type {schema["type"]}: "null"')]
+    kind = schema.get("type")
+    if schema.get("x-kubernetes-int-or-string"):
+        if not (isinstance(value, str) or _is_int(value)):
+            return [
+                type_invalid(
+                    path, value, f'{name} in body must be of type integer,string: "{type_name(value)}"'
+                )
+            ]
+    elif kind and not _type_ok(str(kind), value):
+        return [type_invalid(path, value, f'{name} in body must be of type {kind}: "{type_name(value)}"')]
+    errs: list[FieldError] = []
+    fmt = schema.get("format")
+    if fmt and not _format_ok(str(fmt), value):
+        errs.append(invalid(path, value, f"{name} in body must be of type {fmt}: {_quote_val(value)}"))
+    if "enum" in schema and value not in schema["enum"]:
+        errs.append(not_supported(path, value, list(schema["enum"])))
+    if isinstance(value, str):
+        errs.extend(_validate_string(schema, value, path, name))
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        errs.extend(_validate_number(schema, value, path, name))
+    elif isinstance(value, list):
+        errs.extend(_validate_array(schema, value, path, name))
+    elif isinstance(value, dict):
+        errs.extend(_validate_object(schema, value, path, name))
+    errs.extend(_validate_combinators(schema, value, path, name))
+    return errs
+
+
+def _quote_val(value: Any) -> str:
+    return f'"{value}"' if isinstance(value, str) else _num(value)
+
+
+def _validate_string(schema: JSON, value: str, path: str, name: str) -> list[FieldError]:
+    errs: list[FieldError] = []
+    if "maxLength" in schema and len(value) > int(schema["maxLength"]):
+        errs.append(too_long(path, int(schema["maxLength"])))
+    if "minLength" in schema and len(value) < int(schema["minLength"]):
+        errs.append(
+            invalid(path, value, f"{name} in body should be at least {schema['minLength']} chars long")
+        )
+    pattern = schema.get("pattern")
+    if pattern and not _regex(str(pattern)).search(value):
+        errs.append(invalid(path, value, f"{name} in body should match '{pattern}'"))
+    return errs
+
+
+def _validate_number(schema: JSON, value: float, path: str, name: str) -> list[FieldError]:
+    errs: list[FieldError] = []
+    if "maximum" in schema:
+        top = schema["maximum"]
+        if schema.get("exclusiveMaximum") and value >= top:
+            errs.append(invalid(path, value, f"{name} in body should be less than {_num(top)}"))
+        elif value > top:
+            errs.append(invalid(path, value, f"{name} in body should be less than or equal to {_num(top)}"))
+    if "minimum" in schema:
+        low = schema["minimum"]
+        if schema.get("exclusiveMinimum") and value <= low:
+            errs.append(invalid(path, value, f"{name} in body should be greater than {_num(low)}"))
+        elif value < low:
+            errs.append(
+                invalid(path, value, f"{name} in body should be greater than or equal to {_num(low)}")
+            )
+    step = schema.get("multipleOf")
+    if step and (value / step) != int(value / step):
+        errs.append(invalid(path, value, f"{name} in body should be a multiple of {_num(step)}"))
+    return errs
+
+
+def _validate_array(schema: JSON, value: list[Any], path: str, name: str) -> list[FieldError]:
+    errs: list[FieldError] = []
+    if "maxItems" in schema and len(value) > int(schema["maxItems"]):
+        errs.append(too_many(path, len(value), int(schema["maxItems"])))
+    if "minItems" in schema and len(value) < int(schema["minItems"]):
+        errs.append(
+            invalid(path, len(value), f"{name} in body should have at least {schema['minItems']} items")
+        )
+    list_type = schema.get("x-kubernetes-list-type")
+    if list_type == "set" or schema.get("uniqueItems"):
+        seen: list[Any] = []
+        for i, item in enumerate(value):
+            if item in seen:
+                errs.append(duplicate(f"{path}[{i}]", item))
+            seen.append(item)
+    elif list_type == "map":
+        keys = list(schema.get("x-kubernetes-list-map-keys") or [])
+        seen_keys: list[JSON] = []
+        for i, item in enumerate(value):
+            if isinstance(item, dict):
+                ident = {k: item.get(k) for k in keys}
+                if ident in seen_keys:
+                    errs.append(duplicate(f"{path}[{i}]", ident))
+                seen_keys.append(ident)
+    items = schema.get("items")
+    if isinstance(items, dict):
+        for i, item in enumerate(value):
+            errs.extend(validate(items, item, f"{path}[{i}]"))
+    return errs
+
+
+def _validate_object(schema: JSON, value: JSON, path: str, name: str) -> list[FieldError]:
+    errs: list[FieldError] = []
+    for key in schema.get("required") or []:
+        if key not in value:
+            errs.append(required(child(path, key)))
+    if "maxProperties" in schema and len(value) > int(schema["maxProperties"]):
+        errs.append(too_many(path, len(value), int(schema["maxProperties"])))
+    if "minProperties" in schema and len(value) < int(schema["minProperties"]):
+        errs.append(
+            invalid(
+                path, len(value), f"{name} in body should have at least {schema['minProperties']} properties"
+            )
+        )
+    props = schema.get("properties") or {}
+    additional = schema.get("additionalProperties")
+    for key, item in value.items():
+        if key in props:
+            errs.extend(validate(props[key], item, child(path, key)))
+        elif isinstance(additional, dict):
+            errs.extend(validate(additional, item, child(path, key)))
+    return errs
+
+
+def _validate_combinators(schema: JSON, value: Any, path: str, name: str) -> list[FieldError]:
+    errs: list[FieldError] = []
+    for sub in schema.get("allOf") or []:
+        errs.extend(validate(sub, value, path))
+    any_of = schema.get("anyOf")
+    if any_of and not any(not validate(sub, value, path) for sub in any_of):
+        errs.append(invalid(path, value, f"{name} in body must validate at least one schema (anyOf)"))
+    one_of = schema.get("oneOf")
+    if one_of:
+        results = [validate(sub, value, path) for sub in one_of]
+        valid = sum(1 for r in results if not r)
+        if valid == 0:
+            errs.append(
+                invalid(
+                    path,
+                    value,
+                    f"{name} in body must validate one and only one schema (oneOf). Found none valid",
+                )
+            )
+            for result in results:
+                errs.extend(e for e in result if e.reason == "FieldValueRequired" and e not in errs)
+        elif valid > 1:
+            errs.append(
+                invalid(
+                    path,
+                    value,
+                    f"{name} in body must validate one and only one schema (oneOf). "
+                    f"Found {valid} valid alternatives",
+                )
+            )
+    negated = schema.get("not")
+    if isinstance(negated, dict) and not validate(negated, value, path):
+        errs.append(invalid(path, value, f"{name} in body must not validate the schema (not)"))
+    return errs
+
+
+def validate_root(schema: JSON | None, obj: JSON) -> list[FieldError]:
+    """Validate everything but metadata (which the server checks itself) against the schema."""
+    if schema is None:
+        return []
+    errs: list[FieldError] = []
+    props = schema.get("properties") or {}
+    for key in schema.get("required") or []:
+        if key not in obj:
+            errs.append(required(key))
+    for key, item in obj.items():
+        if key in ("apiVersion", "kind", "metadata"):
+            continue
+        if key in props:
+            errs.extend(validate(props[key], item, key))
+    return errs
+
+
+def default_root(schema: JSON | None, obj: JSON) -> None:
+    if schema is None:
+        return
+    for key, sub in (schema.get("properties") or {}).items():
+        if key in ("apiVersion", "kind", "metadata"):
+            continue
+        if "default" in sub and key not in obj:
+            obj[key] = copy.deepcopy(sub["default"])
+        if key in obj:
+            apply_defaults(sub, obj[key])
