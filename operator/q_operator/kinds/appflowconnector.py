@@ -268,13 +268,12 @@ def _error_message(error: ClientError) -> str:
 LAMBDA_ERRORS = frozenset({"ConnectorAuthenticationException", "ConnectorServerException"})
 
 
-def _lambda_failure(error: ClientError, step: str) -> base.ExternalFailure | None:
+def _lambda_failure(error: ClientError) -> base.ExternalFailure | None:
+    """The engine leads the message with the step (create/update)."""
     if _error_code(error) not in LAMBDA_ERRORS:
         return None
     code = _error_code(error)
-    return base.ExternalFailure(
-        f"{step} failed: the connector's Lambda function answered {code}: {_error_message(error)}"
-    )
+    return base.ExternalFailure(f"the connector's Lambda function answered {code}: {_error_message(error)}")
 
 
 def _outputs(configuration: Mapping[str, Any]) -> dict[str, Any]:
@@ -370,9 +369,9 @@ class AppFlowConnectorAdapter:
         except ClientError as error:
             if _error_code(error) == "ConflictException":
                 raise base.AlreadyExists(
-                    f"create failed: a connector labelled {label} already exists: {_error_message(error)}"
+                    f"a connector labelled {label} already exists: {_error_message(error)}"
                 ) from error
-            failure = _lambda_failure(error, "create")
+            failure = _lambda_failure(error)
             if failure is not None:
                 raise failure from error
             raise
@@ -404,7 +403,7 @@ class AppFlowConnectorAdapter:
             try:
                 self._client.update_connector_registration(**request)
             except ClientError as error:
-                failure = _lambda_failure(error, "update")
+                failure = _lambda_failure(error)
                 if failure is not None:
                     raise failure from error
                 raise
@@ -427,7 +426,7 @@ class AppFlowConnectorAdapter:
                 return  # already unregistered
             if code == "ConflictException":
                 raise base.InUse(
-                    f"delete failed: connector {ref['connectorLabel']} is in use by connector profiles "
+                    f"connector {ref['connectorLabel']} is in use by connector profiles "
                     f"(set forceDelete to unregister anyway): {_error_message(error)}"
                 ) from error
             raise

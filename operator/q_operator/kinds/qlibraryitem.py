@@ -172,9 +172,9 @@ def replacements(spec: QLibraryItemSpec, ref: base.ExternalRef, item: Mapping[st
     return tuple(replace)
 
 
-def _not_found(error: ClientError, spec: QLibraryItemSpec, step: str) -> base.NotFoundError | None:
+def _not_found(error: ClientError, spec: QLibraryItemSpec) -> base.NotFoundError | None:
     """Name the spec field a ResourceNotFoundException from create/update/list is about, or None when
-    it is not one (the item itself, say).
+    it is not one (the item itself, say). The engine leads the message with the step.
 
     qapps' ResourceNotFoundException carries resourceId and resourceType (botocore puts them at
     the top level of the response): a category the instance does not have, the app, or the instance.
@@ -188,18 +188,16 @@ def _not_found(error: ClientError, spec: QLibraryItemSpec, step: str) -> base.No
         missing = resource_id if resource_id in spec.categories else ", ".join(spec.categories)
         return base.NotFoundError(
             "categories",
-            f"{step} failed: category {missing} does not exist in instance {spec.instanceId} "
-            f"(AWS: {aws_message})",
+            f"category {missing} does not exist in instance {spec.instanceId} (AWS: {aws_message})",
         )
     if resource_id == spec.appId or resource_type in ("app", "qapp", "application"):
         return base.NotFoundError(
             "appId",
-            f"{step} failed: Q App {spec.appId} does not exist in instance {spec.instanceId} "
-            f"(AWS: {aws_message})",
+            f"Q App {spec.appId} does not exist in instance {spec.instanceId} (AWS: {aws_message})",
         )
     if resource_id == spec.instanceId or "instance" in resource_type:
         return base.NotFoundError(
-            "instanceId", f"{step} failed: instance {spec.instanceId} does not exist (AWS: {aws_message})"
+            "instanceId", f"instance {spec.instanceId} does not exist (AWS: {aws_message})"
         )
     return None
 
@@ -234,7 +232,7 @@ class QLibraryItemAdapter:
             try:
                 page = self._client.list_library_items(**kwargs)
             except ClientError as error:
-                translated = _not_found(error, spec, "find")
+                translated = _not_found(error, spec)
                 if translated is not None:
                     raise translated from error
                 raise
@@ -279,7 +277,7 @@ class QLibraryItemAdapter:
                 categories=list(spec.categories),
             )
         except ClientError as error:
-            translated = _not_found(error, spec, "create")
+            translated = _not_found(error, spec)
             if translated is not None:
                 raise translated from error
             raise
@@ -311,7 +309,7 @@ class QLibraryItemAdapter:
             if "isVerified" in observation.diff and spec.isVerified is not None:
                 self._client.update_library_item_metadata(**item_ref, isVerified=spec.isVerified)
         except ClientError as error:
-            translated = _not_found(error, spec, "update")
+            translated = _not_found(error, spec)
             if translated is not None:
                 raise translated from error
             raise
