@@ -516,3 +516,15 @@ def test_json_dumps_show_a_payload_digest_that_changes_with_the_document() -> No
         }
     )
     assert other.model_dump(mode="json") != custom_spec().model_dump(mode="json")
+
+
+def test_find_skips_a_marked_plugin_of_another_type(stubbed: tuple[QPluginAdapter, Stubber]) -> None:
+    """While a type change replaces a plugin, the old one carries the same owner mark."""
+    adapter, stubber = stubbed
+    spec = jira_spec()
+    stubber.add_response(
+        "list_plugins",
+        {"plugins": [{"pluginId": PLUGIN, "displayName": "jira", "type": "JIRA", "createdAt": CREATED}]},
+        {"applicationId": APP, "maxResults": 50},
+    )
+    assert adapter.find(spec, OWNER) is None

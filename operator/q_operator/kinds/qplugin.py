@@ -738,6 +738,10 @@ class QPluginAdapter:
     def _match(
         self, spec: QPluginSpec, summary: Mapping[str, Any], owner: Owner, since: datetime | None
     ) -> Found | None:
+        # Only a plugin of the wanted type can be this create's: while a type change replaces a
+        # plugin, the old one carries the same owner mark and must not be mistaken for the new one.
+        if summary.get("type") not in (None, spec.type):
+            return None
         created = summary.get("createdAt")
         if since is not None and isinstance(created, datetime):
             aware = created if created.tzinfo else created.replace(tzinfo=UTC)
