@@ -278,6 +278,17 @@ def test_create_with_a_broken_lambda_raises_external_failure_with_aws_message(
     assert code in str(caught.value)
 
 
+def test_create_with_a_missing_lambda_raises_not_found_naming_the_lambda_arn(
+    stubbed: tuple[AppFlowConnectorAdapter, Stubber],
+) -> None:
+    adapter, stubber = stubbed
+    error(stubber, "register_connector", "ResourceNotFoundException", 404, "function does not exist")
+    with pytest.raises(base.NotFoundError) as caught:
+        adapter.create(spec(), OWNER, TOKEN, base.Resolved())
+    assert caught.value.field == "connectorProvisioningConfig.lambda.lambdaArn"
+    assert LAMBDA_ARN in str(caught.value)
+
+
 def test_create_validation_error_with_the_same_status_passes_through(
     stubbed: tuple[AppFlowConnectorAdapter, Stubber],
 ) -> None:
@@ -337,6 +348,29 @@ def test_update_with_a_broken_lambda_raises_external_failure(
         adapter.update(
             spec(), REF, observation("connectorProvisioningConfig.lambda.lambdaArn"), OWNER, base.Resolved()
         )
+
+
+def test_update_to_a_missing_lambda_raises_not_found_naming_the_lambda_arn(
+    stubbed: tuple[AppFlowConnectorAdapter, Stubber],
+) -> None:
+    adapter, stubber = stubbed
+    error(
+        stubber, "update_connector_registration", "ResourceNotFoundException", 404, f"No Lambda {LAMBDA_ARN}"
+    )
+    with pytest.raises(base.NotFoundError) as caught:
+        adapter.update(
+            spec(), REF, observation("connectorProvisioningConfig.lambda.lambdaArn"), OWNER, base.Resolved()
+        )
+    assert caught.value.field == "connectorProvisioningConfig.lambda.lambdaArn"
+
+
+def test_update_of_a_vanished_connector_passes_not_found_through(
+    stubbed: tuple[AppFlowConnectorAdapter, Stubber],
+) -> None:
+    adapter, stubber = stubbed
+    error(stubber, "update_connector_registration", "ResourceNotFoundException", 404, "connector not found")
+    with pytest.raises(ClientError):
+        adapter.update(spec(), REF, observation("description"), OWNER, base.Resolved())
 
 
 def test_update_tags_sets_and_removes_but_keeps_the_owner_tag(

@@ -47,6 +47,8 @@ TAG_VALUE_MAX = 256
 #: AppFlow's TagMap holds at most 50 tags; the operator's owner tag takes one of them.
 TAGS_MAX = 49
 CONNECTOR_TYPE = "CustomConnector"
+#: The spec path of the Lambda function, as diffs and errors name it.
+LAMBDA_FIELD = "connectorProvisioningConfig.lambda.lambdaArn"
 
 TagValue = Annotated[str, StringConstraints(max_length=TAG_VALUE_MAX, pattern=TAG_VALUE_PATTERN)]
 
@@ -242,7 +244,7 @@ def diff_registration(
         diff.append("description")
     aws_lambda = configuration.get("connectorProvisioningConfig", {}).get("lambda", {}).get("lambdaArn")
     if spec.lambda_arn != aws_lambda:
-        diff.append("connectorProvisioningConfig.lambda.lambdaArn")
+        diff.append(LAMBDA_FIELD)
     if tag_changes(desired_tags(spec, owner), tags) != ({}, []):
         diff.append("tags")
     return tuple(diff)
@@ -268,12 +270,25 @@ def _error_message(error: ClientError) -> str:
 LAMBDA_ERRORS = frozenset({"ConnectorAuthenticationException", "ConnectorServerException"})
 
 
-def _lambda_failure(error: ClientError) -> base.ExternalFailure | None:
-    """The engine leads the message with the step (create/update)."""
-    if _error_code(error) not in LAMBDA_ERRORS:
-        return None
+def _lambda_failure(
+    error: ClientError, spec: AppFlowConnectorSpec, registered: bool
+) -> base.KindError | None:
+    """The kind error for a failure of the user's Lambda function, or None when it is not one. The
+    engine leads the message with the step (create/update).
+
+    AppFlow's errors carry only a message. On RegisterConnector a ResourceNotFoundException can only
+    be about the Lambda; once registered it may also be the connector itself, so it counts as the
+    Lambda's only when AWS's message names the function.
+    """
     code = _error_code(error)
-    return base.ExternalFailure(f"the connector's Lambda function answered {code}: {_error_message(error)}")
+    said = _error_message(error)
+    if code in LAMBDA_ERRORS:
+        return base.ExternalFailure(f"the connector's Lambda function answered {code}: {said}")
+    if code == "ResourceNotFoundException" and (
+        not registered or spec.lambda_arn in said or "lambda" in said.casefold()
+    ):
+        return base.NotFoundError(LAMBDA_FIELD, f"Lambda function {spec.lambda_arn} was not found: {said}")
+    return None
 
 
 def _outputs(configuration: Mapping[str, Any]) -> dict[str, Any]:
@@ -371,7 +386,7 @@ class AppFlowConnectorAdapter:
                 raise base.AlreadyExists(
                     f"a connector labelled {label} already exists: {_error_message(error)}"
                 ) from error
-            failure = _lambda_failure(error)
+            failure = _lambda_failure(error, spec, registered=False)
             if failure is not None:
                 raise failure from error
             raise
@@ -392,7 +407,7 @@ class AppFlowConnectorAdapter:
         resolved: base.Resolved,
     ) -> None:
         label = ref["connectorLabel"]
-        if {"description", "connectorProvisioningConfig.lambda.lambdaArn"} & set(observation.diff):
+        if {"description", LAMBDA_FIELD} & set(observation.diff):
             request: dict[str, Any] = {
                 "connectorLabel": label,
                 "connectorProvisioningConfig": {"lambda": {"lambdaArn": spec.lambda_arn}},
@@ -403,7 +418,7 @@ class AppFlowConnectorAdapter:
             try:
                 self._client.update_connector_registration(**request)
             except ClientError as error:
-                failure = _lambda_failure(error)
+                failure = _lambda_failure(error, spec, registered=True)
                 if failure is not None:
                     raise failure from error
                 raise
