@@ -40,7 +40,7 @@ def make_client(url: str, service: str, *, validate: bool = True, region: str = 
         aws_access_key_id="test",
         aws_secret_access_key="test",
         config=Config(
-            retries={"max_attempts": 1, "mode": "standard"},
+            retries={"total_max_attempts": 1, "mode": "standard"},
             parameter_validation=validate,
         ),
     )

@@ -27,7 +27,7 @@ def _client(url: str) -> object:
         region_name="us-east-1",
         aws_access_key_id="bench",
         aws_secret_access_key="bench",
-        config=Config(retries={"max_attempts": 1, "mode": "standard"}, max_pool_connections=32),
+        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}, max_pool_connections=32),
     )
 
 

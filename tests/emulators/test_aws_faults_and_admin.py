@@ -1,0 +1,276 @@
+"""Fault injection, the admin API, the wire format's edges, and the CLI of the AWS stand-in."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+import botocore.session
+import pytest
+from botocore.exceptions import ClientError
+
+from q_operator.emulate.aws.server import parse_args
+from q_operator.emulate.aws.testing import AwsHandle
+from tests.emulators.aws_support import error_code, make_client, new_id, wait_for
+
+USED = {
+    "qbusiness": [
+        "CreatePlugin", "GetPlugin", "UpdatePlugin", "DeletePlugin", "ListPlugins",
+        "TagResource", "UntagResource", "ListTagsForResource",
+    ],
+    "qapps": [
+        "CreateLibraryItem", "GetLibraryItem", "UpdateLibraryItem", "UpdateLibraryItemMetadata",
+        "DeleteLibraryItem", "ListLibraryItems", "ListCategories", "BatchCreateCategory",
+    ],
+    "appflow": [
+        "RegisterConnector", "DescribeConnector", "UpdateConnectorRegistration", "UnregisterConnector",
+        "ListConnectors", "TagResource", "UntagResource", "ListTagsForResource",
+    ],
+}  # fmt: skip
+
+
+def modelled_errors() -> list[tuple[str, str, str, int, list[str]]]:
+    """(service, an operation raising it, error, status, required members) per error shape in use."""
+    out: dict[tuple[str, str], tuple[str, str, str, int, list[str]]] = {}
+    for service, operations in USED.items():
+        model = botocore.session.get_session().get_service_model(service)
+        for operation in operations:
+            for shape in model.operation_model(operation).error_shapes:
+                status = shape.metadata["error"]["httpStatusCode"]
+                out.setdefault(
+                    (service, shape.name), (service, operation, shape.name, status, shape.required_members)
+                )
+    return sorted(out.values())
+
+
+ERRORS = modelled_errors()
+
+SAMPLE_INPUT: dict[str, dict[str, Any]] = {
+    "CreatePlugin": {
+        "applicationId": "0f8fad5b-d9cb-469f-a165-70867728950e",
+        "displayName": "p",
+        "type": "JIRA",
+        "authConfiguration": {"noAuthConfiguration": {}},
+    },
+    "CreateLibraryItem": {"instanceId": "i", "appId": "0f8fad5b-d9cb-469f-a165-70867728950e", "appVersion": 1,
+                          "categories": []},
+    "GetPlugin": {"applicationId": "0f8fad5b-d9cb-469f-a165-70867728950e",
+                  "pluginId": "0f8fad5b-d9cb-469f-a165-70867728950e"},
+    "UpdateLibraryItem": {"instanceId": "i", "libraryItemId": "0f8fad5b-d9cb-469f-a165-70867728950e"},
+    "RegisterConnector": {"connectorLabel": "label"},
+    "DescribeConnector": {"connectorType": "CustomConnector", "connectorLabel": "label"},
+    "UnregisterConnector": {"connectorLabel": "label"},
+    "ListConnectors": {},
+    "TagResource": {"resourceArn": "arn:aws:appflow:us-east-1:123456789012:connector/x", "tags": {}},
+    "ListCategories": {"instanceId": "i"},
+    "DeletePlugin": {"applicationId": "0f8fad5b-d9cb-469f-a165-70867728950e",
+                     "pluginId": "0f8fad5b-d9cb-469f-a165-70867728950e"},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "service,operation,error,status,required", ERRORS, ids=[f"{e[0]}.{e[2]}" for e in ERRORS]
+)
+def test_every_modelled_error_reaches_boto3_with_its_code_status_and_members(
+    aws: AwsHandle, client: Callable[..., Any], service: str, operation: str, error: str, status: int,
+    required: list[str],
+) -> None:  # fmt: skip
+    aws.configure(inject=[{"operation": f"{service}:{operation}", "error": error}])
+    call = getattr(client(service), botocore.xform_name(operation))
+    with pytest.raises(ClientError) as raised:
+        call(**SAMPLE_INPUT[operation])
+    response = raised.value.response
+    assert error_code(raised.value) == error
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == status
+    assert response["Error"]["Message"]
+    for member in required:
+        assert member in response or member == "message", member
+
+
+def test_a_star_rate_limits_each_operation_and_refills(aws: AwsHandle, client: Callable[..., Any]) -> None:
+    aws.configure(throttle={"*": 5})
+    qb = client("qbusiness")
+    app = new_id()
+    codes = []
+    for _ in range(8):
+        try:
+            qb.list_plugins(applicationId=app)
+            codes.append(200)
+        except ClientError as exc:
+            codes.append(exc.response["ResponseMetadata"]["HTTPStatusCode"])
+    assert codes.count(429) >= 2 and codes[:5] == [200] * 5
+    # another operation has its own bucket:
+    with pytest.raises(ClientError) as raised:
+        qb.get_plugin(applicationId=app, pluginId=new_id())
+    assert error_code(raised.value) == "ResourceNotFoundException"
+
+    def passes() -> bool:
+        try:
+            qb.list_plugins(applicationId=app)
+        except ClientError:
+            return False
+        return True
+
+    wait_for(passes, timeout=3)
+
+
+def test_time_boxed_throttling_throttles_then_stops(aws: AwsHandle, client: Callable[..., Any]) -> None:
+    aws.configure(throttle_percent=100, throttle_for_seconds=0.5)
+    af = client("appflow")
+    with pytest.raises(ClientError) as raised:
+        af.list_connectors()
+    assert error_code(raised.value) == "ThrottlingException"
+
+    def passes() -> bool:
+        try:
+            af.list_connectors()
+        except ClientError:
+            return False
+        return True
+
+    wait_for(passes, timeout=3)
+
+
+def test_latency_is_added_to_every_answer(aws: AwsHandle, client: Callable[..., Any]) -> None:
+    aws.configure(latency_ms=150)
+    af = client("appflow")
+    started = time.monotonic()
+    af.list_connectors()
+    assert time.monotonic() - started >= 0.15
+
+
+def test_the_request_log_lists_every_call_with_status_and_client_token(
+    aws: AwsHandle, client: Callable[..., Any]
+) -> None:
+    qb = client("qbusiness")
+    app = new_id()
+    qb.create_plugin(
+        applicationId=app,
+        displayName="p",
+        type="JIRA",
+        authConfiguration={"noAuthConfiguration": {}},
+        clientToken="token-7",
+    )
+    with pytest.raises(ClientError):
+        qb.get_plugin(applicationId=app, pluginId=new_id())
+    calls = aws.requests()
+    assert [(c["service"], c["operation"], c["status"]) for c in calls] == [
+        ("qbusiness", "CreatePlugin", 200),
+        ("qbusiness", "GetPlugin", 404),
+    ]
+    assert calls[0]["clientToken"] == "token-7"
+    assert calls[0]["region"] == "us-east-1"
+    assert isinstance(calls[0]["time"], float)
+    aws.clear_requests()
+    assert aws.requests() == []
+
+
+def test_state_dump_and_reset(aws: AwsHandle, client: Callable[..., Any]) -> None:
+    client("appflow").register_connector(
+        connectorLabel="c1",
+        connectorProvisioningConfig={"lambda": {"lambdaArn": "arn:aws:lambda:x:1:function:f"}},
+    )
+    aws.configure(fail_rate=0.5)
+    state = aws.state()
+    assert [c["label"] for c in state["123456789012/us-east-1"]["connectors"]] == ["c1"]
+    aws.reset()
+    assert aws.state() == {} and aws.requests() == []
+    assert aws.configure()["fail_rate"] == 0.0
+
+
+def test_bad_admin_config_is_refused_with_400(aws: AwsHandle) -> None:
+    with pytest.raises(urllib.error.HTTPError) as raised:
+        aws.configure(no_such_knob=1)
+    assert raised.value.code == 400
+
+
+def raw_call(
+    url: str, method: str, path: str, body: bytes, service: str = "qbusiness"
+) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(url + path, data=body, method=method)
+    request.add_header(
+        "Authorization", f"AWS4-HMAC-SHA256 Credential=k/20260101/us-east-1/{service}/aws4_request"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_malformed_json_and_wrong_types_cannot_be_parsed(aws: AwsHandle) -> None:
+    path = f"/applications/{new_id()}/plugins"
+    status, body = raw_call(aws.url, "POST", path, b"{not json")
+    assert (status, body["reason"]) == (400, "CANNOT_PARSE")
+    wrong = json.dumps({"displayName": 5, "type": "JIRA", "authConfiguration": {"noAuthConfiguration": {}}})
+    status, body = raw_call(aws.url, "POST", path, wrong.encode())
+    assert (status, body["reason"]) == (400, "CANNOT_PARSE")
+    assert "Value at 'displayName'" in body["message"]
+
+
+def test_an_operation_that_is_not_emulated_is_unknown(aws: AwsHandle, client: Callable[..., Any]) -> None:
+    with pytest.raises(ClientError) as raised:
+        client("qbusiness").list_applications()
+    assert error_code(raised.value) == "UnknownOperationException"
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+def test_aws_endpoint_url_in_the_environment_is_enough(
+    aws: AwsHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # botocore 1.44 reads AWS_DEFAULT_REGION, not AWS_REGION.
+    for name, value in {"AWS_ENDPOINT_URL": aws.url, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y",
+                        "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    for service in ("qbusiness", "qapps", "appflow"):
+        session = boto3.session.Session()
+        assert session.client(service).meta.endpoint_url == aws.url
+    assert boto3.session.Session().client("appflow").list_connectors()["connectors"] == []
+
+
+def test_cli_flags_become_settings() -> None:
+    settings, port = parse_args(
+        ["--port", "0", "--build-seconds", "0.2", "--throttle", "CreatePlugin=5", "--throttle", "*=50",
+         "--fail-rate", "0.1", "--latency-ms", "20", "--known-applications", "a,b",
+         "--account-id", "111122223333"]
+    )  # fmt: skip
+    assert port == 0
+    assert settings.build_seconds == 0.2
+    assert settings.throttle == {"CreatePlugin": 5.0, "*": 50.0}
+    assert (settings.fail_rate, settings.latency_ms) == (0.1, 20.0)
+    assert settings.known_applications == {"a", "b"} and settings.known_instances is None
+    assert settings.account_id == "111122223333"
+
+
+def test_the_cli_prints_ready_serves_boto3_and_exits_on_sigterm() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "q_operator", "emulate", "aws", "--port", "0", "--account-id", "111122223333"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        assert line.startswith("READY http://127.0.0.1:")
+        url = line.split(" ", 1)[1]
+        arn = make_client(url, "appflow").register_connector(
+            connectorLabel="c1",
+            connectorProvisioningConfig={"lambda": {"lambdaArn": "arn:aws:lambda:x:1:function:f"}},
+        )["connectorArn"]
+        assert ":111122223333:" in arn
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
