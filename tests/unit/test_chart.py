@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import filecmp
+import re
 import subprocess
 from typing import Any
 
@@ -369,3 +370,17 @@ def test_check_iam_honours_wildcards_and_ignores_deny() -> None:
     report = check_iam(calls("qbusiness:GetPlugin", "qapps:GetLibraryItem"), policy)
     assert report.missing == {"qapps:getlibraryitem"}
     assert report.unused == frozenset()
+
+
+# --- the operate docs name what the operator really exports ---
+
+
+def test_observability_doc_lists_exactly_the_metrics_the_operator_exports() -> None:
+    from prometheus_client import REGISTRY
+
+    from q_operator.engine import metrics  # noqa: F401  (registers the metrics)
+
+    exported = {metric.name for metric in REGISTRY.collect() if metric.name.startswith("q_operator_")}
+    doc = (ROOT / "docs" / "observability.md").read_text()
+    documented = {name.removesuffix("_total") for name in re.findall(r"^\| `(q_operator_\w+)`", doc, re.M)}
+    assert documented == exported
