@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import kubernetes_validate
 import pytest
 import yaml
+from pydantic import BaseModel, Field
 
 from q_operator import crdgen
 from q_operator.kinds import qplugin
+from q_operator.kinds.base import CommonSpec, CommonStatus, KindInfo
 from q_operator.registry import KINDS
 from tests.unit.crdcheck import openapi_schema, rejections, structural_problems, undescribed, walk
 
@@ -264,3 +266,83 @@ def test_committed_yaml_parses_back_to_the_generated_dicts() -> None:
     for crd in crdgen.crd_documents():
         text = (REPO / "crds" / crdgen.crd_filename(crd)).read_text()
         assert yaml.safe_load(text) == crd
+
+
+# --- the generator on a kind of its own (kind-agnostic conversion) ---------------------------------------
+
+
+class _Inner(BaseModel):
+    """An inner structure."""
+
+    count: int = Field(ge=1, le=5, description="A bounded number.")
+
+
+class _Spec(CommonSpec):
+    """A synthetic spec."""
+
+    mode: Literal["Only"] = Field(description="A one-value literal.")
+    inner: _Inner | None = Field(
+        default=None,
+        description="An optional structure.",
+        json_schema_extra={"x-kubernetes-validations": [{"rule": "self.count > 1", "message": "spec.inner"}]},
+    )
+    names: list[str] = Field(default_factory=list, min_length=1, max_length=3, description="A bounded list.")
+    labels: dict[str, str] = Field(default_factory=dict, description="A string map.")
+
+
+class _Status(CommonStatus):
+    """A synthetic status."""
+
+
+_KIND: KindInfo[_Spec, _Status] = KindInfo(
+    kind="Widget",
+    group="example.q-operator.dev",
+    version="v1alpha1",
+    plural="widgets",
+    singular="widget",
+    short_names=("wd",),
+    spec_model=_Spec,
+    status_model=_Status,
+    service="none",
+    adapter_factory=lambda client: None,  # type: ignore[arg-type,return-value]
+    ref_fields=("id",),
+    root_validations=({"rule": "self.metadata.name.size() < 50", "message": "metadata.name is too long"},),
+)
+
+
+def test_optional_structures_become_plain_objects_keeping_their_rules() -> None:
+    spec = openapi_schema(crdgen.crd_for(_KIND))["properties"]["spec"]
+    inner = spec["properties"]["inner"]
+    assert inner["type"] == "object" and "anyOf" not in inner and "default" not in inner
+    assert inner["description"] == "An optional structure."
+    assert inner["properties"]["count"] == {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 5,
+        "description": "A bounded number.",
+    }
+    assert inner["x-kubernetes-validations"] == [{"rule": "self.count > 1", "message": "spec.inner"}]
+
+
+def test_literals_lists_and_maps_convert_to_structural_keywords() -> None:
+    props = openapi_schema(crdgen.crd_for(_KIND))["properties"]["spec"]["properties"]
+    assert props["mode"]["enum"] == ["Only"] and props["mode"]["type"] == "string"
+    assert (props["names"]["minItems"], props["names"]["maxItems"]) == (1, 3)
+    assert props["names"]["items"] == {"type": "string"}
+    assert props["labels"]["additionalProperties"] == {"type": "string"}
+    assert structural_problems(openapi_schema(crdgen.crd_for(_KIND))) == []
+
+
+def test_root_validations_sit_at_the_schema_root() -> None:
+    schema = openapi_schema(crdgen.crd_for(_KIND))
+    assert schema["x-kubernetes-validations"] == [
+        {"rule": "self.metadata.name.size() < 50", "message": "metadata.name is too long"}
+    ]
+
+
+def test_a_union_of_several_types_is_refused_as_not_structural() -> None:
+    class Mixed(BaseModel):
+        value: str | int = Field(description="Either.")
+
+    with pytest.raises(ValueError, match="union"):
+        crdgen.model_schema(Mixed)
