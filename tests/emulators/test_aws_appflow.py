@@ -175,3 +175,13 @@ def test_access_denied_and_throttling_are_the_modelled_errors(aws: AwsHandle, af
     assert code_of(lambda: register(af)) == ("AccessDeniedException", 403)
     af.list_connectors()
     assert code_of(lambda: af.list_connectors()) == ("ThrottlingException", 429)
+
+
+def test_a_connector_holds_at_most_fifty_tags(af: Any) -> None:
+    arn = register(af)
+    af.tag_resource(resourceArn=arn, tags={f"key{i}": "v" for i in range(50)})
+    assert code_of(lambda: af.tag_resource(resourceArn=arn, tags={"one-more": "v"})) == (
+        "ValidationException",
+        400,
+    )
+    af.tag_resource(resourceArn=arn, tags={"key0": "changed"})

@@ -146,8 +146,20 @@ def _tagged(call: Call, arn: str) -> Connector:
     raise not_found(arn, "Connector", f"Resource {arn} not found")
 
 
+MAX_TAGS = 50
+"""AppFlow's tags-per-resource limit (the TagMap shape allows 50 per request too)."""
+
+
 def tag_resource(call: Call, params: Params) -> Params:
-    _tagged(call, params["resourceArn"]).tags.update(params["tags"])
+    connector = _tagged(call, params["resourceArn"])
+    merged = {**connector.tags, **params["tags"]}
+    if len(merged) > MAX_TAGS:
+        raise ApiError(
+            "ValidationException",
+            f"1 validation error detected: Value at 'tags' failed to satisfy constraint: "
+            f"a resource can have at most {MAX_TAGS} tags, this request would leave {len(merged)}",
+        )
+    connector.tags = merged
     return {}
 
 
