@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import filecmp
 import re
+import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -384,3 +386,32 @@ def test_observability_doc_lists_exactly_the_metrics_the_operator_exports() -> N
     doc = (ROOT / "docs" / "observability.md").read_text()
     documented = {name.removesuffix("_total") for name in re.findall(r"^\| `(q_operator_\w+)`", doc, re.M)}
     assert documented == exported
+
+
+@pytest.mark.parametrize("name", ["default", "everything-on", "two-replicas-namespaced"])
+def test_install_notes_render(name: str, tmp_path: Path) -> None:
+    """helm template skips NOTES.txt, so render it as a ConfigMap in a copy of the chart."""
+    chart = tmp_path / "q-operator"
+    shutil.copytree(CHART, chart)
+    notes = (chart / "templates" / "NOTES.txt").read_text()
+    (chart / "templates" / "NOTES.txt").unlink()
+    wrapped = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n  notes: |\n"
+    wrapped += "".join(f"    {line}\n" for line in notes.splitlines())
+    (chart / "templates" / "notes.yaml").write_text(wrapped)
+    result = subprocess.run(
+        [
+            str(HELM),
+            "template",
+            "q",
+            str(chart),
+            "--show-only",
+            "templates/notes.yaml",
+            *CONFIGURATIONS[name],
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    text = load_manifests(result.stdout)[0]["data"]["notes"]
+    assert "kubectl get q-operator --all-namespaces" in text
+    assert "<no value>" not in text
