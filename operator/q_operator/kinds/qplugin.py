@@ -108,6 +108,7 @@ RESERVED_TAG_PREFIX = "q-operator.dev/"
 PAYLOAD_HASH_TAG = "q-operator.dev/payload-sha256"
 #: AWS allows 200 tags; the operator keeps two of its own (owner and payload hash).
 MAX_USER_TAGS = 198
+MAX_TAG_VALUE = 256
 
 #: The spec path whose ConfigMap value the engine resolves into `Resolved.values`.
 PAYLOAD_FROM_PATH = "customPluginConfiguration.apiSchema.payloadFrom"
@@ -115,7 +116,7 @@ PAYLOAD_FROM_PATH = "customPluginConfiguration.apiSchema.payloadFrom"
 Arn = Annotated[str, StringConstraints(min_length=0, max_length=1284, pattern=ARN_PATTERN)]
 Url = Annotated[str, StringConstraints(min_length=1, max_length=2048, pattern=URL_PATTERN)]
 TagKey = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-TagValue = Annotated[str, StringConstraints(min_length=0, max_length=256)]
+TagValue = Annotated[str, StringConstraints(min_length=0, max_length=MAX_TAG_VALUE)]
 
 
 def _cel(rule: str, message: str, field_path: str | None = None) -> JsonDict:
@@ -527,10 +528,25 @@ def custom_config_to_api(spec: QPluginSpec, resolved: Resolved) -> dict[str, Any
     return {"description": custom.description, "apiSchemaType": custom.apiSchemaType, "apiSchema": api_schema}
 
 
+def owner_tag_value(owner: Owner) -> str:
+    """The owner tag's value: the owner mark, shortened (still unique: it keeps the uid) when it is
+    longer than the 256 characters a tag value may have (a 253-character name, say)."""
+    mark = owner.mark
+    if len(mark) <= MAX_TAG_VALUE:
+        return mark
+    digest = hashlib.sha256(mark.encode()).hexdigest()[:16]
+    return f"{owner.namespace}.{digest}.{owner.uid}"
+
+
+def seen_owner_mark(tag_value: str | None, owner: Owner) -> str | None:
+    """The owner mark an owner tag stands for, as the engine compares it with `Owner.mark`."""
+    return owner.mark if tag_value is not None and tag_value == owner_tag_value(owner) else tag_value
+
+
 def desired_tags(spec: QPluginSpec, owner: Owner, resolved: Resolved) -> dict[str, str]:
     """spec.tags plus the operator's own: the owner mark and, for payloads, the payload hash."""
     tags = dict(spec.tags)
-    tags[OWNER_TAG] = owner.mark
+    tags[OWNER_TAG] = owner_tag_value(owner)
     payload = desired_payload(spec, resolved)
     if payload is not None:
         tags[PAYLOAD_HASH_TAG] = payload_hash(payload)
@@ -708,7 +724,7 @@ class QPluginAdapter:
             diff=diff,
             replace=replace,
             message=message,
-            owner_mark=(current_tags or {}).get(OWNER_TAG),
+            owner_mark=seen_owner_mark((current_tags or {}).get(OWNER_TAG), owner),
         )
 
     def find(self, spec: QPluginSpec, owner: Owner) -> Found | None:
@@ -758,7 +774,7 @@ class QPluginAdapter:
             if _error_code(err) == "ResourceNotFoundException":
                 return None
             raise
-        if tags.get(OWNER_TAG) != owner.mark:
+        if seen_owner_mark(tags.get(OWNER_TAG), owner) != owner.mark:
             return None
         return Found(
             ref=ref, owner_mark=owner.mark, created_at=created if isinstance(created, datetime) else None
