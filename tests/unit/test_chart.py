@@ -415,3 +415,24 @@ def test_install_notes_render(name: str, tmp_path: Path) -> None:
     text = load_manifests(result.stdout)[0]["data"]["notes"]
     assert "kubectl get q-operator --all-namespaces" in text
     assert "<no value>" not in text
+
+
+def test_peered_pod_command_passes_the_arguments_and_draws_a_priority(tmp_path: Path) -> None:
+    """Run the rendered command with a stand-in `q-operator` that prints what it was given."""
+    c = container(load_manifests(render_chart(*PEERED)))
+    fake = tmp_path / "q-operator"
+    fake.write_text('#!/bin/sh\nfor a in "$@"; do echo "$a"; done\n')
+    fake.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    runs = [
+        subprocess.run([*c["command"], *c["args"]], capture_output=True, text=True, env=env, check=True)
+        for _ in range(2)
+    ]
+    outputs = [run.stdout.splitlines() for run in runs]
+    priorities = []
+    for argv in outputs:
+        assert argv[: len(c["args"])] == c["args"]
+        (extra,) = argv[len(c["args"]) :]
+        assert re.fullmatch(r"--priority=\d+", extra), extra
+        priorities.append(int(extra.split("=")[1]))
+    assert priorities[0] != priorities[1]
