@@ -98,7 +98,8 @@ class Emulator:
             err = ApiError(
                 "UnknownOperationException", f"No operation matches {method} {raw_path}", http_status=404
             )
-            answer = serialize_error(service_model(signing or "qbusiness"), err)
+            known = signing if signing in self.router.services else "qbusiness"
+            answer = serialize_error(service_model(known), err)
             entry["status"] = answer[0]
             return answer
         model = service_model(match.service)

@@ -44,7 +44,7 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 
 async def _get_requests(request: web.Request) -> web.Response:
-    return _json(request.app[EMULATOR_KEY].store.requests)
+    return _json(list(request.app[EMULATOR_KEY].store.requests))
 
 
 async def _delete_requests(request: web.Request) -> web.Response:

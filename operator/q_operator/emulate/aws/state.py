@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
+
+MAX_LOGGED_REQUESTS = 200_000
+"""The call log keeps the newest this many calls, so long runs do not grow without bound."""
 
 TOKEN_TTL_SECONDS = 8 * 3600.0
 """How long a clientToken is remembered (AppFlow documents 8 hours; used for qbusiness too)."""
@@ -111,7 +115,7 @@ class Store:
 
     def __init__(self) -> None:
         self.scopes: dict[tuple[str, str], Scope] = {}
-        self.requests: list[dict[str, Any]] = []
+        self.requests: deque[dict[str, Any]] = deque(maxlen=MAX_LOGGED_REQUESTS)
 
     def scope(self, account: str, region: str) -> Scope:
         key = (account, region)
