@@ -246,7 +246,8 @@ def rendered_files() -> dict[str, str]:
 
 
 def write_crds(output: str, extra_dirs: Sequence[str] = ()) -> None:
-    """Write one file per kind into `output` and each extra directory (created if missing)."""
+    """Write one file per kind into `output` and each extra directory (created if missing), and
+    remove CRD files this generator wrote earlier for kinds that no longer exist."""
     files = rendered_files()
     for directory in (output, *extra_dirs):
         path = Path(directory)
@@ -254,3 +255,7 @@ def write_crds(output: str, extra_dirs: Sequence[str] = ()) -> None:
         for name, text in files.items():
             (path / name).write_text(text, encoding="utf-8")
             print(f"wrote {path / name}")
+        for old in sorted(path.glob("*.yaml")):
+            if old.name not in files and old.read_text(encoding="utf-8").startswith(HEADER):
+                old.unlink()
+                print(f"removed {old}")

@@ -44,6 +44,14 @@ def test_write_crds_writes_one_file_per_kind_into_every_directory(tmp_path: Path
     assert {p.name for p in (tmp_path / "chart" / "crds").iterdir()} == expected
 
 
+def test_write_crds_removes_its_own_stale_files_only(tmp_path: Path) -> None:
+    (tmp_path / "old_kind.yaml").write_text(crdgen.HEADER + "kind: CustomResourceDefinition\n")
+    (tmp_path / "hand-written.yaml").write_text("kind: ConfigMap\n")
+    crdgen.write_crds(str(tmp_path))
+    assert not (tmp_path / "old_kind.yaml").exists()
+    assert (tmp_path / "hand-written.yaml").exists()
+
+
 def test_generation_is_deterministic() -> None:
     assert crdgen.rendered_files() == crdgen.rendered_files()
 
