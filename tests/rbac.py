@@ -14,7 +14,7 @@ Only Roles and ClusterRoles count; bindings are assumed to bind them to the oper
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,19 +97,24 @@ class RbacReport:
 
 
 def check_rbac(
-    requests: Iterable[Mapping[str, Any]], rules: Iterable[Rule], *, agent: str | None = None
+    requests: Iterable[Mapping[str, Any]],
+    rules: Iterable[Rule],
+    *,
+    agent: str | Sequence[str] | None = None,
 ) -> RbacReport:
     """Compare a request log with granted rules, both ways.
 
     `agent`: when the log records a `user_agent` (or `userAgent`), keep only requests whose agent
-    contains this string, so that the test harness's own kubectl calls do not count.
+    contains this string (or one of these strings), so that the test harness's own kubectl calls do
+    not count. kopf sends `kopf/<version>`; the `kubernetes` client sends `OpenAPI-Generator/...`.
     """
     granted = set(rules)
+    agents = (agent,) if isinstance(agent, str) else agent
     needed: set[Rule] = set()
     for request in requests:
-        if agent is not None:
+        if agents is not None:
             seen = str(request.get("user_agent") or request.get("userAgent") or "")
-            if agent not in seen:
+            if not any(a in seen for a in agents):
                 continue
         rule = request_rule(request)
         if rule is not None:

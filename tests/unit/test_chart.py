@@ -311,6 +311,8 @@ def test_check_rbac_can_keep_only_the_operators_requests() -> None:
     log[1]["user_agent"] = "kopf/1.45.2"
     report = check_rbac(log, {("", "events", "", "create")}, agent="kopf")
     assert report.ok
+    assert check_rbac(log, {("", "events", "", "create")}, agent=("kopf", "OpenAPI-Generator")).ok
+    assert check_rbac(log, {("", "events", "", "create")}).missing == {("", "pods", "", "delete")}
 
 
 # --- the IAM proof helper (fed the AWS stand-in's request log by the e2e suite) ---
