@@ -45,3 +45,15 @@ def test_invalid_sample_is_refused_naming_the_display_name() -> None:
     assert errors and errors[0].startswith("spec.displayName")
     with pytest.raises(ValueError, match="displayName"):
         qplugin.QPluginSpec.model_validate(obj["spec"])
+
+
+def test_every_qplugin_example_in_the_docs_is_valid() -> None:
+    text = (SAMPLES.parent / "docs" / "qplugin.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```yaml\n")[1:]]
+    examples = [
+        d for b in blocks for d in yaml.safe_load_all(b) if isinstance(d, dict) and d.get("kind") == "QPlugin"
+    ]
+    assert len(examples) >= 2
+    for obj in examples:
+        qplugin.QPluginSpec.model_validate(obj["spec"])
+        assert rejections(crdgen.crd_for(qplugin.KIND), obj) == []
