@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from q_operator.emulate.aws.config import Settings
+from q_operator.emulate.aws.protocol import Params
 from q_operator.emulate.aws.state import Scope
 
-Params = dict[str, Any]
+__all__ = ["Call", "Handler", "Params"]
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,11 @@ idempotency and the service's handler. Every call lands in the request log with 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import re
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -41,6 +43,7 @@ def credential_scope(authorization: str | None) -> tuple[str, str | None, str | 
     return found.group(1), found.group(2), found.group(3)
 
 
+@functools.cache
 def _token_member(op: OperationModel) -> str | None:
     shape = op.input_shape
     if shape is None:
@@ -92,6 +95,7 @@ class Emulator:
             "account": self.settings.account_id,
             "method": method,
             "path": raw_path,
+            "requestId": str(uuid.uuid4()),
         }
         self.store.requests.append(entry)
         if match is None:
@@ -101,6 +105,7 @@ class Emulator:
             known = signing if signing in self.router.services else "qbusiness"
             answer = serialize_error(service_model(known), err)
             entry["status"] = answer[0]
+            answer[1]["x-amzn-RequestId"] = entry["requestId"]
             return answer
         model = service_model(match.service)
         try:
@@ -114,6 +119,7 @@ class Emulator:
             log.exception("emulator failure in %s", match.operation.name)
             answer = serialize_error(model, ApiError("InternalServerException", f"emulator bug: {exc}"))
         entry["status"] = answer[0]
+        answer[1]["x-amzn-RequestId"] = entry["requestId"]
         return answer
 
     def _call(
