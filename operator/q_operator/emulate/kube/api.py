@@ -386,7 +386,13 @@ class Api:
                 rt.group,
                 rt.kind,
                 name,
-                [invalid("metadata.resourceVersion", "0x0", "must be specified for an update")],
+                [
+                    FieldError(
+                        "metadata.resourceVersion",
+                        "FieldValueInvalid",
+                        "Invalid value: 0x0: must be specified for an update",
+                    )
+                ],
             )
         warnings = self._prune(rt, new, options)
         if subresource == "status":

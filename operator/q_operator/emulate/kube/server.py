@@ -112,6 +112,7 @@ class KubeServer:
         self.bookmark_seconds = bookmark_seconds
         self.requests: list[JSON] = []
         self.address = "127.0.0.1:0"
+        self._entries: dict[int, JSON] = {}
 
     # ---- app -------------------------------------------------------------------------------------
 
@@ -141,13 +142,13 @@ class KubeServer:
         if not request.path.startswith("/_emulator/"):
             entry = self._classify(request)
             self.requests.append(entry)
-            request["log_entry"] = entry
+            self._entries[id(request)] = entry
         try:
             response: web.StreamResponse = await handler(request)
         except ApiError as exc:
             response = _json(exc.status(), exc.code)
-        except web.HTTPException:
-            raise
+        finally:
+            self._entries.pop(id(request), None)
         if entry is not None and entry.get("code") is None:
             entry["code"] = response.status
         return response
@@ -361,7 +362,7 @@ class KubeServer:
         watcher = self.store.subscribe(rt.key)
         response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
         response.enable_chunked_encoding()
-        entry = request.get("log_entry")
+        entry = self._entries.get(id(request))
         if entry is not None:
             entry["code"] = 200
         try:
@@ -526,7 +527,8 @@ class KubeServer:
                 {"kind": f"{rt.kind}List", "apiVersion": rt.api_version, "metadata": meta, "items": deleted}
             )
         result = self.api.delete(rt, target.namespace or "", target.name, delete_options, options)
-        code = 200 if result.deleted else 202
+        # The API server answers 202 only for a pending deletion with orphanDependents=false.
+        code = 202 if not result.deleted and delete_options.get("orphanDependents") is False else 200
         if rt.returns_deleted_object or not result.deleted:
             return _json(self.api.present(rt, result.obj), code)
         meta = result.obj["metadata"]

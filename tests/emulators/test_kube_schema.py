@@ -1,0 +1,279 @@
+"""Structural schema, pruning, defaulting, fieldValidation and CEL rules, as a real API server applies."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from q_operator.emulate.kube.server import KubeEmulator, running_kube_emulator
+
+FIXTURES = Path(__file__).parent / "fixtures"
+GROUP, VERSION, PLURAL, NS = "test.example.com", "v1", "widgets", "default"
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[KubeEmulator]:
+    with running_kube_emulator(crds=FIXTURES) as emu:
+        yield emu
+
+
+@pytest.fixture(scope="module")
+def custom(emulator: KubeEmulator) -> Iterator[client.CustomObjectsApi]:
+    api = config.new_client_from_config(config_file=str(emulator.kubeconfig))
+    yield client.CustomObjectsApi(api)
+    api.close()
+
+
+_counter = iter(range(10_000))
+
+
+def body(spec: dict[str, Any], name: str | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Widget",
+        "metadata": {"name": name or f"w{next(_counter)}"},
+        "spec": spec,
+    }
+
+
+def create(custom: client.CustomObjectsApi, spec: dict[str, Any], **kw: Any) -> dict[str, Any]:
+    result: dict[str, Any] = custom.create_namespaced_custom_object(
+        GROUP, VERSION, NS, PLURAL, body(spec), **kw
+    )
+    return result
+
+
+def rejected(custom: client.CustomObjectsApi, spec: dict[str, Any], **kw: Any) -> tuple[int, dict[str, Any]]:
+    with pytest.raises(ApiException) as err:
+        create(custom, spec, **kw)
+    status: dict[str, Any] = json.loads(err.value.body)
+    return err.value.status, status
+
+
+def causes(status: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return [(c["field"], c["reason"], c["message"]) for c in status["details"]["causes"]]
+
+
+def test_invalid_object_is_a_422_status_with_causes_worded_as_the_api_server(
+    custom: client.CustomObjectsApi,
+) -> None:
+    code, status = rejected(custom, {"displayName": "a b"})
+    assert code == 422
+    assert status["kind"] == "Status" and status["status"] == "Failure" and status["reason"] == "Invalid"
+    assert status["details"]["group"] == GROUP and status["details"]["kind"] == "Widget"
+    name = status["details"]["name"]
+    assert status["message"] == (
+        f'Widget.test.example.com "{name}" is invalid: spec.displayName: Invalid value: "a b": '
+        "spec.displayName in body should match '^[a-zA-Z0-9-]+$'"
+    )
+    assert causes(status) == [
+        (
+            "spec.displayName",
+            "FieldValueInvalid",
+            "Invalid value: \"a b\": spec.displayName in body should match '^[a-zA-Z0-9-]+$'",
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        pytest.param({}, ("spec.displayName", "FieldValueRequired", "Required value"), id="required"),
+        pytest.param(
+            {"displayName": "x", "color": "pink"},
+            (
+                "spec.color",
+                "FieldValueNotSupported",
+                'Unsupported value: "pink": supported values: "red", "green", "blue"',
+            ),
+            id="enum",
+        ),
+        pytest.param(
+            {"displayName": "x" * 21},
+            ("spec.displayName", "FieldValueTooLong", "Too long: may not be more than 20 bytes"),
+            id="maxLength",
+        ),
+        pytest.param(
+            {"displayName": ""},
+            (
+                "spec.displayName",
+                "FieldValueInvalid",
+                'Invalid value: "": spec.displayName in body should be at least 1 chars long',
+            ),
+            id="minLength",
+        ),
+        pytest.param(
+            {"displayName": "x", "size": 0},
+            (
+                "spec.size",
+                "FieldValueInvalid",
+                "Invalid value: 0: spec.size in body should be greater than or equal to 1",
+            ),
+            id="minimum",
+        ),
+        pytest.param(
+            {"displayName": "x", "size": "big"},
+            (
+                "spec.size",
+                "FieldValueTypeInvalid",
+                'Invalid value: "string": spec.size in body must be of type integer: "string"',
+            ),
+            id="type",
+        ),
+        pytest.param(
+            {"displayName": "x", "ports": [{"port": 1}, {"port": 2}, {"port": 3}]},
+            ("spec.ports", "FieldValueTooMany", "Too many: 3: must have at most 2 items"),
+            id="maxItems",
+        ),
+        pytest.param(
+            {"displayName": "x", "ports": [{"name": "p"}]},
+            ("spec.ports[0].port", "FieldValueRequired", "Required value"),
+            id="required-in-list",
+        ),
+        pytest.param(
+            {"displayName": "x", "tags": {"a": "1", "b": "2", "c": "3", "d": "4"}},
+            ("spec.tags", "FieldValueTooMany", "Too many: 4: must have at most 3 items"),
+            id="maxProperties",
+        ),
+        pytest.param(
+            {"displayName": "x", "tags": {"a": "x" * 11}},
+            ("spec.tags.a", "FieldValueTooLong", "Too long: may not be more than 10 bytes"),
+            id="additionalProperties",
+        ),
+        pytest.param(
+            {"displayName": "x", "ports": [{"port": True}]},
+            (
+                "spec.ports[0].port",
+                "FieldValueTypeInvalid",
+                'Invalid value: "boolean": '
+                'spec.ports[0].port in body must be of type integer,string: "boolean"',
+            ),
+            id="int-or-string",
+        ),
+        pytest.param(
+            {"displayName": "x", "size": 2**40},
+            (
+                "spec.size",
+                "FieldValueInvalid",
+                f"Invalid value: {2**40}: spec.size in body must be of type int32: {2**40}",
+            ),
+            id="format-int32",
+        ),
+    ],
+)
+def test_value_validations(
+    custom: client.CustomObjectsApi, spec: dict[str, Any], expected: tuple[str, str, str]
+) -> None:
+    code, status = rejected(custom, spec)
+    assert code == 422
+    assert expected in causes(status)
+
+
+def test_one_of_requires_exactly_one_alternative(custom: client.CustomObjectsApi) -> None:
+    _, status = rejected(custom, {"displayName": "x", "source": {}})
+    assert any(
+        "must validate one and only one schema (oneOf). Found none valid" in c[2] for c in causes(status)
+    )
+    _, status = rejected(custom, {"displayName": "x", "source": {"url": "u", "bucket": "b"}})
+    assert any("Found 2 valid alternatives" in c[2] for c in causes(status))
+    assert create(custom, {"displayName": "x", "source": {"url": "u"}})["spec"]["source"] == {"url": "u"}
+
+
+def test_several_errors_are_listed_together(custom: client.CustomObjectsApi) -> None:
+    _, status = rejected(custom, {"displayName": "a b", "size": 1000})
+    assert status["message"].count("Invalid value") == 2 and ": [spec." in status["message"]
+
+
+def test_nullable_fields_accept_null_and_others_do_not(custom: client.CustomObjectsApi) -> None:
+    assert create(custom, {"displayName": "x", "note": None})["spec"]["note"] is None
+    _, status = rejected(custom, {"displayName": "x", "color": None})
+    assert ("spec.color", "FieldValueTypeInvalid") in [(c[0], c[1]) for c in causes(status)]
+
+
+def test_defaults_are_applied_on_create(custom: client.CustomObjectsApi) -> None:
+    obj = create(custom, {"displayName": "x"})
+    assert obj["spec"]["size"] == 3 and obj["spec"]["policy"] == "Delete"
+
+
+def test_unknown_fields_are_pruned_but_preserved_where_the_schema_says(
+    custom: client.CustomObjectsApi,
+) -> None:
+    obj = create(custom, {"displayName": "x", "bogus": 1, "extra": {"free": {"form": True}}})
+    assert "bogus" not in obj["spec"]
+    assert obj["spec"]["extra"] == {"free": {"form": True}}
+
+
+def test_strict_field_validation_refuses_unknown_fields(custom: client.CustomObjectsApi) -> None:
+    code, status = rejected(custom, {"displayName": "x", "bogus": 1}, field_validation="Strict")
+    assert code == 400 and status["reason"] == "BadRequest"
+    assert status["message"] == (
+        'Widget in version "v1" cannot be handled as a Widget: '
+        'strict decoding error: unknown field "spec.bogus"'
+    )
+
+
+def test_warn_field_validation_answers_with_a_warning_header(emulator: KubeEmulator) -> None:
+    import urllib.request
+
+    data = json.dumps(body({"displayName": "x", "bogus": 1})).encode()
+    req = urllib.request.Request(
+        f"{emulator.url}/apis/{GROUP}/{VERSION}/namespaces/{NS}/{PLURAL}?fieldValidation=Warn",
+        data=data,
+        method="POST",
+    )
+    req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 201
+        assert resp.headers.get_all("Warning") == ['299 - "unknown field \\"spec.bogus\\""']
+
+
+def test_cel_rule_with_message_and_field_path(custom: client.CustomObjectsApi) -> None:
+    _, status = rejected(custom, {"displayName": "x", "size": 2, "minSize": 5})
+    assert (
+        "spec.size",
+        "FieldValueInvalid",
+        'Invalid value: "object": size must not be below minSize',
+    ) in causes(status)
+
+
+def test_cel_transition_rules_use_old_self_on_update_only(custom: client.CustomObjectsApi) -> None:
+    obj = create(custom, {"displayName": "x", "color": "red"})
+    name = obj["metadata"]["name"]
+    with pytest.raises(ApiException) as err:
+        custom.patch_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name, {"spec": {"color": "blue"}})
+    assert ("spec.color", "FieldValueInvalid", 'Invalid value: "string": color is immutable') in causes(
+        json.loads(err.value.body)
+    )
+    with pytest.raises(ApiException) as err:
+        custom.patch_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name, {"spec": {"color": None}})
+    assert "color cannot be removed once set" in json.loads(err.value.body)["message"]
+    ok = custom.patch_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name, {"spec": {"size": 9}})
+    assert ok["spec"]["color"] == "red" and ok["spec"]["size"] == 9
+
+
+def test_status_is_validated_against_its_schema(custom: client.CustomObjectsApi) -> None:
+    name = create(custom, {"displayName": "x"})["metadata"]["name"]
+    with pytest.raises(ApiException) as err:
+        custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, NS, PLURAL, name, {"status": {"conditions": [{"type": "Ready"}]}}
+        )
+    assert ("status.conditions[0].status", "FieldValueRequired", "Required value") in causes(
+        json.loads(err.value.body)
+    )
+
+
+def test_metadata_name_must_be_a_dns_subdomain(custom: client.CustomObjectsApi) -> None:
+    with pytest.raises(ApiException) as err:
+        custom.create_namespaced_custom_object(
+            GROUP, VERSION, NS, PLURAL, body({"displayName": "x"}, "Bad_Name")
+        )
+    field, _reason, message = causes(json.loads(err.value.body))[0]
+    assert field == "metadata.name" and message.startswith(
+        'Invalid value: "Bad_Name": a lowercase RFC 1123 subdomain'
+    )
