@@ -1,8 +1,110 @@
-"""Placeholder: filled in by the engine issue."""
+"""`q-operator run`: logging, the kopf options we pass through, and kopf itself.
 
+The options are kopf's own (`--namespace/-n`, `--all-namespaces/-A`, `--standalone`,
+`--peering/-P NAME`, `--priority`, `--liveness/-L URL`, `--verbose/-v`, `--debug/-d`, `--quiet/-q`).
+The operator runs standalone (no peering objects needed) unless `--peering` names a peering.
+Logging is ours, text or JSON (Q_OPERATOR_LOG_FORMAT), at Q_OPERATOR_LOG_LEVEL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
+
+#: Fields a log record may carry about the object it concerns (set through LoggerAdapter extras).
+_OBJECT_FIELDS = ("kind", "namespace", "name", "region", "step")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, with the object's fixed keys when the record is about one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key in _OBJECT_FIELDS:
+            value = getattr(record, key, None)
+            if value is not None:
+                line[key] = value
+        ref = getattr(record, "k8s_ref", None)  # kopf's own per-object records
+        if isinstance(ref, dict):
+            line.setdefault("namespace", ref.get("namespace"))
+            line.setdefault("name", ref.get("name"))
+            line.setdefault("kind", ref.get("kind"))
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        who = " ".join(f"{k}={getattr(record, k)}" for k in _OBJECT_FIELDS if getattr(record, k, None))
+        return f"{text} [{who}]" if who else text
+
+
+def configure_logging(verbose: bool = False, debug: bool = False, quiet: bool = False) -> None:
+    level_name = os.environ.get("Q_OPERATOR_LOG_LEVEL", "").upper()
+    level = logging.getLevelName(level_name) if level_name else logging.INFO
+    if not isinstance(level, int):
+        level = logging.INFO
+    if debug or verbose:
+        level = logging.DEBUG
+    if quiet:
+        level = logging.WARNING
+    handler = logging.StreamHandler(sys.stdout)
+    json_format = os.environ.get("Q_OPERATOR_LOG_FORMAT", "text").lower() == "json"
+    handler.setFormatter(JsonFormatter() if json_format else TextFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # kopf is chatty at DEBUG; keep it at INFO unless --debug asks for everything.
+    logging.getLogger("kopf").setLevel(logging.DEBUG if debug else max(level, logging.INFO))
+    for noisy in ("botocore", "boto3", "urllib3", "aiohttp.access", "kubernetes"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="q-operator run", description="Run the operator (kopf underneath).")
+    parser.add_argument("-n", "--namespace", dest="namespaces", action="append", default=[])
+    parser.add_argument("-A", "--all-namespaces", dest="clusterwide", action="store_true")
+    parser.add_argument("--standalone", action="store_true", default=None)
+    parser.add_argument("-P", "--peering", dest="peering_name", default=None)
+    parser.add_argument("-p", "--priority", type=int, default=None)
+    parser.add_argument("-L", "--liveness", dest="liveness_endpoint", default=None)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("-d", "--debug", action="store_true")
+    parser.add_argument("-q", "--quiet", action="store_true")
+    return parser.parse_args(list(argv))
 
 
 def run_operator(argv: Sequence[str]) -> int:
-    print("not implemented yet")
-    return 1
+    args = parse_args(argv)
+    configure_logging(args.verbose, args.debug, args.quiet)
+
+    import kopf
+
+    import q_operator.engine.handlers  # noqa: F401  (registers the handlers)
+
+    standalone = args.standalone if args.standalone is not None else args.peering_name is None
+    clusterwide = args.clusterwide or not args.namespaces
+    kopf.run(
+        standalone=standalone,
+        peering_name=args.peering_name,
+        priority=args.priority,
+        liveness_endpoint=args.liveness_endpoint,
+        clusterwide=clusterwide,
+        namespaces=args.namespaces,
+    )
+    return 0

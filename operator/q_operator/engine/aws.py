@@ -1,0 +1,187 @@
+"""The engine's way to AWS: cached boto3 clients, adapter verbs run in worker threads, every HTTP
+call behind the rate limiter, with a debug line and metrics around each.
+
+botocore's own retries are off (max_attempts 1): the engine owns retries, as requeues with a delay,
+so one throttled call never turns into a burst of hidden retries. AWS_ENDPOINT_URL, AWS_REGION and
+credentials are read by botocore itself. Nothing here logs request payloads, auth configuration or
+tokens: only service, operation, region, outcome and the object's name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from q_operator.engine import metrics
+from q_operator.engine.errors import ERROR_TABLE, error_code
+from q_operator.engine.ratelimit import BucketKey, RateLimiter
+from q_operator.kinds.base import Adapter, KindInfo
+
+T = TypeVar("T")
+
+log = logging.getLogger("q_operator.aws")
+
+#: The object on whose behalf the current worker thread calls AWS (for the per-call debug line).
+_current: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
+    "q_operator_object", default=None
+)
+
+
+def env_float(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, "") or default)
+    except ValueError:
+        return default
+
+
+def default_region() -> str | None:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
+
+
+class AwsSession:
+    """Implements reconcile's AwsCaller. One client per (service, region), one adapter per (kind, region)."""
+
+    def __init__(self, limiter: RateLimiter | None = None, concurrency: int | None = None) -> None:
+        self.concurrency = concurrency or int(env_float("Q_OPERATOR_AWS_CONCURRENCY", 16))
+        self.limiter = limiter or RateLimiter(
+            env_float("Q_OPERATOR_AWS_RATE", 10.0), env_float("Q_OPERATOR_AWS_BURST", 0) or None
+        )
+        self.executor = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="aws")
+        self._lock = threading.Lock()
+        self._clients: dict[tuple[str, str | None], Any] = {}
+        self._adapters: dict[tuple[str, str | None], Adapter[Any]] = {}
+        self._config = Config(
+            retries={"max_attempts": 1, "mode": "standard"},
+            connect_timeout=env_float("Q_OPERATOR_AWS_CONNECT_TIMEOUT", 5),
+            read_timeout=env_float("Q_OPERATOR_AWS_READ_TIMEOUT", 30),
+            max_pool_connections=self.concurrency,
+        )
+
+    def client(self, service: str, region: str | None) -> Any:
+        """A boto3 client (created once, in a worker thread: boto3 sessions are not thread-safe)."""
+        region = region or default_region()
+        key = (service, region)
+        with self._lock:
+            found = self._clients.get(key)
+            if found is None:
+                found = boto3.session.Session().client(service, region_name=region, config=self._config)
+                events = found.meta.events
+                events.register(
+                    f"before-call.{found.meta.service_model.service_id.hyphenize()}", self._before_call
+                )
+                events.register(
+                    f"after-call.{found.meta.service_model.service_id.hyphenize()}", self._after_call
+                )
+                self._clients[key] = found
+            return found
+
+    def adapter(self, kind: KindInfo[Any, Any], region: str | None) -> Adapter[Any]:
+        key = (kind.kind, region or default_region())
+        with self._lock:
+            found = self._adapters.get(key)
+        if found is None:
+            found = kind.adapter_factory(self.client(kind.service, region))
+            with self._lock:
+                self._adapters.setdefault(key, found)
+        return found
+
+    async def call(
+        self,
+        kind: KindInfo[Any, Any],
+        region: str | None,
+        step: str,
+        fn: Callable[[Adapter[Any]], T],
+        logger: logging.LoggerAdapter[logging.Logger],
+    ) -> T:
+        """Run one adapter verb in a worker thread; the object's identity rides along for the logs."""
+        fields = dict(logger.extra or {})
+        fields["step"] = step
+
+        def work() -> T:
+            _current.set(fields)
+            return fn(self.adapter(kind, region))
+
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        try:
+            result = await loop.run_in_executor(self.executor, contextvars.copy_context().run, work)
+        except Exception as error:
+            code = error_code(error) if isinstance(error, ClientError) else type(error).__name__
+            logger.debug("aws %s failed after %.3fs: %s", step, time.monotonic() - started, code)
+            raise
+        logger.debug("aws %s ok in %.3fs", step, time.monotonic() - started)
+        return result
+
+    # ----- botocore hooks, in the worker thread, around each HTTP call
+
+    def _key(self, model: Any, context: Mapping[str, Any]) -> BucketKey:
+        return (
+            str(model.service_model.service_name),
+            str(context.get("client_region") or ""),
+            str(model.name),
+        )
+
+    def _before_call(self, model: Any, context: dict[str, Any], **_: Any) -> None:
+        client_config = context.get("client_config")
+        context["client_region"] = getattr(client_config, "region_name", None) or default_region() or ""
+        key = self._key(model, context)
+        waited = self.limiter.acquire(key)
+        if waited:
+            metrics.AWS_WAIT_SECONDS.labels(key[0]).inc(waited)
+        context["q_operator_started"] = time.monotonic()
+
+    def _after_call(
+        self, http_response: Any, parsed: Mapping[str, Any], model: Any, context: dict[str, Any], **_: Any
+    ) -> None:
+        key = self._key(model, context)
+        service, region, operation = key
+        elapsed = time.monotonic() - float(context.get("q_operator_started", time.monotonic()))
+        code = str(parsed.get("Error", {}).get("Code", "")) if isinstance(parsed, Mapping) else ""
+        status = int(getattr(http_response, "status_code", 0) or 0)
+        metrics.AWS_CALLS.labels(service, operation, code or "OK").inc()
+        metrics.AWS_SECONDS.labels(service, operation).observe(elapsed)
+        rule = ERROR_TABLE.get(code)
+        if rule is not None and rule.policy == "throttle":
+            metrics.AWS_THROTTLES.labels(service, operation).inc()
+            self.limiter.throttled(key, _retry_after(http_response, parsed))
+        elif status < 500:
+            self.limiter.succeeded(key)
+        who = _current.get() or {}
+        log.debug(
+            "aws call %s.%s region=%s kind=%s namespace=%s name=%s step=%s status=%s code=%s %.3fs",
+            service,
+            operation,
+            region,
+            who.get("kind"),
+            who.get("namespace"),
+            who.get("name"),
+            who.get("step"),
+            status,
+            code or "OK",
+            elapsed,
+        )
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _retry_after(http_response: Any, parsed: Mapping[str, Any]) -> float | None:
+    value = parsed.get("retryAfterSeconds") if isinstance(parsed, Mapping) else None
+    if value is None:
+        headers = getattr(http_response, "headers", None) or {}
+        value = headers.get("retry-after") or headers.get("Retry-After")
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None

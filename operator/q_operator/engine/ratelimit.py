@@ -1,0 +1,111 @@
+"""Client-side rate limiting toward AWS: an adaptive token bucket per (service, region, operation).
+
+AWS limits each control-plane operation separately, and one adapter verb may make several calls
+(GetPlugin, then ListTagsForResource), so the bucket is taken per HTTP call, in botocore's
+`before-call` hook inside the worker thread (engine/aws.py), and fed back from `after-call`.
+Adaptive, AIMD: on a throttle the rate halves and the bucket pauses for Retry-After; each success
+creeps the rate back up. A limiter that learns the rate beats retrying into 429s.
+
+`TokenBucket` is pure (the caller passes the time), so the tests drive it with a fake clock.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+#: (service, region, operation)
+BucketKey = tuple[str, str, str]
+
+
+@dataclass
+class TokenBucket:
+    """A token bucket whose rate adapts: halved on a throttle, raised a little on each success."""
+
+    max_rate: float
+    burst: float
+    now: float
+    min_rate: float = 0.2
+
+    def __post_init__(self) -> None:
+        self.rate = self.max_rate
+        self.tokens = self.burst
+        self.updated = self.now
+        self.paused_until = self.now
+        self.last_decrease = float("-inf")
+
+    def _refill(self, now: float) -> None:
+        if now > self.updated:
+            self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+            self.updated = now
+
+    def reserve(self, now: float) -> float:
+        """Take a token; return how many seconds the caller must wait before using it."""
+        self._refill(now)
+        self.tokens -= 1.0
+        debt_wait = -self.tokens / self.rate if self.tokens < 0 else 0.0
+        return max(debt_wait, self.paused_until - now, 0.0)
+
+    def throttled(self, now: float, retry_after: float | None) -> None:
+        """AWS said slow down: halve the rate (once per burst of throttles) and pause."""
+        if now - self.last_decrease >= max(1.0, 1.0 / self.rate):
+            self.rate = max(self.min_rate, self.rate / 2)
+            self.last_decrease = now
+        pause = retry_after if retry_after and retry_after > 0 else 1.0 / self.rate
+        self.paused_until = max(self.paused_until, now + pause)
+        self._refill(now)
+        self.tokens = min(self.tokens, 0.0)
+        self.updated = max(self.updated, self.paused_until)  # no tokens accrue during the pause
+
+    def succeeded(self, now: float) -> None:
+        """Additive increase: about fifty successes bring a halved rate back to the maximum."""
+        self.rate = min(self.max_rate, self.rate + self.max_rate / 50)
+
+
+class RateLimiter:
+    """Thread-safe buckets by key. `acquire` blocks the calling worker thread until its token is due."""
+
+    def __init__(
+        self,
+        max_rate: float = 10.0,
+        burst: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.max_rate = max_rate
+        self.burst = burst if burst is not None else max(1.0, max_rate)
+        self.clock = clock
+        self.sleep = sleep
+        self._lock = threading.Lock()
+        self._buckets: dict[BucketKey, TokenBucket] = {}
+
+    def bucket(self, key: BucketKey) -> TokenBucket:
+        with self._lock:
+            found = self._buckets.get(key)
+            if found is None:
+                found = self._buckets[key] = TokenBucket(self.max_rate, self.burst, self.clock())
+            return found
+
+    def acquire(self, key: BucketKey) -> float:
+        """Wait for a token; return the seconds waited."""
+        bucket = self.bucket(key)
+        with self._lock:
+            wait = bucket.reserve(self.clock())
+        if wait > 0:
+            self.sleep(wait)
+        return wait
+
+    def throttled(self, key: BucketKey, retry_after: float | None) -> None:
+        bucket = self.bucket(key)
+        with self._lock:
+            bucket.throttled(self.clock(), retry_after)
+
+    def succeeded(self, key: BucketKey) -> None:
+        bucket = self.bucket(key)
+        with self._lock:
+            bucket.succeeded(self.clock())
+
+    def rate(self, key: BucketKey) -> float:
+        return self.bucket(key).rate
