@@ -68,20 +68,21 @@ The RBAC rules for our own kinds, shared by the ClusterRole (cluster-wide instal
 operator really calls on the Kubernetes stand-in.
 */}}
 {{- define "q-operator.namespacedRules" -}}
-# Our three kinds: kopf lists and watches them; handlers read one object (get), add and remove the
-# finalizer and kopf's progress annotations (patch); the crash-window create marker is written with a
-# plain update so that a stale resourceVersion conflicts instead of overwriting a newer object.
+# Our three kinds: kopf lists and watches them, and patches its finalizer and bookkeeping annotations
+# onto them (the engine also patches the q-operator.dev/configmap-hash annotation when a referenced
+# ConfigMap changes). No get (kopf works from the watch stream), no update, never create or delete:
+# users and GitOps tools own these objects.
 - apiGroups: [qbusiness.q-operator.dev]
   resources: [qplugins]
-  verbs: [get, list, watch, patch, update]
+  verbs: [list, watch, patch]
 - apiGroups: [qapps.q-operator.dev]
   resources: [qlibraryitems]
-  verbs: [get, list, watch, patch, update]
+  verbs: [list, watch, patch]
 - apiGroups: [appflow.q-operator.dev]
   resources: [appflowconnectors]
-  verbs: [get, list, watch, patch, update]
-# Status is a subresource: conditions, observedGeneration and the AWS outputs (pluginArn, ...) are
-# written there with one patch per reconcile. The operator never writes spec.
+  verbs: [list, watch, patch]
+# Status is a subresource: conditions, observedGeneration, the create-pending marker and the AWS outputs
+# (pluginArn, ...) are written there with one patch per reconcile. The operator never writes spec.
 - apiGroups: [qbusiness.q-operator.dev]
   resources: [qplugins/status]
   verbs: [patch]
@@ -92,16 +93,12 @@ operator really calls on the Kubernetes stand-in.
   resources: [appflowconnectors/status]
   verbs: [patch]
 # Kubernetes Events for every transition a user wants in `kubectl describe` (created, deleted,
-# cannot create ...). kopf posts core/v1 Events; events.k8s.io/v1 is the same object through the
-# newer API, granted so that a client that prefers it does not fail.
+# cannot create ...). kopf posts them through the core v1 API only (not events.k8s.io).
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
-- apiGroups: [events.k8s.io]
-  resources: [events]
-  verbs: [create]
-# payloadFrom: a QPlugin's OpenAPI schema may live in a ConfigMap; the operator reads it and watches
-# it so that an edited schema updates the plugin. Read-only; Secrets are never read.
+# payloadFrom: a QPlugin's OpenAPI schema may live in a ConfigMap; the operator reads it (get) and
+# watches ConfigMaps (list, watch) so that an edited schema reaches AWS. Read-only; Secrets are never read.
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get, list, watch]
