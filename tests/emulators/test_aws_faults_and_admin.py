@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -274,3 +275,26 @@ def test_the_cli_prints_ready_serves_boto3_and_exits_on_sigterm() -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_an_injected_error_must_be_modelled(aws: AwsHandle) -> None:
+    with pytest.raises(urllib.error.HTTPError) as raised:
+        aws.configure(inject=[{"operation": "qbusiness:GetPlugin", "error": "NoSuchErrorException"}])
+    assert raised.value.code == 400
+
+
+def test_a_seed_makes_random_faults_repeatable(aws: AwsHandle, client: Callable[..., Any]) -> None:
+    af = client("appflow")
+
+    def outcomes() -> list[int]:
+        aws.configure(seed=7, fail_rate=0.5)
+        aws.clear_requests()
+        for _ in range(12):
+            with contextlib.suppress(ClientError):
+                af.list_connectors()
+        return [c["status"] for c in aws.requests()]
+
+    first = outcomes()
+    assert 500 in first and 200 in first
+    assert outcomes() == first
+    assert {c.get("error") for c in aws.requests() if c["status"] == 500} == {"InternalServerException"}

@@ -58,6 +58,11 @@ def validation_error(violations: list[Violation]) -> ApiError:
     return ApiError("ValidationException", summarize(violations), reason=reason, fields=fields)
 
 
+def _is_error(service: str, code: str) -> bool:
+    model = service_model(service)
+    return code in model.shape_names and bool(model.shape_for(code).metadata.get("exception"))
+
+
 class Emulator:
     """State, settings and faults of one stand-in; `handle` is called on the server's loop only."""
 
@@ -72,6 +77,29 @@ class Emulator:
         """Forget all resources, tokens and logged calls (settings stay)."""
         self.store.clear()
         self.faults.reset()
+
+    def configure(self, changes: dict[str, Any]) -> None:
+        """Apply admin config; `seed` reseeds the random faults. Raises ValueError on a bad key.
+
+        Injected errors must be error shapes of the service they name (or of any served service
+        when the rule names a bare operation), so a misspelt error fails here, not in a test later.
+        """
+        changes = dict(changes)
+        seed = changes.pop("seed", None)
+        if seed is not None:
+            if isinstance(seed, bool) or not isinstance(seed, int):
+                raise ValueError("config 'seed': must be an integer")
+            self.faults.seed(seed)
+        for rule in changes.get("inject") or []:
+            if not isinstance(rule, dict):
+                continue
+            service, _, _ = str(rule.get("operation", "")).rpartition(":")
+            services = [service] if service else list(self.router.services)
+            if not any(_is_error(s, str(rule.get("error"))) for s in services if s in self.router.services):
+                raise ValueError(
+                    f"config 'inject': {rule.get('error')!r} is not a modelled error of {services}"
+                )
+        self.settings.apply(changes, self.clock())
 
     def handle(
         self,
@@ -105,6 +133,7 @@ class Emulator:
             known = signing if signing in self.router.services else "qbusiness"
             answer = serialize_error(service_model(known), err)
             entry["status"] = answer[0]
+            entry["error"] = err.code
             answer[1]["x-amzn-RequestId"] = entry["requestId"]
             return answer
         model = service_model(match.service)
@@ -119,6 +148,8 @@ class Emulator:
             log.exception("emulator failure in %s", match.operation.name)
             answer = serialize_error(model, ApiError("InternalServerException", f"emulator bug: {exc}"))
         entry["status"] = answer[0]
+        if answer[0] >= 300:
+            entry["error"] = answer[1]["x-amzn-ErrorType"]
         answer[1]["x-amzn-RequestId"] = entry["requestId"]
         return answer
 

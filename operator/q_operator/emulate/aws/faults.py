@@ -56,6 +56,10 @@ class Faults:
     def reset(self) -> None:
         self._buckets.clear()
 
+    def seed(self, value: int) -> None:
+        """Make the random faults (fail_rate, throttle_percent) repeatable."""
+        self._rng.seed(value)
+
     def check(self, service: str, operation: str, now: float) -> ApiError | None:
         s = self.settings
         keys = op_keys(service, operation)

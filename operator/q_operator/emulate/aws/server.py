@@ -64,7 +64,7 @@ async def _post_config(request: web.Request) -> web.Response:
         changes = await request.json()
         if not isinstance(changes, dict):
             raise ValueError("config must be a JSON object")
-        emulator.settings.apply(changes, emulator.clock())
+        emulator.configure(changes)
     except ValueError as exc:
         return _json({"error": str(exc)}, status=400)
     return _json(emulator.settings.to_json())

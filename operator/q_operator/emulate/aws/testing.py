@@ -70,7 +70,7 @@ def running_aws(settings: Settings | None = None, **changes: Any) -> Iterator[Aw
     """
     emulator = Emulator(settings or Settings())
     if changes:
-        emulator.settings.apply(changes, emulator.clock())
+        emulator.configure(changes)
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     stop = asyncio.Event()
