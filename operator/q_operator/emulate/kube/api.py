@@ -274,7 +274,8 @@ class Api:
                 data = obj.setdefault("data", {})
                 for key, value in string_data.items():
                     data[key] = base64.b64encode(str(value).encode()).decode()
-            obj.setdefault("type", "Opaque")
+            if not obj.get("type"):
+                obj["type"] = "Opaque"
         elif rt.key == ("", "namespaces"):
             obj.setdefault("spec", {}).setdefault("finalizers", [_NAMESPACE_FINALIZER])
             obj.setdefault("status", {}).setdefault("phase", "Active")

@@ -24,9 +24,10 @@ import yaml
 from aiohttp import web
 from multidict import CIMultiDict
 
-from q_operator.emulate.kube import discovery, openapi, tables
+from q_operator.emulate.kube import discovery, openapi, protobuf, tables
 from q_operator.emulate.kube.api import Api, WriteOptions, WriteResult
 from q_operator.emulate.kube.errors import ApiError, bad_request, unknown_path, unsupported_media_type
+from q_operator.emulate.kube.protobuf import ProtobufError
 from q_operator.emulate.kube.resources import Registry, ResourceType
 from q_operator.emulate.kube.selectors import field_selector, label_selector
 from q_operator.emulate.kube.store import ADDED, DELETED, MODIFIED, Event, Store
@@ -468,7 +469,14 @@ class KubeServer:
     @staticmethod
     async def _body(request: web.Request) -> Any:
         raw = await request.read()
-        if "protobuf" in request.content_type or "cbor" in request.content_type:
+        if "protobuf" in request.content_type:
+            try:
+                return protobuf.decode(raw)
+            except ProtobufError as exc:
+                raise unsupported_media_type(
+                    request.content_type, ["application/json", "application/yaml"]
+                ) from exc
+        if "cbor" in request.content_type:
             raise unsupported_media_type(request.content_type, ["application/json", "application/yaml"])
         try:
             if "yaml" in request.content_type:
