@@ -102,7 +102,9 @@ def _check(shape: Shape, value: Any, path: str, out: list[Violation]) -> None:
             return
         _length_rules(shape, len(value), path, out)
         for index, item in enumerate(value, start=1):
-            if item is not None:
+            if item is None:  # the lists we serve are not sparse
+                out.append(Violation(f"{path}.{index}.member", "Member must not be null"))
+            else:
                 _check(shape.member, item, f"{path}.{index}.member", out)
     elif isinstance(shape, MapShape):
         _map(shape, value, path, out)
@@ -151,8 +153,8 @@ def _map(shape: MapShape, value: Any, path: str, out: list[Violation]) -> None:
     for key, item in value.items():
         _check(shape.key, key, path, key_rules)
         if item is None:
-            continue
-        if isinstance(shape.value, StructureShape | ListShape | MapShape):
+            value_rules.append(Violation(path, "Member must not be null"))
+        elif isinstance(shape.value, StructureShape | ListShape | MapShape):
             _check(shape.value, item, f"{path}.{key}", out)
         else:
             _check(shape.value, item, path, value_rules)
