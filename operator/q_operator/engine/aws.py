@@ -106,7 +106,7 @@ class AwsSession:
     ) -> T:
         """Run one adapter verb in a worker thread; the object's identity rides along for the logs."""
         fields = dict(logger.extra or {})
-        fields["step"] = step
+        fields["obj_step"] = step
 
         def work() -> T:
             _current.set(fields)
@@ -163,10 +163,10 @@ class AwsSession:
             service,
             operation,
             region,
-            who.get("kind"),
-            who.get("namespace"),
-            who.get("name"),
-            who.get("step"),
+            who.get("obj_kind"),
+            who.get("obj_namespace"),
+            who.get("obj_name"),
+            who.get("obj_step"),
             status,
             code or "OK",
             elapsed,

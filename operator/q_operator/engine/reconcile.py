@@ -185,7 +185,7 @@ async def reconcile(
             return cycle.replace(spec, resolved, ref, ", ".join(observation.replace))
         if observation.diff:
             return await cycle.update(spec, resolved, ref, observation)
-        return cycle.up_to_date()
+        return cycle.up_to_date(observation)
     except ReconcileError as error:
         return cycle.failed(error)
     except Exception as error:  # a bug (ours or an adapter's): report it, back off, never crash
@@ -242,9 +242,13 @@ class _Cycle:
         self.events: list[Event] = []
         self.pending_failure: RetryableError | None = None
         self.region: str | None = obj.spec.get("region") if isinstance(obj.spec.get("region"), str) else None
-        self.logger = logging.LoggerAdapter(
-            log, {"kind": kind.kind, "namespace": obj.namespace, "name": obj.name, "region": self.region}
-        )
+        self.log_fields: dict[str, object] = {
+            "obj_kind": kind.kind,
+            "obj_namespace": obj.namespace,
+            "obj_name": obj.name,
+            "obj_region": self.region,
+        }
+        self.logger = logging.LoggerAdapter(log, self.log_fields)
 
     # ----- status bookkeeping
 
@@ -255,13 +259,16 @@ class _Cycle:
     def ref(self) -> ExternalRef | None:
         values = {f: self.get(f) for f in self.kind.ref_fields}
         if all(isinstance(v, str) and v for v in values.values()):
-            return {k: str(v) for k, v in values.items()}
+            ref = {k: str(v) for k, v in values.items()}
+            self.log_fields["obj_id"] = self.ref_text(ref)
+            return ref
         return None
 
     def ref_text(self, ref: ExternalRef) -> str:
         return "/".join(ref.values())
 
     def write_ref(self, ref: ExternalRef) -> None:
+        self.log_fields["obj_id"] = self.ref_text(ref)
         for key, value in ref.items():
             self.patch[key] = value
 
@@ -314,6 +321,9 @@ class _Cycle:
         patch["conditions"] = self.conditions
         patch["observedGeneration"] = self.obj.generation
         patch = {k: v for k, v in patch.items() if self.obj.status.get(k) != v}
+        if not message and decision is Decision.REQUEUE:
+            ready = c.find_condition(self.conditions, c.READY) or {}
+            message = f"{ready.get('reason', 'waiting')}: {ready.get('message', '')}".rstrip(": ")
         return Outcome(decision, max(0.0, delay), patch, tuple(self.events), message)
 
     def poll_delay(self) -> float:
@@ -618,7 +628,8 @@ class _Cycle:
         self.set_synced()
         return self.finish(Decision.REQUEUE, self.deps.timing.poll_min)
 
-    def up_to_date(self) -> Outcome:
+    def up_to_date(self, observation: Observation) -> Outcome:
+        self.merge_outputs(observation.outputs)
         self.set_ready("True", c.AVAILABLE, "the AWS resource is ready and matches the spec")
         self.set_synced()
         if self.get("createPending") is not None:

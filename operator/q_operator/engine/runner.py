@@ -16,8 +16,15 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-#: Fields a log record may carry about the object it concerns (set through LoggerAdapter extras).
-_OBJECT_FIELDS = ("kind", "namespace", "name", "region", "step")
+#: Fields a log record may carry about the object it concerns (LoggerAdapter extras, prefixed `obj_`
+#: because LogRecord reserves `name`), and the keys they appear under.
+_OBJECT_FIELDS = {
+    "obj_kind": "kind",
+    "obj_namespace": "namespace",
+    "obj_name": "name",
+    "obj_region": "region",
+}
+_OBJECT_FIELDS |= {"obj_id": "awsId", "obj_step": "step"}
 
 
 class JsonFormatter(logging.Formatter):
@@ -30,8 +37,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for key in _OBJECT_FIELDS:
-            value = getattr(record, key, None)
+        for attribute, key in _OBJECT_FIELDS.items():
+            value = getattr(record, attribute, None)
             if value is not None:
                 line[key] = value
         ref = getattr(record, "k8s_ref", None)  # kopf's own per-object records
@@ -50,8 +57,19 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
-        who = " ".join(f"{k}={getattr(record, k)}" for k in _OBJECT_FIELDS if getattr(record, k, None))
+        who = " ".join(
+            f"{k}={getattr(record, a)}" for a, k in _OBJECT_FIELDS.items() if getattr(record, a, None)
+        )
         return f"{text} [{who}]" if who else text
+
+
+class RequeueIsNotAnError(logging.Filter):
+    """kopf logs every TemporaryError at ERROR; for us a requeue (a build to wait for) is routine."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and "failed temporarily" in str(record.msg):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
 
 
 def configure_logging(verbose: bool = False, debug: bool = False, quiet: bool = False) -> None:
@@ -66,6 +84,7 @@ def configure_logging(verbose: bool = False, debug: bool = False, quiet: bool = 
     handler = logging.StreamHandler(sys.stdout)
     json_format = os.environ.get("Q_OPERATOR_LOG_FORMAT", "text").lower() == "json"
     handler.setFormatter(JsonFormatter() if json_format else TextFormatter())
+    handler.addFilter(RequeueIsNotAnError())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
