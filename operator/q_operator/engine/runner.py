@@ -60,6 +60,9 @@ class TextFormatter(logging.Formatter):
         who = " ".join(
             f"{k}={getattr(record, a)}" for a, k in _OBJECT_FIELDS.items() if getattr(record, a, None)
         )
+        ref = getattr(record, "k8s_ref", None)  # kopf's own per-object records
+        if not who and isinstance(ref, dict):
+            who = f"kind={ref.get('kind')} namespace={ref.get('namespace')} name={ref.get('name')}"
         return f"{text} [{who}]" if who else text
 
 
