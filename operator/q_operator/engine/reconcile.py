@@ -620,7 +620,8 @@ class _Cycle:
         if drift:
             self.event(
                 c.EV_DRIFT_CORRECTED,
-                f"{fields} changed outside the operator (or an input changed); corrected",
+                f"AWS differed from the desired state in {fields} (changed outside the operator, or a "
+                "referenced ConfigMap changed); corrected",
             )
         else:
             self.event(c.EV_UPDATED, f"updated {fields}")
