@@ -14,6 +14,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.model import OperationModel
@@ -22,7 +23,7 @@ from q_operator.emulate.aws.call import Call, Params
 from q_operator.emulate.aws.config import Settings
 from q_operator.emulate.aws.errors import ApiError, conflict
 from q_operator.emulate.aws.faults import Faults
-from q_operator.emulate.aws.model import Router, service_model
+from q_operator.emulate.aws.model import Match, Router, service_model
 from q_operator.emulate.aws.protocol import Wire, parse_input, serialize_error, serialize_output
 from q_operator.emulate.aws.services import qbusiness
 from q_operator.emulate.aws.services.registry import HANDLERS
@@ -56,6 +57,19 @@ def validation_error(violations: list[Violation]) -> ApiError:
     reason = "CANNOT_PARSE" if any(v.type_error for v in violations) else "FIELD_VALIDATION_FAILED"
     fields = [{"name": v.path, "message": v.rule} for v in violations]
     return ApiError("ValidationException", summarize(violations), reason=reason, fields=fields)
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A routed AWS request and who sent it from where."""
+
+    match: Match
+    query: Mapping[str, list[str]]
+    headers: Mapping[str, str]
+    body: bytes
+    now: float
+    region: str
+    caller: str
 
 
 def _is_error(service: str, code: str) -> bool:
@@ -127,45 +141,33 @@ class Emulator:
         }
         self.store.requests.append(entry)
         if match is None:
-            err = ApiError(
+            known = signing if signing in self.router.services else "qbusiness"
+            unknown = ApiError(
                 "UnknownOperationException", f"No operation matches {method} {raw_path}", http_status=404
             )
-            known = signing if signing in self.router.services else "qbusiness"
-            answer = serialize_error(service_model(known), err)
-            entry["status"] = answer[0]
-            entry["error"] = err.code
-            answer[1]["x-amzn-RequestId"] = entry["requestId"]
-            return answer
-        model = service_model(match.service)
-        try:
-            output = self._call(
-                match.service, match.operation, match.labels, query, headers, body, now, region, caller, entry
-            )
-            answer = serialize_output(match.operation, output)
-        except ApiError as err:
-            answer = serialize_error(model, err)
-        except Exception as exc:  # a bug in the stand-in must still answer like AWS would
-            log.exception("emulator failure in %s", match.operation.name)
-            answer = serialize_error(model, ApiError("InternalServerException", f"emulator bug: {exc}"))
+            answer = serialize_error(service_model(known), unknown)
+        else:
+            incoming = Incoming(match, query, headers, body, now, region, caller)
+            answer = self._answer(incoming, entry)
         entry["status"] = answer[0]
         if answer[0] >= 300:
             entry["error"] = answer[1]["x-amzn-ErrorType"]
         answer[1]["x-amzn-RequestId"] = entry["requestId"]
         return answer
 
-    def _call(
-        self,
-        service: str,
-        op: OperationModel,
-        labels: Mapping[str, str],
-        query: Mapping[str, list[str]],
-        headers: Mapping[str, str],
-        body: bytes,
-        now: float,
-        region: str,
-        caller: str,
-        entry: dict[str, Any],
-    ) -> Params:
+    def _answer(self, incoming: Incoming, entry: dict[str, Any]) -> Wire:
+        """The call's output, or its error, on the wire; a bug here still answers like AWS."""
+        model = service_model(incoming.match.service)
+        try:
+            return serialize_output(incoming.match.operation, self._call(incoming, entry))
+        except ApiError as err:
+            return serialize_error(model, err)
+        except Exception as exc:
+            log.exception("emulator failure in %s", incoming.match.operation.name)
+            return serialize_error(model, ApiError("InternalServerException", f"emulator bug: {exc}"))
+
+    def _call(self, incoming: Incoming, entry: dict[str, Any]) -> Params:
+        service, op, now = incoming.match.service, incoming.match.operation, incoming.now
         trouble = self.faults.check(service, op.name, now)
         if trouble is not None:
             raise trouble
@@ -174,28 +176,29 @@ class Emulator:
             raise ApiError(
                 "UnknownOperationException", f"{service}:{op.name} is not emulated", http_status=404
             )
-        params = parse_input(op, labels, query, headers, body)
+        params = parse_input(op, incoming.match.labels, incoming.query, incoming.headers, incoming.body)
         token_member = _token_member(op)
-        if token_member and params.get(token_member):
-            entry["clientToken"] = params[token_member]
+        token = str(params[token_member]) if token_member and params.get(token_member) else None
+        if token is not None:
+            entry["clientToken"] = token
         if op.input_shape is not None:
             violations = validate(op.input_shape, params)
             if violations:
                 raise validation_error(violations)
-        scope = self.store.scope(self.settings.account_id, region)
-        call = Call(service, op.name, self.settings.account_id, region, caller, now, scope, self.settings)
-        if not (token_member and params.get(token_member)):
+        account = self.settings.account_id
+        scope = self.store.scope(account, incoming.region)
+        call = Call(service, op.name, account, incoming.region, incoming.caller, now, scope, self.settings)
+        if token is None or token_member is None:
             return handler(call, params)
-        key = (service, op.name, str(params[token_member]))
+        # Idempotency: the first answer to a token is the answer to every same-input retry of it.
+        key = (service, op.name, token)
         digest = fingerprint(params, token_member)
         seen = scope.tokens.get(key)
         if seen is not None and seen.expires > now:
             if seen.fingerprint == digest:
                 return seen.output
             raise conflict(
-                key[2],
-                "ClientToken",
-                f"clientToken {key[2]} was already used with different parameters for {op.name}",
+                token, "ClientToken", f"clientToken {token} was already used with different parameters"
             )
         output = handler(call, params)
         scope.tokens[key] = Remembered(digest, output, now + TOKEN_TTL_SECONDS)
