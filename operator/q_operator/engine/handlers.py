@@ -72,6 +72,9 @@ class _State:
     #: body is older than our own last patch see that patch (the watch event may not have arrived yet).
     written: dict[str, tuple[str, Mapping[str, Any]]] = field(default_factory=dict)
     configmap_digests: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: per object: the resourceVersion at which the last cycle converged (DONE). kopf runs resume and
+    #: create/update one after another on the same body at startup; the second has nothing to add.
+    converged_at: dict[str, str] = field(default_factory=dict)
 
     def lock(self, uid: str) -> asyncio.Lock:
         found = self.locks.get(uid)
@@ -176,13 +179,20 @@ async def run_cycle(
     st = state()
     uid = str(body.get("metadata", {}).get("uid", ""))
     started = time.monotonic()
+    version = str(body.get("metadata", {}).get("resourceVersion", ""))
     async with st.lock(uid):
+        if trigger is Trigger.CHANGE and not deleting and version and st.converged_at.get(uid) == version:
+            return  # this exact object version was just reconciled to DONE
         obj = object_view(body, retry, st.written.get(uid) if trigger is Trigger.DRIFT else None)
         if deleting and not obj.deleting:
             obj = dataclasses.replace(obj, deleting=True)
         outcome = await reconcile(kind, obj, st.deps, trigger)
         if outcome.status:
-            st.written[uid] = (str(body.get("metadata", {}).get("resourceVersion", "")), outcome.status)
+            st.written[uid] = (version, outcome.status)
+        if outcome.decision is Decision.DONE:
+            st.converged_at[uid] = version
+        else:
+            st.converged_at.pop(uid, None)
     metrics.RECONCILE_SECONDS.labels(kind.kind).observe(time.monotonic() - started)
     metrics.RECONCILES.labels(kind.kind, outcome.decision.value).inc()
     for key, value in outcome.status.items():
@@ -208,6 +218,7 @@ def _decide(outcome: Outcome, trigger: Trigger, deleting: bool, uid: str) -> Non
     if outcome.decision is Decision.RELEASE:
         st.locks.pop(uid, None)
         st.written.pop(uid, None)
+        st.converged_at.pop(uid, None)
         return
     if outcome.decision is Decision.DONE:
         return

@@ -1,0 +1,137 @@
+"""The kopf edge: how an Outcome becomes kopf's decision, and how a body becomes an ObjectView."""
+
+from __future__ import annotations
+
+import kopf
+import pytest
+
+from q_operator.engine import handlers
+from q_operator.engine.reconcile import Decision, Outcome, Trigger
+
+
+@pytest.mark.parametrize(
+    ("outcome", "trigger", "deleting", "expected", "delay"),
+    [
+        pytest.param(Outcome(Decision.DONE), Trigger.CHANGE, False, None, None, id="done-returns"),
+        pytest.param(
+            Outcome(Decision.REQUEUE, 2.0),
+            Trigger.CHANGE,
+            False,
+            kopf.TemporaryError,
+            2.0,
+            id="short-requeue-is-a-temporary-error-with-that-delay",
+        ),
+        pytest.param(
+            Outcome(Decision.REQUEUE, 0.0),
+            Trigger.CHANGE,
+            False,
+            kopf.TemporaryError,
+            0.0,
+            id="intent-recorded-requeues-at-once",
+        ),
+        pytest.param(
+            Outcome(Decision.REQUEUE, 300.0),
+            Trigger.CHANGE,
+            False,
+            kopf.PermanentError,
+            None,
+            id="slow-retry-parks-so-a-spec-change-is-seen-at-once",
+        ),
+        pytest.param(
+            Outcome(Decision.REQUEUE, 300.0),
+            Trigger.CHANGE,
+            True,
+            kopf.TemporaryError,
+            300.0,
+            id="deletion-never-parks-the-finalizer-stays",
+        ),
+        pytest.param(
+            Outcome(Decision.STOP, message="bad"),
+            Trigger.CHANGE,
+            False,
+            kopf.PermanentError,
+            None,
+            id="stop-is-permanent-until-the-spec-changes",
+        ),
+        pytest.param(Outcome(Decision.STOP), Trigger.DRIFT, False, None, None, id="timer-stop-just-waits"),
+        pytest.param(
+            Outcome(Decision.REQUEUE, 0.0),
+            Trigger.DRIFT,
+            False,
+            kopf.TemporaryError,
+            1.0,
+            id="timer-requeue-never-spins-at-zero",
+        ),
+        pytest.param(
+            Outcome(Decision.REQUEUE, 300.0),
+            Trigger.DRIFT,
+            False,
+            kopf.TemporaryError,
+            300.0,
+            id="timer-slow-retry-waits-in-the-timer",
+        ),
+    ],
+)
+def test_outcome_maps_onto_kopf(
+    outcome: Outcome, trigger: Trigger, deleting: bool, expected: type[Exception] | None, delay: float | None
+) -> None:
+    if expected is None:
+        handlers._decide(outcome, trigger, deleting, "uid")
+        return
+    with pytest.raises(expected) as caught:
+        handlers._decide(outcome, trigger, deleting, "uid")
+    if delay is not None:
+        assert isinstance(caught.value, kopf.TemporaryError) and caught.value.delay == delay
+
+
+def body(rv: str = "5", **status: object) -> dict[str, object]:
+    return {
+        "metadata": {
+            "uid": "u1",
+            "namespace": "ns",
+            "name": "n",
+            "generation": 3,
+            "resourceVersion": rv,
+            "annotations": {"q-operator.dev/adopt-id": "x"},
+            "deletionTimestamp": None,
+        },
+        "spec": {"name": "a"},
+        "status": dict(status),
+    }
+
+
+def test_object_view_reads_the_body() -> None:
+    view = handlers.object_view(body(thingId="t-1"), 2, None)
+    assert (view.uid, view.namespace, view.name, view.generation, view.retry) == ("u1", "ns", "n", 3, 2)
+    assert view.status == {"thingId": "t-1"} and view.annotations["q-operator.dev/adopt-id"] == "x"
+    assert not view.deleting
+
+
+def test_object_view_overlays_our_last_patch_on_an_older_body() -> None:
+    """A timer may run on a body from before our own patch arrived: it sees the patch, not stale status."""
+    written = ("5", {"createPending": {"token": "t", "since": "s"}, "thingId": None})
+    view = handlers.object_view(body("5", thingId="t-1"), 0, written)
+    assert view.status == {"createPending": {"token": "t", "since": "s"}}
+    fresh = handlers.object_view(body("6", thingId="t-2"), 0, written)
+    assert fresh.status == {"thingId": "t-2"}  # a newer body already has everything
+
+
+def test_kopf_storage_prefix_keeps_our_annotations_visible_as_changes() -> None:
+    """kopf ignores changes to annotations under its own prefix; ours must not be under it."""
+    assert not handlers.CONFIGMAP_HASH.startswith(handlers.KOPF_PREFIX + "/")
+    assert not "q-operator.dev/adopt-id".startswith(handlers.KOPF_PREFIX + "/")
+
+
+def test_kopf_diff_essence_keeps_adopt_and_configmap_annotations() -> None:
+    """With our storage prefix, kopf still treats adopt-id and configmap-hash edits as changes."""
+    storage = kopf.AnnotationsDiffBaseStorage(prefix=handlers.KOPF_PREFIX)
+    raw = body()
+    raw["metadata"]["annotations"] = {  # type: ignore[index]
+        f"{handlers.KOPF_PREFIX}/kopf-managed": "yes",
+        f"{handlers.KOPF_PREFIX}/last-handled-configuration": "{}",
+        "q-operator.dev/adopt-id": "x",
+        handlers.CONFIGMAP_HASH: "abc",
+    }
+    essence = storage.build(body=kopf.Body(raw))  # type: ignore[arg-type]
+    kept = essence.get("metadata", {}).get("annotations", {})
+    assert set(kept) == {"q-operator.dev/adopt-id", handlers.CONFIGMAP_HASH}
