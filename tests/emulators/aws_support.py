@@ -17,6 +17,24 @@ ACCOUNT = "123456789012"
 LAMBDA_ARN = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:connector"
 BUILD_SECONDS = 0.2
 
+OPERATIONS = {
+    "qbusiness": [
+        "CreatePlugin", "GetPlugin", "UpdatePlugin", "DeletePlugin", "ListPlugins",
+        "TagResource", "UntagResource", "ListTagsForResource", "ListPluginTypeMetadata",
+    ],
+    "qapps": [
+        "CreateLibraryItem", "GetLibraryItem", "UpdateLibraryItem", "UpdateLibraryItemMetadata",
+        "DeleteLibraryItem", "ListLibraryItems", "ListCategories", "BatchCreateCategory",
+        "BatchUpdateCategory", "BatchDeleteCategory", "AssociateLibraryItemReview",
+        "DisassociateLibraryItemReview",
+    ],
+    "appflow": [
+        "RegisterConnector", "DescribeConnector", "UpdateConnectorRegistration", "UnregisterConnector",
+        "ListConnectors", "TagResource", "UntagResource", "ListTagsForResource",
+    ],
+}  # fmt: skip
+"""Every operation the stand-in serves, per service."""
+
 
 @pytest.fixture(scope="module")
 def aws_server() -> Iterator[AwsHandle]:

@@ -21,28 +21,13 @@ from botocore.exceptions import ClientError
 
 from q_operator.emulate.aws.server import parse_args
 from q_operator.emulate.aws.testing import AwsHandle
-from tests.emulators.aws_support import error_code, make_client, new_id, wait_for
-
-USED = {
-    "qbusiness": [
-        "CreatePlugin", "GetPlugin", "UpdatePlugin", "DeletePlugin", "ListPlugins",
-        "TagResource", "UntagResource", "ListTagsForResource",
-    ],
-    "qapps": [
-        "CreateLibraryItem", "GetLibraryItem", "UpdateLibraryItem", "UpdateLibraryItemMetadata",
-        "DeleteLibraryItem", "ListLibraryItems", "ListCategories", "BatchCreateCategory",
-    ],
-    "appflow": [
-        "RegisterConnector", "DescribeConnector", "UpdateConnectorRegistration", "UnregisterConnector",
-        "ListConnectors", "TagResource", "UntagResource", "ListTagsForResource",
-    ],
-}  # fmt: skip
+from tests.emulators.aws_support import OPERATIONS, error_code, make_client, new_id, wait_for
 
 
 def modelled_errors() -> list[tuple[str, str, str, int, list[str]]]:
     """(service, an operation raising it, error, status, required members) per error shape in use."""
     out: dict[tuple[str, str], tuple[str, str, str, int, list[str]]] = {}
-    for service, operations in USED.items():
+    for service, operations in OPERATIONS.items():
         model = botocore.session.get_session().get_service_model(service)
         for operation in operations:
             for shape in model.operation_model(operation).error_shapes:

@@ -177,3 +177,35 @@ def test_injected_unauthorized_answers_401(aws: AwsHandle, qa: Any) -> None:
     assert error_code(raised.value) == "UnauthorizedException"
     assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 401
     create(qa)  # the rule was for one call
+
+
+def test_categories_can_be_updated_and_deleted_which_takes_them_off_items(qa: Any) -> None:
+    sales, support = new_id(), new_id()
+    qa.batch_create_category(
+        instanceId=INSTANCE, categories=[{"id": sales, "title": "Sales"}, {"id": support, "title": "Support"}]
+    )
+    item = create(qa, categories=[sales, support])
+    qa.batch_update_category(
+        instanceId=INSTANCE, categories=[{"id": sales, "title": "Revenue", "color": "#fff"}]
+    )
+    qa.batch_delete_category(instanceId=INSTANCE, categories=[support])
+    assert qa.list_categories(instanceId=INSTANCE)["categories"] == [
+        {"id": sales, "title": "Revenue", "color": "#fff", "appCount": 1}
+    ]
+    assert [c["id"] for c in qa.get_library_item(instanceId=INSTANCE, libraryItemId=item)["categories"]] == [
+        sales
+    ]
+    with pytest.raises(ClientError) as raised:
+        qa.batch_delete_category(instanceId=INSTANCE, categories=[support])
+    assert error_code(raised.value) == "ResourceNotFoundException"
+
+
+def test_reviews_count_per_caller(qa: Any, client: Callable[..., Any]) -> None:
+    item = create(qa)
+    qa.associate_library_item_review(instanceId=INSTANCE, libraryItemId=item)
+    qa.associate_library_item_review(instanceId=INSTANCE, libraryItemId=item)
+    view = qa.get_library_item(instanceId=INSTANCE, libraryItemId=item)
+    assert (view["ratingCount"], view["isRatedByUser"]) == (1, True)
+    qa.disassociate_library_item_review(instanceId=INSTANCE, libraryItemId=item)
+    view = qa.get_library_item(instanceId=INSTANCE, libraryItemId=item)
+    assert (view["ratingCount"], view["isRatedByUser"]) == (0, False)

@@ -218,3 +218,9 @@ def test_regions_keep_separate_state(aws: AwsHandle, client: Callable[..., Any],
     with pytest.raises(ClientError):
         west.get_plugin(applicationId=app, pluginId=plugin)
     assert aws.requests()[-1]["region"] == "us-west-2"
+
+
+def test_plugin_type_metadata_lists_every_modelled_type(qb: Any) -> None:
+    pages = qb.get_paginator("list_plugin_type_metadata").paginate(PaginationConfig={"PageSize": 5})
+    types = [item["type"] for page in pages for item in page["items"]]
+    assert len(types) == 17 and "CUSTOM" in types and "ASANA" in types

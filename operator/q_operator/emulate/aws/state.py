@@ -64,6 +64,8 @@ class LibraryItem:
     updated_at: float
     updated_by: str
     is_verified: bool = False
+    raters: list[str] = field(default_factory=list)
+    """Callers (access key ids) who rated the item: ratingCount and isRatedByUser come from it."""
 
 
 @dataclass

@@ -66,6 +66,7 @@ def _category_view(call: Call, instance_id: str, category_id: str) -> dict[str, 
 
 
 def _view(call: Call, item: LibraryItem) -> Params:
+    """The LibraryItem shape; isRatedByUser is from the caller's point of view."""
     return {
         "libraryItemId": item.library_item_id,
         "appId": item.app_id,
@@ -76,8 +77,8 @@ def _view(call: Call, item: LibraryItem) -> Params:
         "createdBy": item.created_by,
         "updatedAt": item.updated_at,
         "updatedBy": item.updated_by,
-        "ratingCount": 0,
-        "isRatedByUser": False,
+        "ratingCount": len(item.raters),
+        "isRatedByUser": call.caller in item.raters,
         "userCount": 0,
         "isVerified": item.is_verified,
     }
@@ -192,6 +193,50 @@ def batch_create_category(call: Call, params: Params) -> Params:
     return {}
 
 
+def batch_update_category(call: Call, params: Params) -> Params:
+    instance_id = _instance(call, params)
+    defined = call.scope.categories.get(instance_id, {})
+    for entry in params["categories"]:
+        if entry["id"] not in defined:
+            raise not_found(
+                entry["id"], "Category", f"Category {entry['id']} not found in instance {instance_id}"
+            )
+    for entry in params["categories"]:
+        defined[entry["id"]] = Category(entry["id"], entry["title"], entry.get("color"))
+    return {}
+
+
+def batch_delete_category(call: Call, params: Params) -> Params:
+    """Deleting a category also takes it off every library item that had it."""
+    instance_id = _instance(call, params)
+    defined = call.scope.categories.get(instance_id, {})
+    for category_id in params["categories"]:
+        if category_id not in defined:
+            raise not_found(
+                category_id, "Category", f"Category {category_id} not found in instance {instance_id}"
+            )
+    for category_id in params["categories"]:
+        del defined[category_id]
+        for item in call.scope.items.values():
+            if item.instance_id == instance_id and category_id in item.categories:
+                item.categories.remove(category_id)
+    return {}
+
+
+def associate_library_item_review(call: Call, params: Params) -> Params:
+    item = _item(call, params)
+    if call.caller not in item.raters:
+        item.raters.append(call.caller)
+    return {}
+
+
+def disassociate_library_item_review(call: Call, params: Params) -> Params:
+    item = _item(call, params)
+    if call.caller in item.raters:
+        item.raters.remove(call.caller)
+    return {}
+
+
 HANDLERS: dict[str, Handler] = {
     "CreateLibraryItem": create_library_item,
     "GetLibraryItem": get_library_item,
@@ -201,4 +246,8 @@ HANDLERS: dict[str, Handler] = {
     "ListLibraryItems": list_library_items,
     "ListCategories": list_categories,
     "BatchCreateCategory": batch_create_category,
+    "BatchUpdateCategory": batch_update_category,
+    "BatchDeleteCategory": batch_delete_category,
+    "AssociateLibraryItemReview": associate_library_item_review,
+    "DisassociateLibraryItemReview": disassociate_library_item_review,
 }

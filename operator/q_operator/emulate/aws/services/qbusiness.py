@@ -9,6 +9,7 @@ from typing import Any
 from q_operator.emulate.aws.call import Call, Handler, Params
 from q_operator.emulate.aws.config import Settings
 from q_operator.emulate.aws.errors import conflict, not_found, quota_exceeded
+from q_operator.emulate.aws.model import service_model
 from q_operator.emulate.aws.services.paging import page
 from q_operator.emulate.aws.state import Build, Plugin, Scope
 
@@ -188,6 +189,39 @@ def list_tags_for_resource(call: Call, params: Params) -> Params:
     return {"tags": [{"key": k, "value": v} for k, v in plugin.tags.items()]}
 
 
+PLUGIN_TYPE_CATEGORIES = {
+    "SALESFORCE": "Customer relationship management (CRM)",
+    "SALESFORCE_CRM": "Customer relationship management (CRM)",
+    "JIRA": "Project management",
+    "JIRA_CLOUD": "Project management",
+    "ASANA": "Project management",
+    "SMARTSHEET": "Project management",
+    "MICROSOFT_TEAMS": "Communication",
+    "MICROSOFT_EXCHANGE": "Communication",
+    "SERVICE_NOW": "Ticketing and incident management",
+    "SERVICENOW_NOW_PLATFORM": "Ticketing and incident management",
+    "ZENDESK": "Ticketing and incident management",
+    "ZENDESK_SUITE": "Ticketing and incident management",
+    "PAGERDUTY_ADVANCE": "Ticketing and incident management",
+}
+"""Plugin type -> its category; types not named here (CUSTOM, QUICKSIGHT, ...) are Productivity."""
+
+
+def list_plugin_type_metadata(call: Call, params: Params) -> Params:
+    """Every PluginType of the model, so new types show up here with no code change."""
+    types = service_model("qbusiness").shape_for("PluginType").enum
+    items = [
+        {
+            "type": t,
+            "category": PLUGIN_TYPE_CATEGORIES.get(t, "Productivity"),
+            "description": f"{t.replace('_', ' ').title()} plugin (emulated metadata)",
+        }
+        for t in types
+    ]
+    chosen, following = page(items, params.get("nextToken"), params.get("maxResults") or 50)
+    return {"items": chosen, "nextToken": following}
+
+
 HANDLERS: dict[str, Handler] = {
     "CreatePlugin": create_plugin,
     "GetPlugin": get_plugin,
@@ -197,4 +231,5 @@ HANDLERS: dict[str, Handler] = {
     "TagResource": tag_resource,
     "UntagResource": untag_resource,
     "ListTagsForResource": list_tags_for_resource,
+    "ListPluginTypeMetadata": list_plugin_type_metadata,
 }
