@@ -135,3 +135,21 @@ def test_kopf_diff_essence_keeps_adopt_and_configmap_annotations() -> None:
     essence = storage.build(body=kopf.Body(raw))  # type: ignore[arg-type]
     kept = essence.get("metadata", {}).get("annotations", {})
     assert set(kept) == {"q-operator.dev/adopt-id", handlers.CONFIGMAP_HASH}
+
+
+def test_troubleshooting_explains_every_reason() -> None:
+    """docs/troubleshooting.md names every Ready and Synced reason the engine can write."""
+    from pathlib import Path
+
+    from q_operator.engine import conditions
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "troubleshooting.md").read_text()
+    missing = [r for r in (*conditions.READY_REASONS, *conditions.SYNCED_REASONS) if f"`{r}`" not in text]
+    assert not missing, f"undocumented reasons: {missing}"
+
+
+def test_every_reason_in_the_error_table_is_a_known_reason() -> None:
+    from q_operator.engine import conditions
+    from q_operator.engine.errors import ERROR_TABLE
+
+    assert {rule.reason for rule in ERROR_TABLE.values()} <= set(conditions.SYNCED_REASONS)
