@@ -1,0 +1,131 @@
+"""QPlugin end to end: the real operator process against both stand-ins."""
+
+from __future__ import annotations
+
+from q_operator.sandbox import Sandbox, condition, wait_for
+
+from .helpers import QPLUGINS, apply, calls, client, new_application_id, plugins_in, qplugin
+
+
+def test_custom_plugin_reaches_ready_with_the_ids_aws_returned(sandbox: Sandbox, namespace: str) -> None:
+    app = new_application_id()
+    apply(sandbox, qplugin("orders", namespace, applicationId=app))
+    obj = sandbox.wait_condition(QPLUGINS, namespace, "orders", "Ready")
+    [plugin] = plugins_in(sandbox, app)
+    status = obj["status"]
+    assert status["pluginId"] == plugin["pluginId"]
+    assert status["buildStatus"] == "READY"
+    got = client(sandbox, "qbusiness").get_plugin(applicationId=app, pluginId=plugin["pluginId"])
+    assert status["pluginArn"] == got["pluginArn"]
+    assert condition(obj, "Synced", "True")
+    assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
+
+
+def test_update_sends_only_the_changed_member_and_ready_follows(sandbox: Sandbox, namespace: str) -> None:
+    app = new_application_id()
+    apply(sandbox, qplugin("billing", namespace, applicationId=app))
+    sandbox.wait_condition(QPLUGINS, namespace, "billing", "Ready")
+    apply(sandbox, qplugin("billing", namespace, applicationId=app, displayName="billing-v2"))
+    obj = sandbox.wait_condition(QPLUGINS, namespace, "billing", "Ready")
+    [plugin] = plugins_in(sandbox, app)
+    assert plugin["displayName"] == "billing-v2"
+    assert obj["status"]["pluginId"] == plugin["pluginId"]
+
+
+def test_state_disabled_is_applied_after_create(sandbox: Sandbox, namespace: str) -> None:
+    app = new_application_id()
+    apply(sandbox, qplugin("paused", namespace, applicationId=app, state="DISABLED"))
+    obj = sandbox.wait_condition(QPLUGINS, namespace, "paused", "Ready")
+    [plugin] = plugins_in(sandbox, app)
+    assert plugin["state"] == "DISABLED"
+    assert obj["status"]["state"] == "DISABLED"
+
+
+def test_tags_follow_the_spec_map_and_the_owner_tag_stays(sandbox: Sandbox, namespace: str) -> None:
+    app = new_application_id()
+    apply(sandbox, qplugin("tagged", namespace, applicationId=app, tags={"team": "a", "env": "dev"}))
+    obj = sandbox.wait_condition(QPLUGINS, namespace, "tagged", "Ready")
+    qbusiness = client(sandbox, "qbusiness")
+
+    def tags() -> dict[str, str]:
+        got = qbusiness.list_tags_for_resource(resourceARN=obj["status"]["pluginArn"])["tags"]
+        return {t["key"]: t["value"] for t in got}
+
+    assert tags()["team"] == "a" and "q-operator.dev/owner" in tags()
+    apply(sandbox, qplugin("tagged", namespace, applicationId=app, tags={"team": "b"}))
+    wait_for("tags updated", lambda: tags().get("team") == "b" and "env" not in tags(), timeout=30)
+    assert "q-operator.dev/owner" in tags()
+
+
+def test_changing_the_type_replaces_the_plugin_and_deletes_the_old_one(
+    sandbox: Sandbox, namespace: str
+) -> None:
+    app = new_application_id()
+    apply(sandbox, qplugin("swap", namespace, applicationId=app))
+    old = sandbox.wait_condition(QPLUGINS, namespace, "swap", "Ready")["status"]["pluginId"]
+    replacement = qplugin(
+        "swap",
+        namespace,
+        applicationId=app,
+        type="JIRA_CLOUD",
+        serverUrl="https://example.atlassian.net",
+        authConfiguration={
+            "basicAuthConfiguration": {
+                "secretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:jira-abc123",
+                "roleArn": "arn:aws:iam::123456789012:role/q-plugin-jira",
+            }
+        },
+    )
+    del replacement["spec"]["customPluginConfiguration"]
+    apply(sandbox, replacement)
+
+    def replaced() -> list[dict[str, object]] | None:
+        plugins = plugins_in(sandbox, app)
+        return plugins if [p["pluginId"] for p in plugins] != [old] and len(plugins) == 1 else None
+
+    [new] = wait_for("the old plugin replaced by one new plugin", replaced, timeout=60)
+    assert new["type"] == "JIRA_CLOUD"
+    obj = sandbox.wait_condition(QPLUGINS, namespace, "swap", "Ready")
+    assert obj["status"]["pluginId"] == new["pluginId"] != old
+
+
+def test_delete_removes_the_plugin_then_the_object(sandbox: Sandbox, namespace: str) -> None:
+    app = new_application_id()
+    apply(sandbox, qplugin("gone", namespace, applicationId=app))
+    sandbox.wait_condition(QPLUGINS, namespace, "gone", "Ready")
+    sandbox.kubectl("delete", "qplugin", "gone", "-n", namespace, "--wait=false")
+    wait_for("the object to go", lambda: sandbox.get(QPLUGINS, namespace, "gone") is None, timeout=60)
+    assert plugins_in(sandbox, app) == []
+
+
+def test_retain_policy_keeps_the_plugin_and_releases_the_object(sandbox: Sandbox, namespace: str) -> None:
+    app = new_application_id()
+    apply(sandbox, qplugin("kept", namespace, applicationId=app, deletionPolicy="Retain"))
+    plugin_id = sandbox.wait_condition(QPLUGINS, namespace, "kept", "Ready")["status"]["pluginId"]
+    sandbox.kubectl("delete", "qplugin", "kept", "-n", namespace, "--wait=false")
+    wait_for("the object to go", lambda: sandbox.get(QPLUGINS, namespace, "kept") is None, timeout=60)
+    assert [p["pluginId"] for p in plugins_in(sandbox, app)] == [plugin_id]
+
+
+def test_invalid_manifest_is_refused_at_apply_naming_the_field(sandbox: Sandbox, namespace: str) -> None:
+    before = len(calls(sandbox, "CreatePlugin"))
+    out = apply(sandbox, qplugin("bad", namespace, displayName="has space"), check=False)
+    assert "spec.displayName" in out
+    out = apply(
+        sandbox,
+        qplugin(
+            "bad2",
+            namespace,
+            authConfiguration={
+                "noAuthConfiguration": {},
+                "basicAuthConfiguration": {
+                    "secretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:x",
+                    "roleArn": "arn:aws:iam::123456789012:role/r",
+                },
+            },
+        ),
+        check=False,
+    )
+    assert "authConfiguration" in out
+    assert sandbox.get(QPLUGINS, namespace, "bad") is None
+    assert len(calls(sandbox, "CreatePlugin")) == before
