@@ -283,3 +283,19 @@ def test_a_seed_makes_random_faults_repeatable(aws: AwsHandle, client: Callable[
     assert 500 in first and 200 in first
     assert outcomes() == first
     assert {c.get("error") for c in aws.requests() if c["status"] == 500} == {"InternalServerException"}
+
+
+def test_several_violations_are_reported_together(aws: AwsHandle, client: Callable[..., Any]) -> None:
+    qb = client("qbusiness", validate=False)
+    with pytest.raises(ClientError) as raised:
+        qb.create_plugin(applicationId=new_id(), displayName="has space", type="NOPE", authConfiguration={})
+    response = raised.value.response
+    assert response["Error"]["Message"].startswith("3 validation errors detected: Value at 'displayName'")
+    assert [f["name"] for f in response["fields"]] == ["displayName", "type", "authConfiguration"]
+
+
+def test_reset_returns_to_the_settings_the_stand_in_started_with(aws: AwsHandle) -> None:
+    aws.configure(build_seconds=9, latency_ms=5)
+    aws.reset()
+    config = aws.configure()
+    assert (config["build_seconds"], config["latency_ms"]) == (0.2, 0.0)
