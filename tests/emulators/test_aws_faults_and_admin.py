@@ -299,3 +299,13 @@ def test_reset_returns_to_the_settings_the_stand_in_started_with(aws: AwsHandle)
     aws.reset()
     config = aws.configure()
     assert (config["build_seconds"], config["latency_ms"]) == (0.2, 0.0)
+
+
+def test_rate_limits_are_per_region(aws: AwsHandle, client: Callable[..., Any]) -> None:
+    aws.configure(throttle={"ListConnectors": 1})
+    east, west = client("appflow"), client("appflow", region="us-west-2")
+    east.list_connectors()
+    west.list_connectors()
+    with pytest.raises(ClientError) as raised:
+        east.list_connectors()
+    assert error_code(raised.value) == "ThrottlingException"

@@ -168,7 +168,7 @@ class Emulator:
 
     def _call(self, incoming: Incoming, entry: dict[str, Any]) -> Params:
         service, op, now = incoming.match.service, incoming.match.operation, incoming.now
-        trouble = self.faults.check(service, op.name, now)
+        trouble = self.faults.check(service, op.name, incoming.region, now)
         if trouble is not None:
             raise trouble
         handler = HANDLERS[service].get(op.name)

@@ -50,7 +50,7 @@ class Faults:
 
     def __init__(self, settings: Settings, rng: random.Random | None = None) -> None:
         self.settings = settings
-        self._buckets: dict[tuple[str, str, float], TokenBucket] = {}
+        self._buckets: dict[tuple[str, str, str, float], TokenBucket] = {}
         self._rng = rng or random.Random()
 
     def reset(self) -> None:
@@ -60,7 +60,8 @@ class Faults:
         """Make the random faults (fail_rate, throttle_percent) repeatable."""
         self._rng.seed(value)
 
-    def check(self, service: str, operation: str, now: float) -> ApiError | None:
+    def check(self, service: str, operation: str, region: str, now: float) -> ApiError | None:
+        """Trouble for this call, if any; rate limits are per region, as AWS's are."""
         s = self.settings
         keys = op_keys(service, operation)
         if any(k in s.access_denied for k in keys):
@@ -79,7 +80,7 @@ class Faults:
         rate_key = next((k for k in keys if k in s.throttle), None)
         if rate_key is not None:
             rate = s.throttle[rate_key]
-            bucket_key = (service, operation, rate)
+            bucket_key = (region, service, operation, rate)
             bucket = self._buckets.get(bucket_key)
             if bucket is None:
                 bucket = self._buckets[bucket_key] = TokenBucket(rate, now)

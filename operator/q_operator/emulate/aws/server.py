@@ -132,7 +132,7 @@ def parse_args(argv: Sequence[str]) -> tuple[Settings, int]:
         action="append",
         default=[],
         metavar="OP=RATE",
-        help="token-bucket limit in calls/second for an operation (Op, service:Op or *); repeatable",
+        help="token-bucket limit in calls/second per operation and region (Op, service:Op or *); repeatable",
     )
     parser.add_argument("--fail-rate", type=float, default=0.0, help="share of calls answering 500")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="latency added to every answer")
