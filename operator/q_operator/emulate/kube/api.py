@@ -488,6 +488,9 @@ class Api:
             patch = yaml.safe_load(raw) if content_type == APPLY_PATCH else json.loads(raw or b"null")
         except (ValueError, yaml.YAMLError) as exc:
             raise bad_request(f"error decoding patch: {exc}") from None
+        if content_type == JSON_PATCH and not isinstance(patch, list):
+            kind = "object" if isinstance(patch, dict) else "value"
+            raise bad_request(f"json: cannot unmarshal {kind} into Go value of type jsonpatch.Patch")
         current = self.store.get(rt.key, namespace, name)
         if current is None:
             if content_type == APPLY_PATCH:

@@ -35,6 +35,7 @@ from q_operator.emulate.kube.store import ADDED, DELETED, MODIFIED, Event, Store
 JSON = dict[str, Any]
 
 DEFAULT_TOKEN = "q-operator-emulator"
+REQUEST_LOG_LIMIT = 200_000
 _WRITE_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch"}
 
 
@@ -143,6 +144,8 @@ class KubeServer:
         if not request.path.startswith("/_emulator/"):
             entry = self._classify(request)
             self.requests.append(entry)
+            if len(self.requests) > REQUEST_LOG_LIMIT:
+                del self.requests[: len(self.requests) - REQUEST_LOG_LIMIT]
             self._entries[id(request)] = entry
         try:
             response: web.StreamResponse = await handler(request)
@@ -409,8 +412,8 @@ class KubeServer:
                     await response.write(b"".join(lines))
                 if queued is None:
                     break
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+        except ConnectionResetError:
+            pass  # the client went away; a cancelled handler (handler_cancellation) just propagates
         finally:
             self.store.unsubscribe(watcher)
         with contextlib.suppress(ConnectionResetError, RuntimeError):
