@@ -277,3 +277,15 @@ def test_metadata_name_must_be_a_dns_subdomain(custom: client.CustomObjectsApi) 
     assert field == "metadata.name" and message.startswith(
         'Invalid value: "Bad_Name": a lowercase RFC 1123 subdomain'
     )
+
+
+def test_root_level_cel_rule_reports_the_nil_field_path(custom: client.CustomObjectsApi) -> None:
+    with pytest.raises(ApiException) as err:
+        custom.create_namespaced_custom_object(
+            GROUP, VERSION, NS, PLURAL, body({"displayName": "x"}, "forbidden-1")
+        )
+    status = json.loads(err.value.body)
+    assert status["message"] == (
+        'Widget.test.example.com "forbidden-1" is invalid: '
+        '<nil>: Invalid value: "object": widget names must not start with forbidden-'
+    )

@@ -151,6 +151,7 @@ def _check_rule(rule: JSON, value: Any, old: Any, has_old: bool, path: str) -> F
 
 
 def _error(rule: JSON, path: str, value: Any, message: str) -> FieldError:
+    path = path or "<nil>"  # a root-level rule: the API server prints the empty field path as <nil>
     reason = str(rule.get("reason") or "FieldValueInvalid")
     if reason == "FieldValueForbidden":
         return FieldError(path, reason, f"Forbidden: {message}")
