@@ -445,3 +445,11 @@ def test_found_unmarked_within_grace_is_ours() -> None:
     w.cloud.things["t-7"] = Thing("t-7", "alpha", 1, None, None, w.clock())
     run(w.converge())
     assert w.status["thingId"] == "t-7" and w.cloud.count("create") == 0
+
+
+def test_outputs_are_written_under_their_api_names() -> None:
+    """What AWS reports (IDs, ARN, timestamps) lands in status as is, datetimes as RFC 3339."""
+    w = world()
+    run(w.converge())
+    assert w.status["thingArn"] == "arn:thing/t-1" and w.status["size"] == 1
+    assert w.status["createdAt"] == "2026-01-01T12:00:00Z"

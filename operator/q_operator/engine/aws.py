@@ -62,7 +62,7 @@ class AwsSession:
         self._clients: dict[tuple[str, str | None], Any] = {}
         self._adapters: dict[tuple[str, str | None], Adapter[Any]] = {}
         self._config = Config(
-            retries={"max_attempts": 1, "mode": "standard"},
+            retries={"total_max_attempts": 1, "mode": "standard"},  # no hidden retries
             connect_timeout=env_float("Q_OPERATOR_AWS_CONNECT_TIMEOUT", 5),
             read_timeout=env_float("Q_OPERATOR_AWS_READ_TIMEOUT", 30),
             max_pool_connections=self.concurrency,

@@ -365,6 +365,7 @@ class _Cycle:
                 c.OWNED_BY_ANOTHER,
                 f"observe refused: {self.kind.kind} {self.ref_text(ref)} belongs to {observation.owner_mark}",
             )
+        self.merge_outputs(observation.outputs)  # AWS's view of the current resource, always
         return observation
 
     async def find(self, spec: BaseModel, owner: Owner) -> Found | None:
@@ -540,7 +541,6 @@ class _Cycle:
         return self.record_intent(spec, resolved, c.CREATING)
 
     def wait_for_build(self, observation: Observation) -> Outcome:
-        self.merge_outputs(observation.outputs)
         ready = self.prior(c.READY)
         if ready is not None and ready.get("status") == "True":
             reason = c.UPDATING
@@ -555,7 +555,6 @@ class _Cycle:
     async def build_failed(
         self, spec: BaseModel, resolved: Resolved, ref: ExternalRef, observation: Observation
     ) -> Outcome:
-        self.merge_outputs(observation.outputs)
         ready = self.prior(c.READY)
         failed_at = (
             ready.get("observedGeneration") if ready and ready.get("reason") == c.BUILD_FAILED else None
@@ -610,7 +609,6 @@ class _Cycle:
     async def update(
         self, spec: BaseModel, resolved: Resolved, ref: ExternalRef, observation: Observation
     ) -> Outcome:
-        self.merge_outputs(observation.outputs)
         await self.aws("update", lambda a: a.update(spec, ref, observation, self.owner(), resolved))
         ready = self.prior(c.READY)
         drift = bool(
@@ -630,7 +628,6 @@ class _Cycle:
         return self.finish(Decision.REQUEUE, self.deps.timing.poll_min)
 
     def up_to_date(self, observation: Observation) -> Outcome:
-        self.merge_outputs(observation.outputs)
         self.set_ready("True", c.AVAILABLE, "the AWS resource is ready and matches the spec")
         self.set_synced()
         if self.get("createPending") is not None:
