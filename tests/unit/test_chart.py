@@ -438,3 +438,16 @@ def test_peered_pod_command_passes_the_arguments_and_draws_a_priority(tmp_path: 
         assert re.fullmatch(r"--priority=\d+", extra), extra
         priorities.append(int(extra.split("=")[1]))
     assert priorities[0] != priorities[1]
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGURATIONS))
+def test_the_operator_accepts_every_argument_the_chart_passes(name: str) -> None:
+    from q_operator.engine.runner import parse_args
+
+    c = container(load_manifests(render_chart(*CONFIGURATIONS[name])))
+    assert c["args"][0] == "run"
+    extra = ["--priority=7"] if "command" in c else []
+    args = parse_args([*c["args"][1:], *extra])
+    assert args.liveness_endpoint == "http://0.0.0.0:8081/healthz"
+    assert args.clusterwide or args.namespaces
+    assert (args.peering_name == "q-operator") == ("command" in c)
