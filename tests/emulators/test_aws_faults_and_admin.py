@@ -309,3 +309,8 @@ def test_rate_limits_are_per_region(aws: AwsHandle, client: Callable[..., Any]) 
     with pytest.raises(ClientError) as raised:
         east.list_connectors()
     assert error_code(raised.value) == "ThrottlingException"
+
+
+def test_the_handle_makes_boto3_clients_for_the_stand_in(aws: AwsHandle) -> None:
+    assert aws.client("appflow").list_connectors()["connectors"] == []
+    assert aws.requests()[-1]["operation"] == "ListConnectors"

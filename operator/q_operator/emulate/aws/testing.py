@@ -1,7 +1,7 @@
 """In-process stand-in for tests: `running_aws()` serves on a background thread and yields a handle.
 
     with running_aws(build_seconds=0.2) as aws:
-        client = boto3.client("qbusiness", endpoint_url=aws.url, ...)
+        client = aws.client("qbusiness")  # or boto3.client("qbusiness", endpoint_url=aws.url, ...)
         aws.configure(fail_next_builds=1)
         assert aws.requests()[-1]["status"] == 200
 
@@ -30,6 +30,23 @@ class AwsHandle:
         self.url = url
         self.emulator = emulator
         """Direct access, for reading in tests only: it lives on the server thread."""
+
+    def client(self, service: str, region: str = "us-east-1", **config: Any) -> Any:
+        """A boto3 client for this stand-in with throwaway credentials and no retries.
+
+        `config` goes to botocore's `Config` (e.g. `parameter_validation=False`).
+        """
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            service,
+            endpoint_url=self.url,
+            region_name=region,
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+            config=Config(retries={"total_max_attempts": 1, "mode": "standard"}, **config),
+        )
 
     def _admin(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
