@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import re
 from functools import lru_cache
 from typing import Any
@@ -22,6 +23,8 @@ from q_operator.emulate.kube.errors import FieldError, type_name
 JSON = dict[str, Any]
 
 _OLD_SELF = re.compile(r"\boldSelf\b")
+_RESULTS: dict[str, FieldError | None] = {}
+_RESULTS_LIMIT = 20_000
 _ENV = celpy.Environment()
 
 
@@ -127,6 +130,21 @@ def _check_rule(rule: JSON, value: Any, old: Any, has_old: bool, path: str) -> F
     transition = bool(_OLD_SELF.search(expression))
     if transition and not has_old and not rule.get("optionalOldSelf"):
         return None
+    # cel-python takes about half a millisecond per rule; operators rewrite the same spec over and
+    # over (status and annotation patches), so results are remembered by rule and input.
+    key = json.dumps([rule, path, value, old if transition else None, has_old], sort_keys=True, default=str)
+    if key in _RESULTS:
+        return _RESULTS[key]
+    result = _run_rule(rule, expression, transition, value, old, has_old, path)
+    if len(_RESULTS) >= _RESULTS_LIMIT:
+        _RESULTS.pop(next(iter(_RESULTS)))
+    _RESULTS[key] = result
+    return result
+
+
+def _run_rule(
+    rule: JSON, expression: str, transition: bool, value: Any, old: Any, has_old: bool, path: str
+) -> FieldError | None:
     activation: dict[str, Any] = {"self": json_to_cel(value)}
     if transition:
         activation["oldSelf"] = json_to_cel(old) if has_old else celtypes.MapType()
