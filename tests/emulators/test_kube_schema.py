@@ -289,3 +289,43 @@ def test_root_level_cel_rule_reports_the_nil_field_path(custom: client.CustomObj
         'Widget.test.example.com "forbidden-1" is invalid: '
         '<nil>: Invalid value: "object": widget names must not start with forbidden-'
     )
+
+
+@pytest.mark.parametrize(
+    ("meta", "field", "start"),
+    [
+        pytest.param(
+            {"labels": {"team": "a b"}},
+            "metadata.labels",
+            'Invalid value: "a b": a valid label must be an empty string or consist of alphanumeric',
+            id="label-value",
+        ),
+        pytest.param(
+            {"labels": {"a/b/c": "x"}},
+            "metadata.labels",
+            'Invalid value: "a/b/c": a qualified name must consist of alphanumeric characters',
+            id="label-key",
+        ),
+        pytest.param(
+            {"annotations": {"exa_mple.com/x": "y"}},
+            "metadata.annotations",
+            'Invalid value: "exa_mple.com/x": prefix part a lowercase RFC 1123 subdomain',
+            id="annotation-key",
+        ),
+        pytest.param(
+            {"finalizers": ["no spaces please"]},
+            "metadata.finalizers[0]",
+            'Invalid value: "no spaces please": name part must consist of alphanumeric characters',
+            id="finalizer",
+        ),
+    ],
+)
+def test_metadata_is_validated_as_object_meta(
+    custom: client.CustomObjectsApi, meta: dict[str, Any], field: str, start: str
+) -> None:
+    obj = body({"displayName": "x"})
+    obj["metadata"].update(meta)
+    with pytest.raises(ApiException) as err:
+        custom.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, obj)
+    found = causes(json.loads(err.value.body))
+    assert any(f == field and m.startswith(start) for f, _, m in found), found

@@ -13,7 +13,6 @@ import base64
 import copy
 import json
 import random
-import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from q_operator.emulate.kube import cel, schema
+from q_operator.emulate.kube import cel, names, schema
 from q_operator.emulate.kube.errors import (
     ApiError,
     FieldError,
@@ -52,18 +51,6 @@ from q_operator.emulate.kube.store import Store
 
 JSON = dict[str, Any]
 
-_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_SUBDOMAIN_MSG = (
-    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must "
-    "start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is "
-    "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
-)
-_LABEL_MSG = (
-    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start "
-    "and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is "
-    "'[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
-)
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 _SERVER_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation")
 _NAMESPACE_FINALIZER = "kubernetes"
@@ -226,24 +213,7 @@ class Api:
         name = meta.get("name")
         if not name:
             return [required("metadata.name", "name or generateName is required")]
-        errs: list[FieldError] = []
-        if rt.key == ("", "namespaces"):
-            if len(name) > 63 or not _LABEL.match(name):
-                errs.append(invalid("metadata.name", name, _LABEL_MSG))
-        elif len(name) > 253 or not _SUBDOMAIN.match(name):
-            errs.append(invalid("metadata.name", name, _SUBDOMAIN_MSG))
-        for key in ("labels", "annotations"):
-            values = meta.get(key)
-            if values is None:
-                continue
-            if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
-                errs.append(invalid(f"metadata.{key}", values, "must be a map of string to string"))
-        finalizers = meta.get("finalizers")
-        if finalizers is not None and not (
-            isinstance(finalizers, list) and all(isinstance(f, str) for f in finalizers)
-        ):
-            errs.append(invalid("metadata.finalizers", finalizers, "must be a list of strings"))
-        return errs
+        return names.metadata_errors(meta, name_is_label=rt.key == ("", "namespaces"))
 
     def _crd_errors(self, crd: JSON) -> list[FieldError]:
         spec = crd.get("spec") or {}
