@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,6 +152,13 @@ class KubeServer:
             response: web.StreamResponse = await handler(request)
         except ApiError as exc:
             response = _json(exc.status(), exc.code)
+        except web.HTTPException:
+            raise
+        except Exception as exc:  # a bug here must still answer as an API server would, and be seen
+            traceback.print_exc(file=sys.stderr)
+            response = _json(
+                ApiError(500, "InternalError", f"Internal error occurred: {exc!r}").status(), 500
+            )
         finally:
             self._entries.pop(id(request), None)
         if entry is not None and entry.get("code") is None:
