@@ -18,6 +18,7 @@ import yaml
 from lupa.lua51 import LuaRuntime
 
 from q_operator.engine import conditions
+from tests.argocd import user_fields_drift
 
 ROOT = Path(__file__).resolve().parents[2]
 ARGOCD = ROOT / "argocd"
@@ -171,3 +172,46 @@ def test_argocd_cm_snippet_embeds_each_lua_file_under_its_group_and_kind() -> No
         ).read_text()
     assert set(KINDS.values()) <= {key.rsplit("_", 1)[1] for key in expected}
     assert cm["data"] == expected
+
+
+# --- the "stays Synced" helper the end-to-end suite uses on applied manifests and live objects ---
+
+
+def test_live_object_with_only_operator_additions_is_in_sync() -> None:
+    applied = json.loads((FIXTURES / "qplugin-healthy-available.json").read_text())
+    applied = {
+        "apiVersion": applied["apiVersion"],
+        "kind": applied["kind"],
+        "spec": applied["spec"],
+        "metadata": {"name": "jira", "labels": {"app.kubernetes.io/part-of": "support-bot"}},
+    }
+    live = json.loads((FIXTURES / "qplugin-healthy-available.json").read_text())
+    live["metadata"]["annotations"]["kopf.q-operator.dev/last-handled-configuration"] = "{}"
+    live["spec"]["deletionPolicy"] = "Delete"  # a default the API server filled in
+    assert user_fields_drift(applied, live) == []
+
+
+def test_changed_spec_field_or_user_annotation_is_drift() -> None:
+    applied = {
+        "spec": {"displayName": "jira", "authConfiguration": {"noAuthConfiguration": {}}, "tags": {"a": "1"}},
+        "metadata": {"annotations": {"team": "support"}, "labels": {"tier": "gold"}},
+    }
+    live = {
+        "spec": {
+            "displayName": "jira-2",
+            "authConfiguration": {"noAuthConfiguration": {}},
+            "tags": {"a": "1"},
+        },
+        "metadata": {"annotations": {"team": "other"}, "labels": {}},
+    }
+    assert user_fields_drift(applied, live) == [
+        "spec.displayName",
+        "metadata.labels.tier",
+        "metadata.annotations.team",
+    ]
+
+
+def test_list_of_different_length_is_drift() -> None:
+    assert user_fields_drift({"spec": {"categories": ["a"]}}, {"spec": {"categories": []}}) == [
+        "spec.categories"
+    ]
