@@ -67,7 +67,7 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
         time.sleep(0.1)
 
 
-def test_kopf_operator_creates_updates_and_deletes_with_a_finalizer_and_status(
+def test_kopf_operator_with_peering_creates_updates_and_deletes_with_a_finalizer_and_status(
     emulator: KubeEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     handlers = tmp_path / "handlers.py"
@@ -89,7 +89,17 @@ def test_kopf_operator_creates_updates_and_deletes_with_a_finalizer_and_status(
                 return None
             raise
 
-    with KopfRunner(["run", "--standalone", "--all-namespaces", str(handlers)], timeout=60) as runner:
+    peering = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "emulated"}}
+    custom.create_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", peering)
+
+    def peers() -> dict[str, Any]:
+        obj = custom.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", "emulated")
+        result: dict[str, Any] = obj.get("status") or {}
+        return result
+
+    args = ["run", "--all-namespaces", "--peering=emulated", str(handlers)]
+    with KopfRunner(args, timeout=60) as runner:
+        wait_for(peers, "kopf to announce itself in its ClusterKopfPeering")
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "Widget",
