@@ -179,9 +179,11 @@ class KubeServer:
             "time": time.time(),
             "method": request.method,
             "path": request.path,
+            "nonResourceURL": "",
         }
         parsed = self._parse_path(request.path)
         if parsed is None:
+            entry["nonResourceURL"] = request.path  # discovery, /version, /openapi: RBAC nonResourceURLs
             return entry
         group, version, namespace, plural, name, sub = parsed
         entry.update(
