@@ -180,6 +180,8 @@ class KubeServer:
             "method": request.method,
             "path": request.path,
             "nonResourceURL": "",
+            # Tells the operator's calls (kopf, the kubernetes client) from the tests' kubectl.
+            "user_agent": request.headers.get("User-Agent", ""),
         }
         parsed = self._parse_path(request.path)
         if parsed is None:
