@@ -35,6 +35,9 @@ class Clock:
     def sleep(self, seconds: float) -> None:
         self.now += seconds
 
+    async def async_sleep(self, seconds: float) -> None:
+        self.now += seconds
+
 
 class FakeQBusiness(BaseHTTPRequestHandler):
     """Answers each request with the next (status, headers, body) of `replies`."""
@@ -67,7 +70,8 @@ def session(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[AwsSession, Clock
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
     clock = Clock()
-    aws = AwsSession(RateLimiter(max_rate=4, burst=1, clock=clock, sleep=clock.sleep), concurrency=2)
+    limiter = RateLimiter(max_rate=4, burst=1, clock=clock, sleep=clock.sleep)
+    aws = AwsSession(limiter, concurrency=2, sleep=clock.async_sleep)
     try:
         yield aws, clock
     finally:
@@ -90,28 +94,51 @@ def call(aws: AwsSession) -> Any:
     return asyncio.run(aws.call(kind(), "us-east-1", "observe", get_plugin, logger))
 
 
-def test_calls_wait_for_the_limiter_and_a_throttle_halves_the_rate(session: tuple[AwsSession, Clock]) -> None:
+THROTTLE = (429, {"x-amzn-errortype": "ThrottlingException", "retry-after": "3"}, {"message": "slow down"})
+
+
+def test_calls_wait_for_the_limiter(session: tuple[AwsSession, Clock]) -> None:
+    """Burst 1 at 4/s: the second call waits a quarter of a second for its token."""
     aws, clock = session
-    throttle = {"x-amzn-errortype": "ThrottlingException", "retry-after": "3"}
-    FakeQBusiness.replies = [
-        (200, {}, {"pluginId": PLUGIN}),
-        (200, {}, {"pluginId": PLUGIN}),
-        (429, throttle, {"__type": "ThrottlingException", "message": "slow down"}),
-    ]
+    assert call(aws)["pluginId"] == PLUGIN
+    assert call(aws)["pluginId"] == PLUGIN
+    assert clock.now == pytest.approx(0.25)
+
+
+def test_a_throttled_call_is_resent_after_retry_after_at_a_halved_rate(
+    session: tuple[AwsSession, Clock],
+) -> None:
+    """A throttle was not executed: it is resent once the limiter allows, Retry-After honoured."""
+    aws, clock = session
+    FakeQBusiness.replies = [THROTTLE]
     before = metrics.AWS_THROTTLES.labels("qbusiness", "GetPlugin")._value.get()
     assert call(aws)["pluginId"] == PLUGIN
-    assert call(aws)["pluginId"] == PLUGIN
-    assert clock.now == pytest.approx(0.25)  # burst 1, rate 4/s: the second call waited 1/4 s
+    assert len(FakeQBusiness.seen) == 2 and clock.now >= 3
+    assert 2 <= aws.limiter.rate(KEY) < 2.5  # halved, then one success crept it up
+    assert metrics.AWS_THROTTLES.labels("qbusiness", "GetPlugin")._value.get() == before + 1
+
+
+def test_persistent_throttling_reaches_the_engine_after_a_bounded_number_of_sends(
+    session: tuple[AwsSession, Clock],
+) -> None:
+    """After 1 + throttle_retries sends the engine gets the throttle (and requeues with jitter)."""
+    aws, _ = session
+    FakeQBusiness.replies = [THROTTLE] * 10
     with pytest.raises(ClientError) as caught:
         call(aws)
     assert caught.value.response["Error"]["Code"] == "ThrottlingException"
-    assert len(FakeQBusiness.seen) == 3  # no hidden botocore retry of the throttled call
-    assert aws.limiter.rate(KEY) == 2
-    assert metrics.AWS_THROTTLES.labels("qbusiness", "GetPlugin")._value.get() == before + 1
-    waited_from = clock.now
-    FakeQBusiness.replies = [(200, {}, {"pluginId": PLUGIN})]
-    call(aws)
-    assert clock.now - waited_from >= 3  # Retry-After paused the operation
+    assert len(FakeQBusiness.seen) == 1 + aws.throttle_retries
+    assert aws.limiter.rate(KEY) < 1
+
+
+def test_server_errors_are_not_resent_by_botocore(session: tuple[AwsSession, Clock]) -> None:
+    """5xx goes back to the engine at once: a create without a token must never be sent twice."""
+    aws, _ = session
+    FakeQBusiness.replies = [(500, {"x-amzn-errortype": "InternalServerException"}, {"message": "boom"})]
+    with pytest.raises(ClientError) as caught:
+        call(aws)
+    assert caught.value.response["Error"]["Code"] == "InternalServerException"
+    assert len(FakeQBusiness.seen) == 1
 
 
 def test_clients_are_cached_per_service_and_region(session: tuple[AwsSession, Clock]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Coroutine
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -130,13 +131,22 @@ def test_token_is_deterministic() -> None:
 
 
 def test_build_in_progress_requeues_on_a_short_growing_interval() -> None:
-    """While AWS builds, the engine polls at 1, 2, 4, 8 … s capped at 15, not kopf's 60 s."""
-    w = world(build_polls=8)
-    run(w.converge())
+    """While AWS builds, the engine polls at 1, 1, 1.5, 2.25 … s capped at 15, not kopf's 60 s."""
+    w = world(build_polls=14)
+    run(w.converge(limit=40))
     polls = [o.delay for o in w.outcomes if o.decision is Decision.REQUEUE and o.delay > 0][1:]
-    assert polls == sorted(polls) and polls[0] <= 2 and max(polls) == 15
-    assert polls[:4] == [1.0, 2.0, 4.0, 8.0]
+    assert polls == sorted(polls) and polls[0] == 1 and max(polls) == 15
+    assert all(b <= a * 1.5 + 1e-9 for a, b in itertools.pairwise(polls))  # grows, never jumps
     assert w.condition(c.READY)["status"] == "True"
+
+
+def test_polls_count_from_the_create_not_from_the_intent() -> None:
+    """A create that waited long for the rate limiter still polls its fresh build after 1 s."""
+    w = world(build_polls=3)
+    run(w.cycle())  # intent: Ready Unknown
+    w.clock.advance(40)  # the create waited in the limiter
+    run(w.cycle())  # create: Ready False, the build clock starts
+    assert run(w.cycle()).delay == 1
 
 
 def test_build_failed_stops_until_the_generation_changes_then_replaces() -> None:

@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -33,7 +33,7 @@ T = TypeVar("T")
 log = logging.getLogger("q_operator.aws")
 
 #: The object on whose behalf the current worker thread calls AWS (for the per-call debug line).
-_current: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
+_current: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "q_operator_object", default=None
 )
 
@@ -52,20 +52,32 @@ def default_region() -> str | None:
 class AwsSession:
     """Implements reconcile's AwsCaller. One client per (service, region), one adapter per (kind, region)."""
 
-    def __init__(self, limiter: RateLimiter | None = None, concurrency: int | None = None) -> None:
+    def __init__(
+        self,
+        limiter: RateLimiter | None = None,
+        concurrency: int | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.sleep = sleep
         self.concurrency = concurrency or int(env_float("Q_OPERATOR_AWS_CONCURRENCY", 16))
         self.limiter = limiter or RateLimiter(
             env_float("Q_OPERATOR_AWS_RATE", 10.0), env_float("Q_OPERATOR_AWS_BURST", 0) or None
         )
+        #: how many times one throttled HTTP call is resent (paced by the limiter) before the engine
+        #: sees the throttle and requeues the object.
+        self.throttle_retries = int(env_float("Q_OPERATOR_AWS_THROTTLE_RETRIES", 3))
         self.executor = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="aws")
         self._lock = threading.Lock()
         self._clients: dict[tuple[str, str | None], Any] = {}
         self._adapters: dict[tuple[str, str | None], Adapter[Any]] = {}
+        #: (kind, step) → the operation a verb calls first, learned as verbs run.
+        self._first_op: dict[tuple[str, str], str] = {}
         self._config = Config(
             retries={"total_max_attempts": 1, "mode": "standard"},  # no hidden retries
             connect_timeout=env_float("Q_OPERATOR_AWS_CONNECT_TIMEOUT", 5),
             read_timeout=env_float("Q_OPERATOR_AWS_READ_TIMEOUT", 30),
             max_pool_connections=self.concurrency,
+            user_agent_extra=f"q-operator/{__version__}",  # so AWS-side logs can tell our calls apart
         )
 
     def client(self, service: str, region: str | None) -> Any:
@@ -77,12 +89,10 @@ class AwsSession:
             if found is None:
                 found = boto3.session.Session().client(service, region_name=region, config=self._config)
                 events = found.meta.events
-                events.register(
-                    f"before-call.{found.meta.service_model.service_id.hyphenize()}", self._before_call
-                )
-                events.register(
-                    f"after-call.{found.meta.service_model.service_id.hyphenize()}", self._after_call
-                )
+                service_id = found.meta.service_model.service_id.hyphenize()
+                events.register(f"before-call.{service_id}", self._before_call)
+                events.register(f"needs-retry.{service_id}", self._needs_retry)
+                events.register(f"after-call.{service_id}", self._after_call)
                 self._clients[key] = found
             return found
 
@@ -104,9 +114,23 @@ class AwsSession:
         fn: Callable[[Adapter[Any]], T],
         logger: logging.LoggerAdapter[logging.Logger],
     ) -> T:
-        """Run one adapter verb in a worker thread; the object's identity rides along for the logs."""
-        fields = dict(logger.extra or {})
+        """Run one adapter verb in a worker thread; the object's identity rides along for the logs.
+
+        The token for the verb's first HTTP call (learned from earlier runs of the same kind and step)
+        is waited for here, asynchronously, before a worker thread is taken: a thousand creates
+        queued behind a slow CreatePlugin limit must not hold every thread while the polls of
+        already-created resources wait behind them."""
+        fields: dict[str, Any] = dict(logger.extra or {})
         fields["obj_step"] = step
+        fields["verb"] = (kind.kind, step)
+        first = self._first_op.get((kind.kind, step))
+        if first is not None:
+            key = (kind.service, region or default_region() or "", first)
+            wait = self.limiter.reserve(key)
+            if wait > 0:
+                metrics.AWS_WAIT_SECONDS.labels(kind.service).inc(wait)
+                await self.sleep(wait)
+            fields["prepaid"] = key
 
         def work() -> T:
             _current.set(fields)
@@ -136,10 +160,51 @@ class AwsSession:
         client_config = context.get("client_config")
         context["client_region"] = getattr(client_config, "region_name", None) or default_region() or ""
         key = self._key(model, context)
-        waited = self.limiter.acquire(key)
+        verb = _current.get()
+        if verb is not None and "first_seen" not in verb:
+            verb["first_seen"] = True
+            self._first_op[verb["verb"]] = key[2]
+        if verb is not None and verb.get("prepaid") == key:
+            verb["prepaid"] = None  # its token was taken before the thread was
+            waited = 0.0
+        else:
+            waited = self.limiter.acquire(key)
         if waited:
             metrics.AWS_WAIT_SECONDS.labels(key[0]).inc(waited)
         context["q_operator_started"] = time.monotonic()
+
+    def _needs_retry(
+        self,
+        response: Any,
+        operation: Any,
+        attempts: int,
+        request_dict: Mapping[str, Any],
+        caught_exception: Any = None,
+        **_: Any,
+    ) -> float | None:
+        """A throttled call was rejected, not executed, so sending it again is safe even for a create
+        without a token. Slow the operation down (halve, pause for Retry-After), wait for the limiter,
+        and resend — at most `throttle_retries` times — instead of failing the whole reconcile cycle.
+        Nothing else is retried here: 5xx and network errors go back to the engine."""
+        if caught_exception is not None or not response:
+            return None
+        http_response, parsed = response
+        code = str(parsed.get("Error", {}).get("Code", "")) if isinstance(parsed, Mapping) else ""
+        rule = ERROR_TABLE.get(code)
+        if rule is None or rule.policy != "throttle":
+            return None
+        key = self._key(operation, request_dict.get("context", {}))
+        metrics.AWS_THROTTLES.labels(key[0], key[2]).inc()
+        self.limiter.throttled(key, _retry_after(http_response, parsed))
+        if attempts > self.throttle_retries:
+            return None
+        waited = self.limiter.acquire(key)
+        if waited:
+            metrics.AWS_WAIT_SECONDS.labels(key[0]).inc(waited)
+        log.debug(
+            "aws call %s.%s throttled (attempt %d); resending after %.2fs", key[0], key[2], attempts, waited
+        )
+        return 0.0
 
     def _after_call(
         self, http_response: Any, parsed: Mapping[str, Any], model: Any, context: dict[str, Any], **_: Any
@@ -152,11 +217,8 @@ class AwsSession:
         metrics.AWS_CALLS.labels(service, operation, code or "OK").inc()
         metrics.AWS_SECONDS.labels(service, operation).observe(elapsed)
         rule = ERROR_TABLE.get(code)
-        if rule is not None and rule.policy == "throttle":
-            metrics.AWS_THROTTLES.labels(service, operation).inc()
-            self.limiter.throttled(key, _retry_after(http_response, parsed))
-        elif status < 500:
-            self.limiter.succeeded(key)
+        if (rule is None or rule.policy != "throttle") and status < 500:
+            self.limiter.succeeded(key)  # (throttles were fed back per attempt in _needs_retry)
         who = _current.get() or {}
         log.debug(
             "aws call %s.%s region=%s kind=%s namespace=%s name=%s step=%s status=%s code=%s %.3fs",

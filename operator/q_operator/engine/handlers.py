@@ -125,6 +125,7 @@ def build_state() -> _State:
     timing = Timing(
         poll_min=env_float("Q_OPERATOR_POLL_MIN_SECONDS", 1.0),
         poll_max=env_float("Q_OPERATOR_POLL_MAX_SECONDS", 15.0),
+        poll_factor=env_float("Q_OPERATOR_POLL_FACTOR", 0.5),
     )
     return _State(Deps(AwsSession(), read_configmap, timing=timing))
 

@@ -88,6 +88,12 @@ class RateLimiter:
                 found = self._buckets[key] = TokenBucket(self.max_rate, self.burst, self.clock())
             return found
 
+    def reserve(self, key: BucketKey) -> float:
+        """Take a token without waiting; return how long the caller must wait before using it."""
+        bucket = self.bucket(key)
+        with self._lock:
+            return bucket.reserve(self.clock())
+
     def acquire(self, key: BucketKey) -> float:
         """Wait for a token; return the seconds waited."""
         bucket = self.bucket(key)

@@ -127,10 +127,13 @@ ConfigMapReader = Callable[[str, str], Awaitable[Mapping[str, str] | None]]
 
 @dataclass(frozen=True)
 class Timing:
-    """Requeue timing. Polls grow with the time a build has been running: 1, 2, 4, 8 … up to max."""
+    """Requeue timing. Polls grow with the time a build has been running, up to poll_max."""
 
     poll_min: float = 1.0
     poll_max: float = 15.0
+    #: each poll waits this fraction of the time waited so far: 0.5 gives 1, 1, 1.5, 2.25, 3.4 … s, so
+    #: Ready lags AWS's READY by at most a third of the build time (and at most poll_max).
+    poll_factor: float = 0.5
     #: an unmarked resource created this long before our recorded intent is still ours (clock skew).
     create_grace: float = 60.0
     #: a fresh ref that reads as absent this soon after the create is eventual consistency, not deletion.
@@ -327,12 +330,12 @@ class _Cycle:
         return Outcome(decision, max(0.0, delay), patch, tuple(self.events), message)
 
     def poll_delay(self) -> float:
-        """Short and growing: as long as the wait so far (1, 2, 4, 8 … s), capped."""
+        """Short and growing: a fraction of the wait so far, between poll_min and poll_max."""
         timing = self.deps.timing
         ready = c.find_condition(self.conditions, c.READY)
         since = c.parse_rfc3339(str(ready.get("lastTransitionTime", ""))) if ready else None
         elapsed = (self.now - since).total_seconds() if since else 0.0
-        return min(timing.poll_max, max(timing.poll_min, elapsed))
+        return min(timing.poll_max, max(timing.poll_min, elapsed * timing.poll_factor))
 
     def waiting_for_spec_change(self) -> bool:
         synced = self.prior(c.SYNCED)
@@ -494,7 +497,11 @@ class _Cycle:
         since = c.rfc3339(self.now)
         token = make_token(self.obj.uid, since, spec, resolved)
         self.patch["createPending"] = {"token": token, "since": since}
-        self.set_ready("False", reason, "recording the intent to create before calling AWS")
+        # Unknown, not False: the flip to False when the create is sent starts the build clock that
+        # paces the polls, however long the create waited for the rate limiter.
+        ready = c.find_condition(self.conditions, c.READY)
+        status: c.ConditionStatus = "False" if ready and ready.get("status") == "False" else "Unknown"
+        self.set_ready(status, reason, "recording the intent to create before calling AWS")
         self.set_synced()
         return self.finish(Decision.REQUEUE, 0.0)
 
