@@ -138,6 +138,8 @@ class Emulator:
             "method": method,
             "path": raw_path,
             "requestId": str(uuid.uuid4()),
+            # Tells the operator's calls (botocore with `q-operator/...`) from the tests' own.
+            "userAgent": headers.get("user-agent", ""),
         }
         self.store.requests.append(entry)
         if match is None:
