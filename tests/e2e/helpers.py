@@ -82,3 +82,76 @@ def plugins_in(sandbox: Sandbox, application_id: str) -> list[dict[str, Any]]:
     for page in qbusiness.get_paginator("list_plugins").paginate(applicationId=application_id):
         found.extend(page["plugins"])
     return found
+
+
+INSTANCE_ID = "0f9a3c2e-1b4d-4c6e-8a7f-2d3e4f5a6b7c"
+ACCOUNT_ID = "123456789012"
+
+
+def new_instance_id() -> str:
+    """A fresh Q Business instance per test: library items and categories are scoped by instance."""
+    return str(uuid.uuid4())
+
+
+def lambda_arn(function: str) -> str:
+    return f"arn:aws:lambda:us-east-1:{ACCOUNT_ID}:function:{function}"
+
+
+def qlibraryitem(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
+    """A valid library item publishing version 1 of a fresh app; `spec` overrides fields."""
+    body: dict[str, Any] = {"instanceId": INSTANCE_ID, "appId": str(uuid.uuid4()), "appVersion": 1}
+    body.update(spec)
+    return {
+        "apiVersion": "qapps.q-operator.dev/v1alpha1",
+        "kind": "QLibraryItem",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": body,
+    }
+
+
+def appflowconnector(name: str, namespace: str, function: str | None = None, **spec: Any) -> dict[str, Any]:
+    """A valid Lambda connector registered under its name (no connectorLabel); `spec` overrides fields."""
+    body: dict[str, Any] = {
+        "description": f"{name} records",
+        "connectorProvisioningType": "LAMBDA",
+        "connectorProvisioningConfig": {"lambda": {"lambdaArn": lambda_arn(function or name)}},
+    }
+    body.update(spec)
+    return {
+        "apiVersion": "appflow.q-operator.dev/v1alpha1",
+        "kind": "AppFlowConnector",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": body,
+    }
+
+
+def library_items_in(sandbox: Sandbox, instance_id: str) -> list[dict[str, Any]]:
+    """Every library item of an instance, as a user listing the library with boto3 sees them."""
+    qapps = client(sandbox, "qapps")
+    found: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"instanceId": instance_id, "limit": 100}
+    while True:
+        page = qapps.list_library_items(**kwargs)
+        found.extend(page["libraryItems"])
+        if not page.get("nextToken"):
+            return found
+        kwargs["nextToken"] = page["nextToken"]
+
+
+def connector_labels(sandbox: Sandbox) -> list[str]:
+    """The labels of every registered custom connector, as ListConnectors shows them."""
+    appflow = client(sandbox, "appflow")
+    labels: list[str] = []
+    kwargs: dict[str, Any] = {"maxResults": 100}
+    while True:
+        page = appflow.list_connectors(**kwargs)
+        labels.extend(c["connectorLabel"] for c in page["connectors"])
+        if not page.get("nextToken"):
+            return labels
+        kwargs["nextToken"] = page["nextToken"]
+
+
+def events_of(sandbox: Sandbox, namespace: str, name: str) -> list[dict[str, Any]]:
+    """The Kubernetes events posted about an object, oldest first."""
+    listed = sandbox.kube("GET", f"/api/v1/namespaces/{namespace}/events")
+    return [e for e in listed.get("items", []) if e.get("involvedObject", {}).get("name") == name]

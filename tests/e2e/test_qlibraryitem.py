@@ -1,0 +1,277 @@
+"""QLibraryItem end to end: the real operator process against both stand-ins.
+
+Each test works in an instance of its own (library items and categories are scoped by instance), so
+"exactly one library item" is read straight from ListLibraryItems, as a user would check it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from functools import partial
+from typing import Any
+
+from q_operator.emulate.aws.faults import TokenBucket
+from q_operator.sandbox import Sandbox, condition, wait_for
+
+from .helpers import (
+    QLIBRARYITEMS,
+    apply,
+    calls,
+    client,
+    events_of,
+    library_items_in,
+    new_instance_id,
+    qlibraryitem,
+)
+
+AWS_ARGS = ["--build-seconds", "0.2"]
+
+CATEGORY_A = "3e4f5a6b-7c8d-4e9f-a0b1-c2d3e4f5a6b7"
+CATEGORY_B = "4f5a6b7c-8d9e-4fa0-b1c2-d3e4f5a6b7c8"
+CATEGORY_C = "5a6b7c8d-9e0f-4a1b-82c3-e4f5a6b7c8d9"
+
+
+def _one_item(sandbox: Sandbox, instance: str) -> dict[str, Any]:
+    items = library_items_in(sandbox, instance)
+    assert len(items) == 1, items
+    return items[0]
+
+
+def _publish(sandbox: Sandbox, namespace: str, name: str, **spec: Any) -> tuple[str, dict[str, Any]]:
+    """Apply a library item in a fresh instance and wait for Ready; (instance, object)."""
+    instance = new_instance_id()
+    apply(sandbox, qlibraryitem(name, namespace, instanceId=instance, **spec))
+    return instance, sandbox.wait_condition(QLIBRARYITEMS, namespace, name, "Ready", timeout=30)
+
+
+def _item_states(sandbox: Sandbox, app_id: str) -> list[dict[str, Any]]:
+    """The stand-in's own record of the items of an app (what AWS holds, answer sent or not)."""
+    state = sandbox.aws("GET", "/_emulator/state")
+    return [
+        i for region in state.values() for i in region.get("libraryItems", []) if i.get("app_id") == app_id
+    ]
+
+
+def test_publish_reaches_ready_with_the_one_item_aws_holds(sandbox: Sandbox, namespace: str) -> None:
+    instance, obj = _publish(
+        sandbox, namespace, "expenses", categories=[CATEGORY_A], itemStatus="PUBLISHED", isVerified=True
+    )
+    item = _one_item(sandbox, instance)
+    status = obj["status"]
+    assert status["libraryItemId"] == item["libraryItemId"]
+    assert item["appId"] == obj["spec"]["appId"] and item["appVersion"] == 1
+    assert [c["id"] for c in item["categories"]] == [CATEGORY_A]
+    assert item["status"].casefold() == "published" and item["isVerified"] is True
+    assert status["itemStatus"].casefold() == "published" and status["isVerified"] is True
+    assert status["instanceId"] == instance and status["categories"] == [CATEGORY_A]
+    assert condition(obj, "Synced", "True")
+    assert status["observedGeneration"] == obj["metadata"]["generation"]
+    assert "createPending" not in status
+
+
+def test_recategorizing_updates_the_same_item_in_place(sandbox: Sandbox, namespace: str) -> None:
+    instance, obj = _publish(sandbox, namespace, "recat", categories=[CATEGORY_A])
+    item_id = obj["status"]["libraryItemId"]
+    spec = obj["spec"]
+    before = len(calls(sandbox, "UpdateLibraryItem"))
+    creates = len(calls(sandbox, "CreateLibraryItem"))
+    apply(sandbox, qlibraryitem("recat", namespace, **{**spec, "categories": [CATEGORY_B, CATEGORY_C]}))
+    obj = sandbox.wait_condition(QLIBRARYITEMS, namespace, "recat", "Ready", timeout=30)
+    item = _one_item(sandbox, instance)
+    assert item["libraryItemId"] == item_id == obj["status"]["libraryItemId"]
+    assert {c["id"] for c in item["categories"]} == {CATEGORY_B, CATEGORY_C}
+    assert set(obj["status"]["categories"]) == {CATEGORY_B, CATEGORY_C}
+    assert len(calls(sandbox, "UpdateLibraryItem")) == before + 1
+    assert len(calls(sandbox, "CreateLibraryItem")) == creates
+
+
+def test_disabling_sets_the_item_status_in_aws(sandbox: Sandbox, namespace: str) -> None:
+    instance, obj = _publish(sandbox, namespace, "pause", itemStatus="PUBLISHED")
+    apply(sandbox, qlibraryitem("pause", namespace, **{**obj["spec"], "itemStatus": "DISABLED"}))
+    obj = sandbox.wait_condition(QLIBRARYITEMS, namespace, "pause", "Ready", timeout=30)
+    item = _one_item(sandbox, instance)
+    assert item["status"].casefold() == "disabled"
+    assert obj["status"]["itemStatus"].casefold() == "disabled"
+    assert item["libraryItemId"] == obj["status"]["libraryItemId"]
+
+
+def test_disabled_at_create_is_applied_right_after_publishing(sandbox: Sandbox, namespace: str) -> None:
+    instance, obj = _publish(sandbox, namespace, "dark", itemStatus="DISABLED")
+    item = _one_item(sandbox, instance)
+    assert item["status"].casefold() == "disabled" == obj["status"]["itemStatus"].casefold()
+
+
+def test_verifying_uses_update_library_item_metadata(sandbox: Sandbox, namespace: str) -> None:
+    instance, obj = _publish(sandbox, namespace, "trusted", isVerified=False)
+    assert _one_item(sandbox, instance)["isVerified"] is False
+    before = len(calls(sandbox, "UpdateLibraryItemMetadata"))
+    apply(sandbox, qlibraryitem("trusted", namespace, **{**obj["spec"], "isVerified": True}))
+    obj = sandbox.wait_condition(QLIBRARYITEMS, namespace, "trusted", "Ready", timeout=30)
+    item = _one_item(sandbox, instance)
+    assert item["isVerified"] is True and obj["status"]["isVerified"] is True
+    assert item["libraryItemId"] == obj["status"]["libraryItemId"]
+    assert len(calls(sandbox, "UpdateLibraryItemMetadata")) == before + 1
+
+
+def test_bumping_app_version_replaces_the_item_and_deletes_the_old_one(
+    sandbox: Sandbox, namespace: str
+) -> None:
+    instance, obj = _publish(
+        sandbox, namespace, "versioned", categories=[CATEGORY_A], itemStatus="PUBLISHED", isVerified=True
+    )
+    old_id = obj["status"]["libraryItemId"]
+    apply(sandbox, qlibraryitem("versioned", namespace, **{**obj["spec"], "appVersion": 2}))
+
+    def replaced() -> dict[str, Any] | None:
+        items = library_items_in(sandbox, instance)
+        return items[0] if len(items) == 1 and items[0]["libraryItemId"] != old_id else None
+
+    new = wait_for("one new item in place of the old one", replaced, timeout=30)
+    assert new["appVersion"] == 2 and new["appId"] == obj["spec"]["appId"]
+    assert [c["id"] for c in new["categories"]] == [CATEGORY_A] and new["isVerified"] is True
+    obj = sandbox.wait_condition(QLIBRARYITEMS, namespace, "versioned", "Ready", timeout=30)
+    assert obj["status"]["libraryItemId"] == new["libraryItemId"]
+    assert obj["status"]["appVersion"] == 2
+    assert not obj["status"].get("retiring")
+
+    def reasons() -> list[str] | None:
+        found = [str(e["reason"]) for e in events_of(sandbox, namespace, "versioned")]
+        return found if "Replaced" in found else None
+
+    assert "Replacing" in wait_for("the Replaced event", reasons, timeout=15)
+    gone = client(sandbox, "qapps")
+    try:
+        gone.get_library_item(instanceId=instance, libraryItemId=old_id)
+        raise AssertionError("the old item still exists")
+    except gone.exceptions.ResourceNotFoundException:
+        pass
+
+
+def test_delete_policy_removes_the_item_then_the_object(sandbox: Sandbox, namespace: str) -> None:
+    instance, _ = _publish(sandbox, namespace, "gone")
+    sandbox.kubectl("delete", "qlibraryitem", "gone", "-n", namespace, "--wait=false")
+    wait_for("the object to go", lambda: sandbox.get(QLIBRARYITEMS, namespace, "gone") is None, timeout=30)
+    assert library_items_in(sandbox, instance) == []
+
+
+def test_retain_policy_keeps_the_item_and_releases_the_object(sandbox: Sandbox, namespace: str) -> None:
+    instance, obj = _publish(sandbox, namespace, "kept", deletionPolicy="Retain")
+    deletes = len(calls(sandbox, "DeleteLibraryItem"))
+    sandbox.kubectl("delete", "qli", "kept", "-n", namespace, "--wait=false")
+    wait_for("the object to go", lambda: sandbox.get(QLIBRARYITEMS, namespace, "kept") is None, timeout=30)
+    assert [i["libraryItemId"] for i in library_items_in(sandbox, instance)] == [
+        obj["status"]["libraryItemId"]
+    ]
+    assert len(calls(sandbox, "DeleteLibraryItem")) == deletes
+
+
+def test_unknown_category_is_flagged_naming_categories_until_the_spec_is_fixed(
+    sandbox: Sandbox, namespace: str
+) -> None:
+    """Once an instance has categories, AWS accepts only those (the stand-in's category rule)."""
+    instance = new_instance_id()
+    missing = str(uuid.uuid4())
+    client(sandbox, "qapps").batch_create_category(
+        instanceId=instance, categories=[{"id": CATEGORY_A, "title": "Finance"}]
+    )
+    manifest = qlibraryitem("lost", namespace, instanceId=instance, categories=[CATEGORY_A, missing])
+    apply(sandbox, manifest)
+    obj = sandbox.wait_condition(QLIBRARYITEMS, namespace, "lost", "Synced", "False", timeout=30)
+    synced = condition(obj, "Synced", "False") or {}
+    assert synced["reason"] == "DependencyNotFound"
+    assert "spec.categories" in synced["message"] and missing in synced["message"]
+    assert condition(obj, "Ready", "False")
+    assert library_items_in(sandbox, instance) == []
+    manifest["spec"]["categories"] = [CATEGORY_A]
+    apply(sandbox, manifest)
+    obj = sandbox.wait_condition(QLIBRARYITEMS, namespace, "lost", "Ready", timeout=30)
+    assert _one_item(sandbox, instance)["libraryItemId"] == obj["status"]["libraryItemId"]
+
+
+def test_kill_9_between_create_and_status_write_never_duplicates(sandbox: Sandbox, namespace: str) -> None:
+    """CreateLibraryItem has no client token: every AWS answer is delayed 1.5 s, so the item exists
+    while the operator still waits for its ID, and the operator is killed right then. After the
+    restart exactly one item exists and the object holds it. Repeated to vary the moment."""
+    for attempt in range(3):
+        instance = new_instance_id()
+        name = f"crashy{attempt}"
+        manifest = qlibraryitem(name, namespace, instanceId=instance, itemStatus="PUBLISHED")
+        app_id = manifest["spec"]["appId"]
+        sandbox.aws("POST", "/_emulator/config", {"latency_ms": 1500})
+        try:
+            apply(sandbox, manifest)
+            wait_for(
+                "AWS to create the item", partial(_item_states, sandbox, app_id), timeout=30, interval=0.02
+            )
+            sandbox.stop_operator(kill=True)
+            obj = sandbox.get(QLIBRARYITEMS, namespace, name) or {}
+            assert not obj.get("status", {}).get("libraryItemId"), "the ID must not have been recorded yet"
+            assert obj.get("status", {}).get("createPending"), "the intent is recorded before the create"
+        finally:
+            sandbox.aws("POST", "/_emulator/config", {"latency_ms": 0})
+        sandbox.start_operator()
+        obj = sandbox.wait_condition(QLIBRARYITEMS, namespace, name, "Ready", timeout=30)
+        item = _one_item(sandbox, instance)
+        assert obj["status"]["libraryItemId"] == item["libraryItemId"]
+        assert len(_item_states(sandbox, app_id)) == 1
+
+
+def test_invalid_manifest_is_refused_at_apply_naming_the_field(sandbox: Sandbox, namespace: str) -> None:
+    before = len(calls(sandbox, "CreateLibraryItem"))
+    out = apply(sandbox, qlibraryitem("bad-app", namespace, appId="not-a-uuid"), check=False)
+    assert "spec.appId" in out
+    out = apply(sandbox, qlibraryitem("bad-tags", namespace, tags={"team": "a"}), check=False)
+    assert "tags" in out and "unknown field" in out
+    out = apply(sandbox, qlibraryitem("bad-status", namespace, itemStatus="HIDDEN"), check=False)
+    assert "spec.itemStatus" in out
+    out = apply(
+        sandbox,
+        qlibraryitem(
+            "bad-cats", namespace, categories=[CATEGORY_A, CATEGORY_B, CATEGORY_C, str(uuid.uuid4())]
+        ),
+        check=False,
+    )
+    assert "spec.categories" in out
+    for name in ("bad-app", "bad-tags", "bad-status", "bad-cats"):
+        assert sandbox.get(QLIBRARYITEMS, namespace, name) is None
+    assert len(calls(sandbox, "CreateLibraryItem")) == before
+
+
+def test_throttled_creates_converge_and_honour_retry_after(sandbox: Sandbox, namespace: str) -> None:
+    """CreateLibraryItem limited to one call every 2 s: the burst of creates is throttled with
+    Retry-After, every item still converges (one each), and no throttled-op call comes before the
+    wait AWS asked for (bar those already in flight when the 429 was sent). The operator resends a
+    throttled call itself, paced by its limiter, before it would report Throttled on the object."""
+    rate = 0.5
+    names = [f"busy{i}" for i in range(3)]
+    instance = new_instance_id()
+    sandbox.aws("POST", "/_emulator/config", {"throttle": {"qapps:CreateLibraryItem": rate}})
+    try:
+        start = len(calls(sandbox, "CreateLibraryItem"))
+        for name in names:
+            apply(sandbox, qlibraryitem(name, namespace, instanceId=instance))
+        objs = [sandbox.wait_condition(QLIBRARYITEMS, namespace, n, "Ready", timeout=45) for n in names]
+    finally:
+        sandbox.aws("POST", "/_emulator/config", {"throttle": {}})
+    items = library_items_in(sandbox, instance)
+    assert sorted(i["libraryItemId"] for i in items) == sorted(o["status"]["libraryItemId"] for o in objs)
+    assert len(items) == len(names)
+
+    log = calls(sandbox, "CreateLibraryItem")[start:]
+    throttled = [r for r in log if r["status"] == 429]
+    assert throttled, "the burst must have been throttled"
+    assert all(r.get("error") == "ThrottlingException" for r in throttled)
+    # Replay the stand-in's token bucket over the logged times to learn each 429's Retry-After.
+    bucket = TokenBucket(rate, log[0]["time"])
+    in_flight = 0.25
+    for index, entry in enumerate(log):
+        wait = bucket.take(entry["time"])
+        if entry["status"] != 429:
+            continue
+        retry_after = max(1, -(-wait // 1))
+        for later in log[index + 1 :]:
+            gap = later["time"] - entry["time"]
+            assert gap <= in_flight or gap >= retry_after, (
+                f"a CreateLibraryItem {gap:.2f}s after a 429 that asked for {retry_after:.0f}s"
+            )
+    assert len([r for r in log if r["status"] == 200]) == len(names), "one create per item, no more"
