@@ -229,3 +229,76 @@ def test_built_in_kinds_work_imperatively_and_with_apply(kubectl: Kubectl) -> No
     assert kubectl.ok("get", "cm", "settings", "-n", "imperative", "-o", "jsonpath={.data.b}") == "2"
     kubectl.ok("delete", "namespace", "imperative", "--timeout=20s")
     assert "NotFound" in kubectl.run("get", "namespace", "imperative").stderr
+
+
+HELM = ROOT / ".tools" / "bin" / "helm"
+
+CHART_FILES = {
+    "Chart.yaml": "apiVersion: v2\nname: tiny\nversion: 0.1.0\n",
+    "values.yaml": "replicas: 1\n",
+    "templates/all.yaml": textwrap.dedent(
+        """\
+        apiVersion: v1
+        kind: ConfigMap
+        metadata:
+          name: tiny-settings
+        data:
+          replicas: "{{ .Values.replicas }}"
+        ---
+        apiVersion: rbac.authorization.k8s.io/v1
+        kind: ClusterRole
+        metadata:
+          name: tiny
+        rules:
+          - apiGroups: [test.example.com]
+            resources: [widgets]
+            verbs: [list, watch, patch]
+        ---
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata:
+          name: tiny
+        spec:
+          replicas: {{ .Values.replicas }}
+          selector:
+            matchLabels: {app: tiny}
+          template:
+            metadata:
+              labels: {app: tiny}
+            spec:
+              containers:
+                - name: main
+                  image: example.com/tiny:1
+        """
+    ),
+}
+
+
+@pytest.mark.skipif(not HELM.exists(), reason="helm is not installed (make install)")
+def test_helm_installs_upgrades_and_uninstalls_a_chart(
+    kubectl: Kubectl, emulator: KubeEmulator, tmp_path: Path
+) -> None:
+    chart = tmp_path / "tiny"
+    for name, text in CHART_FILES.items():
+        (chart / name).parent.mkdir(parents=True, exist_ok=True)
+        (chart / name).write_text(text)
+    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    helm = [str(HELM), f"--kubeconfig={emulator.kubeconfig}", "--namespace=default"]
+
+    def run(*args: str) -> str:
+        result = subprocess.run(
+            [*helm, *args], capture_output=True, text=True, timeout=60, env=env, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert "STATUS: deployed" in run("install", "tiny", str(chart))
+    run("upgrade", "tiny", str(chart), "--set", "replicas=3")
+    deployment = kubectl.ok(
+        "get", "deployment", "tiny", "-o", "jsonpath={.spec.replicas} {.metadata.generation}"
+    )
+    assert deployment == "3 2"
+    assert kubectl.ok("get", "cm", "tiny-settings", "-o", "jsonpath={.data.replicas}") == "3"
+    run("uninstall", "tiny")
+    assert "NotFound" in kubectl.run("get", "deployment", "tiny").stderr
+    assert "NotFound" in kubectl.run("get", "clusterrole", "tiny").stderr

@@ -46,6 +46,14 @@ _MERGE_KEYS = {
     "spec.versions": "name",  # CustomResourceDefinition
     "secrets": "name",  # ServiceAccount
     "imagePullSecrets": "name",
+    # Deployment pod template and Service, the fields charts commonly change.
+    "spec.template.spec.containers": "name",
+    "spec.template.spec.initContainers": "name",
+    "spec.template.spec.volumes": "name",
+    "spec.template.spec.containers.env": "name",
+    "spec.template.spec.containers.volumeMounts": "mountPath",
+    "spec.template.spec.containers.ports": "containerPort",
+    "spec.ports": "port",
 }
 _MERGE_PRIMITIVES = {"metadata.finalizers"}
 

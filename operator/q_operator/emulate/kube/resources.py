@@ -138,6 +138,23 @@ def builtin_types() -> list[ResourceType]:
             ),
         ),
         _builtin("coordination.k8s.io", "v1", "leases", "Lease", True),
+        # Stored so that a chart or manifest (`helm install`, `kubectl apply -f`) goes in; nothing runs them.
+        _builtin("", "v1", "services", "Service", True, short_names=("svc",), has_status=True),
+        _builtin(
+            "apps",
+            "v1",
+            "deployments",
+            "Deployment",
+            True,
+            short_names=("deploy",),
+            categories=("all",),
+            has_status=True,
+            tracks_generation=True,
+        ),
+        _builtin("rbac.authorization.k8s.io", "v1", "roles", "Role", True),
+        _builtin("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True),
+        _builtin("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False),
+        _builtin("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False),
         _builtin(
             CRD_GROUP,
             "v1",

@@ -535,7 +535,8 @@ class KubeServer:
         rt = target.rt
         raw = await request.read()
         try:
-            delete_options = json.loads(raw) if raw.strip() else {}
+            # Protobuf DeleteOptions (helm, typed clients) are taken as defaults: nothing in them is honoured.
+            delete_options = json.loads(raw) if raw.strip() and "protobuf" not in request.content_type else {}
         except ValueError:
             raise bad_request("the body of the DeleteOptions could not be decoded") from None
         options = self._options(request)
