@@ -451,10 +451,17 @@ def test_crd_created_through_the_api_is_served(
     assert err.value.status == 404
 
 
-def test_every_served_version_shows_the_same_objects(custom: client.CustomObjectsApi, ns: str) -> None:
+def test_every_served_version_shows_the_same_objects_with_its_own_defaults(
+    custom: client.CustomObjectsApi, ns: str
+) -> None:
     create(custom, ns, "w")
     beta = custom.get_namespaced_custom_object(GROUP, "v1beta1", ns, PLURAL, "w")
     assert beta["apiVersion"] == "test.example.com/v1beta1" and beta["spec"]["displayName"] == "hello"
+    lax = widget("lax")
+    lax["apiVersion"] = f"{GROUP}/v1beta1"
+    custom.create_namespaced_custom_object(GROUP, "v1beta1", ns, PLURAL, lax)
+    assert "size" not in custom.get_namespaced_custom_object(GROUP, "v1beta1", ns, PLURAL, "lax")["spec"]
+    assert get(custom, ns, "lax")["spec"]["size"] == 3  # v1's default, applied on read
 
 
 def test_events_are_selected_by_involved_object(core: client.CoreV1Api, ns: str) -> None:

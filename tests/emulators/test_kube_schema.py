@@ -329,3 +329,34 @@ def test_metadata_is_validated_as_object_meta(
         custom.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, obj)
     found = causes(json.loads(err.value.body))
     assert any(f == field and m.startswith(start) for f, _, m in found), found
+
+
+def test_cel_rules_run_beside_value_errors_but_not_after_a_type_error(
+    custom: client.CustomObjectsApi,
+) -> None:
+    _, status = rejected(custom, {"displayName": "a b", "size": 2, "minSize": 5})
+    fields = [c[0] for c in causes(status)]
+    assert fields == ["spec.displayName", "spec.size"]
+    _, status = rejected(custom, {"displayName": "x", "size": "2", "minSize": 5})
+    assert causes(status)[-1] == (
+        "<nil>",
+        "FieldValueInvalid",
+        'Invalid value: "null": some validation rules were not checked because the object was invalid; '
+        "correct the existing errors to complete validation",
+    )
+
+
+def test_updates_ratchet_over_values_they_leave_unchanged(custom: client.CustomObjectsApi) -> None:
+    """An object stored under a laxer version stays writable until its invalid value is touched."""
+    lax = body({"displayName": "not valid in v1"}, "ratchet")
+    lax["apiVersion"] = f"{GROUP}/v1beta1"
+    custom.create_namespaced_custom_object(GROUP, "v1beta1", NS, PLURAL, lax)
+    custom.patch_namespaced_custom_object_status(
+        GROUP, VERSION, NS, PLURAL, "ratchet", {"status": {"phase": "Up"}}
+    )
+    assert custom.patch_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "ratchet", {"spec": {"size": 4}})
+    with pytest.raises(ApiException) as err:
+        custom.patch_namespaced_custom_object(
+            GROUP, VERSION, NS, PLURAL, "ratchet", {"spec": {"displayName": "still not valid"}}
+        )
+    assert [c[0] for c in causes(json.loads(err.value.body))] == ["spec.displayName"]

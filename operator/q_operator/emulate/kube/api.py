@@ -114,7 +114,12 @@ class Api:
         """The object as the requested version shows it (conversion strategy None)."""
         if obj.get("apiVersion") == rt.api_version and obj.get("kind") == rt.kind:
             return obj
-        out = dict(obj)
+        if rt.is_custom and rt.schema is not None:
+            # Read through another version: that version's defaults apply, as when decoding from etcd.
+            out = copy.deepcopy(obj)
+            schema.default_root(rt.schema, out)
+        else:
+            out = dict(obj)
         out["apiVersion"] = rt.api_version
         out["kind"] = rt.kind
         return out
@@ -201,8 +206,22 @@ class Api:
         name = str(meta.get("name") or "")
         errs: list[FieldError] = list(self._metadata_errors(rt, meta))
         if rt.is_custom:
-            errs.extend(schema.validate_root(rt.schema, obj))
-            if not errs:
+            value_errs = schema.validate_root(rt.schema, obj)
+            if old is not None:
+                # Validation ratcheting (on by default since 1.30): a value the update leaves as it was
+                # is not held against the object, so tightening a schema does not strand old objects.
+                value_errs = [e for e in value_errs if not schema.unchanged_at(e, obj, old)]
+            errs.extend(value_errs)
+            if any(e.reason in ("FieldValueTypeInvalid", "FieldValueNotSupported") for e in value_errs):
+                errs.append(
+                    FieldError(
+                        "<nil>",
+                        "FieldValueInvalid",
+                        'Invalid value: "null": some validation rules were not checked because the object '
+                        "was invalid; correct the existing errors to complete validation",
+                    )
+                )
+            else:
                 errs.extend(cel.check_object(rt.schema, obj, old))
         elif rt.key == (CRD_GROUP, "customresourcedefinitions"):
             errs.extend(self._crd_errors(obj))

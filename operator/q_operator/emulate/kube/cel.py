@@ -130,6 +130,8 @@ def _check_rule(rule: JSON, value: Any, old: Any, has_old: bool, path: str) -> F
     transition = bool(_OLD_SELF.search(expression))
     if transition and not has_old and not rule.get("optionalOldSelf"):
         return None
+    if not transition and has_old and value == old:
+        return None  # ratcheting: an unchanged value is not re-judged by a non-transition rule
     # cel-python takes about half a millisecond per rule; operators rewrite the same spec over and
     # over (status and annotation patches), so results are remembered by rule and input.
     key = json.dumps([rule, path, value, old if transition else None, has_old], sort_keys=True, default=str)

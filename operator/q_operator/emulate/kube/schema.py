@@ -387,3 +387,33 @@ def default_root(schema: JSON | None, obj: JSON) -> None:
             obj[key] = copy.deepcopy(sub["default"])
         if key in obj:
             apply_defaults(sub, obj[key])
+
+
+_PATH_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def unchanged_at(error: FieldError, new: JSON, old: JSON) -> bool:
+    """Whether the value an error is about is the same in the old object (ratcheting).
+
+    Lists are atomic here: below a list index, the whole list must be unchanged. A Required error is
+    about its parent object. Paths that cannot be followed (map keys with dots) count as changed.
+    """
+    path = error.field
+    if error.reason == "FieldValueRequired":
+        path = path.rsplit(".", 1)[0] if "." in path else ""
+    if not path or path == "<nil>":
+        return False
+    tokens: list[str] = []
+    for name, index in _PATH_TOKEN.findall(path):
+        if index:
+            break
+        tokens.append(name)
+    new_node: Any = new
+    old_node: Any = old
+    for token in tokens:
+        if not (isinstance(new_node, dict) and isinstance(old_node, dict)):
+            return False
+        if token not in new_node or token not in old_node:
+            return False
+        new_node, old_node = new_node[token], old_node[token]
+    return bool(new_node == old_node)
