@@ -272,6 +272,23 @@ def test_a_configmap_change_reaches_the_diff() -> None:
     assert "customPluginConfiguration" in diff_of(spec, aws_plugin(spec), tags_then, after)[0]
 
 
+def test_an_unresolved_configmap_payload_is_not_compared_so_deletion_never_waits_on_it() -> None:
+    """While deleting, the engine resolves nothing (the ConfigMap may already be gone): observe must
+    still work, comparing everything but the payload."""
+    spec = custom_spec(
+        customPluginConfiguration={
+            "description": "Weather",
+            "apiSchemaType": "OPEN_API_V3",
+            "apiSchema": {"payloadFrom": {"configMapKeyRef": {"name": "cm", "key": "k"}}},
+        }
+    )
+    resolved = Resolved(values={qplugin.PAYLOAD_FROM_PATH: PAYLOAD})
+    tags_then = tags_of(spec, resolved)
+    assert diff_of(spec, aws_plugin(spec), tags_then, NOTHING) == ((), ())
+    renamed = aws_plugin(spec, displayName="other")
+    assert diff_of(spec, renamed, tags_then, NOTHING)[0] == ("displayName",)
+
+
 def test_outputs_are_strings_with_rfc3339_times() -> None:
     spec = jira_spec()
     outputs = qplugin.outputs_of(aws_plugin(spec), REF)

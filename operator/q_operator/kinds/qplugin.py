@@ -547,7 +547,7 @@ def desired_tags(spec: QPluginSpec, owner: Owner, resolved: Resolved) -> dict[st
     """spec.tags plus the operator's own: the owner mark and, for payloads, the payload hash."""
     tags = dict(spec.tags)
     tags[OWNER_TAG] = owner_tag_value(owner)
-    payload = desired_payload(spec, resolved)
+    payload = desired_payload(spec, resolved) if payload_resolvable(spec, resolved) else None
     if payload is not None:
         tags[PAYLOAD_HASH_TAG] = payload_hash(payload)
     return tags
@@ -616,15 +616,35 @@ def compute_diff(
     if actual_auth is not None and spec.authConfiguration.to_api() != actual_auth:
         diff.append("authConfiguration")
     tags = current_tags or {}
-    if _custom_config_differs(
+    # The engine resolves nothing while deleting, and a ConfigMap may go before the plugin does:
+    # then the payload cannot be compared, but everything else still can (and deletion never waits).
+    payload_known = payload_resolvable(spec, resolved)
+    if payload_known and _custom_config_differs(
         custom_config_to_api(spec, resolved), plugin.get("customPluginConfiguration"), tags
     ):
         diff.append("customPluginConfiguration")
     if spec.state is not None and spec.state != plugin.get("state"):
         diff.append("state")
-    if current_tags is not None and dict(current_tags) != desired_tags(spec, owner, resolved):
-        diff.append("tags")
+    if current_tags is not None:
+        if payload_known:
+            wanted = desired_tags(spec, owner, resolved)
+        else:
+            wanted = {**desired_tags(spec, owner, Resolved()), **_only(current_tags, PAYLOAD_HASH_TAG)}
+        if dict(current_tags) != wanted:
+            diff.append("tags")
     return tuple(diff), tuple(replace)
+
+
+def payload_resolvable(spec: QPluginSpec, resolved: Resolved) -> bool:
+    """Whether the payload is known: inline, in S3, absent, or its ConfigMap value was resolved."""
+    custom = spec.customPluginConfiguration
+    if custom is None or custom.apiSchema.payloadFrom is None:
+        return True
+    return PAYLOAD_FROM_PATH in resolved.values
+
+
+def _only(tags: Mapping[str, str], key: str) -> dict[str, str]:
+    return {key: tags[key]} if key in tags else {}
 
 
 def rfc3339(value: Any) -> str | None:
