@@ -518,3 +518,37 @@ def test_request_log_names_verbs_as_rbac_does(
         ("get", "widgets", "", ns, "w", 404),
     ]
     assert all(e["group"] == GROUP and e["version"] == VERSION for e in log)
+
+
+def test_a_crd_with_a_non_structural_schema_is_refused(api_client: client.ApiClient) -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "spec": {
+                "type": "object",
+                "properties": {"untyped": {"description": "no type"}},
+                "anyOf": [{"type": "object", "required": ["untyped"]}],
+            }
+        },
+    }
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "bads.late.example.com"},
+        "spec": {
+            "group": "late.example.com",
+            "scope": "Namespaced",
+            "names": {"plural": "bads", "kind": "Bad"},
+            "versions": [
+                {"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": schema}}
+            ],
+        },
+    }
+    with pytest.raises(ApiException) as err:
+        client.ApiextensionsV1Api(api_client).create_custom_resource_definition(crd)
+    found = {(c["field"], c["message"]) for c in json.loads(err.value.body)["details"]["causes"]}
+    base = "spec.versions[0].schema.openAPIV3Schema.properties[spec]"
+    assert found == {
+        (f"{base}.properties[untyped].type", "Required value: must not be empty for specified object fields"),
+        (f"{base}.anyOf[0].type", "Forbidden: must be empty to be structural"),
+    }

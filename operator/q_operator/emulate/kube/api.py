@@ -236,15 +236,21 @@ class Api:
 
     def _crd_errors(self, crd: JSON) -> list[FieldError]:
         spec = crd.get("spec") or {}
-        names = spec.get("names") or {}
+        crd_names = spec.get("names") or {}
         errs: list[FieldError] = []
         for key in ("group", "names", "scope", "versions"):
             if not spec.get(key):
                 errs.append(required(f"spec.{key}"))
         for key in ("plural", "kind"):
-            if names and not names.get(key):
+            if crd_names and not crd_names.get(key):
                 errs.append(required(f"spec.names.{key}"))
-        expected = f"{names.get('plural', '')}.{spec.get('group', '')}"
+        for i, version in enumerate(spec.get("versions") or []):
+            openapi = (version.get("schema") or {}).get("openAPIV3Schema")
+            if isinstance(openapi, dict):
+                errs.extend(schema.structural_errors(openapi, f"spec.versions[{i}].schema.openAPIV3Schema"))
+            else:
+                errs.append(required(f"spec.versions[{i}].schema.openAPIV3Schema", "schemas are required"))
+        expected = f"{crd_names.get('plural', '')}.{spec.get('group', '')}"
         name = crd["metadata"].get("name")
         if not errs and name != expected:
             errs.append(invalid("metadata.name", name, 'must be spec.names.plural+"."+spec.group'))

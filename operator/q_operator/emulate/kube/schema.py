@@ -19,6 +19,7 @@ from typing import Any
 from q_operator.emulate.kube.errors import (
     FieldError,
     duplicate,
+    forbidden,
     invalid,
     not_supported,
     required,
@@ -417,3 +418,83 @@ def unchanged_at(error: FieldError, new: JSON, old: JSON) -> bool:
             return False
         new_node, old_node = new_node[token], old_node[token]
     return bool(new_node == old_node)
+
+
+_JUNCTORS = ("allOf", "anyOf", "oneOf")
+_NOT_IN_JUNCTORS = (
+    "type",
+    "default",
+    "description",
+    "nullable",
+    "additionalProperties",
+    "x-kubernetes-preserve-unknown-fields",
+    "x-kubernetes-embedded-resource",
+    "x-kubernetes-int-or-string",
+)
+_INT_OR_STRING = [{"type": "integer"}, {"type": "string"}]
+
+
+def structural_errors(schema: JSON, path: str) -> list[FieldError]:
+    """The structural-schema rules a CRD version's openAPIV3Schema must meet to be accepted."""
+    errs: list[FieldError] = []
+    if not schema.get("type"):
+        errs.append(required(f"{path}.type", "must not be empty at the root"))
+    elif schema["type"] != "object":
+        errs.append(invalid(f"{path}.type", schema["type"], "must be object at the root"))
+    errs.extend(_structural_node(schema, path, "", root=True))
+    return errs
+
+
+def _structural_node(node: JSON, path: str, role: str, root: bool = False) -> list[FieldError]:
+    errs: list[FieldError] = []
+    typed = (
+        node.get("type")
+        or node.get("x-kubernetes-int-or-string")
+        or node.get("x-kubernetes-preserve-unknown-fields")
+    )
+    if not root and not typed:
+        errs.append(required(f"{path}.type", f"must not be empty for specified {role}"))
+    if "properties" in node and "additionalProperties" in node:
+        errs.append(
+            forbidden(
+                f"{path}.additionalProperties", "additionalProperties and properties are mutual exclusive"
+            )
+        )
+    for key, sub in (node.get("properties") or {}).items():
+        if isinstance(sub, dict):
+            errs.extend(_structural_node(sub, f"{path}.properties[{key}]", "object fields"))
+    if isinstance(node.get("items"), dict):
+        errs.extend(_structural_node(node["items"], f"{path}.items", "array items"))
+    if isinstance(node.get("additionalProperties"), dict):
+        errs.extend(
+            _structural_node(node["additionalProperties"], f"{path}.additionalProperties", "map values")
+        )
+    for junctor in _JUNCTORS:
+        subs = node.get(junctor) or []
+        if node.get("x-kubernetes-int-or-string") and junctor == "anyOf" and subs == _INT_OR_STRING:
+            continue
+        for i, sub in enumerate(subs):
+            if isinstance(sub, dict):
+                errs.extend(_junctor_node(sub, f"{path}.{junctor}[{i}]"))
+    if isinstance(node.get("not"), dict):
+        errs.extend(_junctor_node(node["not"], f"{path}.not"))
+    return errs
+
+
+def _junctor_node(node: JSON, path: str) -> list[FieldError]:
+    """Inside allOf/anyOf/oneOf/not only value validations are allowed."""
+    errs = [
+        forbidden(f"{path}.{key}", "must be empty to be structural")
+        for key in _NOT_IN_JUNCTORS
+        if key in node
+    ]
+    for key, sub in (node.get("properties") or {}).items():
+        if isinstance(sub, dict):
+            errs.extend(_junctor_node(sub, f"{path}.properties[{key}]"))
+    if isinstance(node.get("items"), dict):
+        errs.extend(_junctor_node(node["items"], f"{path}.items"))
+    for junctor in (*_JUNCTORS, "not"):
+        subs = node.get(junctor)
+        for i, sub in enumerate(subs if isinstance(subs, list) else [subs] if isinstance(subs, dict) else []):
+            errs.extend(_junctor_node(sub, f"{path}.{junctor}[{i}]" if junctor != "not" else f"{path}.not"))
+    return errs
