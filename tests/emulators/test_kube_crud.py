@@ -552,3 +552,20 @@ def test_a_crd_with_a_non_structural_schema_is_refused(api_client: client.ApiCli
         (f"{base}.properties[untyped].type", "Required value: must not be empty for specified object fields"),
         (f"{base}.anyOf[0].type", "Forbidden: must be empty to be structural"),
     }
+
+
+def test_a_custom_resource_body_must_name_its_kind(emulator: KubeEmulator, ns: str) -> None:
+    code, status = raw(
+        emulator,
+        "POST",
+        f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/widgets",
+        {"metadata": {"name": "x"}},
+        "application/json",
+    )
+    assert code == 400 and status["message"].startswith("Object 'Kind' is missing in '{")
+
+
+def test_server_side_apply_requires_a_field_manager(emulator: KubeEmulator, ns: str) -> None:
+    path = f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/widgets/nofm"
+    code, status = raw(emulator, "PATCH", path, widget("nofm"), "application/apply-patch+yaml")
+    assert code == 400 and "requires fieldManager" in status["message"]

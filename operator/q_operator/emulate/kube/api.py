@@ -173,6 +173,13 @@ class Api:
     def _decode_check(self, rt: ResourceType, body: Any) -> JSON:
         if not isinstance(body, dict):
             raise bad_request(f"the object provided is unrecognized (must be of type {rt.kind})")
+        if rt.is_custom:
+            # Custom resources are decoded as unstructured objects, which must name their kind.
+            for key, label in (("kind", "Kind"), ("apiVersion", "apiVersion")):
+                if not body.get(key):
+                    raise bad_request(
+                        f"Object '{label}' is missing in '{json.dumps(body, separators=(',', ':'))}'"
+                    )
         api_version = body.get("apiVersion") or rt.api_version
         kind = body.get("kind") or rt.kind
         if api_version != rt.api_version:
@@ -479,6 +486,8 @@ class Api:
         accepted = [JSON_PATCH, MERGE_PATCH, APPLY_PATCH] + ([STRATEGIC_PATCH] if rt.builtin else [])
         if content_type not in accepted:
             raise unsupported_media_type(content_type, accepted)
+        if content_type == APPLY_PATCH and not options.field_manager:
+            raise bad_request("PATCH, application/apply-patch+yaml requires fieldManager to be set")
         try:
             patch = yaml.safe_load(raw) if content_type == APPLY_PATCH else json.loads(raw or b"null")
         except (ValueError, yaml.YAMLError) as exc:
