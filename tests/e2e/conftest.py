@@ -17,6 +17,8 @@ import pytest
 
 from q_operator.sandbox import Sandbox
 
+from . import calllog
+
 _counter = itertools.count()
 
 
@@ -28,6 +30,18 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReq
     with Sandbox(workdir, aws_args=aws_args, operator_env=operator_env) as box:
         box.start_operator()
         yield box
+        collect_calls(box)
+
+
+def collect_calls(box: Sandbox) -> None:
+    """Keep what the sandbox's stand-ins were asked, for the permission proofs."""
+    calllog.KUBE.extend(box.kube("GET", "/_emulator/requests"))
+    calllog.AWS.extend(box.aws_requests())
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the permission proofs last, so they see the calls of the whole suite."""
+    items.sort(key=lambda item: item.get_closest_marker("after_suite") is not None)
 
 
 @pytest.fixture
