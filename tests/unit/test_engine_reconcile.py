@@ -116,6 +116,19 @@ def test_already_exists_from_create_adopts_our_own() -> None:
     assert w.status["thingId"] == "t-9" and len(w.cloud.things) == 1
 
 
+def test_conflict_on_a_replayed_token_refuses_a_recent_untagged_resource() -> None:
+    """A create sent with the intent's own token would have been answered with our resource: an
+    untagged one in the way is somebody else's, even if made seconds before the intent."""
+    w = world()
+    w.cloud.things["x-1"] = Thing("x-1", "alpha", 1, None, None, w.clock() - timedelta(seconds=5))
+    out = run(w.converge())
+    assert out.decision is Decision.STOP
+    synced = w.condition(c.SYNCED)
+    assert synced["reason"] == c.ALREADY_EXISTS and "x-1" in synced["message"]
+    assert w.condition(c.READY)["status"] == "False"
+    assert "thingId" not in w.status and w.cloud.things["x-1"].mark is None
+
+
 def test_token_is_deterministic() -> None:
     """Same object, spec and attempt give the same token; any of them changing gives another."""
     spec = ThingSpec(name="alpha")

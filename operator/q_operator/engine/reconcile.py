@@ -464,7 +464,10 @@ class _Cycle:
                 "create", lambda a: a.create(spec, owner, token, resolved), passthrough=(AlreadyExists,)
             )
         except AlreadyExists as error:
-            return await self.create_collided(spec, owner, since, str(error))
+            # Sent with the intent's own token, a create that reached AWS before a crash would have
+            # been answered with its resource, not a conflict: an untagged resource in the way is
+            # somebody else's, however recent (the time-based claim is for creates without a token).
+            return await self.create_collided(spec, owner, None if replay_is_safe else since, str(error))
         self.write_ref(created.ref)
         self.merge_outputs(created.outputs)
         self.patch["createPending"] = None
@@ -474,7 +477,9 @@ class _Cycle:
         self.set_synced()
         return self.finish(Decision.REQUEUE, self.deps.timing.poll_min)
 
-    async def create_collided(self, spec: BaseModel, owner: Owner, since: datetime, said: str) -> Outcome:
+    async def create_collided(
+        self, spec: BaseModel, owner: Owner, since: datetime | None, said: str
+    ) -> Outcome:
         found = await self.find(spec, owner)
         if found is not None:
             return self.claim(found, since)
@@ -746,7 +751,9 @@ class _Cycle:
         self.conditions = c.set_condition(
             self.conditions, c.reconcile_error(error.reason, error.message, self.obj.generation, self.now)
         )
-        if c.find_condition(self.conditions, c.READY) is None:
+        ready = c.find_condition(self.conditions, c.READY)
+        if ready is None or ready.get("status") == "Unknown":
+            # Unknown only says an intent was being recorded: a failed create must not leave it.
             self.set_ready("False", c.UNAVAILABLE, f"not created: {error.reason}")
         if isinstance(error, RetryableError):
             self.logger.info("%s; retrying in %.1fs", error.message, error.delay)
