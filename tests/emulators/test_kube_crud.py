@@ -462,6 +462,10 @@ def test_every_served_version_shows_the_same_objects_with_its_own_defaults(
     custom.create_namespaced_custom_object(GROUP, "v1beta1", ns, PLURAL, lax)
     assert "size" not in custom.get_namespaced_custom_object(GROUP, "v1beta1", ns, PLURAL, "lax")["spec"]
     assert get(custom, ns, "lax")["spec"]["size"] == 3  # v1's default, applied on read
+    status = custom.patch_namespaced_custom_object_status(
+        GROUP, VERSION, ns, PLURAL, "lax", {"status": {"phase": "Up"}}
+    )
+    assert status["metadata"]["generation"] == 1  # defaults seen on read are not a spec change
 
 
 def test_events_are_selected_by_involved_object(core: client.CoreV1Api, ns: str) -> None:

@@ -398,9 +398,11 @@ class Api:
                 ],
             )
         warnings = self._prune(rt, new, options)
+        # The old object as this version reads it (with its defaults), as the API server compares.
+        before = self.present(rt, current)
         if subresource == "status":
             status = new.get("status")
-            new = copy.deepcopy(current)
+            new = copy.deepcopy(before)
             new["apiVersion"] = rt.api_version
             if status is None:
                 new.pop("status", None)
@@ -444,12 +446,12 @@ class Api:
         self._set_defaults(rt, new)
         if rt.key == (CRD_GROUP, "customresourcedefinitions"):
             new["status"] = current.get("status", new.get("status"))
-        self._validate(rt, new, current)
-        if rt.tracks_generation and _spec_part(rt, new) != _spec_part(rt, current):
+        self._validate(rt, new, before)
+        if rt.tracks_generation and _spec_part(rt, new) != _spec_part(rt, before):
             meta["generation"] = int(old_meta.get("generation", 1)) + 1
         meta["resourceVersion"] = old_meta["resourceVersion"]
-        if _comparable(new) == _comparable(current):
-            return WriteResult(self.present(rt, current), warnings)
+        if _comparable(new) == _comparable(before):
+            return WriteResult(before, warnings)
         if options.dry_run:
             return WriteResult(new, warnings)
         meta["resourceVersion"] = str(self.store.next_rv())

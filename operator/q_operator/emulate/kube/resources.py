@@ -139,7 +139,9 @@ def builtin_types() -> list[ResourceType]:
         ),
         _builtin("coordination.k8s.io", "v1", "leases", "Lease", True),
         # Stored so that a chart or manifest (`helm install`, `kubectl apply -f`) goes in; nothing runs them.
-        _builtin("", "v1", "services", "Service", True, short_names=("svc",), has_status=True),
+        _builtin(
+            "", "v1", "services", "Service", True, short_names=("svc",), categories=("all",), has_status=True
+        ),
         _builtin(
             "apps",
             "v1",
