@@ -573,3 +573,19 @@ def test_server_side_apply_requires_a_field_manager(emulator: KubeEmulator, ns: 
     path = f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/widgets/nofm"
     code, status = raw(emulator, "PATCH", path, widget("nofm"), "application/apply-patch+yaml")
     assert code == 400 and "requires fieldManager" in status["message"]
+
+
+def test_aggregated_discovery_requests_get_the_legacy_documents(emulator: KubeEmulator) -> None:
+    """kubectl 1.32 asks for apidiscovery.k8s.io/v2 first; plain JSON makes it fall back, as old servers do."""
+    req = urllib.request.Request(emulator.url + "/apis")
+    req.add_header(
+        "Accept",
+        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
+        "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json",
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.headers["Content-Type"].startswith("application/json")
+        assert "apidiscovery" not in resp.headers["Content-Type"]
+        assert json.loads(resp.read())["kind"] == "APIGroupList"
+    _, version = raw(emulator, "GET", "/version")
+    assert version["major"] == "1" and version["minor"] == "32"
