@@ -116,6 +116,7 @@ class Sandbox:
         self._aws: subprocess.Popen[bytes] | None = None
         self._kube: subprocess.Popen[bytes] | None = None
         self.operator: subprocess.Popen[bytes] | None = None
+        self._spawned: list[subprocess.Popen[bytes]] = []
         self._operator_starts = 0
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -157,7 +158,8 @@ class Sandbox:
         )
 
     def close(self) -> None:
-        _stop(self.operator)
+        for proc in self._spawned:
+            _stop(proc)
         _stop(self._kube)
         _stop(self._aws)
 
@@ -179,6 +181,11 @@ class Sandbox:
     def start_operator(self, *args: str, env: Mapping[str, str] | None = None) -> None:
         """Start `q-operator run` (cluster-wide, standalone) and wait until its liveness probe answers."""
         self.stop_operator()
+        self.operator = self.spawn_operator("--all-namespaces", "--standalone", *args, env=env)
+
+    def spawn_operator(self, *args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start one more `q-operator run` with exactly these options (plus a liveness endpoint);
+        the caller stops it (or `close` does). Waits until its liveness probe answers."""
         self._operator_starts += 1
         port = _free_port()
         op_env = self.env()
@@ -191,15 +198,13 @@ class Sandbox:
             "-m",
             "q_operator",
             "run",
-            "--all-namespaces",
-            "--standalone",
             f"--liveness=http://127.0.0.1:{port}/healthz",
             *args,
         ]
-        self.operator = subprocess.Popen(
+        proc = subprocess.Popen(
             argv, stdout=log, stderr=subprocess.STDOUT, env=op_env, start_new_session=True
         )
-        proc = self.operator
+        self._spawned.append(proc)
 
         def alive() -> bool:
             if proc.poll() is not None:
@@ -211,6 +216,7 @@ class Sandbox:
                 return False
 
         wait_for("the operator's liveness endpoint", alive, timeout=60)
+        return proc
 
     def stop_operator(self, kill: bool = False) -> None:
         """Stop the operator; `kill=True` is kill -9, the crash the tests inflict."""

@@ -1,0 +1,70 @@
+"""Two operator replicas with kopf peering, as the chart runs them with `replicas: 2`: one set of
+resources, exactly one create per resource on the AWS side, and the standby takes over when the
+active replica dies."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from q_operator.sandbox import CRDS_DIR, REPO_ROOT, Sandbox, wait_for
+
+from .helpers import QPLUGINS, apply, calls, new_application_id, plugins_in, qplugin
+
+PEERING_CRDS = REPO_ROOT / "charts" / "q-operator" / "charts" / "kopf-peering" / "crds" / "kopf-peering.yaml"
+#: A short peering lifetime so the standby notices the active replica's death within seconds.
+PEERING_ENV = {"Q_OPERATOR_PEERING_LIFETIME": "5"}
+
+
+@pytest.fixture(scope="module")
+def peered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    workdir = tmp_path_factory.mktemp("ha")
+    crds = workdir / "crds"
+    crds.mkdir()
+    for path in [*CRDS_DIR.glob("*.yaml"), PEERING_CRDS]:
+        shutil.copy(path, crds / path.name)
+    with Sandbox(workdir / "run", aws_args=["--build-seconds", "0.5"], crds_dir=crds) as box:
+        box.kube(
+            "POST",
+            "/apis/kopf.dev/v1/clusterkopfpeerings",
+            {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "q-operator"}},
+        )
+        yield box
+
+
+def test_two_replicas_create_each_plugin_once(peered: Sandbox) -> None:
+    replicas = [
+        peered.spawn_operator("--all-namespaces", "--peering=q-operator", f"--priority={p}", env=PEERING_ENV)
+        for p in (100, 200)
+    ]
+    app = new_application_id()
+    names = [f"ha{i}" for i in range(5)]
+    for name in names:
+        apply(peered, qplugin(name, "default", applicationId=app))
+    for name in names:
+        peered.wait_condition(QPLUGINS, "default", name, "Ready")
+    creates = [c for c in calls(peered, "CreatePlugin") if c.get("status") == 200]
+    assert len(creates) == len(names)
+    assert len({c.get("clientToken") for c in creates}) == len(names)
+    assert len(plugins_in(peered, app)) == len(names)
+
+    # The active replica (priority 200) dies; the standby takes over and serves a new resource.
+    active = replicas[1]
+    peered_kill(active)
+    apply(peered, qplugin("after-failover", "default", applicationId=app))
+    peered.wait_condition(QPLUGINS, "default", "after-failover", "Ready", timeout=90)
+    assert len(plugins_in(peered, app)) == len(names) + 1
+    assert replicas[0].poll() is None
+
+
+def peered_kill(proc: object) -> None:
+    import os
+    import signal
+    import subprocess
+
+    assert isinstance(proc, subprocess.Popen)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    wait_for("the replica to be gone", lambda: proc.poll() is not None, timeout=10)
