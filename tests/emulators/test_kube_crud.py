@@ -576,7 +576,7 @@ def test_server_side_apply_requires_a_field_manager(emulator: KubeEmulator, ns: 
 
 
 def test_aggregated_discovery_requests_get_the_legacy_documents(emulator: KubeEmulator) -> None:
-    """kubectl 1.32 asks for apidiscovery.k8s.io/v2 first; plain JSON makes it fall back, as old servers do."""
+    """kubectl 1.32 asks for apidiscovery v2 first; plain JSON makes it fall back, as with old servers."""
     req = urllib.request.Request(emulator.url + "/apis")
     req.add_header(
         "Accept",
