@@ -153,3 +153,33 @@ def test_every_reason_in_the_error_table_is_a_known_reason() -> None:
     from q_operator.engine.errors import ERROR_TABLE
 
     assert {rule.reason for rule in ERROR_TABLE.values()} <= set(conditions.SYNCED_REASONS)
+
+
+def _deleting(generation: int, observed: int, delayed: bool) -> kopf.Body:
+    record = '{"started":"2026-01-01T00:00:00.000000+00:00","retries":1'
+    record += ',"delayed":"2099-01-01T00:00:00.000000+00:00"}' if delayed else ',"success":true}'
+    raw = body(observedGeneration=observed)
+    raw["metadata"].update(  # type: ignore[union-attr]
+        generation=generation,
+        deletionTimestamp="2026-01-01T00:00:00Z",
+        annotations={f"{handlers.KOPF_PREFIX}/delete": record},
+    )
+    return kopf.Body(raw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("generation", "observed", "delayed", "woken"),
+    [
+        pytest.param(4, 3, True, True, id="spec-changed-during-a-delayed-deletion-runs-it-now"),
+        pytest.param(3, 3, True, False, id="unchanged-spec-keeps-the-slow-retry"),
+        pytest.param(4, 3, False, False, id="a-finished-handler-is-left-alone"),
+    ],
+)
+def test_spec_change_wakes_a_waiting_deletion(
+    generation: int, observed: int, delayed: bool, woken: bool
+) -> None:
+    """forceDelete set while an in-use connector's deletion waits a minute is acted on at once."""
+    patch = kopf.Patch()
+    handlers.wake_deletion_on_spec_change(_deleting(generation, observed, delayed), patch)
+    key = f"{handlers.KOPF_PREFIX}/delete"
+    assert (patch.get("metadata", {}).get("annotations", {}).get(key, "kept") is None) is woken

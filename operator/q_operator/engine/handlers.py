@@ -49,6 +49,9 @@ FINALIZER = "q-operator.dev/finalizer"
 #: changes, and `q-operator.dev/adopt-id` and `q-operator.dev/configmap-hash` must count as changes.
 KOPF_PREFIX = "kopf.q-operator.dev"
 CONFIGMAP_HASH = "q-operator.dev/configmap-hash"
+#: kopf's record of each handler's progress (retries, requeue delay), kept in annotations.
+PROGRESS = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
+DELETE_HANDLER = kopf.HandlerId("delete")
 
 log = logging.getLogger("q_operator.engine")
 
@@ -262,9 +265,13 @@ def register(kind: KindInfo[Any, Any]) -> None:
     async def on_resume(*, body: kopf.Body, patch: kopf.Patch, retry: int = 0, **_: Any) -> None:
         await run_cycle(kind, Trigger.CHANGE, body, patch, retry, deleting=False)
 
-    @kopf.on.delete(*gvp, id="delete")
+    @kopf.on.delete(*gvp, id=DELETE_HANDLER)
     async def on_delete(*, body: kopf.Body, patch: kopf.Patch, retry: int = 0, **_: Any) -> None:
         await run_cycle(kind, Trigger.CHANGE, body, patch, retry, deleting=True)
+
+    @kopf.on.event(*gvp, id="wake-deletion")
+    async def on_event(*, body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+        wake_deletion_on_spec_change(body, patch)
 
     @kopf.timer(*gvp, id="drift", interval=interval, idle=min(interval, 60.0), initial_delay=_initial_delay)
     async def on_drift(*, body: kopf.Body, patch: kopf.Patch, retry: int = 0, **_: Any) -> None:
@@ -275,6 +282,26 @@ def register(kind: KindInfo[Any, Any]) -> None:
         *, namespace: str | None, name: str, spec: kopf.Spec, **_: Any
     ) -> dict[tuple[str, str], str]:
         return {(namespace or "", cm): name for cm in config_map_names(dict(spec))}
+
+
+def wake_deletion_on_spec_change(body: kopf.Body, patch: kopf.Patch) -> None:
+    """Run a waiting deletion again at once when the spec changed since its last cycle.
+
+    kopf sits out a handler's requeue delay even when the object changes meanwhile, so setting
+    `forceDelete` on a connector whose deletion waits a minute because it is in use would wait that
+    minute. A deleting object whose status lags its generation has had its spec changed since the
+    last deletion cycle (every cycle records observedGeneration): dropping the delete handler's
+    progress record makes kopf run it now, on the new spec. Restart-safe: it reads only the body.
+    """
+    meta = body.get("metadata", {})
+    observed = (body.get("status") or {}).get("observedGeneration")
+    if not meta.get("deletionTimestamp") or not isinstance(observed, int):
+        return
+    if observed >= int(meta.get("generation") or 0):
+        return
+    record = PROGRESS.fetch(key=DELETE_HANDLER, body=body)
+    if record is not None and record.get("delayed") and not (record.get("success") or record.get("failure")):
+        PROGRESS.purge(key=DELETE_HANDLER, body=body, patch=patch)
 
 
 def _index_name(kind: KindInfo[Any, Any]) -> str:
@@ -328,7 +355,7 @@ async def on_configmap(event: kopf.RawEvent, body: kopf.Body, **kwargs: Any) -> 
 async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     """kopf settings for this operator: its own storage, its own events, watches that reconnect."""
     settings.persistence.finalizer = FINALIZER
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
+    settings.persistence.progress_storage = PROGRESS
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=KOPF_PREFIX)
     # Only our explicit events (transitions) are posted, never log lines.
     settings.posting.enabled = True
@@ -342,6 +369,8 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.networking.request_timeout = 60
     settings.queueing.worker_limit = int(env_float("Q_OPERATOR_WORKERS", 200))
     settings.execution.max_workers = 4
+    # With several replicas, a standby takes over this long after the active one stopped renewing.
+    settings.peering.lifetime = int(env_float("Q_OPERATOR_PEERING_LIFETIME", 60))
     state()
     from q_operator.engine.metrics import serve
 
