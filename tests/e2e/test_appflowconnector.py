@@ -1,0 +1,303 @@
+"""AppFlowConnector end to end: the real operator process against both stand-ins.
+
+Connector labels are unique per account and region, so each test registers under labels of its own
+(the object's name, made unique per test) and reads AppFlow's side with boto3, as a user would.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from q_operator.sandbox import Sandbox, condition, wait_for
+
+from .helpers import (
+    APPFLOWCONNECTORS,
+    appflowconnector,
+    apply,
+    calls,
+    client,
+    connector_labels,
+    lambda_arn,
+)
+
+AWS_ARGS = ["--build-seconds", "0.2"]
+OWNER_TAG = "q-operator.dev/owner"
+
+
+def _label(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def _describe(sandbox: Sandbox, label: str) -> dict[str, Any]:
+    answer: dict[str, Any] = client(sandbox, "appflow").describe_connector(
+        connectorType="CustomConnector", connectorLabel=label
+    )["connectorConfiguration"]
+    return answer
+
+
+def _tags(sandbox: Sandbox, arn: str) -> dict[str, str]:
+    tags: dict[str, str] = client(sandbox, "appflow").list_tags_for_resource(resourceArn=arn)["tags"]
+    return tags
+
+
+def _registered(sandbox: Sandbox, label: str) -> int:
+    """How many registrations carry this label (AppFlow allows one; the stand-in's own record)."""
+    state = sandbox.aws("GET", "/_emulator/state")
+    return sum(
+        1 for region in state.values() for c in region.get("connectors", []) if c.get("label") == label
+    )
+
+
+def _stays(what: str, probe: Callable[[], bool], seconds: float) -> None:
+    """Assert `probe` holds throughout `seconds` (a bounded watch for something that must not happen)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert probe(), f"no longer true: {what}"
+        time.sleep(0.1)
+
+
+def _register(sandbox: Sandbox, namespace: str, name: str, **spec: Any) -> dict[str, Any]:
+    apply(sandbox, appflowconnector(name, namespace, **spec))
+    return sandbox.wait_condition(APPFLOWCONNECTORS, namespace, name, "Ready", timeout=30)
+
+
+def _synced_false(sandbox: Sandbox, namespace: str, name: str, reason: str) -> dict[str, Any]:
+    """Wait for Synced=False with `reason`; returns the condition."""
+
+    def probe() -> dict[str, Any] | None:
+        obj = sandbox.get(APPFLOWCONNECTORS, namespace, name) or {}
+        found = condition(obj, "Synced", "False")
+        return found if found and found.get("reason") == reason else None
+
+    return wait_for(f"{name} Synced=False {reason}", probe, timeout=30)
+
+
+def test_register_reaches_ready_with_the_arn_aws_returned_and_the_owner_tag(
+    sandbox: Sandbox, namespace: str
+) -> None:
+    name = _label("inventory")
+    obj = _register(sandbox, namespace, name, tags={"team": "data"})
+    described = _describe(sandbox, name)
+    status = obj["status"]
+    assert status["connectorArn"] == described["connectorArn"]
+    assert status["connectorLabel"] == name == described["connectorLabel"]
+    assert status["lambdaArn"] == lambda_arn(name)
+    assert status["connectorVersion"] == described["connectorVersion"]
+    assert status["registeredAt"] and status["registeredBy"]
+    tags = _tags(sandbox, described["connectorArn"])
+    assert tags["team"] == "data"
+    assert tags[OWNER_TAG].startswith(f"{namespace}.{name}.")
+    assert condition(obj, "Synced", "True")
+    assert _registered(sandbox, name) == 1
+
+
+def test_explicit_label_is_registered_instead_of_the_name(sandbox: Sandbox, namespace: str) -> None:
+    label = _label("Explicit_Label")
+    obj = _register(sandbox, namespace, "by-label", connectorLabel=label)
+    assert obj["status"]["connectorLabel"] == label
+    assert _describe(sandbox, label)["connectorArn"] == obj["status"]["connectorArn"]
+    assert "by-label" not in connector_labels(sandbox)
+
+
+def test_updating_the_lambda_keeps_the_registration_and_status_follows(
+    sandbox: Sandbox, namespace: str
+) -> None:
+    name = _label("mover")
+    obj = _register(sandbox, namespace, name)
+    arn, version = obj["status"]["connectorArn"], obj["status"]["connectorVersion"]
+    before = len(calls(sandbox, "UpdateConnectorRegistration"))
+    registers = len(calls(sandbox, "RegisterConnector"))
+    new_lambda = lambda_arn(f"{name}-v2")
+    spec = {**obj["spec"], "connectorProvisioningConfig": {"lambda": {"lambdaArn": new_lambda}}}
+    apply(sandbox, appflowconnector(name, namespace, **spec))
+    obj = sandbox.wait_condition(APPFLOWCONNECTORS, namespace, name, "Ready", timeout=30)
+    described = _describe(sandbox, name)
+    assert described["connectorProvisioningConfig"]["lambda"]["lambdaArn"] == new_lambda
+    assert obj["status"]["lambdaArn"] == new_lambda
+    assert obj["status"]["connectorArn"] == described["connectorArn"] == arn
+    assert obj["status"]["connectorVersion"] == described["connectorVersion"] != version
+    assert len(calls(sandbox, "UpdateConnectorRegistration")) == before + 1
+    assert len(calls(sandbox, "RegisterConnector")) == registers
+    assert _registered(sandbox, name) == 1
+
+
+def test_label_of_a_foreign_connector_is_refused_and_the_connector_left_alone(
+    sandbox: Sandbox, namespace: str
+) -> None:
+    """Somebody registered the label by hand (no owner tag) just before the object was applied."""
+    name = _label("taken")
+    appflow = client(sandbox, "appflow")
+    foreign_lambda = lambda_arn("someone-elses")
+    arn = appflow.register_connector(
+        connectorLabel=name,
+        connectorProvisioningType="LAMBDA",
+        connectorProvisioningConfig={"lambda": {"lambdaArn": foreign_lambda}},
+    )["connectorArn"]
+    apply(sandbox, appflowconnector(name, namespace))
+    synced = _synced_false(sandbox, namespace, name, "AlreadyExists")
+    assert name in synced["message"] and "adopt" in synced["message"]
+    obj = sandbox.get(APPFLOWCONNECTORS, namespace, name) or {}
+    assert condition(obj, "Ready", "False"), obj["status"]
+    assert not obj["status"].get("connectorArn")
+    assert _tags(sandbox, arn) == {}
+    assert _describe(sandbox, name)["connectorProvisioningConfig"]["lambda"]["lambdaArn"] == foreign_lambda
+
+    sandbox.kubectl("delete", "afc", name, "-n", namespace, "--wait=false")
+    wait_for("the object to go", lambda: sandbox.get(APPFLOWCONNECTORS, namespace, name) is None, timeout=30)
+    assert _describe(sandbox, name)["connectorArn"] == arn
+    assert _tags(sandbox, arn) == {}
+    assert not [c for c in calls(sandbox, "UnregisterConnector") if name in c.get("path", "")]
+    appflow.unregister_connector(connectorLabel=name)
+
+
+def test_broken_lambda_is_reported_with_aws_message_retried_with_backoff_then_converges(
+    sandbox: Sandbox, namespace: str
+) -> None:
+    name = _label("flaky")
+    broken = lambda_arn(name)
+    sandbox.aws("POST", "/_emulator/config", {"broken_lambdas": {broken: "server"}})
+    try:
+        start = len(calls(sandbox, "RegisterConnector"))
+        apply(sandbox, appflowconnector(name, namespace))
+        synced = _synced_false(sandbox, namespace, name, "ExternalFailure")
+        assert "ConnectorServerException" in synced["message"]
+        assert f"Connector Lambda {broken} failed" in synced["message"]  # AWS's own words
+
+        def failures() -> list[dict[str, Any]]:
+            return [r for r in calls(sandbox, "RegisterConnector")[start:] if r["status"] >= 400]
+
+        wait_for("a retry of the registration", lambda: len(failures()) >= 2, timeout=20)
+        first, second = failures()[:2]
+        assert second["time"] - first["time"] >= 2.0, "a broken Lambda is retried with back-off"
+        assert all(r.get("error") == "ConnectorServerException" for r in failures())
+    finally:
+        sandbox.aws("POST", "/_emulator/config", {"broken_lambdas": {}})
+    obj = sandbox.wait_condition(APPFLOWCONNECTORS, namespace, name, "Ready", timeout=30)
+    window = calls(sandbox, "RegisterConnector")[start:]
+    assert len(window) <= 4, f"back-off, not a hot loop: {len(window)} registrations"
+    assert obj["status"]["connectorArn"] == _describe(sandbox, name)["connectorArn"]
+    assert _registered(sandbox, name) == 1
+
+
+def test_delete_while_in_use_waits_slowly_then_force_delete_unregisters(
+    sandbox: Sandbox, namespace: str
+) -> None:
+    """AppFlow refuses to unregister a connector that profiles use: InUse, retried only every minute
+    or so. Setting forceDelete on the object being deleted is acted on at once, not after that wait."""
+    name = _label("busy")
+    _register(sandbox, namespace, name)
+    sandbox.aws("POST", "/_emulator/config", {"connectors_in_use": [name]})
+    try:
+        start = len(calls(sandbox, "UnregisterConnector"))
+        sandbox.kubectl("delete", "afc", name, "-n", namespace, "--wait=false")
+        synced = _synced_false(sandbox, namespace, name, "InUse")
+        assert (
+            "forceDelete" in synced["message"]
+            and "in use by one or more connector profiles" in synced["message"]
+        )
+        assert _registered(sandbox, name) == 1
+        _stays(
+            "one refused unregistration, no hot loop",
+            lambda: len(calls(sandbox, "UnregisterConnector")) == start + 1,
+            3.0,
+        )
+        obj = sandbox.get(APPFLOWCONNECTORS, namespace, name) or {}
+        apply(sandbox, appflowconnector(name, namespace, **{**obj["spec"], "forceDelete": True}))
+        wait_for(
+            "the object to go", lambda: sandbox.get(APPFLOWCONNECTORS, namespace, name) is None, timeout=20
+        )
+    finally:
+        sandbox.aws("POST", "/_emulator/config", {"connectors_in_use": []})
+    attempts = calls(sandbox, "UnregisterConnector")[start:]
+    assert [a["status"] for a in attempts] == [409, 200] or [a.get("error") for a in attempts][:1] == [
+        "ConflictException"
+    ]
+    assert attempts[-1]["status"] == 200 and _registered(sandbox, name) == 0
+    assert len(attempts) == 2
+
+
+def test_force_delete_unregisters_a_connector_in_use(sandbox: Sandbox, namespace: str) -> None:
+    name = _label("forced")
+    _register(sandbox, namespace, name, forceDelete=True)
+    sandbox.aws("POST", "/_emulator/config", {"connectors_in_use": [name]})
+    try:
+        sandbox.kubectl("delete", "afc", name, "-n", namespace, "--wait=false")
+        wait_for(
+            "the object to go", lambda: sandbox.get(APPFLOWCONNECTORS, namespace, name) is None, timeout=30
+        )
+    finally:
+        sandbox.aws("POST", "/_emulator/config", {"connectors_in_use": []})
+    assert name not in connector_labels(sandbox)
+
+
+def test_delete_policy_unregisters_then_releases_the_object(sandbox: Sandbox, namespace: str) -> None:
+    name = _label("gone")
+    _register(sandbox, namespace, name)
+    sandbox.kubectl("delete", "afc", name, "-n", namespace, "--wait=false")
+    wait_for("the object to go", lambda: sandbox.get(APPFLOWCONNECTORS, namespace, name) is None, timeout=30)
+    assert name not in connector_labels(sandbox)
+
+
+def test_retain_policy_keeps_the_registration_with_its_owner_tag(sandbox: Sandbox, namespace: str) -> None:
+    name = _label("kept")
+    obj = _register(sandbox, namespace, name, deletionPolicy="Retain")
+    sandbox.kubectl("delete", "afc", name, "-n", namespace, "--wait=false")
+    wait_for("the object to go", lambda: sandbox.get(APPFLOWCONNECTORS, namespace, name) is None, timeout=30)
+    assert _describe(sandbox, name)["connectorArn"] == obj["status"]["connectorArn"]
+    assert OWNER_TAG in _tags(sandbox, obj["status"]["connectorArn"])
+
+
+def test_kill_9_between_register_and_status_write_never_duplicates(sandbox: Sandbox, namespace: str) -> None:
+    """Every AWS answer is delayed 1.5 s, so AppFlow has registered the connector while the operator
+    still waits for the answer; the operator is killed right then. After the restart exactly one
+    registration exists, tagged as the object's. Repeated to vary the moment."""
+    for attempt in range(3):
+        name = _label(f"crashy{attempt}")
+        sandbox.aws("POST", "/_emulator/config", {"latency_ms": 1500})
+        try:
+            apply(sandbox, appflowconnector(name, namespace))
+            wait_for(
+                "AppFlow to register it",
+                lambda name=name: _registered(sandbox, name),
+                timeout=30,
+                interval=0.02,
+            )
+            sandbox.stop_operator(kill=True)
+            obj = sandbox.get(APPFLOWCONNECTORS, namespace, name) or {}
+            assert not obj.get("status", {}).get("connectorArn"), "the ARN must not have been recorded yet"
+        finally:
+            sandbox.aws("POST", "/_emulator/config", {"latency_ms": 0})
+        sandbox.start_operator()
+        obj = sandbox.wait_condition(APPFLOWCONNECTORS, namespace, name, "Ready", timeout=30)
+        assert _registered(sandbox, name) == 1
+        assert obj["status"]["connectorArn"] == _describe(sandbox, name)["connectorArn"]
+        assert _tags(sandbox, obj["status"]["connectorArn"])[OWNER_TAG].startswith(f"{namespace}.{name}.")
+
+
+def test_invalid_manifests_are_refused_at_apply_naming_the_field(sandbox: Sandbox, namespace: str) -> None:
+    name = _label("fixed")
+    _register(sandbox, namespace, name)
+    registers = len(calls(sandbox, "RegisterConnector"))
+    out = apply(sandbox, appflowconnector(name, namespace, connectorLabel=f"{name}-renamed"), check=False)
+    assert "spec.connectorLabel" in out and "connectorLabel is immutable" in out
+    obj = sandbox.get(APPFLOWCONNECTORS, namespace, name) or {}
+    assert "connectorLabel" not in obj["spec"]
+
+    bad = appflowconnector("bad-arn", namespace)
+    bad["spec"]["connectorProvisioningConfig"]["lambda"]["lambdaArn"] = (
+        "arn:aws-cn:lambda:cn-north-1:1:function:x"
+    )
+    out = apply(sandbox, bad, check=False)
+    assert "spec.connectorProvisioningConfig.lambda.lambdaArn" in out
+    out = apply(
+        sandbox, appflowconnector("bad-type", namespace, connectorProvisioningType="HTTP"), check=False
+    )
+    assert "spec.connectorProvisioningType" in out
+    out = apply(sandbox, appflowconnector("x", namespace), check=False)
+    assert "connectorLabel is required" in out
+    for bad_name in ("bad-arn", "bad-type", "x"):
+        assert sandbox.get(APPFLOWCONNECTORS, namespace, bad_name) is None
+    assert len(calls(sandbox, "RegisterConnector")) == registers
