@@ -476,3 +476,12 @@ def test_outputs_are_written_under_their_api_names() -> None:
     run(w.converge())
     assert w.status["thingArn"] == "arn:thing/t-1" and w.status["size"] == 1
     assert w.status["createdAt"] == "2026-01-01T12:00:00Z"
+
+
+def test_no_event_per_poll() -> None:
+    """A long build posts Created once and nothing for each poll."""
+    w = world(build_polls=10)
+    run(w.converge(limit=40))
+    assert w.reasons() == [c.EV_CREATED]
+    run(w.cycle(Trigger.DRIFT))
+    assert w.reasons() == [c.EV_CREATED]
