@@ -183,3 +183,38 @@ def test_spec_change_wakes_a_waiting_deletion(
     handlers.wake_deletion_on_spec_change(_deleting(generation, observed, delayed), patch)
     key = f"{handlers.KOPF_PREFIX}/delete"
     assert (patch.get("metadata", {}).get("annotations", {}).get(key, "kept") is None) is woken
+
+
+def test_back_off_counts_failed_cycles_not_kopf_requeues(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The intent and build polls requeue a healthy create; only failed cycles raise the attempt."""
+    import asyncio
+
+    from q_operator import registry
+    from q_operator.engine.reconcile import Deps
+
+    seen: list[int] = []
+    synced = {"ok": "True", "bad": "False"}
+    script = iter(["ok", "bad", "bad", "ok", "bad"])
+
+    async def fake_reconcile(
+        kind: object, obj: handlers.ObjectView, deps: object, trigger: object
+    ) -> Outcome:
+        seen.append(obj.retry)
+        status = {"conditions": [{"type": "Synced", "status": synced[next(script)]}]}
+        return Outcome(Decision.REQUEUE, 1.0, status)
+
+    monkeypatch.setattr(handlers, "_state", handlers._State(Deps(aws=None, read_configmap=None)))  # type: ignore[arg-type]
+    monkeypatch.setattr(handlers, "reconcile", fake_reconcile)
+    for kopf_retry in range(5):
+        with pytest.raises(kopf.TemporaryError):
+            asyncio.run(
+                handlers.run_cycle(
+                    registry.KINDS[0],
+                    Trigger.CHANGE,
+                    kopf.Body(body()),
+                    kopf.Patch(),
+                    kopf_retry,
+                    deleting=False,  # type: ignore[arg-type]
+                )
+            )
+    assert seen == [0, 0, 1, 2, 0]

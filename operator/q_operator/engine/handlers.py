@@ -78,6 +78,9 @@ class _State:
     #: per object: the resourceVersion at which the last cycle converged (DONE). kopf runs resume and
     #: create/update one after another on the same body at startup; the second has nothing to add.
     converged_at: dict[str, str] = field(default_factory=dict)
+    #: per object: failed cycles in a row, the back-off attempt. Not kopf's retry count, which also
+    #: counts the requeues of a healthy create (the intent, build polls) and would inflate back-off.
+    failures: dict[str, int] = field(default_factory=dict)
 
     def lock(self, uid: str) -> asyncio.Lock:
         found = self.locks.get(uid)
@@ -179,7 +182,8 @@ async def run_cycle(
     *,
     deleting: bool,
 ) -> None:
-    """Reconcile once and hand the Outcome to kopf."""
+    """Reconcile once and hand the Outcome to kopf. `retry` is kopf's count of this handler's
+    requeues; back-off counts failed cycles instead (_State.failures)."""
     st = state()
     uid = str(body.get("metadata", {}).get("uid", ""))
     started = time.monotonic()
@@ -187,7 +191,8 @@ async def run_cycle(
     async with st.lock(uid):
         if trigger is Trigger.CHANGE and not deleting and version and st.converged_at.get(uid) == version:
             return  # this exact object version was just reconciled to DONE
-        obj = object_view(body, retry, st.written.get(uid) if trigger is Trigger.DRIFT else None)
+        attempt = st.failures.get(uid, 0)
+        obj = object_view(body, attempt, st.written.get(uid) if trigger is Trigger.DRIFT else None)
         if deleting and not obj.deleting:
             obj = dataclasses.replace(obj, deleting=True)
         outcome = await reconcile(kind, obj, st.deps, trigger)
@@ -197,6 +202,10 @@ async def run_cycle(
             st.converged_at[uid] = version
         else:
             st.converged_at.pop(uid, None)
+        if _synced(obj, outcome) == "False" and outcome.decision is not Decision.RELEASE:
+            st.failures[uid] = attempt + 1
+        else:
+            st.failures.pop(uid, None)
     metrics.RECONCILE_SECONDS.labels(kind.kind).observe(time.monotonic() - started)
     metrics.RECONCILES.labels(kind.kind, outcome.decision.value).inc()
     for key, value in outcome.status.items():
@@ -205,6 +214,12 @@ async def run_cycle(
         kopf.event(body, type=event.type, reason=event.reason, message=event.message[:1024])
     _track(kind, uid, obj, outcome)
     _decide(outcome, trigger, obj.deleting, uid)
+
+
+def _synced(obj: ObjectView, outcome: Outcome) -> str:
+    """The Synced status after this cycle's patch."""
+    conditions = outcome.status.get("conditions", obj.status.get("conditions")) or []
+    return next((str(c.get("status")) for c in conditions if c.get("type") == "Synced"), "Unknown")
 
 
 def _track(kind: KindInfo[Any, Any], uid: str, obj: ObjectView, outcome: Outcome) -> None:

@@ -85,7 +85,7 @@ class ObjectView:
     status: Mapping[str, Any]
     annotations: Mapping[str, str] = field(default_factory=dict)
     deleting: bool = False
-    #: how many times in a row this object has been requeued (kopf's retry count): drives back-off.
+    #: how many cycles of this object have failed in a row: drives back-off.
     retry: int = 0
 
 
