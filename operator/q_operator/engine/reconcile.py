@@ -668,13 +668,15 @@ class _Cycle:
             if observation.phase is Phase.IN_PROGRESS and asked:
                 remaining.append((ref, True))  # AWS is deleting it: wait
                 continue
+            if observation.phase is Phase.FAILED and asked:
+                # AWS gave up on the delete we asked for: say so on the resource, and ask again
+                # only after a back-off (the requeue below), never in a tight loop.
+                failures.append(f"{self.ref_text(ref)}: {observation.message or 'no reason given'}")
             await self.delete_ref(spec, ref)
             # Many deletes finish at once: look again so those release without another cycle.
             after = await self.observe_ref(spec, ref, resolved)
             if after.phase is Phase.ABSENT:
                 continue
-            if after.phase is Phase.FAILED and asked:
-                failures.append(f"{self.ref_text(ref)}: {after.message or 'no reason given'}")
             remaining.append((ref, True))
         if failures:
             self.pending_failure = RetryableError(

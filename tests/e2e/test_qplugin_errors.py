@@ -1,0 +1,185 @@
+"""QPlugin when things go wrong: what the user sees, and that the operator never hot-loops on AWS.
+
+Also adoption of an existing plugin by ID, and a ConfigMap-held OpenAPI document whose change
+reaches AWS.
+"""
+
+from __future__ import annotations
+
+import time
+
+from q_operator.sandbox import Sandbox, condition, wait_for
+
+from .helpers import OPENAPI, QPLUGINS, apply, calls, client, new_application_id, plugins_in, qplugin
+
+
+def _synced_false(sandbox: Sandbox, namespace: str, name: str, reason: str) -> dict[str, object]:
+    def probe() -> dict[str, object] | None:
+        obj = sandbox.get(QPLUGINS, namespace, name) or {}
+        cond = condition(obj, "Synced", "False")
+        return cond if cond and cond.get("reason") == reason else None
+
+    return wait_for(f"{name} Synced=False {reason}", probe, timeout=30)
+
+
+def _calls_during(sandbox: Sandbox, seconds: float, operation: str | None = None) -> int:
+    """AWS calls (of `operation`) the operator makes in a window: the no-hot-loop measurement."""
+    before = len(calls(sandbox, operation))
+    time.sleep(seconds)  # a measurement window, not a wait for a result
+    return len(calls(sandbox, operation)) - before
+
+
+def test_unknown_application_is_reported_naming_the_field_without_a_hot_loop(
+    sandbox: Sandbox, namespace: str
+) -> None:
+    known = new_application_id()
+    sandbox.aws("POST", "/_emulator/config", {"known_applications": [known]})
+    try:
+        apply(sandbox, qplugin("lost", namespace, applicationId=new_application_id()))
+        cond = _synced_false(sandbox, namespace, "lost", "DependencyNotFound")
+        assert "applicationId" in str(cond["message"])
+        assert _calls_during(sandbox, 5, "CreatePlugin") <= 1
+    finally:
+        sandbox.aws("POST", "/_emulator/config", {"known_applications": None})
+
+
+def test_access_denied_is_reported_and_retried_slowly(sandbox: Sandbox, namespace: str) -> None:
+    sandbox.aws("POST", "/_emulator/config", {"access_denied": ["qbusiness:CreatePlugin"]})
+    try:
+        apply(sandbox, qplugin("denied", namespace, applicationId=new_application_id()))
+        cond = _synced_false(sandbox, namespace, "denied", "AccessDenied")
+        assert "CreatePlugin" in str(cond["message"]) or "may not" in str(cond["message"])
+        assert _calls_during(sandbox, 5, "CreatePlugin") == 0
+    finally:
+        sandbox.aws("POST", "/_emulator/config", {"access_denied": []})
+
+
+def test_validation_error_from_aws_is_reported_and_not_retried_until_the_spec_changes(
+    sandbox: Sandbox, namespace: str
+) -> None:
+    sandbox.aws(
+        "POST",
+        "/_emulator/config",
+        {
+            "inject": [
+                {
+                    "operation": "CreatePlugin",
+                    "error": "ValidationException",
+                    "count": 1,
+                    "message": "serverUrl is not reachable",
+                    "fields": {"reason": "FIELD_VALIDATION_FAILED"},
+                }
+            ]
+        },
+    )
+    app = new_application_id()
+    apply(sandbox, qplugin("refused", namespace, applicationId=app))
+    cond = _synced_false(sandbox, namespace, "refused", "AwsValidationError")
+    assert "serverUrl is not reachable" in str(cond["message"])
+    assert _calls_during(sandbox, 4, "CreatePlugin") == 0
+    # A spec change is the user's answer: the operator tries again and converges.
+    apply(sandbox, qplugin("refused", namespace, applicationId=app, tags={"fixed": "yes"}))
+    sandbox.wait_condition(QPLUGINS, namespace, "refused", "Ready")
+    assert len(plugins_in(sandbox, app)) == 1
+
+
+def test_throttling_is_waited_out_and_every_plugin_converges(sandbox: Sandbox, namespace: str) -> None:
+    app = new_application_id()
+    sandbox.aws("POST", "/_emulator/config", {"throttle": {"CreatePlugin": 1}})
+    try:
+        for i in range(4):
+            apply(sandbox, qplugin(f"burst{i}", namespace, applicationId=app))
+        for i in range(4):
+            sandbox.wait_condition(QPLUGINS, namespace, f"burst{i}", "Ready", timeout=90)
+    finally:
+        sandbox.aws("POST", "/_emulator/config", {"throttle": {}})
+    assert len(plugins_in(sandbox, app)) == 4
+    creates = calls(sandbox, "CreatePlugin")
+    throttled = [c for c in creates if c.get("status") == 429]
+    # The limiter starts at its configured rate and halves on each throttle until it is under the
+    # service's: a handful of 429s while it learns, never a storm (at most two per plugin here).
+    assert len(throttled) <= 8, f"{len(throttled)} throttled CreatePlugin calls for 4 plugins"
+
+
+def test_a_plugin_is_adopted_by_id_creating_nothing(sandbox: Sandbox, namespace: str) -> None:
+    app = new_application_id()
+    made = client(sandbox, "qbusiness").create_plugin(
+        applicationId=app,
+        displayName="handmade",
+        type="CUSTOM",
+        authConfiguration={"noAuthConfiguration": {}},
+        customPluginConfiguration={
+            "description": "Orders API",
+            "apiSchemaType": "OPEN_API_V3",
+            "apiSchema": {"payload": OPENAPI},
+        },
+    )
+    creates = len(calls(sandbox, "CreatePlugin"))
+    manifest = qplugin("handmade", namespace, applicationId=app)
+    manifest["metadata"]["annotations"] = {"q-operator.dev/adopt-id": made["pluginId"]}
+    apply(sandbox, manifest)
+    obj = sandbox.wait_condition(QPLUGINS, namespace, "handmade", "Ready")
+    assert obj["status"]["pluginId"] == made["pluginId"]
+    assert len(calls(sandbox, "CreatePlugin")) == creates
+    tags = client(sandbox, "qbusiness").list_tags_for_resource(resourceARN=made["pluginArn"])["tags"]
+    assert "q-operator.dev/owner" in {t["key"] for t in tags}
+
+    # A second object asking for the same plugin is refused: it belongs to the first.
+    other = qplugin("thief", namespace, applicationId=app)
+    other["metadata"]["annotations"] = {"q-operator.dev/adopt-id": made["pluginId"]}
+    apply(sandbox, other)
+    _synced_false(sandbox, namespace, "thief", "OwnedByAnother")
+    assert len(plugins_in(sandbox, app)) == 1
+
+
+def test_a_configmap_change_reaches_aws(sandbox: Sandbox, namespace: str) -> None:
+    app = new_application_id()
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "orders-openapi", "namespace": namespace},
+        "data": {"openapi.json": OPENAPI},
+    }
+    apply(sandbox, configmap)
+    manifest = qplugin("from-cm", namespace, applicationId=app)
+    manifest["spec"]["customPluginConfiguration"]["apiSchema"] = {
+        "payloadFrom": {"configMapKeyRef": {"name": "orders-openapi", "key": "openapi.json"}}
+    }
+    apply(sandbox, manifest)
+    plugin_id = sandbox.wait_condition(QPLUGINS, namespace, "from-cm", "Ready")["status"]["pluginId"]
+    qbusiness = client(sandbox, "qbusiness")
+
+    def payload() -> str:
+        got = qbusiness.get_plugin(applicationId=app, pluginId=plugin_id)
+        return str(got["customPluginConfiguration"]["apiSchema"].get("payload", ""))
+
+    assert payload() == OPENAPI
+    edited = OPENAPI.replace("Orders", "Orders v2")
+    configmap["data"] = {"openapi.json": edited}
+    apply(sandbox, configmap)
+    wait_for("the edited document in AWS", lambda: payload() == edited, timeout=60)
+    assert [p["pluginId"] for p in plugins_in(sandbox, app)] == [plugin_id]
+
+
+def test_a_failing_delete_is_visible_and_retried(sandbox: Sandbox, namespace: str) -> None:
+    app = new_application_id()
+    apply(sandbox, qplugin("sticky", namespace, applicationId=app))
+    sandbox.wait_condition(QPLUGINS, namespace, "sticky", "Ready")
+    sandbox.aws(
+        "POST", "/_emulator/config", {"fail_builds_matching": "^sticky$", "fail_build_kinds": ["DELETE"]}
+    )
+    try:
+        sandbox.kubectl("delete", "qplugin", "sticky", "-n", namespace, "--wait=false")
+        _synced_false(sandbox, namespace, "sticky", "DeleteFailed")
+    finally:
+        sandbox.aws(
+            "POST",
+            "/_emulator/config",
+            {"fail_builds_matching": None, "fail_build_kinds": ["CREATE", "UPDATE", "DELETE"]},
+        )
+    wait_for(
+        "the object to go once AWS deletes",
+        lambda: sandbox.get(QPLUGINS, namespace, "sticky") is None,
+        timeout=90,
+    )
+    assert plugins_in(sandbox, app) == []
