@@ -23,6 +23,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from q_operator import __version__
 from q_operator.engine import metrics
 from q_operator.engine.errors import ERROR_TABLE, error_code
 from q_operator.engine.ratelimit import BucketKey, RateLimiter
