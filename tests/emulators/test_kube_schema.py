@@ -360,3 +360,17 @@ def test_updates_ratchet_over_values_they_leave_unchanged(custom: client.CustomO
             GROUP, VERSION, NS, PLURAL, "ratchet", {"spec": {"displayName": "still not valid"}}
         )
     assert [c[0] for c in causes(json.loads(err.value.body))] == ["spec.displayName"]
+
+
+def test_cel_message_expression_and_reason(custom: client.CustomObjectsApi) -> None:
+    gadget = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Gadget",
+        "metadata": {"name": "g11"},
+        "spec": {"level": 11},
+    }
+    with pytest.raises(ApiException) as err:
+        custom.create_cluster_custom_object(GROUP, VERSION, "gadgets", gadget)
+    assert causes(json.loads(err.value.body)) == [
+        ("spec", "FieldValueForbidden", "Forbidden: level 11 is above 10")
+    ]
