@@ -248,7 +248,8 @@ def _decide(outcome: Outcome, trigger: Trigger, deleting: bool, uid: str) -> Non
     delay = outcome.delay
     if trigger is Trigger.DRIFT:
         # The timer's body is live but may lag our own patch by a watch event: never spin at 0 s.
-        raise kopf.TemporaryError(outcome.message or "requeue", delay=max(delay, 1.0))
+        # Slow retries (access denied, quotas: 300 s) happen at the drift interval, as documented.
+        raise kopf.TemporaryError(outcome.message or "requeue", delay=min(max(delay, 1.0), drift_seconds()))
     if delay > PARK_SECONDS and not deleting:
         # A slow retry (permissions, quotas): end this handler so a spec change is seen at once;
         # the drift timer tries again at its interval.
