@@ -26,6 +26,8 @@ from .helpers import (
 )
 
 AWS_ARGS = ["--build-seconds", "0.2"]
+#: Library items and connectors have no build: poll right after a create or update, not after 1 s.
+OPERATOR_ENV = {"Q_OPERATOR_POLL_MIN_SECONDS": "0.2"}
 OWNER_TAG = "q-operator.dev/owner"
 
 
@@ -258,12 +260,12 @@ def test_retain_policy_keeps_the_registration_with_its_owner_tag(sandbox: Sandbo
 
 
 def test_kill_9_between_register_and_status_write_never_duplicates(sandbox: Sandbox, namespace: str) -> None:
-    """Every AWS answer is delayed 1.5 s, so AppFlow has registered the connector while the operator
+    """Every AWS answer is delayed 0.8 s, so AppFlow has registered the connector while the operator
     still waits for the answer; the operator is killed right then. After the restart exactly one
     registration exists, tagged as the object's. Repeated to vary the moment."""
     for attempt in range(3):
         name = _label(f"crashy{attempt}")
-        sandbox.aws("POST", "/_emulator/config", {"latency_ms": 1500})
+        sandbox.aws("POST", "/_emulator/config", {"latency_ms": 800})
         try:
             apply(sandbox, appflowconnector(name, namespace))
             wait_for("AppFlow to register it", partial(_registered, sandbox, name), timeout=30, interval=0.02)

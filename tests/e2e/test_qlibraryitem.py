@@ -25,6 +25,8 @@ from .helpers import (
 )
 
 AWS_ARGS = ["--build-seconds", "0.2"]
+#: Library items and connectors have no build: poll right after a create or update, not after 1 s.
+OPERATOR_ENV = {"Q_OPERATOR_POLL_MIN_SECONDS": "0.2"}
 
 CATEGORY_A = "3e4f5a6b-7c8d-4e9f-a0b1-c2d3e4f5a6b7"
 CATEGORY_B = "4f5a6b7c-8d9e-4fa0-b1c2-d3e4f5a6b7c8"
@@ -189,7 +191,7 @@ def test_unknown_category_is_flagged_naming_categories_until_the_spec_is_fixed(
 
 
 def test_kill_9_between_create_and_status_write_never_duplicates(sandbox: Sandbox, namespace: str) -> None:
-    """CreateLibraryItem has no client token: every AWS answer is delayed 1.5 s, so the item exists
+    """CreateLibraryItem has no client token: every AWS answer is delayed 0.8 s, so the item exists
     while the operator still waits for its ID, and the operator is killed right then. After the
     restart exactly one item exists and the object holds it. Repeated to vary the moment."""
     for attempt in range(3):
@@ -197,7 +199,7 @@ def test_kill_9_between_create_and_status_write_never_duplicates(sandbox: Sandbo
         name = f"crashy{attempt}"
         manifest = qlibraryitem(name, namespace, instanceId=instance, itemStatus="PUBLISHED")
         app_id = manifest["spec"]["appId"]
-        sandbox.aws("POST", "/_emulator/config", {"latency_ms": 1500})
+        sandbox.aws("POST", "/_emulator/config", {"latency_ms": 800})
         try:
             apply(sandbox, manifest)
             wait_for(
