@@ -1,0 +1,678 @@
+"""The reliability scenarios: each a function over a fresh `Run` (both stand-ins and the real operator),
+listed as data in `SCENARIOS`.
+
+Every scenario works on all three kinds (QPlugin, QLibraryItem, AppFlowConnector), injects its trouble,
+then ends in `Run.result()`: the AWS stand-in's state is compared with the desired state (no duplicate,
+no orphan, every object in the condition it should be in, nothing stuck Terminating). A scenario adds
+the bound on AWS calls it promises and whether it held; the bound is stated in words in the table.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.reliability.harness import (
+    KINDS,
+    MIN_CREATE_CALLS,
+    Result,
+    Run,
+    aws_resources,
+    changed,
+    latency,
+    manifest,
+)
+
+#: Calls one drift check makes per object (observe): GetPlugin+ListTagsForResource, GetLibraryItem,
+#: DescribeConnector+ListTagsForResource.
+OBSERVE_CALLS = {"QPlugin": 2, "QLibraryItem": 1, "AppFlowConnector": 2}
+DRIFT = 10.0
+CREATE_OPS = {
+    "QPlugin": "qbusiness:CreatePlugin",
+    "QLibraryItem": "qapps:CreateLibraryItem",
+    "AppFlowConnector": "appflow:RegisterConnector",
+}
+UPDATE_OPS = {
+    "QPlugin": "UpdatePlugin",
+    "QLibraryItem": "UpdateLibraryItem",
+    "AppFlowConnector": "UpdateConnectorRegistration",
+}
+DELETE_OPS = {
+    "QPlugin": "DeletePlugin",
+    "QLibraryItem": "DeleteLibraryItem",
+    "AppFlowConnector": "UnregisterConnector",
+}
+
+
+@dataclass(frozen=True)
+class Size:
+    """How big a run is: objects per kind, kills, measuring windows."""
+
+    per_kind: int
+    kills: int
+    window: float
+    throttle_seconds: float
+    namespace_objects: int
+    timeout: float = 120.0
+
+
+QUICK = Size(per_kind=2, kills=2, window=20.0, throttle_seconds=10.0, namespace_objects=3, timeout=90.0)
+FULL = Size(per_kind=5, kills=6, window=30.0, throttle_seconds=20.0, namespace_objects=10, timeout=180.0)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    faults: str
+    play: Callable[[Run, Size], Result]
+    operator_env: Mapping[str, str] = field(default_factory=dict)
+    aws_args: tuple[str, ...] = ()
+
+
+def run_scenario(scenario: Scenario, workdir: Path, size: Size, seed: int) -> Result:
+    """Play one scenario in a fresh sandbox; a crash of the harness itself is a failed row, not a stop."""
+    started = time.monotonic()
+    rng = random.Random(f"{seed}/{scenario.name}")
+    try:
+        with Run(workdir, rng, size.per_kind, scenario.operator_env, scenario.aws_args) as run:
+            row = scenario.play(run, size)
+    except Exception as error:  # report it in the table and go on with the next scenario
+        row = Result(scenario.name, 0, scenario.faults, problems=[f"scenario failed: {error!r}"])
+    row.seconds = time.monotonic() - started
+    return row
+
+
+def objects(run: Run, namespace: str, prefix: str, count: int, **spec: Any) -> list[dict[str, Any]]:
+    """`count` objects of each kind."""
+    return [manifest(kind, f"{prefix}{i}", namespace, **spec) for kind in KINDS for i in range(count)]
+
+
+def minimum_calls(objs: list[dict[str, Any]]) -> int:
+    return sum(MIN_CREATE_CALLS[str(o["kind"])] for o in objs)
+
+
+def drift_allowance(objs: list[dict[str, Any]], seconds: float) -> int:
+    """Calls the drift timer may make: one observe per object per drift interval (plus one)."""
+    checks = math.ceil(seconds / DRIFT) + 1
+    return sum(OBSERVE_CALLS[str(o["kind"])] for o in objs) * checks
+
+
+def calls_bound(
+    row: Result, run: Run, minimum: int, factor: float, objs: list[dict[str, Any]], since: float
+) -> None:
+    """State and check: calls ≤ factor x the minimum + the drift checks of the elapsed time."""
+    allowance = drift_allowance(objs, time.monotonic() - since)
+    limit = int(factor * minimum) + allowance
+    row.bound = f"calls ≤ {factor:g}xmin({minimum}) + drift checks({allowance}) = {limit}"
+    row.bound_held = row.aws_calls <= limit
+
+
+# ---------------------------------------------------------------------------------------------------
+# Baseline
+
+
+def baseline(run: Run, size: Size) -> Result:
+    """No fault at all: the reference for call counts."""
+    since = time.monotonic()
+    ns = run.namespace("base")
+    objs = objects(run, ns, "b", size.per_kind)
+    run.apply_all(objs)
+    row = run.result("baseline (no faults)", "none", size.timeout)
+    calls_bound(row, run, minimum_calls(objs), 1.5, objs, since)
+    return row
+
+
+# ---------------------------------------------------------------------------------------------------
+# kill -9
+
+
+def _kill_restart(run: Run, down: float = 0.0) -> None:
+    run.kill_operator()
+    if down:
+        time.sleep(down)
+    run.start_operator()
+
+
+def _count(run: Run, kind: str) -> int:
+    return sum(1 for r in aws_resources(run.state()) if r.kind == kind)
+
+
+def _calls_of(run: Run, operation: str) -> int:
+    return sum(1 for r in run.requests() if r.get("operation") == operation)
+
+
+def crash_window_kill(run: Run, act: Callable[[], None], landed: Callable[[], bool]) -> bool:
+    """Slow every AWS answer, act, and kill -9 the operator as soon as AWS has done the work but before
+    the operator can have read the answer (and so before it wrote the ID or the new state to status)."""
+    with latency(run, 1500):
+        act()
+        try:
+            run.wait("the AWS call to land", landed, timeout=30, interval=0.02)
+            hit = True
+        except Exception:
+            hit = False
+        run.kill_operator()
+    run.start_operator()
+    return hit
+
+
+def kill9(run: Run, size: Size) -> Result:
+    """kill -9 at random moments during creates, updates and deletes, and exactly in the crash window
+    (AWS has acted, the operator has not yet written status) of a create, an update and a delete of
+    every kind."""
+    since = time.monotonic()
+    ns = run.namespace("kill")
+    rng = run.rng
+    window_hits = 0
+    # The crash window of a create, an update and a delete, per kind.
+    for kind in KINDS:
+        obj = manifest(kind, "window", ns)
+        before = _count(run, kind)
+        window_hits += crash_window_kill(
+            run, lambda obj=obj: run.apply(obj), lambda kind=kind, before=before: _count(run, kind) > before
+        )
+        run.settle(f"{kind} window Ready", 60)
+        op = UPDATE_OPS[kind]
+        seen = _calls_of(run, op)
+        updated = changed(obj)
+        window_hits += crash_window_kill(
+            run,
+            lambda updated=updated: run.apply(updated),
+            lambda op=op, seen=seen: _calls_of(run, op) > seen,
+        )
+        if kind == "QPlugin":  # the delete's crash window on a plugin that is done building
+            run.settle("the update", 60)
+        op = DELETE_OPS[kind]
+        seen = _calls_of(run, op)
+        window_hits += crash_window_kill(
+            run, lambda obj=obj: run.delete([obj]), lambda op=op, seen=seen: _calls_of(run, op) > seen
+        )
+    # Random moments, over many objects.
+    objs = objects(run, ns, "k", size.per_kind)
+    run.apply_all(objs)
+    for _ in range(size.kills):
+        time.sleep(rng.uniform(0.1, 2.0))
+        _kill_restart(run)
+    run.apply_all([changed(o) for o in objs])
+    for _ in range(max(1, size.kills // 2)):
+        time.sleep(rng.uniform(0.1, 2.0))
+        _kill_restart(run)
+    run.delete(objs[::2])
+    for _ in range(max(1, size.kills // 2)):
+        time.sleep(rng.uniform(0.1, 2.0))
+        _kill_restart(run)
+    run.mark()  # converging is timed from the last restart
+    kills = run.kills
+    row = run.result(
+        "kill -9 (random + crash window)",
+        f"{kills} kill -9 ({window_hits}/9 in the crash window)",
+        size.timeout,
+    )
+    row.resources = len(objs) + len(KINDS)
+    every = [*objs, *(manifest(k, "window", ns) for k in KINDS)]
+    calls_bound(row, run, minimum_calls(every) * 2, 3, every, since)
+    row.notes.append(f"{window_hits} of 9 crash-window kills landed after AWS acted and before the answer")
+    if window_hits < 9:
+        row.problems.append(f"only {window_hits}/9 kills hit the crash window")
+    return row
+
+
+# ---------------------------------------------------------------------------------------------------
+# Throttling
+
+
+def _early_retries(run: Run, service: str) -> tuple[int, int]:
+    """(throttles of `service`, calls of the same operation sent within Retry-After of one of them).
+
+    The stand-in's Retry-After is at least 1 s; a call within 0.25 s of the throttle was already in
+    flight when it came, so it does not count as ignoring the answer."""
+    log = [r for r in run.requests() if r.get("service") == service]
+    throttles = [r for r in log if r.get("error") == "ThrottlingException"]
+    early = 0
+    for t in throttles:
+        op, at = t.get("operation"), float(t["time"])
+        early += sum(1 for r in log if r.get("operation") == op and at + 0.25 < float(r["time"]) < at + 1.0)
+    return len(throttles), early
+
+
+def throttle_half(run: Run, size: Size) -> Result:
+    """Half of all calls throttled for a while, during creates and then updates."""
+    since = time.monotonic()
+    ns = run.namespace("thr")
+    objs = objects(run, ns, "t", size.per_kind)
+    run.configure(throttle_percent=50, throttle_for_seconds=size.throttle_seconds, seed=7)
+    run.apply_all(objs)
+    time.sleep(size.throttle_seconds / 2)
+    run.apply_all([changed(o) for o in objs])
+    row = run.result(
+        "throttling 50%",
+        "",
+        size.timeout,
+    )
+    throttles, early = _early_retries(run, "qapps")
+    row.faults = (
+        f"50% throttled for {size.throttle_seconds:g}s: {run.faults_seen(['ThrottlingException'])} throttles"
+    )
+    calls_bound(row, run, minimum_calls(objs) * 2, 3, objs, since)
+    row.notes.append(f"qapps: {throttles} throttles, {early} calls of the same operation within Retry-After")
+    if early > max(2, throttles // 10):
+        row.problems.append(
+            f"Retry-After not honoured: {early} early calls after {throttles} qapps throttles"
+        )
+    return row
+
+
+RATE_LIMITS = {
+    "qbusiness:CreatePlugin": 1.0,
+    "qapps:CreateLibraryItem": 1.0,
+    "appflow:RegisterConnector": 1.0,
+    "*": 4.0,
+}
+
+
+def rate_limit(run: Run, size: Size) -> Result:
+    """A hard per-operation rate limit (1 create/s per kind, 4/s for everything else) and twice the
+    objects, all applied at once."""
+    since = time.monotonic()
+    ns = run.namespace("rate")
+    run.configure(throttle=RATE_LIMITS)
+    objs = objects(run, ns, "r", size.per_kind * 2)
+    run.apply_all(objs)
+    row = run.result("hard rate limit", "", size.timeout)
+    throttles, early = _early_retries(run, "qapps")
+    row.faults = (
+        f"1 create/s per kind, 4/s per other op: {run.faults_seen(['ThrottlingException'])} throttles"
+    )
+    calls_bound(row, run, minimum_calls(objs), 3, objs, since)
+    row.notes.append(f"qapps: {throttles} throttles, {early} calls of the same operation within Retry-After")
+    if early > max(2, throttles // 10):
+        row.problems.append(
+            f"Retry-After not honoured: {early} early calls after {throttles} qapps throttles"
+        )
+    return row
+
+
+# ---------------------------------------------------------------------------------------------------
+# 5xx and latency
+
+
+def _flap_latency(run: Run, stop: threading.Event, ms: float, period: float) -> None:
+    """Latency on half the time: a fraction of calls is slow."""
+    on = False
+    while not stop.wait(period):
+        on = not on
+        try:
+            run.configure(latency_ms=ms if on else 0)
+        except OSError:
+            return
+    run.configure(latency_ms=0)
+
+
+def faults_5xx(run: Run, size: Size) -> Result:
+    """20% of calls answer 500 and, half of the time, every answer takes 400 ms; create, update, delete."""
+    since = time.monotonic()
+    ns = run.namespace("err")
+    objs = objects(run, ns, "e", size.per_kind)
+    run.configure(fail_rate=0.2, seed=11)
+    stop = threading.Event()
+    flapper = threading.Thread(target=_flap_latency, args=(run, stop, 400.0, 1.0), daemon=True)
+    flapper.start()
+    try:
+        run.apply_all(objs)
+        run.wait(
+            "the creates",
+            lambda: (
+                sum(1 for o in objs if (run.get(o) or {}).get("status", {}).get("conditions")) == len(objs)
+            ),
+            timeout=60,
+            interval=0.5,
+        )
+        run.apply_all([changed(o) for o in objs])
+        run.delete(objs[::2])
+        row = run.result("5xx 20% + latency", "", size.timeout)
+    finally:
+        stop.set()
+        flapper.join(timeout=5)
+    row.faults = (
+        f"fail_rate 20% ({run.faults_seen(['InternalServerException'])} x 500), 400 ms on half the time"
+    )
+    calls_bound(row, run, minimum_calls(objs) * 2, 3, objs, since)
+    return row
+
+
+# ---------------------------------------------------------------------------------------------------
+# Failing resources left alone: no hot loop
+
+
+def no_hot_loop(run: Run, size: Size) -> Result:
+    """Per kind, a permanently invalid object (AWS answers ValidationException), one whose dependency is
+    missing (unknown application, app or Lambda) and an AccessDenied one, left alone for a window of
+    several drift intervals; then permissions and dependencies are fixed and a control object added."""
+    ns = run.namespace("fail")
+    creates = list(CREATE_OPS.values())
+    run.configure(inject=[{"operation": op, "error": "ValidationException", "count": None} for op in creates])
+    invalid = [manifest(kind, "invalid", ns) for kind in KINDS]
+    for obj in invalid:
+        run.apply(obj, expect="AwsValidationError")
+    run.settle("AwsValidationError on all", 60)
+    run.configure(
+        inject=[],
+        known_applications=["00000000-0000-4000-8000-000000000000"],
+        known_apps=["00000000-0000-4000-8000-000000000000"],
+        known_lambdas=["arn:aws:lambda:us-east-1:123456789012:function:other"],
+    )
+    missing = [manifest(kind, "missing", ns) for kind in KINDS]
+    for obj in missing:
+        run.apply(obj, expect="DependencyNotFound")
+    run.settle("DependencyNotFound on all", 60)
+    run.configure(access_denied=creates)
+    denied = [manifest(kind, "denied", ns) for kind in KINDS]
+    for obj in denied:
+        run.apply(obj, expect="AccessDenied")
+    for obj in missing:  # denial comes first at AWS's door: their next retry may say AccessDenied
+        run.apply(obj, expect="DependencyNotFound|AccessDenied")
+    run.settle("AccessDenied on all", 60)
+    # The window: nothing changes; only slow retries (at the drift interval) may call AWS.
+    start_count = len(run.requests())
+    time.sleep(size.window)
+    in_window = run.requests()[start_count:]
+    window_calls = len(in_window)
+    per_hour = window_calls * 3600.0 / size.window
+    retrying = len(denied) + len(missing)
+    # Per retrying object and drift interval at most one attempt of at most 3 calls; invalid ones none.
+    attempts = math.ceil(size.window / DRIFT) + 1
+    limit = retrying * attempts * 3
+    validation_calls = sum(1 for r in in_window if r.get("error") == "ValidationException")
+    # Permissions and dependencies fixed: the slow retry picks that up; a control object converges.
+    run.configure(access_denied=[], known_applications=None, known_apps=None, known_lambdas=None)
+    run.mark()
+    control = [manifest(kind, "control", ns) for kind in KINDS]
+    run.apply_all([*control, *denied, *missing])
+    row = run.result("invalid + AccessDenied left alone", "", size.timeout)
+    row.faults = "ValidationException, missing dependency, AccessDenied (1 of each per kind)"
+    row.resources = len(invalid) + retrying + len(control)
+    row.bound = (
+        f"{window_calls} calls in {size.window:g}s from {len(invalid) + retrying} failing objects "
+        f"(bound {limit}): {per_hour:.0f}/h at drift {DRIFT:g}s = {per_hour * DRIFT / 300:.0f}/h at the "
+        f"default 300s"
+    )
+    row.bound_held = window_calls <= limit and validation_calls == 0
+    row.notes.append(f"ValidationException objects made {validation_calls} calls in the window (must be 0)")
+    return row
+
+
+# ---------------------------------------------------------------------------------------------------
+# Drift: out-of-band change and deletion
+
+
+def _oob_change(run: Run, obj: dict[str, Any]) -> None:
+    live = run.get(obj) or {}
+    status = live.get("status", {})
+    kind = obj["kind"]
+    if kind == "QPlugin":
+        run.client("qbusiness").update_plugin(
+            applicationId=status["applicationId"], pluginId=status["pluginId"], displayName="changed-by-hand"
+        )
+    elif kind == "QLibraryItem":
+        run.client("qapps").update_library_item(
+            instanceId=status["instanceId"], libraryItemId=status["libraryItemId"], status="DISABLED"
+        )
+    else:
+        run.client("appflow").update_connector_registration(
+            connectorLabel=status["connectorLabel"], description="changed by hand"
+        )
+
+
+def _oob_delete(run: Run, obj: dict[str, Any]) -> None:
+    live = run.get(obj) or {}
+    status = live.get("status", {})
+    kind = obj["kind"]
+    if kind == "QPlugin":
+        run.client("qbusiness").delete_plugin(
+            applicationId=status["applicationId"], pluginId=status["pluginId"]
+        )
+    elif kind == "QLibraryItem":
+        run.client("qapps").delete_library_item(
+            instanceId=status["instanceId"], libraryItemId=status["libraryItemId"]
+        )
+    else:
+        run.client("appflow").unregister_connector(connectorLabel=status["connectorLabel"])
+
+
+def drift(run: Run, size: Size) -> Result:
+    """Out-of-band change on half the objects and out-of-band deletion of the other half, through boto3
+    as a user would; corrected (or recreated) within the drift interval."""
+    since = time.monotonic()
+    ns = run.namespace("drift")
+    objs = objects(run, ns, "d", size.per_kind)
+    run.apply_all(objs)
+    found, _ = run.converge(size.timeout)
+    if not found.clean:
+        row = run.result("out-of-band change/deletion", "none yet", 1)
+        row.problems.append(f"did not converge before the out-of-band changes: {found.summary()}")
+        return row
+    time.sleep(1.0)  # the plugin builds are READY in AWS, not only in status
+    for i, obj in enumerate(objs):
+        (_oob_change if i % 2 == 0 else _oob_delete)(run, obj)
+    changed_at = time.monotonic()
+    row = run.result("out-of-band change/deletion", "", size.timeout)
+    limit = 2 * DRIFT + 10
+    row.faults = f"{len(objs[::2])} changed, {len(objs[1::2])} deleted in AWS"
+    row.bound = f"corrected within 2xdrift({DRIFT:g}s)+10s = {limit:g}s; calls ≤ 3xmin + drift checks"
+    took = time.monotonic() - changed_at
+    minimum = minimum_calls(objs) * 2
+    allowance = drift_allowance(objs, time.monotonic() - since)
+    row.bound_held = took <= limit and row.aws_calls <= 3 * minimum + allowance
+    row.notes.append(f"corrected {took:.1f}s after the out-of-band changes")
+    return row
+
+
+# ---------------------------------------------------------------------------------------------------
+# Deletion edge cases
+
+
+def deletion_edges(run: Run, size: Size) -> Result:
+    """AWS resource already gone, delete failing for a while, Retain policy, and a namespace with many
+    objects deleted at once."""
+    ns = run.namespace("del")
+    gone = [manifest(kind, "gone", ns) for kind in KINDS]
+    failing = [manifest(kind, "faildel", ns) for kind in KINDS]
+    retain = [manifest(kind, "retain", ns, deletionPolicy="Retain") for kind in KINDS]
+    doomed_ns = run.namespace("doomed")
+    doomed = objects(run, doomed_ns, "n", size.namespace_objects)
+    run.apply_all([*gone, *failing, *retain, *doomed])
+    found, _ = run.converge(size.timeout)
+    if not found.clean:
+        row = run.result("deletion edge cases", "", 1)
+        row.problems.append(f"did not converge before deleting: {found.summary()}")
+        return row
+    time.sleep(1.0)
+    # Already gone in AWS, then deleted in Kubernetes before any drift check.
+    for obj in gone:
+        _oob_delete(run, obj)
+    run.delete(gone)
+    # Delete failing: plugin builds end DELETE_FAILED, the other two answer 500 on delete.
+    run.configure(
+        fail_builds_matching="faildel",
+        fail_build_kinds=["DELETE"],
+        inject=[
+            {"operation": "qapps:DeleteLibraryItem", "error": "InternalServerException", "count": 3},
+            {"operation": "appflow:UnregisterConnector", "error": "InternalServerException", "count": 3},
+        ],
+    )
+    run.delete(failing)
+    plugin = failing[0]
+    reported = run.wait(
+        "DeleteFailed on the plugin",
+        lambda: any(
+            c.get("reason") == "DeleteFailed"
+            for c in ((run.get(plugin) or {}).get("status") or {}).get("conditions", [])
+        ),
+        timeout=60,
+        interval=0.3,
+    )
+    run.configure(fail_builds_matching=None, fail_build_kinds=["CREATE", "UPDATE", "DELETE"])
+    # Retain: released at once, the AWS resources stay and are nobody's orphans.
+    for obj in retain:
+        live = run.get(obj) or {}
+        status = live.get("status", {})
+        run.allowed.add(
+            str(
+                status.get(
+                    {"QPlugin": "pluginId", "QLibraryItem": "libraryItemId"}.get(
+                        obj["kind"], "connectorLabel"
+                    )
+                )
+            )
+        )
+    run.delete(retain)
+    # The namespace.
+    for obj in doomed:
+        run.expectations.pop((obj["kind"], doomed_ns, obj["metadata"]["name"]), None)
+    run.delete(doomed)
+    run.box.kubectl("delete", "namespace", doomed_ns, "--wait=false")
+    row = run.result("deletion edge cases", "", size.timeout)
+    try:
+        run.wait("the namespace to go", lambda: _namespace_gone(run, doomed_ns), timeout=30, interval=0.5)
+    except Exception:
+        row.stuck += 1
+        row.problems.append(f"namespace {doomed_ns} still Terminating")
+    kept = {
+        r.id
+        for r in __import__("tests.reliability.harness", fromlist=["aws_resources"]).aws_resources(
+            run.state()
+        )
+    }
+    lost = sorted(run.allowed - kept)
+    if lost:
+        row.problems.append(f"Retain-policy resources deleted: {lost}")
+    row.faults = (
+        f"{len(gone)} gone in AWS first, {len(failing)} delete failing "
+        f"(DeleteFailed shown: {bool(reported)}), "
+        f"{len(retain)} Retain, namespace with {len(doomed)}"
+    )
+    row.bound = "every finalizer released; Retain-policy resources kept"
+    return row
+
+
+def _namespace_gone(run: Run, name: str) -> bool:
+    import urllib.error
+
+    try:
+        run.box.kube("GET", f"/api/v1/namespaces/{name}")
+    except urllib.error.HTTPError as error:
+        return error.code == 404
+    return False
+
+
+# ---------------------------------------------------------------------------------------------------
+# Operator down
+
+
+def operator_down(run: Run, size: Size) -> Result:
+    """While the operator is down, objects are created, changed and deleted; it comes back and converges."""
+    since = time.monotonic()
+    ns = run.namespace("down")
+    first = objects(run, ns, "a", size.per_kind)
+    run.apply_all(first)
+    found, _ = run.converge(size.timeout)
+    if not found.clean:
+        row = run.result("operator down", "", 1)
+        row.problems.append(f"did not converge before going down: {found.summary()}")
+        return row
+    run.kill_operator()
+    down_at = time.monotonic()
+    fresh = objects(run, ns, "z", size.per_kind)
+    run.apply_all(fresh)
+    run.apply_all([changed(o) for o in first[::2]])
+    run.delete(first[1::2])
+    time.sleep(2.0)
+    run.start_operator()
+    run.mark()
+    down = time.monotonic() - down_at
+    row = run.result("operator down", "", size.timeout)
+    row.faults = (
+        f"down {down:.0f}s: {len(fresh)} created, {len(first[::2])} changed, "
+        f"{len(first[1::2])} deleted meanwhile"
+    )
+    every = [*first, *fresh]
+    calls_bound(row, run, minimum_calls(every) * 2, 3, every, since)
+    return row
+
+
+# ---------------------------------------------------------------------------------------------------
+# Two namespaces, one name
+
+
+def name_clash(run: Run, size: Size) -> Result:
+    """Two namespaces ask for the same connector label, plugin name (same application) and library item
+    (same instance, app and version). The first keeps its connector and item, the second is refused;
+    each gets its own plugin; deleting the refused objects touches nothing of the first's."""
+    first_ns, second_ns = run.namespace("one"), run.namespace("two")
+    application = "c0ffee00-0000-4000-8000-000000000001"
+    instance = "shared-instance"
+    app = "c0ffee00-0000-4000-8000-000000000002"
+
+    def pair(namespace: str) -> list[dict[str, Any]]:
+        return [
+            manifest("QPlugin", "same", namespace, applicationId=application, displayName="shared-plugin"),
+            manifest("QLibraryItem", "same", namespace, instanceId=instance, appId=app),
+            manifest("AppFlowConnector", "same", namespace, connectorLabel="shared-label"),
+        ]
+
+    first = pair(first_ns)
+    run.apply_all(first)
+    found, _ = run.converge(size.timeout)
+    if not found.clean:
+        row = run.result("same name, two namespaces", "", 1)
+        row.problems.append(f"the first namespace did not converge: {found.summary()}")
+        return row
+    before = {o["kind"]: _ref(run, o) for o in first}
+    second = pair(second_ns)
+    run.apply(second[0])
+    run.apply(second[1], expect="AlreadyExists")
+    run.apply(second[2], expect="OwnedByAnother")
+    row = run.result("same name, two namespaces", "", size.timeout)
+    after = {o["kind"]: _ref(run, o) for o in first}
+    if before != after:
+        row.problems.append(f"the first namespace's refs changed: {before} -> {after}")
+    # The refused ones go; the first's resources must stay.
+    run.delete(second[1:])
+    found, _ = run.converge(60)
+    if not found.clean:
+        row.problems.append(f"after deleting the refused objects: {found.summary()}")
+        row.stuck += len(found.stuck)
+        row.orphans += len(found.orphans)
+    row.resources = len(first) + len(second)
+    row.faults = "same label / plugin name / library item in 2 namespaces"
+    row.bound = "second connector and item refused; two distinct plugins"
+    return row
+
+
+def _ref(run: Run, obj: dict[str, Any]) -> str:
+    status = (run.get(obj) or {}).get("status", {})
+    return str(
+        status.get(
+            {"QPlugin": "pluginId", "QLibraryItem": "libraryItemId"}.get(obj["kind"], "connectorLabel")
+        )
+    )
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("baseline", "none", baseline),
+    Scenario("kill9", "kill -9", kill9),
+    Scenario("throttle", "50% throttled", throttle_half),
+    Scenario("ratelimit", "hard rate limit", rate_limit),
+    Scenario("faults", "5xx + latency", faults_5xx),
+    Scenario("nohotloop", "terminal + access denied", no_hot_loop),
+    Scenario("drift", "out-of-band", drift),
+    Scenario("deletion", "deletion edge cases", deletion_edges),
+    Scenario("down", "operator down", operator_down),
+    Scenario("clash", "same names", name_clash),
+)
