@@ -589,3 +589,22 @@ def test_aggregated_discovery_requests_get_the_legacy_documents(emulator: KubeEm
         assert json.loads(resp.read())["kind"] == "APIGroupList"
     _, version = raw(emulator, "GET", "/version")
     assert version["major"] == "1" and version["minor"] == "32"
+
+
+def test_openapi_documents_carry_the_crd_schemas(emulator: KubeEmulator) -> None:
+    _, root = raw(emulator, "GET", "/openapi/v3")
+    url = root["paths"]["apis/test.example.com/v1"]["serverRelativeURL"]
+    _, doc = raw(emulator, "GET", url)
+    widget_schema = doc["components"]["schemas"]["com.example.test.v1.Widget"]
+    assert widget_schema["x-kubernetes-group-version-kind"] == [
+        {"group": GROUP, "version": "v1", "kind": "Widget"}
+    ]
+    assert widget_schema["properties"]["spec"]["required"] == ["displayName"]
+    patch = doc["paths"]["/apis/test.example.com/v1/namespaces/{namespace}/widgets/{name}"]["patch"]
+    assert "fieldValidation" in {p["name"] for p in patch["parameters"]}
+    assert "application/strategic-merge-patch+json" not in patch["requestBody"]["content"]
+    _, v2 = raw(emulator, "GET", "/openapi/v2")
+    assert (
+        v2["definitions"]["com.example.test.v1.Widget"]["properties"]["spec"]["properties"]["size"]["maximum"]
+        == 100
+    )

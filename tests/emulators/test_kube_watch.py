@@ -229,3 +229,18 @@ def test_cluster_wide_watch_spans_namespaces_and_many_watches_all_see_the_change
     for stream in streams:
         assert stream.take(2) == [("ADDED", "one"), ("ADDED", f"{ns}-two")]
         stream.close()
+
+
+def test_table_watch_sends_rows_as_kubectl_get_watch_asks(
+    emulator: KubeEmulator, custom: client.CustomObjectsApi, ns: str
+) -> None:
+    rv = custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["metadata"]["resourceVersion"]
+    req = urllib.request.Request(f"{emulator.url}{path(ns)}?watch=true&resourceVersion={rv}")
+    req.add_header("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io,application/json")
+    resp = urllib.request.urlopen(req, timeout=5)
+    custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, widget("row"))
+    event = json.loads(resp.readline())
+    resp.close()
+    assert event["type"] == "ADDED" and event["object"]["kind"] == "Table"
+    assert [c["name"] for c in event["object"]["columnDefinitions"]] == ["Name", "Size", "Ready", "Age"]
+    assert event["object"]["rows"][0]["cells"][:2] == ["row", 3]
