@@ -30,6 +30,18 @@ from tests.bench.harness import ProcSampler, ReadyWatch, gvp_of
 from tests.e2e.helpers import APPFLOWCONNECTORS, QLIBRARYITEMS, QPLUGINS
 
 KINDS = [gvp_of(p) for p in (QPLUGINS, QLIBRARYITEMS, APPFLOWCONNECTORS)]
+#: The operator is told the account's most generous per-operation rate; it learns the lower ones.
+OPERATOR_ENV = {"Q_OPERATOR_AWS_RATE": "20"}
+
+
+def revision() -> str:
+    """The commit measured, and whether the operator's code differed from it."""
+    root = Path(__file__).resolve().parents[2]
+    run = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=root)
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "operator/"], capture_output=True, text=True, cwd=root
+    ).stdout.strip()
+    return run.stdout.strip() + (" (+ uncommitted changes under operator/)" if dirty else "")
 
 
 def log(text: str) -> None:
@@ -51,6 +63,7 @@ def machine() -> dict[str, Any]:
         "cpu": cpu,
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "revision": revision(),
     }
 
 
@@ -87,12 +100,12 @@ def print_result(result: Result) -> None:
 class Run:
     """One sandbox (both stand-ins, the operator) with a watch and a process sampler on it."""
 
-    def __init__(self, workdir: Path, drift: float) -> None:
+    def __init__(self, workdir: Path, drift: float, env: dict[str, str]) -> None:
         self.drift = drift
         self.box = Sandbox(
             workdir,
             aws_args=cases.aws_args(),
-            operator_env={"Q_OPERATOR_DRIFT_SECONDS": f"{drift:g}"},
+            operator_env={"Q_OPERATOR_DRIFT_SECONDS": f"{drift:g}", **env},
         )
 
     def __enter__(self) -> Run:
@@ -115,7 +128,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cases", default="standins,small,big,mix", help="comma list of cases to run")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     parser.add_argument("--workdir", type=Path, help="keep the stand-ins' and operator's logs here")
+    parser.add_argument(
+        "--operator-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for the operator (default: Q_OPERATOR_AWS_RATE=20, the highest limit)",
+    )
     args = parser.parse_args(argv)
+    env = dict(OPERATOR_ENV)
+    env.update(dict(item.split("=", 1) for item in args.operator_env))
     wanted = set(args.cases.split(","))
     if args.quick:
         wanted.discard("small")
@@ -124,6 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     info = machine()
     log(f"q-operator benchmark ({'quick' if args.quick else 'full'}); logs in {workdir}")
     log(f"machine: {json.dumps(info)}")
+    log(f"code: {info['revision']}; operator env: {json.dumps(env)}")
     log(f"AWS stand-in: build {cases.BUILD_SECONDS:g}s; limits/s: {json.dumps(cases.AWS_LIMITS)}")
     results: list[Result] = []
     report: dict[str, Any] = {
@@ -141,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log(f"  {name}: {line}")
 
     if "small" in wanted:
-        with Run(workdir / "small", drift) as run:
+        with Run(workdir / "small", drift, env) as run:
             results.append(
                 cases.converge(
                     run.box,
@@ -155,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_result(results[-1])
 
     if "big" in wanted:
-        with Run(workdir / "big", drift) as run:
+        with Run(workdir / "big", drift, env) as run:
             objects = cases.plugin_objects("big", big_n)
             result = cases.converge(
                 run.box, run.watch, run.sampler, f"{big_n} QPlugins", "big", objects, rss_target_mib=200.0
@@ -172,12 +195,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             run.sampler.close()
             # The restarted operator's drift timers start no earlier than half an interval (150 s): what
             # it calls in the meantime is the resume.
-            restarted, run.sampler = cases.restart(run.box, counts, {"Q_OPERATOR_DRIFT_SECONDS": "300"}, log)
+            restarted, run.sampler = cases.restart(
+                run.box, counts, {**env, "Q_OPERATOR_DRIFT_SECONDS": "300"}, log
+            )
             results.append(restarted)
             print_result(restarted)
 
     if "mix" in wanted:
-        with Run(workdir / "mix", drift) as run:
+        with Run(workdir / "mix", drift, env) as run:
             third = mix_n // 3
             objects = [
                 *cases.plugin_objects("mix", third),

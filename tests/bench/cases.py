@@ -143,8 +143,20 @@ class Result:
 # ----- manifests
 
 
+#: AWS allows 50 plugins per Q Business application (the stand-in too): spread them over applications.
+PLUGINS_PER_APPLICATION = 25
+
+
 def plugin_objects(namespace: str, n: int) -> list[tuple[str, dict[str, Any]]]:
-    return [(QPLUGINS, qplugin(f"p{i:04d}", namespace)) for i in range(n)]
+    return [
+        (QPLUGINS, qplugin(f"p{i:04d}", namespace, applicationId=_application(namespace, i)))
+        for i in range(n)
+    ]
+
+
+def _application(namespace: str, index: int) -> str:
+    seed = sum(namespace.encode()) << 16
+    return str(uuid.UUID(int=(0xA0 << 120) + seed + index // PLUGINS_PER_APPLICATION))
 
 
 def library_item_objects(namespace: str, n: int) -> list[tuple[str, dict[str, Any]]]:
@@ -156,7 +168,7 @@ def library_item_objects(namespace: str, n: int) -> list[tuple[str, dict[str, An
             "metadata": {"name": f"li{i:04d}", "namespace": namespace},
             "spec": {
                 "instanceId": INSTANCE_ID,
-                "appId": str(uuid.UUID(int=(0xB0 << 120) + i)),
+                "appId": str(uuid.UUID(int=(0xB0 << 120) + i, version=4)),
                 "appVersion": 1,
                 "categories": [CATEGORY_ID],
             },
@@ -257,6 +269,12 @@ def converge(
     result.add("AWS ready → Ready, median", q["median"], "s", 2.0, "max")
     result.add("AWS ready → Ready, p90", q["p90"], "s")
     result.add("AWS ready → Ready, max", q["max"], "s")
+    if len(counts) > 1:
+        for plural_path, k in counts.items():
+            plural = gvp_of(plural_path)[2]
+            times = [t for (p, _), t in ready.items() if p == plural]
+            alone = lower_bound(Counter({plural_path: k}))
+            result.add(f"apply → last {plural} Ready", max(times, default=started) - started, "s", alone)
     result.add_process(sample, rss_target_mib)
     result.details = {
         "n": n,
@@ -359,7 +377,7 @@ def restart(
         watch_at = watching()
     result.add("start → liveness answers", live, "s")
     result.add("start → watching every kind", (watch_at or time.time()) - started, "s")
-    last = wait_quiet(sandbox, started, quiet=8.0, cap=240.0)
+    last = wait_quiet(sandbox, started, quiet=8.0, cap=240.0, first_within=60.0)
     calls: CallStats = aws_calls(sandbox, started, last + 0.001)
     creates = sum(calls.by_operation().get(op, 0) for op in CREATE_OPS.values())
     result.add("AWS calls resuming", calls.total, "", note=f"over {calls.span():.0f}s")

@@ -280,16 +280,21 @@ def quantiles(values: Sequence[float]) -> dict[str, float]:
     return {"median": statistics.median(ordered), "p90": p90, "max": ordered[-1]}
 
 
-def wait_quiet(sandbox: Sandbox, since: float, quiet: float, cap: float) -> float:
-    """Wait until the AWS stand-in has had no call for `quiet` seconds (at most `cap` s after `since`);
-    returns the time of the last call seen (or `since`)."""
+def wait_quiet(sandbox: Sandbox, since: float, quiet: float, cap: float, first_within: float) -> float:
+    """Wait until the AWS stand-in, having received a call after `since`, has had none for `quiet`
+    seconds (at most `cap` s after `since`; when no call comes within `first_within` s, stop waiting).
+    Returns the time of the last call seen (or `since`)."""
     deadline = since + cap
     while True:
         log = sandbox.aws_requests()
-        last = max((float(c["time"]) for c in log if float(c.get("time", 0)) >= since), default=since)
+        times = [float(c["time"]) for c in log if float(c.get("time", 0)) >= since]
         now = time.time()
-        if now - last >= quiet or now >= deadline:
-            return last
+        if now >= deadline:
+            return max(times, default=since)
+        if times and now - max(times) >= quiet:
+            return max(times)
+        if not times and now - since >= first_within:
+            return since
         time.sleep(1.0)
 
 

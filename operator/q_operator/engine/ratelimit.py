@@ -13,11 +13,19 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 #: (service, region, operation)
 BucketKey = tuple[str, str, str]
+
+#: seconds of accepted calls a throttle is measured against: what AWS let through just before it said no
+MEASURE_SECONDS = 2.0
+#: after a measured throttle, run at this share of the rate AWS let through
+MEASURED_SHARE = 0.9
+#: then grow by this share of that rate per second of use: about one probe past the limit per 20 s
+GROWTH_PER_SECOND = 0.01
 
 
 @dataclass
@@ -35,6 +43,10 @@ class TokenBucket:
         self.updated = self.now
         self.paused_until = self.now
         self.last_decrease = float("-inf")
+        #: the rate AWS was measured to allow at the last throttle (None: not learned, or outgrown)
+        self.ceiling: float | None = None
+        self.accepted: deque[float] = deque()
+        self.last_growth = self.now
 
     def _refill(self, now: float) -> None:
         if now > self.updated:
@@ -49,10 +61,19 @@ class TokenBucket:
         return max(debt_wait, self.paused_until - now, 0.0)
 
     def throttled(self, now: float, retry_after: float | None) -> None:
-        """AWS said slow down: halve the rate (once per burst of throttles) and pause."""
+        """AWS said slow down: drop to a little under the rate it let through in the last seconds when
+        we were pressing against its limit (that is the limit), else halve; once per burst; pause."""
         if now - self.last_decrease >= max(1.0, 1.0 / self.rate):
-            self.rate = max(self.min_rate, self.rate / 2)
+            self._forget_before(now - MEASURE_SECONDS)
+            measured = len(self.accepted) / MEASURE_SECONDS
+            if measured >= self.rate / 2:
+                self.ceiling = measured
+                self.rate = max(self.min_rate, min(self.rate, measured * MEASURED_SHARE))
+            else:
+                self.ceiling = None
+                self.rate = max(self.min_rate, self.rate / 2)
             self.last_decrease = now
+            self.last_growth = now
         pause = retry_after if retry_after and retry_after > 0 else 1.0 / self.rate
         self.paused_until = max(self.paused_until, now + pause)
         self._refill(now)
@@ -60,8 +81,23 @@ class TokenBucket:
         self.updated = max(self.updated, self.paused_until)  # no tokens accrue during the pause
 
     def succeeded(self, now: float) -> None:
-        """Additive increase: about fifty successes bring a halved rate back to the maximum."""
-        self.rate = min(self.max_rate, self.rate + self.max_rate / 50)
+        """Additive increase: about fifty successes bring a halved rate back to the maximum. Under a
+        measured limit, growth is slow and by time in use, so probing past it costs a throttle only
+        every few hundred calls; once well past it without a throttle, the limit has gone up."""
+        self.accepted.append(now)
+        self._forget_before(now - MEASURE_SECONDS)
+        if self.ceiling is None:
+            self.rate = min(self.max_rate, self.rate + self.max_rate / 50)
+            return
+        elapsed = min(1.0, max(0.0, now - self.last_growth))
+        self.last_growth = max(self.last_growth, now)
+        self.rate = min(self.max_rate, self.rate + self.ceiling * GROWTH_PER_SECOND * elapsed)
+        if self.rate > self.ceiling * 1.25:
+            self.ceiling = None
+
+    def _forget_before(self, start: float) -> None:
+        while self.accepted and self.accepted[0] < start:
+            self.accepted.popleft()
 
 
 class RateLimiter:

@@ -34,6 +34,7 @@ from q_operator.engine.errors import (
     backoff_delay,
     classify,
 )
+from q_operator.engine.polling import BuildClock
 from q_operator.kinds.base import (
     Adapter,
     AlreadyExists,
@@ -153,6 +154,8 @@ class Deps:
     now: Callable[[], datetime] = _utcnow
     rng: random.Random = field(default_factory=random.Random)
     timing: Timing = field(default_factory=Timing)
+    #: when each build began and how long builds take, in this process: paces the polls.
+    builds: BuildClock = field(default_factory=BuildClock)
 
 
 async def reconcile(
@@ -162,6 +165,7 @@ async def reconcile(
     cycle = _Cycle(kind, obj, deps)
     try:
         if obj.deleting:
+            deps.builds.forget(obj.uid)
             return await cycle.delete()
         if trigger is Trigger.DRIFT and cycle.waiting_for_spec_change():
             # A terminal failure at this generation: the timer must not retry it (no hot loop).
@@ -337,6 +341,20 @@ class _Cycle:
         elapsed = (self.now - since).total_seconds() if since else 0.0
         return min(timing.poll_max, max(timing.poll_min, elapsed * timing.poll_factor))
 
+    def build_started(self, what: str) -> float:
+        """A create or update was accepted: start this object's build clock; the delay to the first poll."""
+        self.deps.builds.begin(self.obj.uid, f"{self.kind.kind}/{what}", self.now.timestamp())
+        return self.build_poll_delay()
+
+    def build_poll_delay(self) -> float:
+        """Until the next look at a build: paced by when it began and how long this kind's builds take;
+        without that (a restart), by the Ready condition's last transition."""
+        timing = self.deps.timing
+        known = self.deps.builds.next_poll(
+            self.obj.uid, self.now.timestamp(), timing.poll_min, timing.poll_max
+        )
+        return self.poll_delay() if known is None else known
+
     def waiting_for_spec_change(self) -> bool:
         synced = self.prior(c.SYNCED)
         return bool(
@@ -475,7 +493,7 @@ class _Cycle:
         reason = c.REPLACING if self.retiring() else c.CREATING
         self.set_ready("False", reason, "created: waiting for AWS to finish building it")
         self.set_synced()
-        return self.finish(Decision.REQUEUE, self.deps.timing.poll_min)
+        return self.finish(Decision.REQUEUE, self.build_started("create"))
 
     async def create_collided(
         self, spec: BaseModel, owner: Owner, since: datetime | None, said: str
@@ -531,7 +549,7 @@ class _Cycle:
         reason = c.REPLACING if self.retiring() else c.CREATING
         self.set_ready("False", reason, "waiting for AWS to finish building it")
         self.set_synced()
-        return self.finish(Decision.REQUEUE, self.deps.timing.poll_min)
+        return self.finish(Decision.REQUEUE, self.build_started("create"))
 
     async def recreate(self, spec: BaseModel, resolved: Resolved, ref: ExternalRef) -> Outcome:
         ready = self.prior(c.READY)
@@ -562,7 +580,7 @@ class _Cycle:
             reason = c.REPLACING if self.retiring() else c.CREATING
         self.set_ready("False", reason, observation.message or "AWS is building it")
         self.set_synced()
-        return self.finish(Decision.REQUEUE, self.poll_delay())
+        return self.finish(Decision.REQUEUE, self.build_poll_delay())
 
     async def build_failed(
         self, spec: BaseModel, resolved: Resolved, ref: ExternalRef, observation: Observation
@@ -574,6 +592,7 @@ class _Cycle:
         if failed_at is not None and failed_at != self.obj.generation:
             # The spec changed since the build failed: a fresh resource, not a blind retry.
             return self.replace(spec, resolved, ref, "the build failed and the spec has changed since")
+        self.deps.builds.forget(self.obj.uid)
         message = (
             f"AWS failed to build {self.kind.kind} {self.ref_text(ref)}: {observation.message or 'no reason'}"
         )
@@ -637,9 +656,10 @@ class _Cycle:
             self.event(c.EV_UPDATED, f"updated {fields}")
         self.set_ready("False", c.UPDATING, f"updating {fields}")
         self.set_synced()
-        return self.finish(Decision.REQUEUE, self.deps.timing.poll_min)
+        return self.finish(Decision.REQUEUE, self.build_started("update"))
 
     def up_to_date(self, observation: Observation) -> Outcome:
+        self.deps.builds.done(self.obj.uid, self.now.timestamp())
         self.set_ready("True", c.AVAILABLE, "the AWS resource is ready and matches the spec")
         self.set_synced()
         if self.get("createPending") is not None:

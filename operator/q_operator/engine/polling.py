@@ -1,0 +1,78 @@
+"""When to look at a build again: soon enough that Ready follows AWS's READY within about a second,
+seldom enough that a thousand builds do not spend the GetPlugin quota on polls that find nothing.
+
+`BuildClock` remembers, in this process, when each object's build began (its create or update
+returned) and learns how long builds of each kind take. A build of a kind whose duration is not
+known yet is polled on a growing interval from its start (1, 1, 2, 4, 8 … s, capped). Once it is
+known, the first poll sleeps until the build should be done and later ones grow again from that
+moment: a 5 s build costs one or two polls instead of five, and is seen about when it finishes.
+
+After a restart nothing is remembered: the caller falls back to its own estimate (reconcile measures
+from the Ready condition's lastTransitionTime), and the clock learns again from the next builds.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+#: weight of the newest build in the running estimate of a kind's build time
+_ALPHA = 0.3
+#: how much earlier than the last READY to look next time, when the first poll already found it
+#: READY (the build may have finished well before): the estimate probes downwards until a poll
+#: sees the build still running.
+_PROBE = 0.5
+
+
+@dataclass
+class _Build:
+    started: float
+    kind: str
+    #: the last time a poll saw this build still in progress (None: no poll has yet)
+    seen_running: float | None = None
+
+
+@dataclass
+class BuildClock:
+    """Per-object build start times and per-kind build durations (seconds, on the caller's clock)."""
+
+    builds: dict[str, _Build] = field(default_factory=dict)
+    typical: dict[str, float] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def begin(self, uid: str, kind: str, now: float) -> None:
+        """A create or update was accepted: its build starts now."""
+        with self._lock:
+            self.builds[uid] = _Build(now, kind)
+
+    def next_poll(self, uid: str, now: float, poll_min: float, poll_max: float) -> float | None:
+        """Seconds until the next look at a build still in progress; None when its start is unknown."""
+        with self._lock:
+            build = self.builds.get(uid)
+            if build is None:
+                return None
+            build.seen_running = now if now > build.started else build.seen_running
+            elapsed = now - build.started
+            expected = self.typical.get(build.kind)
+        if expected is not None and expected - elapsed > poll_min:
+            return min(poll_max, expected - elapsed)
+        since = elapsed - expected if expected is not None else elapsed
+        return min(poll_max, max(poll_min, since))
+
+    def done(self, uid: str, now: float) -> None:
+        """The build was seen finished: learn from how long it took (bounded by the last two looks)."""
+        with self._lock:
+            build = self.builds.pop(uid, None)
+            if build is None:
+                return
+            upper = now - build.started
+            if build.seen_running is None:
+                sample = max(0.0, upper - _PROBE)
+            else:
+                sample = (build.seen_running - build.started + upper) / 2
+            old = self.typical.get(build.kind)
+            self.typical[build.kind] = sample if old is None else old + _ALPHA * (sample - old)
+
+    def forget(self, uid: str) -> None:
+        with self._lock:
+            self.builds.pop(uid, None)

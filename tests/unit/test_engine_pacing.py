@@ -1,0 +1,99 @@
+"""Pacing toward AWS: build polls that learn how long builds take, a limiter that learns a rate limit."""
+
+from __future__ import annotations
+
+from q_operator.engine.polling import BuildClock
+from q_operator.engine.ratelimit import TokenBucket
+
+
+def test_an_unknown_build_is_polled_on_a_growing_interval_from_its_start() -> None:
+    clock = BuildClock()
+    clock.begin("a", "QPlugin/create", 100.0)
+    assert clock.next_poll("a", 100.0, 1.0, 15.0) == 1.0
+    assert clock.next_poll("a", 101.0, 1.0, 15.0) == 1.0
+    assert clock.next_poll("a", 104.0, 1.0, 15.0) == 4.0
+    assert clock.next_poll("a", 160.0, 1.0, 15.0) == 15.0
+
+
+def test_a_build_whose_start_is_not_known_is_left_to_the_caller() -> None:
+    assert BuildClock().next_poll("never-begun", 5.0, 1.0, 15.0) is None
+
+
+def test_once_builds_are_timed_the_first_poll_waits_until_the_build_should_be_done() -> None:
+    clock = BuildClock()
+    clock.begin("a", "QPlugin/create", 0.0)
+    clock.next_poll("a", 4.0, 1.0, 15.0)  # seen running at 4 s
+    clock.done("a", 6.0)  # seen READY at 6 s: it took between 4 and 6
+    clock.begin("b", "QPlugin/create", 100.0)
+    assert clock.next_poll("b", 100.0, 1.0, 15.0) == 5.0
+    # past the expected time, polls grow again from that moment
+    assert clock.next_poll("b", 105.5, 1.0, 15.0) == 1.0
+    assert clock.next_poll("b", 112.0, 1.0, 15.0) == 7.0
+
+
+def test_a_build_found_ready_at_the_first_poll_makes_the_next_first_poll_earlier() -> None:
+    clock = BuildClock()
+    clock.begin("a", "QPlugin/create", 0.0)
+    clock.done("a", 6.0)
+    first = clock.typical["QPlugin/create"]
+    clock.begin("b", "QPlugin/create", 10.0)
+    clock.done("b", 10.0 + first)
+    assert clock.typical["QPlugin/create"] < first
+
+
+def test_builds_of_different_kinds_and_steps_are_timed_apart() -> None:
+    clock = BuildClock()
+    clock.begin("a", "QPlugin/create", 0.0)
+    clock.next_poll("a", 8.0, 1.0, 15.0)
+    clock.done("a", 10.0)
+    clock.begin("b", "QPlugin/update", 0.0)
+    assert clock.next_poll("b", 0.0, 1.0, 15.0) == 1.0
+
+
+def test_a_forgotten_build_teaches_nothing() -> None:
+    clock = BuildClock()
+    clock.begin("a", "QPlugin/create", 0.0)
+    clock.forget("a")
+    clock.done("a", 50.0)
+    assert clock.typical == {}
+
+
+def _accepted(bucket: TokenBucket, start: float, seconds: float, rate: float) -> float:
+    """AWS accepts `rate` calls per second from `start` for `seconds`; returns the end time."""
+    now = start
+    for _ in range(int(seconds * rate)):
+        now += 1.0 / rate
+        bucket.succeeded(now)
+    return now
+
+
+def test_a_throttle_while_pressing_the_limit_drops_to_just_under_the_measured_rate() -> None:
+    bucket = TokenBucket(max_rate=20, burst=20, now=0.0)
+    now = _accepted(bucket, 0.0, 3.0, 10.0)  # AWS let 10/s through
+    bucket.throttled(now, retry_after=1.0)
+    assert 8.5 <= bucket.rate <= 9.5
+    assert bucket.ceiling is not None and 9.5 <= bucket.ceiling <= 10.5
+
+
+def test_under_a_measured_limit_the_rate_probes_upwards_slowly() -> None:
+    bucket = TokenBucket(max_rate=20, burst=20, now=0.0)
+    now = _accepted(bucket, 0.0, 3.0, 10.0)
+    bucket.throttled(now, retry_after=1.0)
+    after_throttle = bucket.rate
+    now = _accepted(bucket, now + 1.0, 5.0, 9.0)  # 45 successes in 5 s
+    assert after_throttle < bucket.rate < after_throttle + 1.0  # the old rule would be back at 20
+
+
+def test_far_past_a_measured_limit_without_throttles_the_limit_is_forgotten() -> None:
+    bucket = TokenBucket(max_rate=20, burst=20, now=0.0)
+    now = _accepted(bucket, 0.0, 3.0, 10.0)
+    bucket.throttled(now, retry_after=1.0)
+    _accepted(bucket, now + 1.0, 60.0, 10.0)
+    assert bucket.ceiling is None
+
+
+def test_a_throttle_without_recent_successes_still_halves_the_rate() -> None:
+    bucket = TokenBucket(max_rate=20, burst=20, now=0.0)
+    bucket.throttled(0.0, retry_after=None)
+    assert bucket.rate == 10
+    assert bucket.ceiling is None
