@@ -226,8 +226,8 @@ def table(rt: ResourceType, objects: list[JSON], resource_version: str, include:
     definitions = [dict(_NAME_COLUMN)] + [
         {
             "name": c.name,
-            "type": "string" if c.type == "date" else c.type,
-            "format": c.format or ("date" if c.type == "date" else ""),
+            "type": c.type,
+            "format": c.format,
             "description": c.description,
             "priority": c.priority,
         }
