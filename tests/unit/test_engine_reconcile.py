@@ -485,3 +485,16 @@ def test_no_event_per_poll() -> None:
     assert w.reasons() == [c.EV_CREATED]
     run(w.cycle(Trigger.DRIFT))
     assert w.reasons() == [c.EV_CREATED]
+
+
+def test_adopt_annotation_waits_for_a_recorded_intent_to_settle() -> None:
+    """An adopt request arriving after a create may have reached AWS never orphans that create."""
+    w = world()
+    run(w.cycle())
+    marker = dict(w.status)
+    run(w.cycle())  # the create reaches AWS ...
+    w.status = marker  # ... its ID is lost
+    w.cloud.things["x-5"] = Thing("x-5", "other", 1, None, None, w.clock())
+    w.annotations[ADOPT_ANNOTATION] = "x-5"
+    run(w.converge())
+    assert w.status["thingId"] == "t-1" and len(w.cloud.things) == 2

@@ -175,7 +175,7 @@ async def reconcile(
         ref = cycle.ref()
         if ref is None:
             adopt_id = obj.annotations.get(ADOPT_ANNOTATION, "").strip()
-            if adopt_id:
+            if adopt_id and cycle.pending() is None:  # (a recorded intent is settled first: no orphan)
                 return await cycle.adopt(spec, resolved, adopt_id)
             return await cycle.create(spec, resolved)
         observation = await cycle.observe(spec, ref, resolved)
