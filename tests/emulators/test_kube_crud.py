@@ -608,3 +608,13 @@ def test_openapi_documents_carry_the_crd_schemas(emulator: KubeEmulator) -> None
         v2["definitions"]["com.example.test.v1.Widget"]["properties"]["spec"]["properties"]["size"]["maximum"]
         == 100
     )
+
+
+def test_unknown_top_level_fields_of_built_in_kinds_are_refused_in_strict_mode(
+    core: client.CoreV1Api, ns: str
+) -> None:
+    with pytest.raises(ApiException) as err:
+        core.create_namespaced_config_map(
+            ns, {"metadata": {"name": "typo"}, "datta": {"a": "b"}}, field_validation="Strict"
+        )
+    assert err.value.status == 400 and 'unknown field "datta"' in json.loads(err.value.body)["message"]

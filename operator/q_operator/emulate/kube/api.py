@@ -198,6 +198,10 @@ class Api:
     def _prune(self, rt: ResourceType, obj: JSON, options: WriteOptions) -> list[str]:
         """Drop unknown fields; Strict refuses them, Warn reports them, Ignore drops them silently."""
         unknown = schema.prune_root(rt.schema if rt.is_custom else None, obj)
+        if rt.top_fields is not None:
+            for key in [k for k in obj if k not in (*rt.top_fields, "apiVersion", "kind", "metadata")]:
+                unknown.append(key)
+                del obj[key]
         if not unknown or options.field_validation == "Ignore":
             return []
         if options.field_validation == "Strict":

@@ -50,6 +50,7 @@ class ResourceType:
     returns_deleted_object: bool = False
     unconditional_update: bool = True
     field_labels: tuple[str, ...] = ()
+    top_fields: tuple[str, ...] | None = None  # built-ins: the fields a typed decoder knows at the top
     storage_version: str = ""
 
     @property
@@ -115,11 +116,36 @@ def builtin_types() -> list[ResourceType]:
             has_status=True,
             returns_deleted_object=True,
             field_labels=("status.phase",),
+            top_fields=("spec", "status"),
         ),
         _builtin("", "v1", "events", "Event", True, short_names=("ev",), field_labels=_EVENT_FIELDS),
-        _builtin("", "v1", "configmaps", "ConfigMap", True, short_names=("cm",)),
-        _builtin("", "v1", "secrets", "Secret", True, field_labels=("type",)),
-        _builtin("", "v1", "serviceaccounts", "ServiceAccount", True, short_names=("sa",)),
+        _builtin(
+            "",
+            "v1",
+            "configmaps",
+            "ConfigMap",
+            True,
+            short_names=("cm",),
+            top_fields=("data", "binaryData", "immutable"),
+        ),
+        _builtin(
+            "",
+            "v1",
+            "secrets",
+            "Secret",
+            True,
+            field_labels=("type",),
+            top_fields=("data", "stringData", "type", "immutable"),
+        ),
+        _builtin(
+            "",
+            "v1",
+            "serviceaccounts",
+            "ServiceAccount",
+            True,
+            short_names=("sa",),
+            top_fields=("secrets", "imagePullSecrets", "automountServiceAccountToken"),
+        ),
         _builtin(
             "events.k8s.io",
             "v1",
@@ -137,7 +163,7 @@ def builtin_types() -> list[ResourceType]:
                 "reportingController",
             ),
         ),
-        _builtin("coordination.k8s.io", "v1", "leases", "Lease", True),
+        _builtin("coordination.k8s.io", "v1", "leases", "Lease", True, top_fields=("spec",)),
         # Stored so that a chart or manifest (`helm install`, `kubectl apply -f`) goes in; nothing runs them.
         _builtin(
             "", "v1", "services", "Service", True, short_names=("svc",), categories=("all",), has_status=True
