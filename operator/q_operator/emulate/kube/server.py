@@ -601,6 +601,9 @@ class KubeEmulator:
     def requests(self) -> list[JSON]:
         return list(self.call(lambda: [dict(e) for e in self.server.requests]))
 
+    def clear_requests(self) -> None:
+        self.call(self.server.requests.clear)
+
 
 @contextlib.contextmanager
 def running_kube_emulator(
