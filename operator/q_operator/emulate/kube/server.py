@@ -673,7 +673,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, yaml.YAMLError) as exc:
         print(f"cannot read CRDs from {args.crds}: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(_serve(args, crds))
+    try:
+        return asyncio.run(_serve(args, crds))
+    except OSError as exc:
+        print(f"cannot serve on 127.0.0.1:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    except ApiError as exc:
+        print(f"cannot load the CRDs from {args.crds}: {exc.message}", file=sys.stderr)
+        return 2
 
 
 async def _serve(args: argparse.Namespace, crds: list[JSON]) -> int:
