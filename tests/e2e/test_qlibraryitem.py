@@ -149,6 +149,46 @@ def test_bumping_app_version_replaces_the_item_and_deletes_the_old_one(
         pass
 
 
+def test_moving_to_another_instance_publishes_there_and_deletes_the_old_item(
+    sandbox: Sandbox, namespace: str
+) -> None:
+    old_instance, obj = _publish(sandbox, namespace, "moving")
+    old_id = obj["status"]["libraryItemId"]
+    new_instance = new_instance_id()
+    apply(sandbox, qlibraryitem("moving", namespace, **{**obj["spec"], "instanceId": new_instance}))
+    wait_for("the old instance emptied", lambda: library_items_in(sandbox, old_instance) == [], timeout=30)
+    obj = sandbox.wait_condition(QLIBRARYITEMS, namespace, "moving", "Ready", timeout=30)
+    item = _one_item(sandbox, new_instance)
+    assert obj["status"]["libraryItemId"] == item["libraryItemId"] != old_id
+    assert obj["status"]["instanceId"] == new_instance
+
+
+def test_existing_item_of_the_same_app_version_is_refused_then_adopted_on_request(
+    sandbox: Sandbox, namespace: str
+) -> None:
+    """An item published by hand is never silently duplicated nor taken over: the operator asks for
+    the adopt annotation, and with it manages that very item."""
+    instance = new_instance_id()
+    manifest = qlibraryitem("handmade", namespace, instanceId=instance, isVerified=True)
+    spec = manifest["spec"]
+    existing = client(sandbox, "qapps").create_library_item(
+        instanceId=instance, appId=spec["appId"], appVersion=spec["appVersion"], categories=[]
+    )["libraryItemId"]
+    apply(sandbox, manifest)
+    obj = sandbox.wait_condition(QLIBRARYITEMS, namespace, "handmade", "Synced", "False", timeout=30)
+    synced = condition(obj, "Synced", "False") or {}
+    assert synced["reason"] == "AlreadyExists"
+    assert existing in synced["message"] and "q-operator.dev/adopt-id" in synced["message"]
+    assert [i["libraryItemId"] for i in library_items_in(sandbox, instance)] == [existing]
+
+    manifest["metadata"]["annotations"] = {"q-operator.dev/adopt-id": existing}
+    apply(sandbox, manifest)
+    obj = sandbox.wait_condition(QLIBRARYITEMS, namespace, "handmade", "Ready", timeout=30)
+    item = _one_item(sandbox, instance)
+    assert obj["status"]["libraryItemId"] == item["libraryItemId"] == existing
+    assert item["isVerified"] is True
+
+
 def test_delete_policy_removes_the_item_then_the_object(sandbox: Sandbox, namespace: str) -> None:
     instance, _ = _publish(sandbox, namespace, "gone")
     sandbox.kubectl("delete", "qlibraryitem", "gone", "-n", namespace, "--wait=false")
@@ -226,6 +266,8 @@ def test_invalid_manifest_is_refused_at_apply_naming_the_field(sandbox: Sandbox,
     assert "tags" in out and "unknown field" in out
     out = apply(sandbox, qlibraryitem("bad-status", namespace, itemStatus="HIDDEN"), check=False)
     assert "spec.itemStatus" in out
+    out = apply(sandbox, qlibraryitem("bad-version", namespace, appVersion=-1), check=False)
+    assert "spec.appVersion" in out
     out = apply(
         sandbox,
         qlibraryitem(
@@ -234,7 +276,7 @@ def test_invalid_manifest_is_refused_at_apply_naming_the_field(sandbox: Sandbox,
         check=False,
     )
     assert "spec.categories" in out
-    for name in ("bad-app", "bad-tags", "bad-status", "bad-cats"):
+    for name in ("bad-app", "bad-tags", "bad-status", "bad-version", "bad-cats"):
         assert sandbox.get(QLIBRARYITEMS, namespace, name) is None
     assert len(calls(sandbox, "CreateLibraryItem")) == before
 
