@@ -157,6 +157,73 @@ def test_label_of_a_foreign_connector_is_refused_and_the_connector_left_alone(
     appflow.unregister_connector(connectorLabel=name)
 
 
+def test_foreign_connector_is_adopted_when_asked_and_brought_to_the_spec(
+    sandbox: Sandbox, namespace: str
+) -> None:
+    name = _label("adopted")
+    appflow = client(sandbox, "appflow")
+    arn = appflow.register_connector(
+        connectorLabel=name,
+        connectorProvisioningType="LAMBDA",
+        connectorProvisioningConfig={"lambda": {"lambdaArn": lambda_arn("old-function")}},
+    )["connectorArn"]
+    appflow.tag_resource(resourceArn=arn, tags={"stale": "yes"})
+    manifest = appflowconnector(name, namespace, tags={"team": "data"})
+    manifest["metadata"]["annotations"] = {"q-operator.dev/adopt-id": name}
+    registers = len(calls(sandbox, "RegisterConnector"))
+    apply(sandbox, manifest)
+    obj = sandbox.wait_condition(APPFLOWCONNECTORS, namespace, name, "Ready", timeout=30)
+    assert obj["status"]["connectorArn"] == arn
+    assert _describe(sandbox, name)["connectorProvisioningConfig"]["lambda"]["lambdaArn"] == lambda_arn(name)
+    tags = _tags(sandbox, arn)
+    assert (
+        tags["team"] == "data" and "stale" not in tags and tags[OWNER_TAG].startswith(f"{namespace}.{name}.")
+    )
+    assert len(calls(sandbox, "RegisterConnector")) == registers
+    assert _registered(sandbox, name) == 1
+
+
+def test_label_registered_by_another_object_is_refused_as_owned_by_another(
+    sandbox: Sandbox, namespace: str
+) -> None:
+    label = _label("shared")
+    first = _register(sandbox, namespace, "first", connectorLabel=label)
+    apply(sandbox, appflowconnector("second", namespace, connectorLabel=label))
+    synced = _synced_false(sandbox, namespace, "second", "OwnedByAnother")
+    assert f"{namespace}.first." in synced["message"]
+    assert _tags(sandbox, first["status"]["connectorArn"])[OWNER_TAG].startswith(f"{namespace}.first.")
+    sandbox.kubectl("delete", "afc", "second", "-n", namespace, "--wait=false")
+    wait_for(
+        "the object to go", lambda: sandbox.get(APPFLOWCONNECTORS, namespace, "second") is None, timeout=30
+    )
+    assert _describe(sandbox, label)["connectorArn"] == first["status"]["connectorArn"]
+
+
+def test_description_and_tags_follow_the_spec(sandbox: Sandbox, namespace: str) -> None:
+    name = _label("described")
+    obj = _register(sandbox, namespace, name, tags={"team": "a", "env": "dev"})
+    arn = obj["status"]["connectorArn"]
+    apply(sandbox, appflowconnector(name, namespace, description="Orders from the shop", tags={"team": "b"}))
+    obj = sandbox.wait_condition(APPFLOWCONNECTORS, namespace, name, "Ready", timeout=30)
+    assert _describe(sandbox, name)["connectorDescription"] == "Orders from the shop"
+    assert obj["status"]["description"] == "Orders from the shop"
+    tags = _tags(sandbox, arn)
+    assert tags["team"] == "b" and "env" not in tags and OWNER_TAG in tags
+
+
+def test_tag_key_the_schema_cannot_check_is_flagged_naming_spec_tags(
+    sandbox: Sandbox, namespace: str
+) -> None:
+    """A CRD cannot constrain a map's key characters: the operator flags them, sending nothing."""
+    name = _label("badtag")
+    registers = len(calls(sandbox, "RegisterConnector"))
+    apply(sandbox, appflowconnector(name, namespace, tags={"team!": "x"}))
+    synced = _synced_false(sandbox, namespace, name, "InvalidSpec")
+    assert "spec.tags" in synced["message"] and "team!" in synced["message"]
+    assert len(calls(sandbox, "RegisterConnector")) == registers
+    assert name not in connector_labels(sandbox)
+
+
 def test_broken_lambda_is_reported_with_aws_message_retried_with_backoff_then_converges(
     sandbox: Sandbox, namespace: str
 ) -> None:
