@@ -52,3 +52,15 @@ def test_standalone_and_all_namespaces_are_the_defaults() -> None:
         ["-n", "a", "--namespace", "b", "--peering", "q", "--liveness", "http://0.0.0.0:8081/healthz"]
     )
     assert args.namespaces == ["a", "b"] and args.peering_name == "q"
+
+
+def test_a_taken_metrics_port_does_not_stop_the_operator() -> None:
+    import socket
+
+    from q_operator.engine.metrics import serve
+
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        assert serve(taken.getsockname()[1]) is False
+    assert serve(0) is False

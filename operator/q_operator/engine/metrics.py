@@ -6,6 +6,7 @@ latency, and how many resources are in which Ready/Synced state.
 
 from __future__ import annotations
 
+import logging
 import threading
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
@@ -66,7 +67,16 @@ class ResourceTracker:
 TRACKER = ResourceTracker()
 
 
-def serve(port: int) -> None:
-    """Start the /metrics endpoint in a daemon thread (port 0: metrics off)."""
-    if port:
+def serve(port: int) -> bool:
+    """Start the /metrics endpoint in a daemon thread (port 0: metrics off). A port already taken is
+    logged, not fatal: the operator's job is reconciling, not serving metrics."""
+    if not port:
+        return False
+    try:
         start_http_server(port)
+    except OSError as error:
+        logging.getLogger("q_operator.engine").warning(
+            "metrics endpoint on port %d not started: %s", port, error
+        )
+        return False
+    return True
