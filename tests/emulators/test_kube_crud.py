@@ -618,3 +618,33 @@ def test_unknown_top_level_fields_of_built_in_kinds_are_refused_in_strict_mode(
             ns, {"metadata": {"name": "typo"}, "datta": {"a": "b"}}, field_validation="Strict"
         )
     assert err.value.status == 400 and 'unknown field "datta"' in json.loads(err.value.body)["message"]
+
+
+def test_injected_faults_answer_as_the_api_server_would(
+    emulator: KubeEmulator, custom: client.CustomObjectsApi, ns: str
+) -> None:
+    create(custom, ns, "w")
+    rules = [
+        {"verb": "patch", "resource": "widgets", "subresource": "status", "code": 409, "count": 1},
+        {"verb": "list", "resource": "widgets", "namespace": ns, "code": 429, "retryAfterSeconds": 3},
+    ]
+    code, config_doc = raw(emulator, "POST", "/_emulator/config", {"inject": rules}, "application/json")
+    assert code == 200 and len(config_doc["inject"]) == 2
+    try:
+        with pytest.raises(ApiException) as err:
+            custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, ns, PLURAL, "w", {"status": {"phase": "x"}}
+            )
+        assert err.value.status == 409 and json.loads(err.value.body)["reason"] == "Conflict"
+        custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, ns, PLURAL, "w", {"status": {"phase": "x"}}
+        )
+        # Raw HTTP: urllib3 under the kubernetes client would honour Retry-After and retry by itself.
+        req = urllib.request.Request(f"{emulator.url}/apis/{GROUP}/{VERSION}/namespaces/{ns}/widgets")
+        with pytest.raises(urllib.error.HTTPError) as http_err:
+            urllib.request.urlopen(req, timeout=10)
+        assert http_err.value.code == 429 and http_err.value.headers["Retry-After"] == "3"
+        assert json.loads(http_err.value.read())["reason"] == "TooManyRequests"
+    finally:
+        raw(emulator, "POST", "/_emulator/config", {"inject": [], "latency_ms": 0}, "application/json")
+    assert custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]

@@ -28,6 +28,7 @@ from multidict import CIMultiDict
 from q_operator.emulate.kube import discovery, openapi, protobuf, tables
 from q_operator.emulate.kube.api import Api, WriteOptions, WriteResult
 from q_operator.emulate.kube.errors import ApiError, bad_request, unknown_path, unsupported_media_type
+from q_operator.emulate.kube.faults import Faults
 from q_operator.emulate.kube.protobuf import ProtobufError
 from q_operator.emulate.kube.resources import Registry, ResourceType
 from q_operator.emulate.kube.selectors import field_selector, label_selector
@@ -116,6 +117,7 @@ class KubeServer:
         self.requests: list[JSON] = []
         self.address = "127.0.0.1:0"
         self._entries: dict[int, JSON] = {}
+        self.faults = Faults()
 
     # ---- app -------------------------------------------------------------------------------------
 
@@ -123,6 +125,8 @@ class KubeServer:
         app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024 * 1024)
         app.router.add_route("GET", "/_emulator/requests", self._get_requests)
         app.router.add_route("DELETE", "/_emulator/requests", self._reset_requests)
+        app.router.add_route("GET", "/_emulator/config", self._get_config)
+        app.router.add_route("POST", "/_emulator/config", self._set_config)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         app.on_shutdown.append(self._on_shutdown)
         return app
@@ -139,6 +143,12 @@ class KubeServer:
         self.requests.clear()
         return _json({"cleared": True})
 
+    async def _get_config(self, request: web.Request) -> web.Response:
+        return _json(self.faults.describe())
+
+    async def _set_config(self, request: web.Request) -> web.Response:
+        return _json(self.faults.configure(await self._body(request)))
+
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         entry: JSON | None = None
@@ -149,9 +159,17 @@ class KubeServer:
                 del self.requests[: len(self.requests) - REQUEST_LOG_LIMIT]
             self._entries[id(request)] = entry
         try:
+            if entry is not None and entry["resource"]:
+                if self.faults.latency_ms:
+                    await asyncio.sleep(self.faults.latency_ms / 1000)
+                injected = self.faults.take(entry)
+                if injected is not None:
+                    raise injected
             response: web.StreamResponse = await handler(request)
         except ApiError as exc:
             response = _json(exc.status(), exc.code)
+            if exc.code == 429:
+                response.headers["Retry-After"] = str((exc.details or {}).get("retryAfterSeconds", 1))
         except web.HTTPException:
             raise
         except Exception as exc:  # a bug here must still answer as an API server would, and be seen
