@@ -433,8 +433,14 @@ class KubeServer:
                 lines = []
                 while queued is not None:
                     change = self._filter(queued, namespace, match)
-                    if change is not None:
+                    if change is not None and as_table:
                         lines.append(self._event_line(rt, change[0], change[1], as_table))
+                    elif change is not None:
+                        cache_key = (change[0], rt.api_version)
+                        line = queued.lines.get(cache_key)
+                        if line is None:
+                            line = queued.lines[cache_key] = self._event_line(rt, change[0], change[1], False)
+                        lines.append(line)
                     if watcher.queue.empty():
                         break
                     queued = watcher.queue.get_nowait()

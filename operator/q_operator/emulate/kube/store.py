@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 JSON = dict[str, Any]
@@ -30,6 +30,8 @@ class Event:
     type: str
     obj: JSON
     old: JSON | None
+    # Encoded watch lines by (event type as seen, apiVersion): many watchers share one encoding.
+    lines: dict[tuple[str, str], bytes] = field(default_factory=dict, compare=False)
 
 
 class Watcher:
