@@ -42,11 +42,14 @@ _WRITE_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch"}
 
 
 def load_crds(directory: str | Path | None) -> list[JSON]:
-    """Every CustomResourceDefinition document in the YAML/JSON files of a directory."""
+    """Every CustomResourceDefinition document in the YAML/JSON files of a directory (or one file)."""
     if directory is None:
         return []
     root = Path(directory)
-    files = sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml", ".json") and p.is_file())
+    if not root.exists():
+        raise FileNotFoundError(f"no such file or directory: {root}")
+    candidates = [root] if root.is_file() else root.rglob("*")
+    files = sorted(p for p in candidates if p.suffix in (".yaml", ".yml", ".json") and p.is_file())
     crds = []
     for path in files:
         for doc in yaml.safe_load_all(path.read_text()):
