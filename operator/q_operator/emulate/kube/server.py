@@ -32,7 +32,8 @@ from q_operator.emulate.kube.faults import Faults
 from q_operator.emulate.kube.protobuf import ProtobufError
 from q_operator.emulate.kube.resources import Registry, ResourceType
 from q_operator.emulate.kube.selectors import field_selector, label_selector
-from q_operator.emulate.kube.store import ADDED, DELETED, MODIFIED, Event, Store
+from q_operator.emulate.kube.store import Store
+from q_operator.emulate.kube.watch import WatchParams, stream_watch
 
 JSON = dict[str, Any]
 
@@ -369,130 +370,20 @@ class KubeServer:
     # ---- watch -----------------------------------------------------------------------------------
 
     async def _watch(self, request: web.Request, target: Target) -> web.StreamResponse:
-        rt = target.rt
-        match = self._matcher(request, rt)
-        namespace = target.namespace
-        as_table = _wants_table(request)
-        timeout = float(request.query.get("timeoutSeconds") or 0) or None
-        bookmarks = _truthy(request.query.get("allowWatchBookmarks"))
-        rv_param = request.query.get("resourceVersion", "")
-        # No await between reading the state and subscribing: nothing is lost or sent twice.
-        expired = False
-        initial: list[tuple[str, JSON]] = []
-        if rv_param in ("", "0"):
-            for obj in self.store.items(rt.key, namespace):
-                if match(obj):
-                    initial.append((ADDED, obj))
-        else:
-            try:
-                since = int(rv_param)
-            except ValueError:
-                raise bad_request(f"invalid resource version: {rv_param}") from None
-            events = self.store.events_since(rt.key, since)
-            if events is None:
-                expired = True
-            else:
-                for event in events:
-                    change = self._filter(event, namespace, match)
-                    if change is not None:
-                        initial.append(change)
-        watcher = self.store.subscribe(rt.key)
-        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
-        response.enable_chunked_encoding()
+        query = request.query
+        params = WatchParams(
+            namespace=target.namespace,
+            match=self._matcher(request, target.rt),
+            resource_version=query.get("resourceVersion", ""),
+            timeout=float(query.get("timeoutSeconds") or 0) or None,
+            bookmarks=_truthy(query.get("allowWatchBookmarks")),
+            as_table=_wants_table(request),
+            bookmark_seconds=self.bookmark_seconds,
+        )
         entry = self._entries.get(id(request))
         if entry is not None:
             entry["code"] = 200
-        try:
-            await response.prepare(request)
-            if expired:
-                status = {
-                    "kind": "Status",
-                    "apiVersion": "v1",
-                    "metadata": {},
-                    "status": "Failure",
-                    "message": f"too old resource version: {rv_param} ({self.store.compacted + 1})",
-                    "reason": "Expired",
-                    "code": 410,
-                }
-                await response.write(json.dumps({"type": "ERROR", "object": status}).encode() + b"\n")
-                return response
-            for kind, obj in initial:
-                await response.write(self._event_line(rt, kind, obj, as_table))
-            deadline = None if timeout is None else time.monotonic() + timeout
-            while True:
-                wait = self.bookmark_seconds if bookmarks else None
-                if deadline is not None:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    wait = remaining if wait is None else min(wait, remaining)
-                try:
-                    queued = await asyncio.wait_for(watcher.queue.get(), wait)
-                except TimeoutError:
-                    if bookmarks and (deadline is None or time.monotonic() < deadline):
-                        await response.write(self._bookmark(rt))
-                    continue
-                # Drain what is queued into one write: fewer syscalls when events come in bursts.
-                lines = []
-                while queued is not None:
-                    change = self._filter(queued, namespace, match)
-                    if change is not None and as_table:
-                        lines.append(self._event_line(rt, change[0], change[1], as_table))
-                    elif change is not None:
-                        cache_key = (change[0], rt.api_version)
-                        line = queued.lines.get(cache_key)
-                        if line is None:
-                            line = queued.lines[cache_key] = self._event_line(rt, change[0], change[1], False)
-                        lines.append(line)
-                    if watcher.queue.empty():
-                        break
-                    queued = watcher.queue.get_nowait()
-                if lines:
-                    await response.write(b"".join(lines))
-                if queued is None:
-                    break
-        except ConnectionResetError:
-            pass  # the client went away; a cancelled handler (handler_cancellation) just propagates
-        finally:
-            self.store.unsubscribe(watcher)
-        with contextlib.suppress(ConnectionResetError, RuntimeError):
-            await response.write_eof()
-        return response
-
-    @staticmethod
-    def _filter(event: Event, namespace: str | None, match: Any) -> tuple[str, JSON] | None:
-        """The event this watch sees: selectors turn MODIFIED into ADDED/DELETED at their edges."""
-        obj = event.obj
-        if namespace is not None and obj["metadata"].get("namespace") != namespace:
-            return None
-        now_matches = match(obj)
-        if event.type == MODIFIED and event.old is not None:
-            was = match(event.old)
-            if was and now_matches:
-                return (MODIFIED, obj)
-            if now_matches:
-                return (ADDED, obj)
-            if was:
-                return (DELETED, obj)
-            return None
-        if event.type == DELETED:
-            was = match(event.old) if event.old is not None else now_matches
-            return (DELETED, obj) if (was or now_matches) else None
-        return (event.type, obj) if now_matches else None
-
-    def _event_line(self, rt: ResourceType, kind: str, obj: JSON, as_table: bool) -> bytes:
-        shown = self.api.present(rt, obj)
-        if as_table:
-            shown = tables.table(rt, [shown], shown["metadata"]["resourceVersion"], "Metadata")
-        return json.dumps({"type": kind, "object": shown}, separators=(",", ":")).encode() + b"\n"
-
-    def _bookmark(self, rt: ResourceType) -> bytes:
-        obj = {
-            "kind": rt.kind,
-            "apiVersion": rt.api_version,
-            "metadata": {"resourceVersion": str(self.store.rv)},
-        }
-        return json.dumps({"type": "BOOKMARK", "object": obj}).encode() + b"\n"
+        return await stream_watch(request, self.api, target.rt, params)
 
     # ---- writes ----------------------------------------------------------------------------------
 
