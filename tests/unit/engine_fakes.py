@@ -32,6 +32,8 @@ from q_operator.kinds.base import (
 
 T = TypeVar("T")
 
+DEFAULT_REGION = "us-east-1"
+
 
 class ThingSpec(CommonSpec):
     name: str = Field(pattern=r"^[a-z][a-z0-9-]*$", max_length=20)
@@ -210,8 +212,10 @@ def thing_kind(find_before_create: bool = False) -> KindInfo[ThingSpec, ThingSta
 
 
 class FakeAws:
-    def __init__(self, cloud: FakeCloud) -> None:
-        self.adapter = CloudAdapter(cloud)
+    """One fake cloud per region; the default region's is the world's `cloud`."""
+
+    def __init__(self, clouds: dict[str, FakeCloud]) -> None:
+        self.clouds = clouds
 
     async def call(
         self,
@@ -221,7 +225,11 @@ class FakeAws:
         fn: Callable[[Adapter[Any]], T],
         logger: logging.LoggerAdapter[logging.Logger],
     ) -> T:
-        return fn(self.adapter)  # type: ignore[arg-type]
+        cloud = self.clouds.get(region or DEFAULT_REGION)
+        if cloud is None:
+            first = next(iter(self.clouds.values()))
+            cloud = self.clouds[region or DEFAULT_REGION] = FakeCloud(first.clock, tags=first.tags)
+        return fn(CloudAdapter(cloud))  # type: ignore[arg-type]
 
 
 def merge_patch(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
@@ -252,13 +260,24 @@ class World:
     uid: str = "uid-1"
     retry: int = 0
     rng: random.Random = field(default_factory=lambda: random.Random(7))
+    clouds: dict[str, FakeCloud] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.clouds.setdefault(DEFAULT_REGION, self.cloud)
 
     @property
     def deps(self) -> Deps:
         async def read_configmap(namespace: str, name: str) -> Mapping[str, str] | None:
             return self.configmaps.get((namespace, name))
 
-        return Deps(FakeAws(self.cloud), read_configmap, self.clock, self.rng, Timing())
+        return Deps(
+            FakeAws(self.clouds),
+            read_configmap,
+            self.clock,
+            self.rng,
+            Timing(),
+            default_region=DEFAULT_REGION,
+        )
 
     def view(self) -> ObjectView:
         return ObjectView(

@@ -498,3 +498,37 @@ def test_adopt_annotation_waits_for_a_recorded_intent_to_settle() -> None:
     w.annotations[ADOPT_ANNOTATION] = "x-5"
     run(w.converge())
     assert w.status["thingId"] == "t-1" and len(w.cloud.things) == 2
+
+
+def test_region_change_moves_the_resource_and_deletes_the_old_one() -> None:
+    """A resource cannot change region: the engine makes one in the new region, then deletes the old."""
+    w = world()
+    run(w.converge())
+    assert w.status["region"] == "us-east-1"
+    w.change_spec(region="eu-west-1")
+    run(w.converge())
+    assert w.cloud.things == {}  # the old one, in us-east-1, is gone
+    assert set(w.clouds["eu-west-1"].things) == {w.status["thingId"]}
+    assert w.status["region"] == "eu-west-1" and w.status.get("retiring") == []
+    assert c.EV_REPLACING in w.reasons() and c.EV_REPLACED in w.reasons()
+
+
+def test_deletion_addresses_the_region_the_resource_lives_in() -> None:
+    """Deleting mid-move deletes the new resource and the old one, each in its own region."""
+    w = world(build_polls=3)
+    run(w.converge())
+    w.change_spec(region="eu-west-1")
+    for _ in range(3):
+        run(w.cycle())
+    w.deleting = True
+    run(w.converge())
+    assert w.cloud.things == {} and w.clouds["eu-west-1"].things == {}
+
+
+def test_objects_from_before_the_region_was_recorded_get_it_recorded() -> None:
+    """No status.region yet: the region the resource was found in is written, nothing is replaced."""
+    w = world()
+    run(w.converge())
+    del w.status["region"]
+    run(w.cycle(Trigger.DRIFT))
+    assert w.status["region"] == "us-east-1" and c.EV_REPLACING not in w.reasons()

@@ -30,7 +30,7 @@ import kopf
 
 from q_operator import registry
 from q_operator.engine import metrics
-from q_operator.engine.aws import AwsSession, env_float
+from q_operator.engine.aws import AwsSession, default_region, env_float
 from q_operator.engine.reconcile import (
     Decision,
     Deps,
@@ -133,7 +133,7 @@ def build_state() -> _State:
         poll_max=env_float("Q_OPERATOR_POLL_MAX_SECONDS", 15.0),
         poll_factor=env_float("Q_OPERATOR_POLL_FACTOR", 0.5),
     )
-    return _State(Deps(AwsSession(), read_configmap, timing=timing))
+    return _State(Deps(AwsSession(), read_configmap, timing=timing, default_region=default_region()))
 
 
 def state() -> _State:

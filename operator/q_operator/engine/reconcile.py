@@ -54,10 +54,12 @@ T = TypeVar("T")
 #: Annotation asking the operator to adopt an existing AWS resource by ID.
 ADOPT_ANNOTATION = "q-operator.dev/adopt-id"
 #: Status keys the engine owns; adapter outputs never overwrite them.
-_ENGINE_KEYS = frozenset({"conditions", "observedGeneration", "createPending", "retiring"})
+_ENGINE_KEYS = frozenset({"conditions", "observedGeneration", "createPending", "retiring", "region"})
 #: Key in a `status.retiring` entry: when the engine asked AWS to delete it (a DELETE_FAILED after
 #: that is a failure to report, not a build failure of the replaced resource).
 _REQUESTED = "deleteRequested"
+#: Key in a `status.retiring` entry: the region the replaced resource lives in.
+_REGION = "region"
 
 log = logging.getLogger("q_operator.engine")
 
@@ -156,6 +158,8 @@ class Deps:
     timing: Timing = field(default_factory=Timing)
     #: when each build began and how long builds take, in this process: paces the polls.
     builds: BuildClock = field(default_factory=BuildClock)
+    #: the operator's region (AWS_REGION), for objects without spec.region.
+    default_region: str | None = None
 
 
 async def reconcile(
@@ -178,6 +182,11 @@ async def reconcile(
             if adopt_id and cycle.pending() is None:  # (a recorded intent is settled first: no orphan)
                 return await cycle.adopt(spec, resolved, adopt_id)
             return await cycle.create(spec, resolved)
+        moved_from = cycle.moved_from()
+        if moved_from is not None:  # a resource cannot change region: make one there, then delete this
+            return cycle.replace(
+                spec, resolved, ref, f"spec.region changed from {moved_from} to {cycle.region}"
+            )
         observation = await cycle.observe(spec, ref, resolved)
         if observation.phase is Phase.ABSENT:
             return await cycle.recreate(spec, resolved, ref)
@@ -248,7 +257,13 @@ class _Cycle:
         self.patch: dict[str, Any] = {}
         self.events: list[Event] = []
         self.pending_failure: RetryableError | None = None
-        self.region: str | None = obj.spec.get("region") if isinstance(obj.spec.get("region"), str) else None
+        #: the region new resources go to: spec.region, else the operator's.
+        spec_region = obj.spec.get("region")
+        self.region: str | None = (
+            spec_region if isinstance(spec_region, str) and spec_region else deps.default_region
+        )
+        #: regions of the resources in status.retiring, by ref_text (they may live elsewhere).
+        self.retiring_regions: dict[str, str] = {}
         self.log_fields: dict[str, object] = {
             "obj_kind": kind.kind,
             "obj_namespace": obj.namespace,
@@ -275,19 +290,39 @@ class _Cycle:
         return "/".join(ref.values())
 
     def write_ref(self, ref: ExternalRef) -> None:
+        """Record the current resource, made (or found) in this cycle's region."""
         self.log_fields["obj_id"] = self.ref_text(ref)
         for key, value in ref.items():
             self.patch[key] = value
+        if self.region:
+            self.patch["region"] = self.region
 
     def clear_ref(self) -> None:
         for key in self.kind.ref_fields:
             self.patch[key] = None
+        self.patch["region"] = None
+
+    def recorded_region(self) -> str | None:
+        """Where the current resource lives (None for objects from before the region was recorded)."""
+        value = self.get("region")
+        return value if isinstance(value, str) and value else None
+
+    def moved_from(self) -> str | None:
+        """The recorded region, when the spec now asks for another one."""
+        recorded = self.recorded_region()
+        return recorded if recorded and self.region and recorded != self.region else None
+
+    def region_of(self, ref: ExternalRef) -> str | None:
+        """The region to address `ref` in: a replaced one's own, the current one's recorded one."""
+        return self.retiring_regions.get(self.ref_text(ref)) or self.recorded_region() or self.region
 
     def retiring_refs(self) -> list[tuple[ExternalRef, bool]]:
         """Replaced resources still to delete, each with whether its delete was already requested."""
         result: list[tuple[ExternalRef, bool]] = []
         for entry in self.get("retiring") or []:
-            ref = {k: str(v) for k, v in entry.items() if k != _REQUESTED}
+            ref = {k: str(v) for k, v in entry.items() if k not in (_REQUESTED, _REGION)}
+            if entry.get(_REGION):
+                self.retiring_regions[self.ref_text(ref)] = str(entry[_REGION])
             result.append((ref, _REQUESTED in entry))
         return result
 
@@ -295,7 +330,16 @@ class _Cycle:
         return [r for r, _ in self.retiring_refs()]
 
     def set_retiring(self, entries: Sequence[tuple[ExternalRef, bool]]) -> None:
-        self.patch["retiring"] = [{**r, _REQUESTED: "true"} if asked else dict(r) for r, asked in entries]
+        stored: list[dict[str, str]] = []
+        for ref, asked in entries:
+            entry = dict(ref)
+            region = self.retiring_regions.get(self.ref_text(ref))
+            if region:
+                entry[_REGION] = region
+            if asked:
+                entry[_REQUESTED] = "true"
+            stored.append(entry)
+        self.patch["retiring"] = stored
 
     def pending(self) -> Mapping[str, str] | None:
         value = self.get("createPending")
@@ -367,11 +411,15 @@ class _Cycle:
     # ----- the AWS edge
 
     async def aws(
-        self, step: str, fn: Callable[[Adapter[Any]], T], passthrough: tuple[type[Exception], ...] = ()
+        self,
+        step: str,
+        fn: Callable[[Adapter[Any]], T],
+        passthrough: tuple[type[Exception], ...] = (),
+        region: str | None = None,
     ) -> T:
         """Run one adapter verb; whatever it raises is classified here, with the step leading the message."""
         try:
-            return await self.deps.aws.call(self.kind, self.region, step, fn, self.logger)
+            return await self.deps.aws.call(self.kind, region or self.region, step, fn, self.logger)
         except ReconcileError:
             raise
         except passthrough:
@@ -380,13 +428,15 @@ class _Cycle:
             raise classify(error, step, self.obj.retry, self.deps.rng) from error
 
     async def observe(self, spec: BaseModel, ref: ExternalRef, resolved: Resolved) -> Observation:
-        observation = await self.aws("observe", lambda a: a.observe(spec, ref, self.owner(), resolved))
+        observation = await self.observe_ref(spec, ref, resolved)
         if observation.owner_mark is not None and observation.owner_mark != self.owner().mark:
             raise TerminalError(
                 c.OWNED_BY_ANOTHER,
                 f"observe refused: {self.kind.kind} {self.ref_text(ref)} belongs to {observation.owner_mark}",
             )
         self.merge_outputs(observation.outputs)  # AWS's view of the current resource, always
+        if observation.exists and self.recorded_region() is None and self.region:
+            self.patch["region"] = self.region  # recorded from now on (objects from before it was)
         return observation
 
     async def find(self, spec: BaseModel, owner: Owner) -> Found | None:
@@ -609,6 +659,7 @@ class _Cycle:
         retiring = self.retiring_refs()
         if not any(_refs_equal(ref, r) for r, _ in retiring):
             retiring.append((ref, False))
+            self.retiring_regions[self.ref_text(ref)] = self.region_of(ref) or ""
         self.set_retiring(retiring)
         self.clear_ref()
         self.event(
@@ -667,10 +718,12 @@ class _Cycle:
         return self.finish(Decision.DONE)
 
     async def observe_ref(self, spec: BaseModel, ref: ExternalRef, resolved: Resolved) -> Observation:
-        return await self.aws("observe", lambda a: a.observe(spec, ref, self.owner(), resolved))
+        return await self.aws(
+            "observe", lambda a: a.observe(spec, ref, self.owner(), resolved), region=self.region_of(ref)
+        )
 
     async def delete_ref(self, spec: BaseModel, ref: ExternalRef) -> None:
-        await self.aws("delete", lambda a: a.delete(spec, ref))
+        await self.aws("delete", lambda a: a.delete(spec, ref), region=self.region_of(ref))
 
     async def delete_refs(
         self, spec: BaseModel, resolved: Resolved, refs: Sequence[tuple[ExternalRef, bool]]

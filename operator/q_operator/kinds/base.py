@@ -223,6 +223,9 @@ class CommonStatus(BaseModel):
     retiring: list[dict[str, str]] = Field(
         default_factory=list, description="Refs of replaced AWS resources still to be deleted."
     )
+    region: str | None = Field(
+        default=None, description="The AWS region the resource lives in, as the operator recorded it."
+    )
 
 
 @dataclass(frozen=True)
