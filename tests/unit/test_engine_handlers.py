@@ -218,3 +218,38 @@ def test_back_off_counts_failed_cycles_not_kopf_requeues(monkeypatch: pytest.Mon
                 )
             )
     assert seen == [0, 0, 1, 2, 0]
+
+
+def test_configmap_changes_mark_the_objects_that_refer_to_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """First sight in the initial listing marks nothing; a change (even one seen in a re-list after a
+    watch reconnect), a new ConfigMap or a deleted one marks every referring object once."""
+    import asyncio
+
+    from q_operator import registry
+    from q_operator.engine.reconcile import Deps
+
+    async def no_read(namespace: str, name: str) -> None:
+        return None
+
+    monkeypatch.setattr(handlers, "_state", handlers._State(Deps(aws=None, read_configmap=no_read)))  # type: ignore[arg-type]
+    bumped: list[tuple[str, str, str]] = []
+
+    async def bump(kind: object, namespace: str, name: str, digest: str) -> None:
+        bumped.append((namespace, name, digest))
+
+    monkeypatch.setattr(handlers, "_bump", bump)
+    kind = registry.KINDS[0]
+    index = {handlers._index_name(kind): {("ns", "schema"): ["a", "b"]}}
+
+    def event(type_: str | None, data: dict[str, str]) -> None:
+        cm = {"metadata": {"namespace": "ns", "name": "schema"}, "data": data}
+        asyncio.run(handlers.on_configmap(event={"type": type_}, body=kopf.Body(cm), **index))  # type: ignore[arg-type]
+
+    event(None, {"k": "1"})
+    assert bumped == []
+    event("MODIFIED", {"k": "1"})
+    assert bumped == []
+    event(None, {"k": "2"})  # changed while the watch was down
+    assert sorted(n for _, n, _ in bumped) == ["a", "b"]
+    event("DELETED", {})
+    assert len(bumped) == 4 and bumped[-1][2] == "deleted"

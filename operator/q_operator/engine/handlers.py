@@ -357,8 +357,11 @@ async def on_configmap(event: kopf.RawEvent, body: kopf.Body, **kwargs: Any) -> 
     st = state()
     previous = st.configmap_digests.get(key)
     st.configmap_digests[key] = digest
-    if kind_of_event is None or previous == digest:
-        return  # the initial listing (resume reconciles everything anyway), or no change in data
+    if previous == digest:
+        return  # no change in data
+    if previous is None and kind_of_event is None:
+        return  # first sight in the initial listing: resume reconciles everything anyway
+    # (kopf re-lists when a watch is re-established: a change made in between arrives as a listing)
     for kind in registry.KINDS:
         index = kwargs.get(_index_name(kind))
         if index is None or key not in index:
