@@ -97,3 +97,18 @@ def test_a_throttle_without_recent_successes_still_halves_the_rate() -> None:
     bucket.throttled(0.0, retry_after=None)
     assert bucket.rate == 10
     assert bucket.ceiling is None
+
+
+def test_polls_that_run_late_do_not_teach_a_longer_build() -> None:
+    """A busy operator polls later than planned: learning from the late READY would feed on itself."""
+    clock = BuildClock()
+    clock.begin("a", "QPlugin/create", 0.0)
+    clock.next_poll("a", 4.0, 1.0, 15.0)
+    clock.done("a", 6.0)  # typical 5
+    for i in range(20):
+        start = 100.0 * (i + 1)
+        clock.begin(f"b{i}", "QPlugin/create", start)
+        planned = clock.next_poll(f"b{i}", start, 1.0, 15.0)
+        assert planned is not None
+        clock.done(f"b{i}", start + planned + 3.0)  # every poll runs 3 s late and finds READY
+    assert clock.typical["QPlugin/create"] < 5.0

@@ -73,6 +73,8 @@ class AwsSession:
         self._adapters: dict[tuple[str, str | None], Adapter[Any]] = {}
         #: (kind, step) → the operation a verb calls first, learned as verbs run.
         self._first_op: dict[tuple[str, str], str] = {}
+        #: per (event loop, bucket): verbs waiting for their first token queue here in arrival order
+        self._gates: dict[tuple[int, BucketKey], asyncio.Lock] = {}
         self._config = Config(
             retries={"total_max_attempts": 1, "mode": "standard"},  # no hidden retries
             connect_timeout=env_float("Q_OPERATOR_AWS_CONNECT_TIMEOUT", 5),
@@ -127,10 +129,9 @@ class AwsSession:
         first = self._first_op.get((kind.kind, step))
         if first is not None:
             key = (kind.service, region or default_region() or "", first)
-            wait = self.limiter.reserve(key)
+            wait = await self._take(key)
             if wait > 0:
                 metrics.AWS_WAIT_SECONDS.labels(kind.service).inc(wait)
-                await self.sleep(wait)
             fields["prepaid"] = key
 
         def work() -> T:
@@ -147,6 +148,20 @@ class AwsSession:
             raise
         logger.debug("aws %s ok in %.3fs", step, time.monotonic() - started)
         return result
+
+    async def _take(self, key: BucketKey) -> float:
+        """Wait for a token of `key` without holding a thread; return the seconds waited.
+
+        Waiters queue on a lock (first come, first served) and only the first asks the bucket, again
+        after each wait: a token is never promised ahead at a rate a throttle has since lowered, so a
+        thousand queued creates slow down at once when AWS says so."""
+        loop = asyncio.get_running_loop()
+        gate = self._gates.setdefault((id(loop), key), asyncio.Lock())
+        started = self.limiter.clock()
+        async with gate:
+            while (wait := self.limiter.try_take(key)) > 0:
+                await self.sleep(wait)
+        return self.limiter.clock() - started
 
     # ----- botocore hooks, in the worker thread, around each HTTP call
 

@@ -30,6 +30,9 @@ class _Build:
     kind: str
     #: the last time a poll saw this build still in progress (None: no poll has yet)
     seen_running: float | None = None
+    #: when the next poll was meant to happen: the learning uses it rather than when the poll did
+    #: happen, which a busy operator makes later — learning from that would feed on itself.
+    planned: float | None = None
 
 
 @dataclass
@@ -55,9 +58,13 @@ class BuildClock:
             elapsed = now - build.started
             expected = self.typical.get(build.kind)
         if expected is not None and expected - elapsed > poll_min:
-            return min(poll_max, expected - elapsed)
-        since = elapsed - expected if expected is not None else elapsed
-        return min(poll_max, max(poll_min, since))
+            delay = min(poll_max, expected - elapsed)
+        else:
+            since = elapsed - expected if expected is not None else elapsed
+            delay = min(poll_max, max(poll_min, since))
+        with self._lock:
+            build.planned = now + delay
+        return delay
 
     def done(self, uid: str, now: float) -> None:
         """The build was seen finished: learn from how long it took (bounded by the last two looks)."""
@@ -65,7 +72,7 @@ class BuildClock:
             build = self.builds.pop(uid, None)
             if build is None:
                 return
-            upper = now - build.started
+            upper = min(now, build.planned or now) - build.started
             if build.seen_running is None:
                 sample = max(0.0, upper - _PROBE)
             else:

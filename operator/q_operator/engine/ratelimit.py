@@ -60,6 +60,17 @@ class TokenBucket:
         debt_wait = -self.tokens / self.rate if self.tokens < 0 else 0.0
         return max(debt_wait, self.paused_until - now, 0.0)
 
+    def try_take(self, now: float) -> float:
+        """Take a token only if one is there now (0.0); else the seconds until one may be, taking none:
+        a caller that waits and asks again is paced by the rate as it is then, not as it was."""
+        self._refill(now)
+        if self.paused_until > now:
+            return self.paused_until - now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0.0
+        return (1.0 - self.tokens) / self.rate
+
     def throttled(self, now: float, retry_after: float | None) -> None:
         """AWS said slow down: drop to a little under the rate it let through in the last seconds when
         we were pressing against its limit (that is the limit), else halve; once per burst; pause."""
@@ -129,6 +140,12 @@ class RateLimiter:
         bucket = self.bucket(key)
         with self._lock:
             return bucket.reserve(self.clock())
+
+    def try_take(self, key: BucketKey) -> float:
+        """Take a token if one is there now (0.0), else the seconds until one may be (none taken)."""
+        bucket = self.bucket(key)
+        with self._lock:
+            return bucket.try_take(self.clock())
 
     def acquire(self, key: BucketKey) -> float:
         """Wait for a token; return the seconds waited."""
