@@ -149,6 +149,33 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class Holdings:
+    """Which object holds which AWS resource, as far as this process has seen.
+
+    An untagged resource found by its natural key after a recorded intent is taken as our own
+    interrupted create (a library item has neither tags nor a client token). Two objects asking for
+    the same natural key at once both find the one item the first created: without this record the
+    second would take it too, and deleting either object would delete the other's item.
+    """
+
+    def __init__(self) -> None:
+        self._holders: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+
+    @staticmethod
+    def _key(kind: str, ref: ExternalRef) -> tuple[str, tuple[tuple[str, str], ...]]:
+        return kind, tuple(sorted(ref.items()))
+
+    def hold(self, kind: str, ref: ExternalRef, uid: str) -> None:
+        self._holders.setdefault(self._key(kind, ref), uid)
+
+    def holder(self, kind: str, ref: ExternalRef) -> str | None:
+        return self._holders.get(self._key(kind, ref))
+
+    def release(self, uid: str) -> None:
+        for key in [k for k, v in self._holders.items() if v == uid]:
+            del self._holders[key]
+
+
 @dataclass(frozen=True)
 class Deps:
     aws: AwsCaller
@@ -160,6 +187,8 @@ class Deps:
     builds: BuildClock = field(default_factory=BuildClock)
     #: the operator's region (AWS_REGION), for objects without spec.region.
     default_region: str | None = None
+    #: which object holds which AWS resource, in this process (see Holdings).
+    holdings: Holdings = field(default_factory=Holdings)
 
 
 async def reconcile(
@@ -170,13 +199,18 @@ async def reconcile(
     try:
         if obj.deleting:
             deps.builds.forget(obj.uid)
-            return await cycle.delete()
+            outcome = await cycle.delete()
+            if outcome.decision is Decision.RELEASE:
+                deps.holdings.release(obj.uid)
+            return outcome
         if trigger is Trigger.DRIFT and cycle.waiting_for_spec_change():
             # A terminal failure at this generation: the timer must not retry it (no hot loop).
             return Outcome(Decision.STOP, message="waiting for the spec to change")
         spec = cycle.validate()  # AWS never sees a spec that fails the model
         resolved = await cycle.resolve()
         ref = cycle.ref()
+        if ref is not None:
+            deps.holdings.hold(kind.kind, ref, obj.uid)
         if ref is None:
             adopt_id = obj.annotations.get(ADOPT_ANNOTATION, "").strip()
             if adopt_id and cycle.pending() is None:  # (a recorded intent is settled first: no orphan)
@@ -536,6 +570,7 @@ class _Cycle:
             # been answered with its resource, not a conflict: an untagged resource in the way is
             # somebody else's, however recent (the time-based claim is for creates without a token).
             return await self.create_collided(spec, owner, None if replay_is_safe else since, str(error))
+        self.deps.holdings.hold(self.kind.kind, created.ref, self.obj.uid)
         self.write_ref(created.ref)
         self.merge_outputs(created.outputs)
         self.patch["createPending"] = None
@@ -593,6 +628,7 @@ class _Cycle:
                 f"create refused: {what} already exists and is not this object's; adopt it with the "
                 f"annotation {ADOPT_ANNOTATION} or choose another name",
             )
+        self.deps.holdings.hold(self.kind.kind, found.ref, self.obj.uid)
         self.write_ref(found.ref)
         self.patch["createPending"] = None
         self.event(c.EV_CREATED, f"found {what}, created before an interruption; using it")
@@ -766,6 +802,8 @@ class _Cycle:
         created_at = found.created_at
         if since is None or created_at is None:
             return False
+        if self.deps.holdings.holder(self.kind.kind, found.ref) not in (None, self.obj.uid):
+            return False  # another object created or recorded it: the same key, asked for at once
         if created_at.tzinfo is None:
             created_at = created_at.replace(tzinfo=UTC)
         return created_at >= since - timedelta(seconds=self.deps.timing.create_grace)
