@@ -299,7 +299,8 @@ def audit(
     by_key = {(str(o["kind"]), o["metadata"]["namespace"], o["metadata"]["name"]): o for o in objs}
     for expect in expectations:
         obj = by_key.pop(expect.key, None)
-        problem = _unmet(expect, obj) or (_drifted(obj, by_id) if obj and expect.reason is None else None)
+        ready = obj is not None and condition(obj, "Ready", "True", current=True)
+        problem = _unmet(expect, obj) or (_drifted(obj, by_id) if obj and ready else None)
         if problem:
             result.stuck.append(problem)
     for obj in by_key.values():  # objects no expectation names: they must at least not be stuck deleting
@@ -336,6 +337,10 @@ def _unmet(expect: Expect, obj: Mapping[str, Any] | None) -> str | None:
         return f"{what} missing"
     if obj["metadata"].get("deletionTimestamp"):
         return f"{what} Terminating"
+    ready_will_do = expect.reason is None or "Ready" in expect.reason.split("|")
+    ready = condition(obj, "Ready", "True", current=True) and condition(obj, "Synced", "True", current=True)
+    if ready_will_do and ready:
+        return None
     if expect.reason is None:
         if condition(obj, "Ready", "True", current=True) and condition(obj, "Synced", "True", current=True):
             return None
@@ -413,9 +418,10 @@ class Run:
         self.box.close()
 
     def kill_operator(self) -> None:
-        """kill -9: no cleanup, no last status write."""
+        """kill -9: no cleanup, no last status write. Converging is timed from the last one."""
         self.box.stop_operator(kill=True)
         self.kills += 1
+        self.mark()
 
     def start_operator(self) -> None:
         self.box.start_operator()

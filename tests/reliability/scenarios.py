@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from q_operator.sandbox import condition
 from tests.reliability.harness import (
     KINDS,
     MIN_CREATE_CALLS,
@@ -222,7 +223,6 @@ def kill9(run: Run, size: Size) -> Result:
     for _ in range(max(1, size.kills // 2)):
         time.sleep(rng.uniform(0.1, 2.0))
         _kill_restart(run)
-    run.mark()  # converging is timed from the last restart
     kills = run.kills
     aimed = len(KINDS) * len(windows)
     row = run.result(
@@ -611,9 +611,9 @@ def operator_down(run: Run, size: Size) -> Result:
     run.apply_all([changed(o) for o in first[::2]])
     run.delete(first[1::2])
     time.sleep(2.0)
-    run.start_operator()
-    run.mark()
+    run.mark()  # converging is timed from the restart (the operator's start-up included)
     down = time.monotonic() - down_at
+    run.start_operator()
     row = run.result("operator down", "", size.timeout)
     row.faults = (
         f"down {down:.0f}s: {len(fresh)} created, {len(first[::2])} changed, "
@@ -662,13 +662,35 @@ def name_clash(run: Run, size: Size) -> Result:
         row.problems.append(f"the first namespace's refs changed: {before} -> {after}")
     # The refused ones go; the first's resources must stay.
     run.delete(second[1:])
+    # Two more namespaces ask for the same names at the same moment: one wins, the other is refused.
+    racers = []
+    for label, ns in enumerate((run.namespace("ra"), run.namespace("rb"))):
+        racers.append(
+            [
+                manifest("QPlugin", "race", ns, applicationId=application, displayName="raced-plugin"),
+                manifest("QLibraryItem", "race", ns, instanceId=instance, appId=RACED_APP),
+                manifest("AppFlowConnector", "race", ns, connectorLabel="raced-label"),
+            ]
+        )
+        del label
+    run.apply_all([*racers[0], *racers[1]], expect="Ready|AlreadyExists|OwnedByAnother")
     found, _ = run.converge(60)
     if not found.clean:
-        row.problems.append(f"after deleting the refused objects: {found.summary()}")
+        row.problems.append(f"after the race or deleting the refused objects: {found.summary()}")
+        row.duplicates += len(found.duplicates)
         row.stuck += len(found.stuck)
         row.orphans += len(found.orphans)
-    row.resources = len(first) + len(second)
-    row.faults = "same label / plugin name / library item in 2 namespaces"
+    row.aws_calls = run.operator_calls()
+    for a, b in zip(*racers, strict=True):
+        winners = [o for o in (a, b) if condition(run.get(o) or {}, "Ready", "True")]
+        # Plugins: each its own. Connector: one label, one winner. Library items: one winner, or two
+        # items when both creates ran before either could see the other's (the API allows that);
+        # never one item held by both (the audit counts that as a duplicate).
+        wanted = {"QPlugin": (2,), "QLibraryItem": (1, 2), "AppFlowConnector": (1,)}[str(a["kind"])]
+        if len(winners) not in wanted:
+            row.problems.append(f"{a['kind']} race: {len(winners)} Ready, expected {wanted}")
+    row.resources = len(first) + len(second) + 2 * len(racers[0])
+    row.faults = "same label / plugin name / library item in 2 namespaces, one after the other and at once"
     row.bound = "second connector and item refused; two distinct plugins"
     return row
 
@@ -681,6 +703,8 @@ def _ref(run: Run, obj: dict[str, Any]) -> str:
         )
     )
 
+
+RACED_APP = "c0ffee00-0000-4000-8000-000000000003"
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("baseline", "none", baseline),
