@@ -10,6 +10,8 @@ import uuid
 from functools import partial
 from typing import Any
 
+import yaml
+
 from q_operator.emulate.aws.faults import TokenBucket
 from q_operator.sandbox import Sandbox, condition, wait_for
 
@@ -128,10 +130,11 @@ def test_bumping_app_version_replaces_the_item_and_deletes_the_old_one(
         items = library_items_in(sandbox, instance)
         return items[0] if len(items) == 1 and items[0]["libraryItemId"] != old_id else None
 
-    new = wait_for("one new item in place of the old one", replaced, timeout=30)
+    wait_for("one new item in place of the old one", replaced, timeout=30)
+    obj = sandbox.wait_condition(QLIBRARYITEMS, namespace, "versioned", "Ready", timeout=30)
+    new = _one_item(sandbox, instance)  # read once Ready: verification is applied after the swap
     assert new["appVersion"] == 2 and new["appId"] == obj["spec"]["appId"]
     assert [c["id"] for c in new["categories"]] == [CATEGORY_A] and new["isVerified"] is True
-    obj = sandbox.wait_condition(QLIBRARYITEMS, namespace, "versioned", "Ready", timeout=30)
     assert obj["status"]["libraryItemId"] == new["libraryItemId"]
     assert obj["status"]["appVersion"] == 2
     assert not obj["status"].get("retiring")
@@ -292,8 +295,8 @@ def test_throttled_creates_converge_and_honour_retry_after(sandbox: Sandbox, nam
     sandbox.aws("POST", "/_emulator/config", {"throttle": {"qapps:CreateLibraryItem": rate}})
     try:
         start = len(calls(sandbox, "CreateLibraryItem"))
-        for name in names:
-            apply(sandbox, qlibraryitem(name, namespace, instanceId=instance))
+        burst = [qlibraryitem(name, namespace, instanceId=instance) for name in names]
+        sandbox.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(burst))  # one apply, one burst
         objs = [sandbox.wait_condition(QLIBRARYITEMS, namespace, n, "Ready", timeout=45) for n in names]
     finally:
         sandbox.aws("POST", "/_emulator/config", {"throttle": {}})
