@@ -648,3 +648,16 @@ def test_injected_faults_answer_as_the_api_server_would(
     finally:
         raw(emulator, "POST", "/_emulator/config", {"inject": [], "latency_ms": 0}, "application/json")
     assert custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]
+
+
+def test_field_selectors_on_crd_selectable_fields(custom: client.CustomObjectsApi, ns: str) -> None:
+    create(custom, ns, "one", color="blue")
+    create(custom, ns, "two", color="red")
+    items = custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, field_selector="spec.color=blue")
+    assert [i["metadata"]["name"] for i in items["items"]] == ["one"]
+    with pytest.raises(ApiException) as err:
+        custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, field_selector="spec.size=3")
+    assert (
+        err.value.status == 400
+        and json.loads(err.value.body)["message"] == "field label not supported: spec.size"
+    )

@@ -241,6 +241,11 @@ def types_from_crd(crd: JSON) -> list[ResourceType]:
                 returns_deleted_object=True,
                 unconditional_update=False,
                 storage_version=storage,
+                field_labels=tuple(
+                    str(f.get("jsonPath", "")).lstrip(".")
+                    for f in ver.get("selectableFields") or []
+                    if f.get("jsonPath")
+                ),
             )
         )
     return result

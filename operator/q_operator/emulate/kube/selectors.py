@@ -86,6 +86,8 @@ def _field_value(obj: JSON, path: str) -> str:
         return ""
     if isinstance(node, dict):
         return str(node.get("component", ""))  # events' `source` selects on source.component
+    if isinstance(node, bool):
+        return "true" if node else "false"
     return str(node)
 
 

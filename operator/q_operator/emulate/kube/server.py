@@ -585,6 +585,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--token", default=DEFAULT_TOKEN, help="bearer token written into the kubeconfig")
     parser.add_argument("--bookmark-seconds", type=float, default=60.0, help="interval of watch bookmarks")
     parser.add_argument("--history", type=int, default=10_000, help="watch events kept for resuming")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay added to every resource call")
     args = parser.parse_args(list(argv) if argv is not None else None)
     try:
         crds = load_crds(args.crds)
@@ -603,6 +604,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def _serve(args: argparse.Namespace, crds: list[JSON]) -> int:
     server = KubeServer(crds, args.bookmark_seconds, args.history)
+    server.faults.latency_ms = args.latency_ms
     runner, url = await start(server, args.port)
     if args.kubeconfig:
         Path(args.kubeconfig).write_text(kubeconfig_text(url, args.token))
