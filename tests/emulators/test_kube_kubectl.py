@@ -302,3 +302,20 @@ def test_helm_installs_upgrades_and_uninstalls_a_chart(
     run("uninstall", "tiny")
     assert "NotFound" in kubectl.run("get", "deployment", "tiny").stderr
     assert "NotFound" in kubectl.run("get", "clusterrole", "tiny").stderr
+
+
+def test_deleting_the_crds_removes_their_objects_and_the_resource_type(tmp_path: Path) -> None:
+    with running_kube_emulator() as emu:
+        k = Kubectl(emu, tmp_path)
+        k.ok("apply", "-f", str(FIXTURES))
+        k.ok("apply", "-f", "-", stdin=manifest("doomed"))
+        deleted = k.ok("delete", "-f", str(FIXTURES), "--timeout=20s")
+        assert 'customresourcedefinition.apiextensions.k8s.io "widgets.test.example.com" deleted' in deleted
+        gone = k.run("get", "widgets")
+        # kubectl's cached discovery still maps the kind at first: the server's 404 is what says it is gone.
+        assert gone.returncode != 0
+        assert (
+            "could not find the requested resource" in gone.stderr
+            or "doesn't have a resource type" in gone.stderr
+        )
+        assert emu.call(lambda: emu.server.store.items(("test.example.com", "widgets"))) == []
