@@ -235,6 +235,14 @@ def test_throttle_delay_never_undercuts_retry_after() -> None:
             assert after <= throttle_delay(after, 0, rng) <= after + max(1.0, after / 2)
 
 
+def test_internal_error_backoff_never_undercuts_retry_after() -> None:
+    """qapps' InternalServerException carries Retry-After: the back-off waits at least that long."""
+    rng = random.Random(4)
+    for _ in range(50):
+        error = classify(client_error("InternalServerException", 500, retryAfterSeconds=3), "x", 0, rng)
+        assert isinstance(error, RetryableError) and error.reason == c.AWS_SERVER_ERROR and error.delay >= 3
+
+
 def test_backoff_grows_with_attempts_and_is_capped() -> None:
     rng = random.Random(5)
     first = [classify(client_error("InternalServerException", 500), "x", 0, rng) for _ in range(50)]

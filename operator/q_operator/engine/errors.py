@@ -215,7 +215,9 @@ def _classify_client_error(error: ClientError, step: str, attempt: int, rng: ran
     if rule.policy == "throttle":
         return RetryableError(rule.reason, message, throttle_delay(retry_after_of(error), attempt, rng))
     if rule.policy == "backoff":
-        return RetryableError(rule.reason, message, backoff_delay(attempt + 1, rng))
+        # qapps' InternalServerException carries Retry-After too: never retry sooner than asked.
+        delay = max(backoff_delay(attempt + 1, rng), retry_after_of(error) or 0.0)
+        return RetryableError(rule.reason, message, delay)
     if rule.policy == "slow":
         return RetryableError(rule.reason, message, SLOW_RETRY)
     return RetryableError(rule.reason, message, float(rule.policy))
