@@ -322,3 +322,17 @@ def test_throttled_creates_converge_and_honour_retry_after(sandbox: Sandbox, nam
                 f"a CreateLibraryItem {gap:.2f}s after a 429 that asked for {retry_after:.0f}s"
             )
     assert len([r for r in log if r["status"] == 200]) == len(names), "one create per item, no more"
+
+
+def test_internal_error_is_retried_no_sooner_than_its_retry_after(sandbox: Sandbox, namespace: str) -> None:
+    """qapps' InternalServerException carries Retry-After too: the retry waits at least that long."""
+    instance = new_instance_id()
+    start = len(calls(sandbox, "CreateLibraryItem"))
+    fault = {"operation": "qapps:CreateLibraryItem", "error": "InternalServerException", "count": 1}
+    sandbox.aws("POST", "/_emulator/config", {"inject": [{**fault, "fields": {"retryAfterSeconds": 3}}]})
+    apply(sandbox, qlibraryitem("shaky", namespace, instanceId=instance))
+    obj = sandbox.wait_condition(QLIBRARYITEMS, namespace, "shaky", "Ready", timeout=30)
+    assert _one_item(sandbox, instance)["libraryItemId"] == obj["status"]["libraryItemId"]
+    failed, retried = calls(sandbox, "CreateLibraryItem")[start:]
+    assert failed["error"] == "InternalServerException" and retried["status"] == 200
+    assert retried["time"] - failed["time"] >= 3.0, "the retry came before AWS's Retry-After"
