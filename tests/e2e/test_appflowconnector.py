@@ -259,6 +259,19 @@ def test_broken_lambda_is_reported_with_aws_message_retried_with_backoff_then_co
     assert _registered(sandbox, name) == 1
 
 
+def test_lambda_appflow_cannot_find_is_flagged_naming_the_field(sandbox: Sandbox, namespace: str) -> None:
+    name = _label("nolambda")
+    sandbox.aws("POST", "/_emulator/config", {"known_lambdas": [lambda_arn("some-other-function")]})
+    try:
+        apply(sandbox, appflowconnector(name, namespace))
+        synced = _synced_false(sandbox, namespace, name, "DependencyNotFound")
+    finally:
+        sandbox.aws("POST", "/_emulator/config", {"known_lambdas": None})
+    assert "spec.connectorProvisioningConfig.lambda.lambdaArn" in synced["message"]
+    assert lambda_arn(name) in synced["message"]
+    assert name not in connector_labels(sandbox)
+
+
 def test_delete_while_in_use_waits_slowly_then_force_delete_unregisters(
     sandbox: Sandbox, namespace: str
 ) -> None:

@@ -233,6 +233,21 @@ def test_unknown_category_is_flagged_naming_categories_until_the_spec_is_fixed(
     assert _one_item(sandbox, instance)["libraryItemId"] == obj["status"]["libraryItemId"]
 
 
+def test_app_the_instance_does_not_know_is_flagged_naming_app_id(sandbox: Sandbox, namespace: str) -> None:
+    instance = new_instance_id()
+    sandbox.aws("POST", "/_emulator/config", {"known_apps": [str(uuid.uuid4())]})
+    try:
+        manifest = qlibraryitem("orphan", namespace, instanceId=instance)
+        apply(sandbox, manifest)
+        obj = sandbox.wait_condition(QLIBRARYITEMS, namespace, "orphan", "Synced", "False", timeout=30)
+    finally:
+        sandbox.aws("POST", "/_emulator/config", {"known_apps": None})
+    synced = condition(obj, "Synced", "False") or {}
+    assert synced["reason"] == "DependencyNotFound"
+    assert "spec.appId" in synced["message"] and manifest["spec"]["appId"] in synced["message"]
+    assert library_items_in(sandbox, instance) == []
+
+
 def test_kill_9_between_create_and_status_write_never_duplicates(sandbox: Sandbox, namespace: str) -> None:
     """CreateLibraryItem has no client token: every AWS answer is delayed 0.8 s, so the item exists
     while the operator still waits for its ID, and the operator is killed right then. After the
