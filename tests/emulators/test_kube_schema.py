@@ -160,7 +160,7 @@ def test_invalid_object_is_a_422_status_with_causes_worded_as_the_api_server(
             {"displayName": "x", "size": 2**40},
             (
                 "spec.size",
-                "FieldValueInvalid",
+                "FieldValueTypeInvalid",
                 f"Invalid value: {2**40}: spec.size in body must be of type int32: {2**40}",
             ),
             id="format-int32",
@@ -331,12 +331,16 @@ def test_metadata_is_validated_as_object_meta(
     assert any(f == field and m.startswith(start) for f, _, m in found), found
 
 
-def test_cel_rules_run_beside_value_errors_but_not_after_a_type_error(
+def test_cel_rules_run_beside_value_errors_but_not_after_a_blocking_error(
     custom: client.CustomObjectsApi,
 ) -> None:
+    """As kube-apiserver: Invalid errors (pattern, minimum...) let CEL run; Required, NotSupported,
+    TooLong, TooMany and type errors stop it with a fieldless note."""
     _, status = rejected(custom, {"displayName": "a b", "size": 2, "minSize": 5})
     fields = [c[0] for c in causes(status)]
     assert fields == ["spec.displayName", "spec.size"]
+    _, status = rejected(custom, {"size": 2, "minSize": 5})
+    assert [c[0] for c in causes(status)] == ["spec.displayName", "<nil>"]
     _, status = rejected(custom, {"displayName": "x", "size": "2", "minSize": 5})
     assert causes(status)[-1] == (
         "<nil>",

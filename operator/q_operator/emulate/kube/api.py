@@ -51,6 +51,14 @@ from q_operator.emulate.kube.store import Store
 
 JSON = dict[str, Any]
 
+# Errors after which the API server does not run CEL rules (their cost estimates assumed a valid object).
+_BLOCKING = (
+    "FieldValueRequired",
+    "FieldValueNotSupported",
+    "FieldValueTooLong",
+    "FieldValueTooMany",
+    "FieldValueTypeInvalid",
+)
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 _SERVER_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation")
 _NAMESPACE_FINALIZER = "kubernetes"
@@ -223,7 +231,7 @@ class Api:
                 # is not held against the object, so tightening a schema does not strand old objects.
                 value_errs = [e for e in value_errs if not schema.unchanged_at(e, obj, old)]
             errs.extend(value_errs)
-            if any(e.reason in ("FieldValueTypeInvalid", "FieldValueNotSupported") for e in value_errs):
+            if any(e.reason in _BLOCKING for e in value_errs):
                 errs.append(
                     FieldError(
                         "<nil>",

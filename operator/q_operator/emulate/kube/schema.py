@@ -20,6 +20,7 @@ from q_operator.emulate.kube.errors import (
     FieldError,
     duplicate,
     forbidden,
+    go_quote,
     invalid,
     not_supported,
     required,
@@ -216,7 +217,8 @@ def validate(schema: JSON, value: Any, path: str) -> list[FieldError]:
     errs: list[FieldError] = []
     fmt = schema.get("format")
     if fmt and not _format_ok(str(fmt), value):
-        errs.append(invalid(path, value, f"{name} in body must be of type {fmt}: {_quote_val(value)}"))
+        detail = f"{name} in body must be of type {fmt}: {_quote_val(value)}"
+        errs.append(FieldError(path, "FieldValueTypeInvalid", f"Invalid value: {go_quote(value)}: {detail}"))
     if "enum" in schema and value not in schema["enum"]:
         errs.append(not_supported(path, value, list(schema["enum"])))
     if isinstance(value, str):
