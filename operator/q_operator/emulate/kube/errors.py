@@ -72,7 +72,8 @@ def type_invalid(path: str, value: object, detail: str) -> FieldError:
 
 
 def not_supported(path: str, value: object, allowed: list[Any]) -> FieldError:
-    values = ", ".join(go_quote(v) for v in allowed)
+    # apiextensions passes non-string enum values as their JSON text, which field.NotSupported quotes.
+    values = ", ".join(json.dumps(v if isinstance(v, str) else json.dumps(v)) for v in allowed)
     return FieldError(
         path, "FieldValueNotSupported", f"Unsupported value: {go_quote(value)}: supported values: {values}"
     )
