@@ -542,7 +542,7 @@ class Api:
                         "causes": [
                             {
                                 "reason": "FieldValueInvalid",
-                                "message": f"Invalid value: {exc}",
+                                "message": f"Invalid value: {json.dumps(raw.decode(errors='replace'))}: {exc}",
                                 "field": "patch",
                             }
                         ]
