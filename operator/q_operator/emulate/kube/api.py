@@ -532,17 +532,17 @@ class Api:
                     )
                 patched = merge_patch(shown, patch)
         except PatchError as exc:
+            detail = f"Invalid value: {json.dumps(raw.decode(errors='replace'))}: {exc}"
             if exc.test_failed or content_type == JSON_PATCH:
                 raise ApiError(
                     422,
                     "Invalid",
-                    f' "" is invalid: patch: Invalid value: {json.dumps(raw.decode(errors="replace"))}: '
-                    f"{exc}",
+                    f' "" is invalid: patch: {detail}',
                     {
                         "causes": [
                             {
                                 "reason": "FieldValueInvalid",
-                                "message": f"Invalid value: {json.dumps(raw.decode(errors='replace'))}: {exc}",
+                                "message": detail,
                                 "field": "patch",
                             }
                         ]
