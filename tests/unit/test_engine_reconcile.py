@@ -532,3 +532,20 @@ def test_objects_from_before_the_region_was_recorded_get_it_recorded() -> None:
     del w.status["region"]
     run(w.cycle(Trigger.DRIFT))
     assert w.status["region"] == "us-east-1" and c.EV_REPLACING not in w.reasons()
+
+
+def test_a_diff_that_never_clears_is_reported_and_slowed_not_hot_looped() -> None:
+    """AWS normalises a value so the diff never clears: one event, then UpdateNotConverging and one
+    update per slow retry instead of one per poll."""
+    w = world()
+    run(w.converge())
+    w.change_spec(size=4)
+    w.cloud.override["update"] = lambda spec, ref, observation, owner, resolved: w.cloud.calls.append(
+        "update"
+    )
+    outcomes = [run(w.cycle()) for _ in range(40)]
+    assert w.reasons().count(c.EV_UPDATED) == 1
+    assert w.condition(c.SYNCED)["reason"] == c.NOT_CONVERGING
+    young = [o for o in outcomes if o.delay < 300]
+    assert len(young) <= 30  # polls while the update is young (the first five minutes)
+    assert all(o.delay == 300 for o in outcomes[len(young) :])  # then one update per 5 minutes

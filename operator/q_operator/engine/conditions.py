@@ -45,6 +45,7 @@ CONFLICT = "Conflict"
 IN_USE = "InUse"
 EXTERNAL_FAILURE = "ExternalFailure"
 DELETE_FAILED = "DeleteFailed"
+NOT_CONVERGING = "UpdateNotConverging"
 REGION_MISSING = "RegionMissing"
 AWS_ERROR = "AwsError"
 INTERNAL_ERROR = "InternalError"
@@ -86,6 +87,7 @@ SYNCED_REASONS = (
     IN_USE,
     EXTERNAL_FAILURE,
     DELETE_FAILED,
+    NOT_CONVERGING,
     REGION_MISSING,
     AWS_ERROR,
     INTERNAL_ERROR,

@@ -143,6 +143,8 @@ class Timing:
     absent_grace: float = 30.0
     #: after this long, an idempotency token may have expired on the AWS side: look before re-creating.
     token_trust: float = 3600.0
+    #: an update whose diff has not cleared after this long is reported (UpdateNotConverging).
+    converge_timeout: float = 300.0
 
 
 def _utcnow() -> datetime:
@@ -733,6 +735,26 @@ class _Cycle:
             ready and ready.get("status") == "True" and ready.get("observedGeneration") == self.obj.generation
         )
         fields = ", ".join(observation.diff)
+        if (
+            ready
+            and ready.get("reason") == c.UPDATING
+            and ready.get("observedGeneration") == self.obj.generation
+        ):
+            # Updated already at this generation, and AWS still differs: no second event. If that
+            # lasts, the adapter's diff does not converge (AWS normalises a value, say): say so and
+            # slow down to one update per slow retry instead of one per poll.
+            since = c.parse_rfc3339(str(ready.get("lastTransitionTime", "")))
+            elapsed = (self.now - since).total_seconds() if since else 0.0
+            if elapsed > self.deps.timing.converge_timeout:
+                raise RetryableError(
+                    c.NOT_CONVERGING,
+                    f"update failed: AWS still differs from the spec in {fields} {elapsed:.0f}s after the "
+                    "operator started updating it",
+                    SLOW_RETRY,
+                )
+            self.set_ready("False", c.UPDATING, f"updating {fields}")
+            self.set_synced()
+            return self.finish(Decision.REQUEUE, self.poll_delay())
         if drift:
             self.event(
                 c.EV_DRIFT_CORRECTED,
