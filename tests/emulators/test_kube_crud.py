@@ -395,6 +395,10 @@ def test_deleting_a_namespace_deletes_its_objects_and_waits_for_finalizers(
     with pytest.raises(ApiException) as err:
         create(custom, ns, "late")
     assert err.value.status == 403
+    assert json.loads(err.value.body)["message"] == (
+        f'widgets.test.example.com "late" is forbidden: unable to create new content in namespace {ns} '
+        "because it is being terminated"
+    )
     custom.patch_namespaced_custom_object(
         GROUP, VERSION, ns, PLURAL, "held", {"metadata": {"finalizers": []}}
     )

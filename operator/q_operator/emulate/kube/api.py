@@ -164,19 +164,23 @@ class Api:
 
     # ---- shared checks ---------------------------------------------------------------------------
 
-    def _check_namespace(self, rt: ResourceType, namespace: str, creating: bool) -> None:
+    def _check_namespace(self, rt: ResourceType, namespace: str, name: str) -> None:
+        """The NamespaceLifecycle admission check of a create."""
         if not rt.namespaced:
             return
         ns = self.store.get(("", "namespaces"), "", namespace)
         if ns is None:
             raise not_found("namespaces", "", "namespaces", namespace)
-        if creating and ns["metadata"].get("deletionTimestamp"):
-            raise forbidden_request(
-                f"{rt.plural} is forbidden: unable to create new content in namespace {namespace} because "
-                "it is being terminated",
-                rt.group,
-                rt.plural,
+        if ns["metadata"].get("deletionTimestamp"):
+            detail = f"unable to create new content in namespace {namespace} because it is being terminated"
+            error = forbidden_request(
+                f'{rt.group_resource} "{name}" is forbidden: {detail}', rt.group, rt.plural, name
             )
+            assert error.details is not None
+            error.details["causes"] = [
+                {"reason": "NamespaceTerminating", "message": detail, "field": "metadata.namespace"}
+            ]
+            raise error
 
     def _decode_check(self, rt: ResourceType, body: Any) -> JSON:
         if not isinstance(body, dict):
@@ -330,7 +334,7 @@ class Api:
             if not namespace:
                 raise bad_request("the server could not find the requested resource")
             meta["namespace"] = namespace
-            self._check_namespace(rt, namespace, creating=True)
+            self._check_namespace(rt, namespace, str(meta.get("name") or ""))
         else:
             meta.pop("namespace", None)
             namespace = ""
