@@ -385,10 +385,15 @@ def restart(
     result.add("creates while resuming", creates, "", 0, "eq")
     result.add("throttled share of calls", 100 * calls.throttle_share, "%", 1.0, "max")
     peak = calls.peak_per_second()
-    over = {
-        op: k for op, k in peak.items() if k > math.ceil(AWS_LIMITS.get(_limit_key(op), math.inf) * 1.0) + 1
-    }
-    result.add("operations over their limit in any second", len(over), "", 0, "eq")
+    busiest = max((k / AWS_LIMITS.get(_limit_key(op), math.inf) for op, k in peak.items()), default=0.0)
+    result.add(
+        "busiest second / the operation's limit",
+        busiest,
+        "",
+        2.0,
+        "max",
+        note="AWS's bucket allows a second's burst on top of the rate: within limits is <= 2",
+    )
     resume_writes = [
         c
         for c in kube_calls(sandbox, started, last + 0.001)

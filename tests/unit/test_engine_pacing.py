@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from q_operator.engine.polling import BuildClock
-from q_operator.engine.ratelimit import TokenBucket
+from q_operator.engine.ratelimit import RateLimiter, TokenBucket
+from q_operator.engine.reconcile import Decision, Deps, Trigger
+
+from .engine_fakes import World, world
 
 
 def test_an_unknown_build_is_polled_on_a_growing_interval_from_its_start() -> None:
@@ -112,3 +118,73 @@ def test_polls_that_run_late_do_not_teach_a_longer_build() -> None:
         assert planned is not None
         clock.done(f"b{i}", start + planned + 3.0)  # every poll runs 3 s late and finds READY
     assert clock.typical["QPlugin/create"] < 5.0
+
+
+class _OneProcess(World):
+    """A World whose engine state (build clock, fresh intents) lives across cycles, as in one process."""
+
+    _kept: Deps | None = None
+
+    @property
+    def deps(self) -> Deps:
+        if self._kept is None:
+            self._kept = World.deps.fget(self)  # type: ignore[attr-defined]
+        return self._kept
+
+    def restart(self) -> None:
+        self._kept = None
+
+
+def _one_process(**kwargs: Any) -> _OneProcess:
+    w = world(**kwargs)
+    return _OneProcess(w.cloud, w.clock, w.kind, w.spec)
+
+
+def test_a_create_this_process_just_intended_is_looked_for_only_once() -> None:
+    """find_before_create kinds look before the intent; the look after it would find nothing."""
+    w = _one_process(tags=False, find_before_create=True)
+    asyncio.run(w.converge())
+    assert w.cloud.calls.count("find") == 1 and w.cloud.calls.count("create") == 1
+
+
+def test_after_a_restart_an_intent_is_looked_for_again() -> None:
+    """A create may have reached AWS before the crash: the new process looks before creating."""
+    w = _one_process(tags=False, find_before_create=True)
+    asyncio.run(w.cycle())  # intent recorded
+    w.restart()
+    asyncio.run(w.converge())
+    assert w.cloud.calls.count("find") == 2 and w.cloud.calls.count("create") == 1
+
+
+def test_a_drift_check_during_a_polled_build_calls_nothing() -> None:
+    """The change handler polls a build on its own schedule; the timer does not repeat its calls."""
+    w = _one_process(build_polls=3)
+    asyncio.run(w.cycle())  # intent
+    asyncio.run(w.cycle())  # create: the build starts
+    calls = len(w.cloud.calls)
+    outcome = asyncio.run(w.cycle(Trigger.DRIFT))
+    assert outcome.decision is Decision.STOP and len(w.cloud.calls) == calls
+    asyncio.run(w.converge())
+    assert w.condition("Ready")["status"] == "True"
+    asyncio.run(w.cycle(Trigger.DRIFT))
+    assert len(w.cloud.calls) > calls  # once Ready, drift checks look again
+
+
+def test_polling_stops_counting_for_a_build_left_behind() -> None:
+    clock = BuildClock()
+    clock.begin("a", "QPlugin/create", 0.0)
+    assert clock.polling("a", 10.0)
+    assert not clock.polling("a", 601.0)
+    clock.done("a", 11.0)
+    assert not clock.polling("a", 12.0)
+
+
+def test_a_new_bucket_starts_with_one_token_and_fills_over_a_second() -> None:
+    """Slow start: no full burst at an operation whose AWS limit is not known yet."""
+    now = [0.0]
+    limiter = RateLimiter(max_rate=20, burst=20, clock=lambda: now[0], sleep=lambda s: None)
+    key = ("qbusiness", "us-east-1", "CreatePlugin")
+    assert limiter.try_take(key) == 0.0
+    assert limiter.try_take(key) > 0
+    now[0] = 1.0
+    assert sum(1 for _ in range(30) if limiter.try_take(key) == 0.0) == 20

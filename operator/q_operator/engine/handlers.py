@@ -192,12 +192,18 @@ async def run_cycle(
         if trigger is Trigger.CHANGE and not deleting and version and st.converged_at.get(uid) == version:
             return  # this exact object version was just reconciled to DONE
         attempt = st.failures.get(uid, 0)
-        obj = object_view(body, attempt, st.written.get(uid) if trigger is Trigger.DRIFT else None)
+        # Any handler may run on a body from before our own last patch (kopf stops waiting for it after
+        # its consistency timeout, and a busy API server can be slower): it sees that patch.
+        obj = object_view(body, attempt, st.written.get(uid))
         if deleting and not obj.deleting:
             obj = dataclasses.replace(obj, deleting=True)
         outcome = await reconcile(kind, obj, st.deps, trigger)
         if outcome.status:
-            st.written[uid] = (version, outcome.status)
+            earlier = st.written.get(uid)
+            if earlier is not None and earlier[0] == version:  # a second cycle on the same stale body
+                st.written[uid] = (version, {**earlier[1], **outcome.status})
+            else:
+                st.written[uid] = (version, outcome.status)
         if outcome.decision is Decision.DONE:
             st.converged_at[uid] = version
         else:

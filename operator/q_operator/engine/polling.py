@@ -80,6 +80,13 @@ class BuildClock:
             old = self.typical.get(build.kind)
             self.typical[build.kind] = sample if old is None else old + _ALPHA * (sample - old)
 
+    def polling(self, uid: str, now: float, within: float = 600.0) -> bool:
+        """Whether this object's build began in this process less than `within` seconds ago and is
+        still being polled (a build left behind by an error stops counting after that)."""
+        with self._lock:
+            build = self.builds.get(uid)
+            return build is not None and now - build.started < within
+
     def forget(self, uid: str) -> None:
         with self._lock:
             self.builds.pop(uid, None)

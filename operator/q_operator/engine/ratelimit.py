@@ -133,6 +133,9 @@ class RateLimiter:
             found = self._buckets.get(key)
             if found is None:
                 found = self._buckets[key] = TokenBucket(self.max_rate, self.burst, self.clock())
+                # Slow start: one token, the burst fills over its first second. An operation whose
+                # limit at AWS is lower than ours is not hit with a whole burst before we learn it.
+                found.tokens = min(found.tokens, 1.0)
             return found
 
     def reserve(self, key: BucketKey) -> float:

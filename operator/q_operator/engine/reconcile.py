@@ -191,6 +191,9 @@ class Deps:
     default_region: str | None = None
     #: which object holds which AWS resource, in this process (see Holdings).
     holdings: Holdings = field(default_factory=Holdings)
+    #: (uid, createPending.since) of intents this process recorded and has not yet sent a create for:
+    #: no create can have reached AWS under them, so the look before creating would find nothing.
+    fresh_intents: set[tuple[str, str]] = field(default_factory=set)
 
 
 async def reconcile(
@@ -205,6 +208,10 @@ async def reconcile(
             if outcome.decision is Decision.RELEASE:
                 deps.holdings.release(obj.uid)
             return outcome
+        if trigger is Trigger.DRIFT and deps.builds.polling(obj.uid, deps.now().timestamp()):
+            # The change handler is polling this build on its own schedule: a drift check now would
+            # only repeat its calls (kopf's timer does not count status writes as changes).
+            return Outcome(Decision.STOP, message="a build in progress is being polled")
         if trigger is Trigger.DRIFT and cycle.waiting_for_spec_change():
             # A terminal failure at this generation: the timer must not retry it (no hot loop).
             return Outcome(Decision.STOP, message="waiting for the spec to change")
@@ -423,7 +430,8 @@ class _Cycle:
 
     def build_started(self, what: str) -> float:
         """A create or update was accepted: start this object's build clock; the delay to the first poll."""
-        self.deps.builds.begin(self.obj.uid, f"{self.kind.kind}/{what}", self.now.timestamp())
+        # Now, not the cycle's start: the create may have waited long for the rate limiter.
+        self.deps.builds.begin(self.obj.uid, f"{self.kind.kind}/{what}", self.deps.now().timestamp())
         return self.build_poll_delay()
 
     def build_poll_delay(self) -> float:
@@ -431,7 +439,7 @@ class _Cycle:
         without that (a restart), by the Ready condition's last transition."""
         timing = self.deps.timing
         known = self.deps.builds.next_poll(
-            self.obj.uid, self.now.timestamp(), timing.poll_min, timing.poll_max
+            self.obj.uid, self.deps.now().timestamp(), timing.poll_min, timing.poll_max
         )
         return self.poll_delay() if known is None else known
 
@@ -559,7 +567,10 @@ class _Cycle:
             and pending.get("token") == token
             and (self.now - since).total_seconds() < self.deps.timing.token_trust
         )
-        if not replay_is_safe:
+        fresh = (self.obj.uid, str(pending.get("since")))
+        sent_nothing = fresh in self.deps.fresh_intents
+        self.deps.fresh_intents.discard(fresh)  # from here on a create may reach AWS
+        if not replay_is_safe and not sent_nothing:
             found = await self.find(spec, owner)
             if found is not None:
                 return self.claim(found, since)
@@ -607,6 +618,7 @@ class _Cycle:
         since = c.rfc3339(self.now)
         token = make_token(self.obj.uid, since, spec, resolved)
         self.patch["createPending"] = {"token": token, "since": since}
+        self.deps.fresh_intents.add((self.obj.uid, since))
         # Unknown, not False: the flip to False when the create is sent starts the build clock that
         # paces the polls, however long the create waited for the rate limiter.
         ready = c.find_condition(self.conditions, c.READY)
@@ -768,7 +780,7 @@ class _Cycle:
         return self.finish(Decision.REQUEUE, self.build_started("update"))
 
     def up_to_date(self, observation: Observation) -> Outcome:
-        self.deps.builds.done(self.obj.uid, self.now.timestamp())
+        self.deps.builds.done(self.obj.uid, self.deps.now().timestamp())
         self.set_ready("True", c.AVAILABLE, "the AWS resource is ready and matches the spec")
         self.set_synced()
         if self.get("createPending") is not None:
