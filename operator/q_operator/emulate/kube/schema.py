@@ -328,12 +328,13 @@ def _validate_object(schema: JSON, value: JSON, path: str, name: str) -> list[Fi
 
 
 def _validate_combinators(schema: JSON, value: Any, path: str, name: str) -> list[FieldError]:
+    """allOf/anyOf/oneOf/not; their own failures carry no value, so the server prints `Invalid value: ""`."""
     errs: list[FieldError] = []
     for sub in schema.get("allOf") or []:
         errs.extend(validate(sub, value, path))
     any_of = schema.get("anyOf")
     if any_of and not any(not validate(sub, value, path) for sub in any_of):
-        errs.append(invalid(path, value, f"{name} in body must validate at least one schema (anyOf)"))
+        errs.append(invalid(path, "", f"{name} in body must validate at least one schema (anyOf)"))
     one_of = schema.get("oneOf")
     if one_of:
         results = [validate(sub, value, path) for sub in one_of]
@@ -342,7 +343,7 @@ def _validate_combinators(schema: JSON, value: Any, path: str, name: str) -> lis
             errs.append(
                 invalid(
                     path,
-                    value,
+                    "",
                     f"{name} in body must validate one and only one schema (oneOf). Found none valid",
                 )
             )
@@ -352,14 +353,14 @@ def _validate_combinators(schema: JSON, value: Any, path: str, name: str) -> lis
             errs.append(
                 invalid(
                     path,
-                    value,
+                    "",
                     f"{name} in body must validate one and only one schema (oneOf). "
                     f"Found {valid} valid alternatives",
                 )
             )
     negated = schema.get("not")
     if isinstance(negated, dict) and not validate(negated, value, path):
-        errs.append(invalid(path, value, f"{name} in body must not validate the schema (not)"))
+        errs.append(invalid(path, "", f"{name} in body must not validate the schema (not)"))
     return errs
 
 
