@@ -98,16 +98,52 @@ def configure_logging(verbose: bool = False, debug: bool = False, quiet: bool = 
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="q-operator run", description="Run the operator (kopf underneath).")
-    parser.add_argument("-n", "--namespace", dest="namespaces", action="append", default=[])
-    parser.add_argument("-A", "--all-namespaces", dest="clusterwide", action="store_true")
-    parser.add_argument("--standalone", action="store_true", default=None)
-    parser.add_argument("-P", "--peering", dest="peering_name", default=None)
-    parser.add_argument("-p", "--priority", type=int, default=None)
-    parser.add_argument("-L", "--liveness", dest="liveness_endpoint", default=None)
-    parser.add_argument("-v", "--verbose", action="store_true")
-    parser.add_argument("-d", "--debug", action="store_true")
-    parser.add_argument("-q", "--quiet", action="store_true")
+    parser = argparse.ArgumentParser(
+        prog="q-operator run",
+        description="Run the operator (kopf underneath). Environment: see docs/engine.md#settings.",
+    )
+    parser.add_argument(
+        "-n",
+        "--namespace",
+        dest="namespaces",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="watch this namespace (repeatable; a glob such as 'team-*' works)",
+    )
+    parser.add_argument(
+        "-A",
+        "--all-namespaces",
+        dest="clusterwide",
+        action="store_true",
+        help="watch every namespace (the default when no --namespace is given)",
+    )
+    parser.add_argument(
+        "--standalone",
+        action="store_true",
+        default=None,
+        help="run without peering (the default unless --peering is given)",
+    )
+    parser.add_argument(
+        "-P",
+        "--peering",
+        dest="peering_name",
+        default=None,
+        metavar="NAME",
+        help="coordinate with other replicas through the kopf peering object NAME",
+    )
+    parser.add_argument("-p", "--priority", type=int, default=None, help="this replica's peering priority")
+    parser.add_argument(
+        "-L",
+        "--liveness",
+        dest="liveness_endpoint",
+        default=None,
+        metavar="URL",
+        help="serve a liveness probe, e.g. http://0.0.0.0:8081/healthz",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG")
+    parser.add_argument("-d", "--debug", action="store_true", help="log at DEBUG, kopf included")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
     return parser.parse_args(list(argv))
 
 
