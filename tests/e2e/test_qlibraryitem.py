@@ -124,6 +124,7 @@ def test_bumping_app_version_replaces_the_item_and_deletes_the_old_one(
         sandbox, namespace, "versioned", categories=[CATEGORY_A], itemStatus="PUBLISHED", isVerified=True
     )
     old_id = obj["status"]["libraryItemId"]
+    start = len(calls(sandbox))
     apply(sandbox, qlibraryitem("versioned", namespace, **{**obj["spec"], "appVersion": 2}))
 
     def replaced() -> dict[str, Any] | None:
@@ -144,6 +145,8 @@ def test_bumping_app_version_replaces_the_item_and_deletes_the_old_one(
         return found if "Replaced" in found else None
 
     assert "Replacing" in wait_for("the Replaced event", reasons, timeout=15)
+    ops = [r["operation"] for r in calls(sandbox)[start:] if r["status"] == 200]
+    assert ops.index("CreateLibraryItem") < ops.index("DeleteLibraryItem"), "the library never lacks the app"
     gone = client(sandbox, "qapps")
     try:
         gone.get_library_item(instanceId=instance, libraryItemId=old_id)
@@ -248,6 +251,10 @@ def test_app_the_instance_does_not_know_is_flagged_naming_app_id(sandbox: Sandbo
     assert library_items_in(sandbox, instance) == []
 
 
+def _created_events(sandbox: Sandbox, namespace: str, name: str) -> list[str]:
+    return [str(e["message"]) for e in events_of(sandbox, namespace, name) if e["reason"] == "Created"]
+
+
 def test_kill_9_between_create_and_status_write_never_duplicates(sandbox: Sandbox, namespace: str) -> None:
     """CreateLibraryItem has no client token: every AWS answer is delayed 0.8 s, so the item exists
     while the operator still waits for its ID, and the operator is killed right then. After the
@@ -274,6 +281,10 @@ def test_kill_9_between_create_and_status_write_never_duplicates(sandbox: Sandbo
         item = _one_item(sandbox, instance)
         assert obj["status"]["libraryItemId"] == item["libraryItemId"]
         assert len(_item_states(sandbox, app_id)) == 1
+        created = wait_for(
+            "the Created event", partial(_created_events, sandbox, namespace, name), timeout=10
+        )
+        assert all("before an interruption" in m for m in created), created  # found, not created again
 
 
 def test_invalid_manifest_is_refused_at_apply_naming_the_field(sandbox: Sandbox, namespace: str) -> None:
