@@ -273,14 +273,18 @@ def test_strategic_merge_patch_on_a_custom_resource_is_415(
     assert code == 415 and status["reason"] == "UnsupportedMediaType"
 
 
-def test_server_side_apply_creates_then_merges(
+def test_server_side_apply_creates_merges_and_drops_what_it_stopped_applying(
     emulator: KubeEmulator, custom: client.CustomObjectsApi, ns: str
 ) -> None:
     path = f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/widgets/ssa?fieldManager=test"
     code, obj = raw(emulator, "PATCH", path, widget("ssa", size=2), "application/apply-patch+yaml")
     assert code == 201 and obj["spec"]["size"] == 2
+    code, obj = raw(emulator, "PATCH", path, widget("ssa", size=4, minSize=2), "application/apply-patch+yaml")
+    assert code == 200 and obj["spec"]["size"] == 4 and obj["spec"]["minSize"] == 2
+    custom.patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "ssa", {"spec": {"color": "red"}})
     code, obj = raw(emulator, "PATCH", path, widget("ssa", size=4), "application/apply-patch+yaml")
-    assert code == 200 and obj["spec"]["size"] == 4
+    # What this manager no longer applies goes; what another writer set stays.
+    assert code == 200 and "minSize" not in obj["spec"] and obj["spec"]["color"] == "red"
 
 
 def test_label_selectors_filter_lists(custom: client.CustomObjectsApi, ns: str) -> None:

@@ -41,6 +41,7 @@ from q_operator.emulate.kube.patch import (
     MERGE_PATCH,
     STRATEGIC_PATCH,
     PatchError,
+    apply_as_merge_patch,
     json_patch,
     merge_patch,
     strategic_merge_patch,
@@ -115,6 +116,7 @@ class Api:
     def __init__(self, registry: Registry, store: Store) -> None:
         self.registry = registry
         self.store = store
+        self.applied: dict[tuple[str, ...], JSON] = {}
 
     # ---- reading ---------------------------------------------------------------------------------
 
@@ -517,6 +519,8 @@ class Api:
         if current is None:
             if content_type == APPLY_PATCH:
                 result = self.create(rt, namespace or None, patch, options)
+                if not options.dry_run and isinstance(patch, dict):
+                    self._remember_applied(rt, result.obj, subresource, options.field_manager, patch)
                 return result
             raise not_found(rt.group_resource, rt.group, rt.plural, name)
         shown = self.present(rt, current)
@@ -528,7 +532,10 @@ class Api:
             elif content_type == APPLY_PATCH:
                 if not isinstance(patch, dict):
                     raise PatchError("apply patch must be an object")
-                patched = merge_patch(shown, patch)
+                previous = self.applied.get(
+                    self._applied_key(rt, current, subresource, options.field_manager)
+                )
+                patched = merge_patch(shown, apply_as_merge_patch(previous, patch))
             else:
                 if not isinstance(patch, dict):
                     raise bad_request(
@@ -553,7 +560,21 @@ class Api:
                     },
                 ) from None
             raise bad_request(str(exc)) from None
-        return self.update(rt, namespace, name, patched, subresource, options, from_patch=True)
+        result = self.update(rt, namespace, name, patched, subresource, options, from_patch=True)
+        if content_type == APPLY_PATCH and not options.dry_run and isinstance(patch, dict):
+            self._remember_applied(rt, result.obj, subresource, options.field_manager, patch)
+        return result
+
+    @staticmethod
+    def _applied_key(rt: ResourceType, obj: JSON, subresource: str, manager: str) -> tuple[str, ...]:
+        meta = obj["metadata"]
+        return (*rt.key, str(meta.get("uid", "")), subresource, manager)
+
+    def _remember_applied(
+        self, rt: ResourceType, obj: JSON, subresource: str, manager: str, patch: JSON
+    ) -> None:
+        """What a field manager applied last (by object uid), standing in for managedFields."""
+        self.applied[self._applied_key(rt, obj, subresource, manager)] = copy.deepcopy(patch)
 
     # ---- delete ----------------------------------------------------------------------------------
 

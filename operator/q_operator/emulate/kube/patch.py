@@ -115,6 +115,20 @@ def _merge_by_key(current: list[Any], patch: list[Any], merge_key: str, path: st
     return out
 
 
+def apply_as_merge_patch(previous: JSON | None, applied: JSON) -> JSON:
+    """Server-side apply approximated: the applied config as a merge patch that also removes the fields
+    this field manager applied last time and no longer applies (what SSA's field ownership achieves)."""
+    out: JSON = copy.deepcopy(applied)
+    if not previous:
+        return out
+    for key, old in previous.items():
+        if key not in applied:
+            out[key] = None
+        elif isinstance(old, dict) and isinstance(applied[key], dict):
+            out[key] = apply_as_merge_patch(old, applied[key])
+    return out
+
+
 def _unescape(token: str) -> str:
     return token.replace("~1", "/").replace("~0", "~")
 
