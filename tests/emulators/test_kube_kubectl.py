@@ -319,3 +319,11 @@ def test_deleting_the_crds_removes_their_objects_and_the_resource_type(tmp_path:
             or "doesn't have a resource type" in gone.stderr
         )
         assert emu.call(lambda: emu.server.store.items(("test.example.com", "widgets"))) == []
+
+
+def test_server_side_apply_through_kubectl(kubectl: Kubectl) -> None:
+    with_size = manifest("ssa").replace("  color: red\n", "  color: red\n  size: 7\n")
+    assert "serverside-applied" in kubectl.ok("apply", "--server-side", "-f", "-", stdin=with_size)
+    assert kubectl.ok("get", "wd", "ssa", "-o", "jsonpath={.spec.size}") == "7"
+    kubectl.ok("apply", "--server-side", "-f", "-", stdin=manifest("ssa"))
+    assert kubectl.ok("get", "wd", "ssa", "-o", "jsonpath={.spec.size}") == "3"  # dropped, then defaulted
