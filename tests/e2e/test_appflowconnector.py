@@ -362,6 +362,40 @@ def test_kill_9_between_register_and_status_write_never_duplicates(sandbox: Sand
         assert _tags(sandbox, obj["status"]["connectorArn"])[OWNER_TAG].startswith(f"{namespace}.{name}.")
 
 
+def test_deleting_while_the_registration_is_in_flight_leaves_no_connector(
+    sandbox: Sandbox, namespace: str
+) -> None:
+    name = _label("fleeting")
+    sandbox.aws("POST", "/_emulator/config", {"latency_ms": 800})
+    try:
+        apply(sandbox, appflowconnector(name, namespace))
+        wait_for("AppFlow to register it", partial(_registered, sandbox, name), timeout=30, interval=0.02)
+        sandbox.kubectl("delete", "afc", name, "-n", namespace, "--wait=false")
+    finally:
+        sandbox.aws("POST", "/_emulator/config", {"latency_ms": 0})
+    wait_for("the object to go", lambda: sandbox.get(APPFLOWCONNECTORS, namespace, name) is None, timeout=30)
+    assert _registered(sandbox, name) == 0
+
+
+def test_object_deleted_while_the_operator_is_dead_mid_register_leaves_no_connector(
+    sandbox: Sandbox, namespace: str
+) -> None:
+    """kill -9 after AppFlow registered the connector (untagged: TagResource never ran), then the
+    object is deleted while no operator runs: the restarted operator unregisters it."""
+    name = _label("orphaned")
+    sandbox.aws("POST", "/_emulator/config", {"latency_ms": 800})
+    try:
+        apply(sandbox, appflowconnector(name, namespace))
+        wait_for("AppFlow to register it", partial(_registered, sandbox, name), timeout=30, interval=0.02)
+        sandbox.stop_operator(kill=True)
+    finally:
+        sandbox.aws("POST", "/_emulator/config", {"latency_ms": 0})
+    sandbox.kubectl("delete", "afc", name, "-n", namespace, "--wait=false")
+    sandbox.start_operator()
+    wait_for("the object to go", lambda: sandbox.get(APPFLOWCONNECTORS, namespace, name) is None, timeout=30)
+    assert _registered(sandbox, name) == 0
+
+
 def test_invalid_manifests_are_refused_at_apply_naming_the_field(sandbox: Sandbox, namespace: str) -> None:
     name = _label("fixed")
     _register(sandbox, namespace, name)

@@ -287,6 +287,48 @@ def test_kill_9_between_create_and_status_write_never_duplicates(sandbox: Sandbo
         assert all("before an interruption" in m for m in created), created  # found, not created again
 
 
+def test_deleting_while_the_create_is_in_flight_leaves_no_item(sandbox: Sandbox, namespace: str) -> None:
+    """The object is deleted while CreateLibraryItem's answer is still on its way: the item AWS made
+    is found and deleted, never orphaned."""
+    instance = new_instance_id()
+    manifest = qlibraryitem("fleeting", namespace, instanceId=instance)
+    app_id = manifest["spec"]["appId"]
+    sandbox.aws("POST", "/_emulator/config", {"latency_ms": 800})
+    try:
+        apply(sandbox, manifest)
+        wait_for("AWS to create the item", partial(_item_states, sandbox, app_id), timeout=30, interval=0.02)
+        sandbox.kubectl("delete", "qli", "fleeting", "-n", namespace, "--wait=false")
+    finally:
+        sandbox.aws("POST", "/_emulator/config", {"latency_ms": 0})
+    wait_for(
+        "the object to go", lambda: sandbox.get(QLIBRARYITEMS, namespace, "fleeting") is None, timeout=30
+    )
+    assert _item_states(sandbox, app_id) == []
+
+
+def test_object_deleted_while_the_operator_is_dead_mid_create_leaves_no_item(
+    sandbox: Sandbox, namespace: str
+) -> None:
+    """kill -9 after AWS made the item but before its ID was recorded, then the object is deleted
+    while no operator runs: the restarted operator finds the unrecorded item and deletes it."""
+    instance = new_instance_id()
+    manifest = qlibraryitem("orphaned", namespace, instanceId=instance)
+    app_id = manifest["spec"]["appId"]
+    sandbox.aws("POST", "/_emulator/config", {"latency_ms": 800})
+    try:
+        apply(sandbox, manifest)
+        wait_for("AWS to create the item", partial(_item_states, sandbox, app_id), timeout=30, interval=0.02)
+        sandbox.stop_operator(kill=True)
+    finally:
+        sandbox.aws("POST", "/_emulator/config", {"latency_ms": 0})
+    sandbox.kubectl("delete", "qli", "orphaned", "-n", namespace, "--wait=false")
+    sandbox.start_operator()
+    wait_for(
+        "the object to go", lambda: sandbox.get(QLIBRARYITEMS, namespace, "orphaned") is None, timeout=30
+    )
+    assert _item_states(sandbox, app_id) == []
+
+
 def test_invalid_manifest_is_refused_at_apply_naming_the_field(sandbox: Sandbox, namespace: str) -> None:
     before = len(calls(sandbox, "CreateLibraryItem"))
     out = apply(sandbox, qlibraryitem("bad-app", namespace, appId="not-a-uuid"), check=False)
