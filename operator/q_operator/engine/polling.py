@@ -33,6 +33,8 @@ class _Build:
     #: when the next poll was meant to happen: the learning uses it rather than when the poll did
     #: happen, which a busy operator makes later — learning from that would feed on itself.
     planned: float | None = None
+    #: begun by a drift-timer cycle: the timer polls it itself (no change handler is waiting on it).
+    by_timer: bool = False
 
 
 @dataclass
@@ -43,10 +45,10 @@ class BuildClock:
     typical: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def begin(self, uid: str, kind: str, now: float) -> None:
+    def begin(self, uid: str, kind: str, now: float, by_timer: bool = False) -> None:
         """A create or update was accepted: its build starts now."""
         with self._lock:
-            self.builds[uid] = _Build(now, kind)
+            self.builds[uid] = _Build(now, kind, by_timer=by_timer)
 
     def next_poll(self, uid: str, now: float, poll_min: float, poll_max: float) -> float | None:
         """Seconds until the next look at a build still in progress; None when its start is unknown."""
@@ -85,7 +87,7 @@ class BuildClock:
         still being polled (a build left behind by an error stops counting after that)."""
         with self._lock:
             build = self.builds.get(uid)
-            return build is not None and now - build.started < within
+            return build is not None and not build.by_timer and now - build.started < within
 
     def forget(self, uid: str) -> None:
         with self._lock:

@@ -201,6 +201,7 @@ async def reconcile(
 ) -> Outcome:
     """One cycle of one object: observe, then create, update, replace, delete or wait."""
     cycle = _Cycle(kind, obj, deps)
+    cycle.by_timer = trigger is Trigger.DRIFT
     try:
         if obj.deleting:
             deps.builds.forget(obj.uid)
@@ -295,6 +296,8 @@ class _Cycle:
         self.obj = obj
         self.deps = deps
         self.now = deps.now()
+        #: a drift-timer cycle: a build it starts is polled by the timer, not by a change handler.
+        self.by_timer = False
         self.prior_conditions: list[Mapping[str, Any]] = list(obj.status.get("conditions") or [])
         self.conditions: list[dict[str, Any]] = [dict(x) for x in self.prior_conditions]
         self.patch: dict[str, Any] = {}
@@ -431,7 +434,9 @@ class _Cycle:
     def build_started(self, what: str) -> float:
         """A create or update was accepted: start this object's build clock; the delay to the first poll."""
         # Now, not the cycle's start: the create may have waited long for the rate limiter.
-        self.deps.builds.begin(self.obj.uid, f"{self.kind.kind}/{what}", self.deps.now().timestamp())
+        self.deps.builds.begin(
+            self.obj.uid, f"{self.kind.kind}/{what}", self.deps.now().timestamp(), by_timer=self.by_timer
+        )
         return self.build_poll_delay()
 
     def build_poll_delay(self) -> float:
