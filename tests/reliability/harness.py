@@ -16,7 +16,7 @@ import time
 import urllib.error
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -415,6 +415,8 @@ class Run:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        with suppress(OSError):  # the AWS call log stays with the process logs, for a look afterwards
+            (self.box.workdir / "aws-requests.json").write_text(json.dumps(self.requests()))
         self.box.close()
 
     def kill_operator(self) -> None:

@@ -10,6 +10,7 @@ import argparse
 import os
 import platform
 import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -86,6 +87,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=[], help="scenario names to run")
     parser.add_argument("--seed", type=int, default=None, help="seed of the random kill moments")
     parser.add_argument("--workdir", default=None, help="keep the logs here (default: a temp dir)")
+    parser.add_argument(
+        "--bad-input-batches",
+        type=int,
+        default=None,
+        help="batches of 8 generated specs for the bad-input property test (default 20, quick 5; 0 skips)",
+    )
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     size = QUICK if args.quick else FULL
     seed = args.seed if args.seed is not None else random.randrange(1_000_000)
@@ -105,10 +112,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         row = run_scenario(scenario, root / scenario.name, size, seed)
         print(f"  {scenario.name}: {'ok' if row.ok else 'FAILED'} in {row.seconds:.0f}s", flush=True)
         rows.append(row)
+    batches = args.bad_input_batches if args.bad_input_batches is not None else (5 if args.quick else 20)
+    bad_input_ok = True
+    bad_input = ""
+    if batches > 0 and (not args.only or "badinput" in args.only):
+        bad_input_ok, bad_input = run_bad_input(batches, root)
+        print(f"  badinput: {'ok' if bad_input_ok else 'FAILED'}: {bad_input}", flush=True)
     print()
     print(table(rows))
     print()
     print(details(rows))
     print()
+    if bad_input:
+        print(f"- bad input (hypothesis) [{'ok' if bad_input_ok else 'FAILED'}]: {bad_input}")
+    print()
     print(f"machine: {machine()}; total {time.monotonic() - started:.0f}s; seed {seed}")
-    return 0 if all(r.ok for r in rows) else 1
+    return 0 if all(r.ok for r in rows) and bad_input_ok else 1
+
+
+def run_bad_input(batches: int, root: Path) -> tuple[bool, str]:
+    """The property-based bad-input test with more examples than `make test` runs; (passed, tally)."""
+    report = root / "bad-input.txt"
+    root.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, Q_OPERATOR_BAD_INPUT_BATCHES=str(batches), Q_OPERATOR_BAD_INPUT_REPORT=str(report))
+    started = time.monotonic()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/e2e/test_bad_input_property.py",
+        ],
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    (root / "bad-input.log").write_text(result.stdout + result.stderr)
+    tally = report.read_text().strip().splitlines()[-1] if report.exists() else "no tally (see bad-input.log)"
+    return result.returncode == 0, f"{tally} in {time.monotonic() - started:.0f}s"
