@@ -188,3 +188,18 @@ def test_a_new_bucket_starts_with_one_token_and_fills_over_a_second() -> None:
     assert limiter.try_take(key) > 0
     now[0] = 1.0
     assert sum(1 for _ in range(30) if limiter.try_take(key) == 0.0) == 20
+
+
+def test_a_kind_ready_at_once_is_looked_at_sooner_than_poll_min() -> None:
+    """Library items and connectors have no build: once that is learned, Ready follows within 0.25 s."""
+    clock = BuildClock()
+    for i in range(5):
+        start = 10.0 * i
+        clock.begin(f"x{i}", "QLibraryItem/create", start)
+        delay = clock.next_poll(f"x{i}", start, 1.0, 15.0)
+        assert delay is not None
+        clock.done(f"x{i}", start + delay)
+    clock.begin("y", "QLibraryItem/create", 100.0)
+    assert clock.next_poll("y", 100.0, 1.0, 15.0) == 0.25
+    # still building at that look: back to poll_min
+    assert clock.next_poll("y", 100.3, 1.0, 15.0) == 1.0
