@@ -353,11 +353,12 @@ def test_invalid_manifest_is_refused_at_apply_naming_the_field(sandbox: Sandbox,
 
 
 def test_throttled_creates_converge_and_honour_retry_after(sandbox: Sandbox, namespace: str) -> None:
-    """CreateLibraryItem limited to one call every 2 s: the burst of creates is throttled with
-    Retry-After, every item still converges (one each), and no throttled-op call comes before the
-    wait AWS asked for (bar those already in flight when the 429 was sent). The operator resends a
-    throttled call itself, paced by its limiter, before it would report Throttled on the object."""
-    rate = 0.5
+    """CreateLibraryItem limited to one call every 3 s: the burst of creates is throttled with
+    Retry-After (3 s), every item still converges (one each), and no throttled-op call comes before
+    the wait AWS asked for, bar those already in flight when the 429 was sent (up to 1 s later on a
+    busy machine). The operator resends a throttled call itself, paced by its limiter, before it
+    would report Throttled on the object."""
+    rate = 1 / 3
     names = [f"busy{i}" for i in range(3)]
     instance = new_instance_id()
     sandbox.aws("POST", "/_emulator/config", {"throttle": {"qapps:CreateLibraryItem": rate}})
@@ -378,7 +379,7 @@ def test_throttled_creates_converge_and_honour_retry_after(sandbox: Sandbox, nam
     assert all(r.get("error") == "ThrottlingException" for r in throttled)
     # Replay the stand-in's token bucket over the logged times to learn each 429's Retry-After.
     bucket = TokenBucket(rate, log[0]["time"])
-    in_flight = 0.25
+    in_flight = 1.0
     for index, entry in enumerate(log):
         wait = bucket.take(entry["time"])
         if entry["status"] != 429:
@@ -392,15 +393,24 @@ def test_throttled_creates_converge_and_honour_retry_after(sandbox: Sandbox, nam
     assert len([r for r in log if r["status"] == 200]) == len(names), "one create per item, no more"
 
 
-def test_internal_error_is_retried_no_sooner_than_its_retry_after(sandbox: Sandbox, namespace: str) -> None:
-    """qapps' InternalServerException carries Retry-After too: the retry waits at least that long."""
+def test_throttle_and_internal_error_are_retried_no_sooner_than_their_retry_after(
+    sandbox: Sandbox, namespace: str
+) -> None:
+    """One object, so nothing else is in flight: a 429 asking for 2 s, then a 500 asking for 3 s
+    (qapps' InternalServerException carries Retry-After too). Each next call waits at least that."""
     instance = new_instance_id()
     start = len(calls(sandbox, "CreateLibraryItem"))
-    fault = {"operation": "qapps:CreateLibraryItem", "error": "InternalServerException", "count": 1}
-    sandbox.aws("POST", "/_emulator/config", {"inject": [{**fault, "fields": {"retryAfterSeconds": 3}}]})
+    op = "qapps:CreateLibraryItem"
+    faults = [
+        {"operation": op, "error": "ThrottlingException", "count": 1, "fields": {"retryAfterSeconds": 2}},
+        {"operation": op, "error": "InternalServerException", "count": 1, "fields": {"retryAfterSeconds": 3}},
+    ]
+    sandbox.aws("POST", "/_emulator/config", {"inject": faults})
     apply(sandbox, qlibraryitem("shaky", namespace, instanceId=instance))
     obj = sandbox.wait_condition(QLIBRARYITEMS, namespace, "shaky", "Ready", timeout=30)
     assert _one_item(sandbox, instance)["libraryItemId"] == obj["status"]["libraryItemId"]
-    failed, retried = calls(sandbox, "CreateLibraryItem")[start:]
-    assert failed["error"] == "InternalServerException" and retried["status"] == 200
-    assert retried["time"] - failed["time"] >= 3.0, "the retry came before AWS's Retry-After"
+    throttled, failed, created = calls(sandbox, "CreateLibraryItem")[start:]
+    assert throttled["error"] == "ThrottlingException" and failed["error"] == "InternalServerException"
+    assert created["status"] == 200
+    assert failed["time"] - throttled["time"] >= 2.0, "a call came before the 429's Retry-After"
+    assert created["time"] - failed["time"] >= 3.0, "a call came before the 500's Retry-After"
