@@ -92,7 +92,13 @@ def print_result(result: Result) -> None:
         log(f"  {f.name:44} {f.value:>10.2f}{f.unit:<4} {bound:>13} {ratio:>7}  {holds}")
         if f.note:
             log(f"  {'':44}   ({f.note})")
-    for key in ("calls_by_operation", "throttled_by_operation", "aws_by_operation", "kube_by_verb"):
+    for key in (
+        "calls_by_operation",
+        "throttled_by_operation",
+        "aws_by_operation",
+        "kube_by_verb",
+        "loadavg_1min_before_after",
+    ):
         if result.details.get(key):
             log(f"  {key}: {json.dumps(result.details[key])}")
 

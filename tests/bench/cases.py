@@ -9,6 +9,7 @@ have no build; a mix is bound by its slowest kind.
 from __future__ import annotations
 
 import math
+import os
 import time
 import uuid
 from collections import Counter
@@ -235,6 +236,7 @@ def converge(
     counts = Counter(p for p, _ in objects)
     n = len(objects)
     bound = lower_bound(counts)
+    load_before = os.getloadavg()[0]
     create_namespace(sandbox, namespace)
     sampler.cut()
     started = time.time()
@@ -286,6 +288,7 @@ def converge(
         "all_ready": all_ready,
         "started": started,
         "last_ready": last,
+        "loadavg_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
     return result
 
