@@ -123,6 +123,13 @@ class Run:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        try:  # the stand-ins' call logs, for a look afterwards
+            (self.box.workdir / "aws-requests.json").write_text(json.dumps(self.box.aws_requests()))
+            (self.box.workdir / "kube-requests.json").write_text(
+                json.dumps(self.box.kube("GET", "/_emulator/requests"))
+            )
+        except OSError:
+            pass
         self.watch.close()
         self.sampler.close()
         self.box.__exit__(*exc)
