@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import kopf
 import pytest
 
@@ -180,9 +183,52 @@ def test_spec_change_wakes_a_waiting_deletion(
 ) -> None:
     """forceDelete set while an in-use connector's deletion waits a minute is acted on at once."""
     patch = kopf.Patch()
-    handlers.wake_deletion_on_spec_change(_deleting(generation, observed, delayed), patch)
+    deleting = _deleting(generation, observed, delayed)
+    if handlers._lagging(deleting):
+        handlers.catch_up_on_spec_change(deleting, patch)
     key = f"{handlers.KOPF_PREFIX}/delete"
     assert (patch.get("metadata", {}).get("annotations", {}).get(key, "kept") is None) is woken
+
+
+def _reverted(spec: dict[str, Any], handled_spec: dict[str, Any]) -> kopf.Body:
+    """An object whose update handler backs off (status at generation 2) and whose spec is now 3."""
+    raw = body(observedGeneration=2)
+    raw["spec"] = spec
+    handled = json.dumps(
+        {"spec": handled_spec, "metadata": {"annotations": {"q-operator.dev/adopt-id": "x"}}}
+    )
+    raw["metadata"].update(  # type: ignore[union-attr]
+        generation=3,
+        deletionTimestamp=None,
+        annotations={
+            "q-operator.dev/adopt-id": "x",
+            f"{handlers.KOPF_PREFIX}/last-handled-configuration": handled,
+            f"{handlers.KOPF_PREFIX}/update": json.dumps({"started": "2026-01-01", "delayed": "2099-01-01"}),
+        },
+    )
+    return kopf.Body(raw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("handled_spec", "forced"),
+    [
+        pytest.param({"name": "a"}, True, id="spec-back-to-the-last-handled-one-is-reconciled-now"),
+        pytest.param({"name": "b"}, False, id="a-change-kopf-sees-is-left-to-kopf"),
+    ],
+)
+def test_reverted_spec_during_a_back_off_is_reconciled_at_once(
+    handled_spec: dict[str, Any], forced: bool
+) -> None:
+    """A bad change reverted while its update backs off: kopf sees no change, so the operator makes
+    it visible (an older handled state) and drops the update's delay."""
+    reverted = _reverted({"name": "a"}, handled_spec)
+    assert handlers._lagging(reverted)
+    patch = kopf.Patch()
+    handlers.catch_up_on_spec_change(reverted, patch)
+    annotations = patch.get("metadata", {}).get("annotations", {})
+    stored = annotations.get(f"{handlers.KOPF_PREFIX}/last-handled-configuration")
+    assert (stored is not None and "spec" not in json.loads(stored)) is forced
+    assert (annotations.get(f"{handlers.KOPF_PREFIX}/update", "kept") is None) is forced
 
 
 def test_back_off_counts_failed_cycles_not_kopf_requeues(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -24,7 +24,7 @@ import time
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -52,6 +52,9 @@ CONFIGMAP_HASH = "q-operator.dev/configmap-hash"
 #: kopf's record of each handler's progress (retries, requeue delay), kept in annotations.
 PROGRESS = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
 DELETE_HANDLER = kopf.HandlerId("delete")
+UPDATE_HANDLER = kopf.HandlerId("update")
+#: kopf's record of the last spec (and annotations) it handled: what it diffs each event against.
+DIFFBASE = kopf.AnnotationsDiffBaseStorage(prefix=KOPF_PREFIX)
 
 log = logging.getLogger("q_operator.engine")
 
@@ -279,7 +282,7 @@ def register(kind: KindInfo[Any, Any]) -> None:
     async def on_create(*, body: kopf.Body, patch: kopf.Patch, retry: int = 0, **_: Any) -> None:
         await run_cycle(kind, Trigger.CHANGE, body, patch, retry, deleting=False)
 
-    @kopf.on.update(*gvp, id="update")
+    @kopf.on.update(*gvp, id=UPDATE_HANDLER)
     async def on_update(*, body: kopf.Body, patch: kopf.Patch, retry: int = 0, **_: Any) -> None:
         await run_cycle(kind, Trigger.CHANGE, body, patch, retry, deleting=False)
 
@@ -291,9 +294,9 @@ def register(kind: KindInfo[Any, Any]) -> None:
     async def on_delete(*, body: kopf.Body, patch: kopf.Patch, retry: int = 0, **_: Any) -> None:
         await run_cycle(kind, Trigger.CHANGE, body, patch, retry, deleting=True)
 
-    @kopf.on.event(*gvp, id="wake-deletion")
+    @kopf.on.event(*gvp, id="catch-up", when=_lagging)
     async def on_event(*, body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-        wake_deletion_on_spec_change(body, patch)
+        catch_up_on_spec_change(body, patch)
 
     @kopf.timer(*gvp, id="drift", interval=interval, idle=min(interval, 60.0), initial_delay=_initial_delay)
     async def on_drift(*, body: kopf.Body, patch: kopf.Patch, retry: int = 0, **_: Any) -> None:
@@ -306,24 +309,45 @@ def register(kind: KindInfo[Any, Any]) -> None:
         return {(namespace or "", cm): name for cm in config_map_names(dict(spec))}
 
 
-def wake_deletion_on_spec_change(body: kopf.Body, patch: kopf.Patch) -> None:
-    """Run a waiting deletion again at once when the spec changed since its last cycle.
-
-    kopf sits out a handler's requeue delay even when the object changes meanwhile, so setting
-    `forceDelete` on a connector whose deletion waits a minute because it is in use would wait that
-    minute. A deleting object whose status lags its generation has had its spec changed since the
-    last deletion cycle (every cycle records observedGeneration): dropping the delete handler's
-    progress record makes kopf run it now, on the new spec. Restart-safe: it reads only the body.
-    """
-    meta = body.get("metadata", {})
+def _lagging(body: kopf.Body, **_: Any) -> bool:
+    """Whether the spec changed since the last cycle wrote status (every cycle records
+    observedGeneration): only then can kopf have left a change unhandled."""
     observed = (body.get("status") or {}).get("observedGeneration")
-    if not meta.get("deletionTimestamp") or not isinstance(observed, int):
+    generation = body.get("metadata", {}).get("generation")
+    return isinstance(observed, int) and isinstance(generation, int) and observed < generation
+
+
+def catch_up_on_spec_change(body: kopf.Body, patch: kopf.Patch) -> None:
+    """Make kopf reconcile a spec change it would otherwise sit out.
+
+    kopf keeps a handler's requeue delay even when the object changes meanwhile, and sees no change
+    at all when the spec returns to the last one it handled. So setting `forceDelete` on a connector
+    whose deletion waits a minute because it is in use would wait that minute, and reverting a bad
+    change (a broken Lambda) while its update backs off would leave the failure on the object until
+    the drift timer. Called only while the status lags the generation (`_lagging`): a deletion is
+    woken by dropping its handler's delay; a change kopf cannot see is made visible by recording an
+    older handled state, so kopf runs the update handler now, on the current spec. Restart-safe: it
+    reads only the body.
+    """
+    if body.get("metadata", {}).get("deletionTimestamp"):
+        _wake(DELETE_HANDLER, body, patch)
         return
-    if observed >= int(meta.get("generation") or 0):
-        return
-    record = PROGRESS.fetch(key=DELETE_HANDLER, body=body)
+    handled = DIFFBASE.fetch(body=body)
+    if handled is None:
+        return  # never handled: kopf runs the create handler
+    current = DIFFBASE.build(body=body)
+    if PROGRESS.clear(essence=handled) != PROGRESS.clear(essence=current):
+        return  # kopf sees the change and runs the update handler itself
+    stale = cast(kopf.BodyEssence, {key: value for key, value in current.items() if key != "spec"})
+    DIFFBASE.store(body=body, patch=patch, essence=stale)
+    _wake(UPDATE_HANDLER, body, patch)
+
+
+def _wake(handler: kopf.HandlerId, body: kopf.Body, patch: kopf.Patch) -> None:
+    """Drop a handler's pending requeue delay, so kopf runs it at once."""
+    record = PROGRESS.fetch(key=handler, body=body)
     if record is not None and record.get("delayed") and not (record.get("success") or record.get("failure")):
-        PROGRESS.purge(key=DELETE_HANDLER, body=body, patch=patch)
+        PROGRESS.purge(key=handler, body=body, patch=patch)
 
 
 def _index_name(kind: KindInfo[Any, Any]) -> str:
@@ -381,7 +405,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     """kopf settings for this operator: its own storage, its own events, watches that reconnect."""
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = PROGRESS
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=KOPF_PREFIX)
+    settings.persistence.diffbase_storage = DIFFBASE
     # Only our explicit events (transitions) are posted, never log lines.
     settings.posting.enabled = True
     settings.posting.loggers = False
