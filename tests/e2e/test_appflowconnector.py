@@ -259,6 +259,29 @@ def test_broken_lambda_is_reported_with_aws_message_retried_with_backoff_then_co
     assert _registered(sandbox, name) == 1
 
 
+def test_moving_to_a_lambda_that_fails_authentication_keeps_the_working_registration(
+    sandbox: Sandbox, namespace: str
+) -> None:
+    """UpdateConnectorRegistration answers 401 ConnectorAuthenticationException: reported with AWS's
+    words, the registration keeps its working Lambda, and reverting the spec converges at once."""
+    name = _label("guarded")
+    obj = _register(sandbox, namespace, name)
+    working, broken = lambda_arn(name), lambda_arn(f"{name}-locked")
+    sandbox.aws("POST", "/_emulator/config", {"broken_lambdas": {broken: "authentication"}})
+    try:
+        moved = {**obj["spec"], "connectorProvisioningConfig": {"lambda": {"lambdaArn": broken}}}
+        apply(sandbox, appflowconnector(name, namespace, **moved))
+        synced = _synced_false(sandbox, namespace, name, "ExternalFailure")
+        assert "ConnectorAuthenticationException" in synced["message"] and broken in synced["message"]
+        assert _describe(sandbox, name)["connectorProvisioningConfig"]["lambda"]["lambdaArn"] == working
+        apply(sandbox, appflowconnector(name, namespace, **obj["spec"]))
+        obj = sandbox.wait_condition(APPFLOWCONNECTORS, namespace, name, "Ready", timeout=20)
+    finally:
+        sandbox.aws("POST", "/_emulator/config", {"broken_lambdas": {}})
+    assert obj["status"]["lambdaArn"] == working
+    assert condition(obj, "Synced", "True")
+
+
 def test_lambda_appflow_cannot_find_is_flagged_naming_the_field(sandbox: Sandbox, namespace: str) -> None:
     name = _label("nolambda")
     sandbox.aws("POST", "/_emulator/config", {"known_lambdas": [lambda_arn("some-other-function")]})
