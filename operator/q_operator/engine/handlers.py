@@ -53,6 +53,7 @@ CONFIGMAP_HASH = "q-operator.dev/configmap-hash"
 PROGRESS = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
 DELETE_HANDLER = kopf.HandlerId("delete")
 UPDATE_HANDLER = kopf.HandlerId("update")
+CREATE_HANDLER = kopf.HandlerId("create")
 #: kopf's record of the last spec (and annotations) it handled: what it diffs each event against.
 DIFFBASE = kopf.AnnotationsDiffBaseStorage(prefix=KOPF_PREFIX)
 
@@ -278,7 +279,7 @@ def register(kind: KindInfo[Any, Any]) -> None:
     gvp = (kind.group, kind.version, kind.plural)
     interval = drift_seconds()
 
-    @kopf.on.create(*gvp, id="create")
+    @kopf.on.create(*gvp, id=CREATE_HANDLER)
     async def on_create(*, body: kopf.Body, patch: kopf.Patch, retry: int = 0, **_: Any) -> None:
         await run_cycle(kind, Trigger.CHANGE, body, patch, retry, deleting=False)
 
@@ -322,16 +323,18 @@ def catch_up_on_spec_change(body: kopf.Body, patch: kopf.Patch) -> None:
 
     kopf keeps a handler's requeue delay even when the object changes meanwhile, and sees no change
     at all when the spec returns to the last one it handled. So setting `forceDelete` on a connector
-    whose deletion waits a minute because it is in use would wait that minute, and reverting a bad
-    change (a broken Lambda) while its update backs off would leave the failure on the object until
-    the drift timer. Called only while the status lags the generation (`_lagging`): a deletion is
-    woken by dropping its handler's delay; a change kopf cannot see is made visible by recording an
-    older handled state, so kopf runs the update handler now, on the current spec. Restart-safe: it
-    reads only the body.
+    whose deletion waits a minute because it is in use would wait that minute, a fix to a bad change
+    (a broken Lambda) would wait out the back-off, and reverting the bad change would leave the
+    failure on the object until the drift timer. Called only while the status lags the generation
+    (`_lagging`): the waiting handler's delay is dropped, and a change kopf cannot see is made
+    visible by recording an older handled state, so kopf runs the update handler now, on the current
+    spec. Restart-safe: it reads only the body.
     """
     if body.get("metadata", {}).get("deletionTimestamp"):
         _wake(DELETE_HANDLER, body, patch)
         return
+    _wake(CREATE_HANDLER, body, patch)  # a create backing off: run it on the new spec now
+    _wake(UPDATE_HANDLER, body, patch)
     handled = DIFFBASE.fetch(body=body)
     if handled is None:
         return  # never handled: kopf runs the create handler
