@@ -263,23 +263,32 @@ def test_moving_to_a_lambda_that_fails_authentication_keeps_the_working_registra
     sandbox: Sandbox, namespace: str
 ) -> None:
     """UpdateConnectorRegistration answers 401 ConnectorAuthenticationException: reported with AWS's
-    words, the registration keeps its working Lambda, and reverting the spec converges at once."""
+    words and the registration keeps its working Lambda. Reverting the spec, or moving on to another
+    working Lambda, is acted on at once, not after the back-off (4 s or more)."""
     name = _label("guarded")
     obj = _register(sandbox, namespace, name)
-    working, broken = lambda_arn(name), lambda_arn(f"{name}-locked")
+    spec = obj["spec"]
+    working, broken, other = lambda_arn(name), lambda_arn(f"{name}-locked"), lambda_arn(f"{name}-v2")
+
+    def with_lambda(arn: str) -> dict[str, Any]:
+        return appflowconnector(
+            name, namespace, **{**spec, "connectorProvisioningConfig": {"lambda": {"lambdaArn": arn}}}
+        )
+
     sandbox.aws("POST", "/_emulator/config", {"broken_lambdas": {broken: "authentication"}})
     try:
-        moved = {**obj["spec"], "connectorProvisioningConfig": {"lambda": {"lambdaArn": broken}}}
-        apply(sandbox, appflowconnector(name, namespace, **moved))
-        synced = _synced_false(sandbox, namespace, name, "ExternalFailure")
-        assert "ConnectorAuthenticationException" in synced["message"] and broken in synced["message"]
-        assert _describe(sandbox, name)["connectorProvisioningConfig"]["lambda"]["lambdaArn"] == working
-        apply(sandbox, appflowconnector(name, namespace, **obj["spec"]))
-        obj = sandbox.wait_condition(APPFLOWCONNECTORS, namespace, name, "Ready", timeout=20)
+        for fix in (working, other):
+            apply(sandbox, with_lambda(broken))
+            synced = _synced_false(sandbox, namespace, name, "ExternalFailure")
+            assert "ConnectorAuthenticationException" in synced["message"] and broken in synced["message"]
+            lambda_now = _describe(sandbox, name)["connectorProvisioningConfig"]["lambda"]["lambdaArn"]
+            assert lambda_now != broken
+            apply(sandbox, with_lambda(fix))
+            obj = sandbox.wait_condition(APPFLOWCONNECTORS, namespace, name, "Ready", timeout=3)
+            assert obj["status"]["lambdaArn"] == fix and condition(obj, "Synced", "True")
     finally:
         sandbox.aws("POST", "/_emulator/config", {"broken_lambdas": {}})
-    assert obj["status"]["lambdaArn"] == working
-    assert condition(obj, "Synced", "True")
+    assert _describe(sandbox, name)["connectorProvisioningConfig"]["lambda"]["lambdaArn"] == other
 
 
 def test_lambda_appflow_cannot_find_is_flagged_naming_the_field(sandbox: Sandbox, namespace: str) -> None:
