@@ -312,7 +312,10 @@ def steady_state(
     """Everything Ready: AWS and Kubernetes calls per minute over `window` seconds, once every object's
     drift timer is past its first (spread) check, vs what the drift interval implies."""
     result = Result(f"steady state, {sum(counts.values())} Ready, drift {drift_seconds:g}s")
-    start = max(time.time(), created_at + drift_seconds + 5)
+    # The first check of each object falls between half an interval and a full one after it was first
+    # seen, and not before it has been quiet for a minute: from two intervals on, every timer is in
+    # its steady phase and any window of W seconds holds N x W / interval checks.
+    start = max(time.time(), created_at + 2 * drift_seconds)
     log(f"  steady state: measuring {window:g}s from +{start - time.time():.0f}s")
     time.sleep(max(0.0, start - time.time()))
     sampler.cut()

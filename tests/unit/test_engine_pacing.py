@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 from q_operator.engine.polling import BuildClock
@@ -203,3 +204,12 @@ def test_a_kind_ready_at_once_is_looked_at_sooner_than_poll_min() -> None:
     assert clock.next_poll("y", 100.0, 1.0, 15.0) == 0.25
     # still building at that look: back to poll_min
     assert clock.next_poll("y", 100.3, 1.0, 15.0) == 1.0
+
+
+def test_callers_queued_during_a_pause_are_spaced_after_it_not_let_go_at_once() -> None:
+    """A burst of resends after Retry-After would be throttled again: they leave one token apart."""
+    bucket = TokenBucket(max_rate=10, burst=10, now=0.0)
+    bucket.throttled(0.0, retry_after=1.0)  # halved to 5/s, paused until 1.0
+    waits = [bucket.reserve(0.1) for _ in range(4)]
+    assert waits[0] >= 0.9
+    assert [round(b - a, 3) for a, b in itertools.pairwise(waits)] == [0.2, 0.2, 0.2]

@@ -60,7 +60,9 @@ class AwsSession:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.sleep = sleep
-        self.concurrency = concurrency or int(env_float("Q_OPERATOR_AWS_CONCURRENCY", 16))
+        # Threads, not calls in flight: a thread also waits out a throttled call's resend or the token
+        # of a verb's second call. 16 starved a mix of three kinds under throttling (docs/performance.md).
+        self.concurrency = concurrency or int(env_float("Q_OPERATOR_AWS_CONCURRENCY", 64))
         self.limiter = limiter or RateLimiter(
             env_float("Q_OPERATOR_AWS_RATE", 10.0), env_float("Q_OPERATOR_AWS_BURST", 0) or None
         )

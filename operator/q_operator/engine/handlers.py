@@ -436,7 +436,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         ",".join(k.kind for k in registry.KINDS) or "none",
         drift_seconds(),
         os.environ.get("Q_OPERATOR_AWS_RATE", "10"),
-        os.environ.get("Q_OPERATOR_AWS_CONCURRENCY", "16"),
+        os.environ.get("Q_OPERATOR_AWS_CONCURRENCY", "64"),
         os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "unset",
     )
 

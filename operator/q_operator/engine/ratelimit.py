@@ -21,7 +21,7 @@ from dataclasses import dataclass
 BucketKey = tuple[str, str, str]
 
 #: seconds of accepted calls a throttle is measured against: what AWS let through just before it said no
-MEASURE_SECONDS = 2.0
+MEASURE_SECONDS = 4.0
 #: after a measured throttle, run at this share of the rate AWS let through
 MEASURED_SHARE = 0.9
 #: then grow by this share of that rate per second of use: about one probe past the limit per 20 s
@@ -58,7 +58,9 @@ class TokenBucket:
         self._refill(now)
         self.tokens -= 1.0
         debt_wait = -self.tokens / self.rate if self.tokens < 0 else 0.0
-        return max(debt_wait, self.paused_until - now, 0.0)
+        # Tokens are counted from `updated` (the end of a pause, if any): callers who queue up during a
+        # pause are spaced by the rate after it, not all let go the moment it ends.
+        return max(0.0, self.updated - now) + debt_wait
 
     def try_take(self, now: float) -> float:
         """Take a token only if one is there now (0.0); else the seconds until one may be, taking none:
@@ -76,10 +78,11 @@ class TokenBucket:
         we were pressing against its limit (that is the limit), else halve; once per burst; pause."""
         if now - self.last_decrease >= max(1.0, 1.0 / self.rate):
             self._forget_before(now - MEASURE_SECONDS)
-            measured = len(self.accepted) / MEASURE_SECONDS
+            span = min(MEASURE_SECONDS, now - self.accepted[0]) if self.accepted else MEASURE_SECONDS
+            measured = len(self.accepted) / max(1.0, span)
             if measured >= self.rate / 2:
                 self.ceiling = measured
-                self.rate = max(self.min_rate, min(self.rate, measured * MEASURED_SHARE))
+                self.rate = max(self.min_rate, min(self.rate, measured) * MEASURED_SHARE)
             else:
                 self.ceiling = None
                 self.rate = max(self.min_rate, self.rate / 2)
