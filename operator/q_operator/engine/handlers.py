@@ -262,7 +262,8 @@ def _decide(outcome: Outcome, trigger: Trigger, deleting: bool, uid: str) -> Non
         raise kopf.TemporaryError(outcome.message or "requeue", delay=min(max(delay, 1.0), drift_seconds()))
     if delay > PARK_SECONDS and not deleting:
         # A slow retry (permissions, quotas): end this handler so a spec change is seen at once;
-        # the drift timer tries again at its interval.
+        # the drift timer tries again at its interval — and polls any build itself from now on.
+        st.deps.builds.forget(uid)
         raise kopf.PermanentError(f"{outcome.message} (retrying at the next drift check)")
     raise kopf.TemporaryError(outcome.message or "requeue", delay=delay)
 
