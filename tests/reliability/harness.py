@@ -264,6 +264,7 @@ def audit(
     state: Mapping[str, Any],
     expectations: Iterable[Expect],
     allowed: Iterable[str] = (),
+    transient: Iterable[str] = (),
 ) -> Audit:
     """Compare the objects and the AWS state with the desired state.
 
@@ -300,7 +301,7 @@ def audit(
     for expect in expectations:
         obj = by_key.pop(expect.key, None)
         ready = obj is not None and condition(obj, "Ready", "True", current=True)
-        problem = _unmet(expect, obj) or (_drifted(obj, by_id) if obj and ready else None)
+        problem = _unmet(expect, obj, transient) or (_drifted(obj, by_id) if obj and ready else None)
         if problem:
             result.stuck.append(problem)
     for obj in by_key.values():  # objects no expectation names: they must at least not be stuck deleting
@@ -326,7 +327,18 @@ def _name(obj: Mapping[str, Any]) -> str:
     return f"{obj.get('kind')} {obj['metadata']['namespace']}/{obj['metadata']['name']}"
 
 
-def _unmet(expect: Expect, obj: Mapping[str, Any] | None) -> str | None:
+def _ready(obj: Mapping[str, Any], transient: Iterable[str]) -> bool:
+    """Ready=True and Synced=True for this generation; or Synced=False for a reason in `transient`
+    (a drift check that met an injected 5xx while the resource stays ready and matches the spec)."""
+    if not condition(obj, "Ready", "True", current=True):
+        return False
+    if condition(obj, "Synced", "True", current=True):
+        return True
+    synced = condition(obj, "Synced", "False", current=True)
+    return synced is not None and synced.get("reason") in set(transient)
+
+
+def _unmet(expect: Expect, obj: Mapping[str, Any] | None, transient: Iterable[str] = ()) -> str | None:
     what = f"{expect.kind} {expect.namespace}/{expect.name}"
     if expect.gone:
         if obj is None:
@@ -338,12 +350,9 @@ def _unmet(expect: Expect, obj: Mapping[str, Any] | None) -> str | None:
     if obj["metadata"].get("deletionTimestamp"):
         return f"{what} Terminating"
     ready_will_do = expect.reason is None or "Ready" in expect.reason.split("|")
-    ready = condition(obj, "Ready", "True", current=True) and condition(obj, "Synced", "True", current=True)
-    if ready_will_do and ready:
+    if ready_will_do and _ready(obj, transient):
         return None
     if expect.reason is None:
-        if condition(obj, "Ready", "True", current=True) and condition(obj, "Synced", "True", current=True):
-            return None
         return f"{what} not Ready: {_conditions(obj)}"
     synced = condition(obj, "Synced", "False", current=True)
     if synced and synced.get("reason") in expect.reason.split("|"):
@@ -401,6 +410,8 @@ class Run:
         self.size = size
         self.expectations: dict[tuple[str, str, str], Expect] = {}
         self.allowed: set[str] = set()
+        #: Synced=False reasons a Ready object may show while faults keep being injected (see audit).
+        self.transient: set[str] = set()
         self.own_calls = 0
         self.faults_injected = 0
         self.kills = 0
@@ -544,7 +555,7 @@ class Run:
     # -- judging
 
     def audit(self) -> Audit:
-        return audit(self.objects(), self.state(), self.expectations.values(), self.allowed)
+        return audit(self.objects(), self.state(), self.expectations.values(), self.allowed, self.transient)
 
     def converge(self, timeout: float, interval: float = 0.5) -> tuple[Audit, float]:
         """Poll until the audit is clean or `timeout` passes; (last audit, seconds it took)."""
