@@ -257,6 +257,51 @@ def test_broken_lambda_is_reported_with_aws_message_retried_with_backoff_then_co
     assert _registered(sandbox, name) == 1
 
 
+def test_moving_to_a_lambda_that_fails_authentication_keeps_the_working_registration(
+    sandbox: Sandbox, namespace: str
+) -> None:
+    """UpdateConnectorRegistration answers 401 ConnectorAuthenticationException: reported with AWS's
+    words and the registration keeps its working Lambda. Reverting the spec, or moving on to another
+    working Lambda, is acted on at once, not after the back-off (4 s or more)."""
+    name = _label("guarded")
+    obj = _register(sandbox, namespace, name)
+    spec = obj["spec"]
+    working, broken, other = lambda_arn(name), lambda_arn(f"{name}-locked"), lambda_arn(f"{name}-v2")
+
+    def with_lambda(arn: str) -> dict[str, Any]:
+        return appflowconnector(
+            name, namespace, **{**spec, "connectorProvisioningConfig": {"lambda": {"lambdaArn": arn}}}
+        )
+
+    sandbox.aws("POST", "/_emulator/config", {"broken_lambdas": {broken: "authentication"}})
+    try:
+        for fix in (working, other):
+            apply(sandbox, with_lambda(broken))
+            synced = _synced_false(sandbox, namespace, name, "ExternalFailure")
+            assert "ConnectorAuthenticationException" in synced["message"] and broken in synced["message"]
+            lambda_now = _describe(sandbox, name)["connectorProvisioningConfig"]["lambda"]["lambdaArn"]
+            assert lambda_now != broken
+            apply(sandbox, with_lambda(fix))
+            obj = sandbox.wait_condition(APPFLOWCONNECTORS, namespace, name, "Ready", timeout=3)
+            assert obj["status"]["lambdaArn"] == fix and condition(obj, "Synced", "True")
+    finally:
+        sandbox.aws("POST", "/_emulator/config", {"broken_lambdas": {}})
+    assert _describe(sandbox, name)["connectorProvisioningConfig"]["lambda"]["lambdaArn"] == other
+
+
+def test_lambda_appflow_cannot_find_is_flagged_naming_the_field(sandbox: Sandbox, namespace: str) -> None:
+    name = _label("nolambda")
+    sandbox.aws("POST", "/_emulator/config", {"known_lambdas": [lambda_arn("some-other-function")]})
+    try:
+        apply(sandbox, appflowconnector(name, namespace))
+        synced = _synced_false(sandbox, namespace, name, "DependencyNotFound")
+    finally:
+        sandbox.aws("POST", "/_emulator/config", {"known_lambdas": None})
+    assert "spec.connectorProvisioningConfig.lambda.lambdaArn" in synced["message"]
+    assert lambda_arn(name) in synced["message"]
+    assert name not in connector_labels(sandbox)
+
+
 def test_delete_while_in_use_waits_slowly_then_force_delete_unregisters(
     sandbox: Sandbox, namespace: str
 ) -> None:
