@@ -45,9 +45,9 @@ LAMBDA_PREFIX = "arn:aws:lambda:us-east-1:123456789012:function:"
 
 #: The fewest AWS calls that take one object from `kubectl apply` to Ready with no fault at all:
 #: QPlugin CreatePlugin + GetPlugin/ListTagsForResource once built; QLibraryItem ListLibraryItems
-#: (look before the intent) + ListLibraryItems/CreateLibraryItem + GetLibraryItem; AppFlowConnector
+#: (look before the intent) + CreateLibraryItem + GetLibraryItem; AppFlowConnector
 #: RegisterConnector/TagResource + DescribeConnector/ListTagsForResource.
-MIN_CREATE_CALLS = {"QPlugin": 3, "QLibraryItem": 4, "AppFlowConnector": 4}
+MIN_CREATE_CALLS = {"QPlugin": 3, "QLibraryItem": 3, "AppFlowConnector": 4}
 
 #: Operator settings every scenario runs with: a short drift interval (the engine's floor is 10 s)
 #: stands for the default 300 s, so "per hour" figures are compressed 30 times.
