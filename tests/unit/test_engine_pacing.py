@@ -213,3 +213,14 @@ def test_callers_queued_during_a_pause_are_spaced_after_it_not_let_go_at_once() 
     waits = [bucket.reserve(0.1) for _ in range(4)]
     assert waits[0] >= 0.9
     assert [round(b - a, 3) for a, b in itertools.pairwise(waits)] == [0.2, 0.2, 0.2]
+
+
+def test_a_second_throttle_soon_after_the_first_halves_the_rate() -> None:
+    """AWS's own burst inflates the first measurement; a repeat within seconds shows it was too high."""
+    bucket = TokenBucket(max_rate=20, burst=20, now=0.0)
+    now = _accepted(bucket, 0.0, 1.0, 18.0)
+    bucket.throttled(now, retry_after=1.0)
+    first = bucket.rate
+    now = _accepted(bucket, now + 1.0, 1.0, 14.0)
+    bucket.throttled(now, retry_after=1.0)
+    assert bucket.rate < 0.55 * first  # half of the rate it had grown back to

@@ -24,6 +24,9 @@ BucketKey = tuple[str, str, str]
 MEASURE_SECONDS = 4.0
 #: after a measured throttle, run at this share of the rate AWS let through
 MEASURED_SHARE = 0.9
+#: a second throttle this soon after the last decrease means the measurement was too high (AWS's own
+#: burst inflates it while its bucket drains): halve as well
+REPEAT_SECONDS = 5.0
 #: then grow by this share of that rate per second of use: about one probe past the limit per 20 s
 GROWTH_PER_SECOND = 0.01
 
@@ -81,8 +84,11 @@ class TokenBucket:
             span = min(MEASURE_SECONDS, now - self.accepted[0]) if self.accepted else MEASURE_SECONDS
             measured = len(self.accepted) / max(1.0, span)
             if measured >= self.rate / 2:
+                lowered = min(self.rate, measured) * MEASURED_SHARE
+                if now - self.last_decrease < REPEAT_SECONDS:
+                    lowered = min(lowered, self.rate / 2)
                 self.ceiling = measured
-                self.rate = max(self.min_rate, min(self.rate, measured) * MEASURED_SHARE)
+                self.rate = max(self.min_rate, lowered)
             else:
                 self.ceiling = None
                 self.rate = max(self.min_rate, self.rate / 2)
