@@ -409,6 +409,7 @@ def test_delete_in_use_is_reported_and_retried_slowly() -> None:
     out = run(deleting(w).cycle())
     assert out.decision is Decision.REQUEUE and out.delay >= 60
     assert w.condition(c.SYNCED)["reason"] == c.IN_USE and "app-1" in w.condition(c.SYNCED)["message"]
+    assert w.condition(c.READY)["status"] == "False" and w.condition(c.READY)["reason"] == c.DELETING
 
 
 def test_delete_removes_retiring_resources_too() -> None:

@@ -875,6 +875,9 @@ class _Cycle:
                 current = found.ref
                 self.write_ref(current)
                 held = [(current, False)]
+            # Whatever happens next (in use, throttled, a failed delete), the resource is on its
+            # way out: Ready must not keep saying True while the deletion waits.
+            self.set_ready("False", c.DELETING, "AWS is deleting it")
             remaining = await self.delete_refs(spec, resolved, held)
         except TerminalError as error:
             # Never let the finalizer go on a terminal error: the resource might stay behind.
