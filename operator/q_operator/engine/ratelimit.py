@@ -160,13 +160,20 @@ class RateLimiter:
             return bucket.try_take(self.clock())
 
     def acquire(self, key: BucketKey) -> float:
-        """Wait for a token; return the seconds waited."""
+        """Wait for a token; return the seconds waited. A throttle that came while this caller waited
+        pauses it too: queued calls honour the Retry-After they did not see when they queued."""
         bucket = self.bucket(key)
         with self._lock:
             wait = bucket.reserve(self.clock())
-        if wait > 0:
+        waited = 0.0
+        for _ in range(4):  # bounded: a pause keeps moving only while throttles keep coming
+            if wait <= 0:
+                break
             self.sleep(wait)
-        return wait
+            waited += wait
+            with self._lock:
+                wait = bucket.paused_until - self.clock()
+        return waited
 
     def throttled(self, key: BucketKey, retry_after: float | None) -> None:
         bucket = self.bucket(key)
