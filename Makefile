@@ -42,7 +42,7 @@ unit: install
 	$(BIN)/python -m pytest -q tests/unit
 
 crds: install
-	$(BIN)/q-operator crds --output crds --chart charts/q-operator/crds
+	$(BIN)/q-operator crds --output crds --chart charts/q-operator/crds --argocd argocd
 
 demo: install
 	$(BIN)/q-operator demo

@@ -21,6 +21,10 @@ def _cmd_crds(args: argparse.Namespace, rest: list[str]) -> int:
     from q_operator.crdgen import write_crds
 
     write_crds(args.output, extra_dirs=args.chart or [])
+    if args.argocd:
+        from q_operator.healthchecks import write_health_checks
+
+        write_health_checks(args.argocd)
     return 0
 
 
@@ -58,9 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=_cmd_run)
 
-    crds = sub.add_parser("crds", help="generate the CRD YAML from the pydantic models")
+    crds = sub.add_parser(
+        "crds", help="generate the CRD YAML (and the Argo CD health checks) from the pydantic models"
+    )
     crds.add_argument("--output", default="crds", help="directory to write the CRDs into")
     crds.add_argument("--chart", action="append", help="also write into this directory (repeatable)")
+    crds.add_argument("--argocd", help="also write the Argo CD health checks into this directory")
     crds.set_defaults(func=_cmd_crds)
 
     emulate = sub.add_parser("emulate", help="run a local stand-in for AWS or the Kubernetes API")

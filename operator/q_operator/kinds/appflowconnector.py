@@ -461,6 +461,7 @@ KIND: base.KindInfo[AppFlowConnectorSpec, AppFlowConnectorStatus] = base.KindInf
     service="appflow",
     adapter_factory=AppFlowConnectorAdapter,
     ref_fields=("connectorLabel",),
+    health_detail="connectorVersion",
     printer_columns=(
         base.PrinterColumn("Ready", '.status.conditions[?(@.type=="Ready")].status'),
         base.PrinterColumn("Label", ".status.connectorLabel"),

@@ -260,6 +260,8 @@ class KindInfo(Generic[SpecT, StatusT]):
     #: look up by natural key before every first create (kinds whose create API has no client token).
     find_before_create: bool = False
     printer_columns: tuple[PrinterColumn, ...] = ()
+    #: a status field worth showing beside a health verdict (the Argo CD health check's message).
+    health_detail: str = ""
     categories: tuple[str, ...] = ("q-operator", "aws")
     #: CEL rules at the root of the CRD schema (x-kubernetes-validations: rule, message, fieldPath),
     #: for rules that need metadata.name or span spec; rules within the spec live in the models'

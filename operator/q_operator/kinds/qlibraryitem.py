@@ -330,6 +330,7 @@ KIND: base.KindInfo[QLibraryItemSpec, QLibraryItemStatus] = base.KindInfo(
     adapter_factory=QLibraryItemAdapter,
     ref_fields=("instanceId", "libraryItemId"),
     find_before_create=True,
+    health_detail="itemStatus",
     printer_columns=(
         base.PrinterColumn("Ready", '.status.conditions[?(@.type=="Ready")].status'),
         base.PrinterColumn("Status", ".status.itemStatus", description="AWS's status of the item."),

@@ -904,6 +904,7 @@ KIND: KindInfo[QPluginSpec, QPluginStatus] = KindInfo(
     service="qbusiness",
     adapter_factory=QPluginAdapter,
     ref_fields=("applicationId", "pluginId"),
+    health_detail="buildStatus",
     printer_columns=(
         PrinterColumn(
             "Ready", '.status.conditions[?(@.type=="Ready")].status', description="Ready condition."
