@@ -43,6 +43,16 @@ def test_a_requeue_is_logged_as_info_not_error() -> None:
     )
     RequeueIsNotAnError().filter(rec)
     assert rec.levelno == logging.INFO
+    assert rec.getMessage() == "Handler 'create' requeued: x"
+
+
+def test_routine_event_handler_successes_are_debug_detail() -> None:
+    rec = logging.LogRecord(
+        "kopf.objects", logging.INFO, __file__, 1, "Handler 'catch-up' succeeded.", (), None
+    )
+    shown = RequeueIsNotAnError().filter(rec)
+    assert rec.levelno == logging.DEBUG
+    assert shown == logging.getLogger().isEnabledFor(logging.DEBUG)
 
 
 def test_standalone_and_all_namespaces_are_the_defaults() -> None:

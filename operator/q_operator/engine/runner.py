@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -72,7 +73,17 @@ class RequeueIsNotAnError(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno == logging.ERROR and "failed temporarily" in str(record.msg):
             record.levelno, record.levelname = logging.INFO, "INFO"
+            if isinstance(record.msg, str):
+                record.msg = record.msg.replace("failed temporarily", "requeued")
+        if record.levelno == logging.INFO and _ROUTINE_EVENT_HANDLER.search(str(record.msg)):
+            # Our watch-event handlers (catch-up, configmap-changes) run on every event of an object:
+            # their successes are debug detail, not news.
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
         return True
+
+
+_ROUTINE_EVENT_HANDLER = re.compile(r"Handler '(catch-up|configmap-changes)[^']*' succeeded")
 
 
 def configure_logging(verbose: bool = False, debug: bool = False, quiet: bool = False) -> None:
