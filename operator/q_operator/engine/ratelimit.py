@@ -160,20 +160,13 @@ class RateLimiter:
             return bucket.try_take(self.clock())
 
     def acquire(self, key: BucketKey) -> float:
-        """Wait for a token; return the seconds waited. A throttle that came while this caller waited
-        pauses it too: queued calls honour the Retry-After they did not see when they queued."""
+        """Wait for a token; return the seconds waited."""
         bucket = self.bucket(key)
         with self._lock:
             wait = bucket.reserve(self.clock())
-        waited = 0.0
-        for _ in range(4):  # bounded: a pause keeps moving only while throttles keep coming
-            if wait <= 0:
-                break
+        if wait > 0:
             self.sleep(wait)
-            waited += wait
-            with self._lock:
-                wait = bucket.paused_until - self.clock()
-        return waited
+        return wait
 
     def throttled(self, key: BucketKey, retry_after: float | None) -> None:
         bucket = self.bucket(key)
