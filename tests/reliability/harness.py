@@ -110,7 +110,7 @@ def manifest(kind: str, name: str, namespace: str, **spec: Any) -> dict[str, Any
 
 def changed(obj: Mapping[str, Any], round_: int = 1) -> dict[str, Any]:
     """The same object with a spec change AWS can apply in place (an update, not a replacement)."""
-    out = json.loads(json.dumps(obj))
+    out: dict[str, Any] = json.loads(json.dumps(obj))
     spec = out["spec"]
     name = out["metadata"]["name"]
     if out["kind"] == "QPlugin":
@@ -297,16 +297,18 @@ def audit(
         else:
             result.orphans.append(res.detail)
     by_id = {(r.kind, r.id): r for r in aws_resources(state)}
-    by_key = {(str(o["kind"]), o["metadata"]["namespace"], o["metadata"]["name"]): o for o in objs}
+    by_key: dict[tuple[str, str, str], dict[str, Any] | None] = {
+        (str(o["kind"]), o["metadata"]["namespace"], o["metadata"]["name"]): o for o in objs
+    }
     for expect in expectations:
-        obj = by_key.pop(expect.key, None)
-        ready = obj is not None and condition(obj, "Ready", "True", current=True)
-        problem = _unmet(expect, obj, transient) or (_drifted(obj, by_id) if obj and ready else None)
+        found = by_key.pop(expect.key, None)
+        ready = found is not None and condition(found, "Ready", "True", current=True)
+        problem = _unmet(expect, found, transient) or (_drifted(found, by_id) if found and ready else None)
         if problem:
             result.stuck.append(problem)
-    for obj in by_key.values():  # objects no expectation names: they must at least not be stuck deleting
-        if obj["metadata"].get("deletionTimestamp"):
-            result.stuck.append(f"{_name(obj)} Terminating")
+    for rest in by_key.values():  # objects no expectation names: they must at least not be stuck deleting
+        if rest and rest["metadata"].get("deletionTimestamp"):
+            result.stuck.append(f"{_name(rest)} Terminating")
     return result
 
 

@@ -13,6 +13,7 @@ import math
 import random
 import threading
 import time
+import urllib.error
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from q_operator.sandbox import condition
 from tests.reliability.harness import (
     KINDS,
     MIN_CREATE_CALLS,
+    REF_FIELD,
     Result,
     Run,
     aws_resources,
@@ -160,7 +162,7 @@ def _calls_of(run: Run, operation: str) -> int:
     return sum(1 for r in run.requests() if r.get("operation") == operation)
 
 
-def crash_window_kill(run: Run, act: Callable[[], None], landed: Callable[[], bool]) -> bool:
+def crash_window_kill(run: Run, act: Callable[[], object], landed: Callable[[], bool]) -> bool:
     """Slow every AWS answer, act, and kill -9 the operator as soon as AWS has done the work but before
     the operator can have read the answer (and so before it wrote the ID or the new state to status)."""
     with latency(run, 1500):
@@ -545,15 +547,7 @@ def deletion_edges(run: Run, size: Size) -> Result:
     for obj in retain:
         live = run.get(obj) or {}
         status = live.get("status", {})
-        run.allowed.add(
-            str(
-                status.get(
-                    {"QPlugin": "pluginId", "QLibraryItem": "libraryItemId"}.get(
-                        obj["kind"], "connectorLabel"
-                    )
-                )
-            )
-        )
+        run.allowed.add(str(status.get(REF_FIELD[str(obj["kind"])])))
     run.delete(retain)
     # The namespace.
     for obj in doomed:
@@ -585,8 +579,6 @@ def deletion_edges(run: Run, size: Size) -> Result:
 
 
 def _namespace_gone(run: Run, name: str) -> bool:
-    import urllib.error
-
     try:
         run.box.kube("GET", f"/api/v1/namespaces/{name}")
     except urllib.error.HTTPError as error:
@@ -668,16 +660,14 @@ def name_clash(run: Run, size: Size) -> Result:
     # The refused ones go; the first's resources must stay.
     run.delete(second[1:])
     # Two more namespaces ask for the same names at the same moment: one wins, the other is refused.
-    racers = []
-    for label, ns in enumerate((run.namespace("ra"), run.namespace("rb"))):
-        racers.append(
-            [
-                manifest("QPlugin", "race", ns, applicationId=application, displayName="raced-plugin"),
-                manifest("QLibraryItem", "race", ns, instanceId=instance, appId=RACED_APP),
-                manifest("AppFlowConnector", "race", ns, connectorLabel="raced-label"),
-            ]
-        )
-        del label
+    racers = [
+        [
+            manifest("QPlugin", "race", ns, applicationId=application, displayName="raced-plugin"),
+            manifest("QLibraryItem", "race", ns, instanceId=instance, appId=RACED_APP),
+            manifest("AppFlowConnector", "race", ns, connectorLabel="raced-label"),
+        ]
+        for ns in (run.namespace("ra"), run.namespace("rb"))
+    ]
     run.apply_all([*racers[0], *racers[1]], expect="Ready|AlreadyExists|OwnedByAnother")
     found, _ = run.converge(60)
     if not found.clean:
@@ -702,11 +692,7 @@ def name_clash(run: Run, size: Size) -> Result:
 
 def _ref(run: Run, obj: dict[str, Any]) -> str:
     status = (run.get(obj) or {}).get("status", {})
-    return str(
-        status.get(
-            {"QPlugin": "pluginId", "QLibraryItem": "libraryItemId"}.get(obj["kind"], "connectorLabel")
-        )
-    )
+    return str(status.get(REF_FIELD[str(obj["kind"])]))
 
 
 RACED_APP = "c0ffee00-0000-4000-8000-000000000003"
