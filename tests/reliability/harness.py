@@ -24,7 +24,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from q_operator.sandbox import Sandbox, SandboxError, condition
+from q_operator.sandbox import Sandbox, SandboxError, condition, wait_for
 
 QPLUGINS = "qbusiness.q-operator.dev/v1alpha1/qplugins"
 QLIBRARYITEMS = "qapps.q-operator.dev/v1alpha1/qlibraryitems"
@@ -573,13 +573,7 @@ class Run:
             time.sleep(interval)
 
     def wait(self, what: str, probe: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            got = probe()
-            if got:
-                return got
-            time.sleep(interval)
-        raise SandboxError(f"timed out after {timeout:.0f}s waiting for {what}")
+        return wait_for(what, probe, timeout=timeout, interval=interval)
 
     def settle(self, what: str, timeout: float) -> None:
         """Wait until the audit is clean; fail naming what is still wrong."""
