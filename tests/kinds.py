@@ -117,6 +117,8 @@ class KindFacts:
     #: the object then shows Synced=False/DeleteFailed (a failed delete build) rather than a 5xx.
     failing_delete: Callable[[str], dict[str, Any]]
     delete_failed_reason: bool
+    #: stand-in settings that undo `failing_delete` (injected faults run out by themselves).
+    failing_delete_reset: Mapping[str, Any]
     clash: Clash
     #: two rounds of changes for the permission proof: an in-place change plus a tag, then tags removed.
     permission_changes: tuple[Spec, Spec]
@@ -305,6 +307,7 @@ QPLUGIN = KindFacts(
     dependency_reset={"known_applications": None},
     failing_delete=lambda pattern: {"fail_builds_matching": pattern, "fail_build_kinds": ["DELETE"]},
     delete_failed_reason=True,
+    failing_delete_reset={"fail_builds_matching": None, "fail_build_kinds": ["CREATE", "UPDATE", "DELETE"]},
     clash=Clash(
         spec=lambda label: {
             "applicationId": "c0ffee00-0000-4000-8000-000000000001",
@@ -435,6 +438,7 @@ QLIBRARYITEM = KindFacts(
     dependency_reset={"known_apps": None},
     failing_delete=_item_delete_fails,
     delete_failed_reason=False,
+    failing_delete_reset={},
     clash=Clash(
         spec=lambda label: {
             "instanceId": "shared-instance",
@@ -558,6 +562,7 @@ APPFLOWCONNECTOR = KindFacts(
     dependency_reset={"known_lambdas": None},
     failing_delete=_connector_delete_fails,
     delete_failed_reason=False,
+    failing_delete_reset={},
     clash=Clash(
         spec=lambda label: {"connectorLabel": f"{label}-label"}, second="OwnedByAnother", winners=(1,)
     ),
