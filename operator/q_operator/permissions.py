@@ -95,7 +95,12 @@ def tenant_policy() -> JsonDict:
 
 def operator_policy(role_pattern: str = TENANT_ROLE_PATTERN) -> JsonDict:
     """The operator's own identity: assume tenant roles, and act itself where no role is bound."""
-    assume = {"Sid": "AssumeTenantRoles", "Effect": "Allow", "Action": "sts:AssumeRole", "Resource": role_pattern}
+    assume = {
+        "Sid": "AssumeTenantRoles",
+        "Effect": "Allow",
+        "Action": "sts:AssumeRole",
+        "Resource": role_pattern,
+    }
     return {"Version": "2012-10-17", "Statement": [assume, *tenant_policy()["Statement"]]}
 
 

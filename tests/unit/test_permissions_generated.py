@@ -32,8 +32,12 @@ def test_rbac_rules_grant_each_kind_its_objects_and_status_and_nothing_else() ->
     rules = yaml.safe_load(permissions.render_rbac())
     expected = []
     for kind in KINDS:
-        expected.append({"apiGroups": [kind.group], "resources": [kind.plural], "verbs": ["list", "watch", "patch"]})
-        expected.append({"apiGroups": [kind.group], "resources": [f"{kind.plural}/status"], "verbs": ["patch"]})
+        expected.append(
+            {"apiGroups": [kind.group], "resources": [kind.plural], "verbs": ["list", "watch", "patch"]}
+        )
+        expected.append(
+            {"apiGroups": [kind.group], "resources": [f"{kind.plural}/status"], "verbs": ["patch"]}
+        )
     assert rules == expected
 
 
@@ -46,7 +50,11 @@ def test_every_rbac_rule_says_why_above_it() -> None:
 
 def test_tenant_policy_allows_exactly_the_kinds_actions_and_their_pass_role() -> None:
     policy = json.loads(permissions.render_policy(permissions.tenant_policy()))
-    actions = [a for s in policy["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])]
+    actions = [
+        a
+        for s in policy["Statement"]
+        for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    ]
     expected = [a for kind in KINDS for a in kind.iam_actions]
     expected += ["iam:PassRole"] * sum(1 for kind in KINDS if kind.pass_role)
     assert sorted(actions) == sorted(expected)
