@@ -63,3 +63,8 @@ def test_the_kinds_page_explains_each_of_its_iam_actions(kind: KindInfo[Any, Any
     for action in kind.iam_actions:
         assert f"`{action}`" in permissions or f"`{action.split(':', 1)[1]}`" in permissions, action
     assert f"`{kind.kind}`" in permissions, "the page names its statement in docs/iam-policy.json"
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
+def test_every_kind_holds_its_models_to_botocore(kind: KindInfo[Any, Any]) -> None:
+    assert (ROOT / "tests" / "unit" / f"test_{kind.singular}_botocore.py").exists()
