@@ -284,9 +284,10 @@ def test_check_rbac_finds_rules_no_request_used() -> None:
 
 
 def test_check_rbac_passes_when_log_and_rules_agree_and_ignores_discovery() -> None:
-    rules = {("qapps.q-operator.dev", "qlibraryitems", "status", "patch"), ("", "events", "", "create")}
+    kind = KINDS[0]
+    rules = {(kind.group, kind.plural, "status", "patch"), ("", "events", "", "create")}
     log = [
-        request("patch", "qapps.q-operator.dev", "qlibraryitems", "status"),
+        request("patch", kind.group, kind.plural, "status"),
         request("create", "", "events"),
         {
             "verb": "get",
