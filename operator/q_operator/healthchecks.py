@@ -127,7 +127,7 @@ def upstream_dir(kind: KindInfo[Any, Any]) -> str:
     return f"{UPSTREAM_ROOT}/{kind.group}/{kind.kind}"
 
 
-def status_fixtures(directory: Path) -> list[tuple[KindInfo[Any, Any], str, str, Path]]:
+def recorded_statuses(directory: Path) -> list[tuple[KindInfo[Any, Any], str, str, Path]]:
     """The recorded status objects as (kind, verdict, case, path), from names
     `<kind>-<verdict>-<case>.json`; the verdict in the name is the one the check must give."""
     by_name = {kind.kind.lower(): kind for kind in KINDS}
@@ -143,7 +143,7 @@ def upstream_files(fixtures: Path) -> dict[str, str]:
     (testdata as `kubectl get -o yaml` prints the object; tests of healthStatus and inputPath)."""
     files: dict[str, str] = {}
     cases: dict[str, list[dict[str, Any]]] = {}
-    for kind, verdict, case, path in status_fixtures(fixtures):
+    for kind, verdict, case, path in recorded_statuses(fixtures):
         base = upstream_dir(kind)
         obj = json.loads(path.read_text())
         input_path = f"testdata/{verdict.lower()}_{case.replace('-', '_')}.yaml"

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from q_operator.engine import conditions
-from q_operator.healthchecks import UPSTREAM_ROOT, run_health_check, status_fixtures, upstream_dir
+from q_operator.healthchecks import UPSTREAM_ROOT, recorded_statuses, run_health_check, upstream_dir
 from q_operator.registry import KINDS
 from tests.argocd import argocd_health_tool, gopher_lua_health
 
@@ -38,7 +38,7 @@ def recorded(kind: str) -> list[tuple[str, Path, dict[str, Any]]]:
     """(verdict from the file name, path, object) of every recorded status of one kind."""
     return [
         (verdict, path, json.loads(path.read_text()))
-        for info, verdict, _, path in status_fixtures(FIXTURES)
+        for info, verdict, _, path in recorded_statuses(FIXTURES)
         if info.kind.lower() == kind
     ]
 
@@ -118,7 +118,7 @@ def test_argo_cds_own_health_tests_pass_on_gopher_lua() -> None:
     failed = [r for r in results if not r["ok"]]
     assert not failed, f"{len(failed)} failed, first: {failed[0]}"
     assert done.returncode == 0, done.stderr
-    assert len(results) == len(status_fixtures(FIXTURES)), "every recorded status is one case"
+    assert len(results) == len(recorded_statuses(FIXTURES)), "every recorded status is one case"
     for info in KINDS:
         spec = yaml.safe_load((ARGOCD / upstream_dir(info) / "health_test.yaml").read_text())
         assert {t["healthStatus"]["status"] for t in spec["tests"]} >= {"Healthy", "Progressing", "Degraded"}
