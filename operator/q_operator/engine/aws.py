@@ -6,8 +6,8 @@ delay, so a 5xx or a timeout never turns into hidden resends (a create without a
 sent twice blindly). The one exception is a throttled call: AWS rejected it without executing it, so
 `_needs_retry` resends it, at most Q_OPERATOR_AWS_THROTTLE_RETRIES times and each time only when the
 rate limiter (slowed down by the throttle) allows; after that the engine sees the throttle.
-AWS_ENDPOINT_URL, AWS_REGION and credentials are read by botocore itself. Nothing here logs request payloads, auth configuration or
-tokens: only service, operation, region, outcome and the object's name.
+AWS_ENDPOINT_URL, AWS_REGION and credentials are read by botocore itself. Nothing here logs request
+payloads, auth configuration or tokens: only service, operation, region, outcome and the object's name.
 """
 
 from __future__ import annotations
