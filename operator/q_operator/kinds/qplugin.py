@@ -2,7 +2,8 @@
 
 The models carry every constraint of botocore's qbusiness model (anchored patterns, lengths, enums,
 unions of exactly one member) so that the generated CRD refuses bad input at apply time; the rules
-that span fields are written twice, as pydantic validators and as CEL `x-kubernetes-validations`.
+that span fields are written twice, as pydantic validators and as CEL `x-kubernetes-validations`,
+and tests/unit/test_qplugin_cross_field_rules.py judges the same cases by both.
 The adapter is a thin translation of the plugin API; the engine decides when to call it.
 
 The OpenAPI payload is sensitive: it is held as a `SecretStr`, never logged, never put in status,
