@@ -153,6 +153,10 @@ class Cycle:
         self.identify(ref)
         for key, value in ref.items():
             self.patch[key] = value
+        self.record_region()
+
+    def record_region(self) -> None:
+        """Record that the current resource lives in this cycle's region."""
         if self.region:
             self.patch["region"] = self.region
 
