@@ -43,7 +43,7 @@ unit: install
 
 crds: install
 	$(BIN)/q-operator crds --output crds --chart charts/q-operator/crds --argocd argocd \
-		--rbac charts/q-operator/files --iam docs
+		--status-fixtures tests/fixtures/status --rbac charts/q-operator/files --iam docs
 
 demo: install
 	$(BIN)/q-operator demo

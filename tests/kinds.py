@@ -256,7 +256,7 @@ def _make_plugin(client: Any, spec: Spec) -> str:
     return str(made["pluginId"])
 
 
-#: AWS allows 50 plugins per Q Business application (the stand-in too): the bench spreads them.
+#: AWS allows 25 plugins per Q Business application (the stand-in too): the bench spreads them.
 PLUGINS_PER_APPLICATION = 25
 
 

@@ -23,7 +23,7 @@ from q_operator.registry import KINDS
 ROOT = Path(__file__).resolve().parents[2]
 ENGINE_DOC = ROOT / "docs" / "engine.md"
 
-#: The files a new kind adds. Placeholders: <kind> (singular), <group>, <plural>, <service>.
+#: The files a new kind adds. Placeholders: <kind> (singular), <Kind>, <group>, <plural>, <service>.
 NEW_FILES = (
     "operator/q_operator/kinds/<kind>.py",
     "docs/<kind>.md",
@@ -34,6 +34,7 @@ NEW_FILES = (
     "crds/<group>_<plural>.yaml",
     "charts/q-operator/crds/<group>_<plural>.yaml",
     "argocd/<kind>.lua",
+    "argocd/resource_customizations/<group>/<Kind>/*",
     "operator/q_operator/emulate/aws/services/<service>.py",
     "tests/emulators/test_aws_<service>.py",
 )
@@ -59,12 +60,13 @@ def _files() -> list[str]:
         text=True,
         check=True,
     ).stdout.splitlines()
-    return [name for name in listed if (ROOT / name).is_file()]
+    return sorted({name for name in listed if (ROOT / name).is_file()})
 
 
 def _allowed(kind: KindInfo[Any, Any]) -> list[str]:
     fill = {
         "<kind>": kind.singular,
+        "<Kind>": kind.kind,
         "<group>": kind.group,
         "<plural>": kind.plural,
         "<service>": kind.service,
