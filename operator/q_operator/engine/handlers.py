@@ -238,7 +238,9 @@ def _track(kind: KindInfo[Any, Any], uid: str, obj: ObjectView, outcome: Outcome
         return
     conditions = outcome.status.get("conditions", obj.status.get("conditions")) or []
     found = {c.get("type"): str(c.get("status", "Unknown")) for c in conditions}
-    metrics.TRACKER.observe(uid, kind.kind, found.get("Ready", "Unknown"), found.get("Synced", "Unknown"))
+    metrics.TRACKER.observe(
+        uid, kind.kind, found.get("Ready", "Unknown"), found.get("Synced", "Unknown"), conditions
+    )
 
 
 def _decide(outcome: Outcome, trigger: Trigger, deleting: bool, uid: str) -> None:
