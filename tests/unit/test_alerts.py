@@ -314,9 +314,19 @@ def test_settings_reach_the_rules() -> None:
         'job="q-operator"' in a["expr"] and "q-operator-metrics" not in a["expr"] for a in alerts.values()
     )
     # three drift intervals of 900 s, not the 15 minutes of the default 300 s interval
-    assert "[2700s]" in alerts["QOperatorNotReconciling"]["expr"]
+    assert "[45m]" in alerts["QOperatorNotReconciling"]["expr"]
     default = {a["alert"]: a for a in alerting.alerts_of(alerting.rendered_rule())}
-    assert "[900s]" in default["QOperatorNotReconciling"]["expr"]
+    assert "[15m]" in default["QOperatorNotReconciling"]["expr"]
+
+
+def test_alerts_without_the_metrics_service_need_a_selector() -> None:
+    """Else QOperatorDown would fire for ever on a job nothing scrapes."""
+    base = [str(HELM), "template", "q", str(CHART), "--set", "prometheusRule.enabled=true"]
+    off = ["--set", "metrics.service.enabled=false"]
+    refused = subprocess.run([*base, *off], capture_output=True, text=True)
+    assert refused.returncode != 0 and "prometheusRule.selector" in refused.stderr
+    chosen = ["--set", 'prometheusRule.selector=job="pods"']
+    assert subprocess.run([*base, *off, *chosen], capture_output=True, text=True).returncode == 0
 
 
 def test_a_threshold_that_is_not_a_duration_is_refused() -> None:
@@ -445,3 +455,8 @@ def test_links_to_sections_of_the_docs_resolve(doc: str) -> None:
     assert links
     for target, anchor in links:
         assert anchor in alerting.heading_anchors((docs / (target or doc)).read_text()), f"{target}#{anchor}"
+
+
+def test_helm_lint_passes_with_both_switched_on() -> None:
+    result = subprocess.run([str(HELM), "lint", "--strict", str(CHART), *ON], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
