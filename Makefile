@@ -53,7 +53,8 @@ unit: install
 	$(BIN)/python -m pytest -q tests/unit
 
 crds: install
-	$(BIN)/q-operator crds --output crds --chart charts/q-operator/crds --argocd argocd
+	$(BIN)/q-operator crds --output crds --chart charts/q-operator/crds --argocd argocd \
+		--status-fixtures tests/fixtures/status
 
 demo: install
 	$(BIN)/q-operator demo
