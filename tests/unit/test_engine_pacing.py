@@ -65,45 +65,9 @@ def test_a_forgotten_build_teaches_nothing() -> None:
     assert clock.typical == {}
 
 
-def _accepted(bucket: TokenBucket, start: float, seconds: float, rate: float) -> float:
-    """AWS accepts `rate` calls per second from `start` for `seconds`; returns the end time."""
-    now = start
-    for _ in range(int(seconds * rate)):
-        now += 1.0 / rate
-        bucket.succeeded(now)
-    return now
 
 
-def test_a_throttle_while_pressing_the_limit_drops_to_just_under_the_measured_rate() -> None:
-    bucket = TokenBucket(max_rate=20, burst=20, now=0.0)
-    now = _accepted(bucket, 0.0, 3.0, 10.0)  # AWS let 10/s through
-    bucket.throttled(now, retry_after=1.0)
-    assert 8.5 <= bucket.rate <= 9.5
-    assert bucket.ceiling is not None and 9.5 <= bucket.ceiling <= 10.5
 
-
-def test_under_a_measured_limit_the_rate_probes_upwards_slowly() -> None:
-    bucket = TokenBucket(max_rate=20, burst=20, now=0.0)
-    now = _accepted(bucket, 0.0, 3.0, 10.0)
-    bucket.throttled(now, retry_after=1.0)
-    after_throttle = bucket.rate
-    now = _accepted(bucket, now + 1.0, 5.0, 9.0)  # 45 successes in 5 s
-    assert after_throttle < bucket.rate < after_throttle + 1.0  # the old rule would be back at 20
-
-
-def test_far_past_a_measured_limit_without_throttles_the_limit_is_forgotten() -> None:
-    bucket = TokenBucket(max_rate=20, burst=20, now=0.0)
-    now = _accepted(bucket, 0.0, 3.0, 10.0)
-    bucket.throttled(now, retry_after=1.0)
-    _accepted(bucket, now + 1.0, 60.0, 10.0)
-    assert bucket.ceiling is None
-
-
-def test_a_throttle_without_recent_successes_still_halves_the_rate() -> None:
-    bucket = TokenBucket(max_rate=20, burst=20, now=0.0)
-    bucket.throttled(0.0, retry_after=None)
-    assert bucket.rate == 10
-    assert bucket.ceiling is None
 
 
 def test_polls_that_run_late_do_not_teach_a_longer_build() -> None:
@@ -180,16 +144,6 @@ def test_polling_stops_counting_for_a_build_left_behind() -> None:
     assert not clock.polling("a", 12.0)
 
 
-def test_a_new_bucket_starts_with_one_token_and_fills_over_a_second() -> None:
-    """Slow start: no full burst at an operation whose AWS limit is not known yet."""
-    now = [0.0]
-    limiter = RateLimiter(max_rate=20, burst=20, clock=lambda: now[0], sleep=lambda s: None)
-    key = ("qbusiness", "us-east-1", "CreatePlugin")
-    assert limiter.try_take(key) == 0.0
-    assert limiter.try_take(key) > 0
-    now[0] = 1.0
-    assert sum(1 for _ in range(30) if limiter.try_take(key) == 0.0) == 20
-
 
 def test_a_kind_ready_at_once_is_looked_at_sooner_than_poll_min() -> None:
     """Library items and connectors have no build: once that is learned, Ready follows within 0.25 s."""
@@ -205,22 +159,3 @@ def test_a_kind_ready_at_once_is_looked_at_sooner_than_poll_min() -> None:
     # still building at that look: back to poll_min
     assert clock.next_poll("y", 100.3, 1.0, 15.0) == 1.0
 
-
-def test_callers_queued_during_a_pause_are_spaced_after_it_not_let_go_at_once() -> None:
-    """A burst of resends after Retry-After would be throttled again: they leave one token apart."""
-    bucket = TokenBucket(max_rate=10, burst=10, now=0.0)
-    bucket.throttled(0.0, retry_after=1.0)  # halved to 5/s, paused until 1.0
-    waits = [bucket.reserve(0.1) for _ in range(4)]
-    assert waits[0] >= 0.9
-    assert [round(b - a, 3) for a, b in itertools.pairwise(waits)] == [0.2, 0.2, 0.2]
-
-
-def test_a_second_throttle_soon_after_the_first_halves_the_rate() -> None:
-    """AWS's own burst inflates the first measurement; a repeat within seconds shows it was too high."""
-    bucket = TokenBucket(max_rate=20, burst=20, now=0.0)
-    now = _accepted(bucket, 0.0, 1.0, 18.0)
-    bucket.throttled(now, retry_after=1.0)
-    first = bucket.rate
-    now = _accepted(bucket, now + 1.0, 1.0, 14.0)
-    bucket.throttled(now, retry_after=1.0)
-    assert bucket.rate < 0.55 * first  # half of the rate it had grown back to

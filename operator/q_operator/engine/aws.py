@@ -68,7 +68,9 @@ class AwsSession:
         # of a verb's second call. 16 starved a mix of three kinds under throttling (docs/performance.md).
         self.concurrency = concurrency or int(env_float("Q_OPERATOR_AWS_CONCURRENCY", 64))
         self.limiter = limiter or RateLimiter(
-            env_float("Q_OPERATOR_AWS_RATE", 10.0), env_float("Q_OPERATOR_AWS_BURST", 0) or None
+            env_float("Q_OPERATOR_AWS_RATE", 10.0),
+            env_float("Q_OPERATOR_AWS_BURST", 0) or None,
+            ceiling=env_float("Q_OPERATOR_AWS_RATE_MAX", 0) or None,
         )
         #: how many times one throttled HTTP call is resent (paced by the limiter) before the engine
         #: sees the throttle and requeues the object.

@@ -3,10 +3,27 @@
 AWS limits each control-plane operation separately, and one adapter verb may make several calls
 (GetPlugin, then ListTagsForResource), so the bucket is taken per HTTP call, in botocore's
 `before-call` hook inside the worker thread (engine/aws.py), and fed back from `after-call`.
-Adaptive, AIMD: on a throttle the rate halves and the bucket pauses for Retry-After; each success
-creeps the rate back up. A limiter that learns the rate beats retrying into 429s.
 
-`TokenBucket` is pure (the caller passes the time), so the tests drive it with a fake clock.
+The rate is learned in both directions, as AWS's own adaptive retry mode does, and starts at
+`Q_OPERATOR_AWS_RATE`: no ceiling unless one is set (`Q_OPERATOR_AWS_RATE_MAX`, to leave quota to
+others in the account). Three rules:
+
+- **Decrease** on a throttle (once per burst of throttles): to `BETA` of the rate AWS let through
+  just before it said no (that is the limit), never above the rate in use; and a pause for
+  Retry-After.
+- **Recover and probe**, CUBIC-like, counted in calls rather than seconds: from the decrease the rate
+  climbs steeply and then flattens as it nears the last limit (`RECOVERY_CALLS` calls to get there),
+  then probes past it slowly at first and faster the longer no throttle comes. Counting calls makes
+  the share of throttled calls the same at 1/s as at 100/s: one probe every few hundred calls.
+- **Start slow, grow fast** where no limit is known yet: while calls wait, the rate doubles every
+  second (`SLOW_START_STEP` per call), so a quota of 100/s is found within a few seconds of the
+  default 10/s; a limit outgrown twice over without a throttle is forgotten the same way.
+
+The rate grows only while callers wait for it (the bucket is empty): an operator that sends 2 calls a
+second never learns to send 200 at once.
+
+`TokenBucket` is pure (the caller passes the time), so the tests drive it with a fake clock and a
+simulated AWS bucket (tests/unit/test_engine_ratelimit.py).
 """
 
 from __future__ import annotations
@@ -20,45 +37,74 @@ from dataclasses import dataclass
 #: (service, region, operation)
 BucketKey = tuple[str, str, str]
 
+#: after a throttle, run at this share of the rate AWS let through (multiplicative decrease)
+BETA = 0.8
+#: calls that wait for their token (the limiter is what holds them back) it takes to climb from
+#: BETA x the last limit back to it (as many again to probe to twice past it)...
+RECOVERY_CALLS = 250.0
+#: ...or this many seconds' worth at the last limit, if more: at high rates several calls are in
+#: flight when a throttle comes back, so each probe costs several throttled calls
+RECOVERY_SECONDS = 10.0
+#: how steeply the probe past the last limit grows: rate = limit x (1 + PROBE x ((n - K) / K)^3)
+PROBE = 1.0
+#: where no limit is known yet, each waiting call adds this to the rate (calls/s): at r calls a second
+#: that is r x ln 2 a second, so the rate doubles every second...
+SLOW_START_STEP = 0.7
+#: ...but never past this multiple of what AWS accepted over the last second (or of the start rate),
+#: so the first overshoot past an unknown limit stays small
+SLOW_START_CAP = 2.0
+#: a limit outgrown this many times over without a throttle is forgotten: grow as from the start
+FORGET_FACTOR = 2.0
 #: seconds of accepted calls a throttle is measured against: what AWS let through just before it said no
 MEASURE_SECONDS = 4.0
-#: after a measured throttle, run at this share of the rate AWS let through
-MEASURED_SHARE = 0.9
-#: a second throttle this soon after the last decrease means the measurement was too high (AWS's own
-#: burst inflates it while its bucket drains): halve as well
-REPEAT_SECONDS = 5.0
-#: then grow by this share of that rate per second of use: about one probe past the limit per 20 s
-GROWTH_PER_SECOND = 0.01
+#: a call that waited this recently means the callers press against the rate: only then may it grow
+PRESSING_SECONDS = 1.0
 
 
 @dataclass
 class TokenBucket:
-    """A token bucket whose rate adapts: halved on a throttle, raised a little on each success."""
+    """A token bucket whose rate adapts: down on a throttle, up while the callers wait for it."""
 
-    max_rate: float
-    burst: float
+    #: where the rate starts (Q_OPERATOR_AWS_RATE)
+    start_rate: float
+    #: tokens held at most; None: one second's worth at the current rate
+    burst: float | None
     now: float
-    min_rate: float = 0.2
+    #: the rate never goes above this (Q_OPERATOR_AWS_RATE_MAX); None: no ceiling
+    ceiling: float | None = None
+    min_rate: float = 0.05
 
     def __post_init__(self) -> None:
-        self.rate = self.max_rate
-        self.tokens = self.burst
+        self.rate = self._capped(self.start_rate)
+        self.tokens = self.capacity
         self.updated = self.now
         self.paused_until = self.now
         self.last_decrease = float("-inf")
-        #: the rate AWS was measured to allow at the last throttle (None: not learned, or outgrown)
-        self.ceiling: float | None = None
+        #: the rate AWS was measured to allow at the last throttle (None: none yet, or outgrown)
+        self.limit: float | None = None
+        #: calls that waited for their token since the last decrease (CUBIC's clock)
+        self.waited_calls = 0.0
+        self.pressed_at = float("-inf")
         self.accepted: deque[float] = deque()
-        self.last_growth = self.now
+
+    @property
+    def capacity(self) -> float:
+        return self.burst if self.burst is not None else max(1.0, self.rate)
+
+    def _capped(self, rate: float) -> float:
+        rate = max(self.min_rate, rate)
+        return min(rate, self.ceiling) if self.ceiling is not None else rate
 
     def _refill(self, now: float) -> None:
         if now > self.updated:
-            self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+            self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
             self.updated = now
 
     def reserve(self, now: float) -> float:
         """Take a token; return how many seconds the caller must wait before using it."""
         self._refill(now)
+        if self.tokens < 1.0:
+            self.pressed_at = now
         self.tokens -= 1.0
         debt_wait = -self.tokens / self.rate if self.tokens < 0 else 0.0
         # Tokens are counted from `updated` (the end of a pause, if any): callers who queue up during a
@@ -70,30 +116,36 @@ class TokenBucket:
         a caller that waits and asks again is paced by the rate as it is then, not as it was."""
         self._refill(now)
         if self.paused_until > now:
+            self.pressed_at = now
             return self.paused_until - now
         if self.tokens >= 1.0:
             self.tokens -= 1.0
             return 0.0
+        self.pressed_at = now
         return (1.0 - self.tokens) / self.rate
 
+    def measured(self, now: float, since: float = float("-inf")) -> float | None:
+        """Calls per second AWS accepted over the last seconds (after `since`); None: none."""
+        start = max(now - MEASURE_SECONDS, since)
+        self._forget_before(start)
+        if not self.accepted:
+            return None
+        span = max(1.0, now - max(start, self.accepted[0]))
+        return len(self.accepted) / span
+
     def throttled(self, now: float, retry_after: float | None) -> None:
-        """AWS said slow down: drop to a little under the rate it let through in the last seconds when
-        we were pressing against its limit (that is the limit), else halve; once per burst; pause."""
+        """AWS said slow down: to BETA of what it let through (never above the rate in use), once per
+        burst of throttles; pause for Retry-After (else one token's time)."""
         if now - self.last_decrease >= max(1.0, 1.0 / self.rate):
-            self._forget_before(now - MEASURE_SECONDS)
-            span = min(MEASURE_SECONDS, now - self.accepted[0]) if self.accepted else MEASURE_SECONDS
-            measured = len(self.accepted) / max(1.0, span)
-            if measured >= self.rate / 2:
-                lowered = min(self.rate, measured) * MEASURED_SHARE
-                if now - self.last_decrease < REPEAT_SECONDS:
-                    lowered = min(lowered, self.rate / 2)
-                self.ceiling = measured
-                self.rate = max(self.min_rate, lowered)
-            else:
-                self.ceiling = None
-                self.rate = max(self.min_rate, self.rate / 2)
+            # A second throttle soon after a decrease is measured from that decrease only: AWS's own
+            # burst inflated the first measurement.
+            recent = now - self.last_decrease < MEASURE_SECONDS
+            let_through = self.measured(now, self.last_decrease if recent else float("-inf"))
+            limit = min(self.rate, let_through) if let_through else self.rate / 2
+            self.limit = limit
+            self.rate = self._capped(BETA * limit)
+            self.waited_calls = 0.0
             self.last_decrease = now
-            self.last_growth = now
         pause = retry_after if retry_after and retry_after > 0 else 1.0 / self.rate
         self.paused_until = max(self.paused_until, now + pause)
         self._refill(now)
@@ -101,19 +153,27 @@ class TokenBucket:
         self.updated = max(self.updated, self.paused_until)  # no tokens accrue during the pause
 
     def succeeded(self, now: float) -> None:
-        """Additive increase: about fifty successes bring a halved rate back to the maximum. Under a
-        measured limit, growth is slow and by time in use, so probing past it costs a throttle only
-        every few hundred calls; once well past it without a throttle, the limit has gone up."""
+        """A call went through. While callers wait for tokens the rate grows: CUBIC-like back to the
+        last limit and past it; without a known limit, doubling every second."""
         self.accepted.append(now)
         self._forget_before(now - MEASURE_SECONDS)
-        if self.ceiling is None:
-            self.rate = min(self.max_rate, self.rate + self.max_rate / 50)
+        if now - self.pressed_at > PRESSING_SECONDS + 2.0 / self.rate:
+            return  # the callers do not need more: no growth nobody has tested
+        self._refill(now)
+        if self.limit is None:
+            last_second = sum(1 for t in self.accepted if t >= now - 1.0)
+            cap = SLOW_START_CAP * max(self.start_rate, last_second)
+            self.rate = self._capped(max(self.rate, min(self.rate + SLOW_START_STEP, cap)))
             return
-        elapsed = min(1.0, max(0.0, now - self.last_growth))
-        self.last_growth = max(self.last_growth, now)
-        self.rate = min(self.max_rate, self.rate + self.ceiling * GROWTH_PER_SECOND * elapsed)
-        if self.rate > self.ceiling * 1.25:
-            self.ceiling = None
+        self.waited_calls += 1.0
+        n = self.waited_calls / max(RECOVERY_CALLS, RECOVERY_SECONDS * self.limit)
+        if n <= 1.0:
+            target = self.limit * (1.0 - (1.0 - BETA) * (1.0 - n) ** 3)
+        else:
+            target = self.limit * (1.0 + PROBE * (n - 1.0) ** 3)
+        self.rate = self._capped(max(self.rate, target))
+        if self.rate > FORGET_FACTOR * self.limit:
+            self.limit = None  # the limit went up a long way: find it as from the start
 
     def _forget_before(self, start: float) -> None:
         while self.accepted and self.accepted[0] < start:
@@ -125,13 +185,15 @@ class RateLimiter:
 
     def __init__(
         self,
-        max_rate: float = 10.0,
+        rate: float = 10.0,
         burst: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        ceiling: float | None = None,
     ) -> None:
-        self.max_rate = max_rate
-        self.burst = burst if burst is not None else max(1.0, max_rate)
+        self.start_rate = rate
+        self.burst = burst
+        self.ceiling = ceiling
         self.clock = clock
         self.sleep = sleep
         self._lock = threading.Lock()
@@ -141,7 +203,9 @@ class RateLimiter:
         with self._lock:
             found = self._buckets.get(key)
             if found is None:
-                found = self._buckets[key] = TokenBucket(self.max_rate, self.burst, self.clock())
+                found = self._buckets[key] = TokenBucket(
+                    self.start_rate, self.burst, self.clock(), ceiling=self.ceiling
+                )
                 # Slow start: one token, the burst fills over its first second. An operation whose
                 # limit at AWS is lower than ours is not hit with a whole burst before we learn it.
                 found.tokens = min(found.tokens, 1.0)
