@@ -70,7 +70,7 @@ def session(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[AwsSession, Clock
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
     clock = Clock()
-    limiter = RateLimiter(max_rate=4, burst=1, clock=clock, sleep=clock.sleep)
+    limiter = RateLimiter(4, burst=1, clock=clock, sleep=clock.sleep)
     aws = AwsSession(limiter, concurrency=2, sleep=clock.async_sleep)
     try:
         yield aws, clock
@@ -105,7 +105,7 @@ def test_calls_wait_for_the_limiter(session: tuple[AwsSession, Clock]) -> None:
     assert clock.now == pytest.approx(0.25)
 
 
-def test_a_throttled_call_is_resent_after_retry_after_at_a_halved_rate(
+def test_a_throttled_call_is_resent_after_retry_after_at_a_lower_rate(
     session: tuple[AwsSession, Clock],
 ) -> None:
     """A throttle was not executed: it is resent once the limiter allows, Retry-After honoured."""
@@ -114,7 +114,7 @@ def test_a_throttled_call_is_resent_after_retry_after_at_a_halved_rate(
     before = metrics.AWS_THROTTLES.labels("qbusiness", "GetPlugin")._value.get()
     assert call(aws)["pluginId"] == PLUGIN
     assert len(FakeQBusiness.seen) == 2 and clock.now >= 3
-    assert 2 <= aws.limiter.rate(KEY) < 2.5  # halved, then one success crept it up
+    assert 1.5 <= aws.limiter.rate(KEY) < 2.0  # lowered (nothing measured: from half), one success on
     assert metrics.AWS_THROTTLES.labels("qbusiness", "GetPlugin")._value.get() == before + 1
 
 

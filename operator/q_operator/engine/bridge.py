@@ -73,6 +73,7 @@ async def run_cycle(
     patch: kopf.Patch,
     *,
     deleting: bool,
+    resuming: bool = False,
 ) -> None:
     """Reconcile once and hand the Outcome to kopf (see the module's contract)."""
     meta = body.get("metadata", {})
@@ -89,7 +90,13 @@ async def run_cycle(
         obj = object_view(body, attempt, entry.written)
         if deleting and not obj.deleting:
             obj = dataclasses.replace(obj, deleting=True)
-        outcome = await reconcile(kind, obj, deps, trigger)
+        if trigger is Trigger.DRIFT and deps.watcher.covers(kind, obj):
+            return  # list mode: its parent's sweep watches it (sweep.py); nothing to ask AWS
+        if resuming and not deleting and deps.watcher.takes_over(kind, obj, deps):
+            outcome = Outcome(Decision.DONE, message="converged; watched by its parent's sweep")
+        else:
+            outcome = await reconcile(kind, obj, deps, trigger)
+            deps.watcher.note(kind, obj, outcome, deps)  # Ready: watched by a sweep; else not
         if outcome.status:
             earlier = entry.written
             if earlier is not None and earlier[0] == version:  # a second cycle on the same stale body

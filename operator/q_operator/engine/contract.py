@@ -84,6 +84,37 @@ class AwsCaller(Protocol):
     ) -> T: ...
 
 
+class Watcher(Protocol):
+    """How Ready objects are watched between drift checks (sweep.py: by List sweeps per parent). The
+    bridge asks it before a drift check or a resume, and tells it how each cycle ended."""
+
+    def covers(self, kind: KindInfo[Any, Any], obj: ObjectView) -> bool:
+        """Whether a drift check of this object would learn nothing a sweep has not: skip it."""
+        ...
+
+    def takes_over(self, kind: KindInfo[Any, Any], obj: ObjectView, deps: Deps) -> bool:
+        """At a resume: whether the status shows a converged object a sweep can watch from now on
+        (then no per-object observe is made; the first sweep of its parent looks at it)."""
+        ...
+
+    def note(self, kind: KindInfo[Any, Any], obj: ObjectView, outcome: Outcome, deps: Deps) -> None:
+        """A cycle ended: watch the object if it is Ready, stop watching it otherwise."""
+        ...
+
+
+class ObserveEach:
+    """Per-object observation: every drift check and resume observes the object itself."""
+
+    def covers(self, kind: KindInfo[Any, Any], obj: ObjectView) -> bool:
+        return False
+
+    def takes_over(self, kind: KindInfo[Any, Any], obj: ObjectView, deps: Deps) -> bool:
+        return False
+
+    def note(self, kind: KindInfo[Any, Any], obj: ObjectView, outcome: Outcome, deps: Deps) -> None:
+        return None
+
+
 #: Reads a ConfigMap's data: None when the ConfigMap does not exist.
 ConfigMapReader = Callable[[str, str], Awaitable[Mapping[str, str] | None]]
 
@@ -125,6 +156,8 @@ class Deps:
     default_region: str | None = None
     #: what this process remembers of each object (memory.py): one entry per object.
     memory: Memory = field(default_factory=Memory)
+    #: how Ready objects are watched between drift checks (sweep.py in list mode).
+    watcher: Watcher = field(default_factory=ObserveEach)
     #: when each build began (kept in `memory`) and how long builds take: paces the polls.
     builds: BuildClock = field(init=False)
 

@@ -10,6 +10,7 @@ that forgets an object once it is gone; and the index of the ConfigMaps its obje
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import zlib
@@ -18,7 +19,7 @@ from typing import Any
 import kopf
 
 from q_operator import registry
-from q_operator.engine import bridge, configmaps, metrics, process
+from q_operator.engine import bridge, configmaps, metrics, process, sweep
 from q_operator.engine.aws import AwsSession, env_float
 from q_operator.engine.bridge import (
     CREATE_HANDLER,
@@ -43,6 +44,27 @@ def _initial_delay(**kwargs: Any) -> float:
     return drift_seconds() * (0.5 + spread / 2)
 
 
+async def _wake(kind: KindInfo[Any, Any], namespace: str, name: str, found: str) -> None:
+    """A sweep saw this object's resource change or go (sweep.py): set the annotation that says so;
+    kopf sees a change and the update handler observes and corrects it now."""
+
+    def patch() -> None:
+        process.kube_client().CustomObjectsApi().patch_namespaced_custom_object(
+            kind.group,
+            kind.version,
+            namespace,
+            kind.plural,
+            name,
+            {"metadata": {"annotations": {sweep.WAKE_ANNOTATION: found}}},
+            _content_type="application/merge-patch+json",
+        )
+
+    try:
+        await asyncio.to_thread(patch)
+    except Exception as error:  # the drift timer observes it instead (a woken object is not skipped)
+        log.warning("could not mark %s %s/%s (%s): %s", kind.kind, namespace, name, found, error)
+
+
 def _gone(type: str | None, **_: Any) -> bool:
     return type == "DELETED"
 
@@ -62,7 +84,9 @@ def register(kind: KindInfo[Any, Any]) -> None:
 
     @kopf.on.resume(*gvp, id="resume")
     async def on_resume(*, body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-        await bridge.run_cycle(process.state().deps, kind, Trigger.CHANGE, body, patch, deleting=False)
+        await bridge.run_cycle(
+            process.state().deps, kind, Trigger.CHANGE, body, patch, deleting=False, resuming=True
+        )
 
     @kopf.on.delete(*gvp, id=DELETE_HANDLER)
     async def on_delete(*, body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
@@ -111,12 +135,15 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.execution.max_workers = 4
     # With several replicas, a standby takes over this long after the active one stopped renewing.
     settings.peering.lifetime = int(env_float("Q_OPERATOR_PEERING_LIFETIME", 60))
-    process.state()
+    watcher = process.state().deps.watcher
+    if isinstance(watcher, sweep.Sweeper):
+        watcher.wake = _wake
     metrics.serve(int(env_float("Q_OPERATOR_METRICS_PORT", 8080)))
     log.info(
-        "q-operator engine: kinds=%s drift=%ss aws_rate=%s/s concurrency=%s region=%s",
+        "q-operator engine: kinds=%s drift=%ss observe=%s aws_rate=%s/s concurrency=%s region=%s",
         ",".join(k.kind for k in registry.KINDS) or "none",
         drift_seconds(),
+        sweep.observe_mode(),
         os.environ.get("Q_OPERATOR_AWS_RATE", "10"),
         os.environ.get("Q_OPERATOR_AWS_CONCURRENCY", "64"),
         os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "unset",

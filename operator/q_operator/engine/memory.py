@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from q_operator.engine.metrics import Counted
+from q_operator.kinds.base import KindInfo, Page
 
 #: (kind, the ref's items, sorted): an AWS resource as `Memory.holder` looks it up.
 HoldKey = tuple[str, tuple[tuple[str, str], ...]]
@@ -34,6 +35,35 @@ class Build:
     planned: float | None = None
     #: begun by a drift-timer cycle: the timer polls it itself (no change handler is waiting on it).
     by_timer: bool = False
+
+
+#: Lists one page of a parent's resources from a token (None: the first page), as an object calls AWS.
+Lister = Callable[[Mapping[str, str], str | None], Awaitable[Page]]
+
+
+@dataclass
+class Watched:
+    """A Ready object its parent's List sweep looks after (sweep.py), instead of a per-object observe
+    at every drift interval."""
+
+    kind: KindInfo[Any, Any]
+    #: (kind, where it is called: region and identity, the parent's ref fields): one sweep each.
+    parent: tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]]
+    ref: Mapping[str, str]
+    #: the status the object's last cycle left (what the operator last saw of the resource).
+    status: Mapping[str, Any]
+    namespace: str
+    name: str
+    generation: int
+    #: how this object lists its parent (its identity, its region).
+    lister: Lister
+    #: when it was noted (monotonic): a page asked for before that may be older than the status.
+    since: float
+    #: when its next full per-object observe is due (monotonic): what no summary shows (tags).
+    full_due: float
+    #: what a sweep found that the status does not show ("updatedAt changed", "not listed"): the
+    #: object has been woken; until its next cycle, no drift check of it is skipped.
+    suspect: str | None = None
 
 
 @dataclass
@@ -60,6 +90,8 @@ class ObjectMemory:
     fresh_intent: str | None = None
     #: where this object is counted in the resources gauges (kind, conditions' status and reason).
     counted: Counted | None = None
+    #: Ready and watched by its parent's List sweep (list mode; sweep.py), or None.
+    watched: Watched | None = None
 
 
 class Memory:

@@ -9,7 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from q_operator.engine import sweep
 from q_operator.engine.aws import AwsSession, default_region, env_float
+from q_operator.engine.memory import Memory
 from q_operator.engine.reconcile import Deps, Timing
 
 
@@ -64,7 +66,17 @@ def build_state() -> Process:
         poll_max=env_float("Q_OPERATOR_POLL_MAX_SECONDS", 15.0),
         poll_factor=env_float("Q_OPERATOR_POLL_FACTOR", 0.5),
     )
-    return Process(Deps(AwsSession(), read_configmap, timing=timing, default_region=default_region()))
+    memory = Memory()
+    return Process(
+        Deps(
+            AwsSession(),
+            read_configmap,
+            timing=timing,
+            default_region=default_region(),
+            memory=memory,
+            watcher=sweep.from_environment(memory),
+        )
+    )
 
 
 def state() -> Process:

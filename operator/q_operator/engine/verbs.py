@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -31,6 +31,7 @@ from q_operator.kinds.base import (
     KindInfo,
     Observation,
     Owner,
+    Page,
     Resolved,
 )
 
@@ -72,6 +73,10 @@ class Verbs:
 
     async def ref_for_id(self, spec: BaseModel, external_id: str) -> ExternalRef:
         return await self._call("adopt", lambda adapter: adapter.ref_for_id(spec, external_id))
+
+    async def list_page(self, parent: Mapping[str, str], token: str | None) -> Page:
+        """One page of the List call that covers `parent` (the sweep, sweep.py)."""
+        return await self._call("sweep", lambda adapter: adapter.list_page(parent, token))
 
     # ----- writes: change AWS
 

@@ -275,6 +275,22 @@ def _outputs(configuration: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in outputs.items() if value is not None}
 
 
+#: What a ListConnectors member shows that moves when the registration changes: an update moves the
+#: connector version (and the description); a re-registration moves registeredAt. No tags, no Lambda.
+SUMMARY_FIELDS = ("connectorVersion", "description", "registeredAt")
+#: ListConnectors' largest page (botocore's maxResults range is 1-100).
+LIST_PAGE_SIZE = 100
+
+
+def summary_of(detail: Mapping[str, Any]) -> base.Summary:
+    """A ListConnectors member as the engine compares it with status (as observe writes it)."""
+    outputs = _outputs(detail)
+    return base.Summary(
+        ref={"connectorLabel": str(detail["connectorLabel"])},
+        seen={key: outputs[key] for key in SUMMARY_FIELDS if key in outputs},
+    )
+
+
 class AppFlowConnectorAdapter:
     """The verbs of `base.Adapter` over a boto3 `appflow` client."""
 
@@ -420,6 +436,19 @@ class AppFlowConnectorAdapter:
     def ref_for_id(self, spec: AppFlowConnectorSpec, external_id: str) -> base.ExternalRef:
         return {"connectorLabel": external_id}
 
+    def list_page(self, parent: Mapping[str, str], token: str | None) -> base.Page:
+        # Connectors are listed per account and region: there is no parent to name.
+        kwargs: dict[str, Any] = {"maxResults": LIST_PAGE_SIZE}
+        if token:
+            kwargs["nextToken"] = token
+        page = self._client.list_connectors(**kwargs)
+        summaries = tuple(
+            summary_of(detail)
+            for detail in page.get("connectors", [])
+            if detail.get("connectorLabel") and detail.get("connectorType", CONNECTOR_TYPE) == CONNECTOR_TYPE
+        )
+        return base.Page(summaries, page.get("nextToken") or None)
+
 
 KIND: base.KindInfo[AppFlowConnectorSpec, AppFlowConnectorStatus] = base.KindInfo(
     kind="AppFlowConnector",
@@ -433,6 +462,7 @@ KIND: base.KindInfo[AppFlowConnectorSpec, AppFlowConnectorStatus] = base.KindInf
     service="appflow",
     adapter_factory=AppFlowConnectorAdapter,
     ref_fields=("connectorLabel",),
+    list_parent=(),
     id_field="connectorLabel",
     arn_field="connectorArn",
     # IAM spells the unregister action UnRegisterConnector (IAM action names are case-insensitive).
@@ -441,6 +471,7 @@ KIND: base.KindInfo[AppFlowConnectorSpec, AppFlowConnectorStatus] = base.KindInf
         "appflow:DescribeConnector",
         "appflow:UpdateConnectorRegistration",
         "appflow:UnRegisterConnector",
+        "appflow:ListConnectors",
         "appflow:TagResource",
         "appflow:UntagResource",
         "appflow:ListTagsForResource",

@@ -103,6 +103,25 @@ class Created:
 
 
 @dataclass(frozen=True)
+class Summary:
+    """One resource as a List call shows it (see `Adapter.list_page`)."""
+
+    ref: ExternalRef
+    #: the status fields the summary shows, written exactly as `observe` writes them into status
+    #: (updatedAt, buildStatus, ...): the engine compares them with what the object's status holds, so
+    #: only members that move when the resource changes belong here (not a user count).
+    seen: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a List call: its summaries and the token of the next page (None: the last)."""
+
+    summaries: tuple[Summary, ...]
+    next_token: str | None = None
+
+
+@dataclass(frozen=True)
 class Resolved:
     """Inputs the engine resolved from Kubernetes for this call (ConfigMap values by spec path)."""
 
@@ -172,6 +191,12 @@ class Adapter(Protocol[SpecT_contra]):
 
     def ref_for_id(self, spec: SpecT_contra, external_id: str) -> ExternalRef:
         """The ref of an existing resource named by the user for adoption (annotation)."""
+        ...
+
+    def list_page(self, parent: Mapping[str, str], token: str | None) -> Page:
+        """One page of the resources under `parent` (the ref fields `KindInfo.list_parent` names),
+        from `token` on (None: the first page). Read-only. Raises NotFoundError when the parent
+        itself is gone (every resource under it is then gone too)."""
         ...
 
 
@@ -274,6 +299,11 @@ class KindInfo(Generic[SpecT, StatusT]):
     ref_fields: tuple[str, ...]
     #: look up by natural key before every first create (kinds whose create API has no client token).
     find_before_create: bool = False
+    #: the ref fields one List call covers (ListPlugins: the application's), so the engine can watch
+    #: every Ready resource under one parent with one sweep of pages (`Adapter.list_page`); () when
+    #: one List call covers the region; None when the kind has no List call: its Ready objects are
+    #: then observed one by one.
+    list_parent: tuple[str, ...] | None = None
     printer_columns: tuple[PrinterColumn, ...] = ()
     #: a status field worth showing beside a health verdict (the Argo CD health check's message).
     health_detail: str = ""

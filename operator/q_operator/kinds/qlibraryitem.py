@@ -122,6 +122,21 @@ def _item_outputs(instance_id: str, item: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in outputs.items() if value is not None}
 
 
+#: What a ListLibraryItems member shows that moves when the item changes (UpdateLibraryItem moves
+#: updatedAt, UpdateLibraryItemMetadata the verification). Not the rating or user counts: they move
+#: with use, not with a change, and ListLibraryItems may count users differently from GetLibraryItem.
+SUMMARY_FIELDS = ("updatedAt", "itemStatus", "isVerified", "categories", "appId", "appVersion")
+
+
+def summary_of(instance_id: str, item: Mapping[str, Any]) -> base.Summary:
+    """A ListLibraryItems member as the engine compares it with status (as observe writes it)."""
+    outputs = _item_outputs(instance_id, item)
+    return base.Summary(
+        ref={"instanceId": instance_id, "libraryItemId": str(item["libraryItemId"])},
+        seen={key: outputs[key] for key in SUMMARY_FIELDS if key in outputs},
+    )
+
+
 def diff_item(spec: QLibraryItemSpec, item: Mapping[str, Any]) -> tuple[str, ...]:
     """The spec paths UpdateLibraryItem / UpdateLibraryItemMetadata must change.
 
@@ -305,6 +320,20 @@ class QLibraryItemAdapter:
     def ref_for_id(self, spec: QLibraryItemSpec, external_id: str) -> base.ExternalRef:
         return {"instanceId": spec.instanceId, "libraryItemId": external_id}
 
+    def list_page(self, parent: Mapping[str, str], token: str | None) -> base.Page:
+        instance_id = parent["instanceId"]
+        kwargs: dict[str, Any] = {"instanceId": instance_id, "limit": LIST_PAGE_LIMIT}
+        if token:
+            kwargs["nextToken"] = token
+        try:
+            page = self._client.list_library_items(**kwargs)
+        except ClientError as error:
+            if is_not_found(error):
+                raise base.NotFoundError("instanceId", f"instance {instance_id} does not exist") from error
+            raise
+        summaries = tuple(summary_of(instance_id, item) for item in page.get("libraryItems", []))
+        return base.Page(summaries, page.get("nextToken") or None)
+
 
 KIND: base.KindInfo[QLibraryItemSpec, QLibraryItemStatus] = base.KindInfo(
     kind="QLibraryItem",
@@ -318,6 +347,7 @@ KIND: base.KindInfo[QLibraryItemSpec, QLibraryItemStatus] = base.KindInfo(
     service="qapps",
     adapter_factory=QLibraryItemAdapter,
     ref_fields=("instanceId", "libraryItemId"),
+    list_parent=("instanceId",),
     id_field="libraryItemId",
     iam_actions=(
         "qapps:CreateLibraryItem",

@@ -44,10 +44,12 @@ from q_operator.kinds.base import (
     NotFoundError,
     Observation,
     Owner,
+    Page,
     PassRole,
     Phase,
     PrinterColumn,
     Resolved,
+    Summary,
 )
 from q_operator.kinds.common import aws_time, is_not_found, tag_changes
 
@@ -655,6 +657,20 @@ def outputs_of(plugin: Mapping[str, Any], ref: ExternalRef) -> dict[str, str]:
     return {k: str(v) for k, v in raw.items() if v is not None}
 
 
+#: What a ListPlugins summary shows that moves when the plugin changes (UpdatePlugin moves updatedAt;
+#: a build moves buildStatus). Tags and the auth configuration are not in it.
+SUMMARY_FIELDS = ("buildStatus", "state", "updatedAt")
+#: ListPlugins' largest page (botocore's maxResults range is 1-50).
+LIST_PAGE_SIZE = 50
+
+
+def summary_of(application_id: str, plugin: Mapping[str, Any]) -> Summary:
+    """A ListPlugins member as the engine compares it with status (the same strings observe writes)."""
+    ref = {"applicationId": application_id, "pluginId": str(plugin["pluginId"])}
+    outputs = outputs_of(plugin, ref)
+    return Summary(ref=ref, seen={key: outputs[key] for key in SUMMARY_FIELDS if key in outputs})
+
+
 def _names_application(err: ClientError, application_id: str) -> bool:
     """Whether a ResourceNotFoundException is about the application (not the plugin)."""
     fields = {**err.response.get("Error", {}), **err.response}
@@ -869,6 +885,23 @@ class QPluginAdapter:
     def ref_for_id(self, spec: QPluginSpec, external_id: str) -> ExternalRef:
         return {"applicationId": spec.applicationId, "pluginId": external_id}
 
+    def list_page(self, parent: Mapping[str, str], token: str | None) -> Page:
+        application_id = parent["applicationId"]
+        kwargs: dict[str, Any] = {"applicationId": application_id, "maxResults": LIST_PAGE_SIZE}
+        if token:
+            kwargs["nextToken"] = token
+        log.debug("ListPlugins %s", application_id)
+        try:
+            page = self._client.list_plugins(**kwargs)
+        except ClientError as err:
+            if is_not_found(err):
+                raise NotFoundError(
+                    field="applicationId", message=f"application {application_id} does not exist"
+                ) from err
+            raise
+        summaries = tuple(summary_of(application_id, plugin) for plugin in page.get("plugins", []))
+        return Page(summaries, page.get("nextToken") or None)
+
 
 KIND: KindInfo[QPluginSpec, QPluginStatus] = KindInfo(
     kind="QPlugin",
@@ -882,6 +915,7 @@ KIND: KindInfo[QPluginSpec, QPluginStatus] = KindInfo(
     service="qbusiness",
     adapter_factory=QPluginAdapter,
     ref_fields=("applicationId", "pluginId"),
+    list_parent=("applicationId",),
     id_field="pluginId",
     arn_field="pluginArn",
     iam_actions=(
