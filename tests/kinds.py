@@ -99,6 +99,9 @@ class KindFacts:
     delete_op: str
     #: AWS calls of one observe (a drift check).
     observe_calls: int
+    #: the operations of one observe, and the List call a sweep makes (list mode), as the stand-in logs them.
+    observe_ops: tuple[str, ...]
+    list_op: str
     #: the fewest AWS calls that take one object from `kubectl apply` to Ready with no fault.
     min_create_calls: int
     #: whether AWS builds the resource asynchronously (the stand-in's --build-seconds applies).
@@ -284,6 +287,8 @@ QPLUGIN = KindFacts(
     update_op="UpdatePlugin",
     delete_op="DeletePlugin",
     observe_calls=2,  # GetPlugin + ListTagsForResource
+    observe_ops=("GetPlugin", "ListTagsForResource"),
+    list_op="ListPlugins",
     min_create_calls=3,  # CreatePlugin, then GetPlugin + ListTagsForResource once built
     builds=True,
     quotas={
@@ -418,6 +423,8 @@ QLIBRARYITEM = KindFacts(
     update_op="UpdateLibraryItem",
     delete_op="DeleteLibraryItem",
     observe_calls=1,  # GetLibraryItem
+    observe_ops=("GetLibraryItem",),
+    list_op="ListLibraryItems",
     min_create_calls=3,  # ListLibraryItems (look before the intent), CreateLibraryItem, GetLibraryItem
     builds=False,
     quotas={
@@ -542,6 +549,8 @@ APPFLOWCONNECTOR = KindFacts(
     update_op="UpdateConnectorRegistration",
     delete_op="UnregisterConnector",
     observe_calls=2,  # DescribeConnector + ListTagsForResource
+    observe_ops=("DescribeConnector", "ListTagsForResource"),
+    list_op="ListConnectors",
     min_create_calls=4,  # RegisterConnector + TagResource, DescribeConnector + ListTagsForResource
     builds=False,
     quotas={
