@@ -30,6 +30,8 @@ from tests.bench.harness import ProcSampler, ReadyWatch, gvp_of
 from tests.kinds import QPLUGIN, TEST_KINDS
 
 KINDS = [gvp_of(facts.plural_path) for facts in TEST_KINDS]
+#: every case, in the order they run
+ALL_CASES = ("standins", "small", "big", "steady", "steady-mix", "quotas", "huge", "mix")
 #: The operator is told the account's most generous per-operation rate; it learns the lower ones.
 OPERATOR_ENV = {"Q_OPERATOR_AWS_RATE": "20"}
 
@@ -106,11 +108,18 @@ def print_result(result: Result) -> None:
 class Run:
     """One sandbox (both stand-ins, the operator) with a watch and a process sampler on it."""
 
-    def __init__(self, workdir: Path, drift: float, env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        drift: float,
+        env: dict[str, str],
+        limits: dict[str, float] | None = None,
+        aws_extra: Sequence[str] = (),
+    ) -> None:
         self.drift = drift
         self.box = Sandbox(
             workdir,
-            aws_args=cases.aws_args(),
+            aws_args=cases.aws_args(limits, aws_extra),
             operator_env={"Q_OPERATOR_DRIFT_SECONDS": f"{drift:g}", **env},
         )
 
@@ -138,7 +147,14 @@ class Run:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="50 plugins and a mix of 30: a fast look")
-    parser.add_argument("--cases", default="standins,small,big,mix", help="comma list of cases to run")
+    parser.add_argument(
+        "--cases",
+        default=",".join(ALL_CASES),
+        help=f"comma list of cases to run, of: {', '.join(ALL_CASES)} (one name runs one case)",
+    )
+    parser.add_argument("--quotas", default="5,20,50", help="the quotas case's create limits (per second)")
+    parser.add_argument("--sizes", default="100,1000", help="the quotas case's object counts")
+    parser.add_argument("--huge-n", type=int, default=10_000, help="objects of the huge case")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     parser.add_argument("--workdir", type=Path, help="keep the stand-ins' and operator's logs here")
     parser.add_argument(
@@ -213,6 +229,88 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             results.append(restarted)
             print_result(restarted)
+
+    steady_n, steady_drift = (100, 30.0) if args.quick else (1000, 60.0)
+    for name in ("steady", "steady-mix"):
+        if name not in wanted:
+            continue
+        with Run(workdir / name, steady_drift, env) as run:
+            if name == "steady":
+                made = cases.objects_of(QPLUGIN, "steady", steady_n)
+            else:
+                made = cases.mix_objects("steadymix", steady_n)
+            counts = Counter(p for p, _ in made)
+            namespace = made[0][1]["metadata"]["namespace"]
+            kinds = f" ({len(counts)} kinds)" if len(counts) > 1 else ""
+            converged = cases.converge(
+                run.box, run.watch, run.sampler, f"{len(made)} objects{kinds}, list mode", namespace, made
+            )
+            results.append(converged)
+            print_result(converged)
+            # one interval more: every parent has been swept once before the out-of-band changes
+            time.sleep(steady_drift)
+            results.append(cases.out_of_band(run.box, made, steady_drift, log))
+            print_result(results[-1])
+            run.sampler.close()
+            measured, run.sampler = cases.observe_modes(
+                run.box, counts, converged.details["started"], steady_drift, env, log
+            )
+            for result in measured:
+                results.append(result)
+                print_result(result)
+
+    if "quotas" in wanted:
+        quotas = [float(q) for q in args.quotas.split(",") if q]
+        sizes = [int(n) for n in args.sizes.split(",") if n]
+        if args.quick:
+            sizes = [min(sizes)]
+        for quota in quotas:
+            for n in sizes:
+                limits = cases.scaled_limits(quota)
+                # the operator's defaults: nothing tells it the account's limits
+                with Run(workdir / f"quota-{quota:g}-{n}", 300.0, {}, limits) as run:
+                    result = cases.converge(
+                        run.box,
+                        run.watch,
+                        run.sampler,
+                        f"{n} QPlugins, creates limited to {quota:g}/s, operator defaults",
+                        f"q{quota:g}n{n}",
+                        cases.objects_of(QPLUGIN, f"q{quota:g}n{n}", n),
+                        limits=limits,
+                    )
+                results.append(result)
+                print_result(result)
+
+    if "huge" in wanted:
+        n = 1000 if args.quick else args.huge_n
+        limits = cases.scaled_limits(50.0)
+        log(f"\n== huge: {n} QPlugins, limits raised: {json.dumps(limits)}")
+        with Run(workdir / "huge", 60.0, {}, limits) as run:
+            objects = cases.objects_of(QPLUGIN, "huge", n)
+            result = cases.converge(
+                run.box,
+                run.watch,
+                run.sampler,
+                f"{n} QPlugins",
+                "huge",
+                objects,
+                rss_target_mib=1024.0,
+                limits=limits,
+            )
+            results.append(result)
+            print_result(result)
+            counts = Counter(p for p, _ in objects)
+            results.append(
+                cases.steady_state(run.box, run.sampler, counts, result.details["started"], 60.0, 120.0, log)
+            )
+            print_result(results[-1])
+            run.sampler.close()
+            restarted, run.sampler = cases.restart(run.box, counts, {}, log, rss_target_mib=1024.0)
+            results.append(restarted)
+            print_result(restarted)
+            results.append(cases.steady_state(run.box, run.sampler, counts, time.time(), 60.0, 120.0, log))
+            results[-1].case += " (after the restart)"
+            print_result(results[-1])
 
     if "mix" in wanted:
         with Run(workdir / "mix", drift, env) as run:

@@ -12,11 +12,12 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-from q_operator.sandbox import Sandbox, SandboxError, wait_for
+from q_operator.sandbox import Sandbox, SandboxError, condition, wait_for
 from tests.bench.harness import (
     CallStats,
     ProcSample,
@@ -34,6 +35,8 @@ from tests.bench.harness import (
 from tests.kinds import TEST_KINDS, KindFacts
 
 BUILD_SECONDS = 5.0
+#: the operator's default Q_OPERATOR_FULL_CHECK_SECONDS (list mode's per-object look at tags)
+FULL_CHECK_SECONDS = 3600.0
 
 #: Requests per second the AWS stand-in allows, per operation (and region), as AWS's service quotas do
 #: (each kind's quotas are in tests/kinds.py).
@@ -42,22 +45,40 @@ AWS_LIMITS: dict[str, float] = {op: rate for facts in TEST_KINDS for op, rate in
 BY_PATH: dict[str, KindFacts] = {facts.plural_path: facts for facts in TEST_KINDS}
 
 
-def aws_args() -> list[str]:
-    args = ["--build-seconds", str(BUILD_SECONDS)]
-    for op, rate in AWS_LIMITS.items():
+def aws_args(limits: Mapping[str, float] | None = None, extra: Sequence[str] = ()) -> list[str]:
+    args = ["--build-seconds", str(BUILD_SECONDS), *extra]
+    for op, rate in (AWS_LIMITS if limits is None else limits).items():
         args += ["--throttle", f"{op}={rate:g}"]
     return args
 
 
-def create_rate(plural_path: str) -> float:
+def scaled_limits(create: float) -> dict[str, float]:
+    """The bench's limits with every create at `create`/s: the reads an object needs (about two per
+    create) at twice that, the other calls at least that, none below the bench's own."""
+    limits = dict(AWS_LIMITS)
+    for facts in TEST_KINDS:
+        for op, rate in facts.quotas.items():
+            name = op.split(":", 1)[1]
+            if name == facts.create_op:
+                limits[op] = create
+            elif name in facts.observe_ops:
+                limits[op] = max(rate, 2 * create)
+            else:
+                limits[op] = max(rate, create)
+    return limits
+
+
+def create_rate(plural_path: str, limits: Mapping[str, float] | None = None) -> float:
     facts = BY_PATH[plural_path]
-    return AWS_LIMITS[f"{facts.info.service}:{facts.create_op}"]
+    return (AWS_LIMITS if limits is None else limits)[f"{facts.info.service}:{facts.create_op}"]
 
 
-def lower_bound(counts: Counter[str]) -> float:
+def lower_bound(counts: Counter[str], limits: Mapping[str, float] | None = None) -> float:
     """Seconds AWS needs at least: the slowest kind's creates at its create rate, plus its build."""
     bounds = [
-        n / create_rate(p) + (BUILD_SECONDS if BY_PATH[p].builds else 0.0) for p, n in counts.items() if n
+        n / create_rate(p, limits) + (BUILD_SECONDS if BY_PATH[p].builds else 0.0)
+        for p, n in counts.items()
+        if n
     ]
     return max(bounds, default=0.0)
 
@@ -173,12 +194,13 @@ def converge(
     objects: Sequence[tuple[str, dict[str, Any]]],
     rss_target_mib: float | None = None,
     log: Callable[[str], None] = print,
+    limits: Mapping[str, float] | None = None,
 ) -> Result:
     """Apply the objects, wait until all are Ready, and measure: time vs bound, calls, delays, process."""
     result = Result(case)
     counts = Counter(p for p, _ in objects)
     n = len(objects)
-    bound = lower_bound(counts)
+    bound = lower_bound(counts, limits)
     load_before = os.getloadavg()[0]
     create_namespace(sandbox, namespace)
     sampler.cut()
@@ -198,7 +220,7 @@ def converge(
         bound,
         "ratio",
         1.2,
-        note=f"bound = creates at {', '.join(f'{create_rate(p):g}/s' for p in counts)}"
+        note=f"bound = creates at {', '.join(f'{create_rate(p, limits):g}/s' for p in counts)}"
         + (f" + {BUILD_SECONDS:g}s build" if any(BY_PATH[p].builds for p in counts) else ""),
     )
     calls = aws_calls(sandbox, started, last + 0.5)
@@ -218,7 +240,7 @@ def converge(
         for plural_path, k in counts.items():
             plural = gvp_of(plural_path)[2]
             times = [t for (p, _), t in ready.items() if p == plural]
-            alone = lower_bound(Counter({plural_path: k}))
+            alone = lower_bound(Counter({plural_path: k}), limits)
             result.add(f"apply → last {plural} Ready", max(times, default=started) - started, "s", alone)
     result.add_process(sample, rss_target_mib)
     result.details = {
@@ -251,10 +273,13 @@ def steady_state(
     drift_seconds: float,
     window: float,
     log: Callable[[str], None] = print,
+    mode: str = "list",
+    full_check: float = FULL_CHECK_SECONDS,
 ) -> Result:
     """Everything Ready: AWS and Kubernetes calls per minute over `window` seconds, once every object's
-    drift timer is past its first (spread) check, vs what the drift interval implies."""
-    result = Result(f"steady state, {sum(counts.values())} Ready, drift {drift_seconds:g}s")
+    drift timer is past its first (spread) check, vs what the drift interval implies for per-object
+    observes (object mode), or a twentieth of that (list mode: one List sweep per parent)."""
+    result = Result(f"steady state, {sum(counts.values())} Ready, drift {drift_seconds:g}s, {mode} mode")
     # The first check of each object falls between half an interval and a full one after it was first
     # seen, and not before it has been quiet for a minute: from two intervals on, every timer is in
     # its steady phase and any window of W seconds holds N x W / interval checks.
@@ -268,15 +293,34 @@ def steady_state(
     per_minute = 60.0 / window
     calls = aws_calls(sandbox, start, end)
     implied = sum(BY_PATH[p].observe_calls * k for p, k in counts.items()) * 60.0 / drift_seconds
-    result.add(
-        "AWS calls per minute",
-        calls.total * per_minute,
-        "/min",
-        implied,
-        "ratio",
-        1.1,
-        note="bound = objects x observe calls x 60 / drift interval",
-    )
+    if mode == "object":
+        result.add(
+            "AWS calls per minute",
+            calls.total * per_minute,
+            "/min",
+            implied,
+            "ratio",
+            1.1,
+            note="bound = objects x observe calls x 60 / drift interval",
+        )
+    else:
+        full = sum(BY_PATH[p].observe_calls * k for p, k in counts.items()) * 60.0 / full_check
+        result.add(
+            "AWS calls per minute",
+            calls.total * per_minute,
+            "/min",
+            implied / 20,
+            "max",
+            note="bound = a twentieth of objects x observe calls x 60 / drift interval",
+        )
+        result.add(
+            "  + full checks, amortized",
+            calls.total * per_minute + full,
+            "/min",
+            implied / 20,
+            "max",
+            note=f"+ objects x observe calls x 60 / {full_check:g} s (none fell in the window)",
+        )
     result.add("throttled share of calls", 100 * calls.throttle_share, "%", 1.0, "max")
     kube = kube_calls(sandbox, start, end)
     verbs = Counter(
@@ -300,6 +344,7 @@ def restart(
     counts: Counter[str],
     env: dict[str, str],
     log: Callable[[str], None] = print,
+    rss_target_mib: float = 200.0,
 ) -> tuple[Result, ProcSampler]:
     """Stop the operator, start it again over N Ready objects: time to watching, AWS calls resuming."""
     n = sum(counts.values())
@@ -348,7 +393,7 @@ def restart(
         if c.get("verb") in ("patch", "update", "create")
     ]
     result.add("Kubernetes writes while resuming", len(resume_writes), "")
-    result.add_process(sampler.cut(), 200.0)
+    result.add_process(sampler.cut(), rss_target_mib)
     result.details = {
         "aws_by_operation": calls.by_operation(),
         "peak_calls_per_second": peak,
@@ -363,3 +408,144 @@ def _limit_key(operation: str) -> str:
         if key.endswith(":" + operation):
             return key
     return operation
+
+
+# ----- list mode against object mode, out-of-band changes
+
+
+def _boto(sandbox: Sandbox, service: str) -> Any:
+    """A boto3 client as a user's script makes one (not the operator's: no q-operator user agent)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        service,
+        endpoint_url=sandbox.aws_url,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(retries={"max_attempts": 1}),
+    )
+
+
+def _by_operator(entry: Mapping[str, Any]) -> bool:
+    return "q-operator/" in str(entry.get("userAgent", ""))
+
+
+def out_of_band(
+    sandbox: Sandbox,
+    objects: Sequence[tuple[str, dict[str, Any]]],
+    drift_seconds: float,
+    log: Callable[[str], None] = print,
+) -> Result:
+    """Per kind, change one resource and delete another with boto3, as a user would; measure when the
+    operator's corrective call (the update, the re-create) reached AWS, and when the object was Ready
+    again. The bound is one drift interval plus 10 s."""
+    result = Result(f"out-of-band update and deletion, drift {drift_seconds:g}s")
+    picked: list[tuple[KindFacts, dict[str, Any], dict[str, Any]]] = []
+    for plural_path in dict.fromkeys(p for p, _ in objects):
+        facts = BY_PATH[plural_path]
+        mine = [body for p, body in objects if p == plural_path][:2]
+        live = [
+            sandbox.get(plural_path, b["metadata"]["namespace"], b["metadata"]["name"]) or {} for b in mine
+        ]
+        if len(live) == 2:
+            picked.append((facts, live[0], live[1]))
+    began = time.time()
+    for facts, changed, deleted in picked:
+        client = _boto(sandbox, facts.info.service)
+        facts.change_by_hand(client, changed["status"])
+        facts.delete_by_hand(client, deleted["status"])
+    log(f"  out of band: {len(picked)} kinds changed and deleted; bound {drift_seconds + 10:g}s")
+
+    def corrective(facts: KindFacts, operation: str) -> float | None:
+        """When the operator's call of `operation` first reached AWS after the out-of-band calls."""
+        for entry in sandbox.aws_requests():
+            if (
+                float(entry.get("time", 0)) >= began
+                and entry.get("service") == facts.info.service
+                and entry.get("operation") == operation
+                and _by_operator(entry)
+                and not entry.get("error")
+            ):
+                return float(entry["time"])
+        return None
+
+    def ready_again(facts: KindFacts, obj: dict[str, Any]) -> float | None:
+        """Ready, and the resource its status names exists in AWS (the re-created one, after a delete)."""
+        meta = obj["metadata"]
+        live = sandbox.get(facts.plural_path, meta["namespace"], meta["name"]) or {}
+        if not condition(live, "Ready", "True", current=True):
+            return None
+        held = str(live["status"].get(facts.info.id_field))
+        if held not in {r.id for r in facts.resources(sandbox.aws("GET", "/_emulator/state"))}:
+            return None
+        return time.time()
+
+    limit = drift_seconds + 10
+    for facts, changed, deleted in picked:
+        for what, obj, operation in (
+            (f"{facts.update_op} by hand", changed, facts.update_op),
+            (f"{facts.delete_op} by hand", deleted, facts.create_op),
+        ):
+            try:
+                at: float = wait_for(
+                    f"{facts.kind}: {what} corrected",
+                    partial(corrective, facts, operation),
+                    timeout=3 * limit,
+                )
+                ready: float = wait_for(
+                    f"{facts.kind}: Ready again", partial(ready_again, facts, obj), timeout=60
+                )
+            except SandboxError:
+                result.add(
+                    f"{facts.kind}: {what} → corrected (timed out)", time.time() - began, "s", limit, "max"
+                )
+                continue
+            result.add(f"{facts.kind}: {what} → corrected in AWS", at - began, "s", limit, "max")
+            result.add(f"{facts.kind}: {what} → Ready again", ready - began, "s")
+    return result
+
+
+def observe_modes(
+    sandbox: Sandbox,
+    counts: Counter[str],
+    created_at: float,
+    drift_seconds: float,
+    env: Mapping[str, str],
+    log: Callable[[str], None] = print,
+) -> tuple[list[Result], ProcSampler]:
+    """Steady state in list mode (the running operator), then the same objects in object mode (the
+    operator restarted with Q_OPERATOR_OBSERVE_MODE=object), in one run; their ratio."""
+    assert sandbox.operator is not None
+    sampler = ProcSampler(sandbox.operator.pid)
+    listed = steady_state(sandbox, sampler, counts, created_at, drift_seconds, 2 * drift_seconds, log, "list")
+    sampler.close()
+    sandbox.stop_operator()
+    restarted = time.time()
+    sandbox.start_operator(env={**env, "Q_OPERATOR_OBSERVE_MODE": "object"})
+    assert sandbox.operator is not None
+    sampler = ProcSampler(sandbox.operator.pid)
+    log("  restarted in object mode")
+    each = steady_state(sandbox, sampler, counts, restarted, drift_seconds, drift_seconds, log, "object")
+    ratio = Result(f"list mode against object mode, {sum(counts.values())} Ready, drift {drift_seconds:g}s")
+    in_list = listed.figures[0].value
+    in_object = each.figures[0].value
+    ratio.add(
+        "AWS calls per minute, list / object",
+        in_list / in_object if in_object else 0.0,
+        "",
+        1 / 20,
+        "max",
+        note=f"{in_list:.0f}/min against {in_object:.0f}/min, measured in this run",
+    )
+    amortized = listed.figures[1].value
+    ratio.add(
+        "  with list mode's full checks amortized",
+        amortized / in_object if in_object else 0.0,
+        "",
+        1 / 20,
+        "max",
+        note=f"{amortized:.0f}/min against {in_object:.0f}/min",
+    )
+    return [listed, each, ratio], sampler
