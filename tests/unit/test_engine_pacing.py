@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 from typing import Any
 
 from q_operator.engine.polling import BuildClock
-from q_operator.engine.ratelimit import RateLimiter, TokenBucket
 from q_operator.engine.reconcile import Decision, Deps, Trigger
 
 from .engine_fakes import World, world
@@ -63,11 +61,6 @@ def test_a_forgotten_build_teaches_nothing() -> None:
     clock.abandon("a")
     clock.done("a", 50.0)
     assert clock.typical == {}
-
-
-
-
-
 
 
 def test_polls_that_run_late_do_not_teach_a_longer_build() -> None:
@@ -144,7 +137,6 @@ def test_polling_stops_counting_for_a_build_left_behind() -> None:
     assert not clock.polling("a", 12.0)
 
 
-
 def test_a_kind_ready_at_once_is_looked_at_sooner_than_poll_min() -> None:
     """Library items and connectors have no build: once that is learned, Ready follows within 0.25 s."""
     clock = BuildClock()
@@ -158,4 +150,3 @@ def test_a_kind_ready_at_once_is_looked_at_sooner_than_poll_min() -> None:
     assert clock.next_poll("y", 100.0, 1.0, 15.0) == 0.25
     # still building at that look: back to poll_min
     assert clock.next_poll("y", 100.3, 1.0, 15.0) == 1.0
-
