@@ -1,0 +1,322 @@
+"""The container image, run the way the chart runs it.
+
+`make image` builds the image from our Dockerfile with podman; this module (`make image-test`, opt-in:
+`make test` skips it) renders the chart with `helm template` and starts the image with podman as a
+kubelet would start the rendered pod: read-only root filesystem, the chart's non-root uid, every
+capability dropped, the chart's args and environment, its memory and CPU limits, an emptyDir at /tmp.
+The containerised operator then takes one object of each kind through its life (Ready, updated,
+deleted) against the Kubernetes API and the AWS stand-in, answers its liveness probe, serves metrics
+and stops cleanly on SIGTERM within the chart's terminationGracePeriodSeconds. Anything it tries to
+write on the read-only filesystem fails the test that was running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from q_operator.registry import KINDS
+from q_operator.sandbox import KUBECTL, Sandbox, _free_port, condition, wait_for
+
+from .podman import ROOT, PodRun, find, render_chart
+
+IMAGE = os.environ.get("Q_OPERATOR_IMAGE", "")
+if not IMAGE:
+    pytest.skip("the image test is opt-in: make image-test", allow_module_level=True)
+
+pytestmark = pytest.mark.timeout(900)
+
+NAMESPACE = "q-operator-system"
+#: what a write on the read-only root filesystem leaves in the operator's log.
+READ_ONLY_MARKS = ("Read-only file system", "EROFS")
+#: a change to each kind's sample that AWS must apply, and the AWS operations that apply it and that
+#: delete the resource (the stand-in logs every call).
+UPDATES: dict[str, tuple[dict[str, Any], str, str]] = {
+    "qplugin": ({"displayName": "weather-forecast-v2"}, "UpdatePlugin", "DeletePlugin"),
+    "qlibraryitem": ({"isVerified": False}, "UpdateLibraryItemMetadata", "DeleteLibraryItem"),
+    "appflowconnector": (
+        {"description": "Inventory records - second version"},
+        "UpdateConnectorRegistration",
+        "UnregisterConnector",
+    ),
+}
+
+
+def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"podman {' '.join(args)}: {result.stderr.strip()}")
+    return result
+
+
+class Kubectl:
+    """kubectl with the test's own (admin) credentials."""
+
+    def __init__(self, kubeconfig: Path) -> None:
+        self.kubeconfig = kubeconfig
+
+    def __call__(self, *args: str, input: str | None = None) -> str:
+        kubectl = str(KUBECTL) if KUBECTL.exists() else "kubectl"
+        result = subprocess.run(
+            [kubectl, f"--kubeconfig={self.kubeconfig}", "--request-timeout=30s", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr.strip()}"
+        return result.stdout
+
+    def get(self, resource: str, name: str, namespace: str) -> dict[str, Any] | None:
+        kubectl = str(KUBECTL) if KUBECTL.exists() else "kubectl"
+        result = subprocess.run(
+            [kubectl, f"--kubeconfig={self.kubeconfig}", "get", resource, name, "-n", namespace, "-o", "json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if result.returncode != 0:
+            assert "NotFound" in result.stderr, result.stderr
+            return None
+        obj: dict[str, Any] = json.loads(result.stdout)
+        return obj
+
+
+class Operator:
+    """The containerised operator: its podman command, its log, and the ports the chart gave it."""
+
+    def __init__(self, run: PodRun, workdir: Path, metrics_port: int, liveness_port: int) -> None:
+        self.run = run
+        self.name = run.name
+        self.log = workdir / "operator.log"
+        self.metrics_port = metrics_port
+        self.liveness_port = liveness_port
+        self.grace = int(run.pod["terminationGracePeriodSeconds"])
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(run.argv(), stdout=out, stderr=subprocess.STDOUT)
+
+    def probe(self) -> int:
+        """The chart's liveness probe: GET its path on its port."""
+        probe = self.run.container["livenessProbe"]["httpGet"]
+        assert probe["port"] == "healthz"
+        url = f"http://127.0.0.1:{self.liveness_port}{probe['path']}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                status: int = response.status
+                return status
+        except (urllib.error.URLError, OSError):
+            return 0
+
+    def alive(self) -> bool:
+        assert self.proc.poll() is None, f"the container exited ({self.proc.returncode}):\n{self.tail()}"
+        return self.probe() == 200
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def read_only_writes(self) -> list[str]:
+        text = self.log.read_text(errors="replace")
+        return [line for line in text.splitlines() if any(mark in line for mark in READ_ONLY_MARKS)]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("image")
+
+
+@pytest.fixture(scope="module")
+def sandbox(workdir: Path) -> Iterator[Sandbox]:
+    """The AWS stand-in and the Kubernetes API the container talks to (here the stand-in)."""
+    with Sandbox(workdir / "sandbox", aws_args=["--build-seconds", "0.5"]) as box:
+        yield box
+
+
+@pytest.fixture(scope="module")
+def kubectl(sandbox: Sandbox) -> Kubectl:
+    return Kubectl(sandbox.kubeconfig)
+
+
+@pytest.fixture(scope="module")
+def operator(sandbox: Sandbox, kubectl: Kubectl, workdir: Path) -> Iterator[Operator]:
+    metrics_port, liveness_port = _free_port(), _free_port()
+    objects = render_chart(
+        "q-operator",
+        NAMESPACE,
+        {
+            "aws.endpointUrl": sandbox.aws_url,
+            "aws.existingSecret": "q-operator-aws",
+            "metrics.port": str(metrics_port),
+            "liveness.port": str(liveness_port),
+        },
+    )
+    [deployment] = find(objects, "Deployment")
+    # The operator's own credentials, mounted read-only as a kubelet mounts a pod's token.
+    secrets_dir = workdir / "secrets"
+    secrets_dir.mkdir()
+    shutil.copy(sandbox.kubeconfig, secrets_dir / "kubeconfig")
+    run = PodRun(
+        deployment,
+        IMAGE,
+        f"q-operator-image-test-{uuid.uuid4().hex[:8]}",
+        secrets={"q-operator-aws": {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}},
+        mounts={secrets_dir: "/var/run/q-operator"},
+        extra_env={"KUBECONFIG": "/var/run/q-operator/kubeconfig"},
+    )
+    (workdir / "podman-run.txt").write_text(" ".join(run.argv()) + "\n")
+    kubectl("create", "namespace", NAMESPACE)
+    op = Operator(run, workdir, metrics_port, liveness_port)
+    try:
+        wait_for("the container's liveness probe", op.alive, timeout=180, interval=1)
+        yield op
+    finally:
+        podman("rm", "--force", "--time=0", run.name, check=False)
+        if op.proc.poll() is None:
+            op.proc.kill()
+        op.proc.wait(timeout=60)
+
+
+@pytest.fixture(autouse=True)
+def nothing_written_on_the_read_only_root(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "operator" in request.fixturenames:
+        op: Operator = request.getfixturevalue("operator")
+        assert op.read_only_writes() == [], "the operator wrote on its read-only root filesystem"
+
+
+def test_the_image_holds_the_operator_and_its_runtime_dependencies_only() -> None:
+    script = (
+        "import importlib.util as u, importlib.metadata as m, json\n"
+        "mods = ['q_operator.engine', 'q_operator.emulate', 'q_operator.sandbox', 'q_operator.demo',"
+        " 'q_operator.apiserver', 'celpy', 'pytest', 'mypy', 'ruff', 'hypothesis', 'pip', 'setuptools']\n"
+        "print(json.dumps({n: u.find_spec(n) is not None for n in mods}))\n"
+    )
+    result = podman("run", "--rm", "--runtime=runc", *_ulimits(), "--entrypoint=python", IMAGE, "-c", script)
+    found = json.loads(result.stdout)
+    assert found.pop("q_operator.engine") is True
+    assert [name for name, present in found.items() if present] == []
+    size = int(podman("image", "inspect", "--format={{.Size}}", IMAGE).stdout)
+    print(f"\nimage {IMAGE}: {size / 1e6:.0f} MB")
+
+
+def test_the_image_says_its_stand_ins_are_left_out() -> None:
+    result = podman("run", "--rm", "--runtime=runc", *_ulimits(), IMAGE, "demo", check=False)
+    assert result.returncode == 2
+    assert "no stand-ins" in result.stderr and "q-operator[standins]" in result.stderr
+
+
+def test_the_container_runs_as_the_chart_says(operator: Operator) -> None:
+    status = podman("exec", operator.name, "cat", "/proc/1/status").stdout
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    ctx = {**operator.run.pod["securityContext"], **operator.run.container["securityContext"]}
+    assert fields["Uid"].split()[0] == str(ctx["runAsUser"])
+    assert fields["Gid"].split()[0] == str(ctx["runAsGroup"])
+    assert int(fields["CapEff"].strip(), 16) == 0 and int(fields["CapBnd"].strip(), 16) == 0
+    assert fields["NoNewPrivs"].strip() == "1"
+    assert fields["Seccomp"].strip() == "2"  # filtering
+    # The root filesystem refuses writes; /tmp (the chart's emptyDir) takes them.
+    refused = podman("exec", operator.name, "touch", "/opt/venv/x", check=False)
+    assert refused.returncode != 0 and "Read-only file system" in refused.stderr
+    podman("exec", operator.name, "touch", "/tmp/x")
+    podman("exec", operator.name, "rm", "/tmp/x")
+    args = json.loads(podman("inspect", "--format={{json .Config.Cmd}}", operator.name).stdout)
+    assert args == operator.run.container["args"]
+
+
+def test_the_liveness_probe_answers_and_metrics_are_served(operator: Operator) -> None:
+    assert operator.probe() == 200
+    url = f"http://127.0.0.1:{operator.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    assert "q_operator_reconciles_total" in text or "q_operator_" in text
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
+def test_one_object_of_each_kind_is_created_updated_and_deleted(
+    kind: Any, operator: Operator, sandbox: Sandbox, kubectl: Kubectl
+) -> None:
+    spec_change, update_op, delete_op = UPDATES[kind.singular]
+    manifest = _sample(kind)
+    namespace = f"image-{kind.singular}"
+    name = manifest["metadata"]["name"]
+    manifest["metadata"]["namespace"] = namespace
+    resource = f"{kind.plural}.{kind.group}"
+    kubectl("create", "namespace", namespace)
+    kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    created = _wait_ready(kubectl, resource, name, namespace)
+    assert created["status"].get(_id_field(kind)), created["status"]
+
+    kubectl("patch", resource, name, "-n", namespace, "--type=merge", "-p", json.dumps({"spec": spec_change}))
+    updated = _wait_ready(kubectl, resource, name, namespace, generation=created["metadata"]["generation"] + 1)
+    assert _calls(sandbox, update_op), f"no {update_op} reached AWS"
+    assert updated["status"][_id_field(kind)] == created["status"][_id_field(kind)]
+
+    kubectl("delete", resource, name, "-n", namespace, "--wait=false")
+    wait_for(f"{name} to be deleted", lambda: kubectl.get(resource, name, namespace) is None, timeout=180)
+    assert _calls(sandbox, delete_op), f"no {delete_op} reached AWS"
+
+
+def test_sigterm_stops_it_cleanly_within_the_grace_period(operator: Operator) -> None:
+    """Last in this module: `podman stop` sends SIGTERM, as a kubelet does, and kills after the grace."""
+    start = time.monotonic()
+    podman("stop", f"--time={operator.grace}", operator.name, timeout=operator.grace + 60)
+    took = time.monotonic() - start
+    code = operator.proc.wait(timeout=60)
+    assert took < operator.grace, f"took {took:.1f}s of {operator.grace}s:\n{operator.tail()}"
+    assert code == 0, f"exit code {code}:\n{operator.tail()}"
+    assert "Signal SIGTERM is received" in operator.log.read_text(errors="replace"), operator.tail()
+    assert "Traceback" not in operator.log.read_text(errors="replace"), operator.tail(80)
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _ulimits() -> list[str]:
+    from .podman import hard_ulimits
+
+    return hard_ulimits()
+
+
+def _sample(kind: Any) -> dict[str, Any]:
+    """The kind's sample from samples/: the one the registry names, else the first that is valid."""
+    sample = getattr(kind, "sample", "") or f"{kind.singular}-*.yaml"
+    for path in sorted((ROOT / "samples").glob(sample)):
+        if "invalid" in path.name:
+            continue
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
+        objects = [d for d in docs if d.get("kind") == kind.kind]
+        if len(docs) == 1 and objects:
+            return objects[0]
+    raise AssertionError(f"no sample for {kind.kind}")
+
+
+def _id_field(kind: Any) -> str:
+    field: str = getattr(kind, "id_field", "") or kind.ref_fields[0]
+    return field
+
+
+def _wait_ready(
+    kubectl: Kubectl, resource: str, name: str, namespace: str, generation: int | None = None
+) -> dict[str, Any]:
+    def ready() -> dict[str, Any] | None:
+        obj = kubectl.get(resource, name, namespace)
+        if obj is None or (generation is not None and obj["metadata"]["generation"] != generation):
+            return None
+        return obj if condition(obj, "Ready", "True", current=True) else None
+
+    return wait_for(f"{name} Ready", ready, timeout=180, interval=1)
+
+
+def _calls(sandbox: Sandbox, operation: str) -> list[dict[str, Any]]:
+    return [call for call in sandbox.aws_requests() if call.get("operation") == operation]
