@@ -90,7 +90,8 @@ image-base: $(BASE_DIR)/rootfs.done
 		touch $(BASE_DIR)/imported && echo "imported: $(BASE_IMAGE)"; \
 	fi
 
-# --isolation chroot: the default OCI runtime cannot create containers under this machine's cgroups.
+# --isolation chroot: the build's steps need no OCI runtime (crun, podman's preferred one, fails on
+# these machines' cgroups).
 image: image-base
 	@command -v podman >/dev/null || (echo "needs podman (apt-get install podman runc)" && exit 1)
 	@start=$$(date +%s); \

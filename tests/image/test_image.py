@@ -82,7 +82,17 @@ class Kubectl:
     def get(self, resource: str, name: str, namespace: str) -> dict[str, Any] | None:
         kubectl = str(KUBECTL) if KUBECTL.exists() else "kubectl"
         result = subprocess.run(
-            [kubectl, f"--kubeconfig={self.kubeconfig}", "get", resource, name, "-n", namespace, "-o", "json"],
+            [
+                kubectl,
+                f"--kubeconfig={self.kubeconfig}",
+                "get",
+                resource,
+                name,
+                "-n",
+                namespace,
+                "-o",
+                "json",
+            ],
             capture_output=True,
             text=True,
             timeout=60,
@@ -258,7 +268,9 @@ def test_one_object_of_each_kind_is_created_updated_and_deleted(
     assert created["status"].get(_id_field(kind)), created["status"]
 
     kubectl("patch", resource, name, "-n", namespace, "--type=merge", "-p", json.dumps({"spec": spec_change}))
-    updated = _wait_ready(kubectl, resource, name, namespace, generation=created["metadata"]["generation"] + 1)
+    updated = _wait_ready(
+        kubectl, resource, name, namespace, generation=created["metadata"]["generation"] + 1
+    )
     assert _calls(sandbox, update_op), f"no {update_op} reached AWS"
     assert updated["status"][_id_field(kind)] == created["status"][_id_field(kind)]
 

@@ -52,7 +52,10 @@ class Install:
 
     def has(self, distribution: str) -> bool:
         code = f"import importlib.metadata as m; m.version({distribution!r})"
-        return subprocess.run([str(self.env / "bin" / "python"), "-c", code], capture_output=True).returncode == 0
+        return (
+            subprocess.run([str(self.env / "bin" / "python"), "-c", code], capture_output=True).returncode
+            == 0
+        )
 
     def q_operator(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -95,36 +98,28 @@ def test_plain_install_says_what_to_install_for_the_stand_ins(plain: Install, co
 
 
 def test_with_the_extra_both_stand_ins_start(with_standins: Install, tmp_path: Path) -> None:
-    commands = {
-        "aws": ["emulate", "aws", "--port", "0"],
-        "kube": [
-            "emulate",
-            "kube",
-            "--port",
-            "0",
-            "--crds",
-            str(ROOT / "crds"),
-            "--kubeconfig",
-            str(tmp_path / "kubeconfig"),
-        ],
-    }
-    for name, args in commands.items():
-        log = tmp_path / f"{name}.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [str(with_standins.env / "bin" / "q-operator"), *args], stdout=out, stderr=subprocess.STDOUT
-            )
-        try:
+    kubeconfig = tmp_path / "kubeconfig"
+    starts(with_standins, tmp_path / "aws.log", "emulate", "aws", "--port", "0")
+    crds = str(ROOT / "crds")
+    starts(with_standins, tmp_path / "kube.log", "emulate", "kube", "--port", "0", "--crds", crds,
+           "--kubeconfig", str(kubeconfig))  # fmt: skip
+    assert kubeconfig.exists()
 
-            def ready(log: Path = log, proc: subprocess.Popen[bytes] = proc) -> bool:
-                assert proc.poll() is None, f"the {name} stand-in exited: {log.read_text()}"
-                return "READY http" in log.read_text()
 
-            wait_for(f"the {name} stand-in's READY line", ready, timeout=120)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-    assert (tmp_path / "kubeconfig").exists()
+def starts(install: Install, log: Path, *args: str) -> None:
+    """The command prints its READY line (then it is stopped)."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen([str(install.env / "bin" / "q-operator"), *args], stdout=out, stderr=out)
+    try:
+
+        def ready() -> bool:
+            assert proc.poll() is None, f"q-operator {' '.join(args)} exited: {log.read_text()}"
+            return "READY http" in log.read_text()
+
+        wait_for(f"q-operator {' '.join(args)} to print READY", ready, timeout=120)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def test_the_plain_install_needs_none_of_the_dev_tools() -> None:
