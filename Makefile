@@ -118,9 +118,10 @@ image: image-base
 	echo "built: $(IMAGE) in $$(( $$(date +%s) - start )) s, $$(podman image inspect --format '{{.Size}}' $(IMAGE) \
 		| awk '{printf "%.0f MB", $$1 / 1e6}')"
 
-# Opt-in: `make test` skips tests/image (it needs podman, root and a built image).
+# Opt-in: `make test` skips tests/image (it needs podman, root and a built image). The logs of the
+# container, the API server and the podman command stay in .tools/image/test.
 image-test: install image
-	Q_OPERATOR_IMAGE=$(IMAGE) $(BIN)/python -m pytest -q -p no:cacheprovider tests/image
+	Q_OPERATOR_IMAGE=$(IMAGE) $(BIN)/python -m pytest -q -p no:cacheprovider --basetemp=$(BASE_DIR)/test tests/image
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache

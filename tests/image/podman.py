@@ -4,16 +4,19 @@
 What a kubelet does and podman needs to be told, read from the rendered pod spec: the container's
 args (and command), its env (a `fieldRef` to the pod's name gets the container's name; `envFrom` a
 Secret gets that Secret's data), runAsUser/runAsGroup/fsGroup, readOnlyRootFilesystem,
-allowPrivilegeEscalation, the dropped capabilities, the memory and CPU limits, and an emptyDir per
-volume mount. What this machine adds: the `runc` runtime (crun is refused here), ulimits no higher than
-the machine's hard limits (podman's defaults are refused), and host networking so that the container
-reaches the servers the test starts on 127.0.0.1.
+allowPrivilegeEscalation, the dropped capabilities, the memory and CPU limits, an emptyDir per
+volume mount, and, with automountServiceAccountToken, the ServiceAccount's token, CA and namespace at
+/var/run/secrets/kubernetes.io/serviceaccount with KUBERNETES_SERVICE_HOST/PORT naming the API server
+(what a pod's in-cluster client configuration reads). What this machine adds: the `runc` runtime
+(crun is refused here), ulimits no higher than the machine's hard limits (podman's defaults are
+refused), and host networking so that the container reaches the servers the test starts on 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import resource
 import subprocess
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +25,7 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 CHART = ROOT / "charts" / "q-operator"
 HELM = ROOT / ".tools" / "bin" / "helm"
 
@@ -76,10 +80,10 @@ class PodRun:
     name: str
     #: data of the Secrets that `envFrom` names, by Secret name.
     secrets: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-    #: extra read-only bind mounts, host path -> container path (what a projected volume would hold).
-    mounts: Mapping[Path, str] = field(default_factory=dict)
-    #: extra environment, as a kubelet adds KUBERNETES_SERVICE_HOST/PORT.
-    extra_env: Mapping[str, str] = field(default_factory=dict)
+    #: the API server's URL and a directory holding the ServiceAccount's `token`, `ca.crt` and
+    #: `namespace`: mounted when the pod spec automounts the token, as a kubelet projects them.
+    api_server: str = ""
+    service_account: Path | None = None
 
     @property
     def pod(self) -> dict[str, Any]:
@@ -103,8 +107,16 @@ class PodRun:
                 env[var["name"]] = self.name
             else:
                 raise AssertionError(f"no translation for env {var}")
-        env.update(self.extra_env)
+        if self.automounts_token():
+            url = urllib.parse.urlsplit(self.api_server)
+            env.update(KUBERNETES_SERVICE_HOST=str(url.hostname), KUBERNETES_SERVICE_PORT=str(url.port))
         return env
+
+    def automounts_token(self) -> bool:
+        if not self.pod.get("automountServiceAccountToken", True):
+            return False
+        assert self.service_account is not None and self.api_server, "the pod mounts its token"
+        return True
 
     def security_options(self) -> list[str]:
         pod_ctx = self.pod.get("securityContext", {})
@@ -134,8 +146,8 @@ class PodRun:
             size = volume["emptyDir"].get("sizeLimit")
             tmpfs = f"--mount=type=tmpfs,destination={mount['mountPath']},tmpfs-mode=1777"
             options.append(tmpfs + (f",tmpfs-size={memory_bytes(size)}" if size else ""))
-        for host, path in self.mounts.items():
-            options.append(f"--volume={host}:{path}:ro")
+        if self.automounts_token():
+            options.append(f"--volume={self.service_account}:{SERVICE_ACCOUNT_DIR}:ro")
         return options
 
     def resource_options(self) -> list[str]:

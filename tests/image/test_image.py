@@ -4,17 +4,20 @@
 `make test` skips it) renders the chart with `helm template` and starts the image with podman as a
 kubelet would start the rendered pod: read-only root filesystem, the chart's non-root uid, every
 capability dropped, the chart's args and environment, its memory and CPU limits, an emptyDir at /tmp.
-The containerised operator then takes one object of each kind through its life (Ready, updated,
-deleted) against the Kubernetes API and the AWS stand-in, answers its liveness probe, serves metrics
-and stops cleanly on SIGTERM within the chart's terminationGracePeriodSeconds. Anything it tries to
-write on the read-only filesystem fails the test that was running.
+The Kubernetes side is the real kube-apiserver with RBAC on (`q_operator.apiserver`): the chart's
+ServiceAccount, roles and bindings are applied to it, and the container holds only that
+ServiceAccount's token (by the TokenRequest API), mounted read-only where a kubelet puts it. AWS is the
+stand-in. The containerised operator takes one object of each kind through its life (Ready, updated,
+deleted), answers its liveness probe, serves metrics and stops cleanly on SIGTERM within the chart's
+terminationGracePeriodSeconds. Anything it tries to write on the read-only filesystem fails the test
+that was running.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
-import shutil
 import subprocess
 import time
 import urllib.error
@@ -27,8 +30,10 @@ from typing import Any
 import pytest
 import yaml
 
+from q_operator.apiserver import ApiServer
+from q_operator.emulate.aws.testing import AwsHandle, running_aws
 from q_operator.registry import KINDS
-from q_operator.sandbox import KUBECTL, Sandbox, _free_port, condition, wait_for
+from q_operator.sandbox import KUBECTL, _free_port, condition, wait_for
 
 from .podman import ROOT, PodRun, find, render_chart
 
@@ -67,7 +72,7 @@ class Kubectl:
     def __init__(self, kubeconfig: Path) -> None:
         self.kubeconfig = kubeconfig
 
-    def __call__(self, *args: str, input: str | None = None) -> str:
+    def __call__(self, *args: str, input: str | None = None, check: bool = True) -> str:
         kubectl = str(KUBECTL) if KUBECTL.exists() else "kubectl"
         result = subprocess.run(
             [kubectl, f"--kubeconfig={self.kubeconfig}", "--request-timeout=30s", *args],
@@ -76,7 +81,7 @@ class Kubectl:
             text=True,
             timeout=60,
         )
-        assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr.strip()}"
+        assert result.returncode == 0 or not check, f"kubectl {' '.join(args)}: {result.stderr.strip()}"
         return result.stdout
 
     def get(self, resource: str, name: str, namespace: str) -> dict[str, Any] | None:
@@ -147,45 +152,68 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def sandbox(workdir: Path) -> Iterator[Sandbox]:
-    """The AWS stand-in and the Kubernetes API the container talks to (here the stand-in)."""
-    with Sandbox(workdir / "sandbox", aws_args=["--build-seconds", "0.5"]) as box:
-        yield box
+def aws() -> Iterator[AwsHandle]:
+    with running_aws(build_seconds=0.5) as handle:
+        yield handle
 
 
 @pytest.fixture(scope="module")
-def kubectl(sandbox: Sandbox) -> Kubectl:
-    return Kubectl(sandbox.kubeconfig)
+def cluster(workdir: Path) -> Iterator[ApiServer]:
+    with ApiServer(workdir / "apiserver", crds_dir=ROOT / "crds", rbac=True) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
-def operator(sandbox: Sandbox, kubectl: Kubectl, workdir: Path) -> Iterator[Operator]:
+def kubectl(cluster: ApiServer) -> Kubectl:
+    """The test's own hands: the cluster admin's kubeconfig."""
+    return Kubectl(cluster.kubeconfig)
+
+
+@pytest.fixture(scope="module")
+def operator(aws: AwsHandle, cluster: ApiServer, kubectl: Kubectl, workdir: Path) -> Iterator[Operator]:
     metrics_port, liveness_port = _free_port(), _free_port()
     objects = render_chart(
         "q-operator",
         NAMESPACE,
         {
-            "aws.endpointUrl": sandbox.aws_url,
+            "aws.endpointUrl": aws.url,
             "aws.existingSecret": "q-operator-aws",
             "metrics.port": str(metrics_port),
             "liveness.port": str(liveness_port),
         },
     )
     [deployment] = find(objects, "Deployment")
-    # The operator's own credentials, mounted read-only as a kubelet mounts a pod's token.
-    secrets_dir = workdir / "secrets"
-    secrets_dir.mkdir()
-    shutil.copy(sandbox.kubeconfig, secrets_dir / "kubeconfig")
+    # What `helm install` would create besides the pod: the ServiceAccount, RBAC and Service.
+    kubectl("create", "namespace", NAMESPACE)
+    rest = [obj for obj in objects if obj["kind"] != "Deployment"]
+    assert {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"} <= {obj["kind"] for obj in rest}
+    kubectl("apply", "-f", "-", input=yaml.safe_dump_all(rest))
+    # The Secret that aws.existingSecret names, which the user creates; envFrom reads it back.
+    kubectl("-n", NAMESPACE, "create", "secret", "generic", "q-operator-aws",
+            "--from-literal=AWS_ACCESS_KEY_ID=test", "--from-literal=AWS_SECRET_ACCESS_KEY=test")  # fmt: skip
+    secret = json.loads(kubectl("-n", NAMESPACE, "get", "secret", "q-operator-aws", "-o", "json"))
+    data = {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
+    # The ServiceAccount's token, as a kubelet projects it into the pod: only the chart's RBAC.
+    service_account = workdir / "serviceaccount"
+    service_account.mkdir(mode=0o755)
+    account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+    files = {
+        "token": cluster.service_account_token(NAMESPACE, account),
+        "ca.crt": cluster.ca_file.read_text(),
+        "namespace": NAMESPACE,
+    }
+    for name, text in files.items():
+        (service_account / name).write_text(text)
+        (service_account / name).chmod(0o644)
     run = PodRun(
         deployment,
         IMAGE,
         f"q-operator-image-test-{uuid.uuid4().hex[:8]}",
-        secrets={"q-operator-aws": {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}},
-        mounts={secrets_dir: "/var/run/q-operator"},
-        extra_env={"KUBECONFIG": "/var/run/q-operator/kubeconfig"},
+        secrets={"q-operator-aws": data},
+        api_server=cluster.url,
+        service_account=service_account,
     )
     (workdir / "podman-run.txt").write_text(" ".join(run.argv()) + "\n")
-    kubectl("create", "namespace", NAMESPACE)
     op = Operator(run, workdir, metrics_port, liveness_port)
     try:
         wait_for("the container's liveness probe", op.alive, timeout=180, interval=1)
@@ -244,6 +272,21 @@ def test_the_container_runs_as_the_chart_says(operator: Operator) -> None:
     assert args == operator.run.container["args"]
 
 
+def test_its_kubernetes_credentials_are_the_charts_service_account_only(
+    operator: Operator, cluster: ApiServer, workdir: Path
+) -> None:
+    """The token in the container is bound by the chart's RBAC, and the server enforces it."""
+    assert operator.run.service_account is not None
+    token = (operator.run.service_account / "token").read_text()
+    kubeconfig = workdir / "operator-kubeconfig"
+    kubeconfig.write_text(cluster.kubeconfig_text(token=token))
+    as_operator = Kubectl(kubeconfig)
+    for kind in KINDS:
+        assert as_operator("auth", "can-i", "patch", f"{kind.plural}.{kind.group}", "-A").strip() == "yes"
+    assert as_operator("auth", "can-i", "create", "customresourcedefinitions", "--quiet", check=False) == ""
+    assert as_operator("auth", "can-i", "get", "secrets", "-A", check=False).strip() == "no"
+
+
 def test_the_liveness_probe_answers_and_metrics_are_served(operator: Operator) -> None:
     assert operator.probe() == 200
     url = f"http://127.0.0.1:{operator.metrics_port}/metrics"
@@ -254,7 +297,7 @@ def test_the_liveness_probe_answers_and_metrics_are_served(operator: Operator) -
 
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
 def test_one_object_of_each_kind_is_created_updated_and_deleted(
-    kind: Any, operator: Operator, sandbox: Sandbox, kubectl: Kubectl
+    kind: Any, operator: Operator, aws: AwsHandle, kubectl: Kubectl
 ) -> None:
     spec_change, update_op, delete_op = UPDATES[kind.singular]
     manifest = _sample(kind)
@@ -271,12 +314,12 @@ def test_one_object_of_each_kind_is_created_updated_and_deleted(
     updated = _wait_ready(
         kubectl, resource, name, namespace, generation=created["metadata"]["generation"] + 1
     )
-    assert _calls(sandbox, update_op), f"no {update_op} reached AWS"
+    assert _calls(aws, update_op), f"no {update_op} reached AWS"
     assert updated["status"][_id_field(kind)] == created["status"][_id_field(kind)]
 
     kubectl("delete", resource, name, "-n", namespace, "--wait=false")
     wait_for(f"{name} to be deleted", lambda: kubectl.get(resource, name, namespace) is None, timeout=180)
-    assert _calls(sandbox, delete_op), f"no {delete_op} reached AWS"
+    assert _calls(aws, delete_op), f"no {delete_op} reached AWS"
 
 
 def test_sigterm_stops_it_cleanly_within_the_grace_period(operator: Operator) -> None:
@@ -330,5 +373,6 @@ def _wait_ready(
     return wait_for(f"{name} Ready", ready, timeout=180, interval=1)
 
 
-def _calls(sandbox: Sandbox, operation: str) -> list[dict[str, Any]]:
-    return [call for call in sandbox.aws_requests() if call.get("operation") == operation]
+def _calls(aws: AwsHandle, operation: str) -> list[dict[str, Any]]:
+    """The operator's calls of `operation` (the stand-in logs every call)."""
+    return [call for call in aws.requests() if call.get("operation") == operation]
