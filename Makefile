@@ -60,7 +60,8 @@ unit: install
 	$(BIN)/python -m pytest -q tests/unit
 
 crds: install
-	$(BIN)/q-operator crds --output crds --chart charts/q-operator/crds --argocd argocd
+	$(BIN)/q-operator crds --output crds --chart charts/q-operator/crds --argocd argocd \
+		--status-fixtures tests/fixtures/status
 
 # The demo runs on the stand-ins, an extra of the package (pip install 'q-operator[standins]').
 demo: install
