@@ -142,8 +142,12 @@ class Operator:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
     def read_only_writes(self) -> list[str]:
-        text = self.log.read_text(errors="replace")
-        return [line for line in text.splitlines() if any(mark in line for mark in READ_ONLY_MARKS)]
+        return read_only_writes(self.log.read_text(errors="replace"))
+
+
+def read_only_writes(log: str) -> list[str]:
+    """The lines of a log that tell of a write refused by the read-only root filesystem."""
+    return [line for line in log.splitlines() if any(mark in line for mark in READ_ONLY_MARKS)]
 
 
 @pytest.fixture(scope="module")
@@ -252,6 +256,17 @@ def test_the_image_says_its_stand_ins_are_left_out() -> None:
     result = podman("run", "--rm", "--runtime=runc", *_ulimits(), IMAGE, "demo", check=False)
     assert result.returncode == 2
     assert "no stand-ins" in result.stderr and "q-operator[standins]" in result.stderr
+
+
+def test_a_write_on_the_read_only_root_shows_in_the_log_as_the_scan_expects() -> None:
+    """The scan that guards every test below finds what Python logs when the root refuses a write."""
+    script = (
+        "import logging\nlogging.basicConfig()\n"
+        "try: open('/opt/venv/state', 'w')\nexcept OSError: logging.exception('could not save')"
+    )
+    result = podman("run", "--rm", "--runtime=runc", "--read-only", *_ulimits(), "--entrypoint=python",
+                    IMAGE, "-c", script)  # fmt: skip
+    assert read_only_writes(result.stderr), result.stderr
 
 
 def test_the_container_runs_as_the_chart_says(operator: Operator) -> None:
