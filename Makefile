@@ -14,7 +14,7 @@ export PATH := $(CURDIR)/$(TOOLS)/bin:$(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: install test lint unit e2e demo crds bench reliability clean image image-base image-test
 
-install: $(STAMP) $(TOOLS)/bin/kubectl $(TOOLS)/bin/helm $(GO_STAMP)
+install: $(STAMP) $(TOOLS)/bin/kubectl $(TOOLS)/bin/helm $(GO_STAMP) $(TOOLS)/bin/promtool
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,16 @@ $(GO_STAMP): $(GO_SOURCES)
 		-X $(K8S_VERSION_PKG).gitMinor=$$(echo $$mm | cut -d. -f2) -X $(K8S_VERSION_PKG).gitTreeState=clean" ./cmd/...
 	@touch $(GO_STAMP)
 	@echo "installed: $(TOOLS)/bin/ $$(ls testenv/cmd | tr '\n' ' ')"
+# promtool (the tests of the chart's alert rules) ships in Debian's prometheus package: take the binary
+# out of the package rather than install it, which would also set up a Prometheus server. The package
+# lists are refreshed only when the download fails without them.
+$(TOOLS)/bin/promtool:
+	@mkdir -p $(TOOLS)/bin $(TOOLS)/deb
+	@if command -v promtool >/dev/null; then ln -sf "$$(command -v promtool)" $@; else \
+		cd $(TOOLS)/deb && { apt-get download prometheus >/dev/null 2>&1 || { apt-get update -qq && apt-get download prometheus; }; } \
+		&& dpkg-deb --fsys-tarfile prometheus_*.deb | tar -x ./usr/bin/promtool && cp usr/bin/promtool $(CURDIR)/$@; fi
+	@rm -rf $(TOOLS)/deb
+	@test -x $@ && echo "installed: $@"
 
 lint: install
 	$(BIN)/ruff check operator tests
