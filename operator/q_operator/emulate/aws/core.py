@@ -277,6 +277,8 @@ class Emulator:
             entry.update(call.log)
             if view.lagged:
                 entry["lagged"] = view.lagged
+            if view.visible_after > 0:
+                entry["visibleAfter"] = round(view.visible_after, 3)
 
     def dump_state(self) -> dict[str, Any]:
         """Every resource of every account/region, as JSON (builds settled first)."""

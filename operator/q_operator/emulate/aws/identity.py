@@ -49,7 +49,7 @@ class CredentialsRefused(ApiError):
     """AWS refused the credentials themselves (before any service code); `identity` if still known."""
 
     def __init__(self, code: str, message: str, identity: Identity | None = None) -> None:
-        super().__init__(code, message, http_status=403)
+        super().__init__(code, message, http_status=403, common=True)
         self.identity = identity
 
 
