@@ -136,3 +136,13 @@ def test_base_credentials_act_in_the_default_account(aws: AwsHandle) -> None:
     )["connectorArn"]
     assert f":{ACCOUNT}:" in arn
     assert aws.requests()[-1]["account"] == ACCOUNT
+
+
+def test_rate_limits_are_per_account(
+    aws: AwsHandle, tenants: tuple[Callable[[str], Any], Callable[[str], Any]]
+) -> None:
+    a, b = (t("appflow") for t in tenants)
+    aws.configure(throttle={"ListConnectors": 1})
+    a.list_connectors()
+    b.list_connectors()  # its own bucket: AWS's quotas are per account
+    assert code_of(a.list_connectors) == "ThrottlingException"

@@ -277,3 +277,19 @@ def test_cli_flags_for_lag_and_lost_answers() -> None:
     assert (settings.lost_answer_kinds, settings.lost_answer_hold) == (["reset"], 3.0)
     with pytest.raises(SystemExit):
         parse_args(["--lost-answer-rate", "1.5"])
+
+
+def test_a_later_write_never_shows_before_an_earlier_one() -> None:
+    """The table alone, on a fake clock: writes at t=0 (lag 5) and t=1 (lag 0) both show at t=5."""
+    from q_operator.emulate.aws.state import Table, View
+
+    table: Table[dict[str, int]] = Table()
+    table.create("k", {"v": 0}, View(0.0))
+    table.edit("k", View(0.0, lambda: 5.0))["v"] = 1
+    table.edit("k", View(1.0, lambda: 0.0))["v"] = 2
+    assert table.read("k", View(4.9)) == {"v": 0}
+    assert table.read("k", View(5.0)) == {"v": 2}
+    table.delete("k", View(6.0, lambda: 1.0))
+    assert [v for _, v in table.read_all(View(6.5))] == [{"v": 2}]
+    assert table.read_all(View(7.0)) == [] and table.read("k", View(7.0)) is None
+    assert table.pending() == 0

@@ -252,7 +252,9 @@ class Emulator:
     def _call(self, point: Endpoint, incoming: Incoming, entry: dict[str, Any]) -> Params:
         service, op, now = point.service, point.operation, incoming.now
         identity = self._identity(incoming, entry)
-        trouble = self.faults.check(service.name, op.name, incoming.region, now, service.blanket_faults)
+        trouble = self.faults.check(
+            service.name, op.name, incoming.region, now, service.blanket_faults, identity.account
+        )
         if trouble is not None:
             raise trouble
         handler = point.handler
