@@ -71,7 +71,7 @@ unit: install
 
 crds: install
 	$(BIN)/q-operator crds --output crds --chart charts/q-operator/crds --argocd argocd \
-		--status-fixtures tests/fixtures/status
+		--status-fixtures tests/fixtures/status --rbac charts/q-operator/files --iam docs
 
 # The demo runs on the stand-ins, an extra of the package (pip install 'q-operator[standins]').
 demo: install
