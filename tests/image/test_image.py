@@ -32,9 +32,9 @@ import yaml
 
 from q_operator.apiserver import ApiServer
 from q_operator.emulate.aws.testing import AwsHandle, running_aws
-from q_operator.registry import KINDS
 from q_operator.sandbox import KUBECTL, _free_port, condition, wait_for
 
+from ..kinds import TEST_KINDS, KindFacts
 from .podman import ROOT, PodRun, find, render_chart
 
 IMAGE = os.environ.get("Q_OPERATOR_IMAGE", "")
@@ -46,17 +46,6 @@ pytestmark = pytest.mark.timeout(900)
 NAMESPACE = "q-operator-system"
 #: what a write on the read-only root filesystem leaves in the operator's log.
 READ_ONLY_MARKS = ("Read-only file system", "EROFS")
-#: a change to each kind's sample that AWS must apply, and the AWS operations that apply it and that
-#: delete the resource (the stand-in logs every call).
-UPDATES: dict[str, tuple[dict[str, Any], str, str]] = {
-    "qplugin": ({"displayName": "weather-forecast-v2"}, "UpdatePlugin", "DeletePlugin"),
-    "qlibraryitem": ({"isVerified": False}, "UpdateLibraryItemMetadata", "DeleteLibraryItem"),
-    "appflowconnector": (
-        {"description": "Inventory records - second version"},
-        "UpdateConnectorRegistration",
-        "UnregisterConnector",
-    ),
-}
 
 
 def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -296,8 +285,9 @@ def test_its_kubernetes_credentials_are_the_charts_service_account_only(
     kubeconfig = workdir / "operator-kubeconfig"
     kubeconfig.write_text(cluster.kubeconfig_text(token=token))
     as_operator = Kubectl(kubeconfig)
-    for kind in KINDS:
-        assert as_operator("auth", "can-i", "patch", f"{kind.plural}.{kind.group}", "-A").strip() == "yes"
+    for facts in TEST_KINDS:
+        resource = f"{facts.info.plural}.{facts.info.group}"
+        assert as_operator("auth", "can-i", "patch", resource, "-A").strip() == "yes"
     assert as_operator("auth", "can-i", "create", "customresourcedefinitions", "--quiet", check=False) == ""
     assert as_operator("auth", "can-i", "get", "secrets", "-A", check=False).strip() == "no"
 
@@ -306,11 +296,12 @@ def test_the_liveness_probe_answers(operator: Operator) -> None:
     assert operator.probe() == 200
 
 
-@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
+@pytest.mark.parametrize("facts", TEST_KINDS, ids=lambda f: f.kind)
 def test_one_object_of_each_kind_is_created_updated_and_deleted(
-    kind: Any, operator: Operator, aws: AwsHandle, kubectl: Kubectl
+    facts: KindFacts, operator: Operator, aws: AwsHandle, kubectl: Kubectl
 ) -> None:
-    spec_change, update_op, delete_op = UPDATES[kind.singular]
+    """The kind's sample, as a user applies it; then a change AWS applies in place; then deletion."""
+    kind = facts.info
     manifest = _sample(kind)
     namespace = f"image-{kind.singular}"
     name = manifest["metadata"]["name"]
@@ -319,18 +310,19 @@ def test_one_object_of_each_kind_is_created_updated_and_deleted(
     kubectl("create", "namespace", namespace)
     kubectl("apply", "-f", "-", input=json.dumps(manifest))
     created = _wait_ready(kubectl, resource, name, namespace)
-    assert created["status"].get(_id_field(kind)), created["status"]
+    assert created["status"].get(kind.id_field), created["status"]
 
-    kubectl("patch", resource, name, "-n", namespace, "--type=merge", "-p", json.dumps({"spec": spec_change}))
+    facts.change(manifest["spec"], name, 1)
+    kubectl("apply", "-f", "-", input=json.dumps(manifest))
     updated = _wait_ready(
         kubectl, resource, name, namespace, generation=created["metadata"]["generation"] + 1
     )
-    assert _calls(aws, update_op), f"no {update_op} reached AWS"
-    assert updated["status"][_id_field(kind)] == created["status"][_id_field(kind)]
+    assert _calls(aws, facts.update_op), f"no {facts.update_op} reached AWS"
+    assert updated["status"][kind.id_field] == created["status"][kind.id_field]
 
     kubectl("delete", resource, name, "-n", namespace, "--wait=false")
     wait_for(f"{name} to be deleted", lambda: kubectl.get(resource, name, namespace) is None, timeout=180)
-    assert _calls(aws, delete_op), f"no {delete_op} reached AWS"
+    assert _calls(aws, facts.delete_op), f"no {facts.delete_op} reached AWS"
 
 
 def test_metrics_count_the_reconciles_and_aws_calls_of_every_kind(operator: Operator) -> None:
@@ -338,10 +330,9 @@ def test_metrics_count_the_reconciles_and_aws_calls_of_every_kind(operator: Oper
     url = f"http://127.0.0.1:{operator.metrics_port}/metrics"
     with urllib.request.urlopen(url, timeout=10) as response:
         samples = [line for line in response.read().decode().splitlines() if not line.startswith("#")]
-    for kind in KINDS:
-        assert any(s.startswith(f'q_operator_reconciles_total{{kind="{kind.kind}"') for s in samples), kind
-    for _, update_op, delete_op in UPDATES.values():
-        for operation in (update_op, delete_op):
+    for facts in TEST_KINDS:
+        assert any(s.startswith(f'q_operator_reconciles_total{{kind="{facts.kind}"') for s in samples)
+        for operation in (facts.create_op, facts.update_op, facts.delete_op):
             assert any(s.startswith("q_operator_aws_calls_total{") and operation in s for s in samples)
 
 
@@ -367,21 +358,12 @@ def _ulimits() -> list[str]:
 
 
 def _sample(kind: Any) -> dict[str, Any]:
-    """The kind's sample from samples/: the one the registry names, else the first that is valid."""
-    sample = getattr(kind, "sample", "") or f"{kind.singular}-*.yaml"
-    for path in sorted((ROOT / "samples").glob(sample)):
-        if "invalid" in path.name:
-            continue
-        docs = [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
-        objects = [d for d in docs if d.get("kind") == kind.kind]
-        if len(docs) == 1 and objects:
-            return objects[0]
-    raise AssertionError(f"no sample for {kind.kind}")
-
-
-def _id_field(kind: Any) -> str:
-    field: str = getattr(kind, "id_field", "") or kind.ref_fields[0]
-    return field
+    """The kind's sample from samples/, the one the registry names."""
+    docs = [
+        d for d in yaml.safe_load_all((ROOT / "samples" / kind.sample).read_text()) if isinstance(d, dict)
+    ]
+    [obj] = [d for d in docs if d.get("kind") == kind.kind]
+    return obj
 
 
 def _wait_ready(
