@@ -14,7 +14,7 @@ export PATH := $(CURDIR)/$(TOOLS)/bin:$(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: install test lint unit e2e demo crds bench reliability clean image image-base image-test
 
-install: $(STAMP) $(TOOLS)/bin/kubectl $(TOOLS)/bin/helm $(GO_STAMP) $(TOOLS)/bin/promtool
+install: $(STAMP) $(TOOLS)/bin/kubectl $(TOOLS)/bin/helm $(TOOLS)/bin/promtool $(GO_STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,7 @@ $(GO_STAMP): $(GO_SOURCES)
 		-X $(K8S_VERSION_PKG).gitMinor=$$(echo $$mm | cut -d. -f2) -X $(K8S_VERSION_PKG).gitTreeState=clean" ./cmd/...
 	@touch $(GO_STAMP)
 	@echo "installed: $(TOOLS)/bin/ $$(ls testenv/cmd | tr '\n' ' ')"
+
 # promtool (the tests of the chart's alert rules) ships in Debian's prometheus package: take the binary
 # out of the package rather than install it, which would also set up a Prometheus server. The package
 # lists are refreshed only when the download fails without them.
