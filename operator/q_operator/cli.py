@@ -24,7 +24,7 @@ def _cmd_crds(args: argparse.Namespace, rest: list[str]) -> int:
     if args.argocd:
         from q_operator.healthchecks import write_health_checks
 
-        write_health_checks(args.argocd)
+        write_health_checks(args.argocd, status_fixtures=args.status_fixtures)
     return 0
 
 
@@ -74,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     crds.add_argument("--output", default="crds", help="directory to write the CRDs into")
     crds.add_argument("--chart", action="append", help="also write into this directory (repeatable)")
     crds.add_argument("--argocd", help="also write the Argo CD health checks into this directory")
+    crds.add_argument(
+        "--status-fixtures",
+        help="with --argocd: also write Argo CD's upstream layout (resource_customizations/), "
+        "with these recorded status objects as its testdata (needs lupa)",
+    )
     crds.set_defaults(func=_cmd_crds)
 
     emulate = sub.add_parser("emulate", help="run a local stand-in for AWS or the Kubernetes API")
