@@ -115,3 +115,16 @@ def test_a_watch_from_before_an_etcd_compaction_gets_410_gone(server: ApiServer)
             "GET", f"{path}?resourceVersion={first['metadata']['resourceVersion']}&resourceVersionMatch=Exact"
         )
     assert refused.value.code == 410
+
+
+def test_the_demo_runs_on_the_real_server() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "q_operator", "demo", "--apiserver", "--timeout=60"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "kube-apiserver and etcd" in result.stdout
+    assert "NOT Ready" not in result.stdout
+    assert "REFUSED samples/qplugin-invalid.yaml" in result.stdout
