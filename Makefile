@@ -72,7 +72,7 @@ unit: install
 
 crds: install
 	$(BIN)/q-operator crds --output crds --chart charts/q-operator/crds --argocd argocd \
-		--status-fixtures tests/fixtures/status
+		--status-fixtures tests/fixtures/status --rbac charts/q-operator/files --iam docs
 
 demo: install
 	$(BIN)/q-operator demo

@@ -18,16 +18,12 @@ from typing import Any
 import yaml
 
 from q_operator.apiserver import ApiServer, ApiServerError
+from q_operator.kinds.base import KindInfo
+from q_operator.registry import KINDS
 from q_operator.sandbox import CRDS_DIR, REPO_ROOT, Sandbox, SandboxError, condition
 
 SAMPLES = REPO_ROOT / "samples"
-
-#: status fields shown as the resource's ID and ARN, by kind.
-ID_FIELDS = {
-    "QPlugin": ("pluginId", "pluginArn"),
-    "QLibraryItem": ("libraryItemId", None),
-    "AppFlowConnector": ("connectorLabel", "connectorArn"),
-}
+BY_KIND: dict[str, KindInfo[Any, Any]] = {kind.kind: kind for kind in KINDS}
 
 
 def _say(text: str = "") -> None:
@@ -36,12 +32,7 @@ def _say(text: str = "") -> None:
 
 def _resources(path: Path) -> list[dict[str, Any]]:
     docs = [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
-    return [d for d in docs if d.get("kind") in ID_FIELDS]
-
-
-def _plural_path(sandbox: Sandbox, obj: dict[str, Any]) -> str:
-    plural = {"QPlugin": "qplugins", "QLibraryItem": "qlibraryitems", "AppFlowConnector": "appflowconnectors"}
-    return f"{obj['apiVersion']}/{plural[obj['kind']]}"
+    return [d for d in docs if d.get("kind") in BY_KIND]
 
 
 def run_demo(keep: bool, timeout: float, apiserver: bool = False) -> int:
@@ -53,7 +44,8 @@ def run_demo(keep: bool, timeout: float, apiserver: bool = False) -> int:
             # The real kube-apiserver and etcd (built by `make install`) instead of the stand-in.
             kube = stack.enter_context(ApiServer(workdir / "apiserver", crds_dir=CRDS_DIR))
         sandbox = stack.enter_context(Sandbox(workdir, aws_args=["--build-seconds", "2"], kube=kube))
-        _say(f"  AWS stand-in (qbusiness, qapps, appflow)  {sandbox.aws_url}")
+        services = ", ".join(dict.fromkeys(kind.service for kind in KINDS))
+        _say(f"  {f'AWS stand-in ({services})':<43}{sandbox.aws_url}")
         if kube is not None:
             label = f"kube-apiserver and etcd (ready in {kube.seconds_to_ready:.1f}s)"
             _say(f"  {label:<43}{sandbox.kube_url}")
@@ -87,7 +79,8 @@ def run_demo(keep: bool, timeout: float, apiserver: bool = False) -> int:
         for obj in applied:
             ns = obj["metadata"].get("namespace", "default")
             name = obj["metadata"]["name"]
-            api_path = _plural_path(sandbox, obj)
+            kind = BY_KIND[obj["kind"]]
+            api_path = kind.plural_path
             try:
                 live = sandbox.wait_condition(api_path, ns, name, "Ready", timeout=timeout)
                 took = time.monotonic() - start
@@ -98,7 +91,7 @@ def run_demo(keep: bool, timeout: float, apiserver: bool = False) -> int:
                 synced = condition(live, "Synced", "False") or condition(live, "Ready", "False") or {}
                 why = f"{synced.get('reason', '?')}: {synced.get('message', '')}"
                 _say(f"  {obj['kind']}/{name} NOT Ready: {why}")
-            id_field, arn_field = ID_FIELDS[obj["kind"]]
+            id_field, arn_field = kind.id_field, kind.arn_field
             status = live.get("status", {})
             ready = condition(live, "Ready", "True") is not None
             rows.append(

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from q_operator.apiserver import ApiServer
+from q_operator.registry import KINDS
 from q_operator.sandbox import CRDS_DIR, KUBECTL, wait_for
 
 
@@ -50,7 +51,7 @@ def test_the_cli_serves_until_sigterm_then_removes_its_data(tmp_path: Path) -> N
         config = yaml.safe_load(kubeconfig.read_text())
         assert config["clusters"][0]["cluster"]["server"] == line.split()[1]
         # The CRDs are Established before READY: kubectl knows the kinds at once.
-        listed = kubectl(kubeconfig, "get", "qplugins,qlibraryitems,appflowconnectors", "-A")
+        listed = kubectl(kubeconfig, "get", ",".join(kind.plural for kind in KINDS), "-A")
         assert listed.returncode == 0, listed.stderr
         version = json.loads(kubectl(kubeconfig, "version", "-o", "json").stdout)["serverVersion"]
         assert version["gitVersion"].startswith("v1.") and version["minor"] != "0"

@@ -25,23 +25,10 @@ import pytest
 
 from q_operator.apiserver import ApiServer
 from q_operator.sandbox import Sandbox, wait_for
+from tests.kinds import OPENAPI, QPLUGINS, TEST_KINDS, qplugin
 from tests.rbac import audit_requests, check_rbac, load_manifests, render_chart, rules_from_chart
 
-from .helpers import (
-    APPFLOWCONNECTORS,
-    OPENAPI,
-    QLIBRARYITEMS,
-    QPLUGINS,
-    appflowconnector,
-    apply,
-    calls,
-    e2e_crds,
-    events_of,
-    new_application_id,
-    qlibraryitem,
-    qplugin,
-    shared_sandbox,
-)
+from .helpers import apply, calls, e2e_crds, events_of, new_application_id, shared_sandbox
 
 AWS_ARGS = ["--build-seconds", "0.2"]
 OPERATOR_ENV = {"Q_OPERATOR_POLL_MIN_SECONDS": "0.2"}
@@ -114,9 +101,10 @@ def operator_args(rendered: list[dict[str, Any]]) -> list[str]:
 
 
 def lifecycle(box: Sandbox, case: str, namespaces: list[str]) -> dict[str, list[str]]:
-    """Create, update, ConfigMap payload change, replace, delete of every kind; the event reasons
-    posted about each object."""
-    ns, other = namespaces
+    """Create, update and delete an object of every kind in each watched namespace, plus a plugin
+    whose OpenAPI document is in a ConfigMap (changed, then the plugin replaced); the event reasons
+    posted about each object, by "namespace/name"."""
+    ns = namespaces[0]
     cm = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -124,28 +112,24 @@ def lifecycle(box: Sandbox, case: str, namespaces: list[str]) -> dict[str, list[
         "data": {"openapi.json": OPENAPI},
     }
     box.kubectl("apply", "-f", "-", input=json.dumps(cm))
-    from_configmap = {"payloadFrom": {"configMapKeyRef": {"name": "orders-openapi", "key": "openapi.json"}}}
-    plugin = qplugin("plugin", ns, applicationId=new_application_id())
-    plugin["spec"]["customPluginConfiguration"]["apiSchema"] = from_configmap
-    objects = [
-        (QPLUGINS, plugin),
-        (QLIBRARYITEMS, qlibraryitem("item", ns)),
-        (APPFLOWCONNECTORS, appflowconnector(f"{case}-connector", ns)),
-        # A second watched namespace: a Role (or the ClusterRole) must cover it too.
-        (QLIBRARYITEMS, qlibraryitem("item", other)),
+    plugin = qplugin(f"{case}-from-configmap", ns, applicationId=new_application_id())
+    plugin["spec"]["customPluginConfiguration"]["apiSchema"] = {
+        "payloadFrom": {"configMapKeyRef": {"name": "orders-openapi", "key": "openapi.json"}}
+    }
+    # One object of every kind in each watched namespace: a Role (or the ClusterRole) must cover each.
+    of_kinds = [
+        (facts, facts.manifest(f"{case}-{facts.short}", where))
+        for facts in TEST_KINDS
+        for where in namespaces
     ]
+    objects = [(QPLUGINS, plugin)] + [(facts.plural_path, obj) for facts, obj in of_kinds]
     for _, obj in objects:
         apply(box, obj)
     wait_all_ready(box, objects)
 
-    # Update: a member AWS updates in place, and a tag.
-    changes = {
-        QPLUGINS: {"displayName": "renamed", "tags": {"changed-by": "rbac-test"}},
-        QLIBRARYITEMS: {"isVerified": True},
-        APPFLOWCONNECTORS: {"description": "changed by the rbac test", "tags": {"changed-by": "rbac-test"}},
-    }
-    for path, obj in objects:
-        obj["spec"].update(changes[path])
+    # Update: a change AWS applies in place.
+    for facts, obj in of_kinds:
+        facts.change(obj["spec"], obj["metadata"]["name"], 0)
         apply(box, obj)
     wait_all_ready(box, objects)
 
@@ -157,11 +141,12 @@ def lifecycle(box: Sandbox, case: str, namespaces: list[str]) -> dict[str, list[
     wait_all_ready(box, objects)
 
     # Replace: a new applicationId means a new plugin, then the old one is deleted.
-    old_id = box.get(QPLUGINS, ns, "plugin")["status"]["pluginId"]  # type: ignore[index]
+    name = plugin["metadata"]["name"]
+    old_id = (box.get(QPLUGINS, ns, name) or {})["status"]["pluginId"]
     plugin["spec"]["applicationId"] = new_application_id()
     apply(box, plugin)
     wait_all_ready(box, objects)
-    assert box.get(QPLUGINS, ns, "plugin")["status"]["pluginId"] != old_id  # type: ignore[index]
+    assert (box.get(QPLUGINS, ns, name) or {})["status"]["pluginId"] != old_id
 
     for _, obj in objects:
         meta = obj["metadata"]
@@ -174,7 +159,7 @@ def lifecycle(box: Sandbox, case: str, namespaces: list[str]) -> dict[str, list[
             timeout=60,
         )
     return {
-        f"{obj['kind']} {obj['metadata']['namespace']}": [
+        f"{obj['metadata']['namespace']}/{obj['metadata']['name']}": [
             e["reason"] for e in events_of(box, obj["metadata"]["namespace"], obj["metadata"]["name"])
         ]
         for _, obj in objects
@@ -227,7 +212,7 @@ def test_the_operator_runs_a_full_lifecycle_with_only_the_charts_grants(
 
     for what, reasons in events.items():
         assert "Created" in reasons and "Deleted" in reasons, f"{what}: events {reasons}"
-    assert "Replaced" in events[f"QPlugin {namespaces[0]}"]
+    assert "Replaced" in events[f"{namespaces[0]}/{case}-from-configmap"]
     if CASES[case][1]:
         assert holders, "the operator holds no lease in the chart's peering object"
 

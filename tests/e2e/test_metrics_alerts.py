@@ -25,17 +25,9 @@ import pytest
 
 from q_operator.sandbox import Sandbox, condition, wait_for
 from tests import alerting
+from tests.kinds import APPFLOWCONNECTORS, QLIBRARYITEMS, QPLUGINS, appflowconnector, qlibraryitem, qplugin
 
-from .helpers import (
-    APPFLOWCONNECTORS,
-    QLIBRARYITEMS,
-    QPLUGINS,
-    appflowconnector,
-    apply,
-    new_application_id,
-    qlibraryitem,
-    qplugin,
-)
+from .helpers import apply, new_application_id
 
 pytestmark = pytest.mark.skipif(
     not (alerting.PROMTOOL.exists() and alerting.CHART.exists()), reason="needs promtool (make install)"
