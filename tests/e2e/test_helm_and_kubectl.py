@@ -18,9 +18,8 @@ from typing import Any
 import yaml
 
 from q_operator.sandbox import REPO_ROOT, Sandbox
+from tests.kinds import QPLUGINS, qplugin
 from tests.rbac import CHART, HELM
-
-from .helpers import QPLUGINS, qplugin
 
 
 def helm(sandbox: Sandbox, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
