@@ -3,7 +3,8 @@ seldom enough that a thousand builds do not spend the GetPlugin quota on polls t
 
 `BuildClock` remembers, in this process, when each object's build began (its create or update
 returned) and learns how long builds of each kind take. A build of a kind whose duration is not
-known yet is polled on a growing interval from its start (1, 1, 2, 4, 8 … s, capped). Once it is
+known yet is polled on a growing interval from its start (Q_OPERATOR_POLL_FACTOR of the time so far:
+1, 1, 1, 1.5, 2.25 … s, capped). Once it is
 known, the first poll sleeps until the build should be done and later ones grow again from that
 moment: a 5 s build costs one or two polls instead of five, and is seen about when it finishes.
 
@@ -46,8 +47,11 @@ class BuildClock:
         with self._lock:
             entry.build = Build(now, kind, by_timer=by_timer)
 
-    def next_poll(self, uid: str, now: float, poll_min: float, poll_max: float) -> float | None:
-        """Seconds until the next look at a build still in progress; None when its start is unknown."""
+    def next_poll(
+        self, uid: str, now: float, poll_min: float, poll_max: float, factor: float = 1.0
+    ) -> float | None:
+        """Seconds until the next look at a build still in progress; None when its start is unknown.
+        Until the kind's build time is known, each look waits `factor` of the time built so far."""
         with self._lock:
             build = self._build(uid)
             if build is None:
@@ -62,7 +66,7 @@ class BuildClock:
             # when it should be, so its Ready follows in a fraction of a second. Same one call.
             delay = max(_QUICK, expected - elapsed)
         else:
-            since = elapsed - expected if expected is not None else elapsed
+            since = elapsed - expected if expected is not None else elapsed * factor
             delay = min(poll_max, max(poll_min, since))
         with self._lock:
             build.planned = now + delay

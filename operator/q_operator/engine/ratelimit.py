@@ -15,8 +15,8 @@ others in the account). Three rules:
   climbs steeply and then flattens as it nears the last limit (`RECOVERY_CALLS` calls to get there),
   then probes past it slowly at first and faster the longer no throttle comes. Counting calls makes
   the share of throttled calls the same at 1/s as at 100/s: one probe every few hundred calls.
-- **Start slow, grow fast** where no limit is known yet: while calls wait, the rate doubles every
-  second (`SLOW_START_STEP` per call), so a quota of 100/s is found within a few seconds of the
+- **Start slow, grow fast** where no limit is known yet: while calls wait, the rate grows e-fold
+  (x2.7) every second (`SLOW_START_STEP` per call), so a quota of 100/s is found within a few seconds of the
   default 10/s; a limit outgrown twice over without a throttle is forgotten the same way.
 
 The rate grows only while callers wait for it (the bucket is empty): an operator that sends 2 calls a
@@ -48,8 +48,8 @@ RECOVERY_SECONDS = 10.0
 #: how steeply the probe past the last limit grows: rate = limit x (1 + PROBE x ((n - K) / K)^3)
 PROBE = 1.0
 #: where no limit is known yet, each waiting call adds this to the rate (calls/s): at r calls a second
-#: that is r x ln 2 a second, so the rate doubles every second...
-SLOW_START_STEP = 0.7
+#: that is r a second, so the rate grows e-fold every second...
+SLOW_START_STEP = 1.0
 #: ...but never past this multiple of what AWS accepted over the last second (or of the start rate),
 #: so the first overshoot past an unknown limit stays small
 SLOW_START_CAP = 2.0
@@ -154,7 +154,7 @@ class TokenBucket:
 
     def succeeded(self, now: float) -> None:
         """A call went through. While callers wait for tokens the rate grows: CUBIC-like back to the
-        last limit and past it; without a known limit, doubling every second."""
+        last limit and past it; without a known limit, e-fold every second."""
         self.accepted.append(now)
         self._forget_before(now - MEASURE_SECONDS)
         if now - self.pressed_at > PRESSING_SECONDS + 2.0 / self.rate:
