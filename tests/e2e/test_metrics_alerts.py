@@ -42,7 +42,13 @@ def _free_port() -> int:
 
 
 METRICS_PORT = _free_port()
-OPERATOR_ENV = {"Q_OPERATOR_METRICS_PORT": str(METRICS_PORT), "Q_OPERATOR_DRIFT_SECONDS": "10"}
+#: Object mode: the states are made of each object's own drift checks (a cycle and an observe per
+#: object every 10 s); in list mode a Ready object's drift check calls nothing (docs/engine.md).
+OPERATOR_ENV = {
+    "Q_OPERATOR_METRICS_PORT": str(METRICS_PORT),
+    "Q_OPERATOR_DRIFT_SECONDS": "10",
+    "Q_OPERATOR_OBSERVE_MODE": "object",
+}
 
 
 def scrape() -> str:

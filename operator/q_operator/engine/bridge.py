@@ -22,6 +22,9 @@ is the whole of that translation. Its contract:
   status lags the generation): a handler's pending requeue delay is dropped, and a spec reverted to
   the last one kopf handled — a change kopf cannot see — is made visible by recording an older
   handled state in kopf's own annotations, so kopf runs the update handler now.
+- **List mode** (sweep.py): a drift check of an object its parent's List sweep watches calls nothing
+  (counted as outcome `watched`); a resume of an object converged at its generation is not observed,
+  its parent's first sweep looks at it; every cycle's end tells the watcher whether it is Ready.
 - **Forgetting.** When the finalizer goes (RELEASE) or the object is gone (its DELETED event), the
   object's memory is forgotten, in `forget`.
 
@@ -56,6 +59,8 @@ DELETE_HANDLER = kopf.HandlerId("delete")
 UPDATE_HANDLER = kopf.HandlerId("update")
 CREATE_HANDLER = kopf.HandlerId("create")
 
+#: The outcome counted for a drift check a working List sweep made unnecessary (list mode).
+WATCHED = "watched"
 #: Requeues longer than this, outside deletion, end the kopf handler (PermanentError) and are retried
 #: by the drift timer instead: kopf would otherwise sit out the whole delay even if the spec changed.
 PARK_SECONDS = 60.0
@@ -91,7 +96,10 @@ async def run_cycle(
         if deleting and not obj.deleting:
             obj = dataclasses.replace(obj, deleting=True)
         if trigger is Trigger.DRIFT and deps.watcher.covers(kind, obj):
-            return  # list mode: its parent's sweep watches it (sweep.py); nothing to ask AWS
+            # List mode: its parent's working sweep watches it (sweep.py), nothing to ask AWS. Counted,
+            # so "reconciled at least once per drift interval" (the NotReconciling alert) still holds.
+            metrics.RECONCILES.labels(kind.kind, WATCHED).inc()
+            return
         if resuming and not deleting and deps.watcher.takes_over(kind, obj, deps):
             outcome = Outcome(Decision.DONE, message="converged; watched by its parent's sweep")
         else:
