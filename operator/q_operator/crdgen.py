@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from q_operator.kinds.base import KindInfo
+from q_operator.kinds.base import KindInfo, PrinterColumn
 
 JsonDict = dict[str, Any]
 
@@ -42,6 +42,7 @@ _KEPT = {
     "maxItems",
     "uniqueItems",
     "minProperties",
+    "default",
     "maxProperties",
     "additionalProperties",
     "format",
@@ -128,6 +129,9 @@ def structural(node: JsonDict, defs: Mapping[str, JsonDict]) -> JsonDict:
                 out[key] = value
         elif key == "required":
             out[key] = sorted(value)
+        elif key == "default":
+            if value is not None:  # `Optional[X] = None` is "unset", which needs no default
+                out[key] = copy.deepcopy(value)
         else:
             out[key] = copy.deepcopy(value)
     if out.get("type") == "object" and "properties" not in out and "additionalProperties" not in out:
@@ -143,8 +147,17 @@ def model_schema(model: type[BaseModel]) -> JsonDict:
     return structural(raw, defs)
 
 
+def _without_defaults(node: Any) -> Any:
+    """The operator writes status whole: defaults there would only be the API server's guesses."""
+    if isinstance(node, dict):
+        return {k: _without_defaults(v) for k, v in node.items() if k != "default"}
+    if isinstance(node, list):
+        return [_without_defaults(v) for v in node]
+    return node
+
+
 def _status_schema(model: type[BaseModel]) -> JsonDict:
-    schema = model_schema(model)
+    schema: JsonDict = _without_defaults(model_schema(model))
     conditions = schema.get("properties", {}).get("conditions")
     if conditions is not None:
         item = conditions["items"]
@@ -156,6 +169,42 @@ def _status_schema(model: type[BaseModel]) -> JsonDict:
         conditions["x-kubernetes-list-type"] = "map"
         conditions["x-kubernetes-list-map-keys"] = ["type"]
     return schema
+
+
+#: Columns every kind shows beside its own (`kubectl get`): Synced after Ready, as Crossplane's do;
+#: and with `-o wide`, why it is not synced (Paused, an error) and its management policy.
+SYNCED_COLUMN = PrinterColumn(
+    "Synced",
+    '.status.conditions[?(@.type=="Synced")].status',
+    description="Synced condition: whether the last reconcile succeeded (False when paused).",
+)
+WIDE_COLUMNS = (
+    PrinterColumn(
+        "Reason",
+        '.status.conditions[?(@.type=="Synced")].reason',
+        description="Why the last reconcile went as it did (Paused, ObserveOnly, an error).",
+        priority=1,
+    ),
+    PrinterColumn(
+        "Policy", ".spec.managementPolicy", description="Manage, or Observe (read only).", priority=1
+    ),
+)
+
+
+def printer_columns(kind: KindInfo[Any, Any]) -> list[PrinterColumn]:
+    """The kind's own columns with the common ones: Synced right after Ready, the wide ones before Age."""
+    columns: list[PrinterColumn] = []
+    for column in kind.printer_columns:
+        if column.name == "Age":
+            columns.extend(WIDE_COLUMNS)
+        columns.append(column)
+        if column.name == "Ready":
+            columns.append(SYNCED_COLUMN)
+    if SYNCED_COLUMN not in columns:
+        columns.insert(0, SYNCED_COLUMN)
+    if WIDE_COLUMNS[0] not in columns:
+        columns.extend(WIDE_COLUMNS)
+    return columns
 
 
 def crd_for(kind: KindInfo[Any, Any]) -> JsonDict:
@@ -193,7 +242,7 @@ def crd_for(kind: KindInfo[Any, Any]) -> JsonDict:
             **({"description": c.description} if c.description else {}),
             **({"priority": c.priority} if c.priority else {}),
         }
-        for c in kind.printer_columns
+        for c in printer_columns(kind)
     ]
     version: JsonDict = {
         "name": kind.version,

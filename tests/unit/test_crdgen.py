@@ -124,7 +124,7 @@ def test_constraints_carry_over_from_the_models() -> None:
     tags = spec["properties"]["tags"]
     assert tags["additionalProperties"] == {"type": "string", "minLength": 0, "maxLength": 256}
     assert tags["maxProperties"] == qplugin.MAX_USER_TAGS
-    assert "default" not in spec["properties"]["deletionPolicy"]
+    assert spec["properties"]["deletionPolicy"]["default"] == "Delete"  # the API server fills it in
     payload = spec["properties"]["customPluginConfiguration"]["properties"]["apiSchema"]["properties"][
         "payload"
     ]

@@ -69,7 +69,7 @@ BINDINGS: list[Binding] = [
         Q,
         "CreatePluginRequest",
         ignore_members=_s("clientToken"),
-        extra_members=_s("region", "deletionPolicy", "state"),
+        extra_members=_s("region", "deletionPolicy", "managementPolicy", "state"),
     ),
     Binding(QPluginSpec, "applicationId", Q, "CreatePluginRequest.applicationId"),
     Binding(QPluginSpec, "displayName", Q, "CreatePluginRequest.displayName"),
@@ -133,7 +133,7 @@ BINDINGS += [
         QA,
         "CreateLibraryItemInput",
         ignore_members=_s("categories"),
-        extra_members=_s("categories", "region", "deletionPolicy", "itemStatus", "isVerified"),
+        extra_members=_s("categories", "region", "deletionPolicy", "managementPolicy", "itemStatus", "isVerified"),
     ),
     # instanceId is not bound: botocore's InstanceId has no constraints at all, while the model asks
     # for one character at least (an empty instance-id header names no instance).
@@ -152,7 +152,7 @@ BINDINGS += [
         AF,
         "RegisterConnectorRequest",
         ignore_members=_s("clientToken"),
-        extra_members=_s("region", "deletionPolicy", "tags", "forceDelete"),
+        extra_members=_s("region", "deletionPolicy", "managementPolicy", "tags", "forceDelete"),
         extra_required=_s("connectorProvisioningConfig"),
     ),
     Binding(AppFlowConnectorSpec, "connectorLabel", AF, "RegisterConnectorRequest.connectorLabel"),
@@ -313,7 +313,7 @@ def test_model_field_matches_botocore(binding: Binding, service_models: dict[str
 
 def test_every_spec_field_is_bound_to_botocore() -> None:
     """A field added to a spec model without a row here would escape this test."""
-    ours = {"region", "deletionPolicy", "tags{key}", "tags{value}"}
+    ours = {"region", "deletionPolicy", "managementPolicy", "tags{key}", "tags{value}"}
     bound = {b.path for b in BINDINGS if b.model is QPluginSpec}
     node, _, _ = model_node(QPluginSpec, "")
     unbound = [
@@ -392,8 +392,8 @@ def test_every_build_status_has_a_phase(service_models: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     ("spec", "ours"),
     [
-        (QLibraryItemSpec, {"region", "deletionPolicy", "instanceId"}),
-        (AppFlowConnectorSpec, {"region", "deletionPolicy"}),
+        (QLibraryItemSpec, {"region", "deletionPolicy", "managementPolicy", "instanceId"}),
+        (AppFlowConnectorSpec, {"region", "deletionPolicy", "managementPolicy"}),
     ],
     ids=["QLibraryItem", "AppFlowConnector"],
 )

@@ -22,7 +22,17 @@ from q_operator.engine.verbs import Verbs, verbs_for
 from q_operator.kinds.base import ExternalRef, KindInfo, Owner
 
 #: Status keys the engine owns; adapter outputs never overwrite them.
-_ENGINE_KEYS = frozenset({"conditions", "observedGeneration", "createPending", "retiring", "region"})
+_ENGINE_KEYS = frozenset(
+    {
+        "conditions",
+        "observedGeneration",
+        "createPending",
+        "retiring",
+        "region",
+        "observeOnly",
+        "lastHandledReconcileAt",
+    }
+)
 #: Key in a `status.retiring` entry: when the engine asked AWS to delete it (a DELETE_FAILED after
 #: that is a failure to report, not a build failure of the replaced resource).
 _REQUESTED = "deleteRequested"
@@ -126,8 +136,14 @@ class Cycle:
         value = self.get("createPending")
         return value if isinstance(value, Mapping) and value.get("since") else None
 
-    def owner(self, since: datetime | None = None) -> Owner:
-        return Owner(self.obj.uid, self.obj.namespace, self.obj.name, create_pending_since=since)
+    def owner(self, since: datetime | None = None, observe_only: bool = False) -> Owner:
+        return Owner(
+            self.obj.uid,
+            self.obj.namespace,
+            self.obj.name,
+            create_pending_since=since,
+            observe_only=observe_only,
+        )
 
     def prior(self, type_: str) -> Mapping[str, Any] | None:
         """A condition as the cycle found it."""
@@ -172,6 +188,10 @@ class Cycle:
     def set_pending(self, value: Mapping[str, str] | None) -> None:
         self.patch["createPending"] = value
 
+    def set_control(self, key: str, value: Any) -> None:
+        """A status key of the user's controls (controls.py: observeOnly, lastHandledReconcileAt)."""
+        self.patch[key] = value
+
     def merge_outputs(self, outputs: Mapping[str, Any]) -> None:
         """AWS's view of the resource into status (never over the engine's own keys)."""
         for key, value in outputs.items():
@@ -182,8 +202,9 @@ class Cycle:
         new = c.condition(c.READY, status, reason, message, self.obj.generation, self.now)
         self.conditions = c.set_condition(self.conditions, new)
 
-    def set_synced(self) -> None:
-        self.conditions = c.set_condition(self.conditions, c.reconcile_success(self.obj.generation, self.now))
+    def set_synced(self, reason: str = c.RECONCILE_SUCCESS, message: str = "") -> None:
+        new = c.condition(c.SYNCED, "True", reason, message, self.obj.generation, self.now)
+        self.conditions = c.set_condition(self.conditions, new)
 
     def set_not_synced(self, reason: str, message: str) -> None:
         new = c.reconcile_error(reason, message, self.obj.generation, self.now)
@@ -192,11 +213,15 @@ class Cycle:
     def event(self, reason: str, message: str, type_: Literal["Normal", "Warning"] = "Normal") -> None:
         self.events.append(Event(type_, reason, message))
 
-    def finish(self, decision: Decision, delay: float = 0.0, message: str = "") -> Outcome:
-        """Build the single status patch of this cycle, leaving out what did not change."""
+    def finish(
+        self, decision: Decision, delay: float = 0.0, message: str = "", observed: bool = True
+    ) -> Outcome:
+        """Build the single status patch of this cycle, leaving out what did not change. `observed`
+        False: the cycle did not act on this generation (paused), so observedGeneration stays."""
         patch = dict(self.patch)
         patch["conditions"] = self.conditions
-        patch["observedGeneration"] = self.obj.generation
+        if observed:
+            patch["observedGeneration"] = self.obj.generation
         patch = {k: v for k, v in patch.items() if self.obj.status.get(k) != v}
         if not message and decision is Decision.REQUEUE:
             ready = c.find_condition(self.conditions, c.READY) or {}

@@ -58,6 +58,11 @@ class ObjectMemory:
     fresh_intent: str | None = None
     #: (kind, Ready, Synced) this object is counted under in the resources gauge.
     counted: tuple[str, str, str] | None = None
+    #: when (monotonic) the drift timer last ran a cycle of this object: its next check is due one
+    #: drift interval later (controls.py; None: not yet, so the first tick checks).
+    drift_checked: float | None = None
+    #: the drift-interval annotation value a Warning event was posted about (posted once per value).
+    drift_warned: str | None = None
 
 
 class Memory:

@@ -31,7 +31,7 @@ from q_operator.engine.contract import (
 )
 from q_operator.engine.cycle import Cycle
 from q_operator.engine.errors import SLOW_RETRY, ReconcileError, RetryableError, TerminalError, classify
-from q_operator.engine.steps import create, delete, inputs, observe, update
+from q_operator.engine.steps import controls, create, delete, inputs, observe, update
 from q_operator.engine.steps.create import make_token
 from q_operator.engine.steps.inputs import config_map_names
 from q_operator.kinds.base import KindInfo, Phase
@@ -61,11 +61,16 @@ async def reconcile(
     """One cycle of one object: observe, then create, update, replace, delete or wait."""
     cy = Cycle(kind, obj, deps, trigger)
     try:
+        held = controls.hold(cy)  # paused: no AWS call, no change, a deletion included
+        if held is not None:
+            return held
         ref = cy.current_ref()
         if ref is not None:
             cy.identify(ref)
         if obj.deleting:
             deps.builds.abandon(obj.uid)  # nothing to poll: the build's end no longer matters
+            if controls.leaves_aws_alone(cy):  # observe-only: deleting the object leaves AWS as it is
+                return controls.leave(cy)
             return await delete.delete(cy)
         if trigger is Trigger.DRIFT and deps.builds.polling(obj.uid, deps.now().timestamp()):
             # The change handler is polling this build on its own schedule: a drift check now would
@@ -76,6 +81,11 @@ async def reconcile(
             return Outcome(Decision.STOP, message="waiting for the spec to change")
         spec = inputs.validate(cy)  # AWS never sees a spec that fails the model
         resolved = await inputs.resolve(cy)
+        if controls.leaves_aws_alone(cy):
+            if not controls.taking_over(cy):
+                return await controls.observe_only(cy, spec, resolved)  # reads, and reports
+            if ref is not None:
+                return await controls.take_over(cy, spec, resolved, ref)  # Observe → Manage: adopt
         if ref is None:
             adopt_id = obj.annotations.get(ADOPT_ANNOTATION, "").strip()
             if adopt_id and cy.pending() is None:  # (a recorded intent is settled first: no orphan)

@@ -7,7 +7,8 @@ message ("create failed: ..."). Reads (observe, find, ref_for_id) and writes (cr
 are apart: a control that must keep a cycle from changing AWS belongs at the writes.
 
 `verbs_for` is the one place that chooses how an object reaches AWS (today: the process's session
-and the object's region).
+and the object's region), and what it may do there: a paused object reaches nothing, an observe-only
+one only reads (controls.py's `Guard`, checked here whatever a step decided: fail closed).
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from q_operator.engine import conditions as c
 from q_operator.engine.contract import AwsCaller, Deps, ObjectView
-from q_operator.engine.errors import ReconcileError, classify
+from q_operator.engine.controls import Guard, guard_for
+from q_operator.engine.errors import ReconcileError, TerminalError, classify
 from q_operator.kinds.base import (
     Adapter,
     AlreadyExists,
@@ -48,8 +51,11 @@ class Verbs:
         logger: logging.LoggerAdapter[logging.Logger],
         attempt: int,
         rng: random.Random,
+        guard: Guard | None = None,
     ) -> None:
         self.kind = kind
+        #: what the user's controls allow this object to do in AWS (None: everything).
+        self.guard = guard or Guard()
         self.caller = caller
         #: where new resources go and where a call without a region of its own is made.
         self.region = region
@@ -81,15 +87,18 @@ class Verbs:
             "create",
             lambda adapter: adapter.create(spec, owner, token, resolved),
             passthrough=(AlreadyExists,),
+            writes=True,
         )
 
     async def update(
         self, spec: BaseModel, ref: ExternalRef, observation: Observation, owner: Owner, resolved: Resolved
     ) -> None:
-        await self._call("update", lambda adapter: adapter.update(spec, ref, observation, owner, resolved))
+        await self._call(
+            "update", lambda adapter: adapter.update(spec, ref, observation, owner, resolved), writes=True
+        )
 
     async def delete(self, spec: BaseModel, ref: ExternalRef, region: str | None) -> None:
-        await self._call("delete", lambda adapter: adapter.delete(spec, ref), region)
+        await self._call("delete", lambda adapter: adapter.delete(spec, ref), region, writes=True)
 
     # ----- the one way out
 
@@ -99,8 +108,14 @@ class Verbs:
         fn: Callable[[Adapter[Any]], T],
         region: str | None = None,
         passthrough: tuple[type[Exception], ...] = (),
+        writes: bool = False,
     ) -> T:
         """Run one verb; whatever it raises is classified here, with the step leading the message."""
+        refused = self.guard.writes if writes else self.guard.reads
+        if refused is not None:
+            # The steps never get here for a paused or observe-only object: if one does, that is a
+            # bug, and it ends as a condition without the call reaching AWS.
+            raise TerminalError(c.INTERNAL_ERROR, f"{step} refused: {refused}")
         try:
             return await self.caller.call(self.kind, region or self.region, step, fn, self.logger)
         except ReconcileError:
@@ -118,5 +133,6 @@ def verbs_for(
     region: str | None,
     logger: logging.LoggerAdapter[logging.Logger],
 ) -> Verbs:
-    """How this object reaches AWS: the process's session, in the object's region."""
-    return Verbs(kind, deps.aws, region, logger, obj.retry, deps.rng)
+    """How this object reaches AWS: the process's session, in the object's region, as far as the
+    user's controls allow (pause, observe-only)."""
+    return Verbs(kind, deps.aws, region, logger, obj.retry, deps.rng, guard_for(obj))

@@ -27,7 +27,15 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from q_operator.kinds import base
 from q_operator.kinds.base import RESERVED_TAG_PREFIX
-from q_operator.kinds.common import NOT_FOUND, aws_time, error_code, error_message, is_not_found, tag_changes
+from q_operator.kinds.common import (
+    NOT_FOUND,
+    aws_time,
+    error_code,
+    error_message,
+    is_not_found,
+    tag_changes,
+    user_tags,
+)
 
 #: botocore's appflow shapes, anchored (the service applies each pattern to the whole value).
 LABEL_PATTERN = r"^[a-zA-Z0-9][\w!@#.-]+$"
@@ -234,7 +242,10 @@ def diff_registration(
     aws_lambda = configuration.get("connectorProvisioningConfig", {}).get("lambda", {}).get("lambdaArn")
     if spec.lambda_arn != aws_lambda:
         diff.append(LAMBDA_FIELD)
-    if tag_changes(tags, desired_tags(spec, owner)) != ({}, []):
+    if owner.observe_only:
+        if user_tags(tags) != dict(spec.tags):
+            diff.append("tags")
+    elif tag_changes(tags, desired_tags(spec, owner)) != ({}, []):
         diff.append("tags")
     return tuple(diff)
 

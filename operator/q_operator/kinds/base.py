@@ -76,6 +76,10 @@ class Owner:
     name: str
     #: when the engine recorded its intent to create (None when no create was ever attempted).
     create_pending_since: datetime | None = None
+    #: the operator only reads the resource (spec.managementPolicy Observe): its own tags (the owner
+    #: mark, bookkeeping) are no part of the desired state, only the user's are compared, and what
+    #: AWS does not let be compared is not reported as a difference.
+    observe_only: bool = False
 
     @property
     def mark(self) -> str:
@@ -189,6 +193,13 @@ class CommonSpec(BaseModel):
         default="Delete",
         description="Delete: the AWS resource is deleted with this object. Retain: it is left in AWS.",
     )
+    managementPolicy: Literal["Manage", "Observe"] = Field(
+        default="Manage",
+        description="Manage: the operator creates, updates and deletes the AWS resource. Observe: it only "
+        "reads the resource named by the annotation q-operator.dev/adopt-id, fills status and reports "
+        "where AWS differs from the spec; it never creates, updates, tags or deletes, and deleting this "
+        "object leaves AWS untouched. Changing Observe to Manage adopts the resource.",
+    )
 
 
 class Condition(BaseModel):
@@ -229,6 +240,16 @@ class CommonStatus(BaseModel):
     region: str | None = Field(
         default=None, description="The AWS region the resource lives in, as the operator recorded it."
     )
+    observeOnly: bool | None = Field(
+        default=None,
+        description="The recorded AWS resource was only observed (managementPolicy Observe), never "
+        "adopted: it becomes this object's only through adoption, when the policy changes to Manage.",
+    )
+    lastHandledReconcileAt: str | None = Field(
+        default=None,
+        description="The value of the annotation q-operator.dev/reconcile-requested-at that the last "
+        "reconcile acted on: equal to the annotation once the requested reconcile is done.",
+    )
 
 
 @dataclass(frozen=True)
@@ -258,7 +279,8 @@ class KindInfo(Generic[SpecT, StatusT]):
     #: the boto3 service name whose client the adapter needs.
     service: str
     adapter_factory: Callable[[Any], Adapter[SpecT]]
-    #: status fields that together address the AWS resource (the ExternalRef).
+    #: status fields that together address the AWS resource (the ExternalRef); the last one is the ID
+    #: the adopt annotation names (`Adapter.ref_for_id`).
     ref_fields: tuple[str, ...]
     #: look up by natural key before every first create (kinds whose create API has no client token).
     find_before_create: bool = False
