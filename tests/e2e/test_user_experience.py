@@ -69,9 +69,9 @@ def test_kubectl_wait_for_ready_returns_once_ready(samples_ready: dict[str, dict
 def test_kubectl_get_shows_the_printer_columns(sandbox: Sandbox, samples_ready: dict[str, Any]) -> None:
     out = sandbox.kubectl("get", "qp", "weather").stdout
     header, row = out.strip().splitlines()
-    assert header.split() == ["NAME", "READY", "BUILD", "PLUGIN", "ID", "AGE"]
+    assert header.split() == ["NAME", "READY", "SYNCED", "BUILD", "PLUGIN", "ID", "AGE"]
     plugin_id = samples_ready["QPlugin"]["status"]["pluginId"]
-    assert row.split()[:4] == ["weather", "True", "READY", plugin_id]
+    assert row.split()[:5] == ["weather", "True", "True", "READY", plugin_id]
     out = sandbox.kubectl("get", "qli", "expense-helper").stdout
     assert samples_ready["QLibraryItem"]["status"]["libraryItemId"] in out and "True" in out
     out = sandbox.kubectl("get", "afc", "inventory-connector").stdout

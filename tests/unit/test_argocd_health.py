@@ -27,7 +27,12 @@ ROOT = Path(__file__).resolve().parents[2]
 ARGOCD = ROOT / "argocd"
 FIXTURES = ROOT / "tests" / "fixtures" / "status"
 KINDS = {"qplugin": "QPlugin", "qlibraryitem": "QLibraryItem", "appflowconnector": "AppFlowConnector"}
-VERDICTS = {"healthy": "Healthy", "progressing": "Progressing", "degraded": "Degraded"}
+VERDICTS = {
+    "healthy": "Healthy",
+    "progressing": "Progressing",
+    "degraded": "Degraded",
+    "suspended": "Suspended",
+}
 
 
 def health(kind: str, obj: dict[str, Any]) -> tuple[str, str]:
@@ -138,6 +143,52 @@ def test_status_observed_generation_is_used_when_conditions_lack_it(kind: str) -
     assert health(kind, obj)[0] == "Healthy"
     obj["status"]["observedGeneration"] = 2
     assert health(kind, obj)[0] == "Progressing"
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("deleting", [False, True], ids=["alive", "being-deleted"])
+@pytest.mark.parametrize(
+    ("value", "synced_reason", "verdict"),
+    [
+        pytest.param("true", "Paused", "Suspended", id="paused-and-recorded"),
+        pytest.param("true", "ReconcileSuccess", "Suspended", id="paused-not-yet-recorded"),
+        pytest.param("yes", "Paused", "Suspended", id="any-value-but-false-pauses-as-in-the-operator"),
+        pytest.param("false", "ReconcileSuccess", "Healthy", id="false-is-not-paused"),
+        pytest.param(None, "Paused", "Progressing", id="pause-lifted-not-yet-resumed"),
+    ],
+)
+def test_a_paused_object_is_suspended(
+    kind: str, deleting: bool, value: str | None, synced_reason: str, verdict: str
+) -> None:
+    """Paused (q-operator.dev/paused) wins over everything, a waiting deletion included."""
+    obj = with_conditions(
+        kind,
+        ("Ready", "True", "Available", 1),
+        ("Synced", "False" if synced_reason == "Paused" else "True", synced_reason, 1),
+    )
+    if value is not None:
+        obj["metadata"]["annotations"] = {"q-operator.dev/paused": value}
+    if deleting and verdict != "Healthy":
+        obj["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    status, message = health(kind, obj)
+    assert status == verdict, message
+    if verdict == "Suspended":
+        assert "paused" in message.lower()
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_observe_only_verdicts(kind: str) -> None:
+    """Observe-only: matching is Healthy, differing from the spec is Degraded, no ID named is Degraded."""
+    matches = with_conditions(kind, ("Ready", "True", "Available", 1), ("Synced", "True", "ObserveOnly", 1))
+    assert health(kind, matches)[0] == "Healthy"
+    differs = with_conditions(
+        kind, ("Ready", "False", "DiffersFromSpec", 1), ("Synced", "True", "ObserveOnly", 1)
+    )
+    assert health(kind, differs) == ("Degraded", "DiffersFromSpec: DiffersFromSpec happened")
+    unnamed = with_conditions(
+        kind, ("Ready", "False", "Unavailable", 1), ("Synced", "False", "AdoptIdRequired", 1)
+    )
+    assert health(kind, unnamed)[0] == "Degraded"
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))

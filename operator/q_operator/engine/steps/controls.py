@@ -33,7 +33,7 @@ def hold(cy: Cycle) -> Outcome | None:
     value = controls.pause_value(obj.annotations)
     if value is not None:
         message = (
-            f"paused by the annotation {controls.PAUSED_ANNOTATION}: {value!r}: no AWS call and no change "
+            f'paused by the annotation {controls.PAUSED_ANNOTATION}="{value}": no AWS call and no change '
             + ("(the deletion waits) " if obj.deleting else "")
             + "until it is removed"
         )
@@ -109,7 +109,14 @@ async def observe_only(cy: Cycle, spec: BaseModel, resolved: Resolved) -> Outcom
     cy.merge_outputs(observation.outputs)
     ready = cy.prior(c.READY)
     if observation.phase is Phase.IN_PROGRESS:
-        busy = c.UPDATING if ready is not None and ready.get("status") == "True" else c.CREATING
+        if (
+            ready is not None
+            and ready.get("reason") in (c.CREATING, c.UPDATING)
+            and ready.get("status") == "False"
+        ):
+            busy = str(ready["reason"])  # still the same build
+        else:
+            busy = c.UPDATING if ready is not None and ready.get("status") == "True" else c.CREATING
         cy.set_ready("False", busy, observation.message or "AWS is building it")
         return _observed(cy, observation.owner_mark, Decision.REQUEUE, cy.poll_delay())
     if observation.phase is Phase.FAILED:
