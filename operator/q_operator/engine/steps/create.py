@@ -159,7 +159,11 @@ def is_ours(cy: Cycle, found: Found, since: datetime | None) -> bool:
 
 
 async def adopt(cy: Cycle, spec: BaseModel, resolved: Resolved, adopt_id: str) -> Outcome:
-    """Take over an existing resource the user named; create nothing, never take another's."""
+    """Take over an existing resource the user named; create nothing, never take another's.
+
+    Also the way an observed resource is taken over when its object's managementPolicy turns from
+    Observe to Manage (steps/controls.py `take_over`): a rule about who may adopt belongs here, so it
+    holds for both."""
     ref = await cy.aws.ref_for_id(spec, adopt_id)
     observation = await cy.aws.observe(spec, ref, cy.owner(), resolved, cy.region)
     if observation.phase is Phase.ABSENT:
