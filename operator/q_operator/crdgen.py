@@ -10,6 +10,7 @@ that holds the committed YAML to the models, and by the Kubernetes stand-in.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,43 @@ _CONDITION_DESCRIPTIONS = {
     "lastTransitionTime": "Last time the condition changed from one status to another (RFC 3339).",
     "observedGeneration": "The .metadata.generation the condition was set from.",
 }
+
+
+# Go's regexp (RE2), which the API server compiles `pattern` with, allows repeat counts up to 1000.
+_RE2_MAX_REPEAT = 1000
+_SINGLE_ATOM_REPEAT = re.compile(r"(\\.|\[(?:\\.|[^\]\\])*\]|[^\\\[\](){}|*+?])\{(\d+)(?:,(\d*))?\}")
+_ANY_REPEAT = re.compile(r"\{(\d+)(?:,(\d*))?\}")
+
+
+def re2_pattern(pattern: str) -> str:
+    """The same regular expression with repeats of one atom above 1000 split into chunks RE2 accepts:
+    `.{0,1023}` matches exactly what `.{0,1000}.{0,23}` matches. Anything else above 1000 fails here."""
+
+    def split(m: re.Match[str]) -> str:
+        atom, low, high = m.group(1), int(m.group(2)), m.group(3)
+        top = low if high is None else int(high) if high else None
+        if max(low, top or 0) <= _RE2_MAX_REPEAT:
+            return m.group(0)
+        if top is None:
+            return (
+                f"{atom}{{{_RE2_MAX_REPEAT}}}" * (low // _RE2_MAX_REPEAT)
+                + f"{atom}{{{low % _RE2_MAX_REPEAT},}}"
+            )
+        chunks = []
+        while low > 0 or top > 0:
+            take_high = min(top, _RE2_MAX_REPEAT)
+            take_low = min(low, take_high)
+            chunks.append(
+                f"{atom}{{{take_low},{take_high}}}" if take_low != take_high else f"{atom}{{{take_low}}}"
+            )
+            low, top = low - take_low, top - take_high
+        return "".join(chunks)
+
+    rewritten = _SINGLE_ATOM_REPEAT.sub(split, pattern)
+    for m in _ANY_REPEAT.finditer(rewritten):
+        if any(g and int(g) > _RE2_MAX_REPEAT for g in m.groups()):
+            raise ValueError(f"pattern {pattern!r}: a repeat count above {_RE2_MAX_REPEAT} that RE2 refuses")
+    return rewritten
 
 
 def _resolve(node: JsonDict, defs: Mapping[str, JsonDict]) -> JsonDict:
@@ -128,6 +166,8 @@ def structural(node: JsonDict, defs: Mapping[str, JsonDict]) -> JsonDict:
                 out[key] = value
         elif key == "required":
             out[key] = sorted(value)
+        elif key == "pattern":
+            out[key] = re2_pattern(value)
         else:
             out[key] = copy.deepcopy(value)
     if out.get("type") == "object" and "properties" not in out and "additionalProperties" not in out:
@@ -175,10 +215,9 @@ def crd_for(kind: KindInfo[Any, Any]) -> JsonDict:
                 "type": "string",
                 "description": "Kind is the REST resource this object represents (QPlugin, ...).",
             },
-            "metadata": {
-                "type": "object",
-                "description": "Standard object metadata (name, namespace, labels, annotations).",
-            },
+            # A real API server refuses anything but `type: object` here (not even a description):
+            # metadata's schema is the API server's own.
+            "metadata": {"type": "object"},
             "spec": spec_schema,
             "status": status_schema,
         },

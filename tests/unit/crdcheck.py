@@ -57,11 +57,14 @@ def structural_problems(schema: JsonDict) -> list[str]:
 
 
 def undescribed(schema: JsonDict) -> list[str]:
-    """Properties that `kubectl explain` would show without a description."""
+    """Properties that `kubectl explain` would show without a description.
+
+    The root `metadata` is exempt: a real API server refuses anything but `type: object` there and
+    explains it from its own ObjectMeta."""
     return [
         path
         for path, node in walk(schema)
-        if path and not path.endswith(("[]", "}")) and not node.get("description")
+        if path and path != "metadata" and not path.endswith(("[]", "}")) and not node.get("description")
     ]
 
 
