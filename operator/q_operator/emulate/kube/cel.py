@@ -37,6 +37,43 @@ def _is_sorted(items: Any) -> celtypes.BoolType:
     return celtypes.BoolType(all(a <= b for a, b in itertools.pairwise(values)))
 
 
+_VERB = re.compile(r"%(?:\.(\d+))?([sdfexXobt%])")
+
+
+def _format_one(verb: str, precision: str | None, arg: Any) -> str:
+    if verb == "s":
+        if isinstance(arg, celtypes.BoolType):
+            return "true" if arg else "false"
+        if isinstance(arg, list | tuple):
+            return "[" + ", ".join(_format_one("s", None, a) for a in arg) + "]"
+        return str(arg)
+    if verb == "d":
+        return str(int(arg))
+    if verb in "fe":
+        digits = 6 if precision is None else int(precision)
+        return f"{float(arg):.{digits}{verb}}"
+    if verb in "xX":
+        text = format(int(arg), "x") if not isinstance(arg, str) else bytes(arg, "utf-8").hex()
+        return text.upper() if verb == "X" else text
+    if verb == "o":
+        return format(int(arg), "o")
+    return format(int(arg), "b")
+
+
+def _format(template: Any, args: Any) -> celtypes.StringType:
+    """The strings library's `format`: %s, %d, %f, %e, %x, %X, %o, %b, with %% for a percent sign."""
+    values = list(args)
+
+    def substitute(m: re.Match[str]) -> str:
+        if m.group(2) == "%":
+            return "%"
+        if not values:
+            raise ValueError("index out of range")
+        return _format_one(m.group(2), m.group(1), values.pop(0))
+
+    return celtypes.StringType(_VERB.sub(substitute, str(template)))
+
+
 _FUNCTIONS: dict[str, Any] = {
     # Kubernetes' CEL libraries (strings, lists) beyond standard CEL, as far as rules commonly use them.
     "lowerAscii": _str_fn(lambda s: s.lower()),
@@ -47,6 +84,7 @@ _FUNCTIONS: dict[str, Any] = {
     "lastIndexOf": lambda s, sub: celtypes.IntType(str(s).rfind(str(sub))),
     "split": lambda s, sep: celtypes.ListType([celtypes.StringType(x) for x in str(s).split(str(sep))]),
     "join": lambda items, sep="": celtypes.StringType(str(sep).join(str(x) for x in items)),
+    "format": _format,
     "isSorted": _is_sorted,
     "sum": lambda items: sum(items),
     "min": lambda items: min(items),
