@@ -574,7 +574,9 @@ def test_a_custom_resource_body_must_name_its_kind(emulator: KubeEmulator, ns: s
         {"metadata": {"name": "x"}},
         "application/json",
     )
-    assert code == 400 and status["message"].startswith("Object 'Kind' is missing in '{")
+    assert code == 400 and status["message"].startswith(
+        "the object provided is unrecognized (must be of type Widget): Object 'Kind' is missing in '{"
+    )
 
 
 def test_server_side_apply_requires_a_field_manager(emulator: KubeEmulator, ns: str) -> None:

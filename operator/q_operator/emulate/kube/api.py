@@ -33,6 +33,7 @@ from q_operator.emulate.kube.errors import (
     invalid_object,
     not_found,
     required,
+    unrecognized,
     unsupported_media_type,
 )
 from q_operator.emulate.kube.patch import (
@@ -184,16 +185,16 @@ class Api:
             ]
             raise error
 
-    def _decode_check(self, rt: ResourceType, body: Any) -> JSON:
+    def _decode_check(self, rt: ResourceType, body: Any, raw: bytes | None = None) -> JSON:
+        shown = raw if raw is not None else json.dumps(body, separators=(",", ":")).encode()
         if not isinstance(body, dict):
-            raise bad_request(f"the object provided is unrecognized (must be of type {rt.kind})")
+            raise unrecognized(rt.kind, "couldn't get version/kind; json parse error: not an object", shown)
         if rt.is_custom:
             # Custom resources are decoded as unstructured objects, which must name their kind.
             for key, label in (("kind", "Kind"), ("apiVersion", "apiVersion")):
                 if not body.get(key):
-                    raise bad_request(
-                        f"Object '{label}' is missing in '{json.dumps(body, separators=(',', ':'))}'"
-                    )
+                    detail = f"Object '{label}' is missing in '{shown.decode(errors='replace')}'"
+                    raise unrecognized(rt.kind, detail, shown)
         api_version = body.get("apiVersion") or rt.api_version
         kind = body.get("kind") or rt.kind
         if api_version != rt.api_version:
@@ -202,7 +203,16 @@ class Api:
                 f"({rt.api_version})"
             )
         if kind != rt.kind:
-            raise bad_request(f"the kind in the data ({kind}) does not match the expected kind ({rt.kind})")
+            if rt.is_custom:
+                # The unstructured decoder takes any kind; ValidateTypeMeta refuses it, naming the body's.
+                name = str((body.get("metadata") or {}).get("name") or "")
+                error = invalid("kind", kind, f"must be {rt.kind}")
+                raise invalid_object(f"{kind}.{rt.group}", rt.group, str(kind), name, [error])
+            internal = rt.group.split(".")[0] if rt.group else "core"
+            raise bad_request(
+                f'{kind} in version "{rt.version}" cannot be handled as a {rt.kind}: converting '
+                f"({rt.version}.{kind}) to ({internal}.{rt.kind}): unknown conversion"
+            )
         obj = copy.deepcopy(body)
         obj["apiVersion"], obj["kind"] = api_version, kind
         if not isinstance(obj.get("metadata"), dict):
@@ -212,6 +222,8 @@ class Api:
     def _prune(self, rt: ResourceType, obj: JSON, options: WriteOptions) -> list[str]:
         """Drop unknown fields; Strict refuses them, Warn reports them, Ignore drops them silently."""
         unknown = schema.prune_root(rt.schema if rt.is_custom else None, obj)
+        if rt.is_custom and rt.schema is not None:
+            schema.drop_nulls(rt.schema, obj)
         if rt.top_fields is not None:
             for key in [k for k in obj if k not in (*rt.top_fields, "apiVersion", "kind", "metadata")]:
                 unknown.append(key)
@@ -226,23 +238,26 @@ class Api:
             )
         return [f'unknown field "{u}"' for u in unknown]
 
-    def _validate(self, rt: ResourceType, obj: JSON, old: JSON | None) -> None:
+    def _validate(self, rt: ResourceType, obj: JSON, old: JSON | None, subresource: str = "") -> None:
         meta = obj["metadata"]
         name = str(meta.get("name") or "")
         errs: list[FieldError] = list(self._metadata_errors(rt, meta))
         if rt.is_custom:
-            value_errs = schema.validate_root(rt.schema, obj)
+            if subresource == "status":
+                value_errs = schema.validate_status(rt.schema, obj)
+            else:
+                value_errs = schema.validate_root(rt.schema, obj)
             if old is not None:
                 # Validation ratcheting (on by default since 1.30): a value the update leaves as it was
                 # is not held against the object, so tightening a schema does not strand old objects.
                 value_errs = [e for e in value_errs if not schema.unchanged_at(e, obj, old)]
             errs.extend(value_errs)
-            if any(e.reason in _BLOCKING for e in value_errs):
+            if any(e.reason in _BLOCKING for e in errs):
                 errs.append(
                     FieldError(
                         "<nil>",
                         "FieldValueInvalid",
-                        'Invalid value: "null": some validation rules were not checked because the object '
+                        "Invalid value: null: some validation rules were not checked because the object "
                         "was invalid; correct the existing errors to complete validation",
                     )
                 )
@@ -322,9 +337,14 @@ class Api:
     # ---- create ----------------------------------------------------------------------------------
 
     def create(
-        self, rt: ResourceType, namespace: str | None, body: Any, options: WriteOptions
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        body: Any,
+        options: WriteOptions,
+        raw: bytes | None = None,
     ) -> WriteResult:
-        obj = self._decode_check(rt, body)
+        obj = self._decode_check(rt, body, raw)
         meta = obj["metadata"]
         if rt.namespaced:
             body_ns = meta.get("namespace")
@@ -349,6 +369,8 @@ class Api:
             meta.pop(key, None)
         self._set_defaults(rt, obj)
         self._validate(rt, obj, None)
+        if rt.is_custom:
+            warnings.extend(names.finalizer_warnings(meta.get("finalizers"), None))
         name = str(meta["name"])
         if self.store.get(rt.key, namespace, name) is not None:
             raise already_exists(rt.group_resource, rt.group, rt.plural, name)
@@ -382,11 +404,12 @@ class Api:
         subresource: str,
         options: WriteOptions,
         from_patch: bool = False,
+        raw: bytes | None = None,
     ) -> WriteResult:
         current = self.store.get(rt.key, namespace, name)
         if current is None:
             raise not_found(rt.group_resource, rt.group, rt.plural, name)
-        new = self._decode_check(rt, body)
+        new = self._decode_check(rt, body, raw)
         meta = new["metadata"]
         if meta.get("name") and meta["name"] != name:
             raise bad_request(
@@ -398,22 +421,31 @@ class Api:
             )
         sent_rv = meta.get("resourceVersion")
         old_meta = current["metadata"]
+        sent_uid = meta.get("uid")
+        if sent_uid and sent_uid != old_meta.get("uid"):
+            # A uid in the body is a precondition of the storage layer, which words it its own way.
+            where = f"/registry/{rt.group + '/' if rt.is_custom else ''}{rt.plural}/"
+            where += f"{namespace}/{name}" if namespace else name
+            raise ApiError(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on {rt.group_resource} "{name}": '
+                f"StorageError: invalid object, Code: 4, Key: {where}, ResourceVersion: 0, "
+                f"AdditionalErrorMsg: Precondition failed: UID in precondition: {sent_uid}, "
+                f"UID in object meta: {old_meta.get('uid')}",
+                {"name": name, "kind": rt.plural, **({"group": rt.group} if rt.group else {})},
+            )
         if sent_rv:
             if str(sent_rv) != old_meta["resourceVersion"]:
                 raise conflict(rt.group_resource, rt.group, rt.plural, name)
         elif not from_patch and not rt.unconditional_update:
+            # Raised by the storage layer, which names the resource rather than the kind.
             raise invalid_object(
-                rt.group_kind,
+                rt.group_resource,
                 rt.group,
-                rt.kind,
+                rt.plural,
                 name,
-                [
-                    FieldError(
-                        "metadata.resourceVersion",
-                        "FieldValueInvalid",
-                        "Invalid value: 0x0: must be specified for an update",
-                    )
-                ],
+                [invalid("metadata.resourceVersion", 0, "must be specified for an update")],
             )
         warnings = self._prune(rt, new, options)
         # The old object as this version reads it (with its defaults), as the API server compares.
@@ -464,7 +496,9 @@ class Api:
         self._set_defaults(rt, new)
         if rt.key == (CRD_GROUP, "customresourcedefinitions"):
             new["status"] = current.get("status", new.get("status"))
-        self._validate(rt, new, before)
+        self._validate(rt, new, before, subresource)
+        if rt.is_custom and subresource != "status":
+            warnings.extend(names.finalizer_warnings(meta.get("finalizers"), old_meta.get("finalizers")))
         if rt.tracks_generation and _spec_part(rt, new) != _spec_part(rt, before):
             meta["generation"] = int(old_meta.get("generation", 1)) + 1
         meta["resourceVersion"] = old_meta["resourceVersion"]
@@ -586,38 +620,75 @@ class Api:
             raise not_found(rt.group_resource, rt.group, rt.plural, name)
         preconditions = delete_options.get("preconditions") or {}
         meta = current["metadata"]
+        details = {"name": name, "kind": rt.kind, **({"group": rt.group} if rt.group else {})}
+        prefix = f'Operation cannot be fulfilled on {rt.group_kind} "{name}"'
         if preconditions.get("uid") and preconditions["uid"] != meta.get("uid"):
             raise ApiError(
                 409,
                 "Conflict",
-                f'Operation cannot be fulfilled on {rt.group_resource} "{name}": Precondition failed: '
-                f"UID in precondition: {preconditions['uid']}, UID in object meta: {meta.get('uid')}",
-                {"name": name, "group": rt.group, "kind": rt.plural},
+                f"{prefix}: the UID in the precondition ({preconditions['uid']}) does not match the UID in "
+                f"record ({meta.get('uid')}). The object might have been deleted and then recreated",
+                details,
             )
-        if (
-            preconditions.get("resourceVersion")
-            and preconditions["resourceVersion"] != meta["resourceVersion"]
-        ):
-            raise conflict(rt.group_resource, rt.group, rt.plural, name)
-        if meta.get("finalizers") or self._ns_finalizers(rt, current):
+        wanted_rv = preconditions.get("resourceVersion")
+        if wanted_rv and wanted_rv != meta["resourceVersion"]:
+            raise ApiError(
+                409,
+                "Conflict",
+                f"{prefix}: the ResourceVersion in the precondition ({wanted_rv}) does not match the "
+                f"ResourceVersion in record ({meta['resourceVersion']}). The object might have been modified",
+                details,
+            )
+        policy = delete_options.get("propagationPolicy")
+        cascade = (
+            "foregroundDeletion"
+            if policy == "Foreground"
+            else "orphan"
+            if policy == "Orphan" or delete_options.get("orphanDependents") is True
+            else None
+        )
+        if meta.get("finalizers") or self._ns_finalizers(rt, current) or cascade:
             if meta.get("deletionTimestamp"):
                 return WriteResult(self.present(rt, current))
             new = copy.deepcopy(current)
-            new["metadata"]["deletionTimestamp"] = now()
-            new["metadata"]["deletionGracePeriodSeconds"] = 0
+            new_meta = new["metadata"]
+            new_meta["deletionTimestamp"] = now()
+            new_meta["deletionGracePeriodSeconds"] = 0
+            if cascade and cascade not in (new_meta.get("finalizers") or []):
+                new_meta["finalizers"] = [*(new_meta.get("finalizers") or []), cascade]
+            if new_meta.get("generation"):
+                # Graceful deletion is a change of the desired state: generation moves, as a real server does.
+                new_meta["generation"] = int(new_meta["generation"]) + 1
             if rt.key == ("", "namespaces"):
                 new["status"] = {"phase": "Terminating"}
             if options.dry_run:
                 return WriteResult(self.present(rt, new))
-            new["metadata"]["resourceVersion"] = str(self.store.next_rv())
+            new_meta["resourceVersion"] = str(self.store.next_rv())
             self.store.put(rt.key, new, current)
             if rt.key == ("", "namespaces"):
                 self._empty_namespace(name)
                 return WriteResult(self.present(rt, self.store.get(rt.key, "", name) or new))
+            if cascade:
+                self._collect_garbage(rt, new)
             return WriteResult(self.present(rt, new))
         if options.dry_run:
             return WriteResult(self.present(rt, current), deleted=True)
         return WriteResult(self.present(rt, self._remove(rt, current)), deleted=True)
+
+    def _collect_garbage(self, rt: ResourceType, obj: JSON) -> None:
+        """The garbage collector's part for an object with no dependents (ownerReferences do not
+        cascade here): its orphan or foregroundDeletion finalizer goes at once, after the answer."""
+        meta = obj["metadata"]
+        rest = [f for f in meta.get("finalizers") or [] if f not in ("orphan", "foregroundDeletion")]
+        final = copy.deepcopy(obj)
+        final["metadata"]["resourceVersion"] = str(self.store.next_rv())
+        if rest:
+            final["metadata"]["finalizers"] = rest
+            self.store.put(rt.key, final, obj)
+        else:
+            final["metadata"].pop("finalizers", None)
+            self.store.remove(rt.key, final, obj)
+            self._after_removal(rt, final)
 
     def _remove(self, rt: ResourceType, current: JSON) -> JSON:
         gone = copy.deepcopy(current)

@@ -18,7 +18,7 @@ import celpy
 from celpy import celtypes
 from celpy.adapter import json_to_cel
 
-from q_operator.emulate.kube.errors import FieldError, type_name
+from q_operator.emulate.kube.errors import FieldError, go_quote, type_name
 
 JSON = dict[str, Any]
 
@@ -194,10 +194,10 @@ def _run_rule(
         result = _evaluate(expression, activation)
     except Exception as exc:  # cel-python raises several kinds; any is an evaluation error.
         detail = exc.args[0] if exc.args else str(exc)
-        return _error(rule, field_path, value, f"{detail} evaluating rule: {expression}")
+        return _error(rule, field_path, value, f"{detail} evaluating rule: {expression}", typed=True)
     if isinstance(result, Exception):
         detail = result.args[0] if result.args else str(result)
-        return _error(rule, field_path, value, f"{detail} evaluating rule: {expression}")
+        return _error(rule, field_path, value, f"{detail} evaluating rule: {expression}", typed=True)
     if bool(result) is True:
         return None
     message = str(rule.get("message") or f"failed rule: {expression}")
@@ -208,13 +208,24 @@ def _run_rule(
     return _error(rule, field_path, value, message)
 
 
-def _error(rule: JSON, path: str, value: Any, message: str) -> FieldError:
+def _shown(value: Any) -> str:
+    """How a failed rule's field error shows the value: scalars as Go prints them, objects and lists
+    not at all (the API server passes field.OmitValueType for them)."""
+    if isinstance(value, dict | list):
+        return ""
+    return go_quote(value) + ": "
+
+
+def _error(rule: JSON, path: str, value: Any, message: str, typed: bool = False) -> FieldError:
     path = path or "<nil>"  # a root-level rule: the API server prints the empty field path as <nil>
     reason = str(rule.get("reason") or "FieldValueInvalid")
+    if typed:  # evaluation errors carry the schema type as the value
+        return FieldError(path, "FieldValueInvalid", f'Invalid value: "{type_name(value)}": {message}')
     if reason == "FieldValueForbidden":
         return FieldError(path, reason, f"Forbidden: {message}")
     if reason == "FieldValueRequired":
         return FieldError(path, reason, f"Required value: {message}")
     if reason == "FieldValueDuplicate":
-        return FieldError(path, reason, f'Duplicate value: "{type_name(value)}": {message}')
-    return FieldError(path, "FieldValueInvalid", f'Invalid value: "{type_name(value)}": {message}')
+        shown = _shown(value)
+        return FieldError(path, reason, f"Duplicate value: {shown[:-2]}" if shown else "Duplicate value")
+    return FieldError(path, "FieldValueInvalid", f"Invalid value: {_shown(value)}{message}")

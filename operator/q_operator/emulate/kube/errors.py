@@ -122,9 +122,14 @@ class ApiError(Exception):
 
 
 def _details(name: str, group: str, kind: str) -> JSON:
-    details: JSON = {"name": name, "kind": kind}
+    """StatusDetails: every field is omitted when empty, as Go's omitempty does."""
+    details: JSON = {}
+    if name:
+        details["name"] = name
     if group:
         details["group"] = group
+    if kind:
+        details["kind"] = kind
     return details
 
 
@@ -182,6 +187,42 @@ def invalid_object(group_kind: str, group: str, kind: str, name: str, errors: li
 
 def forbidden_request(message: str, group: str = "", plural: str = "", name: str = "") -> ApiError:
     return ApiError(403, "Forbidden", message, _details(name, group, plural) if plural else None)
+
+
+def summarize(raw: bytes, limit: int = 30) -> str:
+    """The start of a request body as the API server quotes it in decode errors."""
+    if not raw:
+        return "<empty>"
+    if raw[:1] == b"{":
+        text = raw[:limit].decode(errors="replace")
+        return text + " ..." if len(raw) > limit else text
+    return raw[:limit].hex() + (" ..." if len(raw) > limit else "")
+
+
+def go_json_error(exc: ValueError, raw: bytes) -> str:
+    """Python's JSON decode error in the words of Go's encoding/json, which the API server prints."""
+    message = str(getattr(exc, "msg", exc))
+    pos = int(getattr(exc, "pos", 0) or 0)
+    if pos >= len(raw.rstrip()) and message != "Extra data":
+        return "unexpected end of JSON input"
+    char = raw[pos : pos + 1].decode(errors="replace")
+    where = {
+        "Expecting property name enclosed in double quotes": "looking for beginning of object key string",
+        "Expecting value": "looking for beginning of value",
+        "Expecting ',' delimiter": "after object key:value pair",
+        "Expecting ':' delimiter": "after object key",
+        "Extra data": "after top-level value",
+    }.get(message)
+    if where is None:
+        return message
+    return f"invalid character {char!r} {where}"
+
+
+def unrecognized(kind: str, detail: str, raw: bytes) -> ApiError:
+    """A body the decoder could not make into the resource's kind."""
+    return bad_request(
+        f"the object provided is unrecognized (must be of type {kind}): {detail} ({summarize(raw)})"
+    )
 
 
 def gone(message: str) -> ApiError:

@@ -238,7 +238,6 @@ def types_from_crd(crd: JSON) -> list[ResourceType]:
                 printer_columns=columns,
                 builtin=False,
                 tracks_generation=True,
-                returns_deleted_object=True,
                 unconditional_update=False,
                 storage_version=storage,
                 field_labels=tuple(

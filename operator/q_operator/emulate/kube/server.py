@@ -27,7 +27,14 @@ from multidict import CIMultiDict
 
 from q_operator.emulate.kube import discovery, openapi, protobuf, tables
 from q_operator.emulate.kube.api import Api, WriteOptions, WriteResult
-from q_operator.emulate.kube.errors import ApiError, bad_request, unknown_path, unsupported_media_type
+from q_operator.emulate.kube.errors import (
+    ApiError,
+    bad_request,
+    go_json_error,
+    unknown_path,
+    unrecognized,
+    unsupported_media_type,
+)
 from q_operator.emulate.kube.faults import Faults
 from q_operator.emulate.kube.protobuf import ProtobufError
 from q_operator.emulate.kube.resources import Registry, ResourceType
@@ -401,10 +408,20 @@ class KubeServer:
 
     @staticmethod
     async def _body(request: web.Request) -> Any:
+        """The body of an emulator admin call (always JSON)."""
+        raw = await request.read()
+        try:
+            return json.loads(raw or b"null")
+        except ValueError as exc:
+            raise bad_request(f"the body is not JSON: {exc}") from None
+
+    @staticmethod
+    async def _object_body(request: web.Request, rt: ResourceType) -> tuple[Any, bytes]:
+        """The object a create or update sends, and its raw bytes (decode errors quote them)."""
         raw = await request.read()
         if "protobuf" in request.content_type:
             try:
-                return protobuf.decode(raw)
+                return protobuf.decode(raw), raw
             except ProtobufError as exc:
                 raise unsupported_media_type(
                     request.content_type, ["application/json", "application/yaml"]
@@ -413,25 +430,28 @@ class KubeServer:
             raise unsupported_media_type(request.content_type, ["application/json", "application/yaml"])
         try:
             if "yaml" in request.content_type:
-                return yaml.safe_load(raw)
-            return json.loads(raw or b"null")
-        except (ValueError, yaml.YAMLError) as exc:
-            raise bad_request(f"the object provided is unrecognized: {exc}") from None
+                return yaml.safe_load(raw), raw
+            return json.loads(raw or b"null"), raw
+        except ValueError as exc:
+            detail = f"couldn't get version/kind; json parse error: {go_json_error(exc, raw)}"
+            raise unrecognized(rt.kind, detail, raw) from None
+        except yaml.YAMLError as exc:
+            raise unrecognized(rt.kind, f"couldn't get version/kind; yaml parse error: {exc}", raw) from None
 
     def _respond(self, result: WriteResult, rt: ResourceType, status: int) -> web.Response:
         return _json(self.api.present(rt, result.obj), status, result.warnings)
 
     async def _create(self, request: web.Request, target: Target) -> web.Response:
-        body = await self._body(request)
-        result = self.api.create(target.rt, target.namespace, body, self._options(request))
+        body, raw = await self._object_body(request, target.rt)
+        result = self.api.create(target.rt, target.namespace, body, self._options(request), raw=raw)
         return self._respond(result, target.rt, 201)
 
     async def _update(self, request: web.Request, target: Target) -> web.Response:
         assert target.name is not None
-        body = await self._body(request)
+        body, raw = await self._object_body(request, target.rt)
         sub = "" if target.subresource == "finalize" else target.subresource
         result = self.api.update(
-            target.rt, target.namespace or "", target.name, body, sub, self._options(request)
+            target.rt, target.namespace or "", target.name, body, sub, self._options(request), raw=raw
         )
         return self._respond(result, target.rt, 200)
 
