@@ -10,6 +10,7 @@ routes and encodes.
 from __future__ import annotations
 
 import base64
+import binascii
 import copy
 import json
 import random
@@ -29,6 +30,7 @@ from q_operator.emulate.kube.errors import (
     conflict,
     forbidden,
     forbidden_request,
+    go_json_error,
     invalid,
     invalid_object,
     not_found,
@@ -101,6 +103,33 @@ def _spec_part(rt: ResourceType, obj: JSON) -> JSON:
     return {k: v for k, v in obj.items() if k not in skip}
 
 
+def _continue_key(obj: JSON) -> str:
+    """Where an object sorts in a paged list: its storage key below the resource's prefix."""
+    meta = obj["metadata"]
+    namespace = meta.get("namespace")
+    return f"/{namespace}/{meta['name']}" if namespace else f"/{meta['name']}"
+
+
+def _decode_continue(token: str) -> str:
+    """The start key of a continue token, or the API server's 400 for a token it cannot read."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (ValueError, binascii.Error):
+        bad = next((i for i, c in enumerate(token) if not (c.isalnum() or c in "-_")), len(token))
+        raise bad_request(
+            f"invalid continue token: continue key is not valid: illegal base64 data at input byte {bad}"
+        ) from None
+    try:
+        decoded = json.loads(raw.decode("latin-1"))
+        start = str(decoded["start"])
+    except ValueError as exc:
+        detail = go_json_error(exc, raw)
+        raise bad_request(f"invalid continue token: continue key is not valid: {detail}") from None
+    except (KeyError, TypeError):
+        raise bad_request("invalid continue token: continue key is not valid: no start key") from None
+    return start.rstrip("\x00")
+
+
 def _comparable(obj: JSON) -> JSON:
     out = dict(obj)
     out.pop("apiVersion", None)
@@ -142,28 +171,31 @@ class Api:
         return self.present(rt, obj)
 
     def list_objects(
-        self, rt: ResourceType, namespace: str | None, match: Matcher, limit: int = 0, cont: str = ""
-    ) -> tuple[list[JSON], str, str]:
-        """Matching objects, the list's resourceVersion, and a continue token when limited."""
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        match: Matcher,
+        limit: int = 0,
+        cont: str = "",
+        selective: bool = False,
+    ) -> tuple[list[JSON], str, str, int | None]:
+        """Matching objects, the list's resourceVersion, a continue token when limited, and how many
+        items remain after this page (None when a selector makes that unknowable, as on a real server)."""
         items = self.store.items(rt.key, namespace)
         rv = str(self.store.rv)
         if cont:
-            try:
-                token = json.loads(base64.urlsafe_b64decode(cont.encode()).decode())
-                start = (str(token["start"][0]), str(token["start"][1]))
-            except (ValueError, KeyError, IndexError, TypeError):
-                raise bad_request(
-                    "continue key is not valid: incorrect encoded start resourceVersion"
-                ) from None
-            items = [o for o in items if (o["metadata"].get("namespace", ""), o["metadata"]["name"]) > start]
+            start = _decode_continue(cont)
+            items = [o for o in items if _continue_key(o) > start]
         matched = [o for o in items if match(o)]
         next_token = ""
+        remaining: int | None = None
         if limit and len(matched) > limit:
+            remaining = None if selective else len(matched) - limit
             matched = matched[:limit]
-            last = matched[-1]["metadata"]
-            raw = json.dumps({"rv": rv, "start": [last.get("namespace", ""), last["name"]]})
-            next_token = base64.urlsafe_b64encode(raw.encode()).decode()
-        return [self.present(rt, o) for o in matched], rv, next_token
+            token = {"v": "meta.k8s.io/v1", "rv": int(rv), "start": _continue_key(matched[-1]) + "\u0000"}
+            raw = json.dumps(token, separators=(",", ":")).encode()
+            next_token = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        return [self.present(rt, o) for o in matched], rv, next_token, remaining
 
     # ---- shared checks ---------------------------------------------------------------------------
 
@@ -478,19 +510,14 @@ class Api:
                     f for f in meta.get("finalizers") or [] if f not in (old_meta.get("finalizers") or [])
                 ]
                 if added:
-                    raise invalid_object(
-                        rt.group_kind,
-                        rt.group,
-                        rt.kind,
-                        name,
-                        [
-                            forbidden(
-                                "metadata.finalizers",
-                                "no new finalizers can be added if the object is being deleted, found new "
-                                f"finalizers []string{{{', '.join(json.dumps(f) for f in added)}}}",
-                            )
-                        ],
+                    error = forbidden(
+                        "metadata.finalizers",
+                        "no new finalizers can be added if the object is being deleted, found new "
+                        f"finalizers []string{{{', '.join(json.dumps(f) for f in added)}}}",
                     )
+                    # Custom resources meet this check twice (object meta, then the strategy's own).
+                    errors = [error, error] if rt.is_custom else [error]
+                    raise invalid_object(rt.group_kind, rt.group, rt.kind, name, errors)
         if not meta.get("finalizers"):
             meta.pop("finalizers", None)
         self._set_defaults(rt, new)
@@ -512,8 +539,12 @@ class Api:
             and not meta.get("finalizers")
             and not self._ns_finalizers(rt, new)
         ):
-            self.store.remove(rt.key, new, current)
-            self._after_removal(rt, new)
+            # The object leaves storage as it was stored: the DELETED event still shows the finalizers
+            # this update removed, at the update's resourceVersion.
+            gone = copy.deepcopy(current)
+            gone["metadata"]["resourceVersion"] = meta["resourceVersion"]
+            self.store.remove(rt.key, gone, current)
+            self._after_removal(rt, gone)
             return WriteResult(new, warnings, deleted=True)
         self.store.put(rt.key, new, current)
         if rt.key == (CRD_GROUP, "customresourcedefinitions"):

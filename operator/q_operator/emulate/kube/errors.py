@@ -116,6 +116,8 @@ class ApiError(Exception):
             "reason": self.reason,
             "code": self.code,
         }
+        if not self.reason:
+            del body["reason"]
         if self.details is not None:
             body["details"] = self.details
         return body
@@ -161,6 +163,13 @@ def unknown_path() -> ApiError:
     return ApiError(404, "NotFound", "the server could not find the requested resource", {})
 
 
+class PageNotFound(ApiError):
+    """A path no handler serves: the real server's mux answers a plain-text 404, not a Status."""
+
+    def __init__(self) -> None:
+        super().__init__(404, "NotFound", "404 page not found")
+
+
 def method_not_allowed(verb: str, group_resource: str) -> ApiError:
     return ApiError(
         405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
@@ -178,7 +187,7 @@ def unsupported_media_type(content_type: str, accepted: list[str]) -> ApiError:
 
 def invalid_object(group_kind: str, group: str, kind: str, name: str, errors: list[FieldError]) -> ApiError:
     """422 Invalid with one cause per field error, worded as `field.ErrorList.ToAggregate()`."""
-    rendered = [e.render() for e in errors]
+    rendered = list(dict.fromkeys(e.render() for e in errors))  # ToAggregate drops repeats from the text
     body = rendered[0] if len(rendered) == 1 else "[" + ", ".join(rendered) + "]"
     details = _details(name, group, kind)
     details["causes"] = [e.cause() for e in errors]
@@ -205,7 +214,7 @@ def go_json_error(exc: ValueError, raw: bytes) -> str:
     pos = int(getattr(exc, "pos", 0) or 0)
     if pos >= len(raw.rstrip()) and message != "Extra data":
         return "unexpected end of JSON input"
-    char = raw[pos : pos + 1].decode(errors="replace")
+    char = raw[pos : pos + 1].decode("latin-1")
     where = {
         "Expecting property name enclosed in double quotes": "looking for beginning of object key string",
         "Expecting value": "looking for beginning of value",
@@ -215,7 +224,8 @@ def go_json_error(exc: ValueError, raw: bytes) -> str:
     }.get(message)
     if where is None:
         return message
-    return f"invalid character {char!r} {where}"
+    shown = char if char.isprintable() and char != "'" else f"\\u{ord(char):04x}"
+    return f"invalid character '{shown}' {where}"
 
 
 def unrecognized(kind: str, detail: str, raw: bytes) -> ApiError:
@@ -223,6 +233,10 @@ def unrecognized(kind: str, detail: str, raw: bytes) -> ApiError:
     return bad_request(
         f"the object provided is unrecognized (must be of type {kind}): {detail} ({summarize(raw)})"
     )
+
+
+def bad_resource_version(value: str) -> str:
+    return f'resourceVersion: Invalid value: "{value}": strconv.ParseUint: parsing "{value}": invalid syntax'
 
 
 def gone(message: str) -> ApiError:

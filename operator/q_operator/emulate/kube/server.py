@@ -29,15 +29,18 @@ from q_operator.emulate.kube import discovery, openapi, protobuf, tables
 from q_operator.emulate.kube.api import Api, WriteOptions, WriteResult
 from q_operator.emulate.kube.errors import (
     ApiError,
+    PageNotFound,
     bad_request,
+    bad_resource_version,
     go_json_error,
+    not_found,
     unknown_path,
     unrecognized,
     unsupported_media_type,
 )
 from q_operator.emulate.kube.faults import Faults
 from q_operator.emulate.kube.protobuf import ProtobufError
-from q_operator.emulate.kube.resources import Registry, ResourceType
+from q_operator.emulate.kube.resources import BUILTIN_GROUPS, Registry, ResourceType
 from q_operator.emulate.kube.selectors import field_selector, label_selector
 from q_operator.emulate.kube.store import Store
 from q_operator.emulate.kube.watch import WatchParams, stream_watch
@@ -112,6 +115,18 @@ def _wants_table(request: web.Request) -> bool:
     return "as=Table" in accept and "g=meta.k8s.io" in accept
 
 
+def _wants_partial(request: web.Request) -> bool:
+    accept = request.headers.get("Accept", "")
+    return "as=PartialObjectMetadata" in accept and "g=meta.k8s.io" in accept
+
+
+def _table_version(request: web.Request) -> str:
+    """meta.k8s.io/v1beta1 Tables are still served to the clients that ask for them."""
+    accept = request.headers.get("Accept", "")
+    first = next((part for part in accept.split(",") if "as=Table" in part or "as=Partial" in part), "")
+    return "v1beta1" if "v=v1beta1" in first else "v1"
+
+
 def _truthy(value: str | None) -> bool:
     return value is not None and value.lower() in ("true", "1")
 
@@ -177,6 +192,8 @@ class KubeServer:
                 if injected is not None:
                     raise injected
             response: web.StreamResponse = await handler(request)
+        except PageNotFound:
+            response = web.Response(text="404 page not found\n", status=404, content_type="text/plain")
         except ApiError as exc:
             response = _json(exc.status(), exc.code)
             if exc.code == 429:
@@ -252,11 +269,9 @@ class KubeServer:
             and not (len(rest) == 3 and rest[2] in ("status", "finalize"))
         ):
             namespace, rest = rest[1], rest[2:]
-        if len(rest) > 3:
-            return None
         plural = rest[0]
         name = rest[1] if len(rest) > 1 else None
-        sub = rest[2] if len(rest) > 2 else ""
+        sub = "/".join(rest[2:])
         return group, version, namespace, plural, name, sub
 
     # ---- dispatch --------------------------------------------------------------------------------
@@ -274,18 +289,21 @@ class KubeServer:
             return _json(doc)
         parsed = self._parse_path(path)
         if parsed is None:
-            raise unknown_path()
+            raise self._not_served(path)
         group, version, namespace, plural, name, sub = parsed
         rt = self.registry.lookup(group, version, plural)
         if rt is None:
-            raise unknown_path()
+            raise self._not_served(path)
         if (namespace is not None and not rt.namespaced) or (rt.namespaced and namespace is None and name):
-            raise unknown_path()
+            raise self._not_served(path)
         if (
             sub
             and not (sub == "status" and rt.has_status)
             and not (sub == "finalize" and plural == "namespaces")
         ):
+            if rt.is_custom and name:
+                # apiextensions-apiserver routes any deeper path of an object to the object's storage.
+                raise not_found(rt.group_resource, rt.group, rt.plural, name)
             raise unknown_path()
         target = Target(rt, namespace, name, sub)
         method = request.method
@@ -316,14 +334,28 @@ class KubeServer:
         if len(segs) == 2 and segs[0] == "api":
             return discovery.api_resource_list(self.registry, "", segs[1]) or self._raise_unknown()
         if len(segs) == 2 and segs[0] == "apis":
-            return discovery.api_group(self.registry, segs[1]) or self._raise_unknown()
+            doc = discovery.api_group(self.registry, segs[1])
+            if doc is None:
+                raise self._not_served(path)
+            return doc
         if len(segs) == 3 and segs[0] == "apis":
-            return discovery.api_resource_list(self.registry, segs[1], segs[2]) or self._raise_unknown()
+            doc = discovery.api_resource_list(self.registry, segs[1], segs[2])
+            if doc is None:
+                raise self._not_served(path)
+            return doc
         return None
 
-    @staticmethod
-    def _raise_unknown() -> JSON:
+    def _raise_unknown(self) -> JSON:
         raise unknown_path()
+
+    @staticmethod
+    def _not_served(path: str) -> ApiError:
+        """What a real server answers for a path nothing serves: the core API and built-in groups
+        answer a Status; everything else falls through to a plain-text 404 from the mux."""
+        segs = [s for s in path.split("/") if s]
+        if segs[:1] == ["api"] or (segs[:1] == ["apis"] and len(segs) > 1 and segs[1] in BUILTIN_GROUPS):
+            return unknown_path()
+        return PageNotFound()
 
     def _openapi(self, request: web.Request, path: str) -> web.Response:
         if path == "/openapi/v2":
@@ -350,7 +382,10 @@ class KubeServer:
         obj = self.api.get(target.rt, target.namespace or "", target.name)
         if _wants_table(request):
             include = request.query.get("includeObject", "Metadata")
-            return _json(tables.table(target.rt, [obj], obj["metadata"]["resourceVersion"], include))
+            rv = obj["metadata"]["resourceVersion"]
+            return _json(tables.table(target.rt, [obj], rv, include, version=_table_version(request)))
+        if _wants_partial(request):
+            return _json(tables.partial_metadata(obj, _table_version(request)))
         return _json(obj)
 
     def _matcher(self, request: web.Request, rt: ResourceType) -> Any:
@@ -360,16 +395,53 @@ class KubeServer:
 
     def _list(self, request: web.Request, target: Target) -> web.Response:
         rt = target.rt
-        limit = int(request.query.get("limit") or 0)
-        items, rv, cont = self.api.list_objects(
-            rt, target.namespace, self._matcher(request, rt), limit, request.query.get("continue", "")
+        query = request.query
+        if query.get("resourceVersionMatch") and not query.get("resourceVersion"):
+            raise ApiError(
+                422,
+                "Invalid",
+                'ListOptions.meta.k8s.io "" is invalid: resourceVersionMatch: Forbidden: '
+                "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                {
+                    "group": "meta.k8s.io",
+                    "kind": "ListOptions",
+                    "causes": [
+                        {
+                            "reason": "FieldValueForbidden",
+                            "message": "Forbidden: resourceVersionMatch is forbidden unless resourceVersion "
+                            "is provided",
+                            "field": "resourceVersionMatch",
+                        }
+                    ],
+                },
+            )
+        list_rv = query.get("resourceVersion", "")
+        if list_rv and not list_rv.isdigit():
+            raise bad_request(f"invalid resource version: {bad_resource_version(list_rv)}")
+        limit = int(query.get("limit") or 0)
+        selective = bool(query.get("labelSelector") or query.get("fieldSelector"))
+        items, rv, cont, remaining = self.api.list_objects(
+            rt, target.namespace, self._matcher(request, rt), limit, query.get("continue", ""), selective
         )
         if _wants_table(request):
-            include = request.query.get("includeObject", "Metadata")
-            return _json(tables.table(rt, items, rv, include, cont))
+            include = query.get("includeObject", "Metadata")
+            return _json(tables.table(rt, items, rv, include, cont, remaining, _table_version(request)))
+        if _wants_partial(request):
+            version = _table_version(request)
+            return _json(
+                {
+                    "kind": "PartialObjectMetadataList",
+                    "apiVersion": f"meta.k8s.io/{version}",
+                    "metadata": {"resourceVersion": rv, **({"continue": cont} if cont else {})},
+                    "items": [tables.partial_metadata(o, version) for o in items],
+                }
+            )
         meta: JSON = {"resourceVersion": rv}
-        if cont:
+        if cont or rt.is_custom:
+            # Unstructured lists (custom resources) always carry continue, even when empty.
             meta["continue"] = cont
+        if remaining is not None:
+            meta["remainingItemCount"] = remaining
         return _json(
             {"kind": f"{rt.kind}List", "apiVersion": rt.api_version, "metadata": meta, "items": items}
         )

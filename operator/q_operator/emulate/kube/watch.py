@@ -18,7 +18,7 @@ from aiohttp import web
 
 from q_operator.emulate.kube import tables
 from q_operator.emulate.kube.api import Api
-from q_operator.emulate.kube.errors import bad_request
+from q_operator.emulate.kube.errors import ApiError, bad_resource_version
 from q_operator.emulate.kube.resources import ResourceType
 from q_operator.emulate.kube.store import ADDED, DELETED, MODIFIED, Event
 
@@ -97,7 +97,8 @@ async def stream_watch(
         try:
             since = int(params.resource_version)
         except ValueError:
-            raise bad_request(f"invalid resource version: {params.resource_version}") from None
+            # The watch cache fails to parse it deep inside: a reasonless 500, as a real server answers.
+            raise ApiError(500, "", bad_resource_version(params.resource_version)) from None
         events = store.events_since(rt.key, since)
         if events is None:
             expired = True
