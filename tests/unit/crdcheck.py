@@ -57,10 +57,8 @@ def structural_problems(schema: JsonDict) -> list[str]:
 
 
 def undescribed(schema: JsonDict) -> list[str]:
-    """Properties that `kubectl explain` would show without a description.
-
-    The root `metadata` is exempt: a real API server refuses anything but `type: object` there and
-    explains it from its own ObjectMeta."""
+    """Properties that `kubectl explain` would show without a description. `metadata` is exempt: the
+    API server refuses a description there and publishes ObjectMeta's own."""
     return [
         path
         for path, node in walk(schema)

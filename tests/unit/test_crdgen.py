@@ -356,34 +356,6 @@ def test_a_union_of_several_types_is_refused_as_not_structural() -> None:
         crdgen.model_schema(Mixed)
 
 
-@pytest.mark.parametrize(
-    ("pattern", "expected"),
-    [
-        (r"^[^/].{0,1023}$", r"^[^/].{0,1000}.{0,23}$"),
-        (r"[a-z]{1001,3000}", r"[a-z]{1000}[a-z]{1,1000}[a-z]{0,1000}"),
-        (r"\.{0,1200}", r"\.{0,1000}\.{0,200}"),
-        (r"^x{1,63}$", r"^x{1,63}$"),
-    ],
-)
-def test_repeats_above_1000_are_split_into_chunks_go_regexp_accepts(pattern: str, expected: str) -> None:
-    assert crdgen.re2_pattern(pattern) == expected
-
-
-def test_a_split_pattern_matches_exactly_what_the_original_matches() -> None:
-    import re
-
-    original = r"^arn:[a-z]{1,3}:[^/].{0,1023}$"
-    split = re.compile(crdgen.re2_pattern(original))
-    for length in (0, 1, 999, 1000, 1001, 1023, 1024, 1500):
-        text = "arn:ab:x" + "y" * length
-        assert bool(split.fullmatch(text)) == bool(re.fullmatch(original, text)), length
-
-
-def test_a_repeat_of_a_group_above_1000_fails_generation_instead_of_the_cluster() -> None:
-    with pytest.raises(ValueError, match="RE2 refuses"):
-        crdgen.re2_pattern("(ab){0,2000}")
-
-
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
 def test_root_metadata_is_only_an_object_as_a_real_api_server_demands(kind: Any) -> None:
     schema = openapi_schema(crdgen.crd_for(kind))
