@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from q_operator.emulate.kube import cel, names, schema
+from q_operator.emulate.kube import cel, managed, names, schema
 from q_operator.emulate.kube.errors import (
     ApiError,
     FieldError,
@@ -44,7 +44,6 @@ from q_operator.emulate.kube.patch import (
     MERGE_PATCH,
     STRATEGIC_PATCH,
     PatchError,
-    apply_as_merge_patch,
     json_patch,
     merge_patch,
     strategic_merge_patch,
@@ -80,6 +79,12 @@ class WriteOptions:
     field_validation: str = "Warn"
     field_manager: str = ""
     force: bool = False
+    user_agent: str = ""
+
+    @property
+    def manager(self) -> str:
+        """Who a write is recorded for: fieldManager, else the client's User-Agent up to its `/`."""
+        return self.field_manager or managed.manager_from_user_agent(self.user_agent)
 
 
 @dataclass
@@ -135,7 +140,6 @@ def _comparable(obj: JSON) -> JSON:
     out.pop("apiVersion", None)
     meta = dict(out.get("metadata") or {})
     meta.pop("resourceVersion", None)
-    meta.pop("managedFields", None)
     out["metadata"] = meta
     return out
 
@@ -146,7 +150,6 @@ class Api:
     def __init__(self, registry: Registry, store: Store) -> None:
         self.registry = registry
         self.store = store
-        self.applied: dict[tuple[str, ...], JSON] = {}
 
     # ---- reading ---------------------------------------------------------------------------------
 
@@ -375,6 +378,7 @@ class Api:
         body: Any,
         options: WriteOptions,
         raw: bytes | None = None,
+        owners: list[managed.Entry] | None = None,
     ) -> WriteResult:
         obj = self._decode_check(rt, body, raw)
         meta = obj["metadata"]
@@ -397,12 +401,26 @@ class Api:
             meta["name"] = self._generate_name(rt, namespace, str(meta["generateName"]))
         if rt.has_status and rt.is_custom:
             obj.pop("status", None)
+        sent_owners = managed.entries(obj)
         for key in (*_SERVER_META, "resourceVersion", "managedFields", "selfLink"):
             meta.pop(key, None)
         self._set_defaults(rt, obj)
         self._validate(rt, obj, None)
         if rt.is_custom:
             warnings.extend(names.finalizer_warnings(meta.get("finalizers"), None))
+        if owners is None:
+            owners = managed.update(
+                {},
+                obj,
+                managed.root_schema(rt.schema if rt.is_custom else None),
+                sent_owners,
+                options.manager,
+                rt.api_version,
+                "",
+                managed.ignore_for("", rt.has_status),
+            )
+        if owners:
+            meta["managedFields"] = managed.encoded(owners)
         name = str(meta["name"])
         if self.store.get(rt.key, namespace, name) is not None:
             raise already_exists(rt.group_resource, rt.group, rt.plural, name)
@@ -437,6 +455,7 @@ class Api:
         options: WriteOptions,
         from_patch: bool = False,
         raw: bytes | None = None,
+        owners: list[managed.Entry] | None = None,
     ) -> WriteResult:
         current = self.store.get(rt.key, namespace, name)
         if current is None:
@@ -453,6 +472,14 @@ class Api:
             )
         sent_rv = meta.get("resourceVersion")
         old_meta = current["metadata"]
+        # managedFields left out of a write keep their value; [{}] clears them; others replace them.
+        sent_fields = meta.get("managedFields")
+        if sent_fields is None or subresource == "status":
+            base_owners = managed.entries(current)
+        elif sent_fields == [{}]:
+            base_owners = []
+        else:
+            base_owners = managed.entries(new)
         sent_uid = meta.get("uid")
         if sent_uid and sent_uid != old_meta.get("uid"):
             # A uid in the body is a precondition of the storage layer, which words it its own way.
@@ -504,7 +531,6 @@ class Api:
                     meta[key] = old_meta[key]
                 else:
                     meta.pop(key, None)
-            meta.pop("managedFields", None)
             if old_meta.get("deletionTimestamp"):
                 added = [
                     f for f in meta.get("finalizers") or [] if f not in (old_meta.get("finalizers") or [])
@@ -526,6 +552,20 @@ class Api:
         self._validate(rt, new, before, subresource)
         if rt.is_custom and subresource != "status":
             warnings.extend(names.finalizer_warnings(meta.get("finalizers"), old_meta.get("finalizers")))
+        if owners is None:
+            owners = managed.update(
+                before,
+                new,
+                managed.root_schema(rt.schema if rt.is_custom else None),
+                base_owners,
+                options.manager,
+                rt.api_version,
+                subresource,
+                managed.ignore_for(subresource, rt.has_status),
+            )
+        meta["managedFields"] = managed.encoded(owners)
+        if not meta["managedFields"]:
+            del meta["managedFields"]
         if rt.tracks_generation and _spec_part(rt, new) != _spec_part(rt, before):
             meta["generation"] = int(old_meta.get("generation", 1)) + 1
         meta["resourceVersion"] = old_meta["resourceVersion"]
@@ -572,74 +612,79 @@ class Api:
         if content_type not in accepted:
             raise unsupported_media_type(content_type, accepted)
         if content_type == APPLY_PATCH and not options.field_manager:
-            raise bad_request("PATCH, application/apply-patch+yaml requires fieldManager to be set")
+            raise ApiError(
+                422,
+                "Invalid",
+                'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: '
+                "is required for apply patch",
+                {
+                    "group": "meta.k8s.io",
+                    "kind": "PatchOptions",
+                    "causes": [
+                        {
+                            "reason": "FieldValueRequired",
+                            "message": "Required value: is required for apply patch",
+                            "field": "fieldManager",
+                        }
+                    ],
+                },
+            )
         try:
             patch = yaml.safe_load(raw) if content_type == APPLY_PATCH else json.loads(raw or b"null")
         except (ValueError, yaml.YAMLError) as exc:
-            raise bad_request(f"error decoding patch: {exc}") from None
+            if content_type == APPLY_PATCH:
+                raise bad_request(f"error decoding patch: {exc}") from None
+            raise bad_request("invalid JSON patch") from None
         if content_type == JSON_PATCH and not isinstance(patch, list):
             kind = "object" if isinstance(patch, dict) else "value"
-            raise bad_request(f"json: cannot unmarshal {kind} into Go value of type jsonpatch.Patch")
+            raise bad_request(
+                f"error decoding patch: json: cannot unmarshal {kind} into Go value of type "
+                "[]handlers.jsonPatchOp"
+            )
+        if content_type in (MERGE_PATCH, STRATEGIC_PATCH, APPLY_PATCH) and not isinstance(patch, dict):
+            kind = "array" if isinstance(patch, list) else "string" if isinstance(patch, str) else "number"
+            go_error = f"json: cannot unmarshal {kind} into Go value of type map[string]interface {{}}"
+            if content_type == APPLY_PATCH:
+                go_error = f"error unmarshaling JSON: while decoding JSON: {go_error}"
+            raise bad_request(f"error decoding patch: {go_error}")
+        manager = options.field_manager
+        schema_root = managed.root_schema(rt.schema if rt.is_custom else None)
+        ignored = managed.ignore_for(subresource, rt.has_status)
         current = self.store.get(rt.key, namespace, name)
         if current is None:
             if content_type == APPLY_PATCH:
-                result = self.create(rt, namespace or None, patch, options)
-                if not options.dry_run and isinstance(patch, dict):
-                    self._remember_applied(rt, result.obj, subresource, options.field_manager, patch)
-                return result
+                applied = managed.owned(managed.field_set(patch, schema_root), ignored)
+                entry = managed.Entry(manager, "Apply", rt.api_version, subresource, applied, managed.now())
+                return self.create(rt, namespace or None, patch, options, owners=[entry])
             raise not_found(rt.group_resource, rt.group, rt.plural, name)
         shown = self.present(rt, current)
+        owners: list[managed.Entry] | None = None
         try:
             if content_type == JSON_PATCH:
                 patched = json_patch(shown, patch)
             elif content_type == STRATEGIC_PATCH:
                 patched = strategic_merge_patch(shown, patch)
             elif content_type == APPLY_PATCH:
-                if not isinstance(patch, dict):
-                    raise PatchError("apply patch must be an object")
-                previous = self.applied.get(
-                    self._applied_key(rt, current, subresource, options.field_manager)
+                patched, owners = managed.apply(
+                    shown,
+                    patch,
+                    schema_root,
+                    managed.entries(current),
+                    manager,
+                    rt.api_version,
+                    subresource,
+                    ignored,
+                    options.force,
                 )
-                patched = merge_patch(shown, apply_as_merge_patch(previous, patch))
+                patched["metadata"]["managedFields"] = managed.encoded(owners)
             else:
-                if not isinstance(patch, dict):
-                    raise bad_request(
-                        "json: cannot unmarshal array into Go value of type map[string]interface {}"
-                    )
                 patched = merge_patch(shown, patch)
-        except PatchError as exc:
-            detail = f"Invalid value: {json.dumps(raw.decode(errors='replace'))}: {exc}"
-            if exc.test_failed or content_type == JSON_PATCH:
-                raise ApiError(
-                    422,
-                    "Invalid",
-                    f' "" is invalid: patch: {detail}',
-                    {
-                        "causes": [
-                            {
-                                "reason": "FieldValueInvalid",
-                                "message": detail,
-                                "field": "patch",
-                            }
-                        ]
-                    },
-                ) from None
-            raise bad_request(str(exc)) from None
-        result = self.update(rt, namespace, name, patched, subresource, options, from_patch=True)
-        if content_type == APPLY_PATCH and not options.dry_run and isinstance(patch, dict):
-            self._remember_applied(rt, result.obj, subresource, options.field_manager, patch)
-        return result
-
-    @staticmethod
-    def _applied_key(rt: ResourceType, obj: JSON, subresource: str, manager: str) -> tuple[str, ...]:
-        meta = obj["metadata"]
-        return (*rt.key, str(meta.get("uid", "")), subresource, manager)
-
-    def _remember_applied(
-        self, rt: ResourceType, obj: JSON, subresource: str, manager: str, patch: JSON
-    ) -> None:
-        """What a field manager applied last (by object uid), standing in for managedFields."""
-        self.applied[self._applied_key(rt, obj, subresource, manager)] = copy.deepcopy(patch)
+        except PatchError:
+            # The JSON patch library's failures reach the client without their detail.
+            raise ApiError(
+                422, "Invalid", "the server rejected our request due to an error in our request", {}
+            ) from None
+        return self.update(rt, namespace, name, patched, subresource, options, from_patch=True, owners=owners)
 
     # ---- delete ----------------------------------------------------------------------------------
 

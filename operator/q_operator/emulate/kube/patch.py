@@ -212,14 +212,21 @@ def json_patch(target: Any, operations: Any) -> Any:
         elif kind == "remove":
             _remove(doc, tokens, pointer)
         elif kind == "replace":
-            _resolve(doc, tokens, pointer)
-            if tokens:
+            # As the API server's JSON patch library: replacing a missing member of an object adds it.
+            parent = _resolve(doc, tokens[:-1], pointer) if tokens else None
+            if tokens and not (isinstance(parent, dict) and tokens[-1] not in parent):
+                _resolve(doc, tokens, pointer)
                 _remove(doc, tokens, pointer)
             doc = _add(doc, tokens, copy.deepcopy(op.get("value")), pointer)
         elif kind in ("move", "copy"):
             source = str(op.get("from", ""))
             src_tokens = _parse_pointer(source)
-            value = copy.deepcopy(_resolve(doc, src_tokens, source))
+            try:
+                value = copy.deepcopy(_resolve(doc, src_tokens, source))
+            except PatchError:
+                if kind == "move":
+                    raise
+                value = None  # copying a missing member copies null
             if kind == "move":
                 _remove(doc, src_tokens, source)
             doc = _add(doc, tokens, value, pointer)

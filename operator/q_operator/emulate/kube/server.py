@@ -475,6 +475,7 @@ class KubeServer:
             dry_run=bool(request.query.getall("dryRun", [])),
             field_validation=validation,
             field_manager=request.query.get("fieldManager", ""),
+            user_agent=request.headers.get("User-Agent", ""),
             force=_truthy(request.query.get("force")),
         )
 
