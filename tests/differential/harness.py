@@ -198,7 +198,9 @@ class Normaliser:
         return value
 
 
-_RV_IN_TEXT = re.compile(r"(ResourceVersion in record \(|too old resource version: |ResourceVersion: )\d+")
+_RV_IN_TEXT = re.compile(
+    r'(ResourceVersion in record \(|too old resource version: |ResourceVersion: |\\"resourceVersion\\":\\")\d+'
+)
 
 
 def _sorted_causes(value: Any) -> Any:

@@ -80,11 +80,24 @@ class WriteOptions:
     field_manager: str = ""
     force: bool = False
     user_agent: str = ""
+    duplicates: list[str] = field(default_factory=list)  # fields the JSON body named twice
 
     @property
     def manager(self) -> str:
         """Who a write is recorded for: fieldManager, else the client's User-Agent up to its `/`."""
         return self.field_manager or managed.manager_from_user_agent(self.user_agent)
+
+
+class StrictDecodingError(ApiError):
+    """fieldValidation=Strict refused unknown or duplicate fields; a patch reports it differently."""
+
+    def __init__(self, rt: ResourceType, problems: list[str]) -> None:
+        self.detail = "strict decoding error: " + ", ".join(problems)
+        super().__init__(
+            400,
+            "BadRequest",
+            f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: {self.detail}',
+        )
 
 
 @dataclass
@@ -133,6 +146,19 @@ def _decode_continue(token: str) -> str:
     except (KeyError, TypeError):
         raise bad_request("invalid continue token: continue key is not valid: no start key") from None
     return start.rstrip("\x00")
+
+
+def go_value(value: Any) -> str:
+    """A decoded JSON value as Go's %+v prints it (maps with sorted keys)."""
+    if isinstance(value, dict):
+        return "map[" + " ".join(f"{k}:{go_value(value[k])}" for k in sorted(value)) + "]"
+    if isinstance(value, list):
+        return "[" + " ".join(go_value(v) for v in value) + "]"
+    if value is None:
+        return "<nil>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _comparable(obj: JSON) -> JSON:
@@ -255,7 +281,8 @@ class Api:
         return obj
 
     def _prune(self, rt: ResourceType, obj: JSON, options: WriteOptions) -> list[str]:
-        """Drop unknown fields; Strict refuses them, Warn reports them, Ignore drops them silently."""
+        """Drop unknown fields; Strict refuses them (and duplicate fields), Warn reports them, Ignore
+        drops them silently."""
         unknown = schema.prune_root(rt.schema if rt.is_custom else None, obj)
         if rt.is_custom and rt.schema is not None:
             schema.drop_nulls(rt.schema, obj)
@@ -263,17 +290,25 @@ class Api:
             for key in [k for k in obj if k not in (*rt.top_fields, "apiVersion", "kind", "metadata")]:
                 unknown.append(key)
                 del obj[key]
-        if not unknown or options.field_validation == "Ignore":
+        if rt.is_custom:
+            unknown.sort()
+        problems = [f'duplicate field "{d}"' for d in options.duplicates] + [
+            f'unknown field "{u}"' for u in unknown
+        ]
+        if not problems or options.field_validation == "Ignore":
             return []
         if options.field_validation == "Strict":
-            detail = ", ".join(f'unknown field "{u}"' for u in unknown)
-            raise bad_request(
-                f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
-                f"strict decoding error: {detail}"
-            )
-        return [f'unknown field "{u}"' for u in unknown]
+            raise StrictDecodingError(rt, problems)
+        return problems
 
-    def _validate(self, rt: ResourceType, obj: JSON, old: JSON | None, subresource: str = "") -> None:
+    def _validate(
+        self,
+        rt: ResourceType,
+        obj: JSON,
+        old: JSON | None,
+        subresource: str = "",
+        warnings: list[str] | None = None,
+    ) -> None:
         meta = obj["metadata"]
         name = str(meta.get("name") or "")
         errs: list[FieldError] = list(self._metadata_errors(rt, meta))
@@ -301,7 +336,9 @@ class Api:
         elif rt.key == (CRD_GROUP, "customresourcedefinitions"):
             errs.extend(self._crd_errors(obj))
         if errs:
-            raise invalid_object(rt.group_kind, rt.group, rt.kind, name, errs)
+            error = invalid_object(rt.group_kind, rt.group, rt.kind, name, errs)
+            error.warnings = list(warnings or [])
+            raise error
 
     def _metadata_errors(self, rt: ResourceType, meta: JSON) -> list[FieldError]:
         name = meta.get("name")
@@ -405,7 +442,7 @@ class Api:
         for key in (*_SERVER_META, "resourceVersion", "managedFields", "selfLink"):
             meta.pop(key, None)
         self._set_defaults(rt, obj)
-        self._validate(rt, obj, None)
+        self._validate(rt, obj, None, warnings=warnings)
         if rt.is_custom:
             warnings.extend(names.finalizer_warnings(meta.get("finalizers"), None))
         if owners is None:
@@ -549,7 +586,7 @@ class Api:
         self._set_defaults(rt, new)
         if rt.key == (CRD_GROUP, "customresourcedefinitions"):
             new["status"] = current.get("status", new.get("status"))
-        self._validate(rt, new, before, subresource)
+        self._validate(rt, new, before, subresource, warnings=warnings)
         if rt.is_custom and subresource != "status":
             warnings.extend(names.finalizer_warnings(meta.get("finalizers"), old_meta.get("finalizers")))
         if owners is None:
@@ -684,7 +721,26 @@ class Api:
             raise ApiError(
                 422, "Invalid", "the server rejected our request due to an error in our request", {}
             ) from None
-        return self.update(rt, namespace, name, patched, subresource, options, from_patch=True, owners=owners)
+        try:
+            return self.update(
+                rt, namespace, name, patched, subresource, options, from_patch=True, owners=owners
+            )
+        except StrictDecodingError as exc:
+            if content_type == APPLY_PATCH:
+                raise
+            # The patch handler names the patched object (JSON and merge patches) or the patch itself
+            # (strategic merge patch, printed as a Go map) as the invalid value.
+            if content_type == STRATEGIC_PATCH:
+                shown_value = go_value(patch)
+            else:
+                shown_value = json.dumps(patched, sort_keys=True, separators=(",", ":"))
+            detail = f"Invalid value: {json.dumps(shown_value)}: {exc.detail}"
+            raise ApiError(
+                422,
+                "Invalid",
+                f' "" is invalid: patch: {detail}',
+                {"causes": [{"reason": "FieldValueInvalid", "message": detail, "field": "patch"}]},
+            ) from None
 
     # ---- delete ----------------------------------------------------------------------------------
 

@@ -105,6 +105,8 @@ class ApiError(Exception):
         self.reason = reason
         self.message = message
         self.details = details
+        # Warnings raised before the failure (unknown fields) still reach the client.
+        self.warnings: list[str] = []
 
     def status(self) -> JSON:
         body: JSON = {

@@ -77,7 +77,8 @@ def strategic_merge_patch(target: Any, patch: Any, path: str = "") -> Any:
         elif isinstance(value, list) and field in _MERGE_KEYS and isinstance(current, list):
             result[key] = _merge_by_key(current, value, _MERGE_KEYS[field], field)
         elif isinstance(value, list) and field in _MERGE_PRIMITIVES and isinstance(current, list):
-            result[key] = current + [v for v in value if v not in current]
+            # The patch's items come first, then the ones it did not name (as kube-apiserver merges).
+            result[key] = value + [v for v in current if v not in value]
         else:
             merged = strategic_merge_patch(current, value, field)
             if merged is None:

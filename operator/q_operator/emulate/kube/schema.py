@@ -101,7 +101,9 @@ def prune(schema: JSON, value: Any, path: str) -> list[str]:
                 or (embedded and key in ("apiVersion", "kind", "metadata"))
             ):
                 continue
-            elif props is not None or schema.get("type") == "object":
+            else:
+                # Includes a map where the schema expects no object (an array, say): none of its keys
+                # are known.
                 unknown.append(child(path, key))
                 del value[key]
     elif isinstance(value, list):

@@ -127,6 +127,40 @@ def _table_version(request: web.Request) -> str:
     return "v1beta1" if "v=v1beta1" in first else "v1"
 
 
+class _Pairs(dict[str, Any]):
+    """A JSON object that remembers the keys it saw twice (the last value wins, as in Go)."""
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        super().__init__(pairs)
+        seen: set[str] = set()
+        self.twice: list[str] = []
+        for key, _ in pairs:
+            if key in seen:
+                self.twice.append(key)
+            seen.add(key)
+
+
+def _duplicates(value: Any, path: str = "") -> tuple[Any, list[str]]:
+    """The value as plain dicts, and the paths of fields a JSON body named twice."""
+    found: list[str] = []
+    if isinstance(value, dict):
+        if isinstance(value, _Pairs):
+            found.extend(f"{path}.{k}" if path else k for k in dict.fromkeys(value.twice))
+        plain = {}
+        for key, item in value.items():
+            plain[key], below = _duplicates(item, f"{path}.{key}" if path else key)
+            found.extend(below)
+        return plain, found
+    if isinstance(value, list):
+        items = []
+        for i, item in enumerate(value):
+            plain_item, below = _duplicates(item, f"{path}[{i}]")
+            items.append(plain_item)
+            found.extend(below)
+        return items, found
+    return value, found
+
+
 def _truthy(value: str | None) -> bool:
     return value is not None and value.lower() in ("true", "1")
 
@@ -195,7 +229,7 @@ class KubeServer:
         except PageNotFound:
             response = web.Response(text="404 page not found\n", status=404, content_type="text/plain")
         except ApiError as exc:
-            response = _json(exc.status(), exc.code)
+            response = _json(exc.status(), exc.code, exc.warnings)
             if exc.code == 429:
                 response.headers["Retry-After"] = str((exc.details or {}).get("retryAfterSeconds", 1))
         except web.HTTPException:
@@ -470,7 +504,20 @@ class KubeServer:
     def _options(request: web.Request) -> WriteOptions:
         validation = request.query.get("fieldValidation") or "Warn"
         if validation not in ("Strict", "Warn", "Ignore"):
-            raise bad_request(f"fieldValidation must be one of Strict, Warn or Ignore, got {validation}")
+            kind = {"POST": "CreateOptions", "PUT": "UpdateOptions"}.get(request.method, "PatchOptions")
+            detail = f'Unsupported value: "{validation}": supported values: "", "Ignore", "Strict", "Warn"'
+            raise ApiError(
+                422,
+                "Invalid",
+                f'{kind}.meta.k8s.io "" is invalid: fieldValidation: {detail}',
+                {
+                    "group": "meta.k8s.io",
+                    "kind": kind,
+                    "causes": [
+                        {"reason": "FieldValueNotSupported", "message": detail, "field": "fieldValidation"}
+                    ],
+                },
+            )
         return WriteOptions(
             dry_run=bool(request.query.getall("dryRun", [])),
             field_validation=validation,
@@ -504,7 +551,7 @@ class KubeServer:
         try:
             if "yaml" in request.content_type:
                 return yaml.safe_load(raw), raw
-            return json.loads(raw or b"null"), raw
+            return json.loads(raw or b"null", object_pairs_hook=_Pairs), raw
         except ValueError as exc:
             detail = f"couldn't get version/kind; json parse error: {go_json_error(exc, raw)}"
             raise unrecognized(rt.kind, detail, raw) from None
@@ -516,16 +563,18 @@ class KubeServer:
 
     async def _create(self, request: web.Request, target: Target) -> web.Response:
         body, raw = await self._object_body(request, target.rt)
-        result = self.api.create(target.rt, target.namespace, body, self._options(request), raw=raw)
+        options = self._options(request)
+        body, options.duplicates = _duplicates(body)
+        result = self.api.create(target.rt, target.namespace, body, options, raw=raw)
         return self._respond(result, target.rt, 201)
 
     async def _update(self, request: web.Request, target: Target) -> web.Response:
         assert target.name is not None
         body, raw = await self._object_body(request, target.rt)
+        options = self._options(request)
+        body, options.duplicates = _duplicates(body)
         sub = "" if target.subresource == "finalize" else target.subresource
-        result = self.api.update(
-            target.rt, target.namespace or "", target.name, body, sub, self._options(request), raw=raw
-        )
+        result = self.api.update(target.rt, target.namespace or "", target.name, body, sub, options, raw=raw)
         return self._respond(result, target.rt, 200)
 
     async def _patch(self, request: web.Request, target: Target) -> web.Response:
