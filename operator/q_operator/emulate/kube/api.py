@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from q_operator.emulate.kube import cel, managed, names, schema
+from q_operator.emulate.kube import builtins, cel, managed, names, schema
 from q_operator.emulate.kube.errors import (
     ApiError,
     FieldError,
@@ -335,6 +335,8 @@ class Api:
                 errs.extend(cel.check_object(rt.schema, obj, old))
         elif rt.key == (CRD_GROUP, "customresourcedefinitions"):
             errs.extend(self._crd_errors(obj))
+        else:
+            errs.extend(builtins.errors(rt.key, obj))
         if errs:
             error = invalid_object(rt.group_kind, rt.group, rt.kind, name, errs)
             error.warnings = list(warnings or [])
@@ -373,6 +375,7 @@ class Api:
         return errs
 
     def _set_defaults(self, rt: ResourceType, obj: JSON) -> None:
+        builtins.set_defaults(rt.key, obj)
         if rt.is_custom:
             schema.default_root(rt.schema, obj)
         elif rt.key == ("", "secrets"):
@@ -418,6 +421,7 @@ class Api:
         owners: list[managed.Entry] | None = None,
     ) -> WriteResult:
         obj = self._decode_check(rt, body, raw)
+        builtins.decode_errors(rt.key, rt.version, obj)
         meta = obj["metadata"]
         if rt.namespaced:
             body_ns = meta.get("namespace")
@@ -498,6 +502,7 @@ class Api:
         if current is None:
             raise not_found(rt.group_resource, rt.group, rt.plural, name)
         new = self._decode_check(rt, body, raw)
+        builtins.decode_errors(rt.key, rt.version, new)
         meta = new["metadata"]
         if meta.get("name") and meta["name"] != name:
             raise bad_request(
