@@ -493,43 +493,70 @@ AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryLi
 
 
 def _our_groups(body: Any) -> Any:
+    """The groups our CRDs serve, by name (the order of discovery lists means nothing to clients)."""
     if not isinstance(body, dict):
         return body
     out = dict(body)
-    out["groups"] = [g for g in body.get("groups") or [] if g.get("name") in OUR_GROUPS]
+    out["groups"] = sorted(
+        (g for g in body.get("groups") or [] if g.get("name") in OUR_GROUPS), key=lambda g: g["name"]
+    )
     return out
+
+
+def _resources_by_name(body: Any, only: tuple[str, ...] = ()) -> Any:
+    """Resources keyed by name (so a missing one shows as such), optionally only those in `only`."""
+    if not isinstance(body, dict):
+        return body
+    resources = body.get("resources") or []
+    kept = [r for r in resources if not only or r["name"].split("/")[0] in only]
+    return {**body, "resources": {r["name"]: r for r in kept}}
 
 
 def _core_resources(body: Any) -> Any:
-    if not isinstance(body, dict):
-        return body
-    out = dict(body)
-    out["resources"] = [r for r in body.get("resources") or [] if r["name"].split("/")[0] in SERVED_CORE]
-    return out
+    """The core kinds the stand-in serves (it serves no pods, nodes and so on: see docs/testing.md)."""
+    return _resources_by_name(body, SERVED_CORE)
+
+
+def _aggregated_versions(item: JSON, only: tuple[str, ...] = ()) -> JSON:
+    versions = {}
+    for version in item.get("versions") or []:
+        resources = {}
+        for r in version.get("resources") or []:
+            if only and r["resource"] not in only:
+                continue
+            subs = {sub["subresource"]: sub for sub in r.get("subresources") or []}
+            resources[r["resource"]] = {**r, "subresources": subs} if subs else r
+        versions[version["version"]] = {**version, "resources": resources}
+    return {**item, "versions": versions}
 
 
 def _aggregated(body: Any) -> Any:
     if not isinstance(body, dict):
         return body
-    out = dict(body)
-    out["items"] = [
-        i for i in body.get("items") or [] if (i.get("metadata") or {}).get("name") in OUR_GROUPS
-    ]
-    return out
+    items = [i for i in body.get("items") or [] if (i.get("metadata") or {}).get("name", "") in OUR_GROUPS]
+    return {**body, "items": {i["metadata"]["name"]: _aggregated_versions(i) for i in items}}
+
+
+def _aggregated_core(body: Any) -> Any:
+    if not isinstance(body, dict):
+        return body
+    return {**body, "items": [_aggregated_versions(i, SERVED_CORE) for i in body.get("items") or []]}
 
 
 @case
 def discovery(s: Steps) -> None:
     s.call("apis", "GET", "/apis", keep=_our_groups)
     s.call("group", "GET", "/apis/test.example.com")
-    s.call("group-version", "GET", "/apis/test.example.com/v1")
+    s.call("group-version", "GET", "/apis/test.example.com/v1", keep=_resources_by_name)
     s.call("group-version-qbusiness", "GET", "/apis/qbusiness.q-operator.dev/v1alpha1")
+    s.call("group-version-v1beta1", "GET", "/apis/test.example.com/v1beta1")
     s.call("group-version-missing", "GET", "/apis/test.example.com/v9")
     s.call("group-missing", "GET", "/apis/nothing.example.com")
     s.call("core", "GET", "/api", keep=lambda b: {k: v for k, v in b.items() if k != "serverAddressByClientCIDRs"})
     s.call("core-v1", "GET", "/api/v1", keep=_core_resources)
     s.call("aggregated-apis", "GET", "/apis", accept=AGGREGATED, keep=_aggregated)
-    s.call("aggregated-api", "GET", "/api", accept=AGGREGATED, keep=lambda b: b.get("kind") if isinstance(b, dict) else b)
+    s.call("aggregated-api", "GET", "/api", accept=AGGREGATED, keep=_aggregated_core)
+    s.call("aggregated-v2beta1-only", "GET", "/apis", accept="application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json", keep=_our_groups)
     s.call("version", "GET", "/version", keep=lambda b: sorted(b))
     s.call("unknown-path", "GET", "/nothing/here")
     s.call("healthz", "GET", "/healthz", accept="*/*")

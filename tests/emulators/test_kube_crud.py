@@ -588,8 +588,8 @@ def test_server_side_apply_requires_a_field_manager(emulator: KubeEmulator, ns: 
     assert code == 422 and status["details"]["causes"][0]["field"] == "fieldManager"
 
 
-def test_aggregated_discovery_requests_get_the_legacy_documents(emulator: KubeEmulator) -> None:
-    """kubectl 1.32 asks for apidiscovery v2 first; plain JSON makes it fall back, as with old servers."""
+def test_aggregated_discovery_answers_what_kubectl_asks_for_first(emulator: KubeEmulator) -> None:
+    """kubectl asks for apidiscovery v2 first and gets one APIGroupDiscoveryList, as from a real server."""
     req = urllib.request.Request(emulator.url + "/apis")
     req.add_header(
         "Accept",
@@ -597,11 +597,19 @@ def test_aggregated_discovery_requests_get_the_legacy_documents(emulator: KubeEm
         "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json",
     )
     with urllib.request.urlopen(req, timeout=10) as resp:
-        assert resp.headers["Content-Type"].startswith("application/json")
-        assert "apidiscovery" not in resp.headers["Content-Type"]
-        assert json.loads(resp.read())["kind"] == "APIGroupList"
-    _, version = raw(emulator, "GET", "/version")
-    assert version["major"] == "1" and version["minor"] == "32"
+        assert resp.headers["Content-Type"] == (
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+        )
+        doc = json.loads(resp.read())
+    assert doc["kind"] == "APIGroupDiscoveryList"
+    groups = {item["metadata"]["name"]: item for item in doc["items"]}
+    version = next(v for v in groups[GROUP]["versions"] if v["version"] == VERSION)
+    widgets = next(r for r in version["resources"] if r["resource"] == "widgets")
+    assert widgets["scope"] == "Namespaced" and widgets["subresources"][0]["subresource"] == "status"
+    _, legacy = raw(emulator, "GET", "/apis")
+    assert legacy["kind"] == "APIGroupList"
+    _, version_doc = raw(emulator, "GET", "/version")
+    assert version_doc["major"] == "1" and version_doc["minor"] == "37"
 
 
 def test_openapi_documents_carry_the_crd_schemas(emulator: KubeEmulator) -> None:

@@ -318,6 +318,12 @@ class KubeServer:
             return _json(discovery.VERSION)
         if path.startswith("/openapi/"):
             return self._openapi(request, path)
+        if path in ("/api", "/apis") and discovery.wants_aggregated(request.headers.get("Accept", "")):
+            doc = discovery.aggregated(self.registry, core=path == "/api")
+            return web.Response(
+                body=json.dumps(doc, separators=(",", ":")).encode(),
+                headers={"Content-Type": discovery.AGGREGATED_V2, "Vary": "Accept"},
+            )
         doc = self._discovery(path)
         if doc is not None:
             return _json(doc)
