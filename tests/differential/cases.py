@@ -86,8 +86,18 @@ def create_get_and_defaults(s: Steps) -> None:
     s.call("get", "GET", widgets(s, "w1"), keep=NO_MF)
     s.call("create-again", "POST", widgets(s), widget("w1"))
     s.call("get-missing", "GET", widgets(s, "nope"))
-    s.call("create-other-namespace-in-body", "POST", widgets(s), {**widget("w2"), "metadata": {"name": "w2", "namespace": "elsewhere"}})
-    s.call("create-no-kind", "POST", widgets(s), {"apiVersion": "test.example.com/v1", "metadata": {"name": "w3"}, "spec": {"displayName": "x"}})
+    s.call(
+        "create-other-namespace-in-body",
+        "POST",
+        widgets(s),
+        {**widget("w2"), "metadata": {"name": "w2", "namespace": "elsewhere"}},
+    )
+    s.call(
+        "create-no-kind",
+        "POST",
+        widgets(s),
+        {"apiVersion": "test.example.com/v1", "metadata": {"name": "w3"}, "spec": {"displayName": "x"}},
+    )
     s.call("create-wrong-kind", "POST", widgets(s), {**widget("w4"), "kind": "Gadget"})
     s.call("create-no-name", "POST", widgets(s), {**widget(""), "metadata": {}})
     s.call("create-bad-name", "POST", widgets(s), widget("Not_A_Name"))
@@ -111,11 +121,38 @@ def create_get_and_defaults(s: Steps) -> None:
 @case
 def cluster_scoped_and_message_expression(s: Steps) -> None:
     name = f"{s.ns}-g"
-    s.call("create", "POST", G, {"apiVersion": "test.example.com/v1", "kind": "Gadget", "metadata": {"name": name}, "spec": {"level": 3}}, keep=NO_MF)
-    s.call("create-too-high", "POST", G, {"apiVersion": "test.example.com/v1", "kind": "Gadget", "metadata": {"name": name + "x"}, "spec": {"level": 30}})
+    s.call(
+        "create",
+        "POST",
+        G,
+        {
+            "apiVersion": "test.example.com/v1",
+            "kind": "Gadget",
+            "metadata": {"name": name},
+            "spec": {"level": 3},
+        },
+        keep=NO_MF,
+    )
+    s.call(
+        "create-too-high",
+        "POST",
+        G,
+        {
+            "apiVersion": "test.example.com/v1",
+            "kind": "Gadget",
+            "metadata": {"name": name + "x"},
+            "spec": {"level": 30},
+        },
+    )
     s.call("get", "GET", f"{G}/{name}", keep=NO_MF)
     s.call("get-status-without-subresource", "GET", f"{G}/{name}/status")
-    s.call("patch-status-without-subresource", "PATCH", f"{G}/{name}/status", {"status": {"x": 1}}, content_type=MERGE)
+    s.call(
+        "patch-status-without-subresource",
+        "PATCH",
+        f"{G}/{name}/status",
+        {"status": {"x": 1}},
+        content_type=MERGE,
+    )
     s.call("get-namespaced-path", "GET", f"/apis/test.example.com/v1/namespaces/{s.ns}/gadgets/{name}")
     s.call("delete", "DELETE", f"{G}/{name}", keep=NO_MF)
 
@@ -142,8 +179,16 @@ def invalid_schema_values(s: Steps) -> None:
     s.call("min-length", "POST", widgets(s), widget("minlen", displayName=""))
     s.call("null-nullable", "POST", widgets(s), widget("nul", note=None), keep=NO_MF)
     s.call("null-not-nullable", "POST", widgets(s), widget("nul2", color=None))
-    s.call("int-or-string-ok", "POST", widgets(s), widget("ios", ports=[{"port": 80}, {"port": "http"}]), keep=NO_MF)
-    s.call("too-many-items", "POST", widgets(s), widget("items", ports=[{"port": 1}, {"port": 2}, {"port": 3}]))
+    s.call(
+        "int-or-string-ok",
+        "POST",
+        widgets(s),
+        widget("ios", ports=[{"port": 80}, {"port": "http"}]),
+        keep=NO_MF,
+    )
+    s.call(
+        "too-many-items", "POST", widgets(s), widget("items", ports=[{"port": 1}, {"port": 2}, {"port": 3}])
+    )
     s.call("float-for-int", "POST", widgets(s), widget("flt", size=2.5))
     s.call("int32-overflow", "POST", widgets(s), widget("i32", size=2**40))
 
@@ -155,7 +200,9 @@ def invalid_cel_rules(s: Steps) -> None:
     s.call("cel-and-schema-errors", "POST", widgets(s), widget("both", size=2, minSize=5, displayName="a b"))
     s.call("cel-blocked-by-required", "POST", widgets(s), {**widget("forbidden-two"), "spec": {"size": 4}})
     s.call("create", "POST", widgets(s), widget("imm", color="red"), keep=NO_MF)
-    s.call("transition-immutable", "PATCH", widgets(s, "imm"), {"spec": {"color": "blue"}}, content_type=MERGE)
+    s.call(
+        "transition-immutable", "PATCH", widgets(s, "imm"), {"spec": {"color": "blue"}}, content_type=MERGE
+    )
     s.call("transition-removed", "PATCH", widgets(s, "imm"), {"spec": {"color": None}}, content_type=MERGE)
     s.call("transition-ok", "PATCH", widgets(s, "imm"), {"spec": {"size": 9}}, content_type=MERGE, keep=NO_MF)
 
@@ -171,11 +218,38 @@ def unknown_fields_and_field_validation(s: Steps) -> None:
     s.call("strict", "POST", widgets(s), body2, query={"fieldValidation": "Strict"})
     s.call("ignore", "POST", widgets(s), body2, query={"fieldValidation": "Ignore"}, keep=NO_MF)
     s.call("bad-mode", "POST", widgets(s), body2, query={"fieldValidation": "Loud"})
-    s.call("strict-patch", "PATCH", widgets(s, "u1"), {"spec": {"other": 2}}, content_type=MERGE, query={"fieldValidation": "Strict"})
+    s.call(
+        "strict-patch",
+        "PATCH",
+        widgets(s, "u1"),
+        {"spec": {"other": 2}},
+        content_type=MERGE,
+        query={"fieldValidation": "Strict"},
+    )
     s.call("warn-patch", "PATCH", widgets(s, "u1"), {"spec": {"other": 2}}, content_type=MERGE, keep=NO_MF)
-    s.call("preserved-extra", "PATCH", widgets(s, "u1"), {"spec": {"extra": {"anything": {"goes": [1]}}}}, content_type=MERGE, query={"fieldValidation": "Strict"}, keep=NO_MF)
-    s.call("duplicate-field-strict", "POST", widgets(s), raw=b'{"apiVersion":"test.example.com/v1","kind":"Widget","metadata":{"name":"dup"},"spec":{"displayName":"a","displayName":"b"}}', query={"fieldValidation": "Strict"})
-    s.call("duplicate-field-warn", "POST", widgets(s), raw=b'{"apiVersion":"test.example.com/v1","kind":"Widget","metadata":{"name":"dup2"},"spec":{"displayName":"a","displayName":"b"}}', keep=NO_MF)
+    s.call(
+        "preserved-extra",
+        "PATCH",
+        widgets(s, "u1"),
+        {"spec": {"extra": {"anything": {"goes": [1]}}}},
+        content_type=MERGE,
+        query={"fieldValidation": "Strict"},
+        keep=NO_MF,
+    )
+    s.call(
+        "duplicate-field-strict",
+        "POST",
+        widgets(s),
+        raw=b'{"apiVersion":"test.example.com/v1","kind":"Widget","metadata":{"name":"dup"},"spec":{"displayName":"a","displayName":"b"}}',
+        query={"fieldValidation": "Strict"},
+    )
+    s.call(
+        "duplicate-field-warn",
+        "POST",
+        widgets(s),
+        raw=b'{"apiVersion":"test.example.com/v1","kind":"Widget","metadata":{"name":"dup2"},"spec":{"displayName":"a","displayName":"b"}}',
+        keep=NO_MF,
+    )
 
 
 # ---- updates and status --------------------------------------------------------------------------------
@@ -202,8 +276,18 @@ def update_put(s: Steps) -> None:
     changed["metadata"]["generation"] = 40
     after = s.call("put-change", "PUT", widgets(s, "u"), changed, keep=NO_MF).body
     s.note("change-moves-rv", rv(after) != rv(same))
-    s.call("put-name-mismatch", "PUT", widgets(s, "u"), {**after, "metadata": {**after["metadata"], "name": "other"}})
-    s.call("put-missing", "PUT", widgets(s, "missing"), {**after, "metadata": {"name": "missing", "resourceVersion": "5"}})
+    s.call(
+        "put-name-mismatch",
+        "PUT",
+        widgets(s, "u"),
+        {**after, "metadata": {**after["metadata"], "name": "other"}},
+    )
+    s.call(
+        "put-missing",
+        "PUT",
+        widgets(s, "missing"),
+        {**after, "metadata": {"name": "missing", "resourceVersion": "5"}},
+    )
     labels = copy.deepcopy(after)
     labels["metadata"]["labels"] = {"team": "red"}
     s.call("put-labels-only", "PUT", widgets(s, "u"), labels, keep=NO_MF)
@@ -211,19 +295,71 @@ def update_put(s: Steps) -> None:
 
 @case
 def status_subresource(s: Steps) -> None:
-    created = s.call("create-with-status", "POST", widgets(s), {**widget("st"), "status": {"phase": "dropped"}}, keep=NO_MF).body
+    created = s.call(
+        "create-with-status", "POST", widgets(s), {**widget("st"), "status": {"phase": "dropped"}}, keep=NO_MF
+    ).body
     status = copy.deepcopy(created)
-    status["status"] = {"phase": "Ready", "observedGeneration": 1, "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2024-01-01T00:00:00Z"}]}
+    status["status"] = {
+        "phase": "Ready",
+        "observedGeneration": 1,
+        "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2024-01-01T00:00:00Z"}],
+    }
     status["spec"]["size"] = 50
     s.call("put-status", "PUT", widgets(s, "st") + "/status", status, keep=NO_MF)
     s.call("get-after-status", "GET", widgets(s, "st"), keep=NO_MF)
-    s.call("merge-status", "PATCH", widgets(s, "st") + "/status", {"status": {"phase": "Other"}, "spec": {"size": 60}}, content_type=MERGE, keep=NO_MF)
-    s.call("json-status", "PATCH", widgets(s, "st") + "/status", [{"op": "replace", "path": "/status/phase", "value": "J"}], content_type=JSONP, keep=NO_MF)
-    s.call("invalid-status", "PATCH", widgets(s, "st") + "/status", {"status": {"conditions": [{"type": "Ready"}]}}, content_type=MERGE)
-    s.call("bad-time-status", "PATCH", widgets(s, "st") + "/status", {"status": {"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "yesterday"}]}}, content_type=MERGE)
-    s.call("status-unknown-field", "PATCH", widgets(s, "st") + "/status", {"status": {"bogus": 1}}, content_type=MERGE, keep=NO_MF)
-    s.call("status-metadata-labels", "PATCH", widgets(s, "st") + "/status", {"metadata": {"labels": {"a": "b"}}, "status": {"phase": "L"}}, content_type=MERGE, keep=NO_MF)
-    s.call("status-of-missing", "PATCH", widgets(s, "nope") + "/status", {"status": {"phase": "x"}}, content_type=MERGE)
+    s.call(
+        "merge-status",
+        "PATCH",
+        widgets(s, "st") + "/status",
+        {"status": {"phase": "Other"}, "spec": {"size": 60}},
+        content_type=MERGE,
+        keep=NO_MF,
+    )
+    s.call(
+        "json-status",
+        "PATCH",
+        widgets(s, "st") + "/status",
+        [{"op": "replace", "path": "/status/phase", "value": "J"}],
+        content_type=JSONP,
+        keep=NO_MF,
+    )
+    s.call(
+        "invalid-status",
+        "PATCH",
+        widgets(s, "st") + "/status",
+        {"status": {"conditions": [{"type": "Ready"}]}},
+        content_type=MERGE,
+    )
+    s.call(
+        "bad-time-status",
+        "PATCH",
+        widgets(s, "st") + "/status",
+        {"status": {"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "yesterday"}]}},
+        content_type=MERGE,
+    )
+    s.call(
+        "status-unknown-field",
+        "PATCH",
+        widgets(s, "st") + "/status",
+        {"status": {"bogus": 1}},
+        content_type=MERGE,
+        keep=NO_MF,
+    )
+    s.call(
+        "status-metadata-labels",
+        "PATCH",
+        widgets(s, "st") + "/status",
+        {"metadata": {"labels": {"a": "b"}}, "status": {"phase": "L"}},
+        content_type=MERGE,
+        keep=NO_MF,
+    )
+    s.call(
+        "status-of-missing",
+        "PATCH",
+        widgets(s, "nope") + "/status",
+        {"status": {"phase": "x"}},
+        content_type=MERGE,
+    )
 
 
 # ---- patches ---------------------------------------------------------------------------------------------
@@ -232,35 +368,142 @@ def status_subresource(s: Steps) -> None:
 @case
 def merge_and_json_patches(s: Steps) -> None:
     s.call("create", "POST", widgets(s), widget("p", tags={"a": "1"}), keep=NO_MF)
-    s.call("merge", "PATCH", widgets(s, "p"), {"spec": {"size": 8, "tags": {"a": None, "b": "2"}}}, content_type=MERGE, keep=NO_MF)
+    s.call(
+        "merge",
+        "PATCH",
+        widgets(s, "p"),
+        {"spec": {"size": 8, "tags": {"a": None, "b": "2"}}},
+        content_type=MERGE,
+        keep=NO_MF,
+    )
     s.call("merge-array-body", "PATCH", widgets(s, "p"), [{"a": 1}], content_type=MERGE)
     s.call("merge-invalid-result", "PATCH", widgets(s, "p"), {"spec": {"size": 0}}, content_type=MERGE)
     s.call("merge-no-op", "PATCH", widgets(s, "p"), {"spec": {"size": 8}}, content_type=MERGE, keep=NO_MF)
     s.call("merge-missing", "PATCH", widgets(s, "nope"), {"spec": {"size": 8}}, content_type=MERGE)
-    s.call("merge-rv-conflict", "PATCH", widgets(s, "p"), {"metadata": {"resourceVersion": "1"}, "spec": {"size": 9}}, content_type=MERGE)
-    s.call("json-add", "PATCH", widgets(s, "p"), [{"op": "add", "path": "/spec/tags/c", "value": "3"}], content_type=JSONP, keep=NO_MF)
-    s.call("json-replace-remove", "PATCH", widgets(s, "p"), [{"op": "replace", "path": "/spec/size", "value": 9}, {"op": "remove", "path": "/spec/tags/b"}], content_type=JSONP, keep=NO_MF)
-    s.call("json-test-ok", "PATCH", widgets(s, "p"), [{"op": "test", "path": "/spec/size", "value": 9}, {"op": "replace", "path": "/spec/size", "value": 10}], content_type=JSONP, keep=NO_MF)
-    s.call("json-test-fails", "PATCH", widgets(s, "p"), [{"op": "test", "path": "/spec/size", "value": 1}], content_type=JSONP)
-    s.call("json-missing-path", "PATCH", widgets(s, "p"), [{"op": "remove", "path": "/spec/nothing"}], content_type=JSONP)
-    s.call("json-replace-missing", "PATCH", widgets(s, "p"), [{"op": "replace", "path": "/spec/nothing", "value": 1}], content_type=JSONP)
+    s.call(
+        "merge-rv-conflict",
+        "PATCH",
+        widgets(s, "p"),
+        {"metadata": {"resourceVersion": "1"}, "spec": {"size": 9}},
+        content_type=MERGE,
+    )
+    s.call(
+        "json-add",
+        "PATCH",
+        widgets(s, "p"),
+        [{"op": "add", "path": "/spec/tags/c", "value": "3"}],
+        content_type=JSONP,
+        keep=NO_MF,
+    )
+    s.call(
+        "json-replace-remove",
+        "PATCH",
+        widgets(s, "p"),
+        [{"op": "replace", "path": "/spec/size", "value": 9}, {"op": "remove", "path": "/spec/tags/b"}],
+        content_type=JSONP,
+        keep=NO_MF,
+    )
+    s.call(
+        "json-test-ok",
+        "PATCH",
+        widgets(s, "p"),
+        [
+            {"op": "test", "path": "/spec/size", "value": 9},
+            {"op": "replace", "path": "/spec/size", "value": 10},
+        ],
+        content_type=JSONP,
+        keep=NO_MF,
+    )
+    s.call(
+        "json-test-fails",
+        "PATCH",
+        widgets(s, "p"),
+        [{"op": "test", "path": "/spec/size", "value": 1}],
+        content_type=JSONP,
+    )
+    s.call(
+        "json-missing-path",
+        "PATCH",
+        widgets(s, "p"),
+        [{"op": "remove", "path": "/spec/nothing"}],
+        content_type=JSONP,
+    )
+    s.call(
+        "json-replace-missing",
+        "PATCH",
+        widgets(s, "p"),
+        [{"op": "replace", "path": "/spec/nothing", "value": 1}],
+        content_type=JSONP,
+    )
     s.call("json-not-a-list", "PATCH", widgets(s, "p"), {"op": "add"}, content_type=JSONP)
-    s.call("json-bad-op", "PATCH", widgets(s, "p"), [{"op": "frobnicate", "path": "/spec"}], content_type=JSONP)
-    s.call("json-move-copy", "PATCH", widgets(s, "p"), [{"op": "copy", "from": "/spec/tags/a", "path": "/spec/tags/d"}, {"op": "move", "from": "/spec/tags/c", "path": "/spec/tags/e"}], content_type=JSONP, keep=NO_MF)
-    s.call("json-invalid-result", "PATCH", widgets(s, "p"), [{"op": "replace", "path": "/spec/color", "value": "pink"}], content_type=JSONP)
+    s.call(
+        "json-bad-op", "PATCH", widgets(s, "p"), [{"op": "frobnicate", "path": "/spec"}], content_type=JSONP
+    )
+    s.call(
+        "json-move-copy",
+        "PATCH",
+        widgets(s, "p"),
+        [
+            {"op": "copy", "from": "/spec/tags/a", "path": "/spec/tags/d"},
+            {"op": "move", "from": "/spec/tags/c", "path": "/spec/tags/e"},
+        ],
+        content_type=JSONP,
+        keep=NO_MF,
+    )
+    s.call(
+        "json-invalid-result",
+        "PATCH",
+        widgets(s, "p"),
+        [{"op": "replace", "path": "/spec/color", "value": "pink"}],
+        content_type=JSONP,
+    )
     s.call("strategic-on-cr", "PATCH", widgets(s, "p"), {"spec": {"size": 3}}, content_type=STRATEGIC)
-    s.call("unknown-patch-type", "PATCH", widgets(s, "p"), {"spec": {"size": 3}}, content_type="application/json")
+    s.call(
+        "unknown-patch-type", "PATCH", widgets(s, "p"), {"spec": {"size": 3}}, content_type="application/json"
+    )
     s.call("merge-bad-json", "PATCH", widgets(s, "p"), raw=b"{nope", content_type=MERGE)
 
 
 @case
 def strategic_patch_on_builtins(s: Steps) -> None:
     cms = f"/api/v1/namespaces/{s.ns}/configmaps"
-    s.call("create", "POST", cms, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "finalizers": ["a.example.com/x"]}, "data": {"a": "1"}}, keep=NO_MF)
-    s.call("strategic", "PATCH", f"{cms}/c", {"metadata": {"finalizers": ["b.example.com/y"]}, "data": {"b": "2", "a": None}}, content_type=STRATEGIC, keep=NO_MF)
-    s.call("strategic-delete-from-list", "PATCH", f"{cms}/c", {"metadata": {"$deleteFromPrimitiveList/finalizers": ["a.example.com/x"]}}, content_type=STRATEGIC, keep=NO_MF)
+    s.call(
+        "create",
+        "POST",
+        cms,
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "c", "finalizers": ["a.example.com/x"]},
+            "data": {"a": "1"},
+        },
+        keep=NO_MF,
+    )
+    s.call(
+        "strategic",
+        "PATCH",
+        f"{cms}/c",
+        {"metadata": {"finalizers": ["b.example.com/y"]}, "data": {"b": "2", "a": None}},
+        content_type=STRATEGIC,
+        keep=NO_MF,
+    )
+    s.call(
+        "strategic-delete-from-list",
+        "PATCH",
+        f"{cms}/c",
+        {"metadata": {"$deleteFromPrimitiveList/finalizers": ["a.example.com/x"]}},
+        content_type=STRATEGIC,
+        keep=NO_MF,
+    )
     s.call("merge", "PATCH", f"{cms}/c", {"metadata": {"finalizers": None}}, content_type=MERGE, keep=NO_MF)
-    s.call("unknown-field-strict", "PATCH", f"{cms}/c", {"spec": {"x": 1}}, content_type=STRATEGIC, query={"fieldValidation": "Strict"})
+    s.call(
+        "unknown-field-strict",
+        "PATCH",
+        f"{cms}/c",
+        {"spec": {"x": 1}},
+        content_type=STRATEGIC,
+        query={"fieldValidation": "Strict"},
+    )
     s.call("delete", "DELETE", f"{cms}/c")
 
 
@@ -268,30 +511,157 @@ def strategic_patch_on_builtins(s: Steps) -> None:
 def server_side_apply(s: Steps) -> None:
     doc = "apiVersion: test.example.com/v1\nkind: Widget\nmetadata:\n  name: a\nspec:\n  displayName: applied\n  size: 5\n  tags:\n    one: '1'\n"
     s.call("apply-without-manager", "PATCH", widgets(s, "a"), raw=doc.encode(), content_type=APPLY)
-    s.call("apply-create", "PATCH", widgets(s, "a"), raw=doc.encode(), content_type=APPLY, query={"fieldManager": "mgr-a"}, keep=NO_MF)
-    s.call("apply-same", "PATCH", widgets(s, "a"), raw=doc.encode(), content_type=APPLY, query={"fieldManager": "mgr-a"}, keep=NO_MF)
-    s.call("managed-fields-after-create", "GET", widgets(s, "a"), keep=lambda b: b["metadata"].get("managedFields"))
-    smaller = "apiVersion: test.example.com/v1\nkind: Widget\nmetadata:\n  name: a\nspec:\n  displayName: applied\n"
-    s.call("apply-drops-fields", "PATCH", widgets(s, "a"), raw=smaller.encode(), content_type=APPLY, query={"fieldManager": "mgr-a"}, keep=NO_MF)
-    s.call("update-by-other", "PATCH", widgets(s, "a"), {"spec": {"size": 20}}, content_type=MERGE, query={"fieldManager": "other"}, keep=NO_MF)
+    s.call(
+        "apply-create",
+        "PATCH",
+        widgets(s, "a"),
+        raw=doc.encode(),
+        content_type=APPLY,
+        query={"fieldManager": "mgr-a"},
+        keep=NO_MF,
+    )
+    s.call(
+        "apply-same",
+        "PATCH",
+        widgets(s, "a"),
+        raw=doc.encode(),
+        content_type=APPLY,
+        query={"fieldManager": "mgr-a"},
+        keep=NO_MF,
+    )
+    s.call(
+        "managed-fields-after-create",
+        "GET",
+        widgets(s, "a"),
+        keep=lambda b: b["metadata"].get("managedFields"),
+    )
+    smaller = (
+        "apiVersion: test.example.com/v1\nkind: Widget\nmetadata:\n  name: a\nspec:\n  displayName: applied\n"
+    )
+    s.call(
+        "apply-drops-fields",
+        "PATCH",
+        widgets(s, "a"),
+        raw=smaller.encode(),
+        content_type=APPLY,
+        query={"fieldManager": "mgr-a"},
+        keep=NO_MF,
+    )
+    s.call(
+        "update-by-other",
+        "PATCH",
+        widgets(s, "a"),
+        {"spec": {"size": 20}},
+        content_type=MERGE,
+        query={"fieldManager": "other"},
+        keep=NO_MF,
+    )
     conflicting = "apiVersion: test.example.com/v1\nkind: Widget\nmetadata:\n  name: a\nspec:\n  displayName: applied\n  size: 30\n"
-    s.call("apply-conflict", "PATCH", widgets(s, "a"), raw=conflicting.encode(), content_type=APPLY, query={"fieldManager": "mgr-b"})
-    s.call("apply-force", "PATCH", widgets(s, "a"), raw=conflicting.encode(), content_type=APPLY, query={"fieldManager": "mgr-b", "force": "true"}, keep=NO_MF)
-    s.call("managed-fields-after-force", "GET", widgets(s, "a"), keep=lambda b: b["metadata"].get("managedFields"))
-    s.call("apply-invalid", "PATCH", widgets(s, "a"), raw=b"apiVersion: test.example.com/v1\nkind: Widget\nmetadata:\n  name: a\nspec:\n  displayName: 'a b'\n", content_type=APPLY, query={"fieldManager": "mgr-a"})
-    s.call("apply-not-yaml", "PATCH", widgets(s, "a"), raw=b"- just\n- a list\n", content_type=APPLY, query={"fieldManager": "mgr-a"})
-    s.call("apply-wrong-name", "PATCH", widgets(s, "a"), raw=doc.replace("name: a", "name: b").encode(), content_type=APPLY, query={"fieldManager": "mgr-a"})
-    status = "apiVersion: test.example.com/v1\nkind: Widget\nmetadata:\n  name: a\nstatus:\n  phase: Applied\n"
-    s.call("apply-status", "PATCH", widgets(s, "a") + "/status", raw=status.encode(), content_type=APPLY, query={"fieldManager": "mgr-s"}, keep=NO_MF)
+    s.call(
+        "apply-conflict",
+        "PATCH",
+        widgets(s, "a"),
+        raw=conflicting.encode(),
+        content_type=APPLY,
+        query={"fieldManager": "mgr-b"},
+    )
+    s.call(
+        "apply-force",
+        "PATCH",
+        widgets(s, "a"),
+        raw=conflicting.encode(),
+        content_type=APPLY,
+        query={"fieldManager": "mgr-b", "force": "true"},
+        keep=NO_MF,
+    )
+    s.call(
+        "managed-fields-after-force",
+        "GET",
+        widgets(s, "a"),
+        keep=lambda b: b["metadata"].get("managedFields"),
+    )
+    s.call(
+        "apply-invalid",
+        "PATCH",
+        widgets(s, "a"),
+        raw=b"apiVersion: test.example.com/v1\nkind: Widget\nmetadata:\n  name: a\nspec:\n  displayName: 'a b'\n",
+        content_type=APPLY,
+        query={"fieldManager": "mgr-a"},
+    )
+    s.call(
+        "apply-not-yaml",
+        "PATCH",
+        widgets(s, "a"),
+        raw=b"- just\n- a list\n",
+        content_type=APPLY,
+        query={"fieldManager": "mgr-a"},
+    )
+    s.call(
+        "apply-wrong-name",
+        "PATCH",
+        widgets(s, "a"),
+        raw=doc.replace("name: a", "name: b").encode(),
+        content_type=APPLY,
+        query={"fieldManager": "mgr-a"},
+    )
+    status = (
+        "apiVersion: test.example.com/v1\nkind: Widget\nmetadata:\n  name: a\nstatus:\n  phase: Applied\n"
+    )
+    s.call(
+        "apply-status",
+        "PATCH",
+        widgets(s, "a") + "/status",
+        raw=status.encode(),
+        content_type=APPLY,
+        query={"fieldManager": "mgr-s"},
+        keep=NO_MF,
+    )
 
 
 @case
 def managed_fields_of_updates(s: Steps) -> None:
-    s.call("create", "POST", widgets(s), widget("m"), query={"fieldManager": "creator"}, keep=lambda b: b["metadata"].get("managedFields"))
-    s.call("merge", "PATCH", widgets(s, "m"), {"spec": {"size": 4}, "metadata": {"labels": {"x": "y"}}}, content_type=MERGE, query={"fieldManager": "patcher"}, keep=lambda b: b["metadata"].get("managedFields"))
-    s.call("status", "PATCH", widgets(s, "m") + "/status", {"status": {"phase": "P"}}, content_type=MERGE, query={"fieldManager": "statuser"}, keep=lambda b: b["metadata"].get("managedFields"))
-    s.call("default-manager", "PATCH", widgets(s, "m"), {"spec": {"size": 5}}, content_type=MERGE, keep=lambda b: b["metadata"].get("managedFields"))
-    s.call("clear-managed-fields", "PATCH", widgets(s, "m"), {"metadata": {"managedFields": [{}]}}, content_type=MERGE, keep=lambda b: b["metadata"].get("managedFields"))
+    s.call(
+        "create",
+        "POST",
+        widgets(s),
+        widget("m"),
+        query={"fieldManager": "creator"},
+        keep=lambda b: b["metadata"].get("managedFields"),
+    )
+    s.call(
+        "merge",
+        "PATCH",
+        widgets(s, "m"),
+        {"spec": {"size": 4}, "metadata": {"labels": {"x": "y"}}},
+        content_type=MERGE,
+        query={"fieldManager": "patcher"},
+        keep=lambda b: b["metadata"].get("managedFields"),
+    )
+    s.call(
+        "status",
+        "PATCH",
+        widgets(s, "m") + "/status",
+        {"status": {"phase": "P"}},
+        content_type=MERGE,
+        query={"fieldManager": "statuser"},
+        keep=lambda b: b["metadata"].get("managedFields"),
+    )
+    s.call(
+        "default-manager",
+        "PATCH",
+        widgets(s, "m"),
+        {"spec": {"size": 5}},
+        content_type=MERGE,
+        keep=lambda b: b["metadata"].get("managedFields"),
+    )
+    s.call(
+        "clear-managed-fields",
+        "PATCH",
+        widgets(s, "m"),
+        {"metadata": {"managedFields": [{}]}},
+        content_type=MERGE,
+        keep=lambda b: b["metadata"].get("managedFields"),
+    )
 
 
 # ---- finalizers and deletion --------------------------------------------------------------------------
@@ -299,25 +669,82 @@ def managed_fields_of_updates(s: Steps) -> None:
 
 @case
 def finalizers_and_deletion(s: Steps) -> None:
-    s.call("create", "POST", widgets(s), {**widget("f"), "metadata": {"name": "f", "finalizers": ["test.example.com/hold"]}}, keep=NO_MF)
+    s.call(
+        "create",
+        "POST",
+        widgets(s),
+        {**widget("f"), "metadata": {"name": "f", "finalizers": ["test.example.com/hold"]}},
+        keep=NO_MF,
+    )
     s.call("delete", "DELETE", widgets(s, "f"), keep=NO_MF)
     s.call("delete-again", "DELETE", widgets(s, "f"), keep=NO_MF)
     s.call("get-terminating", "GET", widgets(s, "f"), keep=NO_MF)
-    s.call("add-finalizer-while-deleting", "PATCH", widgets(s, "f"), {"metadata": {"finalizers": ["test.example.com/hold", "test.example.com/more"]}}, content_type=MERGE)
-    s.call("spec-change-while-deleting", "PATCH", widgets(s, "f"), {"spec": {"size": 6}}, content_type=MERGE, keep=NO_MF)
-    s.call("remove-finalizer", "PATCH", widgets(s, "f"), {"metadata": {"finalizers": None}}, content_type=MERGE, keep=NO_MF)
+    s.call(
+        "add-finalizer-while-deleting",
+        "PATCH",
+        widgets(s, "f"),
+        {"metadata": {"finalizers": ["test.example.com/hold", "test.example.com/more"]}},
+        content_type=MERGE,
+    )
+    s.call(
+        "spec-change-while-deleting",
+        "PATCH",
+        widgets(s, "f"),
+        {"spec": {"size": 6}},
+        content_type=MERGE,
+        keep=NO_MF,
+    )
+    s.call(
+        "remove-finalizer",
+        "PATCH",
+        widgets(s, "f"),
+        {"metadata": {"finalizers": None}},
+        content_type=MERGE,
+        keep=NO_MF,
+    )
     s.call("get-gone", "GET", widgets(s, "f"))
     s.call("create-plain", "POST", widgets(s), widget("g"), keep=NO_MF)
     s.call("delete-plain", "DELETE", widgets(s, "g"), keep=NO_MF)
     s.call("delete-missing", "DELETE", widgets(s, "g"))
     s.call("create-h", "POST", widgets(s), widget("h"), keep=NO_MF)
-    s.call("delete-wrong-uid", "DELETE", widgets(s, "h"), {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": "11111111-1111-1111-1111-111111111111"}})
-    s.call("delete-wrong-rv", "DELETE", widgets(s, "h"), {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"resourceVersion": "1"}})
+    s.call(
+        "delete-wrong-uid",
+        "DELETE",
+        widgets(s, "h"),
+        {
+            "kind": "DeleteOptions",
+            "apiVersion": "v1",
+            "preconditions": {"uid": "11111111-1111-1111-1111-111111111111"},
+        },
+    )
+    s.call(
+        "delete-wrong-rv",
+        "DELETE",
+        widgets(s, "h"),
+        {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"resourceVersion": "1"}},
+    )
     s.call("delete-dry-run", "DELETE", widgets(s, "h"), query={"dryRun": "All"}, keep=NO_MF)
-    s.call("delete-orphan-false", "DELETE", widgets(s, "h"), {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Foreground"}, keep=NO_MF)
+    s.call(
+        "delete-orphan-false",
+        "DELETE",
+        widgets(s, "h"),
+        {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Foreground"},
+        keep=NO_MF,
+    )
     s.call("get-after-foreground", "GET", widgets(s, "h"), keep=NO_MF)
-    s.call("bad-finalizer-name", "POST", widgets(s), {**widget("bf"), "metadata": {"name": "bf", "finalizers": ["Not A Finalizer"]}})
-    s.call("unqualified-finalizer", "POST", widgets(s), {**widget("uf"), "metadata": {"name": "uf", "finalizers": ["plain"]}}, keep=NO_MF)
+    s.call(
+        "bad-finalizer-name",
+        "POST",
+        widgets(s),
+        {**widget("bf"), "metadata": {"name": "bf", "finalizers": ["Not A Finalizer"]}},
+    )
+    s.call(
+        "unqualified-finalizer",
+        "POST",
+        widgets(s),
+        {**widget("uf"), "metadata": {"name": "uf", "finalizers": ["plain"]}},
+        keep=NO_MF,
+    )
     s.call("delete-collection", "DELETE", widgets(s), keep=NO_MF)
     s.call("list-after-collection", "GET", widgets(s), keep=NO_MF)
 
@@ -346,19 +773,64 @@ def watch_from_resource_version(s: Steps) -> None:
     start = rv(listed)
     s.call("create-a", "POST", widgets(s), widget("a"), keep=NO_MF)
     s.call("patch-a", "PATCH", widgets(s, "a"), {"spec": {"size": 4}}, content_type=MERGE, keep=NO_MF)
-    s.call("create-b", "POST", widgets(s), {**widget("b"), "metadata": {"name": "b", "finalizers": ["test.example.com/x"]}}, keep=NO_MF)
+    s.call(
+        "create-b",
+        "POST",
+        widgets(s),
+        {**widget("b"), "metadata": {"name": "b", "finalizers": ["test.example.com/x"]}},
+        keep=NO_MF,
+    )
     s.call("delete-a", "DELETE", widgets(s, "a"), keep=NO_MF)
     s.call("delete-b", "DELETE", widgets(s, "b"), keep=NO_MF)
-    s.call("unfinalize-b", "PATCH", widgets(s, "b"), {"metadata": {"finalizers": None}}, content_type=MERGE, keep=NO_MF)
+    s.call(
+        "unfinalize-b",
+        "PATCH",
+        widgets(s, "b"),
+        {"metadata": {"finalizers": None}},
+        content_type=MERGE,
+        keep=NO_MF,
+    )
     s.watch("events-from-list-rv", widgets(s), {"resourceVersion": start}, count=7, timeout=5, keep=_event)
-    s.call("create-c", "POST", widgets(s), {**widget("c"), "metadata": {"name": "c", "labels": {"team": "red"}}}, keep=NO_MF)
+    s.call(
+        "create-c",
+        "POST",
+        widgets(s),
+        {**widget("c"), "metadata": {"name": "c", "labels": {"team": "red"}}},
+        keep=NO_MF,
+    )
     s.watch("events-without-rv", widgets(s), {}, count=2, timeout=3, keep=_event)
     s.watch("events-rv-0", widgets(s), {"resourceVersion": "0"}, count=2, timeout=3, keep=_event)
-    s.watch("events-label-selector", widgets(s), {"resourceVersion": start, "labelSelector": "team=red"}, count=2, timeout=3, keep=_event)
-    s.watch("events-field-selector", widgets(s), {"resourceVersion": start, "fieldSelector": "metadata.name=b"}, count=4, timeout=3, keep=_event)
+    s.watch(
+        "events-label-selector",
+        widgets(s),
+        {"resourceVersion": start, "labelSelector": "team=red"},
+        count=2,
+        timeout=3,
+        keep=_event,
+    )
+    s.watch(
+        "events-field-selector",
+        widgets(s),
+        {"resourceVersion": start, "fieldSelector": "metadata.name=b"},
+        count=4,
+        timeout=3,
+        keep=_event,
+    )
     s.watch("events-bad-rv", widgets(s), {"resourceVersion": "abc"}, count=1, timeout=3, keep=_event)
-    s.watch("full-event", widgets(s), {"resourceVersion": start}, count=1, timeout=3, keep=lambda e: without_managed_fields(e))
-    bookmarks = s.endpoint.watch(widgets(s), {"resourceVersion": start, "allowWatchBookmarks": "true", "timeoutSeconds": "2"}, count=50, timeout=6)
+    s.watch(
+        "full-event",
+        widgets(s),
+        {"resourceVersion": start},
+        count=1,
+        timeout=3,
+        keep=lambda e: without_managed_fields(e),
+    )
+    bookmarks = s.endpoint.watch(
+        widgets(s),
+        {"resourceVersion": start, "allowWatchBookmarks": "true", "timeoutSeconds": "2"},
+        count=50,
+        timeout=6,
+    )
     s.note("bookmark-events-kinds", sorted({e["type"] for e in bookmarks}))
 
 
@@ -368,22 +840,75 @@ def watch_from_resource_version(s: Steps) -> None:
 @case
 def list_paging_and_selectors(s: Steps) -> None:
     for i in range(5):
-        s.call(None, "POST", widgets(s), {**widget(f"item-{i}", color=["red", "green", "blue"][i % 3]), "metadata": {"name": f"item-{i}", "labels": {"n": str(i), "even": str(i % 2 == 0).lower()}}})
+        s.call(
+            None,
+            "POST",
+            widgets(s),
+            {
+                **widget(f"item-{i}", color=["red", "green", "blue"][i % 3]),
+                "metadata": {"name": f"item-{i}", "labels": {"n": str(i), "even": str(i % 2 == 0).lower()}},
+            },
+        )
     page1 = s.call("page-1", "GET", widgets(s), query={"limit": "2"}, keep=NO_MF).body
     token = str((page1.get("metadata") or {}).get("continue", ""))
     page2 = s.call("page-2", "GET", widgets(s), query={"limit": "2", "continue": token}, keep=NO_MF).body
     token2 = str((page2.get("metadata") or {}).get("continue", ""))
     s.call("page-3", "GET", widgets(s), query={"limit": "2", "continue": token2}, keep=NO_MF)
     s.call("bad-continue", "GET", widgets(s), query={"limit": "2", "continue": "garbage"})
-    s.call("label-eq", "GET", widgets(s), query={"labelSelector": "even=true"}, keep=lambda b: [i["metadata"]["name"] for i in b.get("items", [])])
-    s.call("label-set", "GET", widgets(s), query={"labelSelector": "n in (1,3),even"}, keep=lambda b: [i["metadata"]["name"] for i in b.get("items", [])])
-    s.call("label-not", "GET", widgets(s), query={"labelSelector": "n!=1,!missing"}, keep=lambda b: [i["metadata"]["name"] for i in b.get("items", [])])
+    s.call(
+        "label-eq",
+        "GET",
+        widgets(s),
+        query={"labelSelector": "even=true"},
+        keep=lambda b: [i["metadata"]["name"] for i in b.get("items", [])],
+    )
+    s.call(
+        "label-set",
+        "GET",
+        widgets(s),
+        query={"labelSelector": "n in (1,3),even"},
+        keep=lambda b: [i["metadata"]["name"] for i in b.get("items", [])],
+    )
+    s.call(
+        "label-not",
+        "GET",
+        widgets(s),
+        query={"labelSelector": "n!=1,!missing"},
+        keep=lambda b: [i["metadata"]["name"] for i in b.get("items", [])],
+    )
     s.call("label-bad", "GET", widgets(s), query={"labelSelector": "a b c"})
-    s.call("field-name", "GET", widgets(s), query={"fieldSelector": "metadata.name=item-3"}, keep=lambda b: [i["metadata"]["name"] for i in b.get("items", [])])
-    s.call("field-selectable", "GET", widgets(s), query={"fieldSelector": "spec.color=green"}, keep=lambda b: [i["metadata"]["name"] for i in b.get("items", [])])
+    s.call(
+        "field-name",
+        "GET",
+        widgets(s),
+        query={"fieldSelector": "metadata.name=item-3"},
+        keep=lambda b: [i["metadata"]["name"] for i in b.get("items", [])],
+    )
+    s.call(
+        "field-selectable",
+        "GET",
+        widgets(s),
+        query={"fieldSelector": "spec.color=green"},
+        keep=lambda b: [i["metadata"]["name"] for i in b.get("items", [])],
+    )
     s.call("field-unknown", "GET", widgets(s), query={"fieldSelector": "spec.size=3"})
-    s.call("limit-with-selector", "GET", widgets(s), query={"limit": "1", "labelSelector": "even=true"}, keep=lambda b: {"names": [i["metadata"]["name"] for i in b.get("items", [])], "meta": b.get("metadata")})
-    s.call("all-namespaces", "GET", f"{W}/widgets", query={"labelSelector": "n=4"}, keep=lambda b: {"kind": b.get("kind"), "names": [i["metadata"]["name"] for i in b.get("items", [])]})
+    s.call(
+        "limit-with-selector",
+        "GET",
+        widgets(s),
+        query={"limit": "1", "labelSelector": "even=true"},
+        keep=lambda b: {
+            "names": [i["metadata"]["name"] for i in b.get("items", [])],
+            "meta": b.get("metadata"),
+        },
+    )
+    s.call(
+        "all-namespaces",
+        "GET",
+        f"{W}/widgets",
+        query={"labelSelector": "n=4"},
+        keep=lambda b: {"kind": b.get("kind"), "names": [i["metadata"]["name"] for i in b.get("items", [])]},
+    )
     s.call("rv-match-exact-without-rv", "GET", widgets(s), query={"resourceVersionMatch": "Exact"})
 
 
@@ -393,7 +918,13 @@ def list_paging_and_selectors(s: Steps) -> None:
 @case
 def table_output(s: Steps) -> None:
     s.call(None, "POST", widgets(s), {**widget("t1", size=4), "metadata": {"name": "t1"}})
-    s.call(None, "PATCH", widgets(s, "t1") + "/status", {"status": {"conditions": [{"type": "Ready", "status": "True"}]}}, content_type=MERGE)
+    s.call(
+        None,
+        "PATCH",
+        widgets(s, "t1") + "/status",
+        {"status": {"conditions": [{"type": "Ready", "status": "True"}]}},
+        content_type=MERGE,
+    )
     s.call(None, "POST", widgets(s), widget("t2"))
     s.call("list", "GET", widgets(s), accept=TABLE)
     s.call("get", "GET", widgets(s, "t1"), accept=TABLE)
@@ -403,10 +934,22 @@ def table_output(s: Steps) -> None:
     s.call("cluster-scoped-no-columns", "GET", G, accept=TABLE, query={"fieldSelector": "metadata.name=none"})
     s.call("table-missing", "GET", widgets(s, "nope"), accept=TABLE)
     s.call("table-v1beta1", "GET", widgets(s), accept="application/json;as=Table;v=v1beta1;g=meta.k8s.io")
-    s.call("table-fallback", "GET", widgets(s), accept="application/json;as=Table;v=v1;g=meta.k8s.io,application/json", keep=lambda b: b.get("kind"))
+    s.call(
+        "table-fallback",
+        "GET",
+        widgets(s),
+        accept="application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+        keep=lambda b: b.get("kind"),
+    )
     s.call("configmaps", "GET", f"/api/v1/namespaces/{s.ns}/configmaps", accept=TABLE)
     s.call("namespace", "GET", f"/api/v1/namespaces/{s.ns}", accept=TABLE)
-    s.call("partial-metadata", "GET", widgets(s, "t1"), accept="application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io", keep=NO_MF)
+    s.call(
+        "partial-metadata",
+        "GET",
+        widgets(s, "t1"),
+        accept="application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io",
+        keep=NO_MF,
+    )
 
 
 # ---- built-ins the operator and kopf use ------------------------------------------------------------------
@@ -415,16 +958,95 @@ def table_output(s: Steps) -> None:
 @case
 def builtin_objects(s: Steps) -> None:
     api = f"/api/v1/namespaces/{s.ns}"
-    s.call("configmap", "POST", f"{api}/configmaps", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"k": "v"}}, keep=NO_MF)
-    s.call("configmap-bad-key", "POST", f"{api}/configmaps", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm2"}, "data": {"bad key": "v"}})
-    s.call("configmap-put-no-rv", "PUT", f"{api}/configmaps/cm", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"k": "w"}}, keep=NO_MF)
-    s.call("secret", "POST", f"{api}/secrets", {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"a": "b"}}, keep=NO_MF)
-    s.call("secret-bad-data", "POST", f"{api}/secrets", {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s2"}, "data": {"a": "not base64!"}})
-    s.call("serviceaccount", "POST", f"{api}/serviceaccounts", {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "sa"}}, keep=NO_MF)
-    s.call("event", "POST", f"{api}/events", {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "ev1"}, "involvedObject": {"kind": "Widget", "name": "w", "namespace": s.ns, "apiVersion": "test.example.com/v1"}, "reason": "Tested", "message": "hello", "type": "Normal", "source": {"component": "difftest"}, "firstTimestamp": "2024-01-01T00:00:00Z", "lastTimestamp": "2024-01-01T00:00:00Z", "count": 1}, keep=NO_MF)
-    s.call("event-missing-involved", "POST", f"{api}/events", {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "ev2"}, "reason": "R", "message": "m"})
-    s.call("events-by-field", "GET", f"{api}/events", query={"fieldSelector": "involvedObject.name=w,involvedObject.kind=Widget"}, keep=lambda b: [i["metadata"]["name"] for i in b.get("items", [])])
-    s.call("lease", "POST", f"/apis/coordination.k8s.io/v1/namespaces/{s.ns}/leases", {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "l"}, "spec": {"holderIdentity": "me", "leaseDurationSeconds": 15}}, keep=NO_MF)
+    s.call(
+        "configmap",
+        "POST",
+        f"{api}/configmaps",
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"k": "v"}},
+        keep=NO_MF,
+    )
+    s.call(
+        "configmap-bad-key",
+        "POST",
+        f"{api}/configmaps",
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm2"}, "data": {"bad key": "v"}},
+    )
+    s.call(
+        "configmap-put-no-rv",
+        "PUT",
+        f"{api}/configmaps/cm",
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"k": "w"}},
+        keep=NO_MF,
+    )
+    s.call(
+        "secret",
+        "POST",
+        f"{api}/secrets",
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"a": "b"}},
+        keep=NO_MF,
+    )
+    s.call(
+        "secret-bad-data",
+        "POST",
+        f"{api}/secrets",
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s2"}, "data": {"a": "not base64!"}},
+    )
+    s.call(
+        "serviceaccount",
+        "POST",
+        f"{api}/serviceaccounts",
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "sa"}},
+        keep=NO_MF,
+    )
+    s.call(
+        "event",
+        "POST",
+        f"{api}/events",
+        {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": "ev1"},
+            "involvedObject": {
+                "kind": "Widget",
+                "name": "w",
+                "namespace": s.ns,
+                "apiVersion": "test.example.com/v1",
+            },
+            "reason": "Tested",
+            "message": "hello",
+            "type": "Normal",
+            "source": {"component": "difftest"},
+            "firstTimestamp": "2024-01-01T00:00:00Z",
+            "lastTimestamp": "2024-01-01T00:00:00Z",
+            "count": 1,
+        },
+        keep=NO_MF,
+    )
+    s.call(
+        "event-missing-involved",
+        "POST",
+        f"{api}/events",
+        {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "ev2"}, "reason": "R", "message": "m"},
+    )
+    s.call(
+        "events-by-field",
+        "GET",
+        f"{api}/events",
+        query={"fieldSelector": "involvedObject.name=w,involvedObject.kind=Widget"},
+        keep=lambda b: [i["metadata"]["name"] for i in b.get("items", [])],
+    )
+    s.call(
+        "lease",
+        "POST",
+        f"/apis/coordination.k8s.io/v1/namespaces/{s.ns}/leases",
+        {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": "l"},
+            "spec": {"holderIdentity": "me", "leaseDurationSeconds": 15},
+        },
+        keep=NO_MF,
+    )
     s.call("delete-configmap", "DELETE", f"{api}/configmaps/cm", keep=NO_MF)
     s.call("delete-secret", "DELETE", f"{api}/secrets/s", keep=NO_MF)
     s.call("namespace-get", "GET", f"/api/v1/namespaces/{s.ns}", keep=NO_MF)
@@ -433,11 +1055,42 @@ def builtin_objects(s: Steps) -> None:
 @case
 def namespaces(s: Steps) -> None:
     name = f"{s.ns}-x"
-    s.call("create", "POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}, keep=NO_MF)
-    s.call("create-bad-name", "POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "Bad.Name"}})
-    s.call("put-cm", "POST", f"/api/v1/namespaces/{name}/configmaps", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}}, keep=NO_MF)
-    s.call("delete", "DELETE", f"/api/v1/namespaces/{name}", keep=lambda b: {"kind": b.get("kind"), "phase": (b.get("status") or {}).get("phase"), "deleting": "deletionTimestamp" in (b.get("metadata") or {})})
-    s.call("create-in-terminating", "POST", f"/api/v1/namespaces/{name}/configmaps", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm2"}})
+    s.call(
+        "create",
+        "POST",
+        "/api/v1/namespaces",
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+        keep=NO_MF,
+    )
+    s.call(
+        "create-bad-name",
+        "POST",
+        "/api/v1/namespaces",
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "Bad.Name"}},
+    )
+    s.call(
+        "put-cm",
+        "POST",
+        f"/api/v1/namespaces/{name}/configmaps",
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}},
+        keep=NO_MF,
+    )
+    s.call(
+        "delete",
+        "DELETE",
+        f"/api/v1/namespaces/{name}",
+        keep=lambda b: {
+            "kind": b.get("kind"),
+            "phase": (b.get("status") or {}).get("phase"),
+            "deleting": "deletionTimestamp" in (b.get("metadata") or {}),
+        },
+    )
+    s.call(
+        "create-in-terminating",
+        "POST",
+        f"/api/v1/namespaces/{name}/configmaps",
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm2"}},
+    )
 
 
 # ---- our own kinds -----------------------------------------------------------------------------------------
@@ -460,7 +1113,12 @@ def operator_kinds(s: Steps) -> None:
             f"{plural}-kopf-annotations",
             "PATCH",
             f"{base}/{name}",
-            {"metadata": {"finalizers": ["q-operator.dev/finalizer"], "annotations": {"kopf.zalando.org/last-handled-configuration": "{}"}}},
+            {
+                "metadata": {
+                    "finalizers": ["q-operator.dev/finalizer"],
+                    "annotations": {"kopf.zalando.org/last-handled-configuration": "{}"},
+                }
+            },
             content_type=MERGE,
             keep=NO_MF,
         )
@@ -468,26 +1126,59 @@ def operator_kinds(s: Steps) -> None:
             f"{plural}-status",
             "PATCH",
             f"{base}/{name}/status",
-            {"status": {"observedGeneration": 1, "conditions": [{"type": "Ready", "status": "False", "reason": "Creating", "message": "m", "lastTransitionTime": "2024-01-01T00:00:00Z", "observedGeneration": 1}]}},
+            {
+                "status": {
+                    "observedGeneration": 1,
+                    "conditions": [
+                        {
+                            "type": "Ready",
+                            "status": "False",
+                            "reason": "Creating",
+                            "message": "m",
+                            "lastTransitionTime": "2024-01-01T00:00:00Z",
+                            "observedGeneration": 1,
+                        }
+                    ],
+                }
+            },
             content_type=MERGE,
             keep=NO_MF,
         )
-        s.call(f"{plural}-status-unknown", "PATCH", f"{base}/{name}/status", {"status": {"kopf": {"progress": {}}, "somethingElse": 1}}, content_type=MERGE, keep=NO_MF)
+        s.call(
+            f"{plural}-status-unknown",
+            "PATCH",
+            f"{base}/{name}/status",
+            {"status": {"kopf": {"progress": {}}, "somethingElse": 1}},
+            content_type=MERGE,
+            keep=NO_MF,
+        )
         s.call(f"{plural}-delete", "DELETE", f"{base}/{name}", keep=NO_MF)
     invalid = _in_ns(sample("qplugin-invalid.yaml"), s.ns)
-    s.call("qplugin-invalid", "POST", f"/apis/qbusiness.q-operator.dev/v1alpha1/namespaces/{s.ns}/qplugins", invalid)
+    s.call(
+        "qplugin-invalid",
+        "POST",
+        f"/apis/qbusiness.q-operator.dev/v1alpha1/namespaces/{s.ns}/qplugins",
+        invalid,
+    )
     broken = _in_ns(sample("qplugin-salesforce-oauth.yaml"), s.ns)
     broken["metadata"]["name"] = "broken2"
     broken["spec"]["authConfiguration"]["noAuthConfiguration"] = {}
     broken["spec"]["tags"] = {"q-operator.dev/x": "y"}
     broken["spec"]["type"] = "CUSTOM"
-    s.call("qplugin-cel", "POST", f"/apis/qbusiness.q-operator.dev/v1alpha1/namespaces/{s.ns}/qplugins", broken)
+    s.call(
+        "qplugin-cel", "POST", f"/apis/qbusiness.q-operator.dev/v1alpha1/namespaces/{s.ns}/qplugins", broken
+    )
 
 
 # ---- discovery and OpenAPI ------------------------------------------------------------------------------
 
 
-OUR_GROUPS = ("test.example.com", "qbusiness.q-operator.dev", "qapps.q-operator.dev", "appflow.q-operator.dev")
+OUR_GROUPS = (
+    "test.example.com",
+    "qbusiness.q-operator.dev",
+    "qapps.q-operator.dev",
+    "appflow.q-operator.dev",
+)
 SERVED_CORE = ("namespaces", "configmaps", "secrets", "serviceaccounts", "events", "services")
 AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
 
@@ -552,11 +1243,22 @@ def discovery(s: Steps) -> None:
     s.call("group-version-v1beta1", "GET", "/apis/test.example.com/v1beta1")
     s.call("group-version-missing", "GET", "/apis/test.example.com/v9")
     s.call("group-missing", "GET", "/apis/nothing.example.com")
-    s.call("core", "GET", "/api", keep=lambda b: {k: v for k, v in b.items() if k != "serverAddressByClientCIDRs"})
+    s.call(
+        "core",
+        "GET",
+        "/api",
+        keep=lambda b: {k: v for k, v in b.items() if k != "serverAddressByClientCIDRs"},
+    )
     s.call("core-v1", "GET", "/api/v1", keep=_core_resources)
     s.call("aggregated-apis", "GET", "/apis", accept=AGGREGATED, keep=_aggregated)
     s.call("aggregated-api", "GET", "/api", accept=AGGREGATED, keep=_aggregated_core)
-    s.call("aggregated-v2beta1-only", "GET", "/apis", accept="application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json", keep=_our_groups)
+    s.call(
+        "aggregated-v2beta1-only",
+        "GET",
+        "/apis",
+        accept="application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json",
+        keep=_our_groups,
+    )
     s.call("version", "GET", "/version", keep=lambda b: sorted(b))
     s.call("unknown-path", "GET", "/nothing/here")
     s.call("healthz", "GET", "/healthz", accept="*/*")
@@ -570,20 +1272,67 @@ def _definitions(doc: Any, names: tuple[str, ...]) -> Any:
     return {n: defs.get(n) for n in names}
 
 
-def _paths(doc: Any, prefix: str) -> Any:
+def _parameter_names(parameters: Any, shared: JSON) -> list[str]:
+    """`in:name` of each parameter; v2 documents share some by $ref."""
+    names = []
+    for p in parameters or []:
+        if isinstance(p, dict) and "$ref" in p:
+            p = shared.get(p["$ref"].rsplit("/", 1)[-1], {})
+        if isinstance(p, dict):
+            names.append(f"{p.get('in')}:{p.get('name')}")
+    return sorted(names)
+
+
+def _operations(doc: Any, prefix: str) -> Any:
+    """The shape of every operation under `prefix`: what a client relies on (operation ids, parameter
+    names, request and response media types, status codes, the GVK), without the prose."""
     if not isinstance(doc, dict):
         return doc
-    return {p: v for p, v in (doc.get("paths") or {}).items() if p.startswith(prefix)}
+    out: JSON = {}
+    for path, item in (doc.get("paths") or {}).items():
+        if not path.startswith(prefix):
+            continue
+        shared = doc.get("parameters") or {}
+        shaped: JSON = {"parameters": _parameter_names(item.get("parameters"), shared)}
+        for method, op in item.items():
+            if method == "parameters" or not isinstance(op, dict):
+                continue
+            body = op.get("requestBody") or {}
+            responses = op.get("responses") or {}
+            shaped[method] = {
+                "operationId": op.get("operationId"),
+                "tags": op.get("tags"),
+                "parameters": _parameter_names(op.get("parameters"), shared),
+                "consumes": op.get("consumes") or sorted(body.get("content") or {}),
+                "produces": op.get("produces")
+                or sorted({t for r in responses.values() for t in (r.get("content") or {})}),
+                "responses": sorted(responses),
+                "action": op.get("x-kubernetes-action"),
+                "gvk": op.get("x-kubernetes-group-version-kind"),
+            }
+        out[path] = shaped
+    return out
+
+
+def _our_paths(body: Any) -> Any:
+    if not isinstance(body, dict):
+        return body
+    return {k: v for k, v in (body.get("paths") or {}).items() if "test.example.com" in k}
 
 
 @case
 def openapi(s: Steps) -> None:
     names = ("com.example.test.v1.Widget", "com.example.test.v1.WidgetList", "com.example.test.v1.Gadget")
-    s.call("v3-root", "GET", "/openapi/v3", keep=lambda b: _paths(b, "apis/test.example.com"))
-    s.call("v3-widget-schemas", "GET", "/openapi/v3/apis/test.example.com/v1", keep=lambda b: _definitions(b, names))
-    s.call("v3-widget-paths", "GET", "/openapi/v3/apis/test.example.com/v1", keep=lambda b: _paths(b, "/apis/test.example.com/v1/namespaces/{namespace}/widgets/{name}"))
-    s.call("v3-doc-keys", "GET", "/openapi/v3/apis/test.example.com/v1", keep=lambda b: sorted(b) if isinstance(b, dict) else b)
-    s.call("v3-qplugin", "GET", "/openapi/v3/apis/qbusiness.q-operator.dev/v1alpha1", keep=lambda b: _definitions(b, ("dev.q-operator.qbusiness.v1alpha1.QPlugin",)))
+    group_doc = "/openapi/v3/apis/test.example.com/v1"
+    prefix = "/apis/test.example.com/v1"
+    s.call("v3-root", "GET", "/openapi/v3", keep=_our_paths)
+    s.call("v3-widget-schemas", "GET", group_doc, keep=lambda b: _definitions(b, names))
+    s.call("v3-operations", "GET", group_doc, keep=lambda b: _operations(b, prefix))
+    s.call("v3-doc-info", "GET", group_doc, keep=lambda b: {k: b.get(k) for k in ("openapi", "info")})
+    s.call("v3-components", "GET", group_doc, keep=lambda b: sorted(b["components"]["schemas"]))
+    qplugin = ("dev.q-operator.qbusiness.v1alpha1.QPlugin",)
+    qbusiness = "/openapi/v3/apis/qbusiness.q-operator.dev/v1alpha1"
+    s.call("v3-qplugin", "GET", qbusiness, keep=lambda b: _definitions(b, qplugin))
     s.call("v3-missing", "GET", "/openapi/v3/apis/nothing.example.com/v1")
     s.call("v2-widget", "GET", "/openapi/v2", keep=lambda b: _definitions(b, names))
-    s.call("v2-widget-paths", "GET", "/openapi/v2", keep=lambda b: _paths(b, "/apis/test.example.com/v1/namespaces/{namespace}/widgets/{name}"))
+    s.call("v2-operations", "GET", "/openapi/v2", keep=lambda b: _operations(b, prefix))

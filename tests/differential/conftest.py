@@ -30,10 +30,10 @@ class Pair:
 @pytest.fixture(scope="session")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     crds = servers.crd_documents([cases.WIDGETS_CRDS, cases.OPERATOR_CRDS])
-    with ApiServer(tmp_path_factory.mktemp("difftest-apiserver")) as apiserver:
-        with running_kube_emulator() as emulator:
-            real = Endpoint("real", apiserver.url, ssl_context=apiserver.ssl_context())
-            standin = Endpoint("stand-in", emulator.url)
-            for endpoint in (real, standin):
-                servers.install_crds(endpoint, crds)
-            yield Pair(real, standin, apiserver, emulator)
+    workdir = tmp_path_factory.mktemp("difftest-apiserver")
+    with ApiServer(workdir) as apiserver, running_kube_emulator() as emulator:
+        real = Endpoint("real", apiserver.url, ssl_context=apiserver.ssl_context())
+        standin = Endpoint("stand-in", emulator.url)
+        for endpoint in (real, standin):
+            servers.install_crds(endpoint, crds)
+        yield Pair(real, standin, apiserver, emulator)

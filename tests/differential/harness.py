@@ -64,7 +64,9 @@ class Endpoint:
 
     def connect(self, timeout: float = 30.0) -> http.client.HTTPConnection:
         if self.https:
-            return http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=self.ssl_context)
+            return http.client.HTTPSConnection(
+                self.host, self.port, timeout=timeout, context=self.ssl_context
+            )
         return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
 
     def headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -102,9 +104,7 @@ class Endpoint:
         finally:
             conn.close()
 
-    def watch(
-        self, path: str, query: Mapping[str, str], count: int, timeout: float = 20.0
-    ) -> list[JSON]:
+    def watch(self, path: str, query: Mapping[str, str], count: int, timeout: float = 20.0) -> list[JSON]:
         """The first `count` events of a watch (fewer if it ends or `timeout` passes), then close it."""
         query = {"watch": "true", **query}
         full = path + "?" + urllib.parse.urlencode(query)
@@ -199,7 +199,8 @@ class Normaliser:
 
 
 _RV_IN_TEXT = re.compile(
-    r'(ResourceVersion in record \(|too old resource version: |ResourceVersion: |\\"resourceVersion\\":\\")\d+'
+    r"(ResourceVersion in record \(|too old resource version: |ResourceVersion: "
+    r'|\\"resourceVersion\\":\\")\d+'
 )
 
 
@@ -212,7 +213,9 @@ def _sorted_causes(value: Any) -> Any:
     details = value.get("details")
     if value.get("kind") != "Status" or not isinstance(details, dict) or not details.get("causes"):
         return value
-    causes = sorted(details["causes"], key=lambda c: (c.get("field", ""), c.get("reason", ""), c.get("message", "")))
+    causes = sorted(
+        details["causes"], key=lambda c: (c.get("field", ""), c.get("reason", ""), c.get("message", ""))
+    )
     out = {**value, "details": {**details, "causes": causes}}
     message = str(value.get("message", ""))
     rendered = [f"{c['field']}: {c['message']}" if c.get("field") else c.get("message", "") for c in causes]

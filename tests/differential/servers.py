@@ -41,7 +41,10 @@ def install_crds(endpoint: Endpoint, crds: Sequence[JSON], timeout: float = 60.0
         while True:
             got = endpoint.request("GET", f"{CRD_PATH}/{crd['metadata']['name']}").body
             conditions = {c["type"]: c["status"] for c in (got.get("status") or {}).get("conditions") or []}
-            if conditions.get("Established") == "True" and endpoint.request("GET", _served_path(crd)).status == 200:
+            if (
+                conditions.get("Established") == "True"
+                and endpoint.request("GET", _served_path(crd)).status == 200
+            ):
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{endpoint.name}: {crd['metadata']['name']} not served within {timeout}s")

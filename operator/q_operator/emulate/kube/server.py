@@ -319,9 +319,9 @@ class KubeServer:
         if path.startswith("/openapi/"):
             return self._openapi(request, path)
         if path in ("/api", "/apis") and discovery.wants_aggregated(request.headers.get("Accept", "")):
-            doc = discovery.aggregated(self.registry, core=path == "/api")
+            aggregated = discovery.aggregated(self.registry, core=path == "/api")
             return web.Response(
-                body=json.dumps(doc, separators=(",", ":")).encode(),
+                body=json.dumps(aggregated, separators=(",", ":")).encode(),
                 headers={"Content-Type": discovery.AGGREGATED_V2, "Vary": "Accept"},
             )
         doc = self._discovery(path)
@@ -404,7 +404,9 @@ class KubeServer:
                 raise ApiError(406, "NotAcceptable", "only application/json is served for /openapi/v2")
             return _json(openapi.v2_doc(self.registry))
         if path == "/openapi/v3":
-            return _json(openapi.v3_root(self.registry))
+            # A real server serves the index as text/plain.
+            index = json.dumps(openapi.v3_root(self.registry), separators=(",", ":"))
+            return web.Response(text=index, content_type="text/plain")
         segs = [s for s in path.split("/") if s][2:]
         doc = None
         if len(segs) == 2 and segs[0] == "api":
@@ -412,7 +414,7 @@ class KubeServer:
         elif len(segs) == 3 and segs[0] == "apis":
             doc = openapi.group_version_doc(self.registry, segs[1], segs[2])
         if doc is None:
-            raise unknown_path()
+            return web.Response(status=404)  # an unknown group/version: an empty 404, as there
         return _json(doc)
 
     # ---- reads -----------------------------------------------------------------------------------
