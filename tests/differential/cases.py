@@ -668,6 +668,16 @@ def managed_fields_of_updates(s: Steps) -> None:
 
 
 @case
+def cascading_deletion(s: Steps) -> None:
+    options = {"kind": "DeleteOptions", "apiVersion": "v1"}
+    for name, policy in (("fg", "Foreground"), ("orph", "Orphan"), ("bg", "Background")):
+        s.call(f"create-{name}", "POST", widgets(s), widget(name), keep=NO_MF)
+        body = {**options, "propagationPolicy": policy}
+        s.call(f"delete-{name}", "DELETE", widgets(s, name), body, keep=NO_MF)
+        s.call(f"get-after-{name}", "GET", widgets(s, name), keep=NO_MF)
+
+
+@case
 def finalizers_and_deletion(s: Steps) -> None:
     s.call(
         "create",
@@ -724,14 +734,6 @@ def finalizers_and_deletion(s: Steps) -> None:
         {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"resourceVersion": "1"}},
     )
     s.call("delete-dry-run", "DELETE", widgets(s, "h"), query={"dryRun": "All"}, keep=NO_MF)
-    s.call(
-        "delete-orphan-false",
-        "DELETE",
-        widgets(s, "h"),
-        {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Foreground"},
-        keep=NO_MF,
-    )
-    s.call("get-after-foreground", "GET", widgets(s, "h"), keep=NO_MF)
     s.call(
         "bad-finalizer-name",
         "POST",

@@ -148,6 +148,11 @@ def _decode_continue(token: str) -> str:
     return start.rstrip("\x00")
 
 
+def _set_by_strategy(rt: ResourceType) -> tuple[str, ...]:
+    """Top-level fields a kind's strategy sets after the field manager ran (so nobody owns them)."""
+    return ("spec", "status") if rt.key == ("", "namespaces") else ()
+
+
 def go_value(value: Any) -> str:
     """A decoded JSON value as Go's %+v prints it (maps with sorted keys)."""
     if isinstance(value, dict):
@@ -458,7 +463,7 @@ class Api:
                 options.manager,
                 rt.api_version,
                 "",
-                managed.ignore_for("", rt.has_status),
+                managed.ignore_for("", rt.has_status, _set_by_strategy(rt)),
             )
         if owners:
             meta["managedFields"] = managed.encoded(owners)
@@ -603,7 +608,7 @@ class Api:
                 options.manager,
                 rt.api_version,
                 subresource,
-                managed.ignore_for(subresource, rt.has_status),
+                managed.ignore_for(subresource, rt.has_status, _set_by_strategy(rt)),
             )
         meta["managedFields"] = managed.encoded(owners)
         if not meta["managedFields"]:
@@ -691,7 +696,7 @@ class Api:
             raise bad_request(f"error decoding patch: {go_error}")
         manager = options.field_manager
         schema_root = managed.root_schema(rt.schema if rt.is_custom else None)
-        ignored = managed.ignore_for(subresource, rt.has_status)
+        ignored = managed.ignore_for(subresource, rt.has_status, _set_by_strategy(rt))
         current = self.store.get(rt.key, namespace, name)
         if current is None:
             if content_type == APPLY_PATCH:
@@ -841,8 +846,9 @@ class Api:
         for obj in self.store.items(rt.key, namespace):
             if match(obj):
                 meta = obj["metadata"]
-                result = self.delete(rt, meta.get("namespace", ""), meta["name"], {}, options)
-                deleted.append(result.obj)
+                self.delete(rt, meta.get("namespace", ""), meta["name"], {}, options)
+                # The answer lists the objects as they were listed, before the deletion marked them.
+                deleted.append(self.present(rt, obj))
         return deleted
 
     # ---- cascades: namespaces and CRDs -----------------------------------------------------------

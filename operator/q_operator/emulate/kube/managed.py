@@ -442,14 +442,16 @@ def owned(paths: set[Path], ignored: Any) -> set[Path]:
     return {p for p in paths if p not in _STRIPPED and not ignored(p)}
 
 
-def ignore_for(subresource: str, has_status: bool) -> Any:
+def ignore_for(subresource: str, has_status: bool, set_by_strategy: tuple[str, ...] = ()) -> Any:
     """What an endpoint resets and therefore records for nobody: status on the main resource (when
-    there is a status subresource), everything but status on the status subresource."""
+    there is a status subresource), everything but status on the status subresource, and the
+    top-level fields the kind's strategy fills in after the field manager ran."""
+    skipped = {f"f:{field}" for field in set_by_strategy}
     if subresource == "status":
         return lambda path: not path or path[0] != "f:status"
     if has_status:
-        return lambda path: bool(path) and path[0] == "f:status"
-    return lambda path: False
+        skipped.add("f:status")
+    return lambda path: bool(path) and path[0] in skipped
 
 
 def update(

@@ -614,7 +614,9 @@ class KubeServer:
             options.dry_run = True
         if target.name is None:
             deleted = self.api.delete_collection(rt, target.namespace, self._matcher(request, rt), options)
-            meta = {"resourceVersion": str(self.store.rv)}
+            meta: JSON = {"resourceVersion": str(self.store.rv)}
+            if rt.is_custom:
+                meta["continue"] = ""
             return _json(
                 {"kind": f"{rt.kind}List", "apiVersion": rt.api_version, "metadata": meta, "items": deleted}
             )
