@@ -8,6 +8,7 @@ uid?) are recorded as notes, since the values themselves are replaced by placeho
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -509,7 +510,8 @@ def strategic_patch_on_builtins(s: Steps) -> None:
 
 @case
 def server_side_apply(s: Steps) -> None:
-    doc = "apiVersion: test.example.com/v1\nkind: Widget\nmetadata:\n  name: a\nspec:\n  displayName: applied\n  size: 5\n  tags:\n    one: '1'\n"
+    head = "apiVersion: test.example.com/v1\nkind: Widget\nmetadata:\n  name: a\n"
+    doc = head + "spec:\n  displayName: applied\n  size: 5\n  tags:\n    one: '1'\n"
     s.call("apply-without-manager", "PATCH", widgets(s, "a"), raw=doc.encode(), content_type=APPLY)
     s.call(
         "apply-create",
@@ -556,7 +558,7 @@ def server_side_apply(s: Steps) -> None:
         query={"fieldManager": "other"},
         keep=NO_MF,
     )
-    conflicting = "apiVersion: test.example.com/v1\nkind: Widget\nmetadata:\n  name: a\nspec:\n  displayName: applied\n  size: 30\n"
+    conflicting = head + "spec:\n  displayName: applied\n  size: 30\n"
     s.call(
         "apply-conflict",
         "PATCH",
@@ -584,7 +586,7 @@ def server_side_apply(s: Steps) -> None:
         "apply-invalid",
         "PATCH",
         widgets(s, "a"),
-        raw=b"apiVersion: test.example.com/v1\nkind: Widget\nmetadata:\n  name: a\nspec:\n  displayName: 'a b'\n",
+        raw=(head + "spec:\n  displayName: 'a b'\n").encode(),
         content_type=APPLY,
         query={"fieldManager": "mgr-a"},
     )
@@ -1338,3 +1340,137 @@ def openapi(s: Steps) -> None:
     s.call("v3-missing", "GET", "/openapi/v3/apis/nothing.example.com/v1")
     s.call("v2-widget", "GET", "/openapi/v2", keep=lambda b: _definitions(b, names))
     s.call("v2-operations", "GET", "/openapi/v2", keep=lambda b: _operations(b, prefix))
+
+
+# ---- what users run: kubectl --------------------------------------------------------------------------
+
+_WIDGET_YAML = """apiVersion: test.example.com/v1
+kind: Widget
+metadata:
+  name: k1
+  labels:
+    team: red
+spec:
+  displayName: {display}
+  color: red
+"""
+_BAD_WIDGET_YAML = """apiVersion: test.example.com/v1
+kind: Widget
+metadata:
+  name: k-bad
+spec:
+  displayName: "not valid"
+  size: 500
+  color: pink
+"""
+
+
+def _json_output(text: str) -> Any:
+    """kubectl -o json output as data, managedFields left out (compared in cases of their own)."""
+    try:
+        return without_managed_fields(json.loads(text))
+    except ValueError:
+        return text
+
+
+@case
+def kubectl_commands(s: Steps) -> None:
+    """What users type, compared by output: apply, get, describe, explain, patch, wait, delete."""
+    s.kubectl("apply-create", "apply", "-f", "-", stdin=_WIDGET_YAML.format(display="one"))
+    s.kubectl("apply-unchanged", "apply", "-f", "-", stdin=_WIDGET_YAML.format(display="one"))
+    s.kubectl("apply-configured", "apply", "-f", "-", stdin=_WIDGET_YAML.format(display="two"))
+    s.kubectl("create-invalid", "create", "-f", "-", stdin=_BAD_WIDGET_YAML)
+    s.kubectl("apply-invalid", "apply", "-f", "-", stdin=_BAD_WIDGET_YAML)
+    s.kubectl("get", "get", "widgets")
+    s.kubectl("get-wide", "get", "wd", "-o", "wide")
+    s.kubectl("get-category", "get", "example")
+    s.kubectl("get-label", "get", "widgets", "-l", "team=red", "-o", "name")
+    s.kubectl("get-json", "get", "widget", "k1", "-o", "json", keep=_json_output)
+    s.kubectl("get-missing", "get", "widget", "nope")
+    s.kubectl("patch-merge", "patch", "widget", "k1", "--type", "merge", "-p", '{"spec":{"size":7}}')
+    s.kubectl("patch-default-strategic", "patch", "widget", "k1", "-p", '{"spec":{"size":8}}')
+    s.kubectl(
+        "patch-json",
+        "patch",
+        "widget",
+        "k1",
+        "--type",
+        "json",
+        "-p",
+        '[{"op":"replace","path":"/spec/size","value":9}]',
+    )
+    s.kubectl("patch-invalid", "patch", "widget", "k1", "--type", "merge", "-p", '{"spec":{"color":"blue"}}')
+    s.kubectl("wait-timeout", "wait", "--for=condition=Ready", "widget/k1", "--timeout=1s")
+    s.kubectl(
+        "patch-status",
+        "patch",
+        "widget",
+        "k1",
+        "--subresource=status",
+        "--type",
+        "merge",
+        "-p",
+        '{"status":{"conditions":[{"type":"Ready","status":"True"}]}}',
+    )
+    s.kubectl("wait-ready", "wait", "--for=condition=Ready", "widget/k1", "--timeout=20s")
+    s.kubectl("get-after-status", "get", "widget", "k1")
+    s.kubectl("describe", "describe", "widget", "k1")
+    s.kubectl("label", "label", "widget", "k1", "tier=gold")
+    s.kubectl("annotate", "annotate", "widget", "k1", "note=hi")
+    server_side = _WIDGET_YAML.format(display="three").replace("name: k1", "name: k2")
+    s.kubectl("apply-server-side", "apply", "--server-side", "-f", "-", stdin=server_side)
+    conflicting = server_side.replace("color: red", "color: red\n  size: 50")
+    s.kubectl("patch-k2", "patch", "widget", "k2", "--type", "merge", "-p", '{"spec":{"size":20}}')
+    s.kubectl("apply-server-side-conflict", "apply", "--server-side", "-f", "-", stdin=conflicting)
+    s.kubectl(
+        "apply-server-side-force", "apply", "--server-side", "--force-conflicts", "-f", "-", stdin=conflicting
+    )
+    s.kubectl("get-k2-json", "get", "widget", "k2", "-o", "json", keep=_json_output)
+    s.kubectl("delete", "delete", "widget", "k2")
+    s.kubectl(
+        "patch-finalizer",
+        "patch",
+        "widget",
+        "k1",
+        "--type",
+        "merge",
+        "-p",
+        '{"metadata":{"finalizers":["test.example.com/hold"]}}',
+    )
+    s.kubectl("delete-no-wait", "delete", "widget", "k1", "--wait=false")
+    s.kubectl(
+        "get-terminating",
+        "get",
+        "widget",
+        "k1",
+        "-o",
+        "jsonpath={.metadata.deletionTimestamp}",
+        keep=lambda t: bool(t),
+    )
+    s.kubectl(
+        "unfinalize",
+        "patch",
+        "widget",
+        "k1",
+        "--type",
+        "json",
+        "-p",
+        '[{"op":"remove","path":"/metadata/finalizers"}]',
+    )
+    s.kubectl("wait-delete", "wait", "--for=delete", "widget/k1", "--timeout=20s")
+    s.kubectl("delete-missing", "delete", "widget", "k1")
+
+
+@case
+def kubectl_discovery_and_explain(s: Steps) -> None:
+    s.kubectl("api-resources", "api-resources", "--api-group=test.example.com")
+    s.kubectl("api-resources-q", "api-resources", "--categories=q-operator", "-o", "name")
+    s.kubectl("explain", "explain", "widget")
+    s.kubectl("explain-spec", "explain", "widget.spec")
+    s.kubectl("explain-field", "explain", "widgets.spec.size")
+    s.kubectl("explain-metadata", "explain", "widget.metadata.ownerReferences")
+    s.kubectl("explain-recursive", "explain", "qplugin.spec", "--recursive")
+    s.kubectl("explain-qplugin-auth", "explain", "qplugin.spec.authConfiguration")
+    s.kubectl("explain-missing", "explain", "widget.spec.nothing")
+    s.kubectl("get-qplugins", "get", "qplugins")
+    s.kubectl("get-q-operator", "get", "q-operator")

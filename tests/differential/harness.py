@@ -9,6 +9,7 @@ causes, messages and bodies. The two recordings are then compared field by field
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import fnmatch
 import http.client
@@ -19,9 +20,12 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 JSON = dict[str, Any]
+
+KUBECTL = Path(__file__).resolve().parents[2] / ".tools" / "bin" / "kubectl"
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
@@ -227,6 +231,36 @@ def _sorted_causes(value: Any) -> Any:
     return out
 
 
+_AGE_IN_TEXT = re.compile(r"(?<=\s)(?:\d+[smhdy])+(?=\s|$)", re.MULTILINE)
+_HTTP_DATE = re.compile(r"\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} [+-]\d{4}")
+_RV_LINE = re.compile(r"(Resource Version:\s+)\d+")
+
+
+def _sorted_bullets(text: str) -> str:
+    """Runs of `* cause` lines sorted: a real server lists causes in Go's random map order."""
+    out: list[str] = []
+    run: list[str] = []
+    for line in text.split("\n"):
+        if line.startswith("* "):
+            run.append(line)
+            continue
+        out.extend(sorted(run))
+        run = []
+        out.append(line)
+    out.extend(sorted(run))
+    return "\n".join(out)
+
+
+def normalise_text(text: str, namespace: str = "") -> str:
+    """kubectl's output without what depends on time or on generated values."""
+    text = _sorted_bullets(text)
+    text = _HTTP_DATE.sub("<time>", text)
+    text = _TIME.sub("<time>", text)
+    text = _UUID.sub("<uid>", text)
+    text = _RV_LINE.sub(lambda m: m.group(1) + "<rv>", text)
+    return _AGE_IN_TEXT.sub("<age>", text)
+
+
 def normalise_table(body: Any) -> Any:
     """Date columns of a Table show ages, which depend on when the request ran."""
     if not isinstance(body, dict) or body.get("kind") != "Table":
@@ -264,6 +298,9 @@ class Steps:
         self.ns = namespace
         self.records: list[Record] = []
         self._normalise = Normaliser()
+        self._proxy: RecordingProxy | None = None
+        self._tmp: Any = None
+        self._kubeconfig: Any = None
 
     # The server a case runs on: only for waits that a real server needs (CRDs becoming Established).
     @property
@@ -311,6 +348,51 @@ class Steps:
                 },
             )
         return reply
+
+    def kubectl(
+        self,
+        label: str | None,
+        *args: str,
+        stdin: str | None = None,
+        keep: Callable[[str], Any] | None = None,
+    ) -> str:
+        """Run kubectl against this endpoint (through the recording proxy); record exit code and output."""
+        import subprocess
+        import tempfile
+        from pathlib import Path
+
+        if self._proxy is None:
+            self._proxy = RecordingProxy(self.endpoint)
+            self._tmp = tempfile.TemporaryDirectory(prefix="difftest-kubectl-")
+            self._kubeconfig = self._proxy.kubeconfig(Path(self._tmp.name) / "kubeconfig", self.ns)
+        cache = Path(self._tmp.name) / "cache"
+        assert self._proxy is not None
+        before = len(self._proxy.exchanges)
+        done = subprocess.run(
+            [str(KUBECTL), f"--kubeconfig={self._kubeconfig}", f"--cache-dir={cache}", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if label is not None:
+            out = keep(done.stdout) if keep is not None else normalise_text(done.stdout, self.ns)
+            sent = [_sent(ex) for ex in self._proxy.exchanges[before:] if not _is_discovery(ex.path)]
+            self.record(
+                label,
+                {
+                    "exit": done.returncode,
+                    "stdout": out,
+                    "stderr": normalise_text(done.stderr, self.ns),
+                    "sent": sent,
+                },
+            )
+        return done.stdout
+
+    def close(self) -> None:
+        if self._proxy is not None:
+            self._proxy.close()
+            self._tmp.cleanup()
 
     def watch(
         self,
@@ -411,3 +493,137 @@ def judge(case: str, diffs: Sequence[Difference], known: Sequence[Known]) -> Ver
         else:
             verdict.accepted.append((diff, entry))
     return verdict
+
+
+# ---- kubectl through a recording proxy -------------------------------------------------------------------
+
+
+@dataclass
+class Exchange:
+    """One request kubectl sent and the status it got."""
+
+    method: str
+    path: str
+    accept: str
+    content_type: str
+    body: bytes
+    status: int
+
+
+_DISCOVERY = re.compile(r"^/(api|apis)(/[^/?]+){0,2}(\?|$)|^/openapi/|^/version")
+_VOLATILE_QUERY = re.compile(r"(timeoutSeconds=)\d+|(resourceVersion=)\d+")
+
+
+def _is_discovery(path: str) -> bool:
+    """Discovery and OpenAPI requests: when kubectl sends them depends on its cache, not on us."""
+    return bool(_DISCOVERY.match(path))
+
+
+def _sent(ex: Exchange) -> JSON:
+    """What one request of kubectl's was, without the values that vary (timeouts, versions)."""
+    body: Any = ex.body.decode(errors="replace")
+    with contextlib.suppress(ValueError):
+        body = json.loads(body) if body else ""
+    path = _VOLATILE_QUERY.sub(lambda m: (m.group(1) or m.group(2)) + "<n>", ex.path)
+    # kubectl builds some selectors from Go maps: their terms come in random order.
+    path = re.sub(
+        r"(fieldSelector=)([^&]*)", lambda m: m.group(1) + "%2C".join(sorted(m.group(2).split("%2C"))), path
+    )
+    return {
+        "request": f"{ex.method} {path}",
+        "accept": ex.accept,
+        "contentType": ex.content_type,
+        "body": body,
+        "status": ex.status,
+    }
+
+
+class RecordingProxy:
+    """Plain HTTP on loopback in front of an endpoint: kubectl talks to it with no credentials, it
+    forwards with the endpoint's, streams the answer back (watches too) and records the exchange."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        import http.server
+        import threading
+
+        self.endpoint = endpoint
+        self.exchanges: list[Exchange] = []
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                wanted = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() in ("accept", "content-type", "user-agent")
+                }
+                conn = proxy.endpoint.connect(timeout=60)
+                try:
+                    conn.request(
+                        self.command, self.path, body=body or None, headers=proxy.endpoint.headers(wanted)
+                    )
+                    resp = conn.getresponse()
+                    proxy.exchanges.append(
+                        Exchange(
+                            self.command,
+                            self.path,
+                            self.headers.get("Accept", ""),
+                            self.headers.get("Content-Type", ""),
+                            body,
+                            resp.status,
+                        )
+                    )
+                    self.send_response(resp.status)
+                    for key, value in resp.getheaders():
+                        if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                            self.send_header(key, value)
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    while True:
+                        chunk = resp.read1(65536)
+                        if not chunk:
+                            break
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                        self.wfile.flush()
+                    self.wfile.write(b"0\r\n\r\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                finally:
+                    conn.close()
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def kubeconfig(self, path: Any, namespace: str) -> Any:
+        import yaml
+
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "c", "cluster": {"server": self.url}}],
+                    "users": [{"name": "u", "user": {}}],
+                    "contexts": [
+                        {"name": "x", "context": {"cluster": "c", "user": "u", "namespace": namespace}}
+                    ],
+                    "current-context": "x",
+                }
+            )
+        )
+        return path

@@ -28,7 +28,10 @@ def run_case(pair: Pair, name: str) -> tuple[list[Record], list[Record]]:
     for endpoint in (pair.real, pair.standin):
         servers.create_namespace(endpoint, namespace)
         steps = Steps(endpoint, namespace)
-        cases.CASES[name](steps)
+        try:
+            cases.CASES[name](steps)
+        finally:
+            steps.close()
         recorded.append(steps.records)
     return recorded[0], recorded[1]
 
