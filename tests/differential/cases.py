@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from tests.differential.harness import JSON, Case, Steps
+from tests.differential.harness import JSON, Case, Steps, normalise_table
 
 REPO = Path(__file__).resolve().parents[2]
 WIDGETS_CRDS = REPO / "tests" / "emulators" / "fixtures" / "widgets.yaml"
@@ -1474,3 +1474,192 @@ def kubectl_discovery_and_explain(s: Steps) -> None:
     s.kubectl("explain-missing", "explain", "widget.spec.nothing")
     s.kubectl("get-qplugins", "get", "qplugins")
     s.kubectl("get-q-operator", "get", "q-operator")
+
+
+# ---- CRDs themselves, watches as Tables, the chart's objects -------------------------------------------
+
+CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+
+
+def _scratch_crd(plural: str, schema: JSON) -> JSON:
+    kind = plural[:-1].capitalize()
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.scratch.example.com"},
+        "spec": {
+            "group": "scratch.example.com",
+            "scope": "Namespaced",
+            "names": {"plural": plural, "kind": kind},
+            "versions": [
+                {"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": schema}}
+            ],
+        },
+    }
+
+
+def _crd_view(body: Any) -> Any:
+    """A CRD answer without the status conditions' timing (Established comes a moment later)."""
+    body = without_managed_fields(body)
+    if isinstance(body, dict) and isinstance(body.get("status"), dict):
+        body = copy.deepcopy(body)
+        for condition in body["status"].get("conditions") or []:
+            condition.pop("lastTransitionTime", None)
+    return body
+
+
+def _wait_established(s: Steps, path: str, timeout: float = 30.0) -> None:
+    """A real server establishes a CRD a moment after creating it: wait (bounded), as clients do."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        conditions = (s.endpoint.request("GET", path).body or {}).get("status", {}).get("conditions") or []
+        if any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{path} not Established within {timeout}s on {s.server}")
+
+
+@case
+def crd_validation(s: Steps) -> None:
+    """Which CRDs a real server refuses, and how it words it (names are per-case: CRDs are cluster-wide)."""
+    p = s.ns.replace("-", "")[:20]
+    obj = {"type": "object"}
+    s.call(
+        "metadata-described",
+        "POST",
+        CRDS,
+        _scratch_crd(
+            f"{p}as", {"type": "object", "properties": {"metadata": {"type": "object", "description": "x"}}}
+        ),
+    )
+    s.call(
+        "untyped-field",
+        "POST",
+        CRDS,
+        _scratch_crd(f"{p}bs", {"type": "object", "properties": {"spec": {"description": "no type"}}}),
+    )
+    s.call("root-not-object", "POST", CRDS, _scratch_crd(f"{p}cs", {"type": "string"}))
+    s.call(
+        "pattern-over-1000",
+        "POST",
+        CRDS,
+        _scratch_crd(
+            f"{p}ds", {"type": "object", "properties": {"spec": {"type": "string", "pattern": "^.{0,1023}$"}}}
+        ),
+    )
+    s.call(
+        "bad-cel",
+        "POST",
+        CRDS,
+        _scratch_crd(f"{p}es", {"type": "object", "x-kubernetes-validations": [{"rule": "self.nope ==="}]}),
+    )
+    wrong_name = _scratch_crd(f"{p}fs", obj)
+    wrong_name["metadata"]["name"] = "other.scratch.example.com"
+    s.call("name-mismatch", "POST", CRDS, wrong_name)
+    no_storage = _scratch_crd(f"{p}gs", obj)
+    no_storage["spec"]["versions"][0]["storage"] = False
+    s.call("no-storage-version", "POST", CRDS, no_storage)
+    both = _scratch_crd(
+        f"{p}hs",
+        {
+            "type": "object",
+            "properties": {
+                "spec": {
+                    "type": "object",
+                    "properties": {"a": {"type": "string"}},
+                    "additionalProperties": {"type": "string"},
+                }
+            },
+        },
+    )
+    s.call("properties-and-additional", "POST", CRDS, both)
+    s.call(
+        "valid",
+        "POST",
+        CRDS,
+        _scratch_crd(
+            f"{p}is",
+            {
+                "type": "object",
+                "properties": {"spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+            },
+        ),
+        keep=_crd_view,
+    )
+    _wait_established(s, f"{CRDS}/{p}is.scratch.example.com")
+    s.call(
+        "delete-valid",
+        "DELETE",
+        f"{CRDS}/{p}is.scratch.example.com",
+        keep=lambda b: {k: (b or {}).get(k) for k in ("kind", "status")} if isinstance(b, dict) else b,
+    )
+
+
+def _table_event(e: JSON) -> Any:
+    obj = normalise_table(e.get("object") or {})
+    return {
+        "type": e.get("type"),
+        "kind": obj.get("kind"),
+        "columns": [c.get("name") for c in obj.get("columnDefinitions") or []],
+        "cells": [row.get("cells") for row in obj.get("rows") or []],
+    }
+
+
+@case
+def watch_as_table(s: Steps) -> None:
+    """`kubectl get -w`: a watch whose events carry Tables."""
+    start = rv(s.call(None, "GET", widgets(s)).body)
+    s.call("create", "POST", widgets(s), widget("tw", size=5), keep=NO_MF)
+    s.call("patch", "PATCH", widgets(s, "tw"), {"spec": {"size": 6}}, content_type=MERGE, keep=NO_MF)
+    events = s.endpoint.watch(widgets(s), {"resourceVersion": start}, count=2, timeout=5, accept=TABLE)
+    s.record("events", [_table_event(e) for e in events])
+
+
+def _chart_objects(namespace: str) -> list[JSON]:
+    import subprocess
+
+    rendered = subprocess.run(
+        [
+            str(REPO / ".tools" / "bin" / "helm"),
+            "template",
+            "q",
+            str(REPO / "charts" / "q-operator"),
+            "--namespace",
+            namespace,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [d for d in yaml.safe_load_all(rendered) if isinstance(d, dict)]
+
+
+def _object_path(obj: JSON, namespace: str) -> str:
+    group_version = obj["apiVersion"]
+    base = f"/api/{group_version}" if "/" not in group_version else f"/apis/{group_version}"
+    plural = {
+        "ServiceAccount": "serviceaccounts",
+        "ClusterRole": "clusterroles",
+        "ClusterRoleBinding": "clusterrolebindings",
+        "Deployment": "deployments",
+        "Service": "services",
+        "Role": "roles",
+        "RoleBinding": "rolebindings",
+    }[obj["kind"]]
+    cluster = obj["kind"].startswith("Cluster")
+    return f"{base}/{plural}" if cluster else f"{base}/namespaces/{namespace}/{plural}"
+
+
+@case
+def chart_objects(s: Steps) -> None:
+    """What the Helm chart creates, as each server stores it."""
+    for obj in _chart_objects(s.ns):
+        if obj["kind"].startswith("Cluster"):
+            obj["metadata"]["name"] = f"{obj['metadata']['name']}-{s.ns}"
+            for subject in obj.get("subjects") or []:
+                subject["namespace"] = s.ns
+            if obj.get("roleRef", {}).get("kind") == "ClusterRole":
+                obj["roleRef"]["name"] = f"{obj['roleRef']['name']}-{s.ns}"
+        s.call(f"create-{obj['kind']}", "POST", _object_path(obj, s.ns), obj, keep=NO_MF)

@@ -108,7 +108,14 @@ class Endpoint:
         finally:
             conn.close()
 
-    def watch(self, path: str, query: Mapping[str, str], count: int, timeout: float = 20.0) -> list[JSON]:
+    def watch(
+        self,
+        path: str,
+        query: Mapping[str, str],
+        count: int,
+        timeout: float = 20.0,
+        accept: str = "application/json",
+    ) -> list[JSON]:
         """The first `count` events of a watch (fewer if it ends or `timeout` passes), then close it."""
         query = {"watch": "true", **query}
         full = path + "?" + urllib.parse.urlencode(query)
@@ -116,7 +123,7 @@ class Endpoint:
         events: list[JSON] = []
         deadline = time.monotonic() + timeout
         try:
-            conn.request("GET", full, headers=self.headers({"Accept": "application/json"}))
+            conn.request("GET", full, headers=self.headers({"Accept": accept}))
             resp = conn.getresponse()
             if resp.status != 200:
                 return [{"type": "HTTP", "object": _decode(resp.read()), "status": resp.status}]

@@ -21,7 +21,30 @@ _NOT_SERVED = (
     "with a ServiceAccount token runs on the real server)"
 )
 
+_CEL_WORDING = (
+    "a CEL rule that does not compile is refused alike (422, same field); the compiler's own error text is "
+    "cel-go's on the real server and cel-python's in the stand-in"
+)
+_GO_STRUCT = (
+    "the real server prints the CRD's internal Go struct as the invalid value; the stand-in names its type"
+)
+_CRD_DELETION = (
+    "the stand-in deletes a CRD and its objects at once; a real server first marks it Terminating "
+    "(InstanceDeletionPending) while it removes the objects"
+)
+_BUILTIN_DEFAULTS = (
+    "nothing runs Deployments or Services in the stand-in, so it fills in none of their defaults (cluster "
+    "IPs, pod template defaults); the operator never reads them"
+)
+
 KNOWN: list[Known] = [
+    Known("crd-validation", "bad-cel/body/message", _CEL_WORDING),
+    Known("crd-validation", "bad-cel/body/details/causes/0/message", _CEL_WORDING),
+    Known("crd-validation", "no-storage-version/body/message", _GO_STRUCT),
+    Known("crd-validation", "no-storage-version/body/details/causes/0/message", _GO_STRUCT),
+    Known("crd-validation", "delete-valid/body/status/conditions/2", _CRD_DELETION),
+    Known("chart-objects", "create-Service/body/*", _BUILTIN_DEFAULTS),
+    Known("chart-objects", "create-Deployment/body/*", _BUILTIN_DEFAULTS),
     Known("cascading-deletion", "get-after-fg/*", _NO_GC),
     Known("cascading-deletion", "get-after-orph/*", _NO_GC),
     Known("namespaces", "create-in-terminating/*", _NO_NAMESPACE_CONTROLLER),

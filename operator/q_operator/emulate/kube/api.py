@@ -363,12 +363,19 @@ class Api:
         for key in ("plural", "kind"):
             if crd_names and not crd_names.get(key):
                 errs.append(required(f"spec.names.{key}"))
-        for i, version in enumerate(spec.get("versions") or []):
-            openapi = (version.get("schema") or {}).get("openAPIV3Schema")
+        versions = spec.get("versions") or []
+        schemas = [(v.get("schema") or {}).get("openAPIV3Schema") for v in versions]
+        # The internal CRD hoists a schema all versions share to spec.validation, and errors name it so.
+        shared = len(schemas) > 0 and all(s == schemas[0] for s in schemas)
+        for i, openapi in enumerate(schemas[:1] if shared else schemas):
+            where = (
+                "spec.validation.openAPIV3Schema" if shared else f"spec.versions[{i}].schema.openAPIV3Schema"
+            )
             if isinstance(openapi, dict):
-                errs.extend(schema.structural_errors(openapi, f"spec.versions[{i}].schema.openAPIV3Schema"))
+                errs.extend(schema.structural_errors(openapi, where))
+                errs.extend(schema.crd_schema_errors(openapi, where))
             else:
-                errs.append(required(f"spec.versions[{i}].schema.openAPIV3Schema", "schemas are required"))
+                errs.append(required(where, "schemas are required"))
         expected = f"{crd_names.get('plural', '')}.{spec.get('group', '')}"
         name = crd["metadata"].get("name")
         if not errs and name != expected:
@@ -377,6 +384,8 @@ class Api:
             errs.append(
                 invalid("spec.versions", "array", "must have exactly one version marked as storage version")
             )
+            if not any(v.get("storage") for v in spec["versions"]):
+                errs.append(invalid("status.storedVersions", None, "must have at least one stored version"))
         return errs
 
     def _set_defaults(self, rt: ResourceType, obj: JSON) -> None:
@@ -398,21 +407,34 @@ class Api:
             labels["kubernetes.io/metadata.name"] = obj["metadata"]["name"]
         elif rt.key == (CRD_GROUP, "customresourcedefinitions"):
             spec = obj.get("spec") or {}
-            names = dict(spec.get("names") or {})
+            names: JSON = spec["names"] if isinstance(spec.get("names"), dict) else {}
             names.setdefault("singular", str(names.get("kind", "")).lower())
             names.setdefault("listKind", f"{names.get('kind', '')}List")
+            spec.setdefault("conversion", {"strategy": "None"})
             storage = [v.get("name") for v in spec.get("versions") or [] if v.get("storage")]
+            # Created without conditions; the CRD controllers accept the names a moment later.
             obj["status"] = {
-                "acceptedNames": names,
-                "conditions": [
-                    {"type": t, "status": "True", "reason": r, "message": m, "lastTransitionTime": now()}
-                    for t, r, m in (
-                        ("NamesAccepted", "NoConflicts", "no conflicts found"),
-                        ("Established", "InitialNamesAccepted", "the initial names have been accepted"),
-                    )
-                ],
+                "conditions": None,
+                "acceptedNames": {"plural": "", "kind": ""},
                 "storedVersions": storage,
             }
+
+    def _establish(self, rt: ResourceType, crd: JSON) -> None:
+        """What the naming and establishing controllers write right after a CRD is created."""
+        established = copy.deepcopy(crd)
+        established["status"] = {
+            "conditions": [
+                {"type": t, "status": "True", "lastTransitionTime": now(), "reason": r, "message": m}
+                for t, r, m in (
+                    ("NamesAccepted", "NoConflicts", "no conflicts found"),
+                    ("Established", "InitialNamesAccepted", "the initial names have been accepted"),
+                )
+            ],
+            "acceptedNames": copy.deepcopy((crd.get("spec") or {}).get("names") or {}),
+            "storedVersions": crd["status"]["storedVersions"],
+        }
+        established["metadata"]["resourceVersion"] = str(self.store.next_rv())
+        self.store.put(rt.key, established, crd)
 
     # ---- create ----------------------------------------------------------------------------------
 
@@ -480,6 +502,7 @@ class Api:
         self.store.put(rt.key, obj, None)
         if rt.key == (CRD_GROUP, "customresourcedefinitions"):
             self.registry.add_crd(obj)
+            self._establish(rt, obj)
         return WriteResult(obj, warnings, created=True)
 
     def _generate_name(self, rt: ResourceType, namespace: str, prefix: str) -> str:

@@ -98,6 +98,15 @@ def _program(expression: str) -> celpy.Runner:
     return _ENV.program(_ENV.compile(expression), functions=_FUNCTIONS)
 
 
+def compile_error(expression: str) -> str | None:
+    """Why a rule does not compile (in cel-python's words), or None."""
+    try:
+        _program(expression)
+    except Exception as exc:  # cel-python raises its own error types for syntax and type errors
+        return f"ERROR: <input>: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+    return None
+
+
 def _evaluate(expression: str, activation: dict[str, Any]) -> Any:
     return _program(expression).evaluate(activation)
 

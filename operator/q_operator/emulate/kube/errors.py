@@ -63,7 +63,9 @@ def required(path: str, detail: str = "") -> FieldError:
 
 
 def invalid(path: str, value: object, detail: str) -> FieldError:
-    shown = value if isinstance(value, str | int | float | bool) or value is None else type_name(value)
+    if value is None:
+        return FieldError(path, "FieldValueInvalid", f"Invalid value: null: {detail}")
+    shown = value if isinstance(value, str | int | float | bool) else type_name(value)
     return FieldError(path, "FieldValueInvalid", f"Invalid value: {go_quote(shown)}: {detail}")
 
 

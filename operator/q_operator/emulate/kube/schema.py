@@ -597,3 +597,68 @@ def _junctor_node(node: JSON, path: str) -> list[FieldError]:
         for i, sub in enumerate(subs if isinstance(subs, list) else [subs] if isinstance(subs, dict) else []):
             errs.extend(_junctor_node(sub, f"{path}.{junctor}[{i}]" if junctor != "not" else f"{path}.not"))
     return errs
+
+
+_REPEAT = re.compile(r"\{(\d+)(?:,(\d*))?\}")
+
+
+def crd_schema_errors(root: JSON, path: str) -> list[FieldError]:
+    """Further checks a real server makes of a CRD schema: root metadata may say nothing but
+    `type: object` (and name/generateName), patterns must compile as Go (RE2) regular expressions,
+    and CEL rules must compile."""
+    from q_operator.emulate.kube import cel
+
+    errs: list[FieldError] = []
+    meta = (root.get("properties") or {}).get("metadata")
+    if isinstance(meta, dict):
+        rest = {k: v for k, v in meta.items() if k not in ("type", "properties")}
+        props = set(meta.get("properties") or {})
+        if rest or not props <= {"name", "generateName"}:
+            errs.append(
+                forbidden(
+                    f"{path}.properties[metadata]",
+                    "must not specify anything other than name and generateName, but metadata is implicitly "
+                    "specified",
+                )
+            )
+
+    def walk(node: Any, where: str) -> None:
+        if not isinstance(node, dict):
+            return
+        pattern = node.get("pattern")
+        if isinstance(pattern, str):
+            for m in _REPEAT.finditer(pattern):
+                if any(g and int(g) > 1000 for g in m.groups()):
+                    detail = (
+                        "must be a valid regular expression, but isn't: error parsing regexp: invalid repeat "
+                        f"count: `{m.group(0)}`"
+                    )
+                    errs.append(invalid(f"{where}.pattern", pattern, detail))
+                    break
+        for i, rule in enumerate(node.get("x-kubernetes-validations") or []):
+            problem = cel.compile_error(str(rule.get("rule", ""))) if isinstance(rule, dict) else None
+            if problem is not None:
+                shown = {
+                    "Rule": rule.get("rule", ""),
+                    "Message": rule.get("message", ""),
+                    "MessageExpression": rule.get("messageExpression", ""),
+                    "Reason": rule.get("reason"),
+                    "FieldPath": rule.get("fieldPath", ""),
+                    "OptionalOldSelf": rule.get("optionalOldSelf"),
+                }
+                value = json.dumps(shown, separators=(",", ":"))
+                errs.append(
+                    FieldError(
+                        f"{where}.x-kubernetes-validations[{i}].rule",
+                        "FieldValueInvalid",
+                        f"Invalid value: {value}: compilation failed: {problem}",
+                    )
+                )
+        for key, sub in (node.get("properties") or {}).items():
+            walk(sub, f"{where}.properties[{key}]")
+        walk(node.get("items"), f"{where}.items")
+        if isinstance(node.get("additionalProperties"), dict):
+            walk(node["additionalProperties"], f"{where}.additionalProperties")
+
+    walk(root, path)
+    return errs
