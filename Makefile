@@ -14,7 +14,7 @@ export PATH := $(CURDIR)/$(TOOLS)/bin:$(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: install test lint unit e2e demo crds bench reliability clean
 
-install: $(STAMP) $(TOOLS)/bin/kubectl $(TOOLS)/bin/helm $(GO_STAMP)
+install: $(STAMP) $(TOOLS)/bin/kubectl $(TOOLS)/bin/helm $(TOOLS)/bin/promtool $(GO_STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,17 @@ $(GO_STAMP): $(GO_SOURCES)
 	@touch $(GO_STAMP)
 	@echo "installed: $(TOOLS)/bin/ $$(ls testenv/cmd | tr '\n' ' ')"
 
+# promtool (the tests of the chart's alert rules) ships in Debian's prometheus package: take the binary
+# out of the package rather than install it, which would also set up a Prometheus server. The package
+# lists are refreshed only when the download fails without them.
+$(TOOLS)/bin/promtool:
+	@mkdir -p $(TOOLS)/bin $(TOOLS)/deb
+	@if command -v promtool >/dev/null; then ln -sf "$$(command -v promtool)" $@; else \
+		cd $(TOOLS)/deb && { apt-get download prometheus >/dev/null 2>&1 || { apt-get update -qq && apt-get download prometheus; }; } \
+		&& dpkg-deb --fsys-tarfile prometheus_*.deb | tar -x ./usr/bin/promtool && cp usr/bin/promtool $(CURDIR)/$@; fi
+	@rm -rf $(TOOLS)/deb
+	@test -x $@ && echo "installed: $@"
+
 lint: install
 	$(BIN)/ruff check operator tests
 	$(BIN)/ruff format --check operator tests
@@ -60,7 +71,8 @@ unit: install
 	$(BIN)/python -m pytest -q tests/unit
 
 crds: install
-	$(BIN)/q-operator crds --output crds --chart charts/q-operator/crds --argocd argocd
+	$(BIN)/q-operator crds --output crds --chart charts/q-operator/crds --argocd argocd \
+		--status-fixtures tests/fixtures/status --rbac charts/q-operator/files --iam docs
 
 demo: install
 	$(BIN)/q-operator demo

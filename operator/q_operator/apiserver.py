@@ -70,11 +70,13 @@ class ApiServer:
         crds_dir: Path | None = None,
         rbac: bool = False,
         audit: bool = False,
+        watch_cache: bool = True,
         binaries: Path = BINARIES,
     ) -> None:
         self.workdir = Path(workdir)
         self.crds_dir = crds_dir
         self.rbac = rbac
+        self.watch_cache = watch_cache
         self.binaries = Path(binaries)
         self.url = ""
         self.etcd_url = ""
@@ -197,6 +199,10 @@ class ApiServer:
             "--allow-privileged=true",
             "--profiling=false",
         ]
+        if not self.watch_cache:
+            # Lists and watches go to etcd: one resumed from a compacted revision gets 410 Gone, as
+            # on a cluster whose watch cache no longer holds that revision.
+            argv.append("--watch-cache=false")
         if self.audit_log is not None:
             policy = self.workdir / "audit-policy.yaml"
             policy.write_text(yaml.safe_dump(AUDIT_POLICY))
@@ -341,7 +347,9 @@ class ApiServer:
     def compact_etcd(self) -> int:
         """Compact etcd at its current revision (through etcd's v3 HTTP/JSON gateway); the revision.
 
-        A watch that resumes from an older resourceVersion afterwards gets 410 Gone.
+        With `watch_cache=False` a watch that resumes from an older resourceVersion afterwards gets
+        410 Gone. With the watch cache on (the default, as on a cluster) kube-apiserver still serves
+        recent history from memory, so such a watch may well succeed.
         """
         # Any range answers with the store's current revision in its header.
         header = self._etcd_call("/v3/kv/range", {"key": _b64(b"/"), "count_only": True})["header"]
@@ -596,6 +604,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--crds", help="apply the CRDs in this directory and wait until Established")
     parser.add_argument("--rbac", action="store_true", help="authorize by RBAC (default: AlwaysAllow)")
     parser.add_argument("--audit", action="store_true", help="write an audit log (Metadata level)")
+    parser.add_argument(
+        "--no-watch-cache",
+        action="store_true",
+        help="serve lists and watches from etcd (a watch from a compacted revision then gets 410 Gone)",
+    )
     parser.add_argument("--workdir", help="keep certificates and logs here (default: a temporary dir)")
     parser.add_argument("--binaries", default=str(BINARIES), help="where etcd and kube-apiserver are")
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
@@ -619,6 +632,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             crds_dir=Path(args.crds) if args.crds else None,
             rbac=args.rbac,
             audit=args.audit,
+            watch_cache=not args.no_watch_cache,
             binaries=Path(args.binaries),
         )
         stack.callback(server.stop)

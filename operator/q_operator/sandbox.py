@@ -20,7 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -136,6 +136,7 @@ class Sandbox:
         self.operator: subprocess.Popen[bytes] | None = None
         self._spawned: list[subprocess.Popen[bytes]] = []
         self._operator_starts = 0
+        self._operator_logs: dict[int, Path] = {}
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -225,6 +226,7 @@ class Sandbox:
             argv, stdout=log, stderr=subprocess.STDOUT, env=op_env, start_new_session=True
         )
         self._spawned.append(proc)
+        self._operator_logs[proc.pid] = Path(log.name)
 
         def alive() -> bool:
             if proc.poll() is not None:
@@ -237,6 +239,10 @@ class Sandbox:
 
         wait_for("the operator's liveness endpoint", alive, timeout=60)
         return proc
+
+    def operator_log(self, proc: subprocess.Popen[bytes]) -> Path:
+        """The log file of an operator this sandbox started."""
+        return self._operator_logs[proc.pid]
 
     def stop_operator(self, kill: bool = False) -> None:
         """Stop the operator; `kill=True` is kill -9, the crash the tests inflict."""
@@ -389,8 +395,3 @@ def _free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def apply_files(sandbox: Sandbox, paths: Iterable[Path]) -> list[subprocess.CompletedProcess[str]]:
-    """kubectl apply each file; returns the results (invalid ones included, unchecked)."""
-    return [sandbox.kubectl("apply", "-f", str(p), check=False) for p in paths]

@@ -16,9 +16,7 @@ test fails.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,13 +25,11 @@ from typing import Any
 import pytest
 
 from q_operator.apiserver import ApiServer
-from q_operator.sandbox import CRDS_DIR, REPO_ROOT, Sandbox
+from q_operator.sandbox import Sandbox
 
-from . import calllog
+from .helpers import e2e_crds, shared_sandbox
 
 _counter = itertools.count()
-
-PEERING_CRDS = REPO_ROOT / "charts" / "q-operator" / "charts" / "kopf-peering" / "crds" / "kopf-peering.yaml"
 
 
 @pytest.fixture(scope="session")
@@ -41,11 +37,7 @@ def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
     """This worker's real API server: our CRDs and kopf's peering CRDs, an audit log for the
     permission proofs, AlwaysAllow (test_rbac_real proves the chart's RBAC on a server of its own)."""
     root = tmp_path_factory.mktemp("apiserver")
-    crds = root / "crds"
-    crds.mkdir()
-    for path in [*CRDS_DIR.glob("*.yaml"), PEERING_CRDS]:
-        shutil.copy(path, crds / path.name)
-    with ApiServer(root / "server", crds_dir=crds, audit=True) as server:
+    with ApiServer(root / "server", crds_dir=e2e_crds(root / "crds"), audit=True) as server:
         yield server
 
 
@@ -85,29 +77,6 @@ def fresh_sandbox(
     workdir = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
     with shared_sandbox(workdir, kube_server, aws_args=aws_args) as box:
         yield box
-
-
-@contextlib.contextmanager
-def shared_sandbox(workdir: Path, server: ApiServer | None, **kwargs: Any) -> Iterator[Sandbox]:
-    """A Sandbox on `server` (or on a stand-in of its own when None). On exit it stops every operator
-    it started, keeps the calls made for the permission proofs, and removes every custom object left
-    on the shared server."""
-    with Sandbox(workdir, kube=server, **kwargs) as box:
-        try:
-            yield box
-        finally:
-            box.stop_operators()
-            collect_calls(box)
-            if not box.on_standin:
-                box.purge_custom_objects()
-
-
-def collect_calls(box: Sandbox) -> None:
-    """Keep what the sandbox's stand-ins were asked, for the permission proofs. A real API server's
-    calls are in its audit log, read by the proofs themselves."""
-    if box.on_standin:
-        calllog.KUBE.extend(box.kube("GET", "/_emulator/requests"))
-    calllog.AWS.extend(box.aws_requests())
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -7,8 +7,9 @@ from __future__ import annotations
 import pytest
 
 from q_operator.sandbox import Sandbox, wait_for
+from tests.kinds import QPLUGINS, qplugin
 
-from .helpers import QPLUGINS, apply, calls, new_application_id, plugins_in, qplugin
+from .helpers import apply, calls, new_application_id, plugins_in
 
 #: A short peering lifetime so the standby notices the active replica's death within seconds.
 PEERING_ENV = {"Q_OPERATOR_PEERING_LIFETIME": "5"}

@@ -1,9 +1,12 @@
 """The Argo CD health checks give the right verdict on status objects, run as Argo CD runs them.
 
 Argo CD evaluates a health check with Lua 5.1 (gopher-lua) and the live object as the global `obj`;
-lupa's lua51 runtime is the same dialect. Fixtures live in tests/fixtures/status/ and are named
-`<kind>-<verdict>-<case>.json`; the verdict in the name is what the check must answer. Objects recorded
-from end-to-end runs can replace them under the same naming.
+lupa's lua51 runtime is the same dialect. test_argocd_health_gopherlua.py runs the same checks on
+gopher-lua itself and holds the two VMs to the same answers.
+
+Fixtures live in tests/fixtures/status/ and are named `<kind>-<verdict>-<case>.json`; the verdict in
+the name is what the check must answer. Objects recorded from end-to-end runs can replace them under
+the same naming (then `make crds`: they are also the testdata of Argo CD's upstream layout).
 """
 
 from __future__ import annotations
@@ -15,36 +18,23 @@ from typing import Any
 
 import pytest
 import yaml
-from lupa.lua51 import LuaRuntime
 
 from q_operator.engine import conditions
+from q_operator.healthchecks import run_health_check
+from q_operator.registry import KINDS as REGISTRY
 from tests.argocd import user_fields_drift
 
 ROOT = Path(__file__).resolve().parents[2]
 ARGOCD = ROOT / "argocd"
 FIXTURES = ROOT / "tests" / "fixtures" / "status"
-KINDS = {"qplugin": "QPlugin", "qlibraryitem": "QLibraryItem", "appflowconnector": "AppFlowConnector"}
+#: The health check's file stem (the kind's singular name) → the kind, for every registered kind.
+KINDS = {kind.singular: kind.kind for kind in REGISTRY}
 VERDICTS = {"healthy": "Healthy", "progressing": "Progressing", "degraded": "Degraded"}
 
 
-def to_lua(lua: Any, value: Any) -> Any:
-    """JSON → Lua tables, 1-based lists, nulls dropped (as Argo CD's conversion does)."""
-    if isinstance(value, dict):
-        return lua.table_from({k: to_lua(lua, v) for k, v in value.items() if v is not None})
-    if isinstance(value, list):
-        return lua.table_from([to_lua(lua, v) for v in value if v is not None])
-    return value
-
-
 def health(kind: str, obj: dict[str, Any]) -> tuple[str, str]:
-    """Run argocd/<kind>.lua the way Argo CD does: a fresh VM, `obj` global, no os/io/require."""
-    lua = LuaRuntime(unpack_returned_tuples=True)
-    g = lua.globals()
-    for unsafe in ("os", "io", "require", "dofile", "loadfile"):
-        g[unsafe] = None
-    g.obj = to_lua(lua, obj)
-    result = lua.execute((ARGOCD / f"{kind}.lua").read_text())
-    return str(result.status), str(result.message)
+    """Run argocd/<kind>.lua the way Argo CD does: a fresh VM, `obj` global, no os/io/string/require."""
+    return run_health_check((ARGOCD / f"{kind}.lua").read_text(), obj)
 
 
 def fixture_cases() -> list[tuple[str, str, Path]]:

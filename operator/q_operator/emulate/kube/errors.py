@@ -174,12 +174,6 @@ class PageNotFound(ApiError):
         super().__init__(404, "NotFound", "404 page not found")
 
 
-def method_not_allowed(verb: str, group_resource: str) -> ApiError:
-    return ApiError(
-        405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
-    )
-
-
 def unsupported_media_type(content_type: str, accepted: list[str]) -> ApiError:
     return ApiError(
         415,
