@@ -238,7 +238,7 @@ def test_cel_rule_with_message_and_field_path(custom: client.CustomObjectsApi) -
     assert (
         "spec.size",
         "FieldValueInvalid",
-        'Invalid value: size must not be below minSize',
+        "Invalid value: size must not be below minSize",
     ) in causes(status)
 
 
@@ -287,7 +287,7 @@ def test_root_level_cel_rule_reports_the_nil_field_path(custom: client.CustomObj
     status = json.loads(err.value.body)
     assert status["message"] == (
         'Widget.test.example.com "forbidden-1" is invalid: '
-        '<nil>: Invalid value: widget names must not start with forbidden-'
+        "<nil>: Invalid value: widget names must not start with forbidden-"
     )
 
 
@@ -345,7 +345,7 @@ def test_cel_rules_run_beside_value_errors_but_not_after_a_blocking_error(
     assert causes(status)[-1] == (
         "<nil>",
         "FieldValueInvalid",
-        'Invalid value: null: some validation rules were not checked because the object was invalid; '
+        "Invalid value: null: some validation rules were not checked because the object was invalid; "
         "correct the existing errors to complete validation",
     )
 
