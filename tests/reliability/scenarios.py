@@ -22,6 +22,13 @@ from typing import Any
 from q_operator.sandbox import condition
 from tests.kinds import TEST_KINDS, KindFacts, aws_resources, changed, facts_of, manifest, merged_settings
 from tests.reliability.harness import KINDS, Result, Run, latency, ref_field
+from tests.reliability.realserver import (
+    DebugRealServerRun,
+    RealServerRun,
+    apiserver_down_creates,
+    apiserver_down_deletes,
+    compaction_410,
+)
 
 DRIFT = 10.0
 
@@ -66,6 +73,8 @@ class Scenario:
     play: Callable[[Run, Size], Result]
     operator_env: Mapping[str, str] = field(default_factory=dict)
     aws_args: tuple[str, ...] = ()
+    #: The world it plays in: the Kubernetes stand-in (Run), or a real kube-apiserver of its own.
+    world: Callable[..., Run] = Run
 
 
 def run_scenario(scenario: Scenario, workdir: Path, size: Size, seed: int) -> Result:
@@ -73,7 +82,7 @@ def run_scenario(scenario: Scenario, workdir: Path, size: Size, seed: int) -> Re
     started = time.monotonic()
     rng = random.Random(f"{seed}/{scenario.name}")
     try:
-        with Run(workdir, rng, size.per_kind, scenario.operator_env, scenario.aws_args) as run:
+        with scenario.world(workdir, rng, size.per_kind, scenario.operator_env, scenario.aws_args) as run:
             row = scenario.play(run, size)
     except Exception as error:  # report it in the table and go on with the next scenario
         row = Result(scenario.name, 0, scenario.faults, problems=[f"scenario failed: {error!r}"])
@@ -626,4 +635,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("deletion", "deletion edge cases", deletion_edges),
     Scenario("down", "operator down", operator_down),
     Scenario("clash", "same names", name_clash),
+    # On the real kube-apiserver: faults of the control plane itself.
+    Scenario("apiserver-creates", "kube-apiserver down", apiserver_down_creates, world=RealServerRun),
+    Scenario("apiserver-deletes", "kube-apiserver down", apiserver_down_deletes, world=RealServerRun),
+    Scenario("compaction", "etcd compacted, 410 Gone", compaction_410, world=DebugRealServerRun),
 )
