@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from q_operator.registry import KINDS
 from tests.differential.harness import JSON, Case, Steps, normalise_table
 
 REPO = Path(__file__).resolve().parents[2]
@@ -1102,14 +1103,10 @@ def namespaces(s: Steps) -> None:
 
 @case
 def operator_kinds(s: Steps) -> None:
-    for doc_name, plural in (
-        ("qplugin-salesforce-oauth.yaml", "qplugins"),
-        ("qlibraryitem-published.yaml", "qlibraryitems"),
-        ("appflowconnector-lambda.yaml", "appflowconnectors"),
-    ):
-        doc = _in_ns(sample(doc_name), s.ns)
-        group, version = doc["apiVersion"].split("/")
-        base = f"/apis/{group}/{version}/namespaces/{s.ns}/{plural}"
+    for info in KINDS:  # every registered kind, with the sample its docs show first
+        plural = info.plural
+        doc = _in_ns(sample(info.sample), s.ns)
+        base = f"/apis/{info.api_version}/namespaces/{s.ns}/{plural}"
         name = doc["metadata"]["name"]
         s.call(f"{plural}-create", "POST", base, doc, keep=NO_MF)
         s.call(f"{plural}-table", "GET", base, accept=TABLE)
@@ -1177,12 +1174,7 @@ def operator_kinds(s: Steps) -> None:
 # ---- discovery and OpenAPI ------------------------------------------------------------------------------
 
 
-OUR_GROUPS = (
-    "test.example.com",
-    "qbusiness.q-operator.dev",
-    "qapps.q-operator.dev",
-    "appflow.q-operator.dev",
-)
+OUR_GROUPS = ("test.example.com", *(info.group for info in KINDS))
 SERVED_CORE = ("namespaces", "configmaps", "secrets", "serviceaccounts", "events", "services")
 AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
 
