@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -318,8 +318,3 @@ def _free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def apply_files(sandbox: Sandbox, paths: Iterable[Path]) -> list[subprocess.CompletedProcess[str]]:
-    """kubectl apply each file; returns the results (invalid ones included, unchecked)."""
-    return [sandbox.kubectl("apply", "-f", str(p), check=False) for p in paths]

@@ -20,9 +20,9 @@ from q_operator.kinds.appflowconnector import (
     AppFlowConnectorAdapter,
     AppFlowConnectorSpec,
     effective_label,
-    tag_changes,
     update_token,
 )
+from q_operator.kinds.common import tag_changes
 
 LABEL = "inventory-connector"
 ARN = f"arn:aws:appflow:us-east-1:123456789012:connector/{LABEL}"
@@ -388,8 +388,8 @@ def test_update_tags_sets_and_removes_but_keeps_the_owner_tag(
 
 
 def test_tag_changes_never_remove_the_owner_tag() -> None:
-    assert tag_changes({}, {base.OWNER_TAG: "someone", "a": "1"}) == ({}, ["a"])
-    assert tag_changes({base.OWNER_TAG: MARK}, {}) == ({base.OWNER_TAG: MARK}, [])
+    assert tag_changes({base.OWNER_TAG: "someone", "a": "1"}, {}) == ({}, ["a"])
+    assert tag_changes({}, {base.OWNER_TAG: MARK}) == ({base.OWNER_TAG: MARK}, [])
 
 
 def test_delete_passes_force_delete_and_already_gone_is_not_an_error(

@@ -16,7 +16,7 @@ from botocore.exceptions import (
 )
 
 from q_operator.engine import conditions as c
-from q_operator.engine.errors import RetryableError, TerminalError, classify, is_throttle, throttle_delay
+from q_operator.engine.errors import RetryableError, TerminalError, classify, throttle_delay
 from q_operator.engine.reconcile import Decision
 from q_operator.kinds.base import AlreadyExists, ExternalFailure, InUse, NotFoundError
 from tests.unit.engine_fakes import world
@@ -251,9 +251,10 @@ def test_backoff_grows_with_attempts_and_is_capped() -> None:
     assert all(150 <= e.delay <= 300 for e in late if isinstance(e, RetryableError))
 
 
-def test_is_throttle_by_code_not_status() -> None:
-    assert is_throttle(client_error("ThrottlingException", 400))
-    assert not is_throttle(client_error("ValidationException", 429))
+def test_a_throttle_is_told_by_its_code_not_its_status() -> None:
+    rng = random.Random(5)
+    assert classify(client_error("ThrottlingException", 400), "x", 0, rng).reason == c.THROTTLED
+    assert classify(client_error("ValidationException", 429), "x", 0, rng).reason == c.AWS_VALIDATION
 
 
 def test_terminal_error_during_deletion_keeps_the_finalizer() -> None:

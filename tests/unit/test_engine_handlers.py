@@ -1,4 +1,5 @@
-"""The kopf edge: how an Outcome becomes kopf's decision, and how a body becomes an ObjectView."""
+"""The kopf edge and its bridge: how an Outcome becomes kopf's decision, how a body becomes an
+ObjectView, how kopf is made to act on spec changes, and how a ConfigMap change reaches objects."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 import kopf
 import pytest
 
-from q_operator.engine import handlers
+from q_operator.engine import bridge, configmaps, process
 from q_operator.engine.reconcile import Decision, Outcome, Trigger
 
 
@@ -78,13 +79,13 @@ from q_operator.engine.reconcile import Decision, Outcome, Trigger
 def test_outcome_maps_onto_kopf(
     outcome: Outcome, trigger: Trigger, deleting: bool, expected: type[Exception] | None, delay: float | None
 ) -> None:
+    error = bridge.verdict(outcome, trigger, deleting)
     if expected is None:
-        handlers._decide(outcome, trigger, deleting, "uid")
+        assert error is None
         return
-    with pytest.raises(expected) as caught:
-        handlers._decide(outcome, trigger, deleting, "uid")
+    assert isinstance(error, expected)
     if delay is not None:
-        assert isinstance(caught.value, kopf.TemporaryError) and caught.value.delay == delay
+        assert isinstance(error, kopf.TemporaryError) and error.delay == delay
 
 
 def body(rv: str = "5", **status: object) -> dict[str, object]:
@@ -104,7 +105,7 @@ def body(rv: str = "5", **status: object) -> dict[str, object]:
 
 
 def test_object_view_reads_the_body() -> None:
-    view = handlers.object_view(body(thingId="t-1"), 2, None)
+    view = bridge.object_view(body(thingId="t-1"), 2, None)
     assert (view.uid, view.namespace, view.name, view.generation, view.retry) == ("u1", "ns", "n", 3, 2)
     assert view.status == {"thingId": "t-1"} and view.annotations["q-operator.dev/adopt-id"] == "x"
     assert not view.deleting
@@ -113,31 +114,31 @@ def test_object_view_reads_the_body() -> None:
 def test_object_view_overlays_our_last_patch_on_an_older_body() -> None:
     """A timer may run on a body from before our own patch arrived: it sees the patch, not stale status."""
     written = ("5", {"createPending": {"token": "t", "since": "s"}, "thingId": None})
-    view = handlers.object_view(body("5", thingId="t-1"), 0, written)
+    view = bridge.object_view(body("5", thingId="t-1"), 0, written)
     assert view.status == {"createPending": {"token": "t", "since": "s"}}
-    fresh = handlers.object_view(body("6", thingId="t-2"), 0, written)
+    fresh = bridge.object_view(body("6", thingId="t-2"), 0, written)
     assert fresh.status == {"thingId": "t-2"}  # a newer body already has everything
 
 
 def test_kopf_storage_prefix_keeps_our_annotations_visible_as_changes() -> None:
     """kopf ignores changes to annotations under its own prefix; ours must not be under it."""
-    assert not handlers.CONFIGMAP_HASH.startswith(handlers.KOPF_PREFIX + "/")
-    assert not "q-operator.dev/adopt-id".startswith(handlers.KOPF_PREFIX + "/")
+    assert not configmaps.CONFIGMAP_HASH.startswith(bridge.KOPF_PREFIX + "/")
+    assert not "q-operator.dev/adopt-id".startswith(bridge.KOPF_PREFIX + "/")
 
 
 def test_kopf_diff_essence_keeps_adopt_and_configmap_annotations() -> None:
     """With our storage prefix, kopf still treats adopt-id and configmap-hash edits as changes."""
-    storage = kopf.AnnotationsDiffBaseStorage(prefix=handlers.KOPF_PREFIX)
+    storage = kopf.AnnotationsDiffBaseStorage(prefix=bridge.KOPF_PREFIX)
     raw = body()
     raw["metadata"]["annotations"] = {  # type: ignore[index]
-        f"{handlers.KOPF_PREFIX}/kopf-managed": "yes",
-        f"{handlers.KOPF_PREFIX}/last-handled-configuration": "{}",
+        f"{bridge.KOPF_PREFIX}/kopf-managed": "yes",
+        f"{bridge.KOPF_PREFIX}/last-handled-configuration": "{}",
         "q-operator.dev/adopt-id": "x",
-        handlers.CONFIGMAP_HASH: "abc",
+        configmaps.CONFIGMAP_HASH: "abc",
     }
     essence = storage.build(body=kopf.Body(raw))  # type: ignore[arg-type]
     kept = essence.get("metadata", {}).get("annotations", {})
-    assert set(kept) == {"q-operator.dev/adopt-id", handlers.CONFIGMAP_HASH}
+    assert set(kept) == {"q-operator.dev/adopt-id", configmaps.CONFIGMAP_HASH}
 
 
 def test_troubleshooting_explains_every_reason() -> None:
@@ -165,7 +166,7 @@ def _deleting(generation: int, observed: int, delayed: bool) -> kopf.Body:
     raw["metadata"].update(  # type: ignore[union-attr]
         generation=generation,
         deletionTimestamp="2026-01-01T00:00:00Z",
-        annotations={f"{handlers.KOPF_PREFIX}/delete": record},
+        annotations={f"{bridge.KOPF_PREFIX}/delete": record},
     )
     return kopf.Body(raw)  # type: ignore[arg-type]
 
@@ -184,9 +185,9 @@ def test_spec_change_wakes_a_waiting_deletion(
     """forceDelete set while an in-use connector's deletion waits a minute is acted on at once."""
     patch = kopf.Patch()
     deleting = _deleting(generation, observed, delayed)
-    if handlers._lagging(deleting):
-        handlers.catch_up_on_spec_change(deleting, patch)
-    key = f"{handlers.KOPF_PREFIX}/delete"
+    if bridge.lagging(deleting):
+        bridge.catch_up_on_spec_change(deleting, patch)
+    key = f"{bridge.KOPF_PREFIX}/delete"
     assert (patch.get("metadata", {}).get("annotations", {}).get(key, "kept") is None) is woken
 
 
@@ -202,8 +203,8 @@ def _reverted(spec: dict[str, Any], handled_spec: dict[str, Any]) -> kopf.Body:
         deletionTimestamp=None,
         annotations={
             "q-operator.dev/adopt-id": "x",
-            f"{handlers.KOPF_PREFIX}/last-handled-configuration": handled,
-            f"{handlers.KOPF_PREFIX}/update": json.dumps({"started": "2026-01-01", "delayed": "2099-01-01"}),
+            f"{bridge.KOPF_PREFIX}/last-handled-configuration": handled,
+            f"{bridge.KOPF_PREFIX}/update": json.dumps({"started": "2026-01-01", "delayed": "2099-01-01"}),
         },
     )
     return kopf.Body(raw)  # type: ignore[arg-type]
@@ -222,13 +223,13 @@ def test_reverted_spec_during_a_back_off_is_reconciled_at_once(
     """A change while the update backs off runs now; a revert to the last handled spec, which kopf
     would not see at all, is made visible (an older handled state)."""
     reverted = _reverted({"name": "a"}, handled_spec)
-    assert handlers._lagging(reverted)
+    assert bridge.lagging(reverted)
     patch = kopf.Patch()
-    handlers.catch_up_on_spec_change(reverted, patch)
+    bridge.catch_up_on_spec_change(reverted, patch)
     annotations = patch.get("metadata", {}).get("annotations", {})
-    stored = annotations.get(f"{handlers.KOPF_PREFIX}/last-handled-configuration")
+    stored = annotations.get(f"{bridge.KOPF_PREFIX}/last-handled-configuration")
     assert (stored is not None and "spec" not in json.loads(stored)) is forced
-    assert annotations.get(f"{handlers.KOPF_PREFIX}/update", "kept") is None  # its back-off is dropped
+    assert annotations.get(f"{bridge.KOPF_PREFIX}/update", "kept") is None  # its back-off is dropped
 
 
 def test_back_off_counts_failed_cycles_not_kopf_requeues(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -242,25 +243,23 @@ def test_back_off_counts_failed_cycles_not_kopf_requeues(monkeypatch: pytest.Mon
     synced = {"ok": "True", "bad": "False"}
     script = iter(["ok", "bad", "bad", "ok", "bad"])
 
-    async def fake_reconcile(
-        kind: object, obj: handlers.ObjectView, deps: object, trigger: object
-    ) -> Outcome:
+    async def fake_reconcile(kind: object, obj: bridge.ObjectView, deps: object, trigger: object) -> Outcome:
         seen.append(obj.retry)
         status = {"conditions": [{"type": "Synced", "status": synced[next(script)]}]}
         return Outcome(Decision.REQUEUE, 1.0, status)
 
-    monkeypatch.setattr(handlers, "_state", handlers._State(Deps(aws=None, read_configmap=None)))  # type: ignore[arg-type]
-    monkeypatch.setattr(handlers, "reconcile", fake_reconcile)
-    for kopf_retry in range(5):
+    deps = Deps(aws=None, read_configmap=None)  # type: ignore[arg-type]
+    monkeypatch.setattr(bridge, "reconcile", fake_reconcile)
+    for _ in range(5):
         with pytest.raises(kopf.TemporaryError):
             asyncio.run(
-                handlers.run_cycle(
+                bridge.run_cycle(
+                    deps,
                     registry.KINDS[0],
                     Trigger.CHANGE,
-                    kopf.Body(body()),
+                    kopf.Body(body()),  # type: ignore[arg-type]
                     kopf.Patch(),
-                    kopf_retry,
-                    deleting=False,  # type: ignore[arg-type]
+                    deleting=False,
                 )
             )
     assert seen == [0, 0, 1, 2, 0]
@@ -277,19 +276,19 @@ def test_configmap_changes_mark_the_objects_that_refer_to_it(monkeypatch: pytest
     async def no_read(namespace: str, name: str) -> None:
         return None
 
-    monkeypatch.setattr(handlers, "_state", handlers._State(Deps(aws=None, read_configmap=no_read)))  # type: ignore[arg-type]
+    monkeypatch.setattr(process, "_process", process.Process(Deps(aws=None, read_configmap=no_read)))  # type: ignore[arg-type]
     bumped: list[tuple[str, str, str]] = []
 
     async def bump(kind: object, namespace: str, name: str, digest: str) -> None:
         bumped.append((namespace, name, digest))
 
-    monkeypatch.setattr(handlers, "_bump", bump)
+    monkeypatch.setattr(configmaps, "_bump", bump)
     kind = registry.KINDS[0]
-    index = {handlers._index_name(kind): {("ns", "schema"): ["a", "b"]}}
+    index = {configmaps.index_name(kind): {("ns", "schema"): ["a", "b"]}}
 
     def event(type_: str | None, data: dict[str, str]) -> None:
         cm = {"metadata": {"namespace": "ns", "name": "schema"}, "data": data}
-        asyncio.run(handlers.on_configmap(event={"type": type_}, body=kopf.Body(cm), **index))  # type: ignore[arg-type]
+        asyncio.run(configmaps.on_configmap(event={"type": type_}, body=kopf.Body(cm), **index))  # type: ignore[arg-type]
 
     event(None, {"k": "1"})
     assert bumped == []

@@ -60,7 +60,7 @@ def test_builds_of_different_kinds_and_steps_are_timed_apart() -> None:
 def test_a_forgotten_build_teaches_nothing() -> None:
     clock = BuildClock()
     clock.begin("a", "QPlugin/create", 0.0)
-    clock.forget("a")
+    clock.abandon("a")
     clock.done("a", 50.0)
     assert clock.typical == {}
 

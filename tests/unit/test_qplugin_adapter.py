@@ -16,7 +16,7 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from q_operator.kinds import qplugin
+from q_operator.kinds import common, qplugin
 from q_operator.kinds.base import OWNER_TAG, ClientToken, NotFoundError, Observation, Owner, Phase, Resolved
 from q_operator.kinds.qplugin import PAYLOAD_HASH_TAG, QPluginAdapter, QPluginSpec
 
@@ -183,7 +183,7 @@ def test_desired_tags_add_the_owner_mark_and_payload_hash() -> None:
 
 def test_tag_changes_set_changed_and_remove_missing_but_never_the_owner_tag() -> None:
     current = {"a": "1", "b": "2", "gone": "x", OWNER_TAG: "someone"}
-    to_set, to_remove = qplugin.tag_changes(current, {"a": "1", "b": "3", "new": ""})
+    to_set, to_remove = common.tag_changes(current, {"a": "1", "b": "3", "new": ""})
     assert to_set == {"b": "3", "new": ""}
     assert to_remove == ["gone"]
 

@@ -1,10 +1,13 @@
 """The engine's way to AWS: cached boto3 clients, adapter verbs run in worker threads, every HTTP
 call behind the rate limiter, with a debug line and metrics around each.
 
-botocore's own retries are off (max_attempts 1): the engine owns retries, as requeues with a delay,
-so one throttled call never turns into a burst of hidden retries. AWS_ENDPOINT_URL, AWS_REGION and
-credentials are read by botocore itself. Nothing here logs request payloads, auth configuration or
-tokens: only service, operation, region, outcome and the object's name.
+botocore's own retries are off (total_max_attempts 1): the engine owns retries, as requeues with a
+delay, so a 5xx or a timeout never turns into hidden resends (a create without a token must never be
+sent twice blindly). The one exception is a throttled call: AWS rejected it without executing it, so
+`_needs_retry` resends it, at most Q_OPERATOR_AWS_THROTTLE_RETRIES times and each time only when the
+rate limiter (slowed down by the throttle) allows; after that the engine sees the throttle.
+AWS_ENDPOINT_URL, AWS_REGION and credentials are read by botocore itself. Nothing here logs request
+payloads, auth configuration or tokens: only service, operation, region, outcome and the object's name.
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ from botocore.exceptions import ClientError
 
 from q_operator import __version__
 from q_operator.engine import metrics
-from q_operator.engine.errors import ERROR_TABLE, error_code
+from q_operator.engine.errors import ERROR_TABLE
 from q_operator.engine.ratelimit import BucketKey, RateLimiter
 from q_operator.kinds.base import Adapter, KindInfo
+from q_operator.kinds.common import error_code
 
 T = TypeVar("T")
 

@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from q_operator.kinds import common
+
 READY = "Ready"
 SYNCED = "Synced"
 
@@ -97,9 +99,7 @@ SYNCED_REASONS = (
 
 def rfc3339(moment: datetime) -> str:
     """Kubernetes' time format: UTC, seconds, a Z."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return common.rfc3339(moment, timespec="seconds")
 
 
 def parse_rfc3339(text: str) -> datetime | None:
@@ -122,20 +122,6 @@ def condition(
         "lastTransitionTime": rfc3339(now),
         "observedGeneration": generation,
     }
-
-
-def available(generation: int, now: datetime) -> dict[str, Any]:
-    return condition(
-        READY, "True", AVAILABLE, "the AWS resource is ready and matches the spec", generation, now
-    )
-
-
-def not_ready(reason: str, message: str, generation: int, now: datetime) -> dict[str, Any]:
-    return condition(READY, "False", reason, message, generation, now)
-
-
-def creating(message: str, generation: int, now: datetime) -> dict[str, Any]:
-    return not_ready(CREATING, message, generation, now)
 
 
 def reconcile_success(generation: int, now: datetime) -> dict[str, Any]:

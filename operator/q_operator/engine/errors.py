@@ -3,9 +3,10 @@ them.
 
 Every failure ends as either a `TerminalError` (the input is wrong: stop until the generation
 changes) or a `RetryableError` (try again after `delay` seconds). A build still running is not an
-error at all: `InProgress`. Errors are classified by botocore's error *code*, never by HTTP status:
-AppFlow answers 400 for several different errors. Only the kopf edge (handlers.py) turns these into
-kopf.TemporaryError / kopf.PermanentError.
+error at all: the adapter reports Phase.IN_PROGRESS and the cycle requeues to poll it. Errors are
+classified by botocore's error *code*, never by HTTP status: AppFlow answers 400 for several
+different errors. The reconcile cycle turns them into a Synced condition and an Outcome; only the
+kopf bridge (bridge.py) turns an Outcome into kopf.TemporaryError / kopf.PermanentError.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from botocore.exceptions import (
 
 from q_operator.engine import conditions as c
 from q_operator.kinds.base import AlreadyExists, ExternalFailure, InUse, NotFoundError
+from q_operator.kinds.common import error_code
 
 #: Longest back-off for errors that may clear by themselves (5xx, unknown errors).
 MAX_BACKOFF = 300.0
@@ -56,13 +58,6 @@ class RetryableError(ReconcileError):
     def __init__(self, reason: str, message: str, delay: float) -> None:
         super().__init__(reason, message)
         self.delay = delay
-
-
-@dataclass(frozen=True)
-class InProgress:
-    """Not an error: AWS is still working (building, updating, deleting); look again after `delay`."""
-
-    delay: float
 
 
 @dataclass(frozen=True)
@@ -147,10 +142,6 @@ def retry_after_of(error: ClientError) -> float | None:
         return None
 
 
-def error_code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
-
-
 def aws_message(error: ClientError) -> str:
     """AWS's words, plus the fields a ValidationException names."""
     err = error.response.get("Error", {})
@@ -221,13 +212,3 @@ def _classify_client_error(error: ClientError, step: str, attempt: int, rng: ran
     if rule.policy == "slow":
         return RetryableError(rule.reason, message, SLOW_RETRY)
     return RetryableError(rule.reason, message, float(rule.policy))
-
-
-def is_throttle(error: BaseException) -> bool:
-    """For the rate limiter's feedback: did AWS throttle this call?"""
-    return (
-        isinstance(error, ClientError) and ERROR_TABLE.get(error_code(error), _NO_RULE).policy == "throttle"
-    )
-
-
-_NO_RULE = _Rule("", "", "")

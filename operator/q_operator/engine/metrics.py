@@ -7,7 +7,6 @@ latency, and how many resources are in which Ready/Synced state.
 from __future__ import annotations
 
 import logging
-import threading
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
@@ -39,32 +38,22 @@ RESOURCES = Gauge(
 )
 
 
-class ResourceTracker:
-    """Keeps the RESOURCES gauge: each object counted once under its current Ready and Synced status."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._seen: dict[str, tuple[str, str, str]] = {}
-
-    def observe(self, uid: str, kind: str, ready: str, synced: str) -> None:
-        with self._lock:
-            self._forget(uid)
-            self._seen[uid] = (kind, ready, synced)
-            RESOURCES.labels(kind, "Ready", ready).inc()
-            RESOURCES.labels(kind, "Synced", synced).inc()
-
-    def forget(self, uid: str) -> None:
-        with self._lock:
-            self._forget(uid)
-
-    def _forget(self, uid: str) -> None:
-        old = self._seen.pop(uid, None)
-        if old is not None:
-            RESOURCES.labels(old[0], "Ready", old[1]).dec()
-            RESOURCES.labels(old[0], "Synced", old[2]).dec()
+#: (kind, Ready status, Synced status): where one object is counted in RESOURCES.
+Counted = tuple[str, str, str]
 
 
-TRACKER = ResourceTracker()
+def recount(old: Counted | None, new: Counted | None) -> Counted | None:
+    """Move one object in the RESOURCES gauge from `old` to `new` (None: not counted); returns `new`,
+    which the object's memory keeps (memory.py), so forgetting the object uncounts it."""
+    if old == new:
+        return new
+    if old is not None:
+        RESOURCES.labels(old[0], "Ready", old[1]).dec()
+        RESOURCES.labels(old[0], "Synced", old[2]).dec()
+    if new is not None:
+        RESOURCES.labels(new[0], "Ready", new[1]).inc()
+        RESOURCES.labels(new[0], "Synced", new[2]).inc()
+    return new
 
 
 def serve(port: int) -> bool:

@@ -14,7 +14,8 @@ from the Ready condition's lastTransitionTime), and the clock learns again from 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+
+from q_operator.engine.memory import Build, Memory
 
 #: weight of the newest build in the running estimate of a kind's build time
 _ALPHA = 0.3
@@ -26,36 +27,29 @@ _PROBE = 0.5
 _QUICK = 0.25
 
 
-@dataclass
-class _Build:
-    started: float
-    kind: str
-    #: the last time a poll saw this build still in progress (None: no poll has yet)
-    seen_running: float | None = None
-    #: when the next poll was meant to happen: the learning uses it rather than when the poll did
-    #: happen, which a busy operator makes later — learning from that would feed on itself.
-    planned: float | None = None
-    #: begun by a drift-timer cycle: the timer polls it itself (no change handler is waiting on it).
-    by_timer: bool = False
-
-
-@dataclass
 class BuildClock:
-    """Per-object build start times and per-kind build durations (seconds, on the caller's clock)."""
+    """Per-kind build durations (seconds, on the caller's clock); each object's running build is kept
+    in its `ObjectMemory.build`, so it goes when the object is forgotten."""
 
-    builds: dict[str, _Build] = field(default_factory=dict)
-    typical: dict[str, float] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    def __init__(self, memory: Memory | None = None) -> None:
+        self.memory = memory if memory is not None else Memory()
+        self.typical: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def _build(self, uid: str) -> Build | None:
+        entry = self.memory.peek(uid)
+        return entry.build if entry is not None else None
 
     def begin(self, uid: str, kind: str, now: float, by_timer: bool = False) -> None:
         """A create or update was accepted: its build starts now."""
+        entry = self.memory.of(uid)
         with self._lock:
-            self.builds[uid] = _Build(now, kind, by_timer=by_timer)
+            entry.build = Build(now, kind, by_timer=by_timer)
 
     def next_poll(self, uid: str, now: float, poll_min: float, poll_max: float) -> float | None:
         """Seconds until the next look at a build still in progress; None when its start is unknown."""
         with self._lock:
-            build = self.builds.get(uid)
+            build = self._build(uid)
             if build is None:
                 return None
             build.seen_running = now if now > build.started else build.seen_running
@@ -77,9 +71,10 @@ class BuildClock:
     def done(self, uid: str, now: float) -> None:
         """The build was seen finished: learn from how long it took (bounded by the last two looks)."""
         with self._lock:
-            build = self.builds.pop(uid, None)
+            build = self._build(uid)
             if build is None:
                 return
+            self.abandon(uid)
             upper = min(now, build.planned or now) - build.started
             if build.seen_running is None:
                 sample = max(0.0, upper - _PROBE)
@@ -92,9 +87,12 @@ class BuildClock:
         """Whether this object's build began in this process less than `within` seconds ago and is
         still being polled (a build left behind by an error stops counting after that)."""
         with self._lock:
-            build = self.builds.get(uid)
+            build = self._build(uid)
             return build is not None and not build.by_timer and now - build.started < within
 
-    def forget(self, uid: str) -> None:
-        with self._lock:
-            self.builds.pop(uid, None)
+    def abandon(self, uid: str) -> None:
+        """Stop pacing this object's build (it failed, the object is deleted, or the drift timer
+        takes over its polling): nothing is learned from it."""
+        entry = self.memory.peek(uid)
+        if entry is not None:
+            entry.build = None

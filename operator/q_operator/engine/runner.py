@@ -76,14 +76,14 @@ class RequeueIsNotAnError(logging.Filter):
             if isinstance(record.msg, str):
                 record.msg = record.msg.replace("failed temporarily", "requeued")
         if record.levelno == logging.INFO and _ROUTINE_EVENT_HANDLER.search(str(record.msg)):
-            # Our watch-event handlers (catch-up, configmap-changes) run on every event of an object:
-            # their successes are debug detail, not news.
+            # Our watch-event handlers (catch-up, configmap-changes, forget) run on the events of an
+            # object: their successes are debug detail, not news.
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
             return logging.getLogger().isEnabledFor(logging.DEBUG)
         return True
 
 
-_ROUTINE_EVENT_HANDLER = re.compile(r"Handler '(catch-up|configmap-changes)[^']*' succeeded")
+_ROUTINE_EVENT_HANDLER = re.compile(r"Handler '(catch-up|configmap-changes|forget)[^']*' succeeded")
 
 
 def configure_logging(verbose: bool = False, debug: bool = False, quiet: bool = False) -> None:

@@ -20,13 +20,14 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from q_operator.kinds import base
+from q_operator.kinds.base import RESERVED_TAG_PREFIX
+from q_operator.kinds.common import NOT_FOUND, aws_time, error_code, error_message, is_not_found, tag_changes
 
 #: botocore's appflow shapes, anchored (the service applies each pattern to the whole value).
 LABEL_PATTERN = r"^[a-zA-Z0-9][\w!@#.-]+$"
@@ -56,9 +57,6 @@ def _cel_string(value: str) -> str:
     """A CEL single-quoted string literal."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
-
-#: Tag keys under this prefix belong to the operator (its owner tag); users may not set them.
-RESERVED_TAG_PREFIX = "q-operator.dev/"
 
 #: CEL rules on spec.tags (map keys cannot carry constraints in a structural schema). Only O(1)-cost
 #: checks: the API server estimates a rule's cost before accepting the CRD, and map keys have no
@@ -205,14 +203,6 @@ def desired_tags(spec: AppFlowConnectorSpec, owner: base.Owner) -> dict[str, str
     return {**spec.tags, base.OWNER_TAG: owner.mark}
 
 
-def tag_changes(desired: Mapping[str, str], actual: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
-    """(tags to set, keys to remove) to turn `actual` into `desired`. The owner tag is never removed:
-    losing it would make the connector look like nobody's."""
-    to_set = {key: value for key, value in desired.items() if actual.get(key) != value}
-    to_remove = sorted(key for key in actual if key not in desired and key != base.OWNER_TAG)
-    return to_set, to_remove
-
-
 def update_token(label: str, current: Mapping[str, Any], spec: AppFlowConnectorSpec) -> base.ClientToken:
     """A deterministic UpdateConnectorRegistration token for moving the registration from its current
     state to the spec's. AppFlow replays a known token for 8 hours instead of applying it again, so
@@ -244,25 +234,9 @@ def diff_registration(
     aws_lambda = configuration.get("connectorProvisioningConfig", {}).get("lambda", {}).get("lambdaArn")
     if spec.lambda_arn != aws_lambda:
         diff.append(LAMBDA_FIELD)
-    if tag_changes(desired_tags(spec, owner), tags) != ({}, []):
+    if tag_changes(tags, desired_tags(spec, owner)) != ({}, []):
         diff.append("tags")
     return tuple(diff)
-
-
-def _rfc3339(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _error_code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
-
-
-def _error_message(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Message", ""))
 
 
 #: Errors that come from the user's Lambda function, not from AppFlow or the spec.
@@ -279,13 +253,11 @@ def _lambda_failure(
     be about the Lambda; once registered it may also be the connector itself, so it counts as the
     Lambda's only when AWS's message names the function.
     """
-    code = _error_code(error)
-    said = _error_message(error)
+    code = error_code(error)
+    said = error_message(error)
     if code in LAMBDA_ERRORS:
         return base.ExternalFailure(f"the connector's Lambda function answered {code}: {said}")
-    if code == "ResourceNotFoundException" and (
-        not registered or spec.lambda_arn in said or "lambda" in said.casefold()
-    ):
+    if code == NOT_FOUND and (not registered or spec.lambda_arn in said or "lambda" in said.casefold()):
         return base.NotFoundError(LAMBDA_FIELD, f"Lambda function {spec.lambda_arn} was not found: {said}")
     return None
 
@@ -296,7 +268,7 @@ def _outputs(configuration: Mapping[str, Any]) -> dict[str, Any]:
         "connectorLabel": configuration.get("connectorLabel"),
         "lambdaArn": configuration.get("connectorProvisioningConfig", {}).get("lambda", {}).get("lambdaArn"),
         "description": configuration.get("connectorDescription"),
-        "registeredAt": _rfc3339(configuration.get("registeredAt")),
+        "registeredAt": aws_time(configuration.get("registeredAt")),
         "registeredBy": configuration.get("registeredBy"),
         "connectorVersion": configuration.get("connectorVersion"),
     }
@@ -304,7 +276,7 @@ def _outputs(configuration: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class AppFlowConnectorAdapter:
-    """The five verbs over a boto3 `appflow` client."""
+    """The verbs of `base.Adapter` over a boto3 `appflow` client."""
 
     def __init__(self, client: Any) -> None:
         self._client = client
@@ -313,7 +285,7 @@ class AppFlowConnectorAdapter:
         try:
             response = self._client.describe_connector(connectorType=CONNECTOR_TYPE, connectorLabel=label)
         except ClientError as error:
-            if _error_code(error) == "ResourceNotFoundException":
+            if is_not_found(error):
                 return None
             raise
         configuration: Mapping[str, Any] = response.get("connectorConfiguration", {})
@@ -324,7 +296,7 @@ class AppFlowConnectorAdapter:
         try:
             response = self._client.list_tags_for_resource(resourceArn=arn)
         except ClientError as error:
-            if _error_code(error) == "ResourceNotFoundException":
+            if is_not_found(error):
                 return None
             raise
         return dict(response.get("tags") or {})
@@ -381,9 +353,9 @@ class AppFlowConnectorAdapter:
         try:
             arn = str(self._client.register_connector(**request)["connectorArn"])
         except ClientError as error:
-            if _error_code(error) == "ConflictException":
+            if error_code(error) == "ConflictException":
                 raise base.AlreadyExists(
-                    f"a connector labelled {label} already exists: {_error_message(error)}"
+                    f"a connector labelled {label} already exists: {error_message(error)}"
                 ) from error
             failure = _lambda_failure(error, spec, registered=False)
             if failure is not None:
@@ -423,7 +395,7 @@ class AppFlowConnectorAdapter:
                 raise
         if "tags" in observation.diff:
             arn = str(observation.outputs["connectorArn"])
-            to_set, to_remove = tag_changes(desired_tags(spec, owner), self._tags(arn) or {})
+            to_set, to_remove = tag_changes(self._tags(arn) or {}, desired_tags(spec, owner))
             if to_set:
                 self._client.tag_resource(resourceArn=arn, tags=to_set)
             if to_remove:
@@ -435,13 +407,13 @@ class AppFlowConnectorAdapter:
                 connectorLabel=ref["connectorLabel"], forceDelete=spec.forceDelete
             )
         except ClientError as error:
-            code = _error_code(error)
-            if code == "ResourceNotFoundException":
+            code = error_code(error)
+            if code == NOT_FOUND:
                 return  # already unregistered
             if code == "ConflictException":
                 raise base.InUse(
                     f"connector {ref['connectorLabel']} is in use by connector profiles "
-                    f"(set forceDelete to unregister anyway): {_error_message(error)}"
+                    f"(set forceDelete to unregister anyway): {error_message(error)}"
                 ) from error
             raise
 

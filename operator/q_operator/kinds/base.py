@@ -1,7 +1,8 @@
 """The contract between the reconcile engine and a kind.
 
 A kind module holds the pydantic models of one custom resource and an adapter that translates the
-four verbs (observe, create, update, delete) plus `find` into one AWS API. It knows nothing of kopf,
+verbs of `Adapter` (observe, find, create, update, delete, and ref_for_id for adoption) into one AWS
+API. It knows nothing of kopf,
 Kubernetes, retries or conditions: the engine decides what to call and when, and turns whatever an
 adapter raises into a condition and a requeue decision.
 
@@ -23,8 +24,10 @@ from pydantic import BaseModel, ConfigDict, Field
 #: pluginId). The engine persists it in status and hands it back on every later call.
 ExternalRef = Mapping[str, str]
 
+#: Tag keys under this prefix belong to the operator; users may not set them in spec.tags.
+RESERVED_TAG_PREFIX = "q-operator.dev/"
 #: The tag key that marks which custom resource owns an AWS resource (where the service has tags).
-OWNER_TAG = "q-operator.dev/owner"
+OWNER_TAG = RESERVED_TAG_PREFIX + "owner"
 
 ClientToken = NewType("ClientToken", str)
 
@@ -143,7 +146,7 @@ SpecT_contra = TypeVar("SpecT_contra", bound=BaseModel, contravariant=True)
 
 
 class Adapter(Protocol[SpecT_contra]):
-    """The five verbs of one kind, each a thin typed translation of one or two AWS calls."""
+    """The verbs of one kind, each a thin typed translation of one or two AWS calls."""
 
     def observe(self, spec: SpecT_contra, ref: ExternalRef, owner: Owner, resolved: Resolved) -> Observation:
         """Read the resource at `ref` and compare it with `spec`. Phase.ABSENT when it is gone."""

@@ -20,6 +20,7 @@ from botocore.exceptions import ClientError
 from pydantic import Field, field_validator
 
 from q_operator.kinds import base
+from q_operator.kinds.common import aws_time, is_not_found
 
 #: botocore's qapps UUID shape, anchored: the service applies it to the whole value.
 UUID_PATTERN = r"^[\da-f]{8}-[\da-f]{4}-[45][\da-f]{3}-[89ABab][\da-f]{3}-[\da-f]{12}$"
@@ -99,18 +100,6 @@ class QLibraryItemStatus(base.CommonStatus):
     categories: list[str] | None = Field(default=None, description="The IDs of the item's categories.")
 
 
-def _rfc3339(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _error_code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
-
-
 def _item_outputs(instance_id: str, item: Mapping[str, Any]) -> dict[str, Any]:
     """Status fields from a LibraryItem view (GetLibraryItem, UpdateLibraryItem, ListLibraryItems) or
     from CreateLibraryItem's shorter output; members AWS left out are left out."""
@@ -123,9 +112,9 @@ def _item_outputs(instance_id: str, item: Mapping[str, Any]) -> dict[str, Any]:
         "isVerified": item.get("isVerified"),
         "ratingCount": item.get("ratingCount"),
         "userCount": item.get("userCount"),
-        "createdAt": _rfc3339(item.get("createdAt")),
+        "createdAt": aws_time(item.get("createdAt")),
         "createdBy": item.get("createdBy"),
-        "updatedAt": _rfc3339(item.get("updatedAt")),
+        "updatedAt": aws_time(item.get("updatedAt")),
         "updatedBy": item.get("updatedBy"),
     }
     if "categories" in item:
@@ -170,7 +159,7 @@ def _not_found(error: ClientError, spec: QLibraryItemSpec) -> base.NotFoundError
     qapps' ResourceNotFoundException carries resourceId and resourceType (botocore puts them at
     the top level of the response): a category the instance does not have, the app, or the instance.
     """
-    if _error_code(error) != "ResourceNotFoundException":
+    if not is_not_found(error):
         return None
     resource_id = str(error.response.get("resourceId", ""))
     resource_type = str(error.response.get("resourceType", "")).casefold()
@@ -194,7 +183,7 @@ def _not_found(error: ClientError, spec: QLibraryItemSpec) -> base.NotFoundError
 
 
 class QLibraryItemAdapter:
-    """The five verbs over a boto3 `qapps` client."""
+    """The verbs of `base.Adapter` over a boto3 `qapps` client."""
 
     def __init__(self, client: Any) -> None:
         self._client = client
@@ -206,7 +195,7 @@ class QLibraryItemAdapter:
         try:
             item = self._client.get_library_item(instanceId=instance_id, libraryItemId=ref["libraryItemId"])
         except ClientError as error:
-            if _error_code(error) == "ResourceNotFoundException":
+            if is_not_found(error):
                 return base.Observation(phase=base.Phase.ABSENT)
             raise
         # A library item has no asynchronous build: once it exists it is usable.
@@ -309,7 +298,7 @@ class QLibraryItemAdapter:
         try:
             self._client.delete_library_item(instanceId=ref["instanceId"], libraryItemId=ref["libraryItemId"])
         except ClientError as error:
-            if _error_code(error) == "ResourceNotFoundException":
+            if is_not_found(error):
                 return  # already gone (or its whole instance is): nothing left to delete
             raise
 

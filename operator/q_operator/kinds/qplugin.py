@@ -2,7 +2,8 @@
 
 The models carry every constraint of botocore's qbusiness model (anchored patterns, lengths, enums,
 unions of exactly one member) so that the generated CRD refuses bad input at apply time; the rules
-that span fields are written twice, as pydantic validators and as CEL `x-kubernetes-validations`.
+that span fields are written twice, as pydantic validators and as CEL `x-kubernetes-validations`,
+and tests/unit/test_qplugin_cross_field_rules.py judges the same cases by both.
 The adapter is a thin translation of the plugin API; the engine decides when to call it.
 
 The OpenAPI payload is sensitive: it is held as a `SecretStr`, never logged, never put in status,
@@ -32,6 +33,7 @@ from pydantic.config import JsonDict
 
 from q_operator.kinds.base import (
     OWNER_TAG,
+    RESERVED_TAG_PREFIX,
     ClientToken,
     CommonSpec,
     CommonStatus,
@@ -46,6 +48,7 @@ from q_operator.kinds.base import (
     PrinterColumn,
     Resolved,
 )
+from q_operator.kinds.common import aws_time, is_not_found, tag_changes
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +56,6 @@ log = logging.getLogger(__name__)
 # Constraints, as botocore's qbusiness model has them (patterns anchored: AWS matches whole values).
 
 APPLICATION_ID_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9-]{35}$"
-PLUGIN_ID_PATTERN = r"^[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}$"
 PLUGIN_NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_-]*$"
 URL_PATTERN = r"^(https?|ftp|file)://([^\s]*)$"
 ARN_PATTERN = r"^arn:[a-z0-9-\.]{1,63}:[a-z0-9-\.]{0,63}:[a-z0-9-\.]{0,63}:[a-z0-9-\.]{0,63}:[^/].{0,1023}$"
@@ -102,8 +104,6 @@ SERVER_URL_TYPES: tuple[str, ...] = (
     "ATLASSIAN_CONFLUENCE",
 )
 
-#: Tag keys under this prefix belong to the operator; users may not set them in spec.tags.
-RESERVED_TAG_PREFIX = "q-operator.dev/"
 #: The SHA-256 of the OpenAPI payload last sent to AWS (AWS need not echo a sensitive payload back).
 PAYLOAD_HASH_TAG = "q-operator.dev/payload-sha256"
 #: AWS allows 200 tags; the operator keeps two of its own (owner and payload hash).
@@ -553,13 +553,6 @@ def desired_tags(spec: QPluginSpec, owner: Owner, resolved: Resolved) -> dict[st
     return tags
 
 
-def tag_changes(current: Mapping[str, str], desired: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
-    """(tags to set, keys to remove). The owner tag is never removed."""
-    to_set = {k: v for k, v in desired.items() if current.get(k) != v}
-    to_remove = sorted(k for k in current if k not in desired and k != OWNER_TAG)
-    return to_set, to_remove
-
-
 def tags_to_api(tags: Mapping[str, str]) -> list[dict[str, str]]:
     return [{"key": k, "value": v} for k, v in sorted(tags.items())]
 
@@ -647,16 +640,6 @@ def _only(tags: Mapping[str, str], key: str) -> dict[str, str]:
     return {key: tags[key]} if key in tags else {}
 
 
-def rfc3339(value: Any) -> str | None:
-    """A boto3 timestamp (datetime) as RFC 3339 in UTC."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        dt = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    return str(value)
-
-
 def outputs_of(plugin: Mapping[str, Any], ref: ExternalRef) -> dict[str, str]:
     """Status fields from GetPlugin's answer, all JSON-serializable strings."""
     raw = {
@@ -665,14 +648,10 @@ def outputs_of(plugin: Mapping[str, Any], ref: ExternalRef) -> dict[str, str]:
         "pluginArn": plugin.get("pluginArn"),
         "buildStatus": plugin.get("buildStatus"),
         "state": plugin.get("state"),
-        "createdAt": rfc3339(plugin.get("createdAt")),
-        "updatedAt": rfc3339(plugin.get("updatedAt")),
+        "createdAt": aws_time(plugin.get("createdAt")),
+        "updatedAt": aws_time(plugin.get("updatedAt")),
     }
     return {k: str(v) for k, v in raw.items() if v is not None}
-
-
-def _error_code(err: ClientError) -> str:
-    return str(err.response.get("Error", {}).get("Code", ""))
 
 
 def _names_application(err: ClientError, application_id: str) -> bool:
@@ -713,7 +692,7 @@ class QPluginAdapter:
         try:
             return self._client.get_plugin(applicationId=ref["applicationId"], pluginId=ref["pluginId"])
         except ClientError as err:
-            if _error_code(err) == "ResourceNotFoundException":
+            if is_not_found(err):
                 return None
             raise
 
@@ -734,7 +713,7 @@ class QPluginAdapter:
                 current_tags = self._tags(arn)
             except ClientError as err:
                 # Deleted between the two calls: absent as far as anyone can tell.
-                if _error_code(err) == "ResourceNotFoundException":
+                if is_not_found(err):
                     return Observation(phase=Phase.ABSENT)
                 raise
         diff, replace = compute_diff(spec, ref, plugin, current_tags, owner, resolved)
@@ -758,7 +737,7 @@ class QPluginAdapter:
             try:
                 page = self._client.list_plugins(**kwargs)
             except ClientError as err:
-                if _error_code(err) == "ResourceNotFoundException":
+                if is_not_found(err):
                     raise NotFoundError(
                         field="applicationId", message=f"application {spec.applicationId} does not exist"
                     ) from err
@@ -791,7 +770,7 @@ class QPluginAdapter:
         try:
             tags = self._tags(plugin["pluginArn"])
         except ClientError as err:
-            if _error_code(err) == "ResourceNotFoundException":
+            if is_not_found(err):
                 return None
             raise
         if seen_owner_mark(tags.get(OWNER_TAG), owner) != owner.mark:
@@ -820,9 +799,7 @@ class QPluginAdapter:
         try:
             answer = self._client.create_plugin(**request)
         except ClientError as err:
-            if _error_code(err) == "ResourceNotFoundException" and _names_application(
-                err, spec.applicationId
-            ):
+            if is_not_found(err) and _names_application(err, spec.applicationId):
                 raise NotFoundError(
                     field="applicationId", message=f"application {spec.applicationId} does not exist"
                 ) from err
@@ -884,7 +861,7 @@ class QPluginAdapter:
         try:
             self._client.delete_plugin(applicationId=ref["applicationId"], pluginId=ref["pluginId"])
         except ClientError as err:
-            if _error_code(err) == "ResourceNotFoundException":
+            if is_not_found(err):
                 return
             raise
 

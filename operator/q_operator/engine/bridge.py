@@ -1,0 +1,241 @@
+"""The bridge from kopf's edge-triggered handlers to one level-triggered `reconcile()`.
+
+kopf calls a handler when something happened (created, updated, resumed, deleted, a timer fired);
+the engine wants to be called with the object as it is and to say when to look again. This module
+is the whole of that translation. Its contract:
+
+- **One cycle at a time per object.** Every handler runs `run_cycle`, which holds the object's lock
+  (memory.py) around one `reconcile()`: a timer and a handler never reconcile the same object at once.
+- **A cycle sees its own last write.** kopf may hand a handler a body older than the status patch
+  the previous cycle wrote (the watch event is late, kopf's consistency wait gave up): the patch
+  written at that resourceVersion is laid over the body (`object_view`).
+- **No cycle twice on one version.** At startup kopf runs resume and then create/update on the same
+  body; a change-cycle on a version that already converged (DONE) returns at once.
+- **Back-off counts failures.** `ObjectView.retry` is the number of failed cycles in a row (Synced
+  False), not kopf's retry count, which also counts a healthy create's requeues.
+- **Outcome → kopf** (`verdict`): DONE and RELEASE return; STOP is kopf.PermanentError (the timer
+  just waits for its next turn); REQUEUE is kopf.TemporaryError(delay). A requeue longer than
+  PARK_SECONDS outside deletion *parks*: the handler ends (PermanentError) so a spec change is seen
+  at once, and the drift timer retries at its interval and polls any build itself. The timer's own
+  requeues are at least 1 s (its body may lag our patch) and at most the drift interval.
+- **A spec change is never sat out** (`catch_up_on_spec_change`, on every watch event while the
+  status lags the generation): a handler's pending requeue delay is dropped, and a spec reverted to
+  the last one kopf handled — a change kopf cannot see — is made visible by recording an older
+  handled state in kopf's own annotations, so kopf runs the update handler now.
+- **Forgetting.** When the finalizer goes (RELEASE) or the object is gone (its DELETED event), the
+  object's memory is forgotten, in `forget`.
+
+Process state (process.py), the ConfigMap watch (configmaps.py), the metrics server (metrics.py)
+and the registration of handlers (handlers.py) live elsewhere; nothing here is global.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from collections.abc import Mapping
+from typing import Any, cast
+
+import kopf
+
+from q_operator.engine import metrics
+from q_operator.engine.aws import env_float
+from q_operator.engine.reconcile import Decision, Deps, ObjectView, Outcome, Trigger, reconcile
+from q_operator.kinds.base import KindInfo
+
+#: kopf keeps its own bookkeeping (handler progress, last-handled spec) under this prefix. It is a
+#: sub-domain on purpose: kopf ignores every annotation under its storage prefix when it looks for
+#: changes, and `q-operator.dev/adopt-id` and `q-operator.dev/configmap-hash` must count as changes.
+KOPF_PREFIX = "kopf.q-operator.dev"
+#: kopf's record of each handler's progress (retries, requeue delay), kept in annotations.
+PROGRESS = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
+#: kopf's record of the last spec (and annotations) it handled: what it diffs each event against.
+DIFFBASE = kopf.AnnotationsDiffBaseStorage(prefix=KOPF_PREFIX)
+DELETE_HANDLER = kopf.HandlerId("delete")
+UPDATE_HANDLER = kopf.HandlerId("update")
+CREATE_HANDLER = kopf.HandlerId("create")
+
+#: Requeues longer than this, outside deletion, end the kopf handler (PermanentError) and are retried
+#: by the drift timer instead: kopf would otherwise sit out the whole delay even if the spec changed.
+PARK_SECONDS = 60.0
+
+
+def drift_seconds() -> float:
+    return max(10.0, env_float("Q_OPERATOR_DRIFT_SECONDS", 300.0))
+
+
+async def run_cycle(
+    deps: Deps,
+    kind: KindInfo[Any, Any],
+    trigger: Trigger,
+    body: kopf.Body,
+    patch: kopf.Patch,
+    *,
+    deleting: bool,
+) -> None:
+    """Reconcile once and hand the Outcome to kopf (see the module's contract)."""
+    meta = body.get("metadata", {})
+    uid = str(meta.get("uid", ""))
+    version = str(meta.get("resourceVersion", ""))
+    started = time.monotonic()
+    entry = deps.memory.of(uid)
+    async with entry.lock:
+        if trigger is Trigger.CHANGE and not deleting and version and entry.converged_at == version:
+            return  # this exact object version was just reconciled to DONE
+        attempt = entry.failures
+        # Any handler may run on a body from before our own last patch (kopf stops waiting for it after
+        # its consistency timeout, and a busy API server can be slower): it sees that patch.
+        obj = object_view(body, attempt, entry.written)
+        if deleting and not obj.deleting:
+            obj = dataclasses.replace(obj, deleting=True)
+        outcome = await reconcile(kind, obj, deps, trigger)
+        if outcome.status:
+            earlier = entry.written
+            if earlier is not None and earlier[0] == version:  # a second cycle on the same stale body
+                entry.written = (version, {**earlier[1], **outcome.status})
+            else:
+                entry.written = (version, outcome.status)
+        entry.converged_at = version if outcome.decision is Decision.DONE else None
+        failed = _synced(obj, outcome) == "False" and outcome.decision is not Decision.RELEASE
+        entry.failures = attempt + 1 if failed else 0
+    metrics.RECONCILE_SECONDS.labels(kind.kind).observe(time.monotonic() - started)
+    metrics.RECONCILES.labels(kind.kind, outcome.decision.value).inc()
+    for key, value in outcome.status.items():
+        patch.status[key] = value
+    for event in outcome.events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message[:1024])
+    if outcome.decision is Decision.RELEASE:
+        forget(deps, uid)
+    else:
+        entry.counted = metrics.recount(entry.counted, _counted(kind, obj, outcome))
+    if parks(outcome, trigger, obj.deleting):
+        deps.builds.abandon(uid)  # the drift timer polls it from now on
+    error = verdict(outcome, trigger, obj.deleting)
+    if error is not None:
+        raise error
+
+
+def forget(deps: Deps, uid: str) -> None:
+    """The object is gone (or its finalizer is): drop all this process kept about it."""
+    gone = deps.memory.forget(uid)
+    if gone is not None:
+        metrics.recount(gone.counted, None)
+
+
+def object_view(
+    body: Mapping[str, Any], retry: int, written: tuple[str, Mapping[str, Any]] | None
+) -> ObjectView:
+    meta = body.get("metadata", {})
+    status = copy.deepcopy(dict(body.get("status") or {}))
+    if written is not None and written[0] == str(meta.get("resourceVersion", "")):
+        status = _merge(status, written[1])  # our last patch is not in this (older) body yet
+    return ObjectView(
+        uid=str(meta.get("uid", "")),
+        namespace=str(meta.get("namespace", "")),
+        name=str(meta.get("name", "")),
+        generation=int(meta.get("generation") or 1),
+        spec=copy.deepcopy(dict(body.get("spec") or {})),
+        status=status,
+        annotations=dict(meta.get("annotations") or {}),
+        deleting=bool(meta.get("deletionTimestamp")),
+        retry=retry,
+    )
+
+
+def _merge(status: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(status)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _conditions(obj: ObjectView, outcome: Outcome) -> dict[str, str]:
+    """Condition type → status, after this cycle's patch."""
+    conditions = outcome.status.get("conditions", obj.status.get("conditions")) or []
+    return {str(c.get("type")): str(c.get("status", "Unknown")) for c in conditions}
+
+
+def _synced(obj: ObjectView, outcome: Outcome) -> str:
+    return _conditions(obj, outcome).get("Synced", "Unknown")
+
+
+def _counted(kind: KindInfo[Any, Any], obj: ObjectView, outcome: Outcome) -> metrics.Counted:
+    found = _conditions(obj, outcome)
+    return kind.kind, found.get("Ready", "Unknown"), found.get("Synced", "Unknown")
+
+
+def parks(outcome: Outcome, trigger: Trigger, deleting: bool) -> bool:
+    """A slow retry (permissions, quotas) of a change handler: it ends, the drift timer takes over."""
+    return (
+        outcome.decision is Decision.REQUEUE
+        and trigger is Trigger.CHANGE
+        and outcome.delay > PARK_SECONDS
+        and not deleting
+    )
+
+
+def verdict(outcome: Outcome, trigger: Trigger, deleting: bool) -> Exception | None:
+    """Outcome → kopf: None (done, release), TemporaryError (requeue), PermanentError (stop, park)."""
+    if outcome.decision in (Decision.RELEASE, Decision.DONE):
+        return None
+    if outcome.decision is Decision.STOP:
+        if trigger is Trigger.DRIFT:
+            return None  # the timer simply waits for its next turn
+        return kopf.PermanentError(outcome.message or "waiting for the spec to change")
+    delay = outcome.delay
+    if trigger is Trigger.DRIFT:
+        # The timer's body is live but may lag our own patch by a watch event: never spin at 0 s.
+        # Slow retries (access denied, quotas: 300 s) happen at the drift interval, as documented.
+        return kopf.TemporaryError(outcome.message or "requeue", delay=min(max(delay, 1.0), drift_seconds()))
+    if parks(outcome, trigger, deleting):
+        # End this handler so a spec change is seen at once; the drift timer tries again at its
+        # interval — and polls any build itself from now on.
+        return kopf.PermanentError(f"{outcome.message} (retrying at the next drift check)")
+    return kopf.TemporaryError(outcome.message or "requeue", delay=delay)
+
+
+def lagging(body: kopf.Body, **_: Any) -> bool:
+    """Whether the spec changed since the last cycle wrote status (every cycle records
+    observedGeneration): only then can kopf have left a change unhandled."""
+    observed = (body.get("status") or {}).get("observedGeneration")
+    generation = body.get("metadata", {}).get("generation")
+    return isinstance(observed, int) and isinstance(generation, int) and observed < generation
+
+
+def catch_up_on_spec_change(body: kopf.Body, patch: kopf.Patch) -> None:
+    """Make kopf reconcile a spec change it would otherwise sit out.
+
+    kopf keeps a handler's requeue delay even when the object changes meanwhile, and sees no change
+    at all when the spec returns to the last one it handled. So setting `forceDelete` on a connector
+    whose deletion waits a minute because it is in use would wait that minute, a fix to a bad change
+    (a broken Lambda) would wait out the back-off, and reverting the bad change would leave the
+    failure on the object until the drift timer. Called only while the status lags the generation
+    (`lagging`): the waiting handler's delay is dropped, and a change kopf cannot see is made
+    visible by recording an older handled state, so kopf runs the update handler now, on the current
+    spec. Restart-safe: it reads only the body.
+    """
+    if body.get("metadata", {}).get("deletionTimestamp"):
+        _wake(DELETE_HANDLER, body, patch)
+        return
+    _wake(CREATE_HANDLER, body, patch)  # a create backing off: run it on the new spec now
+    _wake(UPDATE_HANDLER, body, patch)
+    handled = DIFFBASE.fetch(body=body)
+    if handled is None:
+        return  # never handled: kopf runs the create handler
+    current = DIFFBASE.build(body=body)
+    if PROGRESS.clear(essence=handled) != PROGRESS.clear(essence=current):
+        return  # kopf sees the change and runs the update handler itself
+    stale = cast(kopf.BodyEssence, {key: value for key, value in current.items() if key != "spec"})
+    DIFFBASE.store(body=body, patch=patch, essence=stale)
+    _wake(UPDATE_HANDLER, body, patch)
+
+
+def _wake(handler: kopf.HandlerId, body: kopf.Body, patch: kopf.Patch) -> None:
+    """Drop a handler's pending requeue delay, so kopf runs it at once."""
+    record = PROGRESS.fetch(key=handler, body=body)
+    if record is not None and record.get("delayed") and not (record.get("success") or record.get("failure")):
+        PROGRESS.purge(key=handler, body=body, patch=patch)

@@ -1,0 +1,132 @@
+"""What `reconcile()` takes and gives: the object as it sees it, its dependencies, and the Outcome.
+
+Pure of kopf and Kubernetes clients: the bridge (bridge.py) builds an `ObjectView` from kopf's body
+and maps the `Outcome` back onto kopf; the unit tests build both by hand around fake adapters.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol, TypeVar
+
+from q_operator.engine.memory import Memory
+from q_operator.engine.polling import BuildClock
+from q_operator.kinds.base import Adapter, KindInfo
+
+T = TypeVar("T")
+
+#: Annotation asking the operator to adopt an existing AWS resource by ID.
+ADOPT_ANNOTATION = "q-operator.dev/adopt-id"
+
+
+class Decision(enum.Enum):
+    DONE = "done"  # converged: nothing to do until something changes (the drift timer looks again)
+    REQUEUE = "requeue"  # run again after Outcome.delay seconds
+    STOP = "stop"  # the input is wrong: wait until the spec (or an input) changes
+    RELEASE = "release"  # deletion finished: let the finalizer go
+
+
+class Trigger(enum.Enum):
+    CHANGE = "change"  # create, update, resume: the object (or an input) changed
+    DRIFT = "drift"  # the periodic timer: look for out-of-band changes
+
+
+@dataclass(frozen=True)
+class ObjectView:
+    """What reconcile needs of the custom resource."""
+
+    uid: str
+    namespace: str
+    name: str
+    generation: int
+    spec: Mapping[str, Any]
+    status: Mapping[str, Any]
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    deleting: bool = False
+    #: how many cycles of this object have failed in a row: drives back-off.
+    retry: int = 0
+
+
+@dataclass(frozen=True)
+class Event:
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    decision: Decision
+    #: seconds until the next cycle (REQUEUE only).
+    delay: float = 0.0
+    #: a JSON merge patch for `status` (None deletes a key); empty when nothing changed.
+    status: Mapping[str, Any] = field(default_factory=dict)
+    events: tuple[Event, ...] = ()
+    #: one line for logs and for kopf's error, e.g. why we stop.
+    message: str = ""
+
+
+class AwsCaller(Protocol):
+    """Runs one adapter verb in a worker thread behind the rate limiter (engine/aws.py)."""
+
+    async def call(
+        self,
+        kind: KindInfo[Any, Any],
+        region: str | None,
+        step: str,
+        fn: Callable[[Adapter[Any]], T],
+        logger: logging.LoggerAdapter[logging.Logger],
+    ) -> T: ...
+
+
+#: Reads a ConfigMap's data: None when the ConfigMap does not exist.
+ConfigMapReader = Callable[[str, str], Awaitable[Mapping[str, str] | None]]
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Requeue timing. Polls grow with the time a build has been running, up to poll_max."""
+
+    poll_min: float = 1.0
+    poll_max: float = 15.0
+    #: each poll waits this fraction of the time waited so far: 0.5 gives 1, 1, 1.5, 2.25, 3.4 … s, so
+    #: Ready lags AWS's READY by at most a third of the build time (and at most poll_max).
+    poll_factor: float = 0.5
+    #: an unmarked resource created this long before our recorded intent is still ours (clock skew).
+    create_grace: float = 60.0
+    #: a fresh ref that reads as absent this soon after the create is eventual consistency, not deletion.
+    absent_grace: float = 30.0
+    #: after this long, an idempotency token may have expired on the AWS side: look before re-creating.
+    token_trust: float = 3600.0
+    #: an update whose diff has not cleared after this long is reported (UpdateNotConverging).
+    converge_timeout: float = 300.0
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Deps:
+    """What a cycle depends on, injected: the AWS edge, the ConfigMap reader, a clock, the process's
+    memory of each object."""
+
+    aws: AwsCaller
+    read_configmap: ConfigMapReader
+    now: Callable[[], datetime] = _utcnow
+    rng: random.Random = field(default_factory=random.Random)
+    timing: Timing = field(default_factory=Timing)
+    #: the operator's region (AWS_REGION), for objects without spec.region.
+    default_region: str | None = None
+    #: what this process remembers of each object (memory.py): one entry per object.
+    memory: Memory = field(default_factory=Memory)
+    #: when each build began (kept in `memory`) and how long builds take: paces the polls.
+    builds: BuildClock = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "builds", BuildClock(self.memory))

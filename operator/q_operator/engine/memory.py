@@ -1,0 +1,126 @@
+"""What this process remembers about each object between cycles: one `ObjectMemory` per object, made
+in one place (`Memory.of`) and forgotten in one place (`Memory.forget`, when the finalizer goes).
+
+Nothing here is the truth: the object's status is. This memory only saves work and closes races
+inside one process (a lock per object, the last patch written, how long builds take), so a restart
+that loses it costs a few extra AWS calls, never a duplicate or an orphan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+#: (kind, the ref's items, sorted): an AWS resource as `Memory.holder` looks it up.
+HoldKey = tuple[str, tuple[tuple[str, str], ...]]
+
+
+@dataclass
+class Build:
+    """A build (a create or update AWS accepted) whose end this process waits for: paces the polls."""
+
+    started: float
+    #: "<Kind>/<step>": build durations are learned per kind and step.
+    kind: str
+    #: the last time a poll saw this build still in progress (None: no poll has yet)
+    seen_running: float | None = None
+    #: when the next poll was meant to happen: the learning uses it rather than when the poll did
+    #: happen, which a busy operator makes later — learning from that would feed on itself.
+    planned: float | None = None
+    #: begun by a drift-timer cycle: the timer polls it itself (no change handler is waiting on it).
+    by_timer: bool = False
+
+
+@dataclass
+class ObjectMemory:
+    """Everything this process keeps about one object, in one place."""
+
+    #: a timer and a handler never reconcile the same object at once.
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: (resourceVersion the last cycle saw, the status patch it wrote): a handler running on a body
+    #: older than our own last patch sees that patch (the watch event may not have arrived yet).
+    written: tuple[str, Mapping[str, Any]] | None = None
+    #: the resourceVersion at which the last cycle converged (DONE): kopf runs resume and
+    #: create/update one after another on the same body at startup; the second has nothing to add.
+    converged_at: str | None = None
+    #: failed cycles in a row: the back-off attempt (not kopf's retry count, which also counts the
+    #: requeues of a healthy create and would inflate back-off).
+    failures: int = 0
+    #: the build this process is polling, if any.
+    build: Build | None = None
+    #: AWS resources this object holds (see `Memory.hold`).
+    held: set[HoldKey] = field(default_factory=set)
+    #: createPending.since of an intent recorded here and not yet followed by a create call: no
+    #: create can have reached AWS under it, so the look before creating would find nothing.
+    fresh_intent: str | None = None
+    #: (kind, Ready, Synced) this object is counted under in the resources gauge.
+    counted: tuple[str, str, str] | None = None
+
+
+class Memory:
+    """Per-object memory of this process, by uid."""
+
+    def __init__(self) -> None:
+        self._objects: dict[str, ObjectMemory] = {}
+        #: who holds which AWS resource: derived from each object's `held`, kept for the lookup.
+        self._holders: dict[HoldKey, str] = {}
+        #: guards the maps (BuildClock is called from worker threads' callers too).
+        self._lock = threading.Lock()
+
+    def of(self, uid: str) -> ObjectMemory:
+        """The object's memory, made on first use: the one place an entry is created."""
+        with self._lock:
+            found = self._objects.get(uid)
+            if found is None:
+                found = self._objects[uid] = ObjectMemory()
+            return found
+
+    def peek(self, uid: str) -> ObjectMemory | None:
+        """The object's memory if there is any (a lookup never creates one)."""
+        return self._objects.get(uid)
+
+    def forget(self, uid: str) -> ObjectMemory | None:
+        """The one place an object is forgotten (its finalizer is released): returns what was kept,
+        so the caller can undo what lives outside (the resources gauge)."""
+        with self._lock:
+            gone = self._objects.pop(uid, None)
+            if gone is not None:
+                for key in gone.held:
+                    if self._holders.get(key) == uid:
+                        del self._holders[key]
+            return gone
+
+    def __len__(self) -> int:
+        return len(self._objects)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._objects))
+
+    # ----- holdings
+
+    @staticmethod
+    def _key(kind: str, ref: Mapping[str, str]) -> HoldKey:
+        return kind, tuple(sorted(ref.items()))
+
+    def hold(self, kind: str, ref: Mapping[str, str], uid: str) -> None:
+        """Record that `uid` holds this AWS resource (the first holder keeps it).
+
+        An untagged resource found by its natural key after a recorded intent is taken as our own
+        interrupted create (a library item has neither tags nor a client token). Two objects asking
+        for the same natural key at once both find the one item the first created: without this
+        record the second would take it too, and deleting either would delete the other's item."""
+        key = self._key(kind, ref)
+        entry = self.of(uid)
+        with self._lock:
+            self._holders.setdefault(key, uid)
+            entry.held.add(key)
+
+    def holder(self, kind: str, ref: Mapping[str, str]) -> str | None:
+        return self._holders.get(self._key(kind, ref))
+
+    def holdings(self) -> int:
+        """How many AWS resources are recorded as held (for tests: nothing left behind)."""
+        return len(self._holders)

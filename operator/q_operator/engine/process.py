@@ -1,0 +1,79 @@
+"""The operator process's state, built once at startup: the engine's dependencies (the AWS session,
+the ConfigMap reader, timing from the environment, the memory of each object) and the last data
+seen of each ConfigMap. Also the Kubernetes client the process uses outside kopf."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from q_operator.engine.aws import AwsSession, default_region, env_float
+from q_operator.engine.reconcile import Deps, Timing
+
+
+@dataclass
+class Process:
+    """Process-wide engine state."""
+
+    deps: Deps
+    #: (namespace, name) → digest of the data last seen: the ConfigMap watch (configmaps.py).
+    configmap_digests: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+_process: Process | None = None
+_kube: Any = None
+
+
+def _kube_api() -> Any:
+    """The `kubernetes` client, configured in-cluster or from KUBECONFIG."""
+    import kubernetes
+
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+    return kubernetes.client
+
+
+def kube_client() -> Any:
+    global _kube
+    if _kube is None:
+        _kube = _kube_api()
+    return _kube
+
+
+async def read_configmap(namespace: str, name: str) -> Mapping[str, str] | None:
+    def read() -> Mapping[str, str] | None:
+        client = kube_client()
+        try:
+            found = client.CoreV1Api().read_namespaced_config_map(name, namespace)
+        except client.exceptions.ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return dict(found.data or {})
+
+    return await asyncio.to_thread(read)
+
+
+def build_state() -> Process:
+    timing = Timing(
+        poll_min=env_float("Q_OPERATOR_POLL_MIN_SECONDS", 1.0),
+        poll_max=env_float("Q_OPERATOR_POLL_MAX_SECONDS", 15.0),
+        poll_factor=env_float("Q_OPERATOR_POLL_FACTOR", 0.5),
+    )
+    return Process(Deps(AwsSession(), read_configmap, timing=timing, default_region=default_region()))
+
+
+def state() -> Process:
+    global _process
+    if _process is None:
+        _process = build_state()
+    return _process
+
+
+def current() -> Process | None:
+    """The state if it was built (for cleanup: nothing to close otherwise)."""
+    return _process

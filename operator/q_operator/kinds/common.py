@@ -1,0 +1,55 @@
+"""Small helpers every kind's adapter needs alike: reading a botocore error, writing AWS's times as
+RFC 3339, and the owner's tag changes. A kind may import this module (and base.py), never another
+kind; nothing here knows a particular AWS service."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from botocore.exceptions import ClientError
+
+from q_operator.kinds.base import OWNER_TAG
+
+#: The error code every AWS service here answers for a resource that does not exist.
+NOT_FOUND = "ResourceNotFoundException"
+
+
+def error_code(error: ClientError) -> str:
+    """botocore's error code: what errors are told apart by (never the HTTP status)."""
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def error_message(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Message", ""))
+
+
+def is_not_found(error: ClientError) -> bool:
+    """AWS says the resource (or something the call names) does not exist."""
+    return error_code(error) == NOT_FOUND
+
+
+def rfc3339(moment: datetime, timespec: Literal["auto", "seconds"] = "auto") -> str:
+    """A time as RFC 3339 in UTC with a Z; naive times are taken as UTC. `auto` keeps the fraction
+    of a second AWS gave; Kubernetes' own times (conditions) are to the second."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
+def aws_time(value: Any) -> str | None:
+    """A time member of an AWS answer (boto3 gives a datetime) for status; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return rfc3339(value)
+    return str(value)
+
+
+def tag_changes(current: Mapping[str, str], desired: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """(tags to set, keys to remove) to turn `current` into `desired`. The owner tag is never
+    removed: losing it would make the resource look like nobody's."""
+    to_set = {key: value for key, value in desired.items() if current.get(key) != value}
+    to_remove = sorted(key for key in current if key not in desired and key != OWNER_TAG)
+    return to_set, to_remove

@@ -1,0 +1,150 @@
+"""Per-object memory: one entry per object, made on first use and forgotten when the finalizer goes,
+so a process that sees many objects come and go keeps nothing of them."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+import pytest
+from prometheus_client import REGISTRY
+
+from q_operator.engine import bridge
+from q_operator.engine.reconcile import Deps, Timing, Trigger
+from tests.unit.engine_fakes import DEFAULT_REGION, FakeAws, FakeClock, FakeCloud, merge_patch, thing_kind
+
+
+class Driver:
+    """Plays kopf's part for many objects through the bridge: bodies in, status patches applied."""
+
+    def __init__(self, find_before_create: bool = False) -> None:
+        self.clock = FakeClock()
+        self.cloud = FakeCloud(self.clock, build_polls=1)
+        self.kind = thing_kind(find_before_create)
+        self.versions = itertools.count(1)
+
+        async def no_configmap(namespace: str, name: str) -> Mapping[str, str] | None:
+            return None
+
+        self.deps = Deps(
+            FakeAws({DEFAULT_REGION: self.cloud}),
+            no_configmap,
+            self.clock,
+            random.Random(3),
+            Timing(),
+            default_region=DEFAULT_REGION,
+        )
+
+    def body(self, uid: str, status: dict[str, Any], deleting: bool) -> kopf.Body:
+        raw = {
+            "metadata": {
+                "uid": uid,
+                "namespace": "ns",
+                "name": uid,
+                "generation": 1,
+                "resourceVersion": str(next(self.versions)),
+                "deletionTimestamp": "2026-01-01T00:00:00Z" if deleting else None,
+            },
+            "spec": {"name": uid},
+            "status": status,
+        }
+        return kopf.Body(raw)  # type: ignore[arg-type]
+
+    async def cycle(
+        self, uid: str, status: dict[str, Any], *, deleting: bool = False, trigger: Trigger = Trigger.CHANGE
+    ) -> tuple[dict[str, Any], str]:
+        """One handler call: the new status, and how kopf was told to go on."""
+        patch = kopf.Patch()
+        body = self.body(uid, status, deleting)
+        try:
+            await bridge.run_cycle(self.deps, self.kind, trigger, body, patch, deleting=deleting)
+            verdict = "done"
+        except kopf.TemporaryError:
+            verdict = "requeue"
+        except kopf.PermanentError:
+            verdict = "stop"
+        self.clock.advance(2.0)
+        return merge_patch(status, dict(patch.get("status", {}))), verdict
+
+    async def create_until_ready(self, uid: str) -> dict[str, Any]:
+        status: dict[str, Any] = {}
+        for _ in range(20):
+            status, verdict = await self.cycle(uid, status)
+            if verdict == "done":
+                return status
+        raise AssertionError(f"{uid} never became ready: {status}")
+
+    async def delete_until_released(self, uid: str, status: dict[str, Any]) -> None:
+        for _ in range(20):
+            status, verdict = await self.cycle(uid, status, deleting=True)
+            if verdict == "done":
+                return
+        raise AssertionError(f"{uid} was never released: {status}")
+
+
+def _no_event(*_: object, **__: object) -> None:
+    """kopf posts events only inside a running operator: the events are not what these tests check."""
+
+
+def _gauge(kind: str) -> float:
+    total = 0.0
+    for condition, status in itertools.product(("Ready", "Synced"), ("True", "False", "Unknown")):
+        labels = {"kind": kind, "condition": condition, "status": status}
+        total += REGISTRY.get_sample_value("q_operator_resources", labels) or 0.0
+    return total
+
+
+@pytest.mark.parametrize("find_before_create", [False, True], ids=["token-kind", "find-before-create-kind"])
+def test_a_thousand_create_delete_cycles_leave_nothing_behind(
+    find_before_create: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Objects created to Ready, deleted between the intent and the create, checked by the drift timer
+    or deleted mid-build: once each is released, the process remembers none of them (no lock, no
+    written patch, no build, no held resource, no fresh intent, no count in the resources gauge)."""
+    monkeypatch.setattr(kopf, "event", _no_event)
+    driver = Driver(find_before_create)
+    counted_before = _gauge(driver.kind.kind)
+
+    async def lives() -> None:
+        for i in range(1000):
+            uid = f"uid-{i}"
+            if i % 4 == 0:  # created and ready, then deleted
+                status = await driver.create_until_ready(uid)
+                status, _ = await driver.cycle(uid, status, trigger=Trigger.DRIFT)
+            elif i % 4 == 1:  # deleted right after the intent was recorded: no create was ever sent
+                status, verdict = await driver.cycle(uid, {})
+                assert "createPending" in status and verdict == "requeue"
+                assert driver.deps.memory.of(uid).fresh_intent is not None
+            elif i % 4 == 2:  # deleted while AWS still builds it
+                status, _ = await driver.cycle(uid, {})
+                status, _ = await driver.cycle(uid, status)
+                assert driver.deps.memory.of(uid).build is not None
+            else:  # a drift check of an object with nothing yet
+                status, _ = await driver.cycle(uid, {}, trigger=Trigger.DRIFT)
+            await driver.delete_until_released(uid, status)
+
+    asyncio.run(lives())
+    memory = driver.deps.memory
+    assert len(memory) == 0, f"left behind: {list(memory)[:5]}"
+    assert memory.holdings() == 0
+    assert _gauge(driver.kind.kind) == counted_before
+    assert not driver.cloud.things  # and nothing left in AWS either
+
+
+def test_forgetting_an_object_frees_what_it_held_for_others(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A resource held by a released object no longer counts as held: a new object may claim it."""
+    monkeypatch.setattr(kopf, "event", _no_event)
+    driver = Driver(find_before_create=True)
+
+    async def life() -> None:
+        status = await driver.create_until_ready("a")
+        ref = {"thingId": status["thingId"]}
+        assert driver.deps.memory.holder("Thing", ref) == "a"
+        bridge.forget(driver.deps, "a")
+        assert driver.deps.memory.holder("Thing", ref) is None
+
+    asyncio.run(life())
