@@ -6,10 +6,15 @@ a test fails loudly instead of silently configuring nothing.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 BUILD_KINDS = ("CREATE", "UPDATE", "DELETE")
+LOST_ANSWER_KINDS = ("reset", "timeout")
+"""How a lost answer is lost: the connection is reset, or the answer is held past the read timeout."""
+ROLE_ARN = re.compile(r"arn:aws:iam::(\d{12}):role/(?:[\w+=,.@/-]*/)?([\w+=,.@-]{1,64})")
+"""An IAM role ARN: its account and name (role names and paths hold no ':')."""
 LAMBDA_FAILURES = {
     "authentication": "ConnectorAuthenticationException",
     "server": "ConnectorServerException",
@@ -31,7 +36,8 @@ class InjectRule:
 class Quotas:
     """Service quotas whose excess answers ServiceQuotaExceededException."""
 
-    plugins_per_application: int = 50
+    plugins_per_application: int = 25
+    """AWS's published default quota (Amazon Q Business: 25 plugins per application)."""
     library_items_per_instance: int = 1000
     connectors_per_region: int = 100
 
@@ -64,6 +70,19 @@ class Settings:
     broken_lambdas: dict[str, str] = field(default_factory=dict)
     """lambdaArn -> `authentication` | `server`: register/update with it fails like a broken Lambda."""
     quotas: Quotas = field(default_factory=Quotas)
+    seed: int | None = None
+    """Seeds every random choice (faults, lag draws, lost answers): a run is repeatable."""
+    assumable_roles: dict[str, str | None] = field(default_factory=dict)
+    """Role ARN -> the ExternalId its trust policy requires (None: none required). Others: AccessDenied."""
+    credential_lifetime: float = 3600.0
+    """Seconds AssumeRole's credentials live (a shorter DurationSeconds wins)."""
+    read_lag: float = 0.0
+    """Up to this many seconds before a write shows in Get/List/Describe (drawn per write)."""
+    lost_answer_rate: float = 0.0
+    """Share (0-1) of successful writes whose answer is lost after they acted."""
+    lost_answer_kinds: list[str] = field(default_factory=lambda: list(LOST_ANSWER_KINDS))
+    lost_answer_hold: float = 65.0
+    """Seconds a `timeout` lost answer is held before the connection is reset (botocore reads for 60)."""
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -122,6 +141,26 @@ class Settings:
                 setattr(self.quotas, name, int(limit))
         elif key == "account_id":
             self.account_id = str(value)
+        elif key == "seed":
+            if isinstance(value, bool) or not isinstance(value, int | None):
+                raise TypeError("must be an integer")
+            self.seed = value
+        elif key == "assumable_roles":
+            self.assumable_roles = assumable_roles(value)
+        elif key in ("credential_lifetime", "lost_answer_hold"):
+            setattr(self, key, _positive(value))
+        elif key == "read_lag":
+            self.read_lag = _at_least_zero(value)
+        elif key == "lost_answer_rate":
+            rate = _number(value)
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError("must be between 0 and 1")
+            self.lost_answer_rate = rate
+        elif key == "lost_answer_kinds":
+            kinds = [str(k).lower() for k in _sequence(value)]
+            if not kinds or any(k not in LOST_ANSWER_KINDS for k in kinds):
+                raise ValueError(f"kinds must be among {LOST_ANSWER_KINDS}")
+            self.lost_answer_kinds = kinds
         else:
             raise ValueError("unknown key")
 
@@ -130,6 +169,47 @@ def _number(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError("must be a number")
     return float(value)
+
+
+def _positive(value: Any) -> float:
+    number = _number(value)
+    if number <= 0:
+        raise ValueError("must be greater than 0")
+    return number
+
+
+def _at_least_zero(value: Any) -> float:
+    number = _number(value)
+    if number < 0:
+        raise ValueError("must not be negative")
+    return number
+
+
+def assumable_role(text: str) -> tuple[str, str | None]:
+    """`ARN` or `ARN:EXTERNAL_ID` -> (role ARN, required ExternalId or None).
+
+    A role ARN has exactly five colons, so a sixth starts the ExternalId (which may hold colons).
+    """
+    parts = text.split(":", 6)
+    arn = ":".join(parts[:6])
+    if ROLE_ARN.fullmatch(arn) is None:
+        raise ValueError(f"{arn!r} is not an IAM role ARN (arn:aws:iam::<12 digits>:role/<name>)")
+    external = parts[6] if len(parts) == 7 else None
+    if external is not None and not 2 <= len(external) <= 1224:
+        raise ValueError(f"ExternalId of {arn} must have 2 to 1224 characters")
+    return arn, external
+
+
+def assumable_roles(value: Any) -> dict[str, str | None]:
+    """A list of `ARN[:EXTERNAL_ID]` strings (one string is one role), or {ARN: ExternalId or null}."""
+    if isinstance(value, dict):
+        out: dict[str, str | None] = {}
+        for key, external in value.items():
+            arn, _ = assumable_role(str(key))
+            out[arn] = None if external is None else assumable_role(f"{arn}:{external}")[1]
+        return out
+    items = [value] if isinstance(value, str) else _sequence(value)
+    return dict(assumable_role(str(item)) for item in items)
 
 
 def _mapping(value: Any) -> dict[str, Any]:

@@ -1,33 +1,37 @@
 """The stand-in without HTTP: one `handle()` per request, from raw request parts to a wire answer.
 
-Order per call, as AWS's front door does it: route (signing service + method + URI template),
-faults (access denied, injected errors, throttling, 5xx), parse and validate from the model, then
-idempotency and the service's handler. Every call lands in the request log with its status.
+Order per call, as AWS's front door does it: route (signing service, then URI template or query
+Action), identify the caller (access key and session token -> account, or ExpiredToken), faults
+(access denied, injected errors, throttling, 5xx), parse and validate from the model, then
+idempotency and the service's handler against the caller's account and region. A write that acted
+may then lose its answer. Every call lands in the request log with its status, account and role.
+Nothing here names a service: they come from `services/registry.py`.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import functools
 import logging
 import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from botocore.model import OperationModel
 
-from q_operator.emulate.aws.call import Call, Params
+from q_operator.emulate.aws import query
+from q_operator.emulate.aws.call import Call, Params, Service
 from q_operator.emulate.aws.config import Settings
 from q_operator.emulate.aws.errors import ApiError, conflict
 from q_operator.emulate.aws.faults import Faults
+from q_operator.emulate.aws.identity import CredentialsRefused, Identity, Sessions
 from q_operator.emulate.aws.model import Match, Router, service_model
-from q_operator.emulate.aws.protocol import Wire, parse_input, serialize_error, serialize_output
-from q_operator.emulate.aws.services import qbusiness
-from q_operator.emulate.aws.services.registry import HANDLERS
-from q_operator.emulate.aws.state import TOKEN_TTL_SECONDS, Remembered, Store, fingerprint
+from q_operator.emulate.aws.protocol import protocol_for
+from q_operator.emulate.aws.services.registry import BY_NAME, SERVICES
+from q_operator.emulate.aws.state import TOKEN_TTL_SECONDS, Remembered, Store, View, fingerprint
 from q_operator.emulate.aws.validate import Violation, summarize, validate
 
 log = logging.getLogger(__name__)
@@ -69,12 +73,33 @@ class Incoming:
     body: bytes
     now: float
     region: str
-    caller: str
+    access_key: str
+    request_id: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An HTTP answer, and whether the wire must lose it (`reset` / `timeout`) after the call acted."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    lost: str | None = None
 
 
 def _is_error(service: str, code: str) -> bool:
     model = service_model(service)
+    if model.protocol == "query" and code in query.COMMON_ERRORS:
+        return True
     return code in model.shape_names and bool(model.shape_for(code).metadata.get("exception"))
+
+
+def _log_identity(entry: dict[str, Any], identity: Identity) -> None:
+    entry["account"] = identity.account
+    entry["principal"] = identity.arn
+    if identity.role_arn is not None:
+        entry["role"] = identity.role_arn
+        entry["session"] = identity.session
 
 
 class Emulator:
@@ -82,28 +107,31 @@ class Emulator:
 
     def __init__(self, settings: Settings | None = None, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings or Settings()
-        self.router = Router()
+        self.router = Router(s.name for s in SERVICES)
         self.store = Store()
+        self.sessions = Sessions()
         self.faults = Faults(self.settings)
         self.clock = clock
 
     def reset(self) -> None:
-        """Forget all resources, tokens and logged calls (settings stay)."""
+        """Forget all resources, tokens, issued credentials and logged calls (settings stay)."""
         self.store.clear()
+        self.sessions.clear()
         self.faults.reset()
 
+    def restart(self, settings: Settings) -> None:
+        """Back to a fresh start with these settings (the object the faults hold is kept)."""
+        fresh = copy.deepcopy(settings)
+        for f in fields(Settings):
+            setattr(self.settings, f.name, getattr(fresh, f.name))
+        self.reset()
+
     def configure(self, changes: dict[str, Any]) -> None:
-        """Apply admin config; `seed` reseeds the random faults. Raises ValueError on a bad key.
+        """Apply admin config; `seed` reseeds the random choices. Raises ValueError on a bad key.
 
         Injected errors must be error shapes of the service they name (or of any served service
         when the rule names a bare operation), so a misspelt error fails here, not in a test later.
         """
-        changes = dict(changes)
-        seed = changes.pop("seed", None)
-        if seed is not None:
-            if isinstance(seed, bool) or not isinstance(seed, int):
-                raise ValueError("config 'seed': must be an integer")
-            self.faults.seed(seed)
         for rule in changes.get("inject") or []:
             if not isinstance(rule, dict):
                 continue
@@ -114,20 +142,22 @@ class Emulator:
                     f"config 'inject': {rule.get('error')!r} is not a modelled error of {services}"
                 )
         self.settings.apply(changes, self.clock())
+        if changes.get("seed") is not None:
+            self.faults.seed(int(changes["seed"]))
 
     def handle(
         self,
         method: str,
         raw_path: str,
-        query: Mapping[str, list[str]],
+        query_args: Mapping[str, list[str]],
         headers: Mapping[str, str],
         body: bytes,
-    ) -> Wire:
+    ) -> Answer:
         """Answer one AWS request. `headers` must have lower-case names."""
         now = self.clock()
-        caller, region, signing = credential_scope(headers.get("authorization"))
+        access_key, region, signing = credential_scope(headers.get("authorization"))
         region = region or DEFAULT_REGION
-        match = self.router.match(signing, method, raw_path)
+        match = self.router.match(signing, method, raw_path, query_args, body)
         entry: dict[str, Any] = {
             "service": signing or (match.service if match else None),
             "operation": match.operation.name if match else None,
@@ -143,42 +173,71 @@ class Emulator:
         }
         self.store.requests.append(entry)
         if match is None:
-            known = signing if signing in self.router.services else "qbusiness"
+            known = signing if signing in BY_NAME else SERVICES[0].name
             unknown = ApiError(
                 "UnknownOperationException", f"No operation matches {method} {raw_path}", http_status=404
             )
-            answer = serialize_error(service_model(known), unknown)
+            model = service_model(known)
+            wire = protocol_for(model).serialize_error(model, unknown, entry["requestId"])
+            entry["error"] = protocol_for(model).error_code(model, unknown)
+            answer = Answer(*wire)
         else:
-            incoming = Incoming(match, query, headers, body, now, region, caller)
+            incoming = Incoming(match, query_args, headers, body, now, region, access_key, entry["requestId"])
             answer = self._answer(incoming, entry)
-        entry["status"] = answer[0]
-        if answer[0] >= 300:
-            entry["error"] = answer[1]["x-amzn-ErrorType"]
-        answer[1]["x-amzn-RequestId"] = entry["requestId"]
+        entry["status"] = answer.status
+        answer.headers["x-amzn-RequestId"] = entry["requestId"]
         return answer
 
-    def _answer(self, incoming: Incoming, entry: dict[str, Any]) -> Wire:
+    def _answer(self, incoming: Incoming, entry: dict[str, Any]) -> Answer:
         """The call's output, or its error, on the wire; a bug here still answers like AWS."""
-        model = service_model(incoming.match.service)
+        service = BY_NAME[incoming.match.service]
+        op = incoming.match.operation
+        model = service_model(service.name)
+        wire_format = protocol_for(model)
         try:
-            return serialize_output(incoming.match.operation, self._call(incoming, entry))
-        except ApiError as err:
-            return serialize_error(model, err)
+            output = self._call(service, incoming, entry)
         except Exception as exc:
-            log.exception("emulator failure in %s", incoming.match.operation.name)
-            return serialize_error(model, ApiError("InternalServerException", f"emulator bug: {exc}"))
+            if not isinstance(exc, ApiError):
+                log.exception("emulator failure in %s", op.name)
+                exc = ApiError("InternalServerException", f"emulator bug: {exc}")
+            entry["error"] = wire_format.error_code(model, exc)
+            return Answer(*wire_format.serialize_error(model, exc, incoming.request_id))
+        answer = Answer(*wire_format.serialize_output(op, output, incoming.request_id))
+        if service.blanket_faults and service.is_write(op.name):
+            lost = self.faults.lost_answer()
+            if lost is not None:
+                entry["lost"] = lost
+                answer = Answer(answer.status, answer.headers, answer.body, lost)
+        return answer
 
-    def _call(self, incoming: Incoming, entry: dict[str, Any]) -> Params:
-        service, op, now = incoming.match.service, incoming.match.operation, incoming.now
-        trouble = self.faults.check(service, op.name, incoming.region, now)
+    def _identity(self, incoming: Incoming, entry: dict[str, Any]) -> Identity:
+        token = incoming.headers.get("x-amz-security-token")
+        try:
+            identity = self.sessions.resolve(
+                incoming.access_key, token, incoming.now, self.settings.account_id
+            )
+        except CredentialsRefused as refused:
+            if refused.identity is not None:
+                _log_identity(entry, refused.identity)
+            raise
+        _log_identity(entry, identity)
+        return identity
+
+    def _call(self, service: Service[Any], incoming: Incoming, entry: dict[str, Any]) -> Params:
+        op, now = incoming.match.operation, incoming.now
+        identity = self._identity(incoming, entry)
+        trouble = self.faults.check(service.name, op.name, incoming.region, now, service.blanket_faults)
         if trouble is not None:
             raise trouble
-        handler = HANDLERS[service].get(op.name)
+        handler = service.handlers.get(op.name)
         if handler is None:
             raise ApiError(
-                "UnknownOperationException", f"{service}:{op.name} is not emulated", http_status=404
+                "UnknownOperationException", f"{service.name}:{op.name} is not emulated", http_status=404
             )
-        params = parse_input(op, incoming.match.labels, incoming.query, incoming.headers, incoming.body)
+        wire_format = protocol_for(op.service_model)
+        params = wire_format.parse_input(
+            op, incoming.match.labels, incoming.query, incoming.headers, incoming.body
+        )
         token_member = _token_member(op)
         token = str(params[token_member]) if token_member and params.get(token_member) else None
         if token is not None:
@@ -187,39 +246,51 @@ class Emulator:
             violations = validate(op.input_shape, params)
             if violations:
                 raise validation_error(violations)
-        account = self.settings.account_id
-        scope = self.store.scope(account, incoming.region)
-        call = Call(service, op.name, account, incoming.region, incoming.caller, now, scope, self.settings)
-        if token is None or token_member is None:
-            return handler(call, params)
-        # Idempotency: the first answer to a token is the answer to every same-input retry of it.
-        key = (service, op.name, token)
-        digest = fingerprint(params, token_member)
-        seen = scope.tokens.get(key)
-        if seen is not None and seen.expires > now:
-            if seen.fingerprint == digest:
-                return seen.output
-            raise conflict(
-                token, "ClientToken", f"clientToken {token} was already used with different parameters"
-            )
-        output = handler(call, params)
-        scope.tokens[key] = Remembered(digest, output, now + TOKEN_TTL_SECONDS)
-        return output
+        view = View(now, self.faults.draw_lag)
+        scope = None
+        backend = None
+        if service.dump is not None:
+            scope = self.store.scope(identity.account, incoming.region)
+            backend = scope.backends.get(service.name)
+            if backend is None:
+                backend = scope.backends[service.name] = service.backend()
+        call = Call(
+            service.name, op.name, identity, incoming.region, view, backend, self.settings, self.sessions
+        )
+        try:
+            if token is None or token_member is None or scope is None:
+                return handler(call, params)
+            # Idempotency: the first answer to a token is the answer to every same-input retry of it.
+            key = (service.name, op.name, token)
+            digest = fingerprint(params, token_member)
+            seen = scope.tokens.get(key)
+            if seen is not None and seen.expires > now:
+                if seen.fingerprint == digest:
+                    return seen.output
+                raise conflict(
+                    token, "ClientToken", f"clientToken {token} was already used with different parameters"
+                )
+            output = handler(call, params)
+            scope.tokens[key] = Remembered(digest, output, now + TOKEN_TTL_SECONDS)
+            return output
+        finally:
+            entry.update(call.log)
+            if view.lagged:
+                entry["lagged"] = view.lagged
 
     def dump_state(self) -> dict[str, Any]:
         """Every resource of every account/region, as JSON (builds settled first)."""
         now = self.clock()
         out: dict[str, Any] = {}
         for (account, region), scope in self.store.scopes.items():
-            qbusiness.settle(scope, now)
-            out[f"{account}/{region}"] = {
-                "plugins": [dataclasses.asdict(p) for p in scope.plugins.values()],
-                "libraryItems": [dataclasses.asdict(i) for i in scope.items.values()],
-                "categories": {
-                    instance: [dataclasses.asdict(c) for c in categories.values()]
-                    for instance, categories in scope.categories.items()
-                },
-                "connectors": [dataclasses.asdict(c) for c in scope.connectors.values()],
-                "clientTokens": len(scope.tokens),
-            }
+            merged: dict[str, Any] = {}
+            for service in SERVICES:
+                if service.dump is None:
+                    continue
+                backend = scope.backends.get(service.name)
+                if backend is None:
+                    backend = scope.backends[service.name] = service.backend()
+                merged.update(service.dump(backend, now))
+            merged["clientTokens"] = len(scope.tokens)
+            out[f"{account}/{region}"] = merged
         return out

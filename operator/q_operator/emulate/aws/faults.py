@@ -1,4 +1,8 @@
-"""Injected trouble, decided per call before the service code runs: denial, throttling, faults.
+"""Injected trouble: denial, throttling and faults decided per call before the service code runs;
+read-lag draws while it runs; lost answers after it ran.
+
+Every random choice comes from a generator seeded by `seed` (one stream per purpose, so turning on
+read lag does not move which calls fail).
 
 Token buckets model AWS's per-operation rate limits: each bucket refills at RATE tokens per second
 and holds at most max(1, RATE), so a burst of RATE calls passes and the rest get ThrottlingException
@@ -48,22 +52,48 @@ def throttled(service: str, wait: float) -> ApiError:
 class Faults:
     """Decides, per call, whether trouble answers instead of the service."""
 
-    def __init__(self, settings: Settings, rng: random.Random | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._buckets: dict[tuple[str, str, str, float], TokenBucket] = {}
-        self._rng = rng or random.Random()
+        self._rng = random.Random()
+        self._lag_rng = random.Random()
+        self._lost_rng = random.Random()
+        if settings.seed is not None:
+            self.seed(settings.seed)
 
     def reset(self) -> None:
         self._buckets.clear()
+        if self.settings.seed is not None:
+            self.seed(self.settings.seed)
 
     def seed(self, value: int) -> None:
-        """Make the random faults (fail_rate, throttle_percent) repeatable."""
+        """Make the random choices (fail_rate, throttle_percent, lag draws, lost answers) repeatable."""
         self._rng.seed(value)
+        self._lag_rng.seed(f"{value}/read-lag")
+        self._lost_rng.seed(f"{value}/lost-answer")
 
-    def check(self, service: str, operation: str, region: str, now: float) -> ApiError | None:
-        """Trouble for this call, if any; rate limits are per region, as AWS's are."""
+    def draw_lag(self) -> float:
+        """Seconds until a write made now is visible to reads: uniform in [0, read_lag]."""
+        lag = self.settings.read_lag
+        return self._lag_rng.uniform(0.0, lag) if lag > 0 else 0.0
+
+    def lost_answer(self) -> str | None:
+        """Whether a write that acted loses its answer, and how (`reset` or `timeout`)."""
         s = self.settings
-        keys = op_keys(service, operation)
+        if s.lost_answer_rate <= 0 or self._lost_rng.random() >= s.lost_answer_rate:
+            return None
+        return self._lost_rng.choice(s.lost_answer_kinds)
+
+    def check(
+        self, service: str, operation: str, region: str, now: float, blanket: bool = True
+    ) -> ApiError | None:
+        """Trouble for this call, if any; rate limits are per region, as AWS's are.
+
+        `blanket=False` (STS): only rules naming the operation reach it, not `*`, fail_rate or
+        throttle_percent.
+        """
+        s = self.settings
+        keys = op_keys(service, operation) if blanket else op_keys(service, operation)[:2]
         if any(k in s.access_denied for k in keys):
             return ApiError(
                 "AccessDeniedException",
@@ -87,6 +117,8 @@ class Faults:
             wait = bucket.take(now)
             if wait > 0:
                 return throttled(service, wait)
+        if not blanket:
+            return None
         if (
             s.throttle_percent > 0
             and now < s.throttle_until

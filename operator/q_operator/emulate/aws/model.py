@@ -1,22 +1,23 @@
-"""botocore's service models for the three services, and routing of a request to an operation.
+"""botocore's service models of the served services, and routing of a request to an operation.
 
 The stand-in never describes an operation by hand: the URI templates, members and constraints all
 come from the same `service-2.json` files boto3 uses, so a request boto3 can build is a request we
-can route.
+can route. rest-json services route by method + `requestUri` template; query services (STS) by the
+`Action` their form names, at `POST /`.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote
 
 import botocore.session
 from botocore.model import OperationModel, ServiceModel
 
-SERVICES = ("qbusiness", "qapps", "appflow")
-"""Services served, by signing name (the credential scope's service)."""
+from q_operator.emulate.aws import query
 
 
 @dataclass(frozen=True)
@@ -74,12 +75,20 @@ def _compile(service: str, op: OperationModel) -> Route:
 
 
 class Router:
-    """Finds the operation for (signing service, method, raw path); most literal template wins."""
+    """Finds the operation for a request; for rest-json the most literal matching template wins.
 
-    def __init__(self, services: tuple[str, ...] = SERVICES) -> None:
+    Services are named by signing name (the credential scope's service), which is also botocore's
+    service name for every service served.
+    """
+
+    def __init__(self, services: Iterable[str]) -> None:
         self._routes: dict[str, dict[str, list[Route]]] = {}
+        self._actions: dict[str, dict[str, OperationModel]] = {}
         for service in services:
             model = service_model(service)
+            if model.protocol == "query":
+                self._actions[service] = {n: model.operation_model(n) for n in model.operation_names}
+                continue
             routes = [_compile(service, model.operation_model(name)) for name in model.operation_names]
             routes.sort(key=lambda r: -r.literal_chars)
             by_method: dict[str, list[Route]] = {}
@@ -89,13 +98,31 @@ class Router:
 
     @property
     def services(self) -> tuple[str, ...]:
-        return tuple(self._routes)
+        return (*self._routes, *self._actions)
 
-    def match(self, service: str | None, method: str, raw_path: str) -> Match | None:
+    def match(
+        self,
+        service: str | None,
+        method: str,
+        raw_path: str,
+        query_args: Mapping[str, list[str]],
+        body: bytes,
+    ) -> Match | None:
         """Route a request; with no signing service (unsigned request) try every service in turn."""
-        candidates = [service] if service in self._routes else list(self._routes) if service is None else []
+        if service is None:
+            candidates = self.services
+        elif service in self._routes or service in self._actions:
+            candidates = (service,)
+        else:
+            return None
         for svc in candidates:
-            assert svc is not None
+            if svc in self._actions:
+                if raw_path != "/" or method.upper() not in ("POST", "GET"):
+                    continue
+                op = self._actions[svc].get(query.action(query_args, body) or "")
+                if op is not None:
+                    return Match(service=svc, operation=op, labels={})
+                continue
             for route in self._routes[svc].get(method.upper(), ()):
                 found = route.pattern.fullmatch(raw_path)
                 if found is None:

@@ -1,27 +1,61 @@
 """`q-operator emulate aws`: the stand-in as an aiohttp server on 127.0.0.1, plus its admin API.
 
 AWS requests go to one catch-all route and are answered by `Emulator.handle`; the admin API under
-`/_emulator/` lets tests read the call log and state and change faults at runtime.
+`/_emulator/` lets tests read the call log and state and change faults at runtime. A lost answer is
+lost here, on the wire: the connection is reset (TCP RST) instead of answered, or the answer is
+held past the client's read timeout and the connection then reset.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import copy
 import json
 import signal
+import socket
+import struct
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
 
-from q_operator.emulate.aws.config import Settings
+from q_operator.emulate.aws.config import LOST_ANSWER_KINDS, Settings, assumable_role
 from q_operator.emulate.aws.core import Emulator
+from q_operator.emulate.aws.services.registry import SERVICES
 
 EMULATOR_KEY = web.AppKey("emulator", Emulator)
 INITIAL_KEY = web.AppKey("initial_settings", Settings)
+HELD_KEY = web.AppKey("held_answers", set[asyncio.Task[Any]])
+
+
+def _reset_connection(request: web.Request) -> None:
+    """Abort the connection with a TCP RST (SO_LINGER 0): the client sees 'connection reset'."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+async def _lose(request: web.Request, kind: str, hold: float) -> web.Response:
+    """Lose an answer the way `kind` says; never returns normally."""
+    if kind == "timeout":
+        held = request.app[HELD_KEY]
+        task = asyncio.current_task()
+        assert task is not None
+        held.add(task)
+        try:
+            await asyncio.sleep(hold)
+        finally:
+            held.discard(task)
+    _reset_connection(request)
+    raise asyncio.CancelledError
 
 
 async def _aws(request: web.Request) -> web.Response:
@@ -31,12 +65,12 @@ async def _aws(request: web.Request) -> web.Response:
     for key, value in request.rel_url.query.items():
         query.setdefault(key, []).append(value)
     headers = {k.lower(): v for k, v in request.headers.items()}
-    status, answer_headers, payload = emulator.handle(
-        request.method, request.rel_url.raw_path, query, headers, body
-    )
+    answer = emulator.handle(request.method, request.rel_url.raw_path, query, headers, body)
+    if answer.lost is not None:
+        return await _lose(request, answer.lost, emulator.settings.lost_answer_hold)
     if emulator.settings.latency_ms > 0:
         await asyncio.sleep(emulator.settings.latency_ms / 1000.0)
-    return web.Response(status=status, headers=answer_headers, body=payload)
+    return web.Response(status=answer.status, headers=answer.headers, body=answer.body)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -75,13 +109,16 @@ async def _get_state(request: web.Request) -> web.Response:
 
 
 async def _post_reset(request: web.Request) -> web.Response:
-    """Forget resources, tokens, the call log and runtime config: back to how it started."""
-    emulator = request.app[EMULATOR_KEY]
-    emulator.reset()
-    fresh = copy.deepcopy(request.app[INITIAL_KEY])
-    for name, value in vars(fresh).items():
-        setattr(emulator.settings, name, value)
+    """Forget resources, tokens, credentials, the call log and runtime config: back to the start."""
+    request.app[EMULATOR_KEY].restart(request.app[INITIAL_KEY])
     return _json({"reset": True})
+
+
+async def _release_held(app: web.Application) -> None:
+    """At shutdown, held answers end at once (else the server would wait out their hold)."""
+    held: set[asyncio.Task[Any]] = app[HELD_KEY]
+    for task in list(held):
+        task.cancel()
 
 
 def build_app(emulator: Emulator) -> web.Application:
@@ -89,6 +126,8 @@ def build_app(emulator: Emulator) -> web.Application:
     app = web.Application(client_max_size=16 * 1024 * 1024)
     app[EMULATOR_KEY] = emulator
     app[INITIAL_KEY] = copy.deepcopy(emulator.settings)
+    app[HELD_KEY] = set()
+    app.on_shutdown.append(_release_held)
     app.router.add_get("/_emulator/requests", _get_requests)
     app.router.add_delete("/_emulator/requests", _delete_requests)
     app.router.add_get("/_emulator/config", _get_config)
@@ -122,10 +161,14 @@ def parse_args(argv: Sequence[str]) -> tuple[Settings, int]:
     """Settings and port from CLI flags (the settings are the knobs of POST /_emulator/config)."""
     parser = argparse.ArgumentParser(
         prog="q-operator emulate aws",
-        description="Stand-in for the qbusiness, qapps and appflow APIs on 127.0.0.1.",
+        description=f"Stand-in for the {', '.join(s.name for s in SERVICES)} APIs on 127.0.0.1.",
     )
     parser.add_argument("--port", type=int, default=0, help="port to listen on (0 picks a free one)")
-    parser.add_argument("--account-id", default="123456789012", help="the account every call belongs to")
+    parser.add_argument(
+        "--account-id",
+        default="123456789012",
+        help="the default account: calls with any credentials AssumeRole did not issue act in it",
+    )
     parser.add_argument("--build-seconds", type=float, default=2.0, help="how long a plugin build takes")
     parser.add_argument(
         "--throttle",
@@ -144,6 +187,51 @@ def parse_args(argv: Sequence[str]) -> tuple[Settings, int]:
             metavar="ID,ID",
             help=f"comma list of existing {kind}; when absent any well-formed one exists",
         )
+    parser.add_argument("--seed", type=int, default=None, help="seed every random choice (repeatable runs)")
+    parser.add_argument(
+        "--assumable-role",
+        action="append",
+        default=[],
+        metavar="ARN[:EXTERNAL_ID]",
+        help="a role STS AssumeRole may assume (requiring that ExternalId, if given); repeatable",
+    )
+    parser.add_argument(
+        "--credential-lifetime",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="how long AssumeRole's credentials live (a shorter DurationSeconds wins)",
+    )
+    parser.add_argument(
+        "--plugins-per-application", type=int, default=None, metavar="N", help="plugin quota (default 25)"
+    )
+    parser.add_argument(
+        "--read-lag",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="a write shows in Get/List/Describe after up to this long (drawn per write)",
+    )
+    parser.add_argument(
+        "--lost-answer-rate",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="share of writes that act and then lose their answer (connection reset or held)",
+    )
+    parser.add_argument(
+        "--lost-answer-kinds",
+        default=",".join(LOST_ANSWER_KINDS),
+        metavar="KIND,KIND",
+        help="how answers are lost: reset, timeout (default both, chosen by the seed)",
+    )
+    parser.add_argument(
+        "--lost-answer-hold",
+        type=float,
+        default=65.0,
+        metavar="SECONDS",
+        help="how long a `timeout` lost answer is held before the connection is reset",
+    )
     args = parser.parse_args(list(argv))
     settings = Settings(
         account_id=args.account_id,
@@ -156,6 +244,21 @@ def parse_args(argv: Sequence[str]) -> tuple[Settings, int]:
         known_apps=_comma_set(args.known_apps),
         known_lambdas=_comma_set(args.known_lambdas),
     )
+    changes: dict[str, Any] = {
+        "seed": args.seed,
+        "credential_lifetime": args.credential_lifetime,
+        "read_lag": args.read_lag,
+        "lost_answer_rate": args.lost_answer_rate,
+        "lost_answer_kinds": args.lost_answer_kinds,
+        "lost_answer_hold": args.lost_answer_hold,
+    }
+    if args.plugins_per_application is not None:
+        changes["quotas"] = {"plugins_per_application": args.plugins_per_application}
+    try:
+        changes["assumable_roles"] = dict(assumable_role(text) for text in args.assumable_role)
+        settings.apply(changes, 0.0)
+    except ValueError as exc:
+        parser.error(str(exc))
     for item in args.throttle:
         op, sep, rate = item.partition("=")
         if not sep:

@@ -1,1 +1,2 @@
-"""Per-service behaviour of the stand-in: one module per service, each with a `HANDLERS` table."""
+"""Per-service behaviour of the stand-in: one module per service, each building a `Service`
+(handlers, per-account-and-region backend, state dump) that `registry.SERVICES` lists."""

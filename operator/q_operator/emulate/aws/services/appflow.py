@@ -1,14 +1,43 @@
-"""appflow custom connector registrations: unique labels, Lambda checks, tags as a map."""
+"""appflow custom connector registrations: unique labels, Lambda checks, tags as a map.
+
+A registration has no updatedAt: registeredAt never moves; UpdateConnectorRegistration moves
+connectorVersion (AppFlow: it moves the connector to the Lambda's latest version).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass, field
 from typing import Any
 
-from q_operator.emulate.aws.call import Call, Handler, Params
+from q_operator.emulate.aws.call import Call, Params, Service
 from q_operator.emulate.aws.config import LAMBDA_FAILURES
 from q_operator.emulate.aws.errors import ApiError, conflict, not_found, quota_exceeded
 from q_operator.emulate.aws.services.paging import page
-from q_operator.emulate.aws.state import Connector
+from q_operator.emulate.aws.state import Table
+
+
+@dataclass
+class Connector:
+    label: str
+    arn: str
+    description: str | None
+    lambda_arn: str | None
+    provisioning_type: str
+    version: int
+    registered_at: float
+    registered_by: str
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Backend:
+    """Custom connector registrations of one account in one region, by connectorLabel."""
+
+    connectors: Table[Connector] = field(default_factory=Table)
+
+
+ACall = Call[Backend]
 
 
 def _missing(member: str) -> ApiError:
@@ -19,7 +48,7 @@ def _missing(member: str) -> ApiError:
     )
 
 
-def _check_lambda(call: Call, lambda_arn: str) -> None:
+def _check_lambda(call: ACall, lambda_arn: str) -> None:
     """Known and working? A broken Lambda fails the way AppFlow reports it when it invokes it."""
     known = call.settings.known_lambdas
     if known is not None and lambda_arn not in known:
@@ -39,23 +68,29 @@ def _lambda_arn(params: Params) -> str | None:
     return str(arn) if arn is not None else None
 
 
-def _connector(call: Call, label: str) -> Connector:
-    found = call.scope.connectors.get(label)
+def _absent(label: str) -> ApiError:
+    return not_found(label, "Connector", f"No custom connector registered with label {label}")
+
+
+def _primary(call: ACall, label: str) -> Connector:
+    """The registration as writes see it (never lagging)."""
+    found = call.backend.connectors.get(label, call.now)
     if found is None:
-        raise not_found(label, "Connector", f"No custom connector registered with label {label}")
+        raise _absent(label)
     return found
 
 
-def register_connector(call: Call, params: Params) -> Params:
+def register_connector(call: ACall, params: Params) -> Params:
     label = params.get("connectorLabel")
     if label is None:
         raise _missing("connectorLabel")
     lambda_arn = _lambda_arn(params)
     if lambda_arn is None:
         raise _missing("connectorProvisioningConfig")
-    if label in call.scope.connectors:
+    connectors = call.backend.connectors
+    if connectors.get(label, call.now) is not None:
         raise conflict(label, "Connector", f"A connector with the given name already exists: {label}")
-    if len(call.scope.connectors) >= call.settings.quotas.connectors_per_region:
+    if connectors.count(call.now) >= call.settings.quotas.connectors_per_region:
         raise quota_exceeded(label, "Connector", "Custom connector quota reached for this region")
     _check_lambda(call, lambda_arn)
     connector = Connector(
@@ -68,11 +103,13 @@ def register_connector(call: Call, params: Params) -> Params:
         registered_at=call.now,
         registered_by=call.caller_arn,
     )
-    call.scope.connectors[label] = connector
+    connectors.create(label, connector, call.view)
     return {"connectorArn": connector.arn}
 
 
 def _registration(connector: Connector) -> Params:
+    """The model's ConnectorDetail (ListConnectors' member): no ARN, no Lambda. applicationType is
+    left out: AppFlow does not say what it holds for a custom connector."""
     return {
         "connectorType": "CustomConnector",
         "connectorLabel": connector.label,
@@ -88,14 +125,16 @@ def _registration(connector: Connector) -> Params:
     }
 
 
-def describe_connector(call: Call, params: Params) -> Params:
+def describe_connector(call: ACall, params: Params) -> Params:
     connector_type = params["connectorType"]
     if connector_type != "CustomConnector":
         return {"connectorConfiguration": {"connectorType": connector_type, "canUseAsSource": True}}
     label = params.get("connectorLabel")
     if label is None:
         raise _missing("connectorLabel")
-    connector = _connector(call, label)
+    connector = call.backend.connectors.read(label, call.view)
+    if connector is None:
+        raise _absent(label)
     configuration: dict[str, Any] = {
         **_registration(connector),
         "connectorArn": connector.arn,
@@ -108,11 +147,12 @@ def describe_connector(call: Call, params: Params) -> Params:
     return {"connectorConfiguration": configuration}
 
 
-def update_connector_registration(call: Call, params: Params) -> Params:
-    connector = _connector(call, params["connectorLabel"])
+def update_connector_registration(call: ACall, params: Params) -> Params:
+    connector = _primary(call, params["connectorLabel"])
     lambda_arn = _lambda_arn(params) or connector.lambda_arn
     if lambda_arn is not None:
         _check_lambda(call, lambda_arn)
+    connector = call.backend.connectors.edit(connector.label, call.view)
     connector.lambda_arn = lambda_arn
     if params.get("description") is not None:
         connector.description = params["description"]
@@ -120,8 +160,8 @@ def update_connector_registration(call: Call, params: Params) -> Params:
     return {"connectorArn": connector.arn}
 
 
-def unregister_connector(call: Call, params: Params) -> Params:
-    connector = _connector(call, params["connectorLabel"])
+def unregister_connector(call: ACall, params: Params) -> Params:
+    connector = _primary(call, params["connectorLabel"])
     if connector.label in call.settings.connectors_in_use and not params.get("forceDelete"):
         raise conflict(
             connector.label,
@@ -129,29 +169,32 @@ def unregister_connector(call: Call, params: Params) -> Params:
             f"Connector {connector.label} is in use by one or more connector profiles; "
             "set forceDelete to unregister it anyway",
         )
-    del call.scope.connectors[connector.label]
+    call.backend.connectors.delete(connector.label, call.view)
     return {}
 
 
-def list_connectors(call: Call, params: Params) -> Params:
-    connectors = sorted(call.scope.connectors.values(), key=lambda c: (c.registered_at, c.label))
-    chosen, following = page(connectors, params.get("nextToken"), params.get("maxResults") or 20)
+def list_connectors(call: ACall, params: Params) -> Params:
+    entries = call.backend.connectors.read_all(call.view)
+    chosen, following = page(entries, params.get("nextToken"), params.get("maxResults") or 20)
     return {"connectors": [_registration(c) for c in chosen], "nextToken": following}
 
 
-def _tagged(call: Call, arn: str) -> Connector:
-    for connector in call.scope.connectors.values():
-        if connector.arn == arn:
-            return connector
-    raise not_found(arn, "Connector", f"Resource {arn} not found")
+def _tagged(call: ACall, arn: str, *, read: bool) -> Connector:
+    call.own_arn(arn)
+    table = call.backend.connectors
+    label = arn.partition(":connector/")[2]
+    connector = table.read(label, call.view) if read else table.get(label, call.now)
+    if connector is None or connector.arn != arn:
+        raise not_found(arn, "Connector", f"Resource {arn} not found")
+    return connector
 
 
 MAX_TAGS = 50
 """AppFlow's tags-per-resource limit (the TagMap shape allows 50 per request too)."""
 
 
-def tag_resource(call: Call, params: Params) -> Params:
-    connector = _tagged(call, params["resourceArn"])
+def tag_resource(call: ACall, params: Params) -> Params:
+    connector = _tagged(call, params["resourceArn"], read=False)
     merged = {**connector.tags, **params["tags"]}
     if len(merged) > MAX_TAGS:
         raise ApiError(
@@ -159,28 +202,38 @@ def tag_resource(call: Call, params: Params) -> Params:
             f"1 validation error detected: Value at 'tags' failed to satisfy constraint: "
             f"a resource can have at most {MAX_TAGS} tags, this request would leave {len(merged)}",
         )
-    connector.tags = merged
+    call.backend.connectors.edit(connector.label, call.view).tags = merged
     return {}
 
 
-def untag_resource(call: Call, params: Params) -> Params:
-    connector = _tagged(call, params["resourceArn"])
+def untag_resource(call: ACall, params: Params) -> Params:
+    connector = _tagged(call, params["resourceArn"], read=False)
+    connector = call.backend.connectors.edit(connector.label, call.view)
     for key in params["tagKeys"]:
         connector.tags.pop(key, None)
     return {}
 
 
-def list_tags_for_resource(call: Call, params: Params) -> Params:
-    return {"tags": dict(_tagged(call, params["resourceArn"]).tags)}
+def list_tags_for_resource(call: ACall, params: Params) -> Params:
+    return {"tags": dict(_tagged(call, params["resourceArn"], read=True).tags)}
 
 
-HANDLERS: dict[str, Handler] = {
-    "RegisterConnector": register_connector,
-    "DescribeConnector": describe_connector,
-    "UpdateConnectorRegistration": update_connector_registration,
-    "UnregisterConnector": unregister_connector,
-    "ListConnectors": list_connectors,
-    "TagResource": tag_resource,
-    "UntagResource": untag_resource,
-    "ListTagsForResource": list_tags_for_resource,
-}
+def dump(backend: Backend, now: float) -> dict[str, Any]:
+    return {"connectors": [dataclasses.asdict(c) for c in backend.connectors.values(now, every=True)]}
+
+
+SERVICE = Service[Backend](
+    name="appflow",
+    backend=Backend,
+    dump=dump,
+    handlers={
+        "RegisterConnector": register_connector,
+        "DescribeConnector": describe_connector,
+        "UpdateConnectorRegistration": update_connector_registration,
+        "UnregisterConnector": unregister_connector,
+        "ListConnectors": list_connectors,
+        "TagResource": tag_resource,
+        "UntagResource": untag_resource,
+        "ListTagsForResource": list_tags_for_resource,
+    },
+)

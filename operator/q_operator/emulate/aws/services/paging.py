@@ -1,8 +1,14 @@
-"""nextToken pagination shared by the three services: opaque tokens that encode an offset."""
+"""nextToken pagination shared by the services: opaque tokens that name the last item returned.
+
+A token is a cursor (the position of the last item of the page in creation order), not an offset,
+so resources created or deleted while a client pages neither repeat nor push others out of the
+listing; a throttled page is retried with the same token and resumes where it stopped.
+"""
 
 from __future__ import annotations
 
 import base64
+import bisect
 from collections.abc import Sequence
 from typing import TypeVar
 
@@ -11,21 +17,30 @@ from q_operator.emulate.aws.errors import ApiError
 T = TypeVar("T")
 
 
-def page(items: Sequence[T], token: str | None, size: int) -> tuple[list[T], str | None]:
-    """One page of `items` and the token for the next one (None on the last page)."""
-    start = 0
+def _invalid() -> ApiError:
+    return ApiError(
+        "ValidationException",
+        "Invalid nextToken",
+        reason="FIELD_VALIDATION_FAILED",
+        fields=[{"name": "nextToken", "message": "Invalid nextToken"}],
+    )
+
+
+def page(entries: Sequence[tuple[int, T]], token: str | None, size: int) -> tuple[list[T], str | None]:
+    """One page of `(position, item)` entries (ascending positions) after the token's position,
+    and the token for the next page (None on the last page)."""
+    after = 0
     if token:
         try:
-            start = int(base64.urlsafe_b64decode(token.encode()).decode().removeprefix("offset:"))
+            kind, _, number = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
+            after = int(number)
         except ValueError:
-            raise ApiError(
-                "ValidationException",
-                "Invalid nextToken",
-                reason="FIELD_VALIDATION_FAILED",
-                fields=[{"name": "nextToken", "message": "Invalid nextToken"}],
-            ) from None
-    end = start + size
+            raise _invalid() from None
+        if kind != "after":
+            raise _invalid()
+    start = bisect.bisect_right(entries, after, key=lambda entry: entry[0])
+    chosen = entries[start : start + size]
     following = None
-    if end < len(items):
-        following = base64.urlsafe_b64encode(f"offset:{end}".encode()).decode()
-    return list(items[start:end]), following
+    if start + size < len(entries):
+        following = base64.urlsafe_b64encode(f"after:{chosen[-1][0]}".encode()).decode()
+    return [item for _, item in chosen], following

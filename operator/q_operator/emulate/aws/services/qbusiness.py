@@ -2,37 +2,76 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
-from q_operator.emulate.aws.call import Call, Handler, Params
+from q_operator.emulate.aws.call import Call, Params, Service
 from q_operator.emulate.aws.config import Settings
 from q_operator.emulate.aws.errors import conflict, not_found, quota_exceeded
 from q_operator.emulate.aws.model import service_model
 from q_operator.emulate.aws.services.paging import page
-from q_operator.emulate.aws.state import Build, Plugin, Scope
+from q_operator.emulate.aws.state import Table
 
 IN_PROGRESS = ("CREATE_IN_PROGRESS", "UPDATE_IN_PROGRESS", "DELETE_IN_PROGRESS")
 CONFIG_MEMBERS = ("displayName", "type", "serverUrl", "authConfiguration", "customPluginConfiguration")
 
 
-def settle(scope: Scope, now: float) -> None:
-    """Finish every build whose time has come: READY, *_FAILED, or gone after a delete."""
-    for plugin_id, plugin in list(scope.plugins.items()):
-        build = plugin.build
-        if build is None or now < build.done_at:
-            continue
-        plugin.build = None
-        if build.fails:
-            plugin.build_status = f"{build.kind}_FAILED"
-        elif build.kind == "DELETE":
-            del scope.plugins[plugin_id]
-        else:
-            plugin.build_status = "READY"
+@dataclass
+class Build:
+    """A plugin build in flight: CREATE, UPDATE or DELETE, when it ends and whether it fails."""
+
+    kind: str
+    done_at: float
+    fails: bool
 
 
-def _start_build(call: Call, plugin: Plugin, kind: str) -> None:
+@dataclass
+class Plugin:
+    application_id: str
+    plugin_id: str
+    arn: str
+    params: dict[str, Any]
+    """The plugin's current configuration as API members (displayName, type, serverUrl, ...)."""
+    build_status: str
+    state: str
+    created_at: float
+    updated_at: float
+    """Moved by CreatePlugin and UpdatePlugin only (not by builds ending, tags or DeletePlugin)."""
+    tags: dict[str, str] = field(default_factory=dict)
+    build: Build | None = None
+
+
+def settle(plugin: Plugin, now: float) -> bool:
+    """Finish the plugin's build if its time has come (READY, *_FAILED); False once deleted."""
+    build = plugin.build
+    if build is None or now < build.done_at:
+        return True
+    plugin.build = None
+    if build.fails:
+        plugin.build_status = f"{build.kind}_FAILED"
+        return True
+    if build.kind == "DELETE":
+        return False
+    plugin.build_status = "READY"
+    return True
+
+
+@dataclass
+class Backend:
+    """The plugins of one account in one region, by pluginId (unique across applications)."""
+
+    plugins: Table[Plugin] = field(
+        default_factory=lambda: Table(settle=settle, group=lambda p: p.application_id)
+    )
+
+
+QCall = Call[Backend]
+
+
+def _start_build(call: QCall, plugin: Plugin, kind: str) -> None:
     plugin.build = Build(
         kind, call.now + call.settings.build_seconds, _build_fails(call.settings, plugin, kind)
     )
@@ -49,27 +88,38 @@ def _build_fails(settings: Settings, plugin: Plugin, kind: str) -> bool:
     return pattern is not None and re.search(pattern, str(plugin.params.get("displayName", ""))) is not None
 
 
-def _check_application(call: Call, application_id: str) -> None:
+def _check_application(call: QCall, application_id: str) -> None:
     known = call.settings.known_applications
     if known is not None and application_id not in known:
         raise not_found(application_id, "Application", f"Application {application_id} not found")
 
 
-def _plugin(call: Call, params: Params) -> Plugin:
-    application_id = params["applicationId"]
-    _check_application(call, application_id)
-    settle(call.scope, call.now)
-    plugin = call.scope.plugins.get(params["pluginId"])
-    if plugin is None or plugin.application_id != application_id:
-        raise not_found(params["pluginId"], "Plugin", f"Plugin {params['pluginId']} not found")
+def _missing(plugin_id: str) -> Exception:
+    return not_found(plugin_id, "Plugin", f"Plugin {plugin_id} not found")
+
+
+def _read(call: QCall, params: Params) -> Plugin:
+    """The plugin as a read sees it (read lag applies)."""
+    _check_application(call, params["applicationId"])
+    plugin = call.backend.plugins.read(params["pluginId"], call.view)
+    if plugin is None or plugin.application_id != params["applicationId"]:
+        raise _missing(params["pluginId"])
     return plugin
 
 
-def create_plugin(call: Call, params: Params) -> Params:
+def _primary(call: QCall, params: Params) -> Plugin:
+    """The plugin as a write acts on it (the primary copy, never lagging)."""
+    _check_application(call, params["applicationId"])
+    plugin = call.backend.plugins.get(params["pluginId"], call.now)
+    if plugin is None or plugin.application_id != params["applicationId"]:
+        raise _missing(params["pluginId"])
+    return plugin
+
+
+def create_plugin(call: QCall, params: Params) -> Params:
     application_id = params["applicationId"]
     _check_application(call, application_id)
-    settle(call.scope, call.now)
-    count = sum(1 for p in call.scope.plugins.values() if p.application_id == application_id)
+    count = call.backend.plugins.count(call.now, application_id)
     if count >= call.settings.quotas.plugins_per_application:
         raise quota_exceeded(
             application_id, "Plugin", f"Plugin quota of {count} reached for application {application_id}"
@@ -88,12 +138,12 @@ def create_plugin(call: Call, params: Params) -> Params:
         tags={t["key"]: t["value"] for t in params.get("tags") or []},
     )
     _start_build(call, plugin, "CREATE")
-    call.scope.plugins[plugin_id] = plugin
+    call.backend.plugins.create(plugin_id, plugin, call.view)
     return {"pluginId": plugin_id, "pluginArn": arn, "buildStatus": plugin.build_status}
 
 
-def get_plugin(call: Call, params: Params) -> Params:
-    plugin = _plugin(call, params)
+def get_plugin(call: QCall, params: Params) -> Params:
+    plugin = _read(call, params)
     return {
         **plugin.params,
         "applicationId": plugin.application_id,
@@ -106,14 +156,15 @@ def get_plugin(call: Call, params: Params) -> Params:
     }
 
 
-def update_plugin(call: Call, params: Params) -> Params:
-    plugin = _plugin(call, params)
+def update_plugin(call: QCall, params: Params) -> Params:
+    plugin = _primary(call, params)
     if plugin.build_status in IN_PROGRESS:
         raise conflict(
             plugin.plugin_id,
             "Plugin",
             f"Plugin {plugin.plugin_id} cannot be updated while its build is {plugin.build_status}",
         )
+    plugin = call.backend.plugins.edit(plugin.plugin_id, call.view)
     for key in CONFIG_MEMBERS:
         if params.get(key) is not None:
             plugin.params[key] = params[key]
@@ -124,8 +175,8 @@ def update_plugin(call: Call, params: Params) -> Params:
     return {}
 
 
-def delete_plugin(call: Call, params: Params) -> Params:
-    plugin = _plugin(call, params)
+def delete_plugin(call: QCall, params: Params) -> Params:
+    plugin = _primary(call, params)
     if plugin.build_status == "DELETE_IN_PROGRESS":
         return {}
     if plugin.build_status in IN_PROGRESS:
@@ -134,58 +185,61 @@ def delete_plugin(call: Call, params: Params) -> Params:
             "Plugin",
             f"Plugin {plugin.plugin_id} cannot be deleted while its build is {plugin.build_status}",
         )
-    _start_build(call, plugin, "DELETE")
+    _start_build(call, call.backend.plugins.edit(plugin.plugin_id, call.view), "DELETE")
     return {}
 
 
-def list_plugins(call: Call, params: Params) -> Params:
+def _summary(plugin: Plugin) -> Params:
+    """The model's `Plugin` list member: no ARN, no auth configuration, no tags."""
+    return {
+        "pluginId": plugin.plugin_id,
+        "displayName": plugin.params.get("displayName"),
+        "type": plugin.params.get("type"),
+        "serverUrl": plugin.params.get("serverUrl"),
+        "state": plugin.state,
+        "buildStatus": plugin.build_status,
+        "createdAt": plugin.created_at,
+        "updatedAt": plugin.updated_at,
+    }
+
+
+def list_plugins(call: QCall, params: Params) -> Params:
     application_id = params["applicationId"]
     _check_application(call, application_id)
-    settle(call.scope, call.now)
-    plugins = sorted(
-        (p for p in call.scope.plugins.values() if p.application_id == application_id),
-        key=lambda p: (p.created_at, p.plugin_id),
-    )
-    chosen, following = page(plugins, params.get("nextToken"), params.get("maxResults") or 50)
-    summaries: list[dict[str, Any]] = [
-        {
-            "pluginId": p.plugin_id,
-            "displayName": p.params.get("displayName"),
-            "type": p.params.get("type"),
-            "serverUrl": p.params.get("serverUrl"),
-            "state": p.state,
-            "buildStatus": p.build_status,
-            "createdAt": p.created_at,
-            "updatedAt": p.updated_at,
-        }
-        for p in chosen
-    ]
-    return {"plugins": summaries, "nextToken": following}
+    entries = call.backend.plugins.read_all(call.view, application_id)
+    chosen, following = page(entries, params.get("nextToken"), params.get("maxResults") or 50)
+    return {"plugins": [_summary(p) for p in chosen], "nextToken": following}
 
 
-def _tagged(call: Call, arn: str) -> Plugin:
-    settle(call.scope, call.now)
-    for plugin in call.scope.plugins.values():
-        if plugin.arn == arn:
-            return plugin
-    raise not_found(arn, "Plugin", f"Resource {arn} not found")
+def _plugin_id_of(arn: str) -> str:
+    return arn.rsplit("/", 1)[-1]
 
 
-def tag_resource(call: Call, params: Params) -> Params:
-    plugin = _tagged(call, params["resourceARN"])
+def _tagged(call: QCall, arn: str, *, read: bool) -> Plugin:
+    call.own_arn(arn)
+    table = call.backend.plugins
+    key = _plugin_id_of(arn)
+    plugin = table.read(key, call.view) if read else table.get(key, call.now)
+    if plugin is None or plugin.arn != arn:
+        raise not_found(arn, "Plugin", f"Resource {arn} not found")
+    return plugin
+
+
+def tag_resource(call: QCall, params: Params) -> Params:
+    plugin = call.backend.plugins.edit(_tagged(call, params["resourceARN"], read=False).plugin_id, call.view)
     plugin.tags.update({t["key"]: t["value"] for t in params["tags"]})
     return {}
 
 
-def untag_resource(call: Call, params: Params) -> Params:
-    plugin = _tagged(call, params["resourceARN"])
+def untag_resource(call: QCall, params: Params) -> Params:
+    plugin = call.backend.plugins.edit(_tagged(call, params["resourceARN"], read=False).plugin_id, call.view)
     for key in params["tagKeys"]:
         plugin.tags.pop(key, None)
     return {}
 
 
-def list_tags_for_resource(call: Call, params: Params) -> Params:
-    plugin = _tagged(call, params["resourceARN"])
+def list_tags_for_resource(call: QCall, params: Params) -> Params:
+    plugin = _tagged(call, params["resourceARN"], read=True)
     return {"tags": [{"key": k, "value": v} for k, v in plugin.tags.items()]}
 
 
@@ -207,7 +261,7 @@ PLUGIN_TYPE_CATEGORIES = {
 """Plugin type -> its category; types not named here (CUSTOM, QUICKSIGHT, ...) are Productivity."""
 
 
-def list_plugin_type_metadata(call: Call, params: Params) -> Params:
+def list_plugin_type_metadata(call: QCall, params: Params) -> Params:
     """Every PluginType of the model, so new types show up here with no code change."""
     types = service_model("qbusiness").shape_for("PluginType").enum
     items = [
@@ -218,18 +272,29 @@ def list_plugin_type_metadata(call: Call, params: Params) -> Params:
         }
         for t in types
     ]
-    chosen, following = page(items, params.get("nextToken"), params.get("maxResults") or 50)
+    chosen, following = page(
+        list(enumerate(items, 1)), params.get("nextToken"), params.get("maxResults") or 50
+    )
     return {"items": chosen, "nextToken": following}
 
 
-HANDLERS: dict[str, Handler] = {
-    "CreatePlugin": create_plugin,
-    "GetPlugin": get_plugin,
-    "UpdatePlugin": update_plugin,
-    "DeletePlugin": delete_plugin,
-    "ListPlugins": list_plugins,
-    "TagResource": tag_resource,
-    "UntagResource": untag_resource,
-    "ListTagsForResource": list_tags_for_resource,
-    "ListPluginTypeMetadata": list_plugin_type_metadata,
-}
+def dump(backend: Backend, now: float) -> dict[str, Any]:
+    return {"plugins": [dataclasses.asdict(p) for p in backend.plugins.values(now, every=True)]}
+
+
+SERVICE = Service[Backend](
+    name="qbusiness",
+    backend=Backend,
+    dump=dump,
+    handlers={
+        "CreatePlugin": create_plugin,
+        "GetPlugin": get_plugin,
+        "UpdatePlugin": update_plugin,
+        "DeletePlugin": delete_plugin,
+        "ListPlugins": list_plugins,
+        "TagResource": tag_resource,
+        "UntagResource": untag_resource,
+        "ListTagsForResource": list_tags_for_resource,
+        "ListPluginTypeMetadata": list_plugin_type_metadata,
+    },
+)

@@ -1,12 +1,16 @@
-"""Which handler table serves which signing service."""
+"""The served services: one line each. A new service is its module plus a line here."""
 
 from __future__ import annotations
 
-from q_operator.emulate.aws.call import Handler
-from q_operator.emulate.aws.services import appflow, qapps, qbusiness
+from typing import Any
 
-HANDLERS: dict[str, dict[str, Handler]] = {
-    "qbusiness": qbusiness.HANDLERS,
-    "qapps": qapps.HANDLERS,
-    "appflow": appflow.HANDLERS,
-}
+from q_operator.emulate.aws.call import Service
+from q_operator.emulate.aws.services import appflow, qapps, qbusiness, sts
+
+SERVICES: tuple[Service[Any], ...] = (
+    qbusiness.SERVICE,
+    qapps.SERVICE,
+    appflow.SERVICE,
+    sts.SERVICE,
+)
+BY_NAME: dict[str, Service[Any]] = {service.name: service for service in SERVICES}
