@@ -16,6 +16,7 @@ from q_operator.sandbox import Sandbox, condition, wait_for
 
 from .helpers import (
     APPFLOWCONNECTORS,
+    allow_adoption,
     appflowconnector,
     apply,
     calls,
@@ -170,6 +171,7 @@ def test_foreign_connector_is_adopted_when_asked_and_brought_to_the_spec(
     appflow.tag_resource(resourceArn=arn, tags={"stale": "yes"})
     manifest = appflowconnector(name, namespace, tags={"team": "data"})
     manifest["metadata"]["annotations"] = {"q-operator.dev/adopt-id": name}
+    allow_adoption(sandbox, namespace)
     registers = len(calls(sandbox, "RegisterConnector"))
     apply(sandbox, manifest)
     obj = sandbox.wait_condition(APPFLOWCONNECTORS, namespace, name, "Ready", timeout=30)

@@ -17,6 +17,7 @@ from q_operator.sandbox import Sandbox, condition, wait_for
 
 from .helpers import (
     QLIBRARYITEMS,
+    allow_adoption,
     apply,
     calls,
     client,
@@ -188,6 +189,7 @@ def test_existing_item_of_the_same_app_version_is_refused_then_adopted_on_reques
     assert [i["libraryItemId"] for i in library_items_in(sandbox, instance)] == [existing]
 
     manifest["metadata"]["annotations"] = {"q-operator.dev/adopt-id": existing}
+    allow_adoption(sandbox, namespace)
     apply(sandbox, manifest)
     obj = sandbox.wait_condition(QLIBRARYITEMS, namespace, "handmade", "Ready", timeout=30)
     item = _one_item(sandbox, instance)

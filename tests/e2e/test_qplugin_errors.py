@@ -10,7 +10,17 @@ import time
 
 from q_operator.sandbox import Sandbox, condition, wait_for
 
-from .helpers import OPENAPI, QPLUGINS, apply, calls, client, new_application_id, plugins_in, qplugin
+from .helpers import (
+    OPENAPI,
+    QPLUGINS,
+    allow_adoption,
+    apply,
+    calls,
+    client,
+    new_application_id,
+    plugins_in,
+    qplugin,
+)
 
 
 def _synced_false(sandbox: Sandbox, namespace: str, name: str, reason: str) -> dict[str, object]:
@@ -117,6 +127,7 @@ def test_a_plugin_is_adopted_by_id_creating_nothing(sandbox: Sandbox, namespace:
     creates = len(calls(sandbox, "CreatePlugin"))
     manifest = qplugin("handmade", namespace, applicationId=app)
     manifest["metadata"]["annotations"] = {"q-operator.dev/adopt-id": made["pluginId"]}
+    allow_adoption(sandbox, namespace)
     apply(sandbox, manifest)
     obj = sandbox.wait_condition(QPLUGINS, namespace, "handmade", "Ready")
     assert obj["status"]["pluginId"] == made["pluginId"]

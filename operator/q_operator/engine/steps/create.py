@@ -167,6 +167,7 @@ async def adopt(cy: Cycle, spec: BaseModel, resolved: Resolved, adopt_id: str) -
             c.ADOPT_TARGET_NOT_FOUND,
             f"adopt failed: no {cy.kind.kind} {adopt_id} in AWS ({ADOPT_ANNOTATION})",
         )
+    cy.aws.same_account(adopt_id, observation.outputs)  # adoption never crosses accounts
     if observation.owner_mark is not None and observation.owner_mark != cy.owner().mark:
         raise TerminalError(
             c.OWNED_BY_ANOTHER, f"adopt refused: {adopt_id} is managed by {observation.owner_mark}"
