@@ -217,12 +217,14 @@ class AwsSession:
         return account
 
     async def account(self, role: Role | None) -> str | None:
-        """The account an identity acts in: a role's from its ARN; the operator's own from STS."""
+        """The account an identity acts in, once it can act: a role is assumed here if due (raising
+        AssumeRoleFailed), its account is its ARN's; the operator's own is asked of STS once."""
+        loop = asyncio.get_running_loop()
         if role is not None:
+            await loop.run_in_executor(self.executor, self.credentials(role).get_frozen_credentials)
             return role.account
         if self._own_account is not None:
             return self._own_account
-        loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, self._whoami)
 
     def _label(self, role: Role | None) -> str:

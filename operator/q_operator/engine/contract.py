@@ -87,7 +87,8 @@ class AwsCaller(Protocol):
     ) -> T: ...
 
     async def account(self, role: Role | None) -> str | None:
-        """The AWS account an identity acts in (None: it could not be learned)."""
+        """The AWS account an identity acts in, once it can act (a role is assumed if due: raises
+        when it cannot be); None when the operator's own account could not be learned."""
         ...
 
 

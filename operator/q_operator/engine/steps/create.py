@@ -43,6 +43,7 @@ async def create(cy: Cycle, spec: BaseModel, resolved: Resolved) -> Outcome:
             found = await find_new(cy, spec, cy.owner())
             if found is not None:
                 return claim(cy, found, None)
+        await cy.aws.admit("create")  # the intent names the account its create will act in
         return record_intent(cy, spec, resolved, c.REPLACING if cy.retiring else c.CREATING)
     since = c.parse_rfc3339(str(pending.get("since"))) or cy.now
     owner = cy.owner(since)
