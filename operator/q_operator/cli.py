@@ -25,6 +25,13 @@ def _cmd_crds(args: argparse.Namespace, rest: list[str]) -> int:
         from q_operator.healthchecks import write_health_checks
 
         write_health_checks(args.argocd, status_fixtures=args.status_fixtures)
+    if args.rbac or args.iam:
+        from q_operator.permissions import write_iam, write_rbac
+
+        if args.rbac:
+            write_rbac(args.rbac)
+        if args.iam:
+            write_iam(args.iam)
     return 0
 
 
@@ -63,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run)
 
     crds = sub.add_parser(
-        "crds", help="generate the CRD YAML (and the Argo CD health checks) from the pydantic models"
+        "crds",
+        help="generate the CRD YAML from the pydantic models (and the Argo CD health checks, the "
+        "chart's RBAC rules and the IAM policies from the kind registry)",
     )
     crds.add_argument("--output", default="crds", help="directory to write the CRDs into")
     crds.add_argument("--chart", action="append", help="also write into this directory (repeatable)")
@@ -73,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --argocd: also write Argo CD's upstream layout (resource_customizations/), "
         "with these recorded status objects as its testdata (needs lupa)",
     )
+    crds.add_argument("--rbac", help="also write the chart's RBAC rules for the kinds into this directory")
+    crds.add_argument("--iam", help="also write the IAM policy documents into this directory")
     crds.set_defaults(func=_cmd_crds)
 
     emulate = sub.add_parser("emulate", help="run a local stand-in for AWS or the Kubernetes API")

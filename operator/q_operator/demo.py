@@ -16,16 +16,12 @@ from typing import Any
 
 import yaml
 
+from q_operator.kinds.base import KindInfo
+from q_operator.registry import KINDS
 from q_operator.sandbox import REPO_ROOT, Sandbox, SandboxError, condition
 
 SAMPLES = REPO_ROOT / "samples"
-
-#: status fields shown as the resource's ID and ARN, by kind.
-ID_FIELDS = {
-    "QPlugin": ("pluginId", "pluginArn"),
-    "QLibraryItem": ("libraryItemId", None),
-    "AppFlowConnector": ("connectorLabel", "connectorArn"),
-}
+BY_KIND: dict[str, KindInfo[Any, Any]] = {kind.kind: kind for kind in KINDS}
 
 
 def _say(text: str = "") -> None:
@@ -34,19 +30,15 @@ def _say(text: str = "") -> None:
 
 def _resources(path: Path) -> list[dict[str, Any]]:
     docs = [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
-    return [d for d in docs if d.get("kind") in ID_FIELDS]
-
-
-def _plural_path(sandbox: Sandbox, obj: dict[str, Any]) -> str:
-    plural = {"QPlugin": "qplugins", "QLibraryItem": "qlibraryitems", "AppFlowConnector": "appflowconnectors"}
-    return f"{obj['apiVersion']}/{plural[obj['kind']]}"
+    return [d for d in docs if d.get("kind") in BY_KIND]
 
 
 def run_demo(keep: bool, timeout: float) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="q-operator-demo-"))
     _say("q-operator demo — everything runs on this machine, nothing reaches AWS or a real cluster.\n")
     with Sandbox(workdir, aws_args=["--build-seconds", "2"]) as sandbox:
-        _say(f"  AWS stand-in (qbusiness, qapps, appflow)  {sandbox.aws_url}")
+        services = ", ".join(dict.fromkeys(kind.service for kind in KINDS))
+        _say(f"  {f'AWS stand-in ({services})':<43}{sandbox.aws_url}")
         _say(f"  Kubernetes API stand-in                    {sandbox.kube_url}")
         _say(f"  kubeconfig                                 {sandbox.kubeconfig}")
         sandbox.start_operator()
@@ -76,7 +68,8 @@ def run_demo(keep: bool, timeout: float) -> int:
         for obj in applied:
             ns = obj["metadata"].get("namespace", "default")
             name = obj["metadata"]["name"]
-            api_path = _plural_path(sandbox, obj)
+            kind = BY_KIND[obj["kind"]]
+            api_path = kind.plural_path
             try:
                 live = sandbox.wait_condition(api_path, ns, name, "Ready", timeout=timeout)
                 took = time.monotonic() - start
@@ -87,7 +80,7 @@ def run_demo(keep: bool, timeout: float) -> int:
                 synced = condition(live, "Synced", "False") or condition(live, "Ready", "False") or {}
                 why = f"{synced.get('reason', '?')}: {synced.get('message', '')}"
                 _say(f"  {obj['kind']}/{name} NOT Ready: {why}")
-            id_field, arn_field = ID_FIELDS[obj["kind"]]
+            id_field, arn_field = kind.id_field, kind.arn_field
             status = live.get("status", {})
             ready = condition(live, "Ready", "True") is not None
             rows.append(

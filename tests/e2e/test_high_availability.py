@@ -10,8 +10,9 @@ from collections.abc import Iterator
 import pytest
 
 from q_operator.sandbox import CRDS_DIR, REPO_ROOT, Sandbox, wait_for
+from tests.kinds import QPLUGINS, qplugin
 
-from .helpers import QPLUGINS, apply, calls, new_application_id, plugins_in, qplugin
+from .helpers import apply, calls, new_application_id, plugins_in
 
 PEERING_CRDS = REPO_ROOT / "charts" / "q-operator" / "charts" / "kopf-peering" / "crds" / "kopf-peering.yaml"
 #: A short peering lifetime so the standby notices the active replica's death within seconds.

@@ -21,17 +21,9 @@ import pytest
 from botocore.config import Config
 
 from q_operator.sandbox import Sandbox, condition, wait_for
+from tests.kinds import OPENAPI, QPLUGINS, TEST_KINDS, AwsResource, facts_of, qplugin
 
-from .helpers import (
-    OPENAPI,
-    QLIBRARYITEMS,
-    QPLUGINS,
-    apply,
-    new_application_id,
-    new_instance_id,
-    qlibraryitem,
-    qplugin,
-)
+from .helpers import apply, new_application_id
 
 OWN_ACCOUNT = "123456789012"
 ACCOUNT_A, ACCOUNT_B, ACCOUNT_C = "111111111111", "222222222222", "333333333333"
@@ -116,15 +108,6 @@ def plugins(sandbox: Sandbox, application_id: str) -> dict[str, list[dict[str, A
     return found
 
 
-def library_items(sandbox: Sandbox, instance_id: str) -> dict[str, list[dict[str, Any]]]:
-    found: dict[str, list[dict[str, Any]]] = {}
-    for scope, resources in state(sandbox).items():
-        for item in resources.get("libraryItems", []):
-            if item["instance_id"] == instance_id:
-                found.setdefault(scope.split("/")[0], []).append(item)
-    return found
-
-
 def mark(sandbox: Sandbox) -> int:
     """Where the stand-in's request log is now (calls after it: `operator_calls(sandbox, since)`)."""
     return len(sandbox.aws_requests())
@@ -177,7 +160,7 @@ def wait_synced_reason(
 
 
 def delete_all(sandbox: Sandbox, namespace: str, plural: str, names: list[str]) -> None:
-    kind = plural.rsplit("/", 1)[1]
+    kind = plural.rsplit("/", 1)[1].split(".")[0]
     for name in names:
         sandbox.kubectl("delete", kind, name, "-n", namespace, "--wait=false")
     for name in names:
@@ -440,52 +423,50 @@ def test_kill_9_during_creates_in_bound_namespaces_duplicates_nothing_in_any_acc
     sandbox: Sandbox, restore_operator: None
 ) -> None:
     """Every AWS answer is delayed 1.5 s, so creates have acted while the operator still waits; it
-    is killed right then, with creates of both kinds in flight in two namespaces of two accounts.
+    is killed right then, with creates of every kind in flight in two namespaces of two accounts.
     After the restart each object owns exactly one resource, in its namespace's account."""
-    team_a = new_namespace(sandbox, role=ROLE_A)
-    team_b = new_namespace(sandbox, role=ROLE_B, external_id=EXTERNAL_ID_B)
-    app, instance = new_application_id(), new_instance_id()
-    objs = [
-        (QPLUGINS, qplugin(f"p{i}", ns, applicationId=app)) for ns in (team_a, team_b) for i in range(3)
-    ] + [
-        (QLIBRARYITEMS, qlibraryitem(f"li{i}", ns, instanceId=instance))
-        for ns in (team_a, team_b)
-        for i in range(2)
-    ]
+    account_of = {
+        new_namespace(sandbox, role=ROLE_A): ACCOUNT_A,
+        new_namespace(sandbox, role=ROLE_B, external_id=EXTERNAL_ID_B): ACCOUNT_B,
+    }
+    objs = [facts.manifest(f"k{i}", ns) for facts in TEST_KINDS for ns in account_of for i in range(2)]
+    before = len(resources_by_account(sandbox))
     sandbox.aws("POST", "/_emulator/config", {"latency_ms": 1500})
     try:
-        for _, obj in objs:
+        for obj in objs:
             apply(sandbox, obj)
-
-        def landed() -> bool:
-            return (
-                sum(len(v) for v in plugins(sandbox, app).values())
-                + sum(len(v) for v in library_items(sandbox, instance).values())
-                >= 3
-            )
-
-        wait_for("creates to land in AWS", landed, timeout=60, interval=0.05)
+        wait_for(
+            "creates to land in AWS",
+            lambda: len(resources_by_account(sandbox)) >= before + 3,
+            timeout=60,
+            interval=0.05,
+        )
         sandbox.stop_operator(kill=True)
     finally:
         sandbox.aws("POST", "/_emulator/config", {"latency_ms": 0})
     sandbox.start_operator()
-    for plural, obj in objs:
-        sandbox.wait_condition(
-            plural, obj["metadata"]["namespace"], obj["metadata"]["name"], "Ready", timeout=120
+    owned: dict[str, set[tuple[str, str]]] = {account: set() for account in account_of.values()}
+    for obj in objs:
+        facts, ns, name = facts_of(obj), obj["metadata"]["namespace"], obj["metadata"]["name"]
+        live = sandbox.wait_condition(facts.plural_path, ns, name, "Ready", timeout=120)
+        assert live["status"]["accountId"] == account_of[ns]
+        owned[account_of[ns]].add((facts.kind, live["status"][facts.info.id_field]))
+    in_aws = resources_by_account(sandbox)
+    for account in account_of.values():
+        mine = {(r.kind, r.id) for acct, r in in_aws if acct == account}
+        assert mine == owned[account], (
+            f"account {account}: AWS holds {mine}, the objects own {owned[account]}"
         )
-    account_of = {team_a: ACCOUNT_A, team_b: ACCOUNT_B}
-    by_account, items_by_account = plugins(sandbox, app), library_items(sandbox, instance)
-    assert sorted(by_account) == [ACCOUNT_A, ACCOUNT_B] and sorted(items_by_account) == [ACCOUNT_A, ACCOUNT_B]
-    for ns, account in account_of.items():
-        assert len(by_account[account]) == 3 and len(items_by_account[account]) == 2
-        owned = {
-            sandbox.get(plural, ns, obj["metadata"]["name"])["status"].get("pluginId")  # type: ignore[index]
-            or sandbox.get(plural, ns, obj["metadata"]["name"])["status"].get("libraryItemId")  # type: ignore[index]
-            for plural, obj in objs
-            if obj["metadata"]["namespace"] == ns
-        }
-        assert owned == {p["plugin_id"] for p in by_account[account]} | {
-            i["library_item_id"] for i in items_by_account[account]
-        }
-    for plural, obj in objs:
-        delete_all(sandbox, obj["metadata"]["namespace"], plural, [obj["metadata"]["name"]])
+    for obj in objs:
+        facts = facts_of(obj)
+        delete_all(sandbox, obj["metadata"]["namespace"], facts.plural_path, [obj["metadata"]["name"]])
+
+
+def resources_by_account(sandbox: Sandbox) -> list[tuple[str, AwsResource]]:
+    """(account, resource) for every resource of every kind the stand-in holds."""
+    return [
+        (scope.split("/")[0], facts.resource(record))
+        for scope, held in state(sandbox).items()
+        for facts in TEST_KINDS
+        for record in held.get(facts.state_key, [])
+    ]

@@ -13,10 +13,9 @@ from typing import Any
 import pytest
 
 from q_operator.sandbox import Sandbox, condition, wait_for
+from tests.kinds import QPLUGINS
 
 pytestmark = pytest.mark.e2e
-
-QPLUGINS = "qbusiness.q-operator.dev/v1alpha1/qplugins"
 
 
 @pytest.fixture(scope="module")

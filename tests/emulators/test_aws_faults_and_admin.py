@@ -21,7 +21,8 @@ from botocore.exceptions import ClientError
 
 from q_operator.emulate.aws.server import parse_args
 from q_operator.emulate.aws.testing import AwsHandle
-from tests.emulators.aws_support import OPERATIONS, error_code, make_client, new_id, wait_for
+from q_operator.sandbox import wait_for
+from tests.emulators.aws_support import OPERATIONS, error_code, make_client, new_id, wire_error_code
 
 
 def modelled_errors() -> list[tuple[str, str, str, int, list[str]]]:
@@ -60,6 +61,7 @@ SAMPLE_INPUT: dict[str, dict[str, Any]] = {
     "ListCategories": {"instanceId": "i"},
     "DeletePlugin": {"applicationId": "0f8fad5b-d9cb-469f-a165-70867728950e",
                      "pluginId": "0f8fad5b-d9cb-469f-a165-70867728950e"},
+    "AssumeRole": {"RoleArn": "arn:aws:iam::111122223333:role/r", "RoleSessionName": "s1"},
 }  # fmt: skip
 
 
@@ -75,7 +77,7 @@ def test_every_modelled_error_reaches_boto3_with_its_code_status_and_members(
     with pytest.raises(ClientError) as raised:
         call(**SAMPLE_INPUT[operation])
     response = raised.value.response
-    assert error_code(raised.value) == error
+    assert error_code(raised.value) == wire_error_code(service, error)
     assert response["ResponseMetadata"]["HTTPStatusCode"] == status
     assert response["Error"]["Message"]
     for member in required:
@@ -106,7 +108,7 @@ def test_a_star_rate_limits_each_operation_and_refills(aws: AwsHandle, client: C
             return False
         return True
 
-    wait_for(passes, timeout=3)
+    wait_for("calls to pass again", passes, timeout=3, interval=0.02)
 
 
 def test_time_boxed_throttling_throttles_then_stops(aws: AwsHandle, client: Callable[..., Any]) -> None:
@@ -123,7 +125,7 @@ def test_time_boxed_throttling_throttles_then_stops(aws: AwsHandle, client: Call
             return False
         return True
 
-    wait_for(passes, timeout=3)
+    wait_for("calls to pass again", passes, timeout=3, interval=0.02)
 
 
 def test_latency_is_added_to_every_answer(aws: AwsHandle, client: Callable[..., Any]) -> None:

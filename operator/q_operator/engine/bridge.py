@@ -164,8 +164,7 @@ def _synced(obj: ObjectView, outcome: Outcome) -> str:
 
 
 def _counted(kind: KindInfo[Any, Any], obj: ObjectView, outcome: Outcome) -> metrics.Counted:
-    found = _conditions(obj, outcome)
-    return kind.kind, found.get("Ready", "Unknown"), found.get("Synced", "Unknown")
+    return metrics.counted(kind.kind, outcome.status.get("conditions", obj.status.get("conditions")) or [])
 
 
 def parks(outcome: Outcome, trigger: Trigger, deleting: bool) -> bool:

@@ -14,6 +14,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from q_operator.engine.metrics import Counted
+
 #: (kind, the ref's items, sorted): an AWS resource as `Memory.holder` looks it up.
 HoldKey = tuple[str, tuple[tuple[str, str], ...]]
 
@@ -56,8 +58,8 @@ class ObjectMemory:
     #: createPending.since of an intent recorded here and not yet followed by a create call: no
     #: create can have reached AWS under it, so the look before creating would find nothing.
     fresh_intent: str | None = None
-    #: (kind, Ready, Synced) this object is counted under in the resources gauge.
-    counted: tuple[str, str, str] | None = None
+    #: where this object is counted in the resources gauges (kind, conditions' status and reason).
+    counted: Counted | None = None
 
 
 class Memory:
