@@ -271,6 +271,34 @@ def test_no_binding_under_require_namespace_role_is_refused_without_any_aws_call
     delete_all(sandbox, unbound, QPLUGINS, ["orphan"])
 
 
+def test_a_namespaced_operator_acts_as_its_namespaces_role(sandbox: Sandbox, restore_operator: None) -> None:
+    """An install that watches only some namespaces (`--namespace`, the chart's watchNamespaces)
+    still reads their Namespaces' bindings, and follows a change of one."""
+    ns = new_namespace(sandbox, role=ROLE_A)
+    sandbox.stop_operator()
+    sandbox.operator = sandbox.spawn_operator("--standalone", "--namespace", ns)
+    app = new_application_id()
+    apply(sandbox, qplugin("scoped", ns, applicationId=app))
+    live = sandbox.wait_condition(QPLUGINS, ns, "scoped", "Ready", timeout=60)
+    assert live["status"]["accountId"] == ACCOUNT_A
+    bind(sandbox, ns, role=ROLE_A, region="eu-west-1")  # a new default region: the plugin moves there
+
+    def moved() -> dict[str, Any] | None:
+        obj = sandbox.get(QPLUGINS, ns, "scoped") or {}
+        return (
+            obj
+            if obj.get("status", {}).get("region") == "eu-west-1" and condition(obj, "Ready", "True")
+            else None
+        )
+
+    wait_for("the plugin rebuilt in the namespace's new region", moved, timeout=90)
+    in_aws = [
+        s for s, held in state(sandbox).items() for p in held.get("plugins", []) if p["application_id"] == app
+    ]
+    assert in_aws == [f"{ACCOUNT_A}/eu-west-1"], in_aws
+    delete_all(sandbox, ns, QPLUGINS, ["scoped"])
+
+
 def test_an_unassumable_role_is_reported_with_bounded_calls_and_fixing_it_converges(sandbox: Sandbox) -> None:
     """A role STS refuses: AssumeRoleFailed naming the role and AWS's words on every object, one
     AssumeRole per minute at most however many objects wait; the admin fixes the annotation and

@@ -255,9 +255,11 @@ class Identities:
         return False
 
     def forget(self, namespace: str) -> None:
+        """The Namespace is gone (its objects went first: a namespace is deleted after its content)."""
         with self._lock:
             self._bindings.pop(namespace, None)
             self._unreadable.pop(namespace, None)
+        self._reading.pop(namespace, None)
 
     def known(self, namespace: str) -> bool:
         return namespace in self._bindings
