@@ -8,6 +8,7 @@ message a user would get from a real cluster.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import tempfile
 import time
 from collections.abc import Sequence
@@ -16,9 +17,10 @@ from typing import Any
 
 import yaml
 
+from q_operator.apiserver import ApiServer, ApiServerError
 from q_operator.kinds.base import KindInfo
 from q_operator.registry import KINDS
-from q_operator.sandbox import REPO_ROOT, Sandbox, SandboxError, condition
+from q_operator.sandbox import CRDS_DIR, REPO_ROOT, Sandbox, SandboxError, condition
 
 SAMPLES = REPO_ROOT / "samples"
 BY_KIND: dict[str, KindInfo[Any, Any]] = {kind.kind: kind for kind in KINDS}
@@ -33,13 +35,22 @@ def _resources(path: Path) -> list[dict[str, Any]]:
     return [d for d in docs if d.get("kind") in BY_KIND]
 
 
-def run_demo(keep: bool, timeout: float) -> int:
+def run_demo(keep: bool, timeout: float, apiserver: bool = False) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="q-operator-demo-"))
     _say("q-operator demo — everything runs on this machine, nothing reaches AWS or a real cluster.\n")
-    with Sandbox(workdir, aws_args=["--build-seconds", "2"]) as sandbox:
+    with contextlib.ExitStack() as stack:
+        kube: ApiServer | None = None
+        if apiserver:
+            # The real kube-apiserver and etcd (built by `make install`) instead of the stand-in.
+            kube = stack.enter_context(ApiServer(workdir / "apiserver", crds_dir=CRDS_DIR))
+        sandbox = stack.enter_context(Sandbox(workdir, aws_args=["--build-seconds", "2"], kube=kube))
         services = ", ".join(dict.fromkeys(kind.service for kind in KINDS))
         _say(f"  {f'AWS stand-in ({services})':<43}{sandbox.aws_url}")
-        _say(f"  Kubernetes API stand-in                    {sandbox.kube_url}")
+        if kube is not None:
+            label = f"kube-apiserver and etcd (ready in {kube.seconds_to_ready:.1f}s)"
+            _say(f"  {label:<43}{sandbox.kube_url}")
+        else:
+            _say(f"  Kubernetes API stand-in                    {sandbox.kube_url}")
         _say(f"  kubeconfig                                 {sandbox.kubeconfig}")
         sandbox.start_operator()
         _say(
@@ -119,5 +130,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="q-operator demo", description=__doc__)
     parser.add_argument("--keep", action="store_true", help="keep everything running until Ctrl-C")
     parser.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for each resource")
+    parser.add_argument(
+        "--apiserver",
+        action="store_true",
+        help="run on the real kube-apiserver and etcd (built by make install) instead of the stand-in",
+    )
     args = parser.parse_args(argv)
-    return run_demo(keep=args.keep, timeout=args.timeout)
+    try:
+        return run_demo(keep=args.keep, timeout=args.timeout, apiserver=args.apiserver)
+    except ApiServerError as e:
+        print(f"error: {e}", flush=True)
+        return 1

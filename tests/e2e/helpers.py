@@ -3,18 +3,57 @@ objects themselves (a valid manifest per kind) come from tests/kinds.py."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
 from botocore.config import Config
 
-from q_operator.sandbox import Sandbox
+from q_operator.sandbox import CRDS_DIR, REPO_ROOT, KubeServer, Sandbox
+
+from . import calllog
+
+PEERING_CRDS = REPO_ROOT / "charts" / "q-operator" / "charts" / "kopf-peering" / "crds" / "kopf-peering.yaml"
 
 
 def new_application_id() -> str:
     return str(uuid.uuid4())
+
+
+def e2e_crds(directory: Path) -> Path:
+    """A directory with our CRDs and kopf's peering CRDs (as the chart installs them with peering)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for path in [*CRDS_DIR.glob("*.yaml"), PEERING_CRDS]:
+        shutil.copy(path, directory / path.name)
+    return directory
+
+
+@contextlib.contextmanager
+def shared_sandbox(workdir: Path, server: KubeServer | None, **kwargs: Any) -> Iterator[Sandbox]:
+    """A Sandbox on `server` (or on a stand-in of its own when None). On exit it stops every operator
+    it started, keeps the calls made for the permission proofs, and removes every custom object left
+    on the shared server."""
+    with Sandbox(workdir, kube=server, **kwargs) as box:
+        try:
+            yield box
+        finally:
+            box.stop_operators()
+            collect_calls(box)
+            if not box.on_standin:
+                box.purge_custom_objects()
+
+
+def collect_calls(box: Sandbox) -> None:
+    """Keep what the sandbox's stand-ins were asked, for the permission proofs. A real API server's
+    calls are in its audit log, read by the proofs themselves."""
+    if box.on_standin:
+        calllog.KUBE.extend(box.kube("GET", "/_emulator/requests"))
+    calllog.AWS.extend(box.aws_requests())
 
 
 def apply(sandbox: Sandbox, obj: dict[str, Any], check: bool = True) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +17,12 @@ from tests.kinds import QPLUGINS
 pytestmark = pytest.mark.e2e
 
 
+AWS_ARGS = ["--build-seconds", "1"]
+
+
 @pytest.fixture(scope="module")
-def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    with Sandbox(tmp_path_factory.mktemp("smoke"), aws_args=["--build-seconds", "1"]) as sandbox:
-        sandbox.start_operator()
-        yield sandbox
+def box(sandbox: Sandbox) -> Sandbox:
+    return sandbox
 
 
 def manifest(name: str, application_id: str) -> dict[str, Any]:
