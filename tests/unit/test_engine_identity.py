@@ -422,3 +422,20 @@ def _observed_in(account: str) -> Any:
     from q_operator.kinds.base import Observation, Phase
 
     return Observation(Phase.READY, {"thingArn": f"arn:aws:things:us-east-1:{account}:thing/x-5"})
+
+
+def test_sts_unreachable_while_admitting_is_a_classified_retry_not_a_bug() -> None:
+    """A network failure while the identity is admitted (STS unreachable) is AwsUnreachable with a
+    back-off, and no intent is recorded."""
+    from botocore.exceptions import EndpointConnectionError
+
+    w = world()
+    w.identities.update("ns", {ROLE_ARN_ANNOTATION: ROLE_A})
+
+    async def unreachable(role: Role | None) -> str | None:
+        raise EndpointConnectionError(endpoint_url="https://sts.us-east-1.amazonaws.com")
+
+    w.aws.account = unreachable  # type: ignore[method-assign]
+    out = run(w.cycle())
+    assert w.condition(c.SYNCED)["reason"] == c.AWS_UNREACHABLE and out.decision is Decision.REQUEUE
+    assert "createPending" not in w.status and w.aws.calls == []

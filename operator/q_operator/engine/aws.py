@@ -337,8 +337,10 @@ class AwsSession:
             return None
         http_response, parsed = response
         code = str(parsed.get("Error", {}).get("Code", "")) if isinstance(parsed, Mapping) else ""
-        if code in EXPIRED_CODES and role is not None and attempts == 1:
+        context = request_dict.get("context", {})
+        if code in EXPIRED_CODES and role is not None and not context.get("q_operator_renewed"):
             log.info("credentials of %s expired early; renewing them and resending", role.arn)
+            context["q_operator_renewed"] = True  # once per call: a second ExpiredToken is an error
             self.credentials(role).expire()
             return 0.0
         rule = ERROR_TABLE.get(code)

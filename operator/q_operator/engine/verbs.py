@@ -110,7 +110,16 @@ class Verbs:
 
     async def admit(self, step: str) -> None:
         """May this cycle call AWS, and in which account: raises (no call made) when the namespace
-        has no identity, or when it now acts in another account than the resource was recorded in."""
+        has no identity, its role cannot be assumed, or it now acts in another account than the
+        resource was recorded in. Whatever else goes wrong is classified, as for a verb."""
+        try:
+            await self._admit(step)
+        except ReconcileError:
+            raise
+        except Exception as error:
+            raise classify(error, step, self.attempt, self.rng) from error
+
+    async def _admit(self, step: str) -> None:
         refused = self.identity.refused(step)
         if refused is not None:
             raise refused
@@ -129,7 +138,7 @@ class Verbs:
         that is known), and never for a resource named in another account."""
         refused = self.identity.refused("adopt")
         if refused is None and not self.identity.adoption:
-            refused = self.identity.adoption_refused(adopt_id, None)
+            refused = self.identity.adoption_refused(adopt_id, None)  # not allowed here
         if refused is not None:
             raise refused
         await self.admit("adopt")
