@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from q_operator.kinds.base import KindInfo
+from q_operator.kinds.base import KindInfo, PrinterColumn
 
 JsonDict = dict[str, Any]
 
@@ -174,6 +174,22 @@ def _status_schema(model: type[BaseModel]) -> JsonDict:
     return schema
 
 
+#: Columns every kind shows in `kubectl get -o wide`: where its AWS resource lives.
+COMMON_COLUMNS = (
+    PrinterColumn("Account", ".status.accountId", description="AWS account of the resource.", priority=1),
+    PrinterColumn("Region", ".status.region", description="AWS region of the resource.", priority=1),
+)
+
+
+def _with_common_columns(columns: Sequence[PrinterColumn]) -> list[PrinterColumn]:
+    """The kind's columns with the common ones before Age (which stays last)."""
+    named = {c.name for c in columns}
+    common = [c for c in COMMON_COLUMNS if c.name not in named]
+    ages = [i for i, c in enumerate(columns) if c.name == "Age"]
+    at = ages[0] if ages else len(columns)
+    return [*columns[:at], *common, *columns[at:]]
+
+
 def crd_for(kind: KindInfo[Any, Any]) -> JsonDict:
     """The apiextensions.k8s.io/v1 CustomResourceDefinition of one kind."""
     spec_schema = model_schema(kind.spec_model)
@@ -207,7 +223,7 @@ def crd_for(kind: KindInfo[Any, Any]) -> JsonDict:
             **({"description": c.description} if c.description else {}),
             **({"priority": c.priority} if c.priority else {}),
         }
-        for c in kind.printer_columns
+        for c in _with_common_columns(kind.printer_columns)
     ]
     version: JsonDict = {
         "name": kind.version,

@@ -49,6 +49,10 @@ CONFIGURATIONS: dict[str, tuple[str, ...]] = {
         "serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::123456789012:role/q",
         "--set",
         "nodeSelector.kubernetes\\.io/os=linux",
+        "--set",
+        "identity.requireNamespaceRole=true",
+        "--set",
+        "identity.allowAdoptionEverywhere=true",
     ),
 }
 
@@ -110,6 +114,18 @@ def test_default_install_runs_cluster_wide_standalone_with_a_liveness_probe() ->
     assert deployment["spec"]["strategy"]["type"] == "Recreate"
     assert by_kind(docs, "ClusterRole") and not by_kind(docs, "Role")
     assert not by_kind(docs, "ClusterKopfPeering")
+    assert "--require-namespace-role" not in c["args"] and "--allow-adoption-everywhere" not in c["args"]
+    # each namespace's AWS identity is read from (and watched on) its Namespace; never written
+    namespace_rules = {r for r in rules_from_chart(by_kind(docs, "ClusterRole")) if r[1] == "namespaces"}
+    assert namespace_rules == {("", "namespaces", "", "list"), ("", "namespaces", "", "watch")}
+
+
+def test_identity_values_become_the_operators_flags() -> None:
+    from q_operator.engine.runner import parse_args
+
+    args = container(load_manifests(render_chart(*CONFIGURATIONS["everything-on"])))["args"]
+    parsed = parse_args([*args[1:], "--priority=1"])
+    assert parsed.require_namespace_role and parsed.allow_adoption_everywhere
 
 
 def test_pod_meets_the_restricted_pod_security_standard() -> None:

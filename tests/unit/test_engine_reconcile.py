@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import pytest
 
 from q_operator.engine import conditions as c
+from q_operator.engine.identity import ADOPTION_ALLOWED, ADOPTION_ANNOTATION
 from q_operator.engine.reconcile import ADOPT_ANNOTATION, Decision, Trigger, make_token
 from q_operator.kinds.base import Found, InUse, Phase, Resolved
 from tests.unit.engine_fakes import Thing, ThingSpec, World, world
@@ -267,6 +268,7 @@ def test_replacement_keeps_the_old_until_the_new_is_ready() -> None:
 def test_adoption_takes_the_named_resource_and_creates_nothing() -> None:
     """adopt-id: the ref is written, the owner mark added by the next update, no create."""
     w = world()
+    w.identities.update("ns", {ADOPTION_ANNOTATION: ADOPTION_ALLOWED})
     w.cloud.things["x-5"] = Thing("x-5", "alpha", 1, None, None, w.clock())
     w.annotations[ADOPT_ANNOTATION] = "x-5"
     run(w.converge())
@@ -285,6 +287,7 @@ def test_adoption_takes_the_named_resource_and_creates_nothing() -> None:
 def test_adoption_refuses(present: bool, mark: str | None, reason: str) -> None:
     """Adoption never creates and never takes over another object's resource."""
     w = world()
+    w.identities.update("ns", {ADOPTION_ANNOTATION: ADOPTION_ALLOWED})
     if present:
         w.cloud.things["x-5"] = Thing("x-5", "alpha", 1, None, mark, w.clock())
     w.annotations[ADOPT_ANNOTATION] = "x-5"

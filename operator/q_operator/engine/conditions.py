@@ -51,6 +51,11 @@ NOT_CONVERGING = "UpdateNotConverging"
 REGION_MISSING = "RegionMissing"
 AWS_ERROR = "AwsError"
 INTERNAL_ERROR = "InternalError"
+# (who acts in AWS for the object's namespace: engine/identity.py)
+NO_AWS_IDENTITY = "NoAWSIdentity"
+ASSUME_ROLE_FAILED = "AssumeRoleFailed"
+ADOPTION_NOT_ALLOWED = "AdoptionNotAllowed"
+ACCOUNT_MISMATCH = "AccountMismatch"
 
 # --- Event reasons (transitions only).
 EV_CREATED = "Created"
@@ -94,6 +99,10 @@ SYNCED_REASONS = (
     AWS_ERROR,
     INTERNAL_ERROR,
     BUILD_FAILED,
+    NO_AWS_IDENTITY,
+    ASSUME_ROLE_FAILED,
+    ADOPTION_NOT_ALLOWED,
+    ACCOUNT_MISMATCH,
 )
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, TypeVar
 
+from q_operator.engine.identity import Identities, Role
 from q_operator.engine.memory import Memory
 from q_operator.engine.polling import BuildClock
 from q_operator.kinds.base import Adapter, KindInfo
@@ -72,7 +73,8 @@ class Outcome:
 
 
 class AwsCaller(Protocol):
-    """Runs one adapter verb in a worker thread behind the rate limiter (engine/aws.py)."""
+    """Runs one adapter verb in a worker thread behind the rate limiter (engine/aws.py), as a
+    namespace's role or (role None) as the operator itself."""
 
     async def call(
         self,
@@ -81,7 +83,13 @@ class AwsCaller(Protocol):
         step: str,
         fn: Callable[[Adapter[Any]], T],
         logger: logging.LoggerAdapter[logging.Logger],
+        role: Role | None = None,
     ) -> T: ...
+
+    async def account(self, role: Role | None) -> str | None:
+        """The AWS account an identity acts in, once it can act (a role is assumed if due: raises
+        when it cannot be); None when the operator's own account could not be learned."""
+        ...
 
 
 #: Reads a ConfigMap's data: None when the ConfigMap does not exist.
@@ -125,6 +133,8 @@ class Deps:
     default_region: str | None = None
     #: what this process remembers of each object (memory.py): one entry per object.
     memory: Memory = field(default_factory=Memory)
+    #: which AWS identity and default region each namespace is bound to (identity.py).
+    identities: Identities = field(default_factory=Identities)
     #: when each build began (kept in `memory`) and how long builds take: paces the polls.
     builds: BuildClock = field(init=False)
 

@@ -22,7 +22,9 @@ from q_operator.engine.verbs import Verbs, verbs_for
 from q_operator.kinds.base import ExternalRef, KindInfo, Owner
 
 #: Status keys the engine owns; adapter outputs never overwrite them.
-_ENGINE_KEYS = frozenset({"conditions", "observedGeneration", "createPending", "retiring", "region"})
+_ENGINE_KEYS = frozenset(
+    {"conditions", "observedGeneration", "createPending", "retiring", "region", "accountId"}
+)
 #: Key in a `status.retiring` entry: when the engine asked AWS to delete it (a DELETE_FAILED after
 #: that is a failure to report, not a build failure of the replaced resource).
 _REQUESTED = "deleteRequested"
@@ -78,10 +80,13 @@ class Cycle:
         self.conditions: list[dict[str, Any]] = [dict(x) for x in self.prior_conditions]
         self.patch: dict[str, Any] = {}
         self.events: list[Event] = []
-        #: the region new resources go to: spec.region, else the operator's.
+        #: the region new resources go to: spec.region, else the namespace's (identity.py), else the
+        #: operator's.
         spec_region = obj.spec.get("region")
         self.region: str | None = (
-            spec_region if isinstance(spec_region, str) and spec_region else deps.default_region
+            spec_region
+            if isinstance(spec_region, str) and spec_region
+            else deps.identities.of(obj.namespace).region or deps.default_region
         )
         #: replaced resources still to delete, as the cycle started (set_retiring changes both).
         self.retiring: list[Held] = [_parse_retiring(entry) for entry in obj.status.get("retiring") or []]
@@ -156,14 +161,21 @@ class Cycle:
         self.record_region()
 
     def record_region(self) -> None:
-        """Record that the current resource lives in this cycle's region."""
+        """Record that the current resource lives in this cycle's region, and in the account of the
+        identity that acts for it."""
         if self.region:
             self.patch["region"] = self.region
+        self.record_account()
+
+    def record_account(self) -> None:
+        if self.aws.account:
+            self.patch["accountId"] = self.aws.account
 
     def clear_ref(self) -> None:
         for key in self.kind.ref_fields:
             self.patch[key] = None
         self.patch["region"] = None
+        self.patch["accountId"] = None
 
     def set_retiring(self, entries: Sequence[Held]) -> None:
         self.retiring = list(entries)
@@ -171,6 +183,8 @@ class Cycle:
 
     def set_pending(self, value: Mapping[str, str] | None) -> None:
         self.patch["createPending"] = value
+        if value is not None:
+            self.record_account()  # a create may reach AWS in this account: never look in another
 
     def merge_outputs(self, outputs: Mapping[str, Any]) -> None:
         """AWS's view of the resource into status (never over the engine's own keys)."""

@@ -59,6 +59,7 @@ async def reconcile(
     kind: KindInfo[Any, Any], obj: ObjectView, deps: Deps, trigger: Trigger = Trigger.CHANGE
 ) -> Outcome:
     """One cycle of one object: observe, then create, update, replace, delete or wait."""
+    await deps.identities.ensure(obj.namespace)  # who acts in AWS for it is known, never guessed
     cy = Cycle(kind, obj, deps, trigger)
     try:
         ref = cy.current_ref()
@@ -79,6 +80,7 @@ async def reconcile(
         if ref is None:
             adopt_id = obj.annotations.get(ADOPT_ANNOTATION, "").strip()
             if adopt_id and cy.pending() is None:  # (a recorded intent is settled first: no orphan)
+                await cy.aws.adoption_allowed(adopt_id)  # only where the namespace allows it
                 return await create.adopt(cy, spec, resolved, adopt_id)
             return await create.create(cy, spec, resolved)
         deps.memory.hold(kind.kind, ref, obj.uid)

@@ -229,6 +229,11 @@ class CommonStatus(BaseModel):
     region: str | None = Field(
         default=None, description="The AWS region the resource lives in, as the operator recorded it."
     )
+    accountId: str | None = Field(
+        default=None,
+        description="The AWS account the resource lives in: that of the role its namespace is bound to, "
+        "or the operator's own.",
+    )
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ async def create(cy: Cycle, spec: BaseModel, resolved: Resolved) -> Outcome:
             found = await find_new(cy, spec, cy.owner())
             if found is not None:
                 return claim(cy, found, None)
+        await cy.aws.admit("create")  # the intent names the account its create will act in
         return record_intent(cy, spec, resolved, c.REPLACING if cy.retiring else c.CREATING)
     since = c.parse_rfc3339(str(pending.get("since"))) or cy.now
     owner = cy.owner(since)
@@ -167,6 +168,7 @@ async def adopt(cy: Cycle, spec: BaseModel, resolved: Resolved, adopt_id: str) -
             c.ADOPT_TARGET_NOT_FOUND,
             f"adopt failed: no {cy.kind.kind} {adopt_id} in AWS ({ADOPT_ANNOTATION})",
         )
+    cy.aws.same_account(adopt_id, observation.outputs)  # adoption never crosses accounts
     if observation.owner_mark is not None and observation.owner_mark != cy.owner().mark:
         raise TerminalError(
             c.OWNED_BY_ANOTHER, f"adopt refused: {adopt_id} is managed by {observation.owner_mark}"
