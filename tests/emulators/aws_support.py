@@ -8,32 +8,33 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
+import botocore.session
 import pytest
 from botocore.config import Config
 
+from q_operator.emulate.aws.services.registry import SERVICES
 from q_operator.emulate.aws.testing import AwsHandle, running_aws
 
 ACCOUNT = "123456789012"
 LAMBDA_ARN = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:connector"
 BUILD_SECONDS = 0.2
 
-OPERATIONS = {
-    "qbusiness": [
-        "CreatePlugin", "GetPlugin", "UpdatePlugin", "DeletePlugin", "ListPlugins",
-        "TagResource", "UntagResource", "ListTagsForResource", "ListPluginTypeMetadata",
-    ],
-    "qapps": [
-        "CreateLibraryItem", "GetLibraryItem", "UpdateLibraryItem", "UpdateLibraryItemMetadata",
-        "DeleteLibraryItem", "ListLibraryItems", "ListCategories", "BatchCreateCategory",
-        "BatchUpdateCategory", "BatchDeleteCategory", "AssociateLibraryItemReview",
-        "DisassociateLibraryItemReview",
-    ],
-    "appflow": [
-        "RegisterConnector", "DescribeConnector", "UpdateConnectorRegistration", "UnregisterConnector",
-        "ListConnectors", "TagResource", "UntagResource", "ListTagsForResource",
-    ],
-}  # fmt: skip
-"""Every operation the stand-in serves, per service."""
+OPERATIONS = {service.name: list(service.handlers) for service in SERVICES}
+"""Every operation the stand-in serves, per service (from its registry)."""
+
+
+def wire_error_code(service: str, error: str) -> str:
+    """The code a client sees for a modelled error shape (query services use the shape's `code`)."""
+    model = botocore.session.get_session().get_service_model(service)
+    if model.protocol == "query" and error in model.shape_names:
+        return str(model.shape_for(error).metadata.get("error", {}).get("code", error))
+    return error
+
+
+def validation_code(service: str) -> str:
+    """ValidationException, or ValidationError for a query service (STS)."""
+    model = botocore.session.get_session().get_service_model(service)
+    return "ValidationError" if model.protocol == "query" else "ValidationException"
 
 
 @pytest.fixture(scope="module")

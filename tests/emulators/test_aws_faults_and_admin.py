@@ -21,7 +21,14 @@ from botocore.exceptions import ClientError
 
 from q_operator.emulate.aws.server import parse_args
 from q_operator.emulate.aws.testing import AwsHandle
-from tests.emulators.aws_support import OPERATIONS, error_code, make_client, new_id, wait_for
+from tests.emulators.aws_support import (
+    OPERATIONS,
+    error_code,
+    make_client,
+    new_id,
+    wait_for,
+    wire_error_code,
+)
 
 
 def modelled_errors() -> list[tuple[str, str, str, int, list[str]]]:
@@ -60,6 +67,7 @@ SAMPLE_INPUT: dict[str, dict[str, Any]] = {
     "ListCategories": {"instanceId": "i"},
     "DeletePlugin": {"applicationId": "0f8fad5b-d9cb-469f-a165-70867728950e",
                      "pluginId": "0f8fad5b-d9cb-469f-a165-70867728950e"},
+    "AssumeRole": {"RoleArn": "arn:aws:iam::111122223333:role/r", "RoleSessionName": "s1"},
 }  # fmt: skip
 
 
@@ -75,7 +83,7 @@ def test_every_modelled_error_reaches_boto3_with_its_code_status_and_members(
     with pytest.raises(ClientError) as raised:
         call(**SAMPLE_INPUT[operation])
     response = raised.value.response
-    assert error_code(raised.value) == error
+    assert error_code(raised.value) == wire_error_code(service, error)
     assert response["ResponseMetadata"]["HTTPStatusCode"] == status
     assert response["Error"]["Message"]
     for member in required:

@@ -25,7 +25,7 @@ READ_PREFIXES = ("Get", "List", "Describe", "BatchGet")
 """Operations named so only read (no lost answers for them; every other one is a write)."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Call(Generic[B]):
     service: str
     operation: str

@@ -20,16 +20,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from botocore.model import OperationModel
+from botocore.model import OperationModel, ServiceModel
 
 from q_operator.emulate.aws import query
-from q_operator.emulate.aws.call import Call, Params, Service
+from q_operator.emulate.aws.call import Call, Handler, Params, Service
 from q_operator.emulate.aws.config import Settings
 from q_operator.emulate.aws.errors import ApiError, conflict
 from q_operator.emulate.aws.faults import Faults
 from q_operator.emulate.aws.identity import CredentialsRefused, Identity, Sessions
 from q_operator.emulate.aws.model import Match, Router, service_model
-from q_operator.emulate.aws.protocol import protocol_for
+from q_operator.emulate.aws.protocol import WireFormat, protocol_for
 from q_operator.emulate.aws.services.registry import BY_NAME, SERVICES
 from q_operator.emulate.aws.state import TOKEN_TTL_SECONDS, Remembered, Store, View, fingerprint
 from q_operator.emulate.aws.validate import Violation, summarize, validate
@@ -48,12 +48,41 @@ def credential_scope(authorization: str | None) -> tuple[str, str | None, str | 
     return found.group(1), found.group(2), found.group(3)
 
 
-@functools.cache
 def _token_member(op: OperationModel) -> str | None:
     shape = op.input_shape
     if shape is None:
         return None
     return next((n for n, m in shape.members.items() if m.metadata.get("idempotencyToken")), None)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Everything fixed about one operation of one service, looked up once per process."""
+
+    service: Service[Any]
+    model: ServiceModel
+    operation: OperationModel
+    wire: WireFormat
+    handler: Handler[Any] | None
+    token_member: str | None
+    loses_answers: bool
+    """A write of a service that blanket faults reach: its answer may be lost."""
+
+
+@functools.cache
+def endpoint(service: str, operation: str) -> Endpoint:
+    served = BY_NAME[service]
+    model = service_model(service)
+    op = model.operation_model(operation)
+    return Endpoint(
+        service=served,
+        model=model,
+        operation=op,
+        wire=protocol_for(model),
+        handler=served.handlers.get(operation),
+        token_member=_token_member(op),
+        loses_answers=served.blanket_faults and served.is_write(operation),
+    )
 
 
 def validation_error(violations: list[Violation]) -> ApiError:
@@ -190,20 +219,17 @@ class Emulator:
 
     def _answer(self, incoming: Incoming, entry: dict[str, Any]) -> Answer:
         """The call's output, or its error, on the wire; a bug here still answers like AWS."""
-        service = BY_NAME[incoming.match.service]
-        op = incoming.match.operation
-        model = service_model(service.name)
-        wire_format = protocol_for(model)
+        point = endpoint(incoming.match.service, incoming.match.operation.name)
         try:
-            output = self._call(service, incoming, entry)
+            output = self._call(point, incoming, entry)
         except Exception as exc:
             if not isinstance(exc, ApiError):
-                log.exception("emulator failure in %s", op.name)
+                log.exception("emulator failure in %s", point.operation.name)
                 exc = ApiError("InternalServerException", f"emulator bug: {exc}")
-            entry["error"] = wire_format.error_code(model, exc)
-            return Answer(*wire_format.serialize_error(model, exc, incoming.request_id))
-        answer = Answer(*wire_format.serialize_output(op, output, incoming.request_id))
-        if service.blanket_faults and service.is_write(op.name):
+            entry["error"] = point.wire.error_code(point.model, exc)
+            return Answer(*point.wire.serialize_error(point.model, exc, incoming.request_id))
+        answer = Answer(*point.wire.serialize_output(point.operation, output, incoming.request_id))
+        if point.loses_answers:
             lost = self.faults.lost_answer()
             if lost is not None:
                 entry["lost"] = lost
@@ -223,22 +249,23 @@ class Emulator:
         _log_identity(entry, identity)
         return identity
 
-    def _call(self, service: Service[Any], incoming: Incoming, entry: dict[str, Any]) -> Params:
-        op, now = incoming.match.operation, incoming.now
+    def _call(self, point: Endpoint, incoming: Incoming, entry: dict[str, Any]) -> Params:
+        service, op, now = point.service, point.operation, incoming.now
         identity = self._identity(incoming, entry)
-        trouble = self.faults.check(service.name, op.name, incoming.region, now, service.blanket_faults)
+        trouble = self.faults.check(
+            service.name, op.name, incoming.region, now, service.blanket_faults, identity.account
+        )
         if trouble is not None:
             raise trouble
-        handler = service.handlers.get(op.name)
+        handler = point.handler
         if handler is None:
             raise ApiError(
                 "UnknownOperationException", f"{service.name}:{op.name} is not emulated", http_status=404
             )
-        wire_format = protocol_for(op.service_model)
-        params = wire_format.parse_input(
+        params = point.wire.parse_input(
             op, incoming.match.labels, incoming.query, incoming.headers, incoming.body
         )
-        token_member = _token_member(op)
+        token_member = point.token_member
         token = str(params[token_member]) if token_member and params.get(token_member) else None
         if token is not None:
             entry["clientToken"] = token
@@ -277,6 +304,8 @@ class Emulator:
             entry.update(call.log)
             if view.lagged:
                 entry["lagged"] = view.lagged
+            if view.visible_after > 0:
+                entry["visibleAfter"] = round(view.visible_after, 3)
 
     def dump_state(self) -> dict[str, Any]:
         """Every resource of every account/region, as JSON (builds settled first)."""

@@ -12,12 +12,17 @@ from typing import Any
 class ApiError(Exception):
     """An AWS error: `code` is the error shape's name, `fields` its modelled members besides message."""
 
-    def __init__(self, code: str, message: str, *, http_status: int | None = None, **fields: Any) -> None:
+    def __init__(
+        self, code: str, message: str, *, http_status: int | None = None, common: bool = False, **fields: Any
+    ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.http_status = http_status
         """Only for codes the model does not have (e.g. an unknown operation); else the model's."""
+        self.common = common
+        """An error of AWS's front door (credentials), not of the service's model, even where the
+        model has a shape of that name (STS's ExpiredTokenException): each protocol words it."""
         self.fields: dict[str, Any] = fields
 
 

@@ -4,9 +4,9 @@ read-lag draws while it runs; lost answers after it ran.
 Every random choice comes from a generator seeded by `seed` (one stream per purpose, so turning on
 read lag does not move which calls fail).
 
-Token buckets model AWS's per-operation rate limits: each bucket refills at RATE tokens per second
-and holds at most max(1, RATE), so a burst of RATE calls passes and the rest get ThrottlingException
-(429) with the wait until the next token (qapps sends it as `Retry-After`).
+Token buckets model AWS's per-operation rate limits (per account and region): each bucket refills
+at RATE tokens per second and holds at most max(1, RATE), so a burst of RATE calls passes and the
+rest get ThrottlingException (429) with the wait until the next token (qapps: `Retry-After`).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class Faults:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._buckets: dict[tuple[str, str, str, float], TokenBucket] = {}
+        self._buckets: dict[tuple[str, str, str, str, float], TokenBucket] = {}
         self._rng = random.Random()
         self._lag_rng = random.Random()
         self._lost_rng = random.Random()
@@ -85,9 +85,15 @@ class Faults:
         return self._lost_rng.choice(s.lost_answer_kinds)
 
     def check(
-        self, service: str, operation: str, region: str, now: float, blanket: bool = True
+        self,
+        service: str,
+        operation: str,
+        region: str,
+        now: float,
+        blanket: bool = True,
+        account: str = "",
     ) -> ApiError | None:
-        """Trouble for this call, if any; rate limits are per region, as AWS's are.
+        """Trouble for this call, if any; rate limits are per account and region, as AWS's are.
 
         `blanket=False` (STS): only rules naming the operation reach it, not `*`, fail_rate or
         throttle_percent.
@@ -110,7 +116,7 @@ class Faults:
         rate_key = next((k for k in keys if k in s.throttle), None)
         if rate_key is not None:
             rate = s.throttle[rate_key]
-            bucket_key = (region, service, operation, rate)
+            bucket_key = (account, region, service, operation, rate)
             bucket = self._buckets.get(bucket_key)
             if bucket is None:
                 bucket = self._buckets[bucket_key] = TokenBucket(rate, now)

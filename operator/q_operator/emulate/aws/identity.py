@@ -49,7 +49,7 @@ class CredentialsRefused(ApiError):
     """AWS refused the credentials themselves (before any service code); `identity` if still known."""
 
     def __init__(self, code: str, message: str, identity: Identity | None = None) -> None:
-        super().__init__(code, message, http_status=403)
+        super().__init__(code, message, http_status=403, common=True)
         self.identity = identity
 
 
@@ -72,9 +72,11 @@ class Sessions:
 
     def __init__(self) -> None:
         self._by_key: dict[str, Session] = {}
+        self._base: dict[tuple[str, str], Identity] = {}
 
     def clear(self) -> None:
         self._by_key.clear()
+        self._base.clear()
 
     def __len__(self) -> int:
         return len(self._by_key)
@@ -115,7 +117,10 @@ class Sessions:
         if session is None:
             if token is not None:
                 raise CredentialsRefused("UnrecognizedClientException", INVALID_TOKEN)
-            return base_identity(access_key, default_account)
+            found = self._base.get((access_key, default_account))
+            if found is None:
+                found = self._base[(access_key, default_account)] = base_identity(access_key, default_account)
+            return found
         if token != session.token:
             raise CredentialsRefused("UnrecognizedClientException", INVALID_TOKEN)
         if now >= session.expires:

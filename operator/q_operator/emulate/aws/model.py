@@ -30,6 +30,10 @@ class Route:
     pattern: re.Pattern[str]
     labels: tuple[str, ...]
     literal_chars: int
+    segments: int
+    """How many `/` the template has: a path with another count cannot match (unless greedy)."""
+    greedy: bool
+    """A `{label+}` may span segments."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,8 @@ def _compile(service: str, op: OperationModel) -> Route:
         pattern=re.compile("".join(parts)),
         labels=tuple(labels),
         literal_chars=literal,
+        segments=template.count("/"),
+        greedy=any(found.group(1).endswith("+") for found in re.finditer(r"\{([^}]+)\}", template)),
     )
 
 
@@ -83,6 +89,8 @@ class Router:
 
     def __init__(self, services: Iterable[str]) -> None:
         self._routes: dict[str, dict[str, list[Route]]] = {}
+        self._by_shape: dict[tuple[str, str, int], list[Route]] = {}
+        """(service, method, segments) -> the routes that may match, most literal first."""
         self._actions: dict[str, dict[str, OperationModel]] = {}
         for service in services:
             model = service_model(service)
@@ -99,6 +107,17 @@ class Router:
     @property
     def services(self) -> tuple[str, ...]:
         return (*self._routes, *self._actions)
+
+    def _candidates(self, service: str, method: str, segments: int) -> list[Route]:
+        key = (service, method, segments)
+        found = self._by_shape.get(key)
+        if found is None:
+            found = self._by_shape[key] = [
+                r
+                for r in self._routes[service].get(method, ())
+                if r.segments == segments or (r.greedy and r.segments <= segments)
+            ]
+        return found
 
     def match(
         self,
@@ -123,7 +142,7 @@ class Router:
                 if op is not None:
                     return Match(service=svc, operation=op, labels={})
                 continue
-            for route in self._routes[svc].get(method.upper(), ()):
+            for route in self._candidates(svc, method.upper(), raw_path.count("/")):
                 found = route.pattern.fullmatch(raw_path)
                 if found is None:
                     continue

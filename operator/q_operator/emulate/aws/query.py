@@ -188,14 +188,14 @@ def serialize_output(op: OperationModel, output: Params, request_id: str) -> Wir
 
 def error_code(model: ServiceModel, err: ApiError) -> tuple[str, int]:
     """The code and status a query API answers for this error."""
-    if err.code in COMMON_ERRORS:
+    if err.common and err.code in COMMON_ERRORS:
         return COMMON_ERRORS[err.code]
     if err.code in model.shape_names:
         shape = model.shape_for(err.code)
         error = shape.metadata.get("error") if shape.metadata.get("exception") else None
         if error:
             return str(error.get("code", err.code)), int(error.get("httpStatusCode", 400))
-    return err.code, err.http_status or 400
+    return COMMON_ERRORS.get(err.code, (err.code, err.http_status or 400))
 
 
 def serialize_error(model: ServiceModel, err: ApiError, request_id: str) -> Wire:

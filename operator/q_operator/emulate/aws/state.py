@@ -34,6 +34,8 @@ class View:
     """Seconds until a write made now becomes visible to reads (0 when read lag is off)."""
     lagged: int = 0
     """Resources this call's reads answered from an older state than the latest write (or hid)."""
+    visible_after: float = 0.0
+    """Seconds until this call's writes are visible to every read."""
 
 
 class Table(Generic[V]):
@@ -133,6 +135,7 @@ class Table(Generic[V]):
             visible = max(visible, pending[-1][0])
         else:
             pending = self._pending[key] = []
+        view.visible_after = max(view.visible_after, visible - view.now)
         pending.append((visible, copy.deepcopy(current)))
         self._pending_groups.setdefault(group, set()).add(key)
         self._pending_group_of[key] = group

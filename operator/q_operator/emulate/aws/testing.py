@@ -14,7 +14,7 @@ import asyncio
 import json
 import threading
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -31,21 +31,33 @@ class AwsHandle:
         self.emulator = emulator
         """Direct access, for reading in tests only: it lives on the server thread."""
 
-    def client(self, service: str, region: str = "us-east-1", **config: Any) -> Any:
-        """A boto3 client for this stand-in with throwaway credentials and no retries.
-
-        `config` goes to botocore's `Config` (e.g. `parameter_validation=False`).
+    def client(
+        self,
+        service: str,
+        region: str = "us-east-1",
+        credentials: Mapping[str, Any] | None = None,
+        **config: Any,
+    ) -> Any:
+        """A boto3 client for this stand-in, no retries: the base credentials (`test`, the default
+        account), or `credentials` as AssumeRole answered them (AccessKeyId, SecretAccessKey,
+        SessionToken). `config` goes to botocore's `Config` (e.g. `parameter_validation=False`).
         """
         import boto3
         from botocore.config import Config
 
+        keys = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
+        if credentials is not None:
+            keys = {
+                "aws_access_key_id": credentials["AccessKeyId"],
+                "aws_secret_access_key": credentials["SecretAccessKey"],
+                "aws_session_token": credentials["SessionToken"],
+            }
         return boto3.client(
             service,
             endpoint_url=self.url,
             region_name=region,
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
             config=Config(retries={"total_max_attempts": 1, "mode": "standard"}, **config),
+            **keys,
         )
 
     def _admin(self, method: str, path: str, body: Any = None) -> Any:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import functools
 import re
+import sys
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,9 +39,54 @@ def summarize(violations: list[Violation]) -> str:
 
 
 @functools.cache
-def _regex(pattern: str) -> re.Pattern[str]:
-    # The services apply patterns to the whole value; Java's \w, \s, \d are ASCII-only.
-    return re.compile(pattern, re.ASCII)
+def compiled_pattern(pattern: str) -> re.Pattern[str]:
+    """A model's (Java) pattern as Python compiles it; the services match it against whole values."""
+    # Java's \w, \s, \d are ASCII-only.
+    return re.compile(_java_classes(pattern), re.ASCII)
+
+
+_PROPERTY = re.compile(r"\\p\{(\w+)\}")
+
+
+@functools.cache
+def _category_ranges(category: str) -> str:
+    """Java's `\\p{L}` (a Unicode general category, or its first letter) as character-class ranges."""
+    ranges: list[tuple[int, int]] = []
+    for code in range(sys.maxunicode + 1):
+        if unicodedata.category(chr(code)).startswith(category):
+            if ranges and ranges[-1][1] == code - 1:
+                ranges[-1] = (ranges[-1][0], code)
+            else:
+                ranges.append((code, code))
+    return "".join(f"\\U{a:08x}" if a == b else f"\\U{a:08x}-\\U{b:08x}" for a, b in ranges)
+
+
+def _java_classes(pattern: str) -> str:
+    """Java regex's `\\p{X}` properties, which Python's `re` lacks, as explicit ranges (STS's tags)."""
+    if "\\p{" not in pattern:
+        return pattern
+    out: list[str] = []
+    in_class = False
+    index = 0
+    while index < len(pattern):
+        found = _PROPERTY.match(pattern, index)
+        if found is not None:
+            ranges = _category_ranges(found.group(1))
+            out.append(ranges if in_class else f"[{ranges}]")
+            index = found.end()
+            continue
+        char = pattern[index]
+        if char == "\\":
+            out.append(pattern[index : index + 2])
+            index += 2
+            continue
+        if char == "[" and not in_class:
+            in_class = True
+        elif char == "]" and in_class:
+            in_class = False
+        out.append(char)
+        index += 1
+    return "".join(out)
 
 
 def validate(shape: StructureShape, params: dict[str, Any]) -> list[Violation]:
@@ -83,7 +130,7 @@ def _length_rules(shape: Shape, length: int, path: str, out: list[Violation]) ->
 def _string_rules(shape: Shape, value: str, path: str, out: list[Violation]) -> None:
     _length_rules(shape, len(value), path, out)
     pattern = shape.metadata.get("pattern")
-    if pattern is not None and _regex(pattern).fullmatch(value) is None:
+    if pattern is not None and compiled_pattern(pattern).fullmatch(value) is None:
         out.append(Violation(path, f"Member must satisfy regular expression pattern: {pattern}"))
     enum = shape.enum if isinstance(shape, StringShape) else []
     if enum and value not in enum:
