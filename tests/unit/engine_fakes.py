@@ -13,6 +13,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import Field
 
+from q_operator.engine.memory import Memory
 from q_operator.engine.reconcile import Decision, Deps, ObjectView, Outcome, Timing, Trigger, reconcile
 from q_operator.kinds.base import (
     Adapter,
@@ -261,9 +262,18 @@ class World:
     retry: int = 0
     rng: random.Random = field(default_factory=lambda: random.Random(7))
     clouds: dict[str, FakeCloud] = field(default_factory=dict)
+    timing: Timing = field(default_factory=Timing)
+    #: the operator process's memory: kept across cycles, lost by `restart()`.
+    memory: Memory = field(default_factory=Memory)
+    #: restart before every cycle (nothing is remembered between cycles).
+    forgetful: bool = False
 
     def __post_init__(self) -> None:
         self.clouds.setdefault(DEFAULT_REGION, self.cloud)
+
+    def restart(self) -> None:
+        """The operator process restarts: everything it remembered in memory is gone."""
+        self.memory = Memory()
 
     @property
     def deps(self) -> Deps:
@@ -275,8 +285,9 @@ class World:
             read_configmap,
             self.clock,
             self.rng,
-            Timing(),
+            self.timing,
             default_region=DEFAULT_REGION,
+            memory=self.memory,
         )
 
     def view(self) -> ObjectView:
@@ -297,6 +308,8 @@ class World:
         self.generation += 1
 
     async def cycle(self, trigger: Trigger = Trigger.CHANGE) -> Outcome:
+        if self.forgetful:
+            self.restart()
         outcome = await reconcile(self.kind, self.view(), self.deps, trigger)
         self.status = merge_patch(self.status, outcome.status)
         self.events += [(e.type, e.reason, e.message) for e in outcome.events]

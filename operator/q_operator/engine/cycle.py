@@ -22,9 +22,12 @@ from q_operator.engine.verbs import Verbs, verbs_for
 from q_operator.kinds.base import ExternalRef, KindInfo, Owner
 
 #: Status keys the engine owns; adapter outputs never overwrite them.
-_ENGINE_KEYS = frozenset({"conditions", "observedGeneration", "createPending", "retiring", "region"})
-#: Key in a `status.retiring` entry: when the engine asked AWS to delete it (a DELETE_FAILED after
-#: that is a failure to report, not a build failure of the replaced resource).
+_ENGINE_KEYS = frozenset(
+    {"conditions", "observedGeneration", "createPending", "retiring", "region", "lastWrite"}
+)
+#: Key in a `status.retiring` entry: when the engine asked AWS to delete it (RFC 3339; "true" from
+#: before the time was kept). A DELETE_FAILED after that is a failure to report, not a build failure
+#: of the replaced resource; a read showing it still there within the consistency bound is waited out.
 _REQUESTED = "deleteRequested"
 #: Key in a `status.retiring` entry: the region the replaced resource lives in.
 _REGION = "region"
@@ -42,6 +45,12 @@ class Held:
     region: str | None = None
     #: the engine already asked AWS to delete it (in an earlier cycle).
     delete_requested: bool = False
+    #: when it asked (None: not asked, or asked before the time was kept).
+    requested_at: datetime | None = None
+
+    def asked(self, at: datetime) -> Held:
+        """The same resource, its delete sent at `at`."""
+        return Held(self.ref, self.region, True, at)
 
 
 def same_ref(a: Mapping[str, str], b: Mapping[str, str]) -> bool:
@@ -172,6 +181,10 @@ class Cycle:
     def set_pending(self, value: Mapping[str, str] | None) -> None:
         self.patch["createPending"] = value
 
+    def set_last_write(self, value: Mapping[str, Any]) -> None:
+        """Record the engine's last write to the current resource (consistency.py)."""
+        self.patch["lastWrite"] = dict(value)
+
     def merge_outputs(self, outputs: Mapping[str, Any]) -> None:
         """AWS's view of the resource into status (never over the engine's own keys)."""
         for key, value in outputs.items():
@@ -234,7 +247,9 @@ class Cycle:
 def _parse_retiring(entry: Mapping[str, Any]) -> Held:
     ref = {k: str(v) for k, v in entry.items() if k not in (_REQUESTED, _REGION)}
     region = entry.get(_REGION)
-    return Held(ref, str(region) if region else None, _REQUESTED in entry)
+    requested = entry.get(_REQUESTED)
+    at = c.parse_rfc3339(str(requested)) if requested else None
+    return Held(ref, str(region) if region else None, requested is not None, at)
 
 
 def _stored_retiring(held: Held) -> dict[str, str]:
@@ -242,5 +257,5 @@ def _stored_retiring(held: Held) -> dict[str, str]:
     if held.region:
         entry[_REGION] = held.region
     if held.delete_requested:
-        entry[_REQUESTED] = "true"
+        entry[_REQUESTED] = c.rfc3339(held.requested_at) if held.requested_at else "true"
     return entry

@@ -36,6 +36,16 @@ class Build:
     by_timer: bool = False
 
 
+@dataclass(frozen=True)
+class Met:
+    """When this process first reconciled an object, and whether it already held AWS resources then:
+    if so, a write an earlier process sent just before it stopped may still be settling (consistency.py)."""
+
+    at: float
+    generation: int
+    held: bool
+
+
 @dataclass
 class ObjectMemory:
     """Everything this process keeps about one object, in one place."""
@@ -60,6 +70,8 @@ class ObjectMemory:
     fresh_intent: str | None = None
     #: where this object is counted in the resources gauges (kind, conditions' status and reason).
     counted: Counted | None = None
+    #: this process's first cycle of the object (None: none yet).
+    met: Met | None = None
 
 
 class Memory:
