@@ -152,9 +152,15 @@ def delete_sent(cy: Cycle, item: Held) -> Held:
     asked = item.asked(cy.deps.now())
     if current is not None and same_ref(item.ref, current):
         _record(cy, "delete", (ANY,), created=False)
-    elif any(same_ref(item.ref, old.ref) for old in cy.retiring):
+    if any(same_ref(item.ref, old.ref) for old in cy.retiring):
         cy.set_retiring([asked if same_ref(old.ref, item.ref) else old for old in cy.retiring])
     return asked
+
+
+def created_at(cy: Cycle) -> datetime | None:
+    """When the operator created (or found) the current resource, if it recorded that."""
+    write = last_write(cy)
+    return write.created if write is not None else None
 
 
 def delete_requested_at(cy: Cycle) -> datetime | None:
@@ -255,11 +261,10 @@ def confirm(cy: Cycle, outcome: Outcome) -> Outcome:
 # ----- deletion
 
 
-def gone_doubted(cy: Cycle) -> datetime | None:
+def gone_doubted(cy: Cycle, item: Held) -> datetime | None:
     """An absent read within the bound after the operator created the resource may only say it does not
-    show yet: not a reason to let the finalizer go before then."""
-    write = last_write(cy)
-    return settled(cy, write.created) if write is not None and write.created is not None else None
+    show yet: not a reason to let the finalizer go (or to forget a replaced one) before then."""
+    return settled(cy, item.created) if item.created is not None else None
 
 
 def delete_settling(cy: Cycle, item: Held) -> datetime | None:

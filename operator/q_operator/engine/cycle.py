@@ -31,6 +31,8 @@ _ENGINE_KEYS = frozenset(
 _REQUESTED = "deleteRequested"
 #: Key in a `status.retiring` entry: the region the replaced resource lives in.
 _REGION = "region"
+#: Key in a `status.retiring` entry: when the operator created it (RFC 3339), if it did within memory.
+_CREATED = "created"
 
 log = logging.getLogger("q_operator.engine")
 
@@ -47,10 +49,13 @@ class Held:
     delete_requested: bool = False
     #: when it asked (None: not asked, or asked before the time was kept).
     requested_at: datetime | None = None
+    #: when the operator created it (None: long ago, or not the operator): reads may not show it for
+    #: the consistency bound after that.
+    created: datetime | None = None
 
     def asked(self, at: datetime) -> Held:
         """The same resource, its delete sent at `at`."""
-        return Held(self.ref, self.region, True, at)
+        return Held(self.ref, self.region, True, at, self.created)
 
 
 def same_ref(a: Mapping[str, str], b: Mapping[str, str]) -> bool:
@@ -245,11 +250,12 @@ class Cycle:
 
 
 def _parse_retiring(entry: Mapping[str, Any]) -> Held:
-    ref = {k: str(v) for k, v in entry.items() if k not in (_REQUESTED, _REGION)}
+    ref = {k: str(v) for k, v in entry.items() if k not in (_REQUESTED, _REGION, _CREATED)}
     region = entry.get(_REGION)
     requested = entry.get(_REQUESTED)
     at = c.parse_rfc3339(str(requested)) if requested else None
-    return Held(ref, str(region) if region else None, requested is not None, at)
+    created = c.parse_rfc3339(str(entry.get(_CREATED) or ""))
+    return Held(ref, str(region) if region else None, requested is not None, at, created)
 
 
 def _stored_retiring(held: Held) -> dict[str, str]:
@@ -258,4 +264,6 @@ def _stored_retiring(held: Held) -> dict[str, str]:
         entry[_REGION] = held.region
     if held.delete_requested:
         entry[_REQUESTED] = c.rfc3339(held.requested_at) if held.requested_at else "true"
+    if held.created:
+        entry[_CREATED] = c.rfc3339(held.created)
     return entry

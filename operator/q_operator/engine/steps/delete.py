@@ -37,7 +37,8 @@ async def delete(cy: Cycle) -> Outcome:
     ready = cy.prior(c.READY)
     asked_at = consistency.delete_requested_at(cy)
     asked_current = asked_at is not None or bool(ready and ready.get("reason") == c.DELETING)
-    held = [*cy.retiring, *([Held(current, None, asked_current, asked_at)] if current else [])]
+    created = consistency.created_at(cy)
+    held = [*cy.retiring, *([Held(current, None, asked_current, asked_at, created)] if current else [])]
     try:
         if not held:
             pending = cy.pending()
@@ -60,7 +61,7 @@ async def delete(cy: Cycle) -> Outcome:
             current = found.ref
             cy.write_ref(current)
             consistency.found(cy)
-            held = [Held(current)]
+            held = [Held(current, created=consistency.created_at(cy))]
         # Whatever happens next (in use, throttled, a failed delete), the resource is on its
         # way out: Ready must not keep saying True while the deletion waits.
         cy.set_ready("False", c.DELETING, "AWS is deleting it")
@@ -96,7 +97,7 @@ async def delete_held(
         region = cy.address(item)
         observation = await cy.aws.observe(spec, item.ref, cy.owner(), resolved, region)
         if observation.phase is Phase.ABSENT:
-            if consistency.gone_doubted(cy) is None:
+            if consistency.gone_doubted(cy, item) is None:
                 continue
             # Created within the bound: it may only not show yet. Deleting calls for one delete all
             # the same; then "gone" is believed once the bound has passed.
@@ -121,7 +122,7 @@ async def delete_held(
         asked = await _delete(cy, spec, item, region)
         # Many deletes finish at once: look again so those release without another cycle.
         after = await cy.aws.observe(spec, item.ref, cy.owner(), resolved, region)
-        if after.phase is Phase.ABSENT and consistency.gone_doubted(cy) is None:
+        if after.phase is Phase.ABSENT and consistency.gone_doubted(cy, item) is None:
             continue
         remaining.append(asked)
     if not failures:

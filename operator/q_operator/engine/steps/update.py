@@ -63,7 +63,7 @@ def replace(cy: Cycle, spec: BaseModel, resolved: Resolved, ref: ExternalRef, wh
     """Create a new resource; the old one is deleted only once the new one is READY."""
     retiring = list(cy.retiring)
     if not any(same_ref(ref, old.ref) for old in retiring):
-        retiring.append(Held(ref, cy.recorded_region() or cy.region))
+        retiring.append(Held(ref, cy.recorded_region() or cy.region, created=consistency.created_at(cy)))
     cy.set_retiring(retiring)
     cy.clear_ref()
     cy.event(
