@@ -192,7 +192,7 @@ def wait_for_create(cy: Cycle, sent: datetime) -> Outcome | None:
     until = settled(cy, sent)
     if until is None:
         return None
-    why = "a create sent before an interruption may still show in AWS's reads"
+    why = "an earlier create (its answer lost, or the operator interrupted) may not show yet"
     return wait(cy, until, f"{why}: looking until {c.rfc3339(until)}")
 
 
@@ -208,7 +208,7 @@ def doubt(cy: Cycle, observation: Observation) -> Outcome | None:
     elif observation.phase is Phase.READY and not observation.up_to_date:
         paths = (*observation.diff, *observation.replace)
         until = _difference_doubted(cy, paths)
-        why = f"AWS still shows an older {', '.join(paths)}"
+        why = f"AWS still differs in {', '.join(paths)}"
     else:
         return None
     if until is None:
@@ -287,5 +287,5 @@ def wait(cy: Cycle, until: datetime, why: str, reason: str | None = None) -> Out
     cy.set_synced()
     remaining = max(0.0, (until - cy.now).total_seconds())
     delay = min(cy.poll_delay(), max(remaining, 0.5))
-    cy.logger.info("waiting %.1fs: %s", delay, why)
+    cy.logger.debug("waiting %.1fs: %s", delay, why)
     return cy.finish(Decision.REQUEUE, delay, why)
