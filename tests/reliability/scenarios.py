@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from q_operator.sandbox import condition
+from tests.reliability import consistency
 from tests.reliability.harness import (
     KINDS,
     MIN_CREATE_CALLS,
@@ -708,4 +709,25 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("deletion", "deletion edge cases", deletion_edges),
     Scenario("down", "operator down", operator_down),
     Scenario("clash", "same names", name_clash),
+    Scenario(
+        "lag",
+        "read lag + kill -9",
+        consistency.read_lag,
+        consistency.OPERATOR_ENV,
+        consistency.LAG_ARGS,
+    ),
+    Scenario(
+        "lost",
+        "lost answers",
+        consistency.lost_answers,
+        consistency.OPERATOR_ENV,
+        consistency.LOST_ARGS,
+    ),
+    Scenario(
+        "lagged-lost",
+        "read lag + lost answers + throttling",
+        consistency.lagged_lost_throttled,
+        consistency.OPERATOR_ENV,
+        (*consistency.LAG_ARGS, *consistency.LOST_ARGS),
+    ),
 )

@@ -239,6 +239,38 @@ def test_lost_create_answer_with_a_token_is_replayed_with_the_same_token() -> No
     assert seen == [token, token] and len(w.cloud.things) == 1 and w.cloud.count("find") == 0
 
 
+def test_a_replay_after_a_restart_is_marked_a_repeat_but_not_one_after_a_lost_answer() -> None:
+    """After a restart the stopped process may have finished the create (AppFlow: tagged it too); after
+    a lost answer this process saw, nothing after the failed call was sent."""
+    owners: list[Any] = []
+    w = world()
+    real = w.cloud.create
+
+    def create(spec: ThingSpec, owner: Any, token: Any, resolved: Any) -> Created:
+        owners.append(owner)
+        return real(spec, owner, token, resolved)
+
+    w.cloud.override["create"] = create
+    run(w.cycle())  # intent
+    marker = dict(w.status)
+    run(w.cycle())  # the create ...
+    w.status = marker  # ... its ID never recorded: the operator stopped
+    w.restart()
+    run(w.cycle())
+    assert [o.repeat for o in owners] == [False, True]
+    w2 = world()
+    run(w2.cycle())
+    acts_then_loses(w2, "create")
+    run(w2.cycle())
+    seen: list[Any] = []
+    real2 = w2.cloud.create
+    w2.cloud.override["create"] = lambda spec, owner, token, resolved: (
+        seen.append(owner) or real2(spec, owner, token, resolved)
+    )
+    run(w2.converge())
+    assert [o.repeat for o in seen] == [False] and len(w2.cloud.things) == 1
+
+
 def test_a_refused_create_keeps_the_intent_fresh() -> None:
     """A throttle is a clear refusal: nothing was created, so no waiting out the bound."""
     w = world(tags=False, find_before_create=True)
@@ -494,3 +526,30 @@ def test_connector_create_leaves_a_failed_tagging_to_a_later_update() -> None:
         token = base.ClientToken("t" * 40)
         made = AppFlowConnectorAdapter(client).create(spec, owner, token, base.Resolved())
     assert made.ref == {"connectorLabel": "label-1"} and made.set_later == ("tags",)
+
+
+def test_a_repeated_connector_create_leaves_the_tags_to_the_engine() -> None:
+    """A replay after a restart: the first create may have tagged it; tagging again is not called for."""
+    import boto3
+
+    from q_operator.kinds.appflowconnector import KIND, AppFlowConnectorAdapter
+
+    client = boto3.client(
+        "appflow", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    stubber = Stubber(client)
+    stubber.add_response("register_connector", {"connectorArn": "arn:aws:appflow:us-east-1:1:connector/lab"})
+    spec = KIND.spec_model.model_validate(
+        {
+            "connectorLabel": "lab",
+            "connectorProvisioningConfig": {
+                "lambda": {"lambdaArn": "arn:aws:lambda:us-east-1:123456789012:function:f"}
+            },
+        }
+    )
+    owner = base.Owner("uid-1", "ns", "obj", repeat=True)
+    with stubber:  # no tag_resource stubbed: a call would fail the test
+        token = base.ClientToken("t" * 40)
+        made = AppFlowConnectorAdapter(client).create(spec, owner, token, base.Resolved())
+    stubber.assert_no_pending_responses()
+    assert made.set_later == ("tags",)

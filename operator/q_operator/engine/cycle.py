@@ -140,8 +140,9 @@ class Cycle:
         value = self.get("createPending")
         return value if isinstance(value, Mapping) and value.get("since") else None
 
-    def owner(self, since: datetime | None = None) -> Owner:
-        return Owner(self.obj.uid, self.obj.namespace, self.obj.name, create_pending_since=since)
+    def owner(self, since: datetime | None = None, repeat: bool = False) -> Owner:
+        obj = self.obj
+        return Owner(obj.uid, obj.namespace, obj.name, create_pending_since=since, repeat=repeat)
 
     def prior(self, type_: str) -> Mapping[str, Any] | None:
         """A condition as the cycle found it."""

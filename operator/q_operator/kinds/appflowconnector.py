@@ -366,6 +366,13 @@ class AppFlowConnectorAdapter:
             raise
         # RegisterConnector takes no tags. A crash right here leaves the connector untagged; the
         # engine's pending marker and the registration time tell it the connector is ours.
+        created = base.Created(
+            ref={"connectorLabel": label},
+            outputs={"connectorArn": arn, "connectorLabel": label, "lambdaArn": spec.lambda_arn},
+            set_later=("tags",),
+        )
+        if owner.repeat:
+            return created  # a replay: the first create may have tagged it already (the engine checks)
         try:
             self._client.tag_resource(resourceArn=arn, tags=desired_tags(spec, owner))
         except (ClientError, BotoCoreError) as error:  # the connector exists: tag it later
@@ -374,11 +381,7 @@ class AppFlowConnectorAdapter:
             # lost. The engine sees the tags missing once the consistency bound has passed, and
             # sets them by an update.
             log.warning("tagging connector %s failed, left to the next update: %s", label, error)
-        return base.Created(
-            ref={"connectorLabel": label},
-            outputs={"connectorArn": arn, "connectorLabel": label, "lambdaArn": spec.lambda_arn},
-            set_later=("tags",),
-        )
+        return created
 
     def update(
         self,

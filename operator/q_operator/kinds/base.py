@@ -76,6 +76,10 @@ class Owner:
     name: str
     #: when the engine recorded its intent to create (None when no create was ever attempted).
     create_pending_since: datetime | None = None
+    #: `create` may repeat one that acted before the operator stopped (a token replay): calls that
+    #: create makes after the one that made the resource may have been made already, so the adapter
+    #: leaves them to the engine (it reports them in `Created.set_later`) instead of repeating them.
+    repeat: bool = False
 
     @property
     def mark(self) -> str:

@@ -66,7 +66,10 @@ async def create(cy: Cycle, spec: BaseModel, resolved: Resolved) -> Outcome:
     )
     entry = memory.of(cy.obj.uid)
     sent_nothing = entry.fresh_intent == since_text
-    entry.fresh_intent = None  # from here on a create may reach AWS
+    # A replay of a create another process (or this one, before a failure it did not see) may have
+    # finished: its follow-up calls may have been made, so the adapter must not repeat them.
+    repeat = not sent_nothing and entry.failed_create != since_text
+    entry.fresh_intent = entry.failed_create = None  # from here on a create may reach AWS
     if not replay_is_safe and not sent_nothing:
         # A create under this intent may have reached AWS (its answer was lost, or the operator
         # stopped): look for it, and go on looking until the consistency bound has passed, before
@@ -82,7 +85,7 @@ async def create(cy: Cycle, spec: BaseModel, resolved: Resolved) -> Outcome:
         # earlier create was sent under, so the look above stays conclusive.
         return record_intent(cy, spec, resolved, c.REPLACING if cy.retiring else c.CREATING)
     try:
-        created = await cy.aws.create(spec, owner, token, resolved)
+        created = await cy.aws.create(spec, cy.owner(since, repeat), token, resolved)
     except AlreadyExists as error:
         # Sent with the intent's own token, a create that reached AWS before a crash would have
         # been answered with its resource, not a conflict: an untagged resource in the way is
@@ -90,6 +93,7 @@ async def create(cy: Cycle, spec: BaseModel, resolved: Resolved) -> Outcome:
         return await _collided(cy, spec, owner, None if replay_is_safe else since, str(error))
     except OutcomeUnknown:
         consistency.create_lost(cy, pending)  # resolved by reading (or the token), never blindly
+        entry.failed_create = since_text
         raise
     except ReconcileError:
         entry.fresh_intent = since_text  # AWS refused it: nothing was created under this intent
