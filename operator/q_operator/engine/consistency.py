@@ -213,6 +213,8 @@ def doubt(cy: Cycle, observation: Observation) -> Outcome | None:
         return None
     if until is None:
         return None
+    # Time spent waiting for reads to catch up says nothing about how long builds take: learn none of it.
+    cy.deps.builds.abandon(cy.obj.uid)
     return wait(cy, until, f"{why}: reads may trail the last write until {c.rfc3339(until)}")
 
 
