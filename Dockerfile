@@ -1,16 +1,20 @@
-# q-operator image: the operator and its dependencies in a virtualenv on a pinned slim Python base.
+# q-operator image: the operator and its dependencies in a virtualenv on a slim Python base.
 # Build from the repository root:  docker build -t q-operator:0.1.0 .
-# The base is pinned by exact version tag; pin it by digest too (python:3.11.11-slim-bookworm@sha256:...)
+# The base is a build argument so that a machine without registry access can supply its own
+# (`make image` builds one from Debian's packages, see docs/install.md). The default is the published
+# base, pinned by exact version tag; pin it by digest too (python:3.11.11-slim-bookworm@sha256:...)
 # in your registry mirror if you need bit-for-bit reproducible builds.
+ARG BASE=python:3.11.11-slim-bookworm
 
 # --- build: make the wheel from the repo, install it with its dependencies into /opt/venv ---
-FROM python:3.11.11-slim-bookworm AS build
+FROM ${BASE} AS build
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 
 WORKDIR /src
+# .dockerignore keeps the stand-ins, the sandbox and the demo out: the image runs the operator only.
 COPY pyproject.toml README.md ./
 COPY operator/ ./operator/
 
@@ -18,10 +22,11 @@ COPY operator/ ./operator/
 RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
     && python -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir /wheels/*.whl \
+    && /opt/venv/bin/pip uninstall --yes pip setuptools \
     && /opt/venv/bin/q-operator --help > /dev/null
 
 # --- runtime: only the virtualenv, run as an unprivileged user ---
-FROM python:3.11.11-slim-bookworm
+FROM ${BASE}
 
 LABEL org.opencontainers.image.title="q-operator" \
       org.opencontainers.image.description="Kubernetes operator for Amazon Q Business plugins, Q Apps library items and AppFlow custom connectors" \

@@ -1,4 +1,4 @@
-"""Prove docs/iam-policy.json against what the operator really called on the AWS stand-in.
+"""Prove the IAM policies (docs/iam-*.json) against what the operator really called on the AWS stand-in.
 
 The integrator fetches the AWS stand-in's log (`GET /_emulator/requests`: service, operation, ...)
 after the end-to-end suite and feeds it here:
@@ -10,7 +10,8 @@ after the end-to-end suite and feeds it here:
 IAM action names are compared case-insensitively, as IAM does (AppFlow's UnregisterConnector is
 spelled `appflow:UnRegisterConnector` in IAM). Wildcards (`qbusiness:Get*`) are honoured. Actions that
 no AWS API call shows, but that AWS checks on the caller as part of one (iam:PassRole when a plugin
-names a role), count as used when their parent operation was called.
+names a role), count as used when their parent operation was called. Both the services and those
+implied actions come from the kind registry.
 """
 
 from __future__ import annotations
@@ -22,24 +23,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-POLICY = Path(__file__).resolve().parent.parent / "docs" / "iam-policy.json"
+from q_operator.registry import KINDS
 
-#: The stand-in may log a service by its botocore name, endpoint prefix or signing name.
-_SERVICE_PREFIX = {
-    "qbusiness": "qbusiness",
-    "qapps": "qapps",
-    "appflow": "appflow",
-}
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+#: The operator's own policy, and the one a tenant role needs: the same actions without sts:AssumeRole.
+POLICY = DOCS / "iam-policy.json"
+TENANT_POLICY = DOCS / "iam-tenant-policy.json"
 
-#: Actions AWS authorizes on the caller as part of another call (no request of their own shows).
-#: CreatePlugin/UpdatePlugin take a roleArn in authConfiguration that Q Business assumes.
+#: The stand-in logs a service by its botocore name; IAM's prefix is the one the kind's actions carry.
+_SERVICE_PREFIX = {kind.service: kind.iam_actions[0].split(":", 1)[0] for kind in KINDS}
+
+#: Actions AWS authorizes on the caller as part of another call (no request of their own shows):
+#: iam:PassRole when a kind's request hands a role to its service.
 IMPLIED: Mapping[str, frozenset[str]] = {
-    "qbusiness:createplugin": frozenset({"iam:passrole"}),
-    "qbusiness:updateplugin": frozenset({"iam:passrole"}),
+    action.lower(): frozenset({"iam:passrole"})
+    for kind in KINDS
+    if kind.pass_role is not None
+    for action in kind.pass_role.actions
 }
 
 
-def load_policy(path: Path = POLICY) -> dict[str, Any]:
+def load_policy(path: Path = TENANT_POLICY) -> dict[str, Any]:
+    """A policy document; by default the tenant one, exactly what the operator's own calls need (the
+    operator's policy is that plus sts:AssumeRole, as tests/unit/test_permissions_generated.py holds)."""
     policy: dict[str, Any] = json.loads(path.read_text())
     return policy
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+Command = Callable[[argparse.Namespace, list[str]], int]
 
 
 def _cmd_run(args: argparse.Namespace, rest: list[str]) -> int:
@@ -25,7 +27,56 @@ def _cmd_crds(args: argparse.Namespace, rest: list[str]) -> int:
         from q_operator.healthchecks import write_health_checks
 
         write_health_checks(args.argocd, status_fixtures=args.status_fixtures)
+    if args.rbac or args.iam:
+        from q_operator.permissions import write_iam, write_rbac
+
+        if args.rbac:
+            write_rbac(args.rbac)
+        if args.iam:
+            write_iam(args.iam)
     return 0
+
+
+def _standins_missing() -> str | None:
+    """What keeps the stand-ins from running here, or None. They are the extra `q-operator[standins]`:
+    its packages (read from this install's metadata) must be installed, and the image leaves the
+    stand-ins' code out altogether."""
+    import importlib.util
+    import re
+    from importlib import metadata
+
+    if importlib.util.find_spec("q_operator.emulate") is None:
+        return "this installation has no stand-ins (the container image runs the operator only)"
+    try:
+        requirements = metadata.requires("q-operator") or []
+    except metadata.PackageNotFoundError:
+        return None
+    missing = []
+    for requirement in requirements:
+        name = re.match(r"[A-Za-z0-9._-]+", requirement)
+        if name and re.search(r"extra\s*==\s*[\"']standins[\"']", requirement):
+            try:
+                metadata.version(name.group())
+            except metadata.PackageNotFoundError:
+                missing.append(name.group())
+    return f"missing {', '.join(missing)}" if missing else None
+
+
+def _needs_standins(command: Command) -> Command:
+    """Run `command` only when the stand-ins can; otherwise say what to install."""
+
+    def guarded(args: argparse.Namespace, rest: list[str]) -> int:
+        why = _standins_missing()
+        if why:
+            print(
+                f"q-operator: the local stand-ins are an extra of the package: {why}.\n"
+                "Install them with:  pip install 'q-operator[standins]'",
+                file=sys.stderr,
+            )
+            return 2
+        return command(args, rest)
+
+    return guarded
 
 
 def _cmd_emulate_aws(args: argparse.Namespace, rest: list[str]) -> int:
@@ -38,6 +89,12 @@ def _cmd_emulate_kube(args: argparse.Namespace, rest: list[str]) -> int:
     from q_operator.emulate.kube.server import main as kube_main
 
     return kube_main(rest)
+
+
+def _cmd_apiserver(args: argparse.Namespace, rest: list[str]) -> int:
+    from q_operator.apiserver import main as apiserver_main
+
+    return apiserver_main(rest)
 
 
 def _cmd_demo(args: argparse.Namespace, rest: list[str]) -> int:
@@ -63,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run)
 
     crds = sub.add_parser(
-        "crds", help="generate the CRD YAML (and the Argo CD health checks) from the pydantic models"
+        "crds",
+        help="generate the CRD YAML from the pydantic models (and the Argo CD health checks, the "
+        "chart's RBAC rules and the IAM policies from the kind registry)",
     )
     crds.add_argument("--output", default="crds", help="directory to write the CRDs into")
     crds.add_argument("--chart", action="append", help="also write into this directory (repeatable)")
@@ -73,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --argocd: also write Argo CD's upstream layout (resource_customizations/), "
         "with these recorded status objects as its testdata (needs lupa)",
     )
+    crds.add_argument("--rbac", help="also write the chart's RBAC rules for the kinds into this directory")
+    crds.add_argument("--iam", help="also write the IAM policy documents into this directory")
     crds.set_defaults(func=_cmd_crds)
 
     emulate = sub.add_parser("emulate", help="run a local stand-in for AWS or the Kubernetes API")
@@ -80,16 +141,23 @@ def build_parser() -> argparse.ArgumentParser:
     aws = emulate_sub.add_parser(
         "aws", help="stand-in for the qbusiness, qapps and appflow APIs", add_help=False
     )
-    aws.set_defaults(func=_cmd_emulate_aws)
+    aws.set_defaults(func=_needs_standins(_cmd_emulate_aws))
     kube = emulate_sub.add_parser("kube", help="stand-in for the Kubernetes API server", add_help=False)
-    kube.set_defaults(func=_cmd_emulate_kube)
+    kube.set_defaults(func=_needs_standins(_cmd_emulate_kube))
+
+    apiserver = sub.add_parser(
+        "apiserver",
+        help="run the real etcd and kube-apiserver (built by make install) on 127.0.0.1",
+        add_help=False,
+    )
+    apiserver.set_defaults(func=_cmd_apiserver)
 
     demo = sub.add_parser(
         "demo",
         help="start both stand-ins and the operator, apply samples/, show each resource",
         add_help=False,
     )
-    demo.set_defaults(func=_cmd_demo)
+    demo.set_defaults(func=_needs_standins(_cmd_demo))
     return parser
 
 

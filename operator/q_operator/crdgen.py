@@ -10,6 +10,7 @@ that holds the committed YAML to the models, and by the Kubernetes stand-in.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,19 @@ _CONDITION_DESCRIPTIONS = {
     "lastTransitionTime": "Last time the condition changed from one status to another (RFC 3339).",
     "observedGeneration": "The .metadata.generation the condition was set from.",
 }
+
+
+# kube-apiserver compiles `pattern` with Go's RE2, which refuses a repeat count above 1000.
+_BIG_REPEAT = re.compile(r"\{(\d+),(\d{4,})\}")
+
+
+def re2_pattern(pattern: str) -> str:
+    """The pattern as RE2 accepts it: an upper repeat bound above 1000 (`.{0,1023}` in botocore's ARN
+    pattern) is dropped; the field's maxLength still bounds the string, and the pydantic model keeps
+    the exact pattern."""
+    return _BIG_REPEAT.sub(
+        lambda m: "{" + m.group(1) + ",}" if int(m.group(2)) > 1000 else m.group(0), pattern
+    )
 
 
 def _resolve(node: JsonDict, defs: Mapping[str, JsonDict]) -> JsonDict:
@@ -128,6 +142,8 @@ def structural(node: JsonDict, defs: Mapping[str, JsonDict]) -> JsonDict:
                 out[key] = value
         elif key == "required":
             out[key] = sorted(value)
+        elif key == "pattern":
+            out[key] = re2_pattern(value)
         else:
             out[key] = copy.deepcopy(value)
     if out.get("type") == "object" and "properties" not in out and "additionalProperties" not in out:
@@ -175,10 +191,8 @@ def crd_for(kind: KindInfo[Any, Any]) -> JsonDict:
                 "type": "string",
                 "description": "Kind is the REST resource this object represents (QPlugin, ...).",
             },
-            "metadata": {
-                "type": "object",
-                "description": "Standard object metadata (name, namespace, labels, annotations).",
-            },
+            # The API server refuses anything more under metadata (even a description).
+            "metadata": {"type": "object"},
             "spec": spec_schema,
             "status": status_schema,
         },

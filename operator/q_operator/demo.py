@@ -8,6 +8,7 @@ message a user would get from a real cluster.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import tempfile
 import time
 from collections.abc import Sequence
@@ -16,16 +17,13 @@ from typing import Any
 
 import yaml
 
-from q_operator.sandbox import REPO_ROOT, Sandbox, SandboxError, condition
+from q_operator.apiserver import ApiServer, ApiServerError
+from q_operator.kinds.base import KindInfo
+from q_operator.registry import KINDS
+from q_operator.sandbox import CRDS_DIR, REPO_ROOT, Sandbox, SandboxError, condition
 
 SAMPLES = REPO_ROOT / "samples"
-
-#: status fields shown as the resource's ID and ARN, by kind.
-ID_FIELDS = {
-    "QPlugin": ("pluginId", "pluginArn"),
-    "QLibraryItem": ("libraryItemId", None),
-    "AppFlowConnector": ("connectorLabel", "connectorArn"),
-}
+BY_KIND: dict[str, KindInfo[Any, Any]] = {kind.kind: kind for kind in KINDS}
 
 
 def _say(text: str = "") -> None:
@@ -34,20 +32,25 @@ def _say(text: str = "") -> None:
 
 def _resources(path: Path) -> list[dict[str, Any]]:
     docs = [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
-    return [d for d in docs if d.get("kind") in ID_FIELDS]
+    return [d for d in docs if d.get("kind") in BY_KIND]
 
 
-def _plural_path(sandbox: Sandbox, obj: dict[str, Any]) -> str:
-    plural = {"QPlugin": "qplugins", "QLibraryItem": "qlibraryitems", "AppFlowConnector": "appflowconnectors"}
-    return f"{obj['apiVersion']}/{plural[obj['kind']]}"
-
-
-def run_demo(keep: bool, timeout: float) -> int:
+def run_demo(keep: bool, timeout: float, apiserver: bool = False) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="q-operator-demo-"))
     _say("q-operator demo — everything runs on this machine, nothing reaches AWS or a real cluster.\n")
-    with Sandbox(workdir, aws_args=["--build-seconds", "2"]) as sandbox:
-        _say(f"  AWS stand-in (qbusiness, qapps, appflow)  {sandbox.aws_url}")
-        _say(f"  Kubernetes API stand-in                    {sandbox.kube_url}")
+    with contextlib.ExitStack() as stack:
+        kube: ApiServer | None = None
+        if apiserver:
+            # The real kube-apiserver and etcd (built by `make install`) instead of the stand-in.
+            kube = stack.enter_context(ApiServer(workdir / "apiserver", crds_dir=CRDS_DIR))
+        sandbox = stack.enter_context(Sandbox(workdir, aws_args=["--build-seconds", "2"], kube=kube))
+        services = ", ".join(dict.fromkeys(kind.service for kind in KINDS))
+        _say(f"  {f'AWS stand-in ({services})':<43}{sandbox.aws_url}")
+        if kube is not None:
+            label = f"kube-apiserver and etcd (ready in {kube.seconds_to_ready:.1f}s)"
+            _say(f"  {label:<43}{sandbox.kube_url}")
+        else:
+            _say(f"  Kubernetes API stand-in                    {sandbox.kube_url}")
         _say(f"  kubeconfig                                 {sandbox.kubeconfig}")
         sandbox.start_operator()
         _say(
@@ -76,7 +79,8 @@ def run_demo(keep: bool, timeout: float) -> int:
         for obj in applied:
             ns = obj["metadata"].get("namespace", "default")
             name = obj["metadata"]["name"]
-            api_path = _plural_path(sandbox, obj)
+            kind = BY_KIND[obj["kind"]]
+            api_path = kind.plural_path
             try:
                 live = sandbox.wait_condition(api_path, ns, name, "Ready", timeout=timeout)
                 took = time.monotonic() - start
@@ -87,7 +91,7 @@ def run_demo(keep: bool, timeout: float) -> int:
                 synced = condition(live, "Synced", "False") or condition(live, "Ready", "False") or {}
                 why = f"{synced.get('reason', '?')}: {synced.get('message', '')}"
                 _say(f"  {obj['kind']}/{name} NOT Ready: {why}")
-            id_field, arn_field = ID_FIELDS[obj["kind"]]
+            id_field, arn_field = kind.id_field, kind.arn_field
             status = live.get("status", {})
             ready = condition(live, "Ready", "True") is not None
             rows.append(
@@ -126,5 +130,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="q-operator demo", description=__doc__)
     parser.add_argument("--keep", action="store_true", help="keep everything running until Ctrl-C")
     parser.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for each resource")
+    parser.add_argument(
+        "--apiserver",
+        action="store_true",
+        help="run on the real kube-apiserver and etcd (built by make install) instead of the stand-in",
+    )
     args = parser.parse_args(argv)
-    return run_demo(keep=args.keep, timeout=args.timeout)
+    try:
+        return run_demo(keep=args.keep, timeout=args.timeout, apiserver=args.apiserver)
+    except ApiServerError as e:
+        print(f"error: {e}", flush=True)
+        return 1

@@ -1,6 +1,9 @@
-"""The embedded default: both stand-ins and the operator as real processes on loopback.
+"""The AWS stand-in, a Kubernetes API server and the operator as real processes on loopback.
 
-`make demo` and the end-to-end tests share it, so the demo a user watches is exactly what the tests
+The Kubernetes side is either the stand-in (`q-operator emulate kube`, started here: the embedded
+default of `make demo` and the place for kube-side fault injection) or a server the caller runs, such
+as the real kube-apiserver (`q_operator.apiserver.ApiServer`, what the end-to-end tests use). `make
+demo` and the end-to-end tests share this module, so the demo a user watches is exactly what the tests
 prove. Every piece is a separate process that finds the others through the standard variables
 (KUBECONFIG, AWS_ENDPOINT_URL), as it would in a cluster; nothing here imports the engine.
 """
@@ -11,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -18,7 +22,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRDS_DIR = REPO_ROOT / "crds"
@@ -94,8 +98,20 @@ def _stop(proc: subprocess.Popen[bytes] | None, kill: bool = False, timeout: flo
         proc.wait(timeout=timeout)
 
 
+class KubeServer(Protocol):
+    """A Kubernetes API server the sandbox uses but does not run (e.g. `apiserver.ApiServer`)."""
+
+    url: str
+    kubeconfig: Path
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """Verifies the server and presents a client certificate that may do anything."""
+        ...
+
+
 class Sandbox:
-    """Both stand-ins plus, on demand, the operator. Use as a context manager."""
+    """The AWS stand-in, a Kubernetes API server (the stand-in unless `kube` is given) plus, on demand,
+    the operator. Use as a context manager; it stops only what it started."""
 
     def __init__(
         self,
@@ -104,20 +120,23 @@ class Sandbox:
         aws_args: Sequence[str] = (),
         operator_env: Mapping[str, str] | None = None,
         crds_dir: Path = CRDS_DIR,
+        kube: KubeServer | None = None,
     ) -> None:
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.kubeconfig = workdir / "kubeconfig"
+        self.external_kube = kube
+        self.kubeconfig = kube.kubeconfig if kube else workdir / "kubeconfig"
         self.aws_args = list(aws_args)
         self.operator_env = dict(operator_env or {})
         self.crds_dir = crds_dir
         self.aws_url = ""
-        self.kube_url = ""
+        self.kube_url = kube.url if kube else ""
         self._aws: subprocess.Popen[bytes] | None = None
         self._kube: subprocess.Popen[bytes] | None = None
         self.operator: subprocess.Popen[bytes] | None = None
         self._spawned: list[subprocess.Popen[bytes]] = []
         self._operator_starts = 0
+        self._operator_logs: dict[int, Path] = {}
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -140,6 +159,8 @@ class Sandbox:
             os.environ,
             self.workdir / "aws.log",
         )
+        if self.external_kube is not None:
+            return
         self._kube, self.kube_url = _start_ready_process(
             "Kubernetes stand-in",
             [
@@ -208,6 +229,7 @@ class Sandbox:
             argv, stdout=log, stderr=subprocess.STDOUT, env=op_env, start_new_session=True
         )
         self._spawned.append(proc)
+        self._operator_logs[proc.pid] = Path(log.name)
 
         def alive() -> bool:
             if proc.poll() is not None:
@@ -221,10 +243,20 @@ class Sandbox:
         wait_for("the operator's liveness endpoint", alive, timeout=60)
         return proc
 
+    def operator_log(self, proc: subprocess.Popen[bytes]) -> Path:
+        """The log file of an operator this sandbox started."""
+        return self._operator_logs[proc.pid]
+
     def stop_operator(self, kill: bool = False) -> None:
         """Stop the operator; `kill=True` is kill -9, the crash the tests inflict."""
         _stop(self.operator, kill=kill)
         self.operator = None
+
+    def stop_operators(self) -> None:
+        """Stop every operator this sandbox started (`start_operator` and `spawn_operator` alike)."""
+        self.stop_operator()
+        for proc in self._spawned:
+            _stop(proc)
 
     # -- clients ---------------------------------------------------------------------------------
 
@@ -244,9 +276,48 @@ class Sandbox:
             raise SandboxError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
         return result
 
+    @property
+    def on_standin(self) -> bool:
+        """True when the Kubernetes side is our stand-in (its /_emulator/ API exists), not a real server."""
+        return self.external_kube is None
+
     def kube(self, method: str, path: str, body: Any = None, content_type: str = "application/json") -> Any:
-        """A raw call to the Kubernetes stand-in (no auth on loopback); returns the decoded JSON."""
-        return _http_json(self.kube_url + path, method, body, content_type)
+        """A raw call to the Kubernetes API (the stand-in needs no auth on loopback; a real server gets
+        the admin client certificate); returns the decoded JSON."""
+        context = self.external_kube.ssl_context() if self.external_kube else None
+        return _http_json(self.kube_url + path, method, body, content_type, context=context)
+
+    def purge_custom_objects(self) -> int:
+        """Delete every object of every CRD on the server, finalizers stripped first; the count.
+
+        Tests that share one API server call it between modules with the operator stopped, so the next
+        module's cluster-wide operator never sees a previous module's objects. There is no garbage
+        collector or namespace controller to do it (and namespaces never finish deleting).
+        """
+        removed = 0
+        crds = self.kube("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions")["items"]
+        for crd in crds:
+            spec = crd["spec"]
+            version = next(v["name"] for v in spec["versions"] if v.get("served", True))
+            base = f"/apis/{spec['group']}/{version}"
+            for obj in self.kube("GET", f"{base}/{spec['names']['plural']}")["items"]:
+                meta = obj["metadata"]
+                where = f"/namespaces/{meta['namespace']}" if meta.get("namespace") else ""
+                path = f"{base}{where}/{spec['names']['plural']}/{meta['name']}"
+                try:
+                    if meta.get("finalizers"):
+                        self.kube(
+                            "PATCH",
+                            path,
+                            {"metadata": {"finalizers": None}},
+                            content_type="application/merge-patch+json",
+                        )
+                    self.kube("DELETE", path)
+                except urllib.error.HTTPError as e:
+                    if e.code != 404:
+                        raise
+                removed += 1
+        return removed
 
     def aws(self, method: str, path: str, body: Any = None) -> Any:
         """A call to the AWS stand-in's admin API under /_emulator/."""
@@ -304,12 +375,18 @@ def _split(plural_path: str, namespace: str) -> str:
     return f"{group_version}/namespaces/{namespace}/{plural}"
 
 
-def _http_json(url: str, method: str, body: Any = None, content_type: str = "application/json") -> Any:
+def _http_json(
+    url: str,
+    method: str,
+    body: Any = None,
+    content_type: str = "application/json",
+    context: ssl.SSLContext | None = None,
+) -> Any:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method)
     if data is not None:
         request.add_header("Content-Type", content_type)
-    with urllib.request.urlopen(request, timeout=30) as response:
+    with urllib.request.urlopen(request, timeout=30, context=context) as response:
         raw = response.read()
     return json.loads(raw) if raw else None
 

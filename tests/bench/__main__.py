@@ -27,9 +27,9 @@ from q_operator.sandbox import Sandbox
 from tests.bench import cases
 from tests.bench.cases import Result
 from tests.bench.harness import ProcSampler, ReadyWatch, gvp_of
-from tests.e2e.helpers import APPFLOWCONNECTORS, QLIBRARYITEMS, QPLUGINS
+from tests.kinds import QPLUGIN, TEST_KINDS
 
-KINDS = [gvp_of(p) for p in (QPLUGINS, QLIBRARYITEMS, APPFLOWCONNECTORS)]
+KINDS = [gvp_of(facts.plural_path) for facts in TEST_KINDS]
 #: The operator is told the account's most generous per-operation rate; it learns the lower ones.
 OPERATOR_ENV = {"Q_OPERATOR_AWS_RATE": "20"}
 
@@ -185,14 +185,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     run.sampler,
                     "100 QPlugins",
                     "small",
-                    cases.plugin_objects("small", 100),
+                    cases.objects_of(QPLUGIN, "small", 100),
                 )
             )
         print_result(results[-1])
 
     if "big" in wanted:
         with Run(workdir / "big", drift, env) as run:
-            objects = cases.plugin_objects("big", big_n)
+            objects = cases.objects_of(QPLUGIN, "big", big_n)
             result = cases.converge(
                 run.box, run.watch, run.sampler, f"{big_n} QPlugins", "big", objects, rss_target_mib=200.0
             )
@@ -216,15 +216,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if "mix" in wanted:
         with Run(workdir / "mix", drift, env) as run:
-            third = mix_n // 3
-            objects = [
-                *cases.plugin_objects("mix", third),
-                *cases.library_item_objects("mix", third),
-                *cases.connector_objects("mix", mix_n - 2 * third),
-            ]
-            results.append(
-                cases.converge(run.box, run.watch, run.sampler, f"mix of {mix_n} (3 kinds)", "mix", objects)
-            )
+            objects = cases.mix_objects("mix", mix_n)
+            case = f"mix of {mix_n} ({len(TEST_KINDS)} kinds)"
+            results.append(cases.converge(run.box, run.watch, run.sampler, case, "mix", objects))
         print_result(results[-1])
 
     total = time.monotonic() - began

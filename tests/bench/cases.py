@@ -11,20 +11,18 @@ from __future__ import annotations
 import math
 import os
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from q_operator.sandbox import Sandbox
+from q_operator.sandbox import Sandbox, SandboxError, wait_for
 from tests.bench.harness import (
     CallStats,
     ProcSample,
     ProcSampler,
     ReadyWatch,
     aws_calls,
-    aws_state,
     create_namespace,
     create_objects,
     gvp_of,
@@ -33,44 +31,15 @@ from tests.bench.harness import (
     quantiles,
     wait_quiet,
 )
-from tests.e2e.helpers import APPFLOWCONNECTORS, QLIBRARYITEMS, QPLUGINS, qplugin
+from tests.kinds import TEST_KINDS, KindFacts
 
 BUILD_SECONDS = 5.0
 
-#: Requests per second the AWS stand-in allows, per operation (and region), as AWS's service quotas do.
-AWS_LIMITS: dict[str, float] = {
-    "qbusiness:CreatePlugin": 10,
-    "qbusiness:GetPlugin": 20,
-    "qbusiness:ListTagsForResource": 20,
-    "qbusiness:ListPlugins": 10,
-    "qbusiness:UpdatePlugin": 10,
-    "qbusiness:DeletePlugin": 10,
-    "qbusiness:TagResource": 10,
-    "qbusiness:UntagResource": 10,
-    "qapps:CreateLibraryItem": 10,
-    "qapps:GetLibraryItem": 20,
-    "qapps:ListLibraryItems": 10,
-    "qapps:UpdateLibraryItem": 10,
-    "qapps:DeleteLibraryItem": 10,
-    "appflow:RegisterConnector": 10,
-    "appflow:DescribeConnector": 20,
-    "appflow:ListTagsForResource": 20,
-    "appflow:TagResource": 10,
-    "appflow:UnregisterConnector": 10,
-}
-CREATE_OPS = {
-    QPLUGINS: "CreatePlugin",
-    QLIBRARYITEMS: "CreateLibraryItem",
-    APPFLOWCONNECTORS: "RegisterConnector",
-}
-SERVICE = {QPLUGINS: "qbusiness", QLIBRARYITEMS: "qapps", APPFLOWCONNECTORS: "appflow"}
-#: The fewest AWS calls one object can converge with: its create (and tags where they are a separate
-#: call) plus one observe that sees it ready (a plugin's observe is GetPlugin + ListTagsForResource).
-MIN_CALLS = {QPLUGINS: 3, QLIBRARYITEMS: 2, APPFLOWCONNECTORS: 4}
-#: AWS calls of one observe (a drift check) per kind.
-OBSERVE_CALLS = {QPLUGINS: 2, QLIBRARYITEMS: 1, APPFLOWCONNECTORS: 2}
-INSTANCE_ID = "0f9a3c2e-1b4d-4c6e-8a7f-2d3e4f5a6b7c"
-CATEGORY_ID = "3e4f5a6b-7c8d-4e9f-a0b1-c2d3e4f5a6b7"
+#: Requests per second the AWS stand-in allows, per operation (and region), as AWS's service quotas do
+#: (each kind's quotas are in tests/kinds.py).
+AWS_LIMITS: dict[str, float] = {op: rate for facts in TEST_KINDS for op, rate in facts.quotas.items()}
+#: The kinds by the plural path the bench keys its objects with.
+BY_PATH: dict[str, KindFacts] = {facts.plural_path: facts for facts in TEST_KINDS}
 
 
 def aws_args() -> list[str]:
@@ -81,12 +50,15 @@ def aws_args() -> list[str]:
 
 
 def create_rate(plural_path: str) -> float:
-    return AWS_LIMITS[f"{SERVICE[plural_path]}:{CREATE_OPS[plural_path]}"]
+    facts = BY_PATH[plural_path]
+    return AWS_LIMITS[f"{facts.info.service}:{facts.create_op}"]
 
 
 def lower_bound(counts: Counter[str]) -> float:
     """Seconds AWS needs at least: the slowest kind's creates at its create rate, plus its build."""
-    bounds = [n / create_rate(p) + (BUILD_SECONDS if p == QPLUGINS else 0.0) for p, n in counts.items() if n]
+    bounds = [
+        n / create_rate(p) + (BUILD_SECONDS if BY_PATH[p].builds else 0.0) for p, n in counts.items() if n
+    ]
     return max(bounds, default=0.0)
 
 
@@ -144,56 +116,28 @@ class Result:
 # ----- manifests
 
 
-#: AWS allows 50 plugins per Q Business application (the stand-in too): spread them over applications.
-PLUGINS_PER_APPLICATION = 25
+def objects_of(facts: KindFacts, namespace: str, n: int) -> list[tuple[str, dict[str, Any]]]:
+    """The bench's `n` objects of one kind in `namespace`, as (plural path, manifest)."""
+    found = []
+    for i in range(n):
+        name, spec = facts.bench_object(namespace, i)
+        body = {
+            "apiVersion": facts.info.api_version,
+            "kind": facts.kind,
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": spec,
+        }
+        found.append((facts.plural_path, body))
+    return found
 
 
-def plugin_objects(namespace: str, n: int) -> list[tuple[str, dict[str, Any]]]:
+def mix_objects(namespace: str, n: int) -> list[tuple[str, dict[str, Any]]]:
+    """`n` objects shared evenly between the kinds (the last takes the remainder)."""
+    share = n // len(TEST_KINDS)
+    counts = [share] * (len(TEST_KINDS) - 1) + [n - share * (len(TEST_KINDS) - 1)]
     return [
-        (QPLUGINS, qplugin(f"p{i:04d}", namespace, applicationId=_application(namespace, i)))
-        for i in range(n)
+        item for facts, k in zip(TEST_KINDS, counts, strict=True) for item in objects_of(facts, namespace, k)
     ]
-
-
-def _application(namespace: str, index: int) -> str:
-    seed = sum(namespace.encode()) << 16
-    return str(uuid.UUID(int=(0xA0 << 120) + seed + index // PLUGINS_PER_APPLICATION))
-
-
-def library_item_objects(namespace: str, n: int) -> list[tuple[str, dict[str, Any]]]:
-    items = []
-    for i in range(n):
-        body = {
-            "apiVersion": "qapps.q-operator.dev/v1alpha1",
-            "kind": "QLibraryItem",
-            "metadata": {"name": f"li{i:04d}", "namespace": namespace},
-            "spec": {
-                "instanceId": INSTANCE_ID,
-                "appId": str(uuid.UUID(int=(0xB0 << 120) + i, version=4)),
-                "appVersion": 1,
-                "categories": [CATEGORY_ID],
-            },
-        }
-        items.append((QLIBRARYITEMS, body))
-    return items
-
-
-def connector_objects(namespace: str, n: int) -> list[tuple[str, dict[str, Any]]]:
-    items = []
-    for i in range(n):
-        body = {
-            "apiVersion": "appflow.q-operator.dev/v1alpha1",
-            "kind": "AppFlowConnector",
-            "metadata": {"name": f"{namespace}-c{i:04d}", "namespace": namespace},
-            "spec": {
-                "connectorProvisioningType": "LAMBDA",
-                "connectorProvisioningConfig": {
-                    "lambda": {"lambdaArn": f"arn:aws:lambda:us-east-1:123456789012:function:conn-{i}"}
-                },
-            },
-        }
-        items.append((APPFLOWCONNECTORS, body))
-    return items
 
 
 # ----- measurements
@@ -201,21 +145,20 @@ def connector_objects(namespace: str, n: int) -> list[tuple[str, dict[str, Any]]
 
 def aws_ready_times(sandbox: Sandbox, namespace: str, plurals: Sequence[str]) -> dict[tuple[str, str], float]:
     """(plural, name) → when AWS had the object's resource ready (a plugin: its create + the build)."""
-    state = aws_state(sandbox)
-    plugins = {p["plugin_id"]: float(p["created_at"]) + BUILD_SECONDS for p in state["plugins"]}
-    items = {i["library_item_id"]: float(i["created_at"]) for i in state["libraryItems"]}
-    connectors = {c["label"]: float(c["registered_at"]) for c in state["connectors"]}
+    state = sandbox.aws("GET", "/_emulator/state")
+    ready_at = {
+        (facts.kind, r.id): r.created_at + (BUILD_SECONDS if facts.builds else 0.0)
+        for facts in TEST_KINDS
+        for r in facts.resources(state)
+    }
     found: dict[tuple[str, str], float] = {}
     for plural_path in plurals:
         plural = gvp_of(plural_path)[2]
         for obj in list_objects(sandbox, plural_path, namespace):
             status = obj.get("status") or {}
             name = obj["metadata"]["name"]
-            at = (
-                plugins.get(status.get("pluginId", ""))
-                or items.get(status.get("libraryItemId", ""))
-                or connectors.get(status.get("connectorLabel", ""))
-            )
+            facts = BY_PATH[plural_path]
+            at = ready_at.get((facts.kind, str(status.get(facts.info.id_field, ""))))
             if at is not None:
                 found[(plural, name)] = at
     return found
@@ -256,14 +199,14 @@ def converge(
         "ratio",
         1.2,
         note=f"bound = creates at {', '.join(f'{create_rate(p):g}/s' for p in counts)}"
-        + (f" + {BUILD_SECONDS:g}s build" if QPLUGINS in counts else ""),
+        + (f" + {BUILD_SECONDS:g}s build" if any(BY_PATH[p].builds for p in counts) else ""),
     )
     calls = aws_calls(sandbox, started, last + 0.5)
-    minimum = sum(MIN_CALLS[p] * k for p, k in counts.items())
+    minimum = sum(BY_PATH[p].min_create_calls * k for p, k in counts.items())
     result.add("AWS calls per object", calls.total / n, "", minimum / n, note="bound = the fewest calls")
     result.add("throttled share of calls", 100 * calls.throttle_share, "%", 1.0, "max")
-    creates = sum(calls.by_operation().get(CREATE_OPS[p], 0) for p in counts) - sum(
-        calls.throttled_by_operation().get(CREATE_OPS[p], 0) for p in counts
+    creates = sum(calls.by_operation().get(BY_PATH[p].create_op, 0) for p in counts) - sum(
+        calls.throttled_by_operation().get(BY_PATH[p].create_op, 0) for p in counts
     )
     result.add("creates that reached AWS", creates, "", n, "eq")
     delays = [seen - at_aws for seen, at_aws in _pairs(sandbox, namespace, counts, ready)]
@@ -324,7 +267,7 @@ def steady_state(
     sample = sampler.cut()
     per_minute = 60.0 / window
     calls = aws_calls(sandbox, start, end)
-    implied = sum(OBSERVE_CALLS[p] * k for p, k in counts.items()) * 60.0 / drift_seconds
+    implied = sum(BY_PATH[p].observe_calls * k for p, k in counts.items()) * 60.0 / drift_seconds
     result.add(
         "AWS calls per minute",
         calls.total * per_minute,
@@ -376,16 +319,15 @@ def restart(
                 times.setdefault(str(c["resource"]), float(c["time"]))
         return max(times.values()) if len(times) == len(plurals) else None
 
-    deadline = time.monotonic() + 60
-    watch_at = watching()
-    while watch_at is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-        watch_at = watching()
+    try:
+        watch_at: float | None = wait_for("a watch on every kind", watching, timeout=60, interval=0.2)
+    except SandboxError:
+        watch_at = None
     result.add("start → liveness answers", live, "s")
     result.add("start → watching every kind", (watch_at or time.time()) - started, "s")
     last = wait_quiet(sandbox, started, quiet=8.0, cap=240.0, first_within=60.0)
     calls: CallStats = aws_calls(sandbox, started, last + 0.001)
-    creates = sum(calls.by_operation().get(op, 0) for op in CREATE_OPS.values())
+    creates = sum(calls.by_operation().get(facts.create_op, 0) for facts in TEST_KINDS)
     result.add("AWS calls resuming", calls.total, "", note=f"over {calls.span():.0f}s")
     result.add("AWS calls resuming per object", calls.total / n if n else 0.0)
     result.add("creates while resuming", creates, "", 0, "eq")

@@ -25,7 +25,7 @@ from typing import Any
 
 import psutil
 
-from q_operator.sandbox import Sandbox, SandboxError
+from q_operator.sandbox import Sandbox, SandboxError, wait_for
 
 #: (group, version, plural) of a custom resource
 Gvp = tuple[str, str, str]
@@ -102,12 +102,16 @@ class ReadyWatch:
 
     def wait_ready(self, expected: int, namespace: str, timeout: float) -> bool:
         """Wait (bounded) until `expected` objects of `namespace` are Ready; False on timeout."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.count_ready(namespace) >= expected:
-                return True
-            time.sleep(0.1)
-        return False
+        try:
+            wait_for(
+                f"{expected} Ready in {namespace}",
+                lambda: self.count_ready(namespace) >= expected,
+                timeout=timeout,
+                interval=0.1,
+            )
+        except SandboxError:
+            return False
+        return True
 
     def ready_times(self, namespace: str) -> dict[tuple[str, str], float]:
         """(plural, name) → the wall-clock time it was first seen Ready."""
@@ -261,16 +265,6 @@ def list_objects(sandbox: Sandbox, plural_path: str, namespace: str) -> list[dic
     return items
 
 
-def aws_state(sandbox: Sandbox) -> dict[str, Any]:
-    """The AWS stand-in's resources of the default account and region."""
-    state: dict[str, Any] = sandbox.aws("GET", "/_emulator/state")
-    merged: dict[str, Any] = {"plugins": [], "libraryItems": [], "connectors": []}
-    for scope in state.values():
-        for key in merged:
-            merged[key].extend(scope.get(key, []))
-    return merged
-
-
 def quantiles(values: Sequence[float]) -> dict[str, float]:
     """median, p90 and max (0s when empty)."""
     if not values:
@@ -284,18 +278,24 @@ def wait_quiet(sandbox: Sandbox, since: float, quiet: float, cap: float, first_w
     """Wait until the AWS stand-in, having received a call after `since`, has had none for `quiet`
     seconds (at most `cap` s after `since`; when no call comes within `first_within` s, stop waiting).
     Returns the time of the last call seen (or `since`)."""
-    deadline = since + cap
-    while True:
-        log = sandbox.aws_requests()
-        times = [float(c["time"]) for c in log if float(c.get("time", 0)) >= since]
+    seen: list[float] = []
+
+    def went_quiet() -> float | None:
+        times = [float(c["time"]) for c in sandbox.aws_requests() if float(c.get("time", 0)) >= since]
+        seen[:] = times
         now = time.time()
-        if now >= deadline:
-            return max(times, default=since)
         if times and now - max(times) >= quiet:
             return max(times)
         if not times and now - since >= first_within:
             return since
-        time.sleep(1.0)
+        return None
+
+    try:
+        return wait_for("the AWS calls to stop", went_quiet, timeout=since + cap - time.time(), interval=1.0)
+    except SandboxError:  # still busy at the cap: measure up to the last call seen
+        if not seen:
+            went_quiet()
+        return max(seen, default=since)
 
 
 def require(ok: bool, what: str) -> None:

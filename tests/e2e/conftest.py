@@ -1,8 +1,17 @@
-"""End-to-end harness: the real `q-operator run` process against both stand-ins over HTTP.
+"""End-to-end harness: the real `q-operator run` process against the real kube-apiserver over HTTPS.
 
-One sandbox (AWS stand-in, Kubernetes stand-in, operator) per test module; each test works in a
-namespace of its own so tests never see each other's objects. Logs of every process are kept in the
-module's temporary directory and their tails are printed when a test fails.
+One real API server (etcd + kube-apiserver, see q_operator.apiserver) per pytest worker, with our CRDs
+and kopf's peering CRDs applied once, shared by the worker's modules. Per module: an AWS stand-in and
+the operator; each test works in a namespace of its own. At module teardown the operator stops and
+every custom object the module left is removed (finalizers stripped), so the next module's
+cluster-wide operator never sees them: a bare API server has no garbage collector and namespaces
+never finish deleting.
+
+A module that still needs the Kubernetes stand-in (kube-side fault injection, its request log) sets
+`KUBE_STANDIN = "<one-line reason>"` and gets a stand-in of its own, as every module did before.
+
+Logs of every process are kept in the module's temporary directory; their tails are printed when a
+test fails.
 """
 
 from __future__ import annotations
@@ -15,28 +24,59 @@ from typing import Any
 
 import pytest
 
+from q_operator.apiserver import ApiServer
 from q_operator.sandbox import Sandbox
 
-from . import calllog
+from .helpers import e2e_crds, shared_sandbox
 
 _counter = itertools.count()
 
 
+@pytest.fixture(scope="session")
+def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+    """This worker's real API server: our CRDs and kopf's peering CRDs, an audit log for the
+    permission proofs, AlwaysAllow (test_rbac_real proves the chart's RBAC on a server of its own)."""
+    root = tmp_path_factory.mktemp("apiserver")
+    with ApiServer(root / "server", crds_dir=e2e_crds(root / "crds"), audit=True) as server:
+        yield server
+
+
+def standin_reason(module: Any) -> str | None:
+    """Why a module runs on the Kubernetes stand-in instead of the real server (None: it does not)."""
+    reason: str | None = getattr(module, "KUBE_STANDIN", None)
+    return reason
+
+
 @pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Sandbox]:
+def kube_server(request: pytest.FixtureRequest) -> ApiServer | None:
+    """The real API server for this module, or None when the module runs on the stand-in."""
+    if standin_reason(request.module):
+        return None
+    server: ApiServer = request.getfixturevalue("apiserver")
+    return server
+
+
+@pytest.fixture(scope="module")
+def sandbox(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest, kube_server: ApiServer | None
+) -> Iterator[Sandbox]:
     aws_args: list[str] = list(getattr(request.module, "AWS_ARGS", ["--build-seconds", "0.5"]))
     operator_env: dict[str, str] = dict(getattr(request.module, "OPERATOR_ENV", {}))
     workdir = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
-    with Sandbox(workdir, aws_args=aws_args, operator_env=operator_env) as box:
+    with shared_sandbox(workdir, kube_server, aws_args=aws_args, operator_env=operator_env) as box:
         box.start_operator()
         yield box
-        collect_calls(box)
 
 
-def collect_calls(box: Sandbox) -> None:
-    """Keep what the sandbox's stand-ins were asked, for the permission proofs."""
-    calllog.KUBE.extend(box.kube("GET", "/_emulator/requests"))
-    calllog.AWS.extend(box.aws_requests())
+@pytest.fixture(scope="module")
+def fresh_sandbox(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest, kube_server: ApiServer | None
+) -> Iterator[Sandbox]:
+    """Like `sandbox` but with no operator started: the module starts what it needs."""
+    aws_args: list[str] = list(getattr(request.module, "AWS_ARGS", ["--build-seconds", "0.5"]))
+    workdir = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+    with shared_sandbox(workdir, kube_server, aws_args=aws_args) as box:
+        yield box
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -58,8 +98,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     outcome = yield
     report = outcome.get_result()
     if report.when == "call" and report.failed:
-        box = item.funcargs.get("sandbox") if hasattr(item, "funcargs") else None
-        if isinstance(box, Sandbox):
+        funcargs = getattr(item, "funcargs", {})
+        boxes = [v for v in funcargs.values() if isinstance(v, Sandbox)]
+        for box in boxes[:1]:
             for log in sorted(Path(box.workdir).glob("*.log")):
                 lines = log.read_text(errors="replace").splitlines()[-40:]
                 report.sections.append((f"{log.name} (last 40 lines)", "\n".join(lines)))

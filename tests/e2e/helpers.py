@@ -1,56 +1,59 @@
-"""Small helpers for the end-to-end tests: manifests, kubectl apply, boto3 against the stand-in."""
+"""Small helpers for the end-to-end tests: kubectl apply, boto3 against the stand-in, events. The
+objects themselves (a valid manifest per kind) come from tests/kinds.py."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
 from botocore.config import Config
 
-from q_operator.sandbox import Sandbox
+from q_operator.sandbox import CRDS_DIR, REPO_ROOT, KubeServer, Sandbox
 
-QPLUGINS = "qbusiness.q-operator.dev/v1alpha1/qplugins"
-QLIBRARYITEMS = "qapps.q-operator.dev/v1alpha1/qlibraryitems"
-APPFLOWCONNECTORS = "appflow.q-operator.dev/v1alpha1/appflowconnectors"
+from . import calllog
 
-APPLICATION_ID = "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d"
-OPENAPI = json.dumps(
-    {
-        "openapi": "3.0.0",
-        "info": {"title": "Orders", "version": "1.0"},
-        "paths": {
-            "/orders": {"get": {"operationId": "listOrders", "responses": {"200": {"description": "ok"}}}}
-        },
-    }
-)
+PEERING_CRDS = REPO_ROOT / "charts" / "q-operator" / "charts" / "kopf-peering" / "crds" / "kopf-peering.yaml"
 
 
 def new_application_id() -> str:
     return str(uuid.uuid4())
 
 
-def qplugin(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
-    """A valid custom plugin with an inline OpenAPI schema and no auth; `spec` overrides fields."""
-    body: dict[str, Any] = {
-        "applicationId": APPLICATION_ID,
-        "displayName": name,
-        "type": "CUSTOM",
-        "authConfiguration": {"noAuthConfiguration": {}},
-        "customPluginConfiguration": {
-            "description": "Orders API",
-            "apiSchemaType": "OPEN_API_V3",
-            "apiSchema": {"payload": OPENAPI},
-        },
-    }
-    body.update(spec)
-    return {
-        "apiVersion": "qbusiness.q-operator.dev/v1alpha1",
-        "kind": "QPlugin",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": body,
-    }
+def e2e_crds(directory: Path) -> Path:
+    """A directory with our CRDs and kopf's peering CRDs (as the chart installs them with peering)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for path in [*CRDS_DIR.glob("*.yaml"), PEERING_CRDS]:
+        shutil.copy(path, directory / path.name)
+    return directory
+
+
+@contextlib.contextmanager
+def shared_sandbox(workdir: Path, server: KubeServer | None, **kwargs: Any) -> Iterator[Sandbox]:
+    """A Sandbox on `server` (or on a stand-in of its own when None). On exit it stops every operator
+    it started, keeps the calls made for the permission proofs, and removes every custom object left
+    on the shared server."""
+    with Sandbox(workdir, kube=server, **kwargs) as box:
+        try:
+            yield box
+        finally:
+            box.stop_operators()
+            collect_calls(box)
+            if not box.on_standin:
+                box.purge_custom_objects()
+
+
+def collect_calls(box: Sandbox) -> None:
+    """Keep what the sandbox's stand-ins were asked, for the permission proofs. A real API server's
+    calls are in its audit log, read by the proofs themselves."""
+    if box.on_standin:
+        calllog.KUBE.extend(box.kube("GET", "/_emulator/requests"))
+    calllog.AWS.extend(box.aws_requests())
 
 
 def apply(sandbox: Sandbox, obj: dict[str, Any], check: bool = True) -> str:
@@ -82,47 +85,6 @@ def plugins_in(sandbox: Sandbox, application_id: str) -> list[dict[str, Any]]:
     for page in qbusiness.get_paginator("list_plugins").paginate(applicationId=application_id):
         found.extend(page["plugins"])
     return found
-
-
-INSTANCE_ID = "0f9a3c2e-1b4d-4c6e-8a7f-2d3e4f5a6b7c"
-ACCOUNT_ID = "123456789012"
-
-
-def new_instance_id() -> str:
-    """A fresh Q Business instance per test: library items and categories are scoped by instance."""
-    return str(uuid.uuid4())
-
-
-def lambda_arn(function: str) -> str:
-    return f"arn:aws:lambda:us-east-1:{ACCOUNT_ID}:function:{function}"
-
-
-def qlibraryitem(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
-    """A valid library item publishing version 1 of a fresh app; `spec` overrides fields."""
-    body: dict[str, Any] = {"instanceId": INSTANCE_ID, "appId": str(uuid.uuid4()), "appVersion": 1}
-    body.update(spec)
-    return {
-        "apiVersion": "qapps.q-operator.dev/v1alpha1",
-        "kind": "QLibraryItem",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": body,
-    }
-
-
-def appflowconnector(name: str, namespace: str, function: str | None = None, **spec: Any) -> dict[str, Any]:
-    """A valid Lambda connector registered under its name (no connectorLabel); `spec` overrides fields."""
-    body: dict[str, Any] = {
-        "description": f"{name} records",
-        "connectorProvisioningType": "LAMBDA",
-        "connectorProvisioningConfig": {"lambda": {"lambdaArn": lambda_arn(function or name)}},
-    }
-    body.update(spec)
-    return {
-        "apiVersion": "appflow.q-operator.dev/v1alpha1",
-        "kind": "AppFlowConnector",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": body,
-    }
 
 
 def library_items_in(sandbox: Sandbox, instance_id: str) -> list[dict[str, Any]]:

@@ -9,20 +9,12 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 from q_operator.sandbox import Sandbox, condition, wait_for
+from tests.kinds import APPFLOWCONNECTORS, appflowconnector, lambda_arn
 
-from .helpers import (
-    APPFLOWCONNECTORS,
-    appflowconnector,
-    apply,
-    calls,
-    client,
-    connector_labels,
-    lambda_arn,
-)
+from .helpers import apply, calls, client, connector_labels
 
 AWS_ARGS = ["--build-seconds", "0.2"]
 #: Library items and connectors have no build: poll right after a create or update, not after 1 s.
@@ -353,79 +345,6 @@ def test_force_delete_unregisters_a_connector_in_use(sandbox: Sandbox, namespace
     assert name not in connector_labels(sandbox)
 
 
-def test_delete_policy_unregisters_then_releases_the_object(sandbox: Sandbox, namespace: str) -> None:
-    name = _label("gone")
-    _register(sandbox, namespace, name)
-    sandbox.kubectl("delete", "afc", name, "-n", namespace, "--wait=false")
-    wait_for("the object to go", lambda: sandbox.get(APPFLOWCONNECTORS, namespace, name) is None, timeout=30)
-    assert name not in connector_labels(sandbox)
-
-
-def test_retain_policy_keeps_the_registration_with_its_owner_tag(sandbox: Sandbox, namespace: str) -> None:
-    name = _label("kept")
-    obj = _register(sandbox, namespace, name, deletionPolicy="Retain")
-    sandbox.kubectl("delete", "afc", name, "-n", namespace, "--wait=false")
-    wait_for("the object to go", lambda: sandbox.get(APPFLOWCONNECTORS, namespace, name) is None, timeout=30)
-    assert _describe(sandbox, name)["connectorArn"] == obj["status"]["connectorArn"]
-    assert OWNER_TAG in _tags(sandbox, obj["status"]["connectorArn"])
-
-
-def test_kill_9_between_register_and_status_write_never_duplicates(sandbox: Sandbox, namespace: str) -> None:
-    """Every AWS answer is delayed 0.8 s, so AppFlow has registered the connector while the operator
-    still waits for the answer; the operator is killed right then. After the restart exactly one
-    registration exists, tagged as the object's. Repeated to vary the moment."""
-    for attempt in range(3):
-        name = _label(f"crashy{attempt}")
-        sandbox.aws("POST", "/_emulator/config", {"latency_ms": 800})
-        try:
-            apply(sandbox, appflowconnector(name, namespace))
-            wait_for("AppFlow to register it", partial(_registered, sandbox, name), timeout=30, interval=0.02)
-            sandbox.stop_operator(kill=True)
-            obj = sandbox.get(APPFLOWCONNECTORS, namespace, name) or {}
-            assert not obj.get("status", {}).get("connectorArn"), "the ARN must not have been recorded yet"
-        finally:
-            sandbox.aws("POST", "/_emulator/config", {"latency_ms": 0})
-        sandbox.start_operator()
-        obj = sandbox.wait_condition(APPFLOWCONNECTORS, namespace, name, "Ready", timeout=30)
-        assert _registered(sandbox, name) == 1
-        assert obj["status"]["connectorArn"] == _describe(sandbox, name)["connectorArn"]
-        assert _tags(sandbox, obj["status"]["connectorArn"])[OWNER_TAG].startswith(f"{namespace}.{name}.")
-
-
-def test_deleting_while_the_registration_is_in_flight_leaves_no_connector(
-    sandbox: Sandbox, namespace: str
-) -> None:
-    name = _label("fleeting")
-    sandbox.aws("POST", "/_emulator/config", {"latency_ms": 800})
-    try:
-        apply(sandbox, appflowconnector(name, namespace))
-        wait_for("AppFlow to register it", partial(_registered, sandbox, name), timeout=30, interval=0.02)
-        sandbox.kubectl("delete", "afc", name, "-n", namespace, "--wait=false")
-    finally:
-        sandbox.aws("POST", "/_emulator/config", {"latency_ms": 0})
-    wait_for("the object to go", lambda: sandbox.get(APPFLOWCONNECTORS, namespace, name) is None, timeout=30)
-    assert _registered(sandbox, name) == 0
-
-
-def test_object_deleted_while_the_operator_is_dead_mid_register_leaves_no_connector(
-    sandbox: Sandbox, namespace: str
-) -> None:
-    """kill -9 after AppFlow registered the connector (untagged: TagResource never ran), then the
-    object is deleted while no operator runs: the restarted operator unregisters it."""
-    name = _label("orphaned")
-    sandbox.aws("POST", "/_emulator/config", {"latency_ms": 800})
-    try:
-        apply(sandbox, appflowconnector(name, namespace))
-        wait_for("AppFlow to register it", partial(_registered, sandbox, name), timeout=30, interval=0.02)
-        sandbox.stop_operator(kill=True)
-    finally:
-        sandbox.aws("POST", "/_emulator/config", {"latency_ms": 0})
-    sandbox.kubectl("delete", "afc", name, "-n", namespace, "--wait=false")
-    sandbox.start_operator()
-    wait_for("the object to go", lambda: sandbox.get(APPFLOWCONNECTORS, namespace, name) is None, timeout=30)
-    assert _registered(sandbox, name) == 0
-
-
 def test_invalid_manifests_are_refused_at_apply_naming_the_field(sandbox: Sandbox, namespace: str) -> None:
     name = _label("fixed")
     _register(sandbox, namespace, name)
@@ -450,3 +369,8 @@ def test_invalid_manifests_are_refused_at_apply_naming_the_field(sandbox: Sandbo
     for bad_name in ("bad-arn", "bad-type", "x"):
         assert sandbox.get(APPFLOWCONNECTORS, namespace, bad_name) is None
     assert len(calls(sandbox, "RegisterConnector")) == registers
+
+
+def test_kubectl_explain_describes_the_label(sandbox: Sandbox) -> None:
+    out = sandbox.kubectl("explain", "appflowconnector.spec.connectorLabel").stdout
+    assert "DESCRIPTION:" in out and "label" in out.lower()

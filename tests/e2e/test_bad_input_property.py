@@ -1,4 +1,4 @@
-"""Bad input, property-based: specs of all three kinds, valid and invalid in every field, applied with
+"""Bad input, property-based: specs of every kind, valid and invalid in every field, applied with
 kubectl against the sandbox running the real operator.
 
 The strategies are built from the kinds' pydantic models, through the same structural schema the CRDs
@@ -26,7 +26,6 @@ import json
 import os
 import re
 import string
-import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -36,11 +35,8 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from q_operator.crdgen import model_schema
-from q_operator.kinds.appflowconnector import AppFlowConnectorSpec
-from q_operator.kinds.qlibraryitem import QLibraryItemSpec
-from q_operator.kinds.qplugin import QPluginSpec
-from q_operator.sandbox import Sandbox, condition
-from tests.reliability.harness import KIND_PATHS, manifest
+from q_operator.sandbox import Sandbox, SandboxError, condition, wait_for
+from tests.kinds import TEST_KINDS, facts_of, manifest
 
 pytestmark = pytest.mark.e2e
 
@@ -49,11 +45,7 @@ BATCHES = int(os.environ.get("Q_OPERATOR_BAD_INPUT_BATCHES", "5"))
 BATCH_SIZE = 8
 VERDICT_SECONDS = 45.0
 
-MODELS: dict[str, type[BaseModel]] = {
-    "QPlugin": QPluginSpec,
-    "QLibraryItem": QLibraryItemSpec,
-    "AppFlowConnector": AppFlowConnectorSpec,
-}
+MODELS: dict[str, type[BaseModel]] = {facts.kind: facts.info.spec_model for facts in TEST_KINDS}
 SCHEMAS = {kind: model_schema(model) for kind, model in MODELS.items()}
 ASCII = st.characters(codec="ascii", categories=["L", "N", "P", "S", "Zs"])
 Path = tuple[str, ...]
@@ -290,21 +282,11 @@ def report_tally() -> Iterator[None]:
 _batch = iter(range(1_000_000))
 
 
-BASIC_AUTH = {
-    "secretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:s",
-    "roleArn": "arn:aws:iam::123456789012:role/r",
-}
-#: One batch always tried first: inputs the CRD schema cannot refuse but the model does (tag keys are
-#: map keys, which a structural schema cannot constrain), so the InvalidSpec path is always exercised.
+#: One batch always tried first: each kind's examples (tests/kinds.py), among them inputs the CRD
+#: schema cannot refuse but the model does (tag keys are map keys, which a structural schema cannot
+#: constrain), so the InvalidSpec path is always exercised.
 MODEL_ONLY_REFUSALS: list[tuple[str, list[Mutation]]] = [
-    ("AppFlowConnector", [("invalid", ("tags",), {"bad key!": "v"})]),
-    ("AppFlowConnector", [("invalid", ("tags",), {"x" * 20 + " y": "v"})]),
-    ("QPlugin", []),
-    ("QLibraryItem", [("valid", ("isVerified",), True)]),
-    ("AppFlowConnector", [("delete", ("description",), None)]),
-    ("QPlugin", [("valid", ("state",), "DISABLED")]),
-    ("QLibraryItem", [("invalid", ("appVersion",), -1)]),
-    ("QPlugin", [("second-member", ("authConfiguration", "basicAuthConfiguration"), BASIC_AUTH)]),
+    (facts.kind, mutations) for facts in TEST_KINDS for mutations in facts.bad_input_examples
 ]
 
 
@@ -353,7 +335,7 @@ def test_every_input_is_refused_flagged_or_converges_and_the_operator_keeps_serv
         for kind, name, mutations in everyone:
             if (kind, name) in verdicts:
                 continue
-            live = sandbox.get(KIND_PATHS[kind], namespace, name)
+            live = sandbox.get(facts_of(kind).plural_path, namespace, name)
             assert live is not None, f"{kind} {name} vanished"
             verdict = judge(kind, live, mutations)
             if verdict is None:
@@ -361,12 +343,10 @@ def test_every_input_is_refused_flagged_or_converges_and_the_operator_keeps_serv
             verdicts[(kind, name)] = verdict
         return True
 
-    deadline = time.monotonic() + VERDICT_SECONDS
-    while not all_judged():
-        assert time.monotonic() < deadline, (
-            f"no verdict in {VERDICT_SECONDS:.0f}s: {pending(sandbox, namespace)}"
-        )
-        time.sleep(0.3)
+    try:
+        wait_for("a verdict on every input", all_judged, timeout=VERDICT_SECONDS, interval=0.3)
+    except SandboxError:
+        raise AssertionError(f"no verdict in {VERDICT_SECONDS:.0f}s: {pending(sandbox, namespace)}") from None
     for (kind, name), verdict in verdicts.items():
         if name == "control":  # the operator keeps serving the others
             assert verdict == "accepted, Ready", (kind, verdict)
@@ -415,10 +395,11 @@ def judge(kind: str, live: Mapping[str, Any], mutations: list[Mutation]) -> str 
 
 def pending(sandbox: Sandbox, namespace: str) -> list[str]:
     found = []
-    for kind, path in KIND_PATHS.items():
-        for item in sandbox.kube(
-            "GET", f"/apis/{path.rsplit('/', 1)[0]}/namespaces/{namespace}/{path.rsplit('/', 1)[1]}"
-        )["items"]:
+    for facts in TEST_KINDS:
+        kind, info = facts.kind, facts.info
+        for item in sandbox.kube("GET", f"/apis/{info.api_version}/namespaces/{namespace}/{info.plural}")[
+            "items"
+        ]:
             conds = [
                 (c["type"], c["status"], c.get("reason"))
                 for c in (item.get("status") or {}).get("conditions", [])

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from q_operator.sandbox import Sandbox, condition, wait_for
-from tests.reliability.harness import KIND_PATHS, KINDS, aws_resources, changed, manifest, owner_mark
+from tests.kinds import aws_resources, changed, facts_of, manifest
+from tests.reliability.harness import KIND_PATHS, KINDS, owner_mark
 from tests.reliability.writes import CHANGE_OP, CREATES, DELETES, Needed, tally
 
 pytestmark = pytest.mark.e2e
@@ -100,8 +101,8 @@ def test_lagging_reads_and_lost_answers_make_no_duplicate_and_no_unneeded_write(
     wait_for(f"{kind} Ready", lambda: _ready(sandbox, obj, 1), timeout=90, interval=0.5)
     live = _get(sandbox, obj) or {}
     mark = owner_mark(live)
-    spec = obj["spec"]
-    key = (spec["instanceId"], spec["appId"], str(spec["appVersion"])) if kind == "QLibraryItem" else None
+    facts = facts_of(kind)
+    key = None if facts.tagged else facts.natural_key(obj)  # untagged kinds: known by their natural key
     assert len(_held_by(sandbox, mark, kind, key)) == 1
 
     _losing_the_answer(sandbox, CHANGE_OP[kind], lambda: _apply(sandbox, changed(obj)))

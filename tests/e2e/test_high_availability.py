@@ -4,34 +4,27 @@ active replica dies."""
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
-
 import pytest
 
-from q_operator.sandbox import CRDS_DIR, REPO_ROOT, Sandbox, wait_for
+from q_operator.sandbox import Sandbox, wait_for
+from tests.kinds import QPLUGINS, qplugin
 
-from .helpers import QPLUGINS, apply, calls, new_application_id, plugins_in, qplugin
+from .helpers import apply, calls, new_application_id, plugins_in
 
-PEERING_CRDS = REPO_ROOT / "charts" / "q-operator" / "charts" / "kopf-peering" / "crds" / "kopf-peering.yaml"
 #: A short peering lifetime so the standby notices the active replica's death within seconds.
 PEERING_ENV = {"Q_OPERATOR_PEERING_LIFETIME": "5"}
 
 
 @pytest.fixture(scope="module")
-def peered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    workdir = tmp_path_factory.mktemp("ha")
-    crds = workdir / "crds"
-    crds.mkdir()
-    for path in [*CRDS_DIR.glob("*.yaml"), PEERING_CRDS]:
-        shutil.copy(path, crds / path.name)
-    with Sandbox(workdir / "run", aws_args=["--build-seconds", "0.5"], crds_dir=crds) as box:
-        box.kube(
-            "POST",
-            "/apis/kopf.dev/v1/clusterkopfpeerings",
-            {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "q-operator"}},
-        )
-        yield box
+def peered(fresh_sandbox: Sandbox) -> Sandbox:
+    """No operator yet; the peering object the chart's replicas share (kopf's peering CRDs are on
+    every end-to-end API server)."""
+    fresh_sandbox.kube(
+        "POST",
+        "/apis/kopf.dev/v1/clusterkopfpeerings",
+        {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "q-operator"}},
+    )
+    return fresh_sandbox
 
 
 def test_two_replicas_create_each_plugin_once(peered: Sandbox) -> None:

@@ -25,17 +25,9 @@ import pytest
 
 from q_operator.sandbox import Sandbox, condition, wait_for
 from tests import alerting
+from tests.kinds import APPFLOWCONNECTORS, QLIBRARYITEMS, QPLUGINS, appflowconnector, qlibraryitem, qplugin
 
-from .helpers import (
-    APPFLOWCONNECTORS,
-    QLIBRARYITEMS,
-    QPLUGINS,
-    appflowconnector,
-    apply,
-    new_application_id,
-    qlibraryitem,
-    qplugin,
-)
+from .helpers import apply, new_application_id
 
 pytestmark = pytest.mark.skipif(
     not (alerting.PROMTOOL.exists() and alerting.CHART.exists()), reason="needs promtool (make install)"
@@ -143,7 +135,12 @@ def record(sandbox: Sandbox, namespace: str) -> dict[str, list[dict[str, Any]]]:
     sandbox.aws("POST", "/_emulator/config", {"throttle_percent": 100, "throttle_for_seconds": 120})
     try:
         synced_false(sandbox, QPLUGINS, namespace, "orders", "Throttled")
-        recording["throttled"] = record_state(throttled_again, "every kind's observe call throttled again")
+        # A throttled call is counted when it is answered, its cycle only when it ends: wait for both,
+        # or a loaded machine scrapes between the two and the recording shows no reconcile at all.
+        recording["throttled"] = record_state(
+            lambda a, b: throttled_again(a, b) and reconciled_again(1)(a, b),
+            "every kind's observe call throttled again, and a cycle ended",
+        )
     finally:
         sandbox.aws("POST", "/_emulator/config", {"throttle_percent": 0, "throttle_for_seconds": 0})
     return recording

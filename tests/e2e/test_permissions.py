@@ -1,5 +1,11 @@
-"""Least privilege, proven: the chart's RBAC and docs/iam-policy.json against what the operator
-really called, across the whole end-to-end suite, both ways (nothing missing, nothing unused).
+"""Least privilege, proven: the chart's RBAC and the IAM policy (docs/iam-tenant-policy.json, the
+operator's docs/iam-policy.json without sts:AssumeRole) against what the operator really called,
+across the whole end-to-end suite, both ways (nothing missing, nothing unused).
+
+What the operator called on Kubernetes comes from the real kube-apiserver's audit log (every module of
+this pytest worker ran on the same server) plus the request logs of modules that ran on the stand-in;
+on AWS, from the AWS stand-ins' request logs. The other half of the RBAC proof, that the real
+authorizer lets the operator do all of it with only the chart's grants, is test_chart_rbac.py.
 
 This module also drives every sample through create, update and delete itself, so it proves
 something when run alone; run with the whole suite it sees every path the suite exercised.
@@ -13,18 +19,19 @@ from typing import Any
 import pytest
 import yaml
 
+from q_operator.apiserver import ApiServer
 from q_operator.sandbox import REPO_ROOT, Sandbox, wait_for
-from tests.iam import check_iam, load_policy
-from tests.rbac import check_rbac, render_chart, rules_from_chart
+from tests.iam import TENANT_POLICY, check_iam, load_policy
+from tests.kinds import BY_KIND, QPLUGINS, facts_of, qplugin
+from tests.rbac import audit_requests, check_rbac, render_chart, rules_from_chart
 
 from . import calllog
-from .helpers import QPLUGINS, apply, new_application_id, qplugin
+from .helpers import apply, new_application_id
 
 pytestmark = pytest.mark.after_suite
 
 #: The operator's own Kubernetes clients: kopf, and the `kubernetes` client that reads ConfigMaps.
 OPERATOR_AGENTS = ("kopf", "OpenAPI-Generator")
-PLURALS = {"QPlugin": "qplugins", "QLibraryItem": "qlibraryitems", "AppFlowConnector": "appflowconnectors"}
 
 
 def _resources() -> list[dict[str, Any]]:
@@ -37,22 +44,7 @@ def _resources() -> list[dict[str, Any]]:
 
 
 def _api(obj: dict[str, Any]) -> str:
-    return f"{obj['apiVersion']}/{PLURALS[obj['kind']]}"
-
-
-#: Two rounds of changes per kind: the first changes a member AWS updates in place and adds a tag,
-#: the second removes the tags, so every update and untag call is made at least once.
-CHANGES = {
-    "QPlugin": [
-        {"spec": {"displayName": "renamed", "tags": {"changed-by": "permissions-test"}}},
-        {"spec": {"tags": None}},
-    ],
-    "QLibraryItem": [{"spec": {"isVerified": False}}, {"spec": {"categories": [], "itemStatus": "DISABLED"}}],
-    "AppFlowConnector": [
-        {"spec": {"description": "changed by the permissions test", "tags": {"changed-by": "test"}}},
-        {"spec": {"tags": None}},
-    ],
-}
+    return facts_of(obj).plural_path
 
 
 def _wait_ready(sandbox: Sandbox, objs: list[dict[str, Any]]) -> None:
@@ -90,11 +82,13 @@ def lifecycle(sandbox: Sandbox) -> Sandbox:
     for path in sorted((REPO_ROOT / "samples").glob("*.yaml")):
         if "invalid" not in path.name:
             sandbox.kubectl("apply", "-f", str(path))
-    kinds = [d for d in _resources() if d["kind"] in PLURALS]
+    kinds = [d for d in _resources() if d["kind"] in BY_KIND]
     _wait_ready(sandbox, kinds)
+    # Two rounds of changes per kind (tests/kinds.py): an in-place change that adds a tag, then the
+    # tags removed, so every update and untag call is made at least once.
     for round_ in range(2):
         for obj in kinds:
-            patch = CHANGES[obj["kind"]][round_]
+            patch = facts_of(obj).permission_changes[round_]
             name = obj["metadata"]["name"]
             sandbox.kubectl("patch", obj["kind"].lower(), name, "--type=merge", "-p", json.dumps(patch))
         _wait_ready(sandbox, kinds)
@@ -111,8 +105,14 @@ def lifecycle(sandbox: Sandbox) -> Sandbox:
     return sandbox
 
 
-def test_chart_rbac_grants_every_call_the_operator_made_and_nothing_more(lifecycle: Sandbox) -> None:
-    requests = [*calllog.KUBE, *lifecycle.kube("GET", "/_emulator/requests")]
+def test_chart_rbac_grants_every_call_the_operator_made_and_nothing_more(
+    lifecycle: Sandbox, kube_server: ApiServer | None
+) -> None:
+    if kube_server is None:
+        requests = [*calllog.KUBE, *lifecycle.kube("GET", "/_emulator/requests")]
+    else:
+        assert kube_server.audit_log is not None
+        requests = [*calllog.KUBE, *audit_requests(kube_server.audit_log)]
     report = check_rbac(requests, rules_from_chart(render_chart()), agent=OPERATOR_AGENTS)
     assert report.used, "the log shows no call from the operator: the proof would be empty"
     assert not report.missing, (
@@ -125,7 +125,7 @@ def test_iam_policy_allows_every_aws_call_the_operator_made_and_nothing_more(lif
     requests = [
         r for r in [*calllog.AWS, *lifecycle.aws_requests()] if "q-operator/" in str(r.get("userAgent", ""))
     ]
-    report = check_iam(requests, load_policy())
+    report = check_iam(requests, load_policy(TENANT_POLICY))
     assert report.used, "the log shows no call from the operator: the proof would be empty"
     assert not report.missing, (
         f"calls the policy does not allow (AccessDenied on AWS): {sorted(report.missing)}"

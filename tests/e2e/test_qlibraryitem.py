@@ -7,24 +7,15 @@ Each test works in an instance of its own (library items and categories are scop
 from __future__ import annotations
 
 import uuid
-from functools import partial
 from typing import Any
 
 import yaml
 
 from q_operator.emulate.aws.faults import TokenBucket
 from q_operator.sandbox import Sandbox, condition, wait_for
+from tests.kinds import QLIBRARYITEMS, new_instance_id, qlibraryitem
 
-from .helpers import (
-    QLIBRARYITEMS,
-    apply,
-    calls,
-    client,
-    events_of,
-    library_items_in,
-    new_instance_id,
-    qlibraryitem,
-)
+from .helpers import apply, calls, client, events_of, library_items_in
 
 AWS_ARGS = ["--build-seconds", "0.2"]
 #: Library items and connectors have no build: poll right after a create or update, not after 1 s.
@@ -46,14 +37,6 @@ def _publish(sandbox: Sandbox, namespace: str, name: str, **spec: Any) -> tuple[
     instance = new_instance_id()
     apply(sandbox, qlibraryitem(name, namespace, instanceId=instance, **spec))
     return instance, sandbox.wait_condition(QLIBRARYITEMS, namespace, name, "Ready", timeout=30)
-
-
-def _item_states(sandbox: Sandbox, app_id: str) -> list[dict[str, Any]]:
-    """The stand-in's own record of the items of an app (what AWS holds, answer sent or not)."""
-    state = sandbox.aws("GET", "/_emulator/state")
-    return [
-        i for region in state.values() for i in region.get("libraryItems", []) if i.get("app_id") == app_id
-    ]
 
 
 def test_publish_reaches_ready_with_the_one_item_aws_holds(sandbox: Sandbox, namespace: str) -> None:
@@ -195,24 +178,6 @@ def test_existing_item_of_the_same_app_version_is_refused_then_adopted_on_reques
     assert item["isVerified"] is True
 
 
-def test_delete_policy_removes_the_item_then_the_object(sandbox: Sandbox, namespace: str) -> None:
-    instance, _ = _publish(sandbox, namespace, "gone")
-    sandbox.kubectl("delete", "qlibraryitem", "gone", "-n", namespace, "--wait=false")
-    wait_for("the object to go", lambda: sandbox.get(QLIBRARYITEMS, namespace, "gone") is None, timeout=30)
-    assert library_items_in(sandbox, instance) == []
-
-
-def test_retain_policy_keeps_the_item_and_releases_the_object(sandbox: Sandbox, namespace: str) -> None:
-    instance, obj = _publish(sandbox, namespace, "kept", deletionPolicy="Retain")
-    deletes = len(calls(sandbox, "DeleteLibraryItem"))
-    sandbox.kubectl("delete", "qli", "kept", "-n", namespace, "--wait=false")
-    wait_for("the object to go", lambda: sandbox.get(QLIBRARYITEMS, namespace, "kept") is None, timeout=30)
-    assert [i["libraryItemId"] for i in library_items_in(sandbox, instance)] == [
-        obj["status"]["libraryItemId"]
-    ]
-    assert len(calls(sandbox, "DeleteLibraryItem")) == deletes
-
-
 def test_unknown_category_is_flagged_naming_categories_until_the_spec_is_fixed(
     sandbox: Sandbox, namespace: str
 ) -> None:
@@ -249,84 +214,6 @@ def test_app_the_instance_does_not_know_is_flagged_naming_app_id(sandbox: Sandbo
     assert synced["reason"] == "DependencyNotFound"
     assert "spec.appId" in synced["message"] and manifest["spec"]["appId"] in synced["message"]
     assert library_items_in(sandbox, instance) == []
-
-
-def _created_events(sandbox: Sandbox, namespace: str, name: str) -> list[str]:
-    return [str(e["message"]) for e in events_of(sandbox, namespace, name) if e["reason"] == "Created"]
-
-
-def test_kill_9_between_create_and_status_write_never_duplicates(sandbox: Sandbox, namespace: str) -> None:
-    """CreateLibraryItem has no client token: every AWS answer is delayed 0.8 s, so the item exists
-    while the operator still waits for its ID, and the operator is killed right then. After the
-    restart exactly one item exists and the object holds it. Repeated to vary the moment."""
-    for attempt in range(3):
-        instance = new_instance_id()
-        name = f"crashy{attempt}"
-        manifest = qlibraryitem(name, namespace, instanceId=instance, itemStatus="PUBLISHED")
-        app_id = manifest["spec"]["appId"]
-        sandbox.aws("POST", "/_emulator/config", {"latency_ms": 800})
-        try:
-            apply(sandbox, manifest)
-            wait_for(
-                "AWS to create the item", partial(_item_states, sandbox, app_id), timeout=30, interval=0.02
-            )
-            sandbox.stop_operator(kill=True)
-            obj = sandbox.get(QLIBRARYITEMS, namespace, name) or {}
-            assert not obj.get("status", {}).get("libraryItemId"), "the ID must not have been recorded yet"
-            assert obj.get("status", {}).get("createPending"), "the intent is recorded before the create"
-        finally:
-            sandbox.aws("POST", "/_emulator/config", {"latency_ms": 0})
-        sandbox.start_operator()
-        obj = sandbox.wait_condition(QLIBRARYITEMS, namespace, name, "Ready", timeout=30)
-        item = _one_item(sandbox, instance)
-        assert obj["status"]["libraryItemId"] == item["libraryItemId"]
-        assert len(_item_states(sandbox, app_id)) == 1
-        created = wait_for(
-            "the Created event", partial(_created_events, sandbox, namespace, name), timeout=10
-        )
-        assert all("before an interruption" in m for m in created), created  # found, not created again
-
-
-def test_deleting_while_the_create_is_in_flight_leaves_no_item(sandbox: Sandbox, namespace: str) -> None:
-    """The object is deleted while CreateLibraryItem's answer is still on its way: the item AWS made
-    is found and deleted, never orphaned."""
-    instance = new_instance_id()
-    manifest = qlibraryitem("fleeting", namespace, instanceId=instance)
-    app_id = manifest["spec"]["appId"]
-    sandbox.aws("POST", "/_emulator/config", {"latency_ms": 800})
-    try:
-        apply(sandbox, manifest)
-        wait_for("AWS to create the item", partial(_item_states, sandbox, app_id), timeout=30, interval=0.02)
-        sandbox.kubectl("delete", "qli", "fleeting", "-n", namespace, "--wait=false")
-    finally:
-        sandbox.aws("POST", "/_emulator/config", {"latency_ms": 0})
-    wait_for(
-        "the object to go", lambda: sandbox.get(QLIBRARYITEMS, namespace, "fleeting") is None, timeout=30
-    )
-    assert _item_states(sandbox, app_id) == []
-
-
-def test_object_deleted_while_the_operator_is_dead_mid_create_leaves_no_item(
-    sandbox: Sandbox, namespace: str
-) -> None:
-    """kill -9 after AWS made the item but before its ID was recorded, then the object is deleted
-    while no operator runs: the restarted operator finds the unrecorded item and deletes it."""
-    instance = new_instance_id()
-    manifest = qlibraryitem("orphaned", namespace, instanceId=instance)
-    app_id = manifest["spec"]["appId"]
-    sandbox.aws("POST", "/_emulator/config", {"latency_ms": 800})
-    try:
-        apply(sandbox, manifest)
-        wait_for("AWS to create the item", partial(_item_states, sandbox, app_id), timeout=30, interval=0.02)
-        sandbox.stop_operator(kill=True)
-    finally:
-        sandbox.aws("POST", "/_emulator/config", {"latency_ms": 0})
-    sandbox.kubectl("delete", "qli", "orphaned", "-n", namespace, "--wait=false")
-    sandbox.start_operator()
-    wait_for(
-        "the object to go", lambda: sandbox.get(QLIBRARYITEMS, namespace, "orphaned") is None, timeout=30
-    )
-    assert _item_states(sandbox, app_id) == []
 
 
 def test_invalid_manifest_is_refused_at_apply_naming_the_field(sandbox: Sandbox, namespace: str) -> None:
@@ -414,3 +301,8 @@ def test_throttle_and_internal_error_are_retried_no_sooner_than_their_retry_afte
     assert created["status"] == 200
     assert failed["time"] - throttled["time"] >= 2.0, "a call came before the 429's Retry-After"
     assert created["time"] - failed["time"] >= 3.0, "a call came before the 500's Retry-After"
+
+
+def test_kubectl_explain_describes_the_app_version(sandbox: Sandbox) -> None:
+    out = sandbox.kubectl("explain", "qlibraryitem.spec.appVersion").stdout
+    assert "DESCRIPTION:" in out and "version" in out.lower()

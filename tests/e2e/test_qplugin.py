@@ -1,24 +1,14 @@
-"""QPlugin end to end: the real operator process against both stand-ins."""
+"""QPlugin end to end: the real operator process against both stand-ins. What every kind does the
+same way (Ready with ID and ARN, deletion, Retain, adoption, the crash window) is in test_kinds.py."""
 
 from __future__ import annotations
 
-from q_operator.sandbox import Sandbox, condition, wait_for
+import pytest
 
-from .helpers import QPLUGINS, apply, calls, client, new_application_id, plugins_in, qplugin
+from q_operator.sandbox import Sandbox, wait_for
+from tests.kinds import QPLUGINS, qplugin
 
-
-def test_custom_plugin_reaches_ready_with_the_ids_aws_returned(sandbox: Sandbox, namespace: str) -> None:
-    app = new_application_id()
-    apply(sandbox, qplugin("orders", namespace, applicationId=app))
-    obj = sandbox.wait_condition(QPLUGINS, namespace, "orders", "Ready")
-    [plugin] = plugins_in(sandbox, app)
-    status = obj["status"]
-    assert status["pluginId"] == plugin["pluginId"]
-    assert status["buildStatus"] == "READY"
-    got = client(sandbox, "qbusiness").get_plugin(applicationId=app, pluginId=plugin["pluginId"])
-    assert status["pluginArn"] == got["pluginArn"]
-    assert condition(obj, "Synced", "True")
-    assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
+from .helpers import apply, calls, client, new_application_id, plugins_in
 
 
 def test_update_sends_only_the_changed_member_and_ready_follows(sandbox: Sandbox, namespace: str) -> None:
@@ -39,6 +29,7 @@ def test_state_disabled_is_applied_after_create(sandbox: Sandbox, namespace: str
     [plugin] = plugins_in(sandbox, app)
     assert plugin["state"] == "DISABLED"
     assert obj["status"]["state"] == "DISABLED"
+    assert obj["status"]["buildStatus"] == "READY"
 
 
 def test_tags_follow_the_spec_map_and_the_owner_tag_stays(sandbox: Sandbox, namespace: str) -> None:
@@ -89,24 +80,6 @@ def test_changing_the_type_replaces_the_plugin_and_deletes_the_old_one(
     assert obj["status"]["pluginId"] == new["pluginId"] != old
 
 
-def test_delete_removes_the_plugin_then_the_object(sandbox: Sandbox, namespace: str) -> None:
-    app = new_application_id()
-    apply(sandbox, qplugin("gone", namespace, applicationId=app))
-    sandbox.wait_condition(QPLUGINS, namespace, "gone", "Ready")
-    sandbox.kubectl("delete", "qplugin", "gone", "-n", namespace, "--wait=false")
-    wait_for("the object to go", lambda: sandbox.get(QPLUGINS, namespace, "gone") is None, timeout=60)
-    assert plugins_in(sandbox, app) == []
-
-
-def test_retain_policy_keeps_the_plugin_and_releases_the_object(sandbox: Sandbox, namespace: str) -> None:
-    app = new_application_id()
-    apply(sandbox, qplugin("kept", namespace, applicationId=app, deletionPolicy="Retain"))
-    plugin_id = sandbox.wait_condition(QPLUGINS, namespace, "kept", "Ready")["status"]["pluginId"]
-    sandbox.kubectl("delete", "qplugin", "kept", "-n", namespace, "--wait=false")
-    wait_for("the object to go", lambda: sandbox.get(QPLUGINS, namespace, "kept") is None, timeout=60)
-    assert [p["pluginId"] for p in plugins_in(sandbox, app)] == [plugin_id]
-
-
 def test_invalid_manifest_is_refused_at_apply_naming_the_field(sandbox: Sandbox, namespace: str) -> None:
     before = len(calls(sandbox, "CreatePlugin"))
     out = apply(sandbox, qplugin("bad", namespace, displayName="has space"), check=False)
@@ -129,3 +102,16 @@ def test_invalid_manifest_is_refused_at_apply_naming_the_field(sandbox: Sandbox,
     assert "authConfiguration" in out
     assert sandbox.get(QPLUGINS, namespace, "bad") is None
     assert len(calls(sandbox, "CreatePlugin")) == before
+
+
+@pytest.mark.parametrize(
+    ("path", "words"),
+    [
+        ("qplugin.spec.authConfiguration", "exactly one"),
+        ("qplugin.spec.customPluginConfiguration.apiSchema.payloadFrom", "ConfigMap"),
+        ("qplugin.status.buildStatus", "build"),
+    ],
+)
+def test_kubectl_explain_describes_the_plugin_fields(sandbox: Sandbox, path: str, words: str) -> None:
+    out = sandbox.kubectl("explain", path).stdout
+    assert "DESCRIPTION:" in out and words.lower() in out.lower()

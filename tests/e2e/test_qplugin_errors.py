@@ -1,7 +1,7 @@
 """QPlugin when things go wrong: what the user sees, and that the operator never hot-loops on AWS.
 
-Also adoption of an existing plugin by ID, and a ConfigMap-held OpenAPI document whose change
-reaches AWS.
+Also a ConfigMap-held OpenAPI document whose change reaches AWS (adoption by ID is in test_kinds.py,
+for every kind).
 """
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ from __future__ import annotations
 import time
 
 from q_operator.sandbox import Sandbox, condition, wait_for
+from tests.kinds import OPENAPI, QPLUGINS, qplugin
 
-from .helpers import OPENAPI, QPLUGINS, apply, calls, client, new_application_id, plugins_in, qplugin
+from .helpers import apply, calls, client, new_application_id, plugins_in
 
 
 def _synced_false(sandbox: Sandbox, namespace: str, name: str, reason: str) -> dict[str, object]:
@@ -99,37 +100,6 @@ def test_throttling_is_waited_out_and_every_plugin_converges(sandbox: Sandbox, n
     # The limiter starts at its configured rate and halves on each throttle until it is under the
     # service's: a handful of 429s while it learns, never a storm (at most two per plugin here).
     assert len(throttled) <= 8, f"{len(throttled)} throttled CreatePlugin calls for 4 plugins"
-
-
-def test_a_plugin_is_adopted_by_id_creating_nothing(sandbox: Sandbox, namespace: str) -> None:
-    app = new_application_id()
-    made = client(sandbox, "qbusiness").create_plugin(
-        applicationId=app,
-        displayName="handmade",
-        type="CUSTOM",
-        authConfiguration={"noAuthConfiguration": {}},
-        customPluginConfiguration={
-            "description": "Orders API",
-            "apiSchemaType": "OPEN_API_V3",
-            "apiSchema": {"payload": OPENAPI},
-        },
-    )
-    creates = len(calls(sandbox, "CreatePlugin"))
-    manifest = qplugin("handmade", namespace, applicationId=app)
-    manifest["metadata"]["annotations"] = {"q-operator.dev/adopt-id": made["pluginId"]}
-    apply(sandbox, manifest)
-    obj = sandbox.wait_condition(QPLUGINS, namespace, "handmade", "Ready")
-    assert obj["status"]["pluginId"] == made["pluginId"]
-    assert len(calls(sandbox, "CreatePlugin")) == creates
-    tags = client(sandbox, "qbusiness").list_tags_for_resource(resourceARN=made["pluginArn"])["tags"]
-    assert "q-operator.dev/owner" in {t["key"] for t in tags}
-
-    # A second object asking for the same plugin is refused: it belongs to the first.
-    other = qplugin("thief", namespace, applicationId=app)
-    other["metadata"]["annotations"] = {"q-operator.dev/adopt-id": made["pluginId"]}
-    apply(sandbox, other)
-    _synced_false(sandbox, namespace, "thief", "OwnedByAnother")
-    assert len(plugins_in(sandbox, app)) == 1
 
 
 def test_a_configmap_change_reaches_aws(sandbox: Sandbox, namespace: str) -> None:

@@ -20,6 +20,9 @@ from tests.reliability.scenarios import SCENARIOS, TINY, run_scenario
 
 pytestmark = pytest.mark.e2e
 
+#: Why this module stays on the Kubernetes stand-in (see conftest.py).
+KUBE_STANDIN = "scenarios run two at a time, each with a cluster-wide operator and a stand-in of its own"
+
 FAST = ("kill9", "ratelimit", "nohotloop", "drift", "clash")
 
 

@@ -6,24 +6,23 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from q_operator.sandbox import Sandbox, condition, wait_for
+from tests.kinds import QPLUGINS
 
 pytestmark = pytest.mark.e2e
 
-QPLUGINS = "qbusiness.q-operator.dev/v1alpha1/qplugins"
+
+AWS_ARGS = ["--build-seconds", "1"]
 
 
 @pytest.fixture(scope="module")
-def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    with Sandbox(tmp_path_factory.mktemp("smoke"), aws_args=["--build-seconds", "1"]) as sandbox:
-        sandbox.start_operator()
-        yield sandbox
+def box(sandbox: Sandbox) -> Sandbox:
+    return sandbox
 
 
 def manifest(name: str, application_id: str) -> dict[str, Any]:

@@ -12,34 +12,25 @@ import os
 from typing import Any
 
 import pytest
+import yaml
 
 from q_operator.sandbox import REPO_ROOT, Sandbox, condition, wait_for
 from tests.argocd import user_fields_drift
+from tests.kinds import QPLUGINS, TEST_KINDS, KindFacts, qplugin
 from tests.unit.test_argocd_health import health
 
-from .helpers import QPLUGINS, apply, qplugin
+from .helpers import apply
 
 FIXTURES = REPO_ROOT / "tests" / "fixtures" / "status"
-SAMPLES = {
-    "QPlugin": (
-        "qplugin",
-        "samples/qplugin-custom.yaml",
-        "weather",
-        "qbusiness.q-operator.dev/v1alpha1/qplugins",
-    ),
-    "QLibraryItem": (
-        "qlibraryitem",
-        "samples/qlibraryitem-published.yaml",
-        "expense-helper",
-        "qapps.q-operator.dev/v1alpha1/qlibraryitems",
-    ),
-    "AppFlowConnector": (
-        "appflowconnector",
-        "samples/appflowconnector-lambda.yaml",
-        "inventory-connector",
-        "appflow.q-operator.dev/v1alpha1/appflowconnectors",
-    ),
-}
+#: Ready's printer column, shown by every kind.
+READY_COLUMN = '.status.conditions[?(@.type=="Ready")].status'
+
+
+def _sample(facts: KindFacts) -> dict[str, Any]:
+    """The kind's sample object, as applied from samples/ (the registry names the file)."""
+    docs = yaml.safe_load_all((REPO_ROOT / "samples" / facts.info.sample).read_text())
+    found: dict[str, Any] = next(d for d in docs if d and d.get("kind") == facts.kind)
+    return found
 
 
 def _record(name: str, obj: dict[str, Any]) -> None:
@@ -52,12 +43,13 @@ def _record(name: str, obj: dict[str, Any]) -> None:
 
 @pytest.fixture(scope="module")
 def samples_ready(sandbox: Sandbox) -> dict[str, dict[str, Any]]:
-    """The three kinds' samples applied with kubectl and waited on with `kubectl wait`."""
+    """Every kind's sample applied with kubectl and waited on with `kubectl wait`."""
     live = {}
-    for kind, (short, path, name, api) in SAMPLES.items():
-        sandbox.kubectl("apply", "-f", str(REPO_ROOT / path))
-        sandbox.kubectl("wait", "--for=condition=Ready", f"{short}/{name}", "--timeout=60s", timeout=90)
-        live[kind] = sandbox.get(api, "default", name) or {}
+    for facts in TEST_KINDS:
+        name = _sample(facts)["metadata"]["name"]
+        sandbox.kubectl("apply", "-f", str(REPO_ROOT / "samples" / facts.info.sample))
+        sandbox.kubectl("wait", "--for=condition=Ready", f"{facts.short}/{name}", "--timeout=60s", timeout=90)
+        live[facts.kind] = sandbox.get(facts.plural_path, "default", name) or {}
     return live
 
 
@@ -66,71 +58,74 @@ def test_kubectl_wait_for_ready_returns_once_ready(samples_ready: dict[str, dict
         assert condition(obj, "Ready", "True", current=True), obj.get("status")
 
 
-def test_kubectl_get_shows_the_printer_columns(sandbox: Sandbox, samples_ready: dict[str, Any]) -> None:
-    out = sandbox.kubectl("get", "qp", "weather").stdout
-    header, row = out.strip().splitlines()
-    assert header.split() == ["NAME", "READY", "BUILD", "PLUGIN", "ID", "AGE"]
-    plugin_id = samples_ready["QPlugin"]["status"]["pluginId"]
-    assert row.split()[:4] == ["weather", "True", "READY", plugin_id]
-    out = sandbox.kubectl("get", "qli", "expense-helper").stdout
-    assert samples_ready["QLibraryItem"]["status"]["libraryItemId"] in out and "True" in out
-    out = sandbox.kubectl("get", "afc", "inventory-connector").stdout
-    assert "inventory-connector" in out.splitlines()[1] and "True" in out
+def _column_value(obj: dict[str, Any], path: str) -> str | None:
+    """What `kubectl get` shows for a printer column with a plain path (.status.x, .spec.y)."""
+    if path == READY_COLUMN:
+        return "True"
+    section, _, field = path.lstrip(".").partition(".")
+    if section not in ("spec", "status") or "." in field:
+        return None
+    return str(obj[section][field])
 
 
-def test_the_q_operator_category_lists_all_three_kinds(
-    sandbox: Sandbox, samples_ready: dict[str, Any]
+@pytest.mark.parametrize("facts", TEST_KINDS, ids=lambda f: f.kind)
+def test_kubectl_get_shows_the_printer_columns_and_the_aws_id(
+    sandbox: Sandbox, samples_ready: dict[str, Any], facts: KindFacts
 ) -> None:
+    obj = samples_ready[facts.kind]
+    name = obj["metadata"]["name"]
+    header, row = sandbox.kubectl("get", facts.short, name).stdout.strip().splitlines()
+    columns = [c for c in facts.info.printer_columns if not c.priority]
+    assert header.split() == ["NAME", *(word for c in columns for word in c.name.upper().split())]
+    shown = [_column_value(obj, c.json_path) for c in columns if c.type != "date"]
+    assert row.split()[: 1 + len(shown)] == [name, *shown]
+    assert obj["status"][facts.info.id_field] in row.split(), "the AWS ID is visible at a glance"
+
+
+def test_the_q_operator_category_lists_every_kind(sandbox: Sandbox, samples_ready: dict[str, Any]) -> None:
     out = sandbox.kubectl("get", "q-operator", "-o", "name").stdout.split()
-    assert "qplugin.qbusiness.q-operator.dev/weather" in out
-    assert "qlibraryitem.qapps.q-operator.dev/expense-helper" in out
-    assert "appflowconnector.appflow.q-operator.dev/inventory-connector" in out
+    for facts in TEST_KINDS:
+        name = samples_ready[facts.kind]["metadata"]["name"]
+        assert f"{facts.info.singular}.{facts.info.group}/{name}" in out
 
 
-@pytest.mark.parametrize(
-    ("path", "words"),
-    [
-        ("qplugin.spec.authConfiguration", "exactly one"),
-        ("qplugin.spec.customPluginConfiguration.apiSchema.payloadFrom", "ConfigMap"),
-        ("qplugin.status.buildStatus", "build"),
-        ("qlibraryitem.spec.appVersion", "version"),
-        ("appflowconnector.spec.connectorLabel", "label"),
-        ("appflowconnector.spec.deletionPolicy", "Retain"),
-    ],
-)
-def test_kubectl_explain_describes_fields(sandbox: Sandbox, path: str, words: str) -> None:
-    out = sandbox.kubectl("explain", path).stdout
+@pytest.mark.parametrize("facts", TEST_KINDS, ids=lambda f: f.kind)
+def test_kubectl_explain_describes_the_common_fields(sandbox: Sandbox, facts: KindFacts) -> None:
+    singular = facts.info.singular
+    out = sandbox.kubectl("explain", f"{singular}.spec.deletionPolicy").stdout
+    assert "DESCRIPTION:" in out and "retain" in out.lower()
+    out = sandbox.kubectl("explain", f"{singular}.status.{facts.info.id_field}").stdout
     assert "DESCRIPTION:" in out
-    assert words.lower() in out.lower()
 
 
-def test_kubectl_describe_shows_the_created_event(sandbox: Sandbox, samples_ready: dict[str, Any]) -> None:
+@pytest.mark.parametrize("facts", TEST_KINDS, ids=lambda f: f.kind)
+def test_kubectl_describe_shows_the_created_event(
+    sandbox: Sandbox, samples_ready: dict[str, Any], facts: KindFacts
+) -> None:
+    name = samples_ready[facts.kind]["metadata"]["name"]
+
     def created_event() -> bool:
-        out = sandbox.kubectl("describe", "qp", "weather").stdout
+        out = sandbox.kubectl("describe", facts.short, name).stdout
         return "Created" in out and "Events:" in out
 
     wait_for("the Created event in kubectl describe", created_event, timeout=30)
 
 
 def test_argo_cd_sees_no_drift_the_operator_caused(sandbox: Sandbox, samples_ready: dict[str, Any]) -> None:
-    import yaml
-
-    for kind, (_, path, name, api) in SAMPLES.items():
-        manifest = next(
-            d for d in yaml.safe_load_all((REPO_ROOT / path).read_text()) if d and d.get("kind") == kind
-        )
-        live = sandbox.get(api, "default", name) or {}
-        assert user_fields_drift(manifest, live) == [], kind
-        assert live["metadata"]["generation"] == 1, f"{kind}: the operator must never write spec"
+    for facts in TEST_KINDS:
+        manifest = _sample(facts)
+        live = sandbox.get(facts.plural_path, "default", manifest["metadata"]["name"]) or {}
+        assert user_fields_drift(manifest, live) == [], facts.kind
+        assert live["metadata"]["generation"] == 1, f"{facts.kind}: the operator must never write spec"
 
 
 def test_argo_cd_health_checks_on_live_objects(
     sandbox: Sandbox, samples_ready: dict[str, Any], namespace: str
 ) -> None:
-    for kind, (short, *_) in SAMPLES.items():
-        obj = samples_ready[kind]
-        assert health(short, obj)[0] == "Healthy", (kind, obj.get("status"))
-        _record(f"{short}-healthy-recorded-ready", obj)
+    for facts in TEST_KINDS:
+        obj = samples_ready[facts.kind]
+        assert health(facts.info.singular, obj)[0] == "Healthy", (facts.kind, obj.get("status"))
+        _record(f"{facts.info.singular}-healthy-recorded-ready", obj)
 
     # Progressing while the build runs: a plugin caught right after its create.
     sandbox.aws("POST", "/_emulator/config", {"build_seconds": 5})

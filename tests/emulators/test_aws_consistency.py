@@ -20,7 +20,8 @@ from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutE
 
 from q_operator.emulate.aws.server import parse_args
 from q_operator.emulate.aws.testing import AwsHandle
-from tests.emulators.aws_support import LAMBDA_ARN, error_code, wait_for
+from q_operator.sandbox import wait_for
+from tests.emulators.aws_support import LAMBDA_ARN, error_code
 
 LAG = 1.5
 SLACK = 3.0
@@ -123,7 +124,7 @@ def watch(settled: Callable[[str], bool], keys: list[str], since: float) -> dict
                 settled_at[key] = time.monotonic() - since
         return len(settled_at) == len(keys)
 
-    wait_for(all_settled, timeout=LAG + SLACK)
+    wait_for("every resource settled", all_settled, timeout=LAG + SLACK)
     return settled_at
 
 
@@ -156,7 +157,7 @@ def test_an_update_shows_in_reads_after_up_to_the_lag(aws: AwsHandle, name: str)
     client = aws.client(kind.service, parameter_validation=False)
     keys = [kind.create(client, i) for i in range(COUNT)]
     if kind.service == "qbusiness":
-        wait_for(lambda: all(kind.get(client, k)["buildStatus"] == "READY" for k in keys))
+        wait_for("builds READY", lambda: all(kind.get(client, k)["buildStatus"] == "READY" for k in keys))
     aws.configure(read_lag=LAG, seed=3)
     since = time.monotonic()
     for key in keys:
@@ -174,7 +175,7 @@ def test_a_deletion_shows_in_reads_after_up_to_the_lag(aws: AwsHandle, name: str
     keys = [kind.create(client, i) for i in range(COUNT)]
     if kind.service == "qbusiness":
         aws.configure(build_seconds=0)
-        wait_for(lambda: all(kind.get(client, k)["buildStatus"] == "READY" for k in keys))
+        wait_for("builds READY", lambda: all(kind.get(client, k)["buildStatus"] == "READY" for k in keys))
     aws.configure(read_lag=LAG, seed=3)
     since = time.monotonic()
     for key in keys:

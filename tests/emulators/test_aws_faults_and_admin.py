@@ -21,14 +21,8 @@ from botocore.exceptions import ClientError
 
 from q_operator.emulate.aws.server import parse_args
 from q_operator.emulate.aws.testing import AwsHandle
-from tests.emulators.aws_support import (
-    OPERATIONS,
-    error_code,
-    make_client,
-    new_id,
-    wait_for,
-    wire_error_code,
-)
+from q_operator.sandbox import wait_for
+from tests.emulators.aws_support import OPERATIONS, error_code, make_client, new_id, wire_error_code
 
 
 def modelled_errors() -> list[tuple[str, str, str, int, list[str]]]:
@@ -114,7 +108,7 @@ def test_a_star_rate_limits_each_operation_and_refills(aws: AwsHandle, client: C
             return False
         return True
 
-    wait_for(passes, timeout=3)
+    wait_for("calls to pass again", passes, timeout=3, interval=0.02)
 
 
 def test_time_boxed_throttling_throttles_then_stops(aws: AwsHandle, client: Callable[..., Any]) -> None:
@@ -131,7 +125,7 @@ def test_time_boxed_throttling_throttles_then_stops(aws: AwsHandle, client: Call
             return False
         return True
 
-    wait_for(passes, timeout=3)
+    wait_for("calls to pass again", passes, timeout=3, interval=0.02)
 
 
 def test_latency_is_added_to_every_answer(aws: AwsHandle, client: Callable[..., Any]) -> None:

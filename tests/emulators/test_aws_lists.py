@@ -16,7 +16,8 @@ from botocore.exceptions import ClientError
 
 from q_operator.emulate.aws.server import parse_args
 from q_operator.emulate.aws.testing import AwsHandle
-from tests.emulators.aws_support import LAMBDA_ARN, error_code, wait_for
+from q_operator.sandbox import wait_for
+from tests.emulators.aws_support import LAMBDA_ARN, error_code
 
 NO_AUTH = {"noAuthConfiguration": {}}
 INSTANCE = "instance-1"
@@ -206,7 +207,7 @@ def test_update_plugin_moves_updated_at_and_nothing_else_does(aws: AwsHandle) ->
     ids = {"applicationId": app, "pluginId": plugin_id}
     first = qb.get_plugin(**ids)
     assert first["updatedAt"] == first["createdAt"]
-    wait_for(lambda: qb.get_plugin(**ids)["buildStatus"] == "READY")
+    wait_for("the build READY", lambda: qb.get_plugin(**ids)["buildStatus"] == "READY")
     qb.tag_resource(resourceARN=first["pluginArn"], tags=[{"key": "team", "value": "a"}])
     ready = qb.get_plugin(**ids)
     assert ready["updatedAt"] == first["updatedAt"]  # neither the build's end nor tags move it
@@ -225,11 +226,16 @@ def test_library_item_updates_move_updated_at_but_reviews_do_not(aws: AwsHandle)
     assert first["updatedAt"] == first["createdAt"]
     qa.associate_library_item_review(**ids)
     assert qa.get_library_item(**ids)["updatedAt"] == first["updatedAt"]
-    wait_for(lambda: time.time() > first["updatedAt"].timestamp() + 0.01)
+    wait_for(
+        "the clock past the first updatedAt", lambda: time.time() > first["updatedAt"].timestamp() + 0.01
+    )
     qa.update_library_item_metadata(isVerified=True, **ids)
     verified = qa.get_library_item(**ids)
     assert verified["updatedAt"] > first["updatedAt"]
-    wait_for(lambda: time.time() > verified["updatedAt"].timestamp() + 0.01)
+    wait_for(
+        "the clock past the verified updatedAt",
+        lambda: time.time() > verified["updatedAt"].timestamp() + 0.01,
+    )
     qa.update_library_item(status="DISABLED", **ids)
     (summary,) = qa.list_library_items(instanceId=INSTANCE)["libraryItems"]
     assert summary["updatedAt"] > verified["updatedAt"] and summary["status"] == "DISABLED"

@@ -9,7 +9,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from q_operator.emulate.aws.testing import AwsHandle
-from tests.emulators.aws_support import ACCOUNT, error_code, new_id, wait_for
+from q_operator.sandbox import wait_for
+from tests.emulators.aws_support import ACCOUNT, error_code, new_id
 
 NO_AUTH = {"noAuthConfiguration": {}}
 
@@ -43,7 +44,9 @@ def test_create_builds_asynchronously_then_is_ready(qb: Any) -> None:
     assert created["pluginArn"] == (
         f"arn:aws:qbusiness:us-east-1:{ACCOUNT}:application/{app}/plugin/{created['pluginId']}"
     )
-    wait_for(lambda: build_status(qb, app, created["pluginId"]) == "READY")
+    wait_for(
+        "the build", lambda: build_status(qb, app, created["pluginId"]) == "READY", timeout=5, interval=0.02
+    )
     got = qb.get_plugin(applicationId=app, pluginId=created["pluginId"])
     assert got["displayName"] == "jira-plugin"
     assert got["type"] == "JIRA"
@@ -55,7 +58,7 @@ def test_create_builds_asynchronously_then_is_ready(qb: Any) -> None:
 def test_update_rebuilds_and_changes_only_given_members(qb: Any) -> None:
     app = new_id()
     plugin = create(qb, app)["pluginId"]
-    wait_for(lambda: build_status(qb, app, plugin) == "READY")
+    wait_for("the build", lambda: build_status(qb, app, plugin) == "READY", timeout=5, interval=0.02)
     qb.update_plugin(applicationId=app, pluginId=plugin, displayName="renamed", state="DISABLED")
     got = qb.get_plugin(applicationId=app, pluginId=plugin)
     assert got["buildStatus"] == "UPDATE_IN_PROGRESS"
@@ -64,7 +67,7 @@ def test_update_rebuilds_and_changes_only_given_members(qb: Any) -> None:
         "DISABLED",
         "https://jira.example.com",
     )
-    wait_for(lambda: build_status(qb, app, plugin) == "READY")
+    wait_for("the build", lambda: build_status(qb, app, plugin) == "READY", timeout=5, interval=0.02)
 
 
 def test_update_while_building_is_a_conflict(qb: Any) -> None:
@@ -81,7 +84,7 @@ def test_update_while_building_is_a_conflict(qb: Any) -> None:
 def test_delete_goes_through_delete_in_progress_then_the_plugin_is_gone(qb: Any) -> None:
     app = new_id()
     plugin = create(qb, app)["pluginId"]
-    wait_for(lambda: build_status(qb, app, plugin) == "READY")
+    wait_for("the build", lambda: build_status(qb, app, plugin) == "READY", timeout=5, interval=0.02)
     qb.delete_plugin(applicationId=app, pluginId=plugin)
     assert build_status(qb, app, plugin) == "DELETE_IN_PROGRESS"
     qb.delete_plugin(applicationId=app, pluginId=plugin)  # a repeated delete is accepted
@@ -93,7 +96,7 @@ def test_delete_goes_through_delete_in_progress_then_the_plugin_is_gone(qb: Any)
             return error_code(exc) == "ResourceNotFoundException"
         return False
 
-    wait_for(gone)
+    wait_for("the plugin to go", gone, timeout=5, interval=0.02)
     assert qb.list_plugins(applicationId=app)["plugins"] == []
 
 
@@ -103,12 +106,12 @@ def test_builds_can_be_made_to_fail(aws: AwsHandle, qb: Any, kind: str) -> None:
     aws.configure(fail_builds_matching="^doomed", fail_build_kinds=[kind])
     plugin = create(qb, app, name="doomed-plugin")["pluginId"]
     if kind != "CREATE":
-        wait_for(lambda: build_status(qb, app, plugin) == "READY")
+        wait_for("the build", lambda: build_status(qb, app, plugin) == "READY", timeout=5, interval=0.02)
         if kind == "UPDATE":
             qb.update_plugin(applicationId=app, pluginId=plugin, serverUrl="https://other.example.com")
         else:
             qb.delete_plugin(applicationId=app, pluginId=plugin)
-    wait_for(lambda: build_status(qb, app, plugin) == f"{kind}_FAILED")
+    wait_for("the build", lambda: build_status(qb, app, plugin) == f"{kind}_FAILED", timeout=5, interval=0.02)
 
 
 def test_fail_next_builds_fails_that_many_builds_then_stops(aws: AwsHandle, qb: Any) -> None:
@@ -116,8 +119,8 @@ def test_fail_next_builds_fails_that_many_builds_then_stops(aws: AwsHandle, qb: 
     aws.configure(fail_next_builds=1)
     first = create(qb, app, name="first")["pluginId"]
     second = create(qb, app, name="second")["pluginId"]
-    wait_for(lambda: build_status(qb, app, first) == "CREATE_FAILED")
-    wait_for(lambda: build_status(qb, app, second) == "READY")
+    wait_for("the build", lambda: build_status(qb, app, first) == "CREATE_FAILED", timeout=5, interval=0.02)
+    wait_for("the build", lambda: build_status(qb, app, second) == "READY", timeout=5, interval=0.02)
 
 
 def test_same_client_token_and_input_returns_the_first_result_and_creates_nothing(qb: Any) -> None:

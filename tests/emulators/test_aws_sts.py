@@ -13,7 +13,8 @@ from botocore.exceptions import ClientError
 
 from q_operator.emulate.aws.server import parse_args
 from q_operator.emulate.aws.testing import AwsHandle
-from tests.emulators.aws_support import ACCOUNT, error_code, wait_for
+from q_operator.sandbox import wait_for
+from tests.emulators.aws_support import ACCOUNT, error_code
 
 ROLE_A = "arn:aws:iam::111122223333:role/team-a"
 ROLE_B = "arn:aws:iam::444455556666:role/tenants/team-b"
@@ -99,7 +100,7 @@ def test_expired_credentials_get_expired_token_exception(aws: AwsHandle, service
             return error_code(exc) == "ExpiredTokenException"
         return False
 
-    wait_for(expired, timeout=10)
+    wait_for("the credentials to expire", expired, timeout=10)
     code, status, message = refusal(call)
     assert (code, status, message) == (
         "ExpiredTokenException",
@@ -122,7 +123,7 @@ def test_expired_credentials_in_sts_are_expired_token(aws: AwsHandle) -> None:
             return error_code(exc) == "ExpiredToken"
         return False
 
-    wait_for(expired, timeout=10)
+    wait_for("the credentials to expire", expired, timeout=10)
     assert refusal(sts.get_caller_identity)[:2] == ("ExpiredToken", 403)
 
 

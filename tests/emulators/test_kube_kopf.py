@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from kubernetes.client.rest import ApiException
 from kubernetes.config import kube_config
 
 from q_operator.emulate.kube.server import KubeEmulator, running_kube_emulator
+from q_operator.sandbox import wait_for
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GROUP, VERSION, PLURAL, NS = "test.example.com", "v1", "widgets", "default"
@@ -57,16 +57,6 @@ def emulator() -> Iterator[KubeEmulator]:
         yield emu
 
 
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 def test_kopf_operator_with_peering_creates_updates_and_deletes_with_a_finalizer_and_status(
     emulator: KubeEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -99,7 +89,7 @@ def test_kopf_operator_with_peering_creates_updates_and_deletes_with_a_finalizer
 
     args = ["run", "--all-namespaces", "--peering=emulated", str(handlers)]
     with KopfRunner(args, timeout=60) as runner:
-        wait_for(peers, "kopf to announce itself in its ClusterKopfPeering")
+        wait_for("kopf to announce itself in its ClusterKopfPeering", peers, timeout=20)
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "Widget",
@@ -108,15 +98,19 @@ def test_kopf_operator_with_peering_creates_updates_and_deletes_with_a_finalizer
         }
         custom.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, body)
         obj = wait_for(
-            lambda: (o := get()) and (o.get("status") or {}).get("phase") == "Created" and o, "create"
+            "create",
+            lambda: (o := get()) and (o.get("status") or {}).get("phase") == "Created" and o,
+            timeout=20,
         )
         assert "test.example.com/kopf-finalizer" in obj["metadata"]["finalizers"]
 
         custom.patch_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "k1", {"spec": {"size": 7}})
-        wait_for(lambda: (o := get()) and (o.get("status") or {}).get("phase") == "Updated-7", "update")
+        wait_for(
+            "update", lambda: (o := get()) and (o.get("status") or {}).get("phase") == "Updated-7", timeout=20
+        )
 
         custom.delete_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "k1")
-        wait_for(lambda: get() is None, "the finalizer to be removed and the object to go")
+        wait_for("the finalizer to be removed and the object to go", lambda: get() is None, timeout=20)
         assert marker.read_text() == "k1"
 
         core = client.CoreV1Api(api)
@@ -125,7 +119,7 @@ def test_kopf_operator_with_peering_creates_updates_and_deletes_with_a_finalizer
             events = core.list_namespaced_event(NS, field_selector="involvedObject.name=k1")
             return [e.message or "" for e in events.items]
 
-        wait_for(lambda: "widget created" in messages(), "kopf's event")
+        wait_for("kopf's event", lambda: "widget created" in messages(), timeout=20)
     api.close()
     assert runner.exit_code == 0, runner.output
     assert runner.exception is None

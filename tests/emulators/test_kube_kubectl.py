@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 from kubernetes import client, config
 
 from q_operator.emulate.kube.server import KubeEmulator, running_kube_emulator
+from q_operator.sandbox import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBECTL = ROOT / ".tools" / "bin" / "kubectl"
@@ -208,10 +208,13 @@ def test_delete_waits_for_finalizers_and_returns_when_gone(kubectl: Kubectl, emu
     assert kubectl.ok("get", "wd", "held", "-o", "jsonpath={.metadata.deletionTimestamp}")
     deletes_before = count_deletes(emulator, "held")
     deleting = kubectl.popen("delete", "wd", "held", "--timeout=20s")
-    deadline = time.monotonic() + 15
-    while count_deletes(emulator, "held") == deletes_before:  # kubectl has sent its DELETE: now let it go
-        assert time.monotonic() < deadline, "kubectl delete never reached the server"
-        time.sleep(0.05)
+    # kubectl has sent its DELETE: now let it go
+    wait_for(
+        "kubectl's DELETE to reach the server",
+        lambda: count_deletes(emulator, "held") > deletes_before,
+        timeout=15,
+        interval=0.05,
+    )
     kubectl.ok("patch", "wd", "held", "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
     _, err = deleting.communicate(timeout=25)
     assert deleting.returncode == 0, err

@@ -15,7 +15,8 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from q_operator.sandbox import condition
-from tests.reliability.harness import KINDS, REF_FIELD, Result, Run, changed, latency, manifest
+from tests.kinds import changed, manifest
+from tests.reliability.harness import KINDS, Result, Run, latency, ref_field
 from tests.reliability.writes import CREATES, Needed, tally
 
 if TYPE_CHECKING:
@@ -75,7 +76,7 @@ def _kill_in_window(run: Run, obj: dict[str, Any], window: str) -> bool:
         else:
             run.wait(
                 "the ID in status",
-                lambda: ((run.get(obj) or {}).get("status") or {}).get(REF_FIELD[kind]),
+                lambda: ((run.get(obj) or {}).get("status") or {}).get(ref_field(kind)),
                 timeout=30,
                 interval=0.02,
             )

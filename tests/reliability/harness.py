@@ -1,5 +1,5 @@
-"""What every reliability scenario stands on: a fresh sandbox, manifests of the three kinds, and the audit
-that compares the AWS stand-in's state with the desired state.
+"""What every reliability scenario stands on: a fresh sandbox, manifests of every kind (tests/kinds.py),
+and the audit that compares the AWS stand-in's state with the desired state.
 
 A scenario drives the real `q-operator run` process against both stand-ins (q_operator.sandbox), then
 calls `Run.converge()`: it polls until every object is in the condition the scenario expects and the AWS
@@ -25,29 +25,13 @@ import boto3
 from botocore.config import Config
 
 from q_operator.sandbox import Sandbox, SandboxError, condition, wait_for
+from tests.kinds import TEST_KINDS, AwsResource, aws_resources, facts_of
 
-QPLUGINS = "qbusiness.q-operator.dev/v1alpha1/qplugins"
-QLIBRARYITEMS = "qapps.q-operator.dev/v1alpha1/qlibraryitems"
-APPFLOWCONNECTORS = "appflow.q-operator.dev/v1alpha1/appflowconnectors"
-KIND_PATHS = {"QPlugin": QPLUGINS, "QLibraryItem": QLIBRARYITEMS, "AppFlowConnector": APPFLOWCONNECTORS}
-KINDS = tuple(KIND_PATHS)
+#: The kinds, by name, in the registry's order; their per-kind facts are in tests/kinds.py.
+KINDS = tuple(facts.kind for facts in TEST_KINDS)
+KIND_PATHS = {facts.kind: facts.plural_path for facts in TEST_KINDS}
 OWNER_TAG = "q-operator.dev/owner"
 FINALIZER = "q-operator.dev/finalizer"
-
-OPENAPI = json.dumps(
-    {
-        "openapi": "3.0.0",
-        "info": {"title": "Orders", "version": "1.0"},
-        "paths": {"/orders": {"get": {"operationId": "list", "responses": {"200": {"description": "ok"}}}}},
-    }
-)
-LAMBDA_PREFIX = "arn:aws:lambda:us-east-1:123456789012:function:"
-
-#: The fewest AWS calls that take one object from `kubectl apply` to Ready with no fault at all:
-#: QPlugin CreatePlugin + GetPlugin/ListTagsForResource once built; QLibraryItem ListLibraryItems
-#: (look before the intent) + CreateLibraryItem + GetLibraryItem; AppFlowConnector
-#: RegisterConnector/TagResource + DescribeConnector/ListTagsForResource.
-MIN_CREATE_CALLS = {"QPlugin": 3, "QLibraryItem": 3, "AppFlowConnector": 4}
 
 #: Operator settings every scenario runs with: a short drift interval (the engine's floor is 10 s)
 #: stands for the default 300 s, so "per hour" figures are compressed 30 times.
@@ -60,75 +44,6 @@ FAULT_CODES = (
     "AccessDeniedException",
     "ValidationException",
 )
-
-
-def manifest(kind: str, name: str, namespace: str, **spec: Any) -> dict[str, Any]:
-    """A valid object of `kind`; `spec` overrides or adds fields (None removes one)."""
-    body: dict[str, Any]
-    if kind == "QPlugin":
-        body = {
-            "applicationId": spec.pop("applicationId", None) or application_for(namespace),
-            "displayName": name,
-            "type": "CUSTOM",
-            "authConfiguration": {"noAuthConfiguration": {}},
-            "customPluginConfiguration": {
-                "description": "Orders API",
-                "apiSchemaType": "OPEN_API_V3",
-                "apiSchema": {"payload": OPENAPI},
-            },
-        }
-    elif kind == "QLibraryItem":
-        body = {
-            "instanceId": instance_for(namespace),
-            "appId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"app/{namespace}/{name}")),
-            "appVersion": 1,
-            "categories": [],
-            "itemStatus": "PUBLISHED",
-        }
-    elif kind == "AppFlowConnector":
-        body = {
-            "connectorLabel": f"{namespace}-{name}",
-            "description": f"connector {name}",
-            "connectorProvisioningConfig": {"lambda": {"lambdaArn": LAMBDA_PREFIX + "ok"}},
-            "tags": {"team": "reliability"},
-        }
-    else:
-        raise ValueError(f"unknown kind {kind}")
-    for key, value in spec.items():
-        if value is None:
-            body.pop(key, None)
-        else:
-            body[key] = value
-    group_version = KIND_PATHS[kind].rsplit("/", 1)[0]
-    return {
-        "apiVersion": group_version,
-        "kind": kind,
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": body,
-    }
-
-
-def changed(obj: Mapping[str, Any], round_: int = 1) -> dict[str, Any]:
-    """The same object with a spec change AWS can apply in place (an update, not a replacement)."""
-    out: dict[str, Any] = json.loads(json.dumps(obj))
-    spec = out["spec"]
-    name = out["metadata"]["name"]
-    if out["kind"] == "QPlugin":
-        spec["displayName"] = f"{name}-v{round_ + 1}"
-    elif out["kind"] == "QLibraryItem":
-        spec["categories"] = [str(uuid.uuid5(uuid.NAMESPACE_URL, f"cat/{name}/{round_}"))]
-    else:
-        spec["description"] = f"connector {name} v{round_ + 1}"
-    return out
-
-
-def application_for(namespace: str) -> str:
-    """One Q Business application per namespace: the plugin quota (50) is per application."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"application/{namespace}"))
-
-
-def instance_for(namespace: str) -> str:
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"instance/{namespace}"))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -151,17 +66,6 @@ class Expect:
         return (self.kind, self.namespace, self.name)
 
 
-@dataclass(frozen=True)
-class AwsResource:
-    kind: str
-    id: str
-    owner_tag: str | None
-    natural_key: tuple[str, ...]
-    detail: str
-    #: the members a spec sets that the audit compares (see `desired_fields`).
-    fields: Mapping[str, Any] = field(default_factory=dict)
-
-
 @dataclass
 class Audit:
     duplicates: list[str] = field(default_factory=list)
@@ -177,58 +81,17 @@ class Audit:
         return "; ".join(parts) or "clean"
 
 
-def aws_resources(state: Mapping[str, Any]) -> list[AwsResource]:
-    """Every resource the AWS stand-in holds, in every account and region."""
-    found: list[AwsResource] = []
-    for scope in state.values():
-        for p in scope.get("plugins", []):
-            found.append(
-                AwsResource(
-                    "QPlugin",
-                    p["plugin_id"],
-                    (p.get("tags") or {}).get(OWNER_TAG),
-                    (p["application_id"], str(p["params"].get("displayName"))),
-                    f"plugin {p['plugin_id'][:8]} {p['params'].get('displayName')} {p['build_status']}",
-                    {"displayName": p["params"].get("displayName")},
-                )
-            )
-        for i in scope.get("libraryItems", []):
-            found.append(
-                AwsResource(
-                    "QLibraryItem",
-                    i["library_item_id"],
-                    None,
-                    (i["instance_id"], i["app_id"], str(i["app_version"])),
-                    f"library item {i['library_item_id'][:8]} app {i['app_id'][:8]} v{i['app_version']}",
-                    {"categories": sorted(i["categories"]), "status": str(i["status"]).casefold()},
-                )
-            )
-        for c in scope.get("connectors", []):
-            found.append(
-                AwsResource(
-                    "AppFlowConnector",
-                    c["label"],
-                    (c.get("tags") or {}).get(OWNER_TAG),
-                    (c["label"],),
-                    f"connector {c['label']}",
-                    {"description": c.get("description")},
-                )
-            )
-    return found
-
-
-REF_FIELD = {"QPlugin": "pluginId", "QLibraryItem": "libraryItemId", "AppFlowConnector": "connectorLabel"}
-RETIRING_FIELD = REF_FIELD
+def ref_field(obj_or_kind: Mapping[str, Any] | str) -> str:
+    """The status field holding the AWS ID an object is known by (the registry's id_field)."""
+    return facts_of(obj_or_kind).info.id_field
 
 
 def object_refs(obj: Mapping[str, Any]) -> list[str]:
     """The AWS IDs an object holds: its current ref and those it is replacing."""
-    kind = str(obj.get("kind"))
+    field_ = ref_field(obj)
     status = obj.get("status") or {}
-    refs = [str(status[REF_FIELD[kind]])] if status.get(REF_FIELD[kind]) else []
-    refs += [
-        str(r[RETIRING_FIELD[kind]]) for r in status.get("retiring") or [] if r.get(RETIRING_FIELD[kind])
-    ]
+    refs = [str(status[field_])] if status.get(field_) else []
+    refs += [str(r[field_]) for r in status.get("retiring") or [] if r.get(field_)]
     return refs
 
 
@@ -238,25 +101,15 @@ def owner_mark(obj: Mapping[str, Any]) -> str:
 
 
 def natural_key(obj: Mapping[str, Any]) -> tuple[str, ...] | None:
-    """The key under which an untagged AWS resource would be this object's (library items only)."""
-    spec = obj.get("spec") or {}
-    if obj.get("kind") == "QLibraryItem":
-        return (str(spec.get("instanceId")), str(spec.get("appId")), str(spec.get("appVersion")))
-    return None
+    """The key under which an untagged AWS resource would be this object's (kinds without tags only:
+    a tagged resource says whose it is)."""
+    facts = facts_of(obj)
+    return None if facts.tagged else facts.natural_key(obj)
 
 
 def desired_fields(obj: Mapping[str, Any]) -> dict[str, Any]:
     """What the AWS resource of a Ready object must show, in `AwsResource.fields` terms."""
-    spec = obj.get("spec") or {}
-    kind = obj.get("kind")
-    if kind == "QPlugin":
-        return {"displayName": spec.get("displayName")}
-    if kind == "QLibraryItem":
-        wanted: dict[str, Any] = {"categories": sorted(spec.get("categories") or [])}
-        if spec.get("itemStatus"):
-            wanted["status"] = str(spec["itemStatus"]).casefold()
-        return wanted
-    return {"description": spec.get("description")} if spec.get("description") else {}
+    return facts_of(obj).desired(dict(obj.get("spec") or {}))
 
 
 def audit(
@@ -316,7 +169,7 @@ def _drifted(obj: Mapping[str, Any], by_id: Mapping[tuple[str, str], AwsResource
     """A Ready object whose AWS resource is missing or differs from the spec."""
     status = obj.get("status") or {}
     kind = str(obj["kind"])
-    ref = status.get(REF_FIELD[kind])
+    ref = status.get(ref_field(kind))
     found = by_id.get((kind, str(ref)))
     if found is None:
         return f"{_name(obj)} is Ready but its AWS resource {ref} does not exist"
@@ -541,19 +394,19 @@ class Run:
             e = Expect(str(obj["kind"]), meta["namespace"], meta["name"], gone=True)
             self.expectations[e.key] = e
         for (kind, ns), names in by_kind.items():
-            plural = KIND_PATHS[kind].rsplit("/", 1)[1]
+            plural = facts_of(kind).info.plural
             self.box.kubectl("delete", plural, "-n", ns, "--wait=false", "--ignore-not-found", *names)
 
     def get(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
         meta = obj["metadata"]
-        return self.box.get(KIND_PATHS[str(obj["kind"])], meta["namespace"], meta["name"])
+        return self.box.get(facts_of(obj).plural_path, meta["namespace"], meta["name"])
 
     def objects(self) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
-        for kind, path in KIND_PATHS.items():
-            listing = self.box.kube("GET", f"/apis/{path}")
+        for facts in TEST_KINDS:
+            listing = self.box.kube("GET", f"/apis/{facts.plural_path}")
             for item in listing.get("items", []):
-                item.setdefault("kind", kind)
+                item.setdefault("kind", facts.kind)
                 found.append(item)
         return found
 
@@ -565,15 +418,20 @@ class Run:
     def converge(self, timeout: float, interval: float = 0.5) -> tuple[Audit, float]:
         """Poll until the audit is clean or `timeout` passes; (last audit, seconds it took)."""
         started = time.monotonic()
-        deadline = started + timeout
-        while True:
+        seen: list[Audit] = []
+
+        def clean() -> bool:
             try:
-                found = self.audit()
+                seen.append(self.audit())
             except (urllib.error.URLError, OSError) as error:  # a stand-in hiccup: look again
-                found = Audit(stuck=[f"audit failed: {error}"])
-            if found.clean or time.monotonic() >= deadline:
-                return found, time.monotonic() - started
-            time.sleep(interval)
+                seen.append(Audit(stuck=[f"audit failed: {error}"]))
+            return seen[-1].clean
+
+        with suppress(SandboxError):  # not clean in time: the caller reads the last audit
+            wait_for("a clean audit", clean, timeout=timeout, interval=interval)
+        if not seen:
+            clean()
+        return seen[-1], time.monotonic() - started
 
     def wait(self, what: str, probe: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
         return wait_for(what, probe, timeout=timeout, interval=interval)

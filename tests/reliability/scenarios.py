@@ -1,7 +1,7 @@
 """The reliability scenarios: each a function over a fresh `Run` (both stand-ins and the real operator),
 listed as data in `SCENARIOS`.
 
-Every scenario works on all three kinds (QPlugin, QLibraryItem, AppFlowConnector), injects its trouble,
+Every scenario works on every registered kind (their test facts are in tests/kinds.py), injects its trouble,
 then ends in `Run.result()`: the AWS stand-in's state is compared with the desired state (no duplicate,
 no orphan, every object in the condition it should be in, nothing stuck Terminating). A scenario adds
 the bound on AWS calls it promises and whether it held; the bound is stated in words in the table.
@@ -20,38 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from q_operator.sandbox import condition
+from tests.kinds import TEST_KINDS, KindFacts, aws_resources, changed, facts_of, manifest, merged_settings
 from tests.reliability import consistency
-from tests.reliability.harness import (
-    KINDS,
-    MIN_CREATE_CALLS,
-    REF_FIELD,
-    Result,
-    Run,
-    aws_resources,
-    changed,
-    latency,
-    manifest,
-)
+from tests.reliability.harness import KINDS, Result, Run, latency, ref_field
 
-#: Calls one drift check makes per object (observe): GetPlugin+ListTagsForResource, GetLibraryItem,
-#: DescribeConnector+ListTagsForResource.
-OBSERVE_CALLS = {"QPlugin": 2, "QLibraryItem": 1, "AppFlowConnector": 2}
 DRIFT = 10.0
-CREATE_OPS = {
-    "QPlugin": "qbusiness:CreatePlugin",
-    "QLibraryItem": "qapps:CreateLibraryItem",
-    "AppFlowConnector": "appflow:RegisterConnector",
-}
-UPDATE_OPS = {
-    "QPlugin": "UpdatePlugin",
-    "QLibraryItem": "UpdateLibraryItem",
-    "AppFlowConnector": "UpdateConnectorRegistration",
-}
-DELETE_OPS = {
-    "QPlugin": "DeletePlugin",
-    "QLibraryItem": "DeleteLibraryItem",
-    "AppFlowConnector": "UnregisterConnector",
-}
+
+
+def _create_op(facts: KindFacts) -> str:
+    """The kind's create as the stand-in's fault settings name it (service:Operation)."""
+    return f"{facts.info.service}:{facts.create_op}"
 
 
 @dataclass(frozen=True)
@@ -110,13 +88,13 @@ def objects(run: Run, namespace: str, prefix: str, count: int, **spec: Any) -> l
 
 
 def minimum_calls(objs: list[dict[str, Any]]) -> int:
-    return sum(MIN_CREATE_CALLS[str(o["kind"])] for o in objs)
+    return sum(facts_of(o).min_create_calls for o in objs)
 
 
 def drift_allowance(objs: list[dict[str, Any]], seconds: float) -> int:
     """Calls the drift timer may make: one observe per object per drift interval (plus one)."""
     checks = math.ceil(seconds / DRIFT) + 1
-    return sum(OBSERVE_CALLS[str(o["kind"])] for o in objs) * checks
+    return sum(facts_of(o).observe_calls for o in objs) * checks
 
 
 def calls_bound(
@@ -188,7 +166,8 @@ def kill9(run: Run, size: Size) -> Result:
     window_hits = 0
     # The crash window of a create, an update and a delete, per kind.
     windows = size.crash_windows
-    for kind in KINDS:
+    for facts in TEST_KINDS:
+        kind = facts.kind
         obj = manifest(kind, "window", ns)
         before = _count(run, kind)
         window_hits += crash_window_kill(
@@ -196,7 +175,7 @@ def kill9(run: Run, size: Size) -> Result:
         )
         if "update" in windows:
             run.settle(f"{kind} window Ready", 60)
-            op = UPDATE_OPS[kind]
+            op = facts.update_op
             seen = _calls_of(run, op)
             updated = changed(obj)
             window_hits += crash_window_kill(
@@ -205,9 +184,9 @@ def kill9(run: Run, size: Size) -> Result:
                 lambda op=op, seen=seen: _calls_of(run, op) > seen,
             )
         if "delete" in windows:
-            if kind == "QPlugin":  # the delete's crash window on a plugin that is done building
+            if facts.builds:  # the delete's crash window on a resource that is done building
                 run.settle("the update", 60)
-            op = DELETE_OPS[kind]
+            op = facts.delete_op
             seen = _calls_of(run, op)
             window_hits += crash_window_kill(
                 run, lambda obj=obj: run.delete([obj]), lambda op=op, seen=seen: _calls_of(run, op) > seen
@@ -291,12 +270,7 @@ def throttle_half(run: Run, size: Size) -> Result:
     return row
 
 
-RATE_LIMITS = {
-    "qbusiness:CreatePlugin": 1.0,
-    "qapps:CreateLibraryItem": 1.0,
-    "appflow:RegisterConnector": 1.0,
-    "*": 4.0,
-}
+RATE_LIMITS = {**{_create_op(facts): 1.0 for facts in TEST_KINDS}, "*": 4.0}
 
 
 def rate_limit(run: Run, size: Size) -> Result:
@@ -381,18 +355,13 @@ def no_hot_loop(run: Run, size: Size) -> Result:
     missing (unknown application, app or Lambda) and an AccessDenied one, left alone for a window of
     several drift intervals; then permissions and dependencies are fixed and a control object added."""
     ns = run.namespace("fail")
-    creates = list(CREATE_OPS.values())
+    creates = [_create_op(facts) for facts in TEST_KINDS]
     run.configure(inject=[{"operation": op, "error": "ValidationException", "count": None} for op in creates])
     invalid = [manifest(kind, "invalid", ns) for kind in KINDS]
     for obj in invalid:
         run.apply(obj, expect="AwsValidationError")
     run.settle("AwsValidationError on all", 60)
-    run.configure(
-        inject=[],
-        known_applications=["00000000-0000-4000-8000-000000000000"],
-        known_apps=["00000000-0000-4000-8000-000000000000"],
-        known_lambdas=["arn:aws:lambda:us-east-1:123456789012:function:other"],
-    )
+    run.configure(inject=[], **merged_settings(*(facts.missing_dependency for facts in TEST_KINDS)))
     missing = [manifest(kind, "missing", ns) for kind in KINDS]
     for obj in missing:
         run.apply(obj, expect="DependencyNotFound")
@@ -416,7 +385,7 @@ def no_hot_loop(run: Run, size: Size) -> Result:
     limit = retrying * attempts * 3
     validation_calls = sum(1 for r in in_window if r.get("error") == "ValidationException")
     # Permissions and dependencies fixed: the slow retry picks that up; a control object converges.
-    run.configure(access_denied=[], known_applications=None, known_apps=None, known_lambdas=None)
+    run.configure(access_denied=[], **merged_settings(*(facts.dependency_reset for facts in TEST_KINDS)))
     run.mark()
     control = [manifest(kind, "control", ns) for kind in KINDS]
     run.apply_all([*control, *denied, *missing])
@@ -438,37 +407,13 @@ def no_hot_loop(run: Run, size: Size) -> Result:
 
 
 def _oob_change(run: Run, obj: dict[str, Any]) -> None:
-    live = run.get(obj) or {}
-    status = live.get("status", {})
-    kind = obj["kind"]
-    if kind == "QPlugin":
-        run.client("qbusiness").update_plugin(
-            applicationId=status["applicationId"], pluginId=status["pluginId"], displayName="changed-by-hand"
-        )
-    elif kind == "QLibraryItem":
-        run.client("qapps").update_library_item(
-            instanceId=status["instanceId"], libraryItemId=status["libraryItemId"], status="DISABLED"
-        )
-    else:
-        run.client("appflow").update_connector_registration(
-            connectorLabel=status["connectorLabel"], description="changed by hand"
-        )
+    facts = facts_of(obj)
+    facts.change_by_hand(run.client(facts.info.service), (run.get(obj) or {}).get("status", {}))
 
 
 def _oob_delete(run: Run, obj: dict[str, Any]) -> None:
-    live = run.get(obj) or {}
-    status = live.get("status", {})
-    kind = obj["kind"]
-    if kind == "QPlugin":
-        run.client("qbusiness").delete_plugin(
-            applicationId=status["applicationId"], pluginId=status["pluginId"]
-        )
-    elif kind == "QLibraryItem":
-        run.client("qapps").delete_library_item(
-            instanceId=status["instanceId"], libraryItemId=status["libraryItemId"]
-        )
-    else:
-        run.client("appflow").unregister_connector(connectorLabel=status["connectorLabel"])
+    facts = facts_of(obj)
+    facts.delete_by_hand(run.client(facts.info.service), (run.get(obj) or {}).get("status", {}))
 
 
 def drift(run: Run, size: Size) -> Result:
@@ -523,32 +468,29 @@ def deletion_edges(run: Run, size: Size) -> Result:
     for obj in gone:
         _oob_delete(run, obj)
     run.delete(gone)
-    # Delete failing: plugin builds end DELETE_FAILED, the other two answer 500 on delete.
-    run.configure(
-        fail_builds_matching="faildel",
-        fail_build_kinds=["DELETE"],
-        inject=[
-            {"operation": "qapps:DeleteLibraryItem", "error": "InternalServerException", "count": 3},
-            {"operation": "appflow:UnregisterConnector", "error": "InternalServerException", "count": 3},
-        ],
-    )
+    # Delete failing for a while: a failed delete build where the kind builds (DeleteFailed shown),
+    # 500s on delete elsewhere.
+    run.configure(**merged_settings(*(facts_of(o).failing_delete("faildel") for o in failing)))
     run.delete(failing)
-    plugin = failing[0]
+    shown = [o for o in failing if facts_of(o).delete_failed_reason]
     reported = run.wait(
-        "DeleteFailed on the plugin",
-        lambda: any(
-            c.get("reason") == "DeleteFailed"
-            for c in ((run.get(plugin) or {}).get("status") or {}).get("conditions", [])
+        "DeleteFailed shown",
+        lambda: all(
+            any(
+                c.get("reason") == "DeleteFailed"
+                for c in ((run.get(o) or {}).get("status") or {}).get("conditions", [])
+            )
+            for o in shown
         ),
         timeout=60,
         interval=0.3,
     )
-    run.configure(fail_builds_matching=None, fail_build_kinds=["CREATE", "UPDATE", "DELETE"])
+    run.configure(**merged_settings(*(facts_of(o).failing_delete_reset for o in failing)))
     # Retain: released at once, the AWS resources stay and are nobody's orphans.
     for obj in retain:
         live = run.get(obj) or {}
         status = live.get("status", {})
-        run.allowed.add(str(status.get(REF_FIELD[str(obj["kind"])])))
+        run.allowed.add(str(status.get(ref_field(obj))))
     run.delete(retain)
     # The namespace.
     for obj in doomed:
@@ -561,12 +503,7 @@ def deletion_edges(run: Run, size: Size) -> Result:
     except Exception:
         row.stuck += 1
         row.problems.append(f"namespace {doomed_ns} still Terminating")
-    kept = {
-        r.id
-        for r in __import__("tests.reliability.harness", fromlist=["aws_resources"]).aws_resources(
-            run.state()
-        )
-    }
+    kept = {r.id for r in aws_resources(run.state())}
     lost = sorted(run.allowed - kept)
     if lost:
         row.problems.append(f"Retain-policy resources deleted: {lost}")
@@ -631,16 +568,10 @@ def name_clash(run: Run, size: Size) -> Result:
     (same instance, app and version). The first keeps its connector and item, the second is refused;
     each gets its own plugin; deleting the refused objects touches nothing of the first's."""
     first_ns, second_ns = run.namespace("one"), run.namespace("two")
-    application = "c0ffee00-0000-4000-8000-000000000001"
-    instance = "shared-instance"
-    app = "c0ffee00-0000-4000-8000-000000000002"
 
-    def pair(namespace: str) -> list[dict[str, Any]]:
-        return [
-            manifest("QPlugin", "same", namespace, applicationId=application, displayName="shared-plugin"),
-            manifest("QLibraryItem", "same", namespace, instanceId=instance, appId=app),
-            manifest("AppFlowConnector", "same", namespace, connectorLabel="shared-label"),
-        ]
+    def pair(namespace: str, name: str = "same", label: str = "shared") -> list[dict[str, Any]]:
+        """One object of each kind asking for the kind's shared resource (tests/kinds.py's Clash)."""
+        return [manifest(facts.kind, name, namespace, **facts.clash.spec(label)) for facts in TEST_KINDS]
 
     first = pair(first_ns)
     run.apply_all(first)
@@ -651,24 +582,16 @@ def name_clash(run: Run, size: Size) -> Result:
         return row
     before = {o["kind"]: _ref(run, o) for o in first}
     second = pair(second_ns)
-    run.apply(second[0])
-    run.apply(second[1], expect="AlreadyExists")
-    run.apply(second[2], expect="OwnedByAnother")
+    for obj in second:
+        run.apply(obj, expect=facts_of(obj).clash.second)
     row = run.result("same name, two namespaces", "", size.timeout)
     after = {o["kind"]: _ref(run, o) for o in first}
     if before != after:
         row.problems.append(f"the first namespace's refs changed: {before} -> {after}")
     # The refused ones go; the first's resources must stay.
-    run.delete(second[1:])
+    run.delete([o for o in second if facts_of(o).clash.second != "Ready"])
     # Two more namespaces ask for the same names at the same moment: one wins, the other is refused.
-    racers = [
-        [
-            manifest("QPlugin", "race", ns, applicationId=application, displayName="raced-plugin"),
-            manifest("QLibraryItem", "race", ns, instanceId=instance, appId=RACED_APP),
-            manifest("AppFlowConnector", "race", ns, connectorLabel="raced-label"),
-        ]
-        for ns in (run.namespace("ra"), run.namespace("rb"))
-    ]
+    racers = [pair(ns, "race", "raced") for ns in (run.namespace("ra"), run.namespace("rb"))]
     run.apply_all([*racers[0], *racers[1]], expect="Ready|AlreadyExists|OwnedByAnother")
     found, _ = run.converge(60)
     if not found.clean:
@@ -679,10 +602,7 @@ def name_clash(run: Run, size: Size) -> Result:
     row.aws_calls = run.operator_calls()
     for a, b in zip(*racers, strict=True):
         winners = [o for o in (a, b) if condition(run.get(o) or {}, "Ready", "True")]
-        # Plugins: each its own. Connector: one label, one winner. Library items: one winner, or two
-        # items when both creates ran before either could see the other's (the API allows that);
-        # never one item held by both (the audit counts that as a duplicate).
-        wanted = {"QPlugin": (2,), "QLibraryItem": (1, 2), "AppFlowConnector": (1,)}[str(a["kind"])]
+        wanted = facts_of(a).clash.winners  # how many may win, per kind (tests/kinds.py)
         if len(winners) not in wanted:
             row.problems.append(f"{a['kind']} race: {len(winners)} Ready, expected {wanted}")
     row.resources = len(first) + len(second) + 2 * len(racers[0])
@@ -693,10 +613,8 @@ def name_clash(run: Run, size: Size) -> Result:
 
 def _ref(run: Run, obj: dict[str, Any]) -> str:
     status = (run.get(obj) or {}).get("status", {})
-    return str(status.get(REF_FIELD[str(obj["kind"])]))
+    return str(status.get(ref_field(obj)))
 
-
-RACED_APP = "c0ffee00-0000-4000-8000-000000000003"
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("baseline", "none", baseline),

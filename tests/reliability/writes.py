@@ -23,36 +23,33 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-#: (service, operation) of each kind's writes, by what they do.
-CREATES = {
-    "QPlugin": ("qbusiness", "CreatePlugin"),
-    "QLibraryItem": ("qapps", "CreateLibraryItem"),
-    "AppFlowConnector": ("appflow", "RegisterConnector"),
-}
-UPDATES = {
-    "QPlugin": (("qbusiness", "UpdatePlugin"), ("qbusiness", "TagResource"), ("qbusiness", "UntagResource")),
-    "QLibraryItem": (("qapps", "UpdateLibraryItem"), ("qapps", "UpdateLibraryItemMetadata")),
-    "AppFlowConnector": (
-        ("appflow", "UpdateConnectorRegistration"),
-        ("appflow", "TagResource"),
-        ("appflow", "UntagResource"),
-    ),
-}
-DELETES = {
-    "QPlugin": ("qbusiness", "DeletePlugin"),
-    "QLibraryItem": ("qapps", "DeleteLibraryItem"),
-    "AppFlowConnector": ("appflow", "UnregisterConnector"),
-}
-#: Operations whose create carries an idempotency token.
-TOKEN_CREATES = {("qbusiness", "CreatePlugin"), ("appflow", "RegisterConnector")}
-#: The one update the harness's `changed()` calls for, per kind.
-CHANGE_OP = {
-    "QPlugin": ("qbusiness", "UpdatePlugin"),
-    "QLibraryItem": ("qapps", "UpdateLibraryItem"),
-    "AppFlowConnector": ("appflow", "UpdateConnectorRegistration"),
-}
+from tests.kinds import TEST_KINDS, KindFacts
 
 Op = tuple[str, str]
+
+#: Writes of a kind besides its create, update and delete operations (tests/kinds.py): Q Apps sets
+#: isVerified with a call of its own.
+OTHER_UPDATES: Mapping[str, tuple[str, ...]] = {"QLibraryItem": ("UpdateLibraryItemMetadata",)}
+#: Writes a create makes after the call that made the resource: RegisterConnector takes no tags.
+CREATE_FOLLOW_UPS: Mapping[str, tuple[str, ...]] = {"AppFlowConnector": ("TagResource",)}
+#: Creates that carry an idempotency token (the API's clientToken).
+TOKEN_CREATES = frozenset({"CreatePlugin", "RegisterConnector"})
+
+
+def _ops(facts: KindFacts, names: Iterable[str]) -> tuple[Op, ...]:
+    return tuple((facts.info.service, name) for name in names)
+
+
+#: (service, operation) of each kind's writes, by what they do.
+CREATES: Mapping[str, Op] = {f.kind: (f.info.service, f.create_op) for f in TEST_KINDS}
+#: The one update the harness's `changed()` calls for, per kind.
+CHANGE_OP: Mapping[str, Op] = {f.kind: (f.info.service, f.update_op) for f in TEST_KINDS}
+DELETES: Mapping[str, Op] = {f.kind: (f.info.service, f.delete_op) for f in TEST_KINDS}
+TAGGING = ("TagResource", "UntagResource")
+UPDATES: Mapping[str, tuple[Op, ...]] = {
+    f.kind: _ops(f, (f.update_op, *OTHER_UPDATES.get(f.kind, ()), *(TAGGING if f.tagged else ())))
+    for f in TEST_KINDS
+}
 
 
 @dataclass
@@ -65,8 +62,8 @@ class Needed:
         """`created` objects of `kind` made from the harness's manifests, `changed` of them changed once
         with `changed()`, `deleted` deleted."""
         self.counts[CREATES[kind]] += created
-        if kind == "AppFlowConnector":
-            self.counts[("appflow", "TagResource")] += created  # RegisterConnector takes no tags
+        for follow_up in CREATE_FOLLOW_UPS.get(kind, ()):
+            self.counts[(CREATES[kind][0], follow_up)] += created
         self.counts[CHANGE_OP[kind]] += changed
         self.counts[DELETES[kind]] += deleted
         return self
@@ -114,16 +111,17 @@ def write_ops(kinds: Iterable[str]) -> set[Op]:
 def tally(log: Iterable[Mapping[str, Any]], needed: Needed, kinds: Iterable[str]) -> Tally:
     """Count the writes of `kinds` in `log` (the operator's calls only) against `needed`."""
     ops = write_ops(kinds)
+    creates = set(CREATES.values())
     sent: Counter[Op] = Counter()
     tokens: dict[Op, set[str]] = {}
     for entry in log:
         op = (str(entry.get("service")), str(entry.get("operation")))
         if op not in ops or entry.get("error") == "ThrottlingException":
             continue
-        if op in {CREATES[k] for k in CREATES}:
+        if op in creates:
             if entry.get("error"):
                 continue  # refused: made nothing
-            if op in TOKEN_CREATES and entry.get("clientToken"):
+            if op[1] in TOKEN_CREATES and entry.get("clientToken"):
                 tokens.setdefault(op, set()).add(str(entry["clientToken"]))
                 continue
         sent[op] += 1

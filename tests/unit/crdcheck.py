@@ -57,11 +57,12 @@ def structural_problems(schema: JsonDict) -> list[str]:
 
 
 def undescribed(schema: JsonDict) -> list[str]:
-    """Properties that `kubectl explain` would show without a description."""
+    """Properties that `kubectl explain` would show without a description. `metadata` is exempt: the
+    API server refuses a description there and publishes ObjectMeta's own."""
     return [
         path
         for path, node in walk(schema)
-        if path and not path.endswith(("[]", "}")) and not node.get("description")
+        if path and path != "metadata" and not path.endswith(("[]", "}")) and not node.get("description")
     ]
 
 

@@ -21,12 +21,14 @@ import yaml
 
 from q_operator.engine import conditions
 from q_operator.healthchecks import run_health_check
+from q_operator.registry import KINDS as REGISTRY
 from tests.argocd import user_fields_drift
 
 ROOT = Path(__file__).resolve().parents[2]
 ARGOCD = ROOT / "argocd"
 FIXTURES = ROOT / "tests" / "fixtures" / "status"
-KINDS = {"qplugin": "QPlugin", "qlibraryitem": "QLibraryItem", "appflowconnector": "AppFlowConnector"}
+#: The health check's file stem (the kind's singular name) → the kind, for every registered kind.
+KINDS = {kind.singular: kind.kind for kind in REGISTRY}
 VERDICTS = {"healthy": "Healthy", "progressing": "Progressing", "degraded": "Degraded"}
 
 

@@ -159,32 +159,42 @@ def test_every_reason_in_the_error_table_is_a_known_reason() -> None:
     assert {rule.reason for rule in ERROR_TABLE.values()} <= set(conditions.SYNCED_REASONS)
 
 
-def _deleting(generation: int, observed: int, delayed: bool) -> kopf.Body:
+def _deleting(
+    generation: int, observed: int, delayed: bool, handled: dict[str, Any] | None = None
+) -> kopf.Body:
     record = '{"started":"2026-01-01T00:00:00.000000+00:00","retries":1'
     record += ',"delayed":"2099-01-01T00:00:00.000000+00:00"}' if delayed else ',"success":true}'
     raw = body(observedGeneration=observed)
+    annotations = {f"{bridge.KOPF_PREFIX}/delete": record}
+    if handled is not None:
+        annotations[f"{bridge.KOPF_PREFIX}/last-handled-configuration"] = json.dumps({"spec": handled})
     raw["metadata"].update(  # type: ignore[union-attr]
         generation=generation,
         deletionTimestamp="2026-01-01T00:00:00Z",
-        annotations={f"{bridge.KOPF_PREFIX}/delete": record},
+        annotations=annotations,
     )
     return kopf.Body(raw)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
-    ("generation", "observed", "delayed", "woken"),
+    ("generation", "observed", "delayed", "handled", "woken"),
     [
-        pytest.param(4, 3, True, True, id="spec-changed-during-a-delayed-deletion-runs-it-now"),
-        pytest.param(3, 3, True, False, id="unchanged-spec-keeps-the-slow-retry"),
-        pytest.param(4, 3, False, False, id="a-finished-handler-is-left-alone"),
+        pytest.param(4, 3, True, None, True, id="spec-changed-during-a-delayed-deletion-runs-it-now"),
+        pytest.param(4, 3, True, {"other": 1}, True, id="a-spec-unlike-the-handled-one-runs-it-now"),
+        # kube-apiserver bumps the generation when it sets deletionTimestamp: no spec change.
+        pytest.param(4, 3, True, "same", False, id="the-deletion-alone-keeps-the-slow-retry"),
+        pytest.param(3, 3, True, None, False, id="unchanged-spec-keeps-the-slow-retry"),
+        pytest.param(4, 3, False, None, False, id="a-finished-handler-is-left-alone"),
     ],
 )
 def test_spec_change_wakes_a_waiting_deletion(
-    generation: int, observed: int, delayed: bool, woken: bool
+    generation: int, observed: int, delayed: bool, handled: Any, woken: bool
 ) -> None:
     """forceDelete set while an in-use connector's deletion waits a minute is acted on at once."""
     patch = kopf.Patch()
-    deleting = _deleting(generation, observed, delayed)
+    if handled == "same":
+        handled = dict(body(observedGeneration=observed)["spec"])
+    deleting = _deleting(generation, observed, delayed, handled)
     if bridge.lagging(deleting):
         bridge.catch_up_on_spec_change(deleting, patch)
     key = f"{bridge.KOPF_PREFIX}/delete"

@@ -199,11 +199,11 @@ def test_a_kind_ready_at_once_is_looked_at_sooner_than_poll_min() -> None:
     clock = BuildClock()
     for i in range(5):
         start = 10.0 * i
-        clock.begin(f"x{i}", "QLibraryItem/create", start)
+        clock.begin(f"x{i}", "Item/create", start)
         delay = clock.next_poll(f"x{i}", start, 1.0, 15.0)
         assert delay is not None
         clock.done(f"x{i}", start + delay)
-    clock.begin("y", "QLibraryItem/create", 100.0)
+    clock.begin("y", "Item/create", 100.0)
     assert clock.next_poll("y", 100.0, 1.0, 15.0) == 0.25
     # still building at that look: back to poll_min
     assert clock.next_poll("y", 100.3, 1.0, 15.0) == 1.0

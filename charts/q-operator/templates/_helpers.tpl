@@ -63,42 +63,21 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
-The RBAC rules for our own kinds, shared by the ClusterRole (cluster-wide install) and each Role
-(namespaced install). Every rule says why it is there; tests/rbac.py proves them against what the
-operator really calls on the Kubernetes stand-in.
+The namespaced RBAC rules, shared by the ClusterRole (cluster-wide install) and each Role (namespaced
+install). The rules for our kinds are generated from the kind registry into files/kind-rules.yaml
+(`make crds`); the engine's own needs follow. Every rule says why it is there; tests/rbac.py proves
+them against what the operator really calls.
 */}}
 {{- define "q-operator.namespacedRules" -}}
-# Our three kinds: kopf lists and watches them, and patches its finalizer and bookkeeping annotations
-# onto them (the engine also patches the q-operator.dev/configmap-hash annotation when a referenced
-# ConfigMap changes). No get (kopf works from the watch stream), no update, never create or delete:
-# users and GitOps tools own these objects.
-- apiGroups: [qbusiness.q-operator.dev]
-  resources: [qplugins]
-  verbs: [list, watch, patch]
-- apiGroups: [qapps.q-operator.dev]
-  resources: [qlibraryitems]
-  verbs: [list, watch, patch]
-- apiGroups: [appflow.q-operator.dev]
-  resources: [appflowconnectors]
-  verbs: [list, watch, patch]
-# Status is a subresource: conditions, observedGeneration, the create-pending marker and the AWS outputs
-# (pluginArn, ...) are written there with one patch per reconcile. The operator never writes spec.
-- apiGroups: [qbusiness.q-operator.dev]
-  resources: [qplugins/status]
-  verbs: [patch]
-- apiGroups: [qapps.q-operator.dev]
-  resources: [qlibraryitems/status]
-  verbs: [patch]
-- apiGroups: [appflow.q-operator.dev]
-  resources: [appflowconnectors/status]
-  verbs: [patch]
+{{ .Files.Get "files/kind-rules.yaml" | trim }}
 # Kubernetes Events for every transition a user wants in `kubectl describe` (created, deleted,
 # cannot create ...). kopf posts them through the core v1 API only (not events.k8s.io).
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
-# payloadFrom: a QPlugin's OpenAPI schema may live in a ConfigMap; the operator reads it (get) and
-# watches ConfigMaps (list, watch) so that an edited schema reaches AWS. Read-only; Secrets are never read.
+# `...From` fields (a plugin's payloadFrom, say): a spec value may live in a ConfigMap; the operator
+# reads it (get) and watches ConfigMaps (list, watch) so that an edited value reaches AWS. Read-only;
+# Secrets are never read.
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get, list, watch]

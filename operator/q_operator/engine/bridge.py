@@ -217,15 +217,18 @@ def catch_up_on_spec_change(body: kopf.Body, patch: kopf.Patch) -> None:
     visible by recording an older handled state, so kopf runs the update handler now, on the current
     spec. Restart-safe: it reads only the body.
     """
+    handled = DIFFBASE.fetch(body=body)
+    current = DIFFBASE.build(body=body)
     if body.get("metadata", {}).get("deletionTimestamp"):
-        _wake(DELETE_HANDLER, body, patch)
+        # The API server bumps the generation when it sets deletionTimestamp; that alone is no spec
+        # change (waking on it repeated a refused delete at once on the real kube-apiserver).
+        if handled is None or handled.get("spec") != current.get("spec"):
+            _wake(DELETE_HANDLER, body, patch)
         return
     _wake(CREATE_HANDLER, body, patch)  # a create backing off: run it on the new spec now
     _wake(UPDATE_HANDLER, body, patch)
-    handled = DIFFBASE.fetch(body=body)
     if handled is None:
         return  # never handled: kopf runs the create handler
-    current = DIFFBASE.build(body=body)
     if PROGRESS.clear(essence=handled) != PROGRESS.clear(essence=current):
         return  # kopf sees the change and runs the update handler itself
     stale = cast(kopf.BodyEssence, {key: value for key, value in current.items() if key != "spec"})

@@ -99,7 +99,8 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.reporting_component = "q-operator"
     settings.posting.event_name_prefix = "q-operator-"
     # Watches end on the server side and are re-established, so a silently dead one cannot last.
-    settings.watching.server_timeout = env_float("Q_OPERATOR_WATCH_SERVER_TIMEOUT", 120)
+    # Whole seconds: kube-apiserver parses timeoutSeconds as an integer ("120.0" is a 400 Bad Request).
+    settings.watching.server_timeout = max(1, round(env_float("Q_OPERATOR_WATCH_SERVER_TIMEOUT", 120)))
     settings.watching.client_timeout = env_float("Q_OPERATOR_WATCH_CLIENT_TIMEOUT", 150)
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 60

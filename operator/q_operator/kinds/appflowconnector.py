@@ -447,6 +447,19 @@ KIND: base.KindInfo[AppFlowConnectorSpec, AppFlowConnectorStatus] = base.KindInf
     service="appflow",
     adapter_factory=AppFlowConnectorAdapter,
     ref_fields=("connectorLabel",),
+    id_field="connectorLabel",
+    arn_field="connectorArn",
+    # IAM spells the unregister action UnRegisterConnector (IAM action names are case-insensitive).
+    iam_actions=(
+        "appflow:RegisterConnector",
+        "appflow:DescribeConnector",
+        "appflow:UpdateConnectorRegistration",
+        "appflow:UnRegisterConnector",
+        "appflow:TagResource",
+        "appflow:UntagResource",
+        "appflow:ListTagsForResource",
+    ),
+    sample="appflowconnector-lambda.yaml",
     health_detail="connectorVersion",
     printer_columns=(
         base.PrinterColumn("Ready", '.status.conditions[?(@.type=="Ready")].status'),

@@ -275,12 +275,24 @@ class PrinterColumn:
     priority: int = 0
 
 
+@dataclass(frozen=True)
+class PassRole:
+    """iam:PassRole, which AWS checks on the caller when one of `actions` hands a role (a roleArn
+    in the request) to `service`: no request of its own shows it."""
+
+    #: the service principal the role is passed to (iam:PassedToService), e.g. qbusiness.amazonaws.com.
+    service: str
+    #: the IAM actions (as in `KindInfo.iam_actions`) whose requests carry such a role.
+    actions: tuple[str, ...]
+
+
 StatusT = TypeVar("StatusT", bound=CommonStatus)
 
 
 @dataclass(frozen=True)
 class KindInfo(Generic[SpecT, StatusT]):
-    """Everything the engine and the CRD generator need to know about one kind."""
+    """Everything known about one kind, named once: the engine, the generators (CRDs, RBAC rules, IAM
+    policies, Argo CD checks), the demo and the tests all read it from here."""
 
     kind: str
     group: str
@@ -306,7 +318,26 @@ class KindInfo(Generic[SpecT, StatusT]):
     #: json_schema_extra.
     root_validations: tuple[dict[str, str], ...] = ()
     description: str = ""
+    # What the generated permissions, the demo and the tests read (tests/unit/test_registry.py holds
+    # every registered kind to having them).
+    #: the status field that names the AWS resource to a user: shown beside the object, and the value
+    #: the adopt annotation (q-operator.dev/adopt-id) takes.
+    id_field: str = ""
+    #: the status field holding the resource's ARN ("" when the API gives none).
+    arn_field: str = ""
+    #: every IAM action the adapter's calls need, spelled as IAM spells them (service:Action): the IAM
+    #: policies in docs/ are generated from these, and the end-to-end suite proves them both ways.
+    iam_actions: tuple[str, ...] = ()
+    #: iam:PassRole the kind's requests need, if any.
+    pass_role: PassRole | None = None
+    #: the file under samples/ that shows the kind first (the docs and the tests apply it).
+    sample: str = ""
 
     @property
     def api_version(self) -> str:
         return f"{self.group}/{self.version}"
+
+    @property
+    def plural_path(self) -> str:
+        """group/version/plural: how the sandbox and the tests address the kind's objects."""
+        return f"{self.group}/{self.version}/{self.plural}"

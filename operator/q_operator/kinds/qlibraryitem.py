@@ -318,6 +318,16 @@ KIND: base.KindInfo[QLibraryItemSpec, QLibraryItemStatus] = base.KindInfo(
     service="qapps",
     adapter_factory=QLibraryItemAdapter,
     ref_fields=("instanceId", "libraryItemId"),
+    id_field="libraryItemId",
+    iam_actions=(
+        "qapps:CreateLibraryItem",
+        "qapps:GetLibraryItem",
+        "qapps:UpdateLibraryItem",
+        "qapps:UpdateLibraryItemMetadata",
+        "qapps:DeleteLibraryItem",
+        "qapps:ListLibraryItems",
+    ),
+    sample="qlibraryitem-published.yaml",
     find_before_create=True,
     health_detail="itemStatus",
     printer_columns=(

@@ -44,6 +44,7 @@ from q_operator.kinds.base import (
     NotFoundError,
     Observation,
     Owner,
+    PassRole,
     Phase,
     PrinterColumn,
     Resolved,
@@ -881,6 +882,21 @@ KIND: KindInfo[QPluginSpec, QPluginStatus] = KindInfo(
     service="qbusiness",
     adapter_factory=QPluginAdapter,
     ref_fields=("applicationId", "pluginId"),
+    id_field="pluginId",
+    arn_field="pluginArn",
+    iam_actions=(
+        "qbusiness:CreatePlugin",
+        "qbusiness:GetPlugin",
+        "qbusiness:UpdatePlugin",
+        "qbusiness:DeletePlugin",
+        "qbusiness:ListPlugins",
+        "qbusiness:TagResource",
+        "qbusiness:UntagResource",
+        "qbusiness:ListTagsForResource",
+    ),
+    # authConfiguration names a roleArn that Amazon Q Business assumes to read the plugin's secret.
+    pass_role=PassRole("qbusiness.amazonaws.com", ("qbusiness:CreatePlugin", "qbusiness:UpdatePlugin")),
+    sample="qplugin-custom.yaml",
     health_detail="buildStatus",
     printer_columns=(
         PrinterColumn(

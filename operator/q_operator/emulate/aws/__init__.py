@@ -1,7 +1,9 @@
-"""The AWS stand-in: qbusiness, qapps and appflow over loopback HTTP, driven by botocore's models.
+"""The AWS stand-in: qbusiness, qapps, appflow and STS over loopback HTTP, driven by botocore's models.
 
 Layers, bottom up: `model` (service models, routing), `validate` (generic constraint walker),
-`protocol` (rest-json in and out), `services/*` (per-service behaviour over `state`), `faults`
-(throttling, failures), `core` (one request end to end), `server` (aiohttp + CLI), `testing`
-(`running_aws()` for in-process use) and `bench`.
+`restjson` and `query` behind `protocol` (the wire formats, in and out), `identity` (who calls:
+account, role session, expiry), `state` (per account and region; `Table` with lagging reads),
+`services/*` (one module per service, listed in `services/registry.py`), `faults` (throttling,
+failures, lag draws, lost answers), `core` (one request end to end), `server` (aiohttp + CLI),
+`testing` (`running_aws()` for in-process use) and `bench`. What it simulates: docs/aws-standin.md.
 """

@@ -82,10 +82,15 @@ class Service(Generic[B]):
     backend: Callable[[], B]
     """A fresh backend for one account and region."""
     dump: Callable[[B, float], dict[str, Any]] | None = None
-    """The backend as JSON for GET /_emulator/state (keys merged into its account/region entry)."""
+    """The backend as JSON for GET /_emulator/state (keys merged into its account/region entry);
+    None for a service that keeps no state per account and region (STS)."""
     blanket_faults: bool = True
     """Whether `*` rules, fail_rate, throttle_percent and lost answers reach it. STS: no, so faults
     aimed at the Q APIs do not also break getting credentials; name `sts:Op` to fault it."""
+
+    @property
+    def stateful(self) -> bool:
+        return self.dump is not None
 
     def is_write(self, operation: str) -> bool:
         return not operation.startswith(READ_PREFIXES)

@@ -276,7 +276,7 @@ class Emulator:
         view = View(now, self.faults.draw_lag)
         scope = None
         backend = None
-        if service.dump is not None:
+        if service.stateful:
             scope = self.store.scope(identity.account, incoming.region)
             backend = scope.backends.get(service.name)
             if backend is None:

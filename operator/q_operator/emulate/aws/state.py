@@ -88,10 +88,6 @@ class Table(Generic[V]):
     def count(self, now: float, group: Hashable = None) -> int:
         return len(self.values(now, group))
 
-    def position(self, key: str) -> int:
-        """A resource's place in creation order, for paging."""
-        return self._seq[key]
-
     def create(self, key: str, value: V, view: View) -> None:
         self._before_write(key, None, self._group_of(value), view)
         self._primary[key] = value
