@@ -6,9 +6,10 @@ that is unneeded — an update or a re-create made because a stale read looked l
 delete sent again while the first one had not shown yet, a call repeated blindly after its answer was
 lost. What counts as sent:
 
-- creates: those that made something. A token kind's replay of the same clientToken makes nothing
-  (AWS answers with the first result), so CreatePlugin and RegisterConnector count distinct tokens; every
-  CreateLibraryItem that was not refused makes an item. A refused create (409, 429, ...) made nothing.
+- creates: those that made something. A replay of the same clientToken makes nothing (AWS answers with
+  the first result), so a create that takes a token (botocore's model says which) counts distinct
+  tokens; one without a token makes a resource each time it is not refused. A refused create (409,
+  429, ...) made nothing.
 - updates and deletes: every request AWS did not throttle (a throttled call is rejected unexecuted and
   resent by botocore itself), answered or lost, refused or not: each one the engine chose to send.
 
@@ -21,35 +22,40 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
+
+import botocore.session
 
 from tests.kinds import TEST_KINDS, KindFacts
 
 Op = tuple[str, str]
 
-#: Writes of a kind besides its create, update and delete operations (tests/kinds.py): Q Apps sets
-#: isVerified with a call of its own.
-OTHER_UPDATES: Mapping[str, tuple[str, ...]] = {"QLibraryItem": ("UpdateLibraryItemMetadata",)}
-#: Writes a create makes after the call that made the resource: RegisterConnector takes no tags.
-CREATE_FOLLOW_UPS: Mapping[str, tuple[str, ...]] = {"AppFlowConnector": ("TagResource",)}
-#: Creates that carry an idempotency token (the API's clientToken).
-TOKEN_CREATES = frozenset({"CreatePlugin", "RegisterConnector"})
+#: The stand-in's own test of a read (docs/aws-standin.md): everything else is a write.
+READ_PREFIXES = ("Get", "List", "Describe", "BatchGet")
 
 
-def _ops(facts: KindFacts, names: Iterable[str]) -> tuple[Op, ...]:
-    return tuple((facts.info.service, name) for name in names)
+@cache
+def _input_members(service: str, operation: str) -> frozenset[str]:
+    """The request members of an operation, from botocore's model (the source of truth)."""
+    model = botocore.session.get_session().get_service_model(service).operation_model(operation)
+    return frozenset(model.input_shape.members) if model.input_shape is not None else frozenset()
 
 
-#: (service, operation) of each kind's writes, by what they do.
+def _follow_ups(facts: KindFacts) -> tuple[str, ...]:
+    """Writes a create makes after the call that made the resource: TagResource, for a tagged kind
+    whose create call takes no tags (RegisterConnector)."""
+    if facts.tagged and "tags" not in _input_members(facts.info.service, facts.create_op):
+        return ("TagResource",)
+    return ()
+
+
+#: (service, operation) of each kind's create, the one update `changed()` calls for, its delete.
 CREATES: Mapping[str, Op] = {f.kind: (f.info.service, f.create_op) for f in TEST_KINDS}
-#: The one update the harness's `changed()` calls for, per kind.
 CHANGE_OP: Mapping[str, Op] = {f.kind: (f.info.service, f.update_op) for f in TEST_KINDS}
 DELETES: Mapping[str, Op] = {f.kind: (f.info.service, f.delete_op) for f in TEST_KINDS}
-TAGGING = ("TagResource", "UntagResource")
-UPDATES: Mapping[str, tuple[Op, ...]] = {
-    f.kind: _ops(f, (f.update_op, *OTHER_UPDATES.get(f.kind, ()), *(TAGGING if f.tagged else ())))
-    for f in TEST_KINDS
-}
+SERVICES: Mapping[str, str] = {f.kind: f.info.service for f in TEST_KINDS}
+FOLLOW_UPS: Mapping[str, tuple[str, ...]] = {f.kind: _follow_ups(f) for f in TEST_KINDS}
 
 
 @dataclass
@@ -62,8 +68,8 @@ class Needed:
         """`created` objects of `kind` made from the harness's manifests, `changed` of them changed once
         with `changed()`, `deleted` deleted."""
         self.counts[CREATES[kind]] += created
-        for follow_up in CREATE_FOLLOW_UPS.get(kind, ()):
-            self.counts[(CREATES[kind][0], follow_up)] += created
+        for follow_up in FOLLOW_UPS[kind]:
+            self.counts[(SERVICES[kind], follow_up)] += created
         self.counts[CHANGE_OP[kind]] += changed
         self.counts[DELETES[kind]] += deleted
         return self
@@ -101,27 +107,25 @@ class Tally:
         return f"{said} ({extra})" if extra else said
 
 
-def write_ops(kinds: Iterable[str]) -> set[Op]:
-    ops: set[Op] = set()
-    for kind in kinds:
-        ops |= {CREATES[kind], DELETES[kind], *UPDATES[kind]}
-    return ops
+def is_write(operation: str) -> bool:
+    return not operation.startswith(READ_PREFIXES)
 
 
 def tally(log: Iterable[Mapping[str, Any]], needed: Needed, kinds: Iterable[str]) -> Tally:
-    """Count the writes of `kinds` in `log` (the operator's calls only) against `needed`."""
-    ops = write_ops(kinds)
+    """Count the writes of `kinds` (every call to their services that is not a read) in `log` (the
+    operator's calls only) against `needed`."""
+    services = {SERVICES[kind] for kind in kinds}
     creates = set(CREATES.values())
     sent: Counter[Op] = Counter()
     tokens: dict[Op, set[str]] = {}
     for entry in log:
         op = (str(entry.get("service")), str(entry.get("operation")))
-        if op not in ops or entry.get("error") == "ThrottlingException":
+        if op[0] not in services or not is_write(op[1]) or entry.get("error") == "ThrottlingException":
             continue
         if op in creates:
             if entry.get("error"):
                 continue  # refused: made nothing
-            if op[1] in TOKEN_CREATES and entry.get("clientToken"):
+            if "clientToken" in _input_members(*op) and entry.get("clientToken"):
                 tokens.setdefault(op, set()).add(str(entry["clientToken"]))
                 continue
         sent[op] += 1

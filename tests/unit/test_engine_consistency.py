@@ -20,12 +20,10 @@ from botocore.exceptions import (
     ParamValidationError,
     ReadTimeoutError,
 )
-from botocore.stub import Stubber
 
 from q_operator.engine import conditions as c
 from q_operator.engine.errors import OutcomeUnknown, RetryableError, TerminalError, classify, may_have_acted
 from q_operator.engine.reconcile import Decision, Trigger
-from q_operator.kinds import base
 from q_operator.kinds.base import AlreadyExists, Created, Found, Observation, Phase
 from tests.unit.engine_fakes import Thing, ThingSpec, World, world
 
@@ -494,62 +492,3 @@ def test_a_failed_delete_is_reported_within_the_bound_but_not_sent_again() -> No
     w.clock.advance(BOUND)
     run(w.cycle())
     assert w.cloud.count("delete") == 2
-
-
-# ----- the connector adapter: its create's tags come later
-
-
-def test_connector_create_leaves_a_failed_tagging_to_a_later_update() -> None:
-    """RegisterConnector acted: failing the create would resend it and tag again. The tags are reported
-    as set later; the engine waits for them, and sets them by an update after the bound."""
-    import boto3
-
-    from q_operator.kinds.appflowconnector import KIND, AppFlowConnectorAdapter
-
-    client = boto3.client(
-        "appflow", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
-    )
-    stubber = Stubber(client)
-    arn = "arn:aws:appflow:us-east-1:123456789012:connector/label-1"
-    stubber.add_response("register_connector", {"connectorArn": arn})
-    stubber.add_client_error("tag_resource", "InternalServerException", http_status_code=500)
-    spec = KIND.spec_model.model_validate(
-        {
-            "connectorLabel": "label-1",
-            "connectorProvisioningConfig": {
-                "lambda": {"lambdaArn": "arn:aws:lambda:us-east-1:123456789012:function:f"}
-            },
-        }
-    )
-    owner = base.Owner("uid-1", "ns", "obj")
-    with stubber:
-        token = base.ClientToken("t" * 40)
-        made = AppFlowConnectorAdapter(client).create(spec, owner, token, base.Resolved())
-    assert made.ref == {"connectorLabel": "label-1"} and made.set_later == ("tags",)
-
-
-def test_a_repeated_connector_create_leaves_the_tags_to_the_engine() -> None:
-    """A replay after a restart: the first create may have tagged it; tagging again is not called for."""
-    import boto3
-
-    from q_operator.kinds.appflowconnector import KIND, AppFlowConnectorAdapter
-
-    client = boto3.client(
-        "appflow", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
-    )
-    stubber = Stubber(client)
-    stubber.add_response("register_connector", {"connectorArn": "arn:aws:appflow:us-east-1:1:connector/lab"})
-    spec = KIND.spec_model.model_validate(
-        {
-            "connectorLabel": "lab",
-            "connectorProvisioningConfig": {
-                "lambda": {"lambdaArn": "arn:aws:lambda:us-east-1:123456789012:function:f"}
-            },
-        }
-    )
-    owner = base.Owner("uid-1", "ns", "obj", repeat=True)
-    with stubber:  # no tag_resource stubbed: a call would fail the test
-        token = base.ClientToken("t" * 40)
-        made = AppFlowConnectorAdapter(client).create(spec, owner, token, base.Resolved())
-    stubber.assert_no_pending_responses()
-    assert made.set_later == ("tags",)
