@@ -35,11 +35,12 @@ AWS_ARGS = [
     "--lost-answer-kinds",
     "reset,timeout",
     "--lost-answer-hold",
-    "4",
+    "6",
     "--seed",
     "21",
 ]
-OPERATOR_ENV = {"Q_OPERATOR_CONSISTENCY_SECONDS": "8", "Q_OPERATOR_AWS_READ_TIMEOUT": "2"}
+#: A `timeout` lost answer is held 6 s; the operator gives up on it after 3 s (30 s by default).
+OPERATOR_ENV = {"Q_OPERATOR_CONSISTENCY_SECONDS": "8", "Q_OPERATOR_AWS_READ_TIMEOUT": "3"}
 
 
 LOST_RATE = 0.2
