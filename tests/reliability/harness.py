@@ -248,10 +248,13 @@ class Result:
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: writes the desired state did not call for (tests/reliability/writes.py); None: not counted.
+    unneeded_writes: int | None = None
 
     @property
     def ok(self) -> bool:
-        return not (self.duplicates or self.orphans or self.stuck or self.problems) and self.bound_held
+        clean = not (self.duplicates or self.orphans or self.stuck or self.problems or self.unneeded_writes)
+        return clean and self.bound_held
 
 
 class Run:

@@ -30,6 +30,7 @@ from tests.kinds import (
     manifest,
     merged_settings,
 )
+from tests.reliability import consistency
 from tests.reliability.harness import KINDS, Result, Run, latency, ref_field
 from tests.reliability.realserver import (
     DebugRealServerRun,
@@ -759,4 +760,25 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("apiserver-deletes", "kube-apiserver down", apiserver_down_deletes, world=RealServerRun),
     Scenario("compaction", "etcd compacted, 410 Gone", compaction_410, world=DebugRealServerRun),
     Scenario("accounts", "two AWS accounts", two_accounts, aws_args=TWO_ACCOUNTS_AWS_ARGS),
+    Scenario(
+        "lag",
+        "read lag + kill -9",
+        consistency.read_lag,
+        consistency.OPERATOR_ENV,
+        consistency.LAG_ARGS,
+    ),
+    Scenario(
+        "lost",
+        "lost answers",
+        consistency.lost_answers,
+        consistency.OPERATOR_ENV,
+        consistency.LOST_ARGS,
+    ),
+    Scenario(
+        "lagged-lost",
+        "read lag + lost answers + throttling",
+        consistency.lagged_lost_throttled,
+        consistency.OPERATOR_ENV,
+        (*consistency.LAG_ARGS, *consistency.LOST_ARGS),
+    ),
 )

@@ -14,6 +14,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import Field
 
 from q_operator.engine.identity import Identities, Role
+from q_operator.engine.memory import Memory
 from q_operator.engine.reconcile import Decision, Deps, ObjectView, Outcome, Timing, Trigger, reconcile
 from q_operator.kinds.base import (
     Adapter,
@@ -278,10 +279,19 @@ class World:
     #: the namespaces' AWS bindings (the object lives in namespace "ns").
     identities: Identities = field(default_factory=Identities)
     aws: FakeAws = field(init=False)
+    timing: Timing = field(default_factory=Timing)
+    #: the operator process's memory: kept across cycles, lost by `restart()`.
+    memory: Memory = field(default_factory=Memory)
+    #: restart before every cycle (nothing is remembered between cycles).
+    forgetful: bool = False
 
     def __post_init__(self) -> None:
         self.clouds.setdefault(DEFAULT_REGION, self.cloud)
         self.aws = FakeAws(self.clouds)
+
+    def restart(self) -> None:
+        """The operator process restarts: everything it remembered in memory is gone."""
+        self.memory = Memory()
 
     @property
     def deps(self) -> Deps:
@@ -293,9 +303,10 @@ class World:
             read_configmap,
             self.clock,
             self.rng,
-            Timing(),
+            self.timing,
             default_region=DEFAULT_REGION,
             identities=self.identities,
+            memory=self.memory,
         )
 
     def view(self) -> ObjectView:
@@ -316,6 +327,8 @@ class World:
         self.generation += 1
 
     async def cycle(self, trigger: Trigger = Trigger.CHANGE) -> Outcome:
+        if self.forgetful:
+            self.restart()
         outcome = await reconcile(self.kind, self.view(), self.deps, trigger)
         self.status = merge_patch(self.status, outcome.status)
         self.events += [(e.type, e.reason, e.message) for e in outcome.events]

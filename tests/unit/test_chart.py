@@ -45,6 +45,8 @@ CONFIGURATIONS: dict[str, tuple[str, ...]] = {
         "aws.rate=5",
         "--set",
         "aws.concurrency=8",
+        "--set",
+        "operator.consistencySeconds=45",
         "--set-string",
         "serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::123456789012:role/q",
         "--set",
@@ -153,6 +155,7 @@ def test_operator_settings_reach_the_container_as_environment() -> None:
     assert env["Q_OPERATOR_LOG_LEVEL"] == "INFO"
     assert env["Q_OPERATOR_LOG_FORMAT"] == "json"
     assert env["Q_OPERATOR_DRIFT_SECONDS"] == "300"
+    assert env["Q_OPERATOR_CONSISTENCY_SECONDS"] == "45"
     assert env["Q_OPERATOR_METRICS_PORT"] == "8080"
     assert container(docs)["envFrom"] == [{"secretRef": {"name": "aws-creds"}}]
     sa = only(docs, "ServiceAccount")

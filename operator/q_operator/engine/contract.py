@@ -107,8 +107,9 @@ class Timing:
     poll_factor: float = 0.5
     #: an unmarked resource created this long before our recorded intent is still ours (clock skew).
     create_grace: float = 60.0
-    #: a fresh ref that reads as absent this soon after the create is eventual consistency, not deletion.
-    absent_grace: float = 30.0
+    #: the consistency bound (Q_OPERATOR_CONSISTENCY_SECONDS): every write is assumed visible to every
+    #: read this long after its answer (consistency.py; docs/engine.md says why 30 s).
+    consistency: float = 30.0
     #: after this long, an idempotency token may have expired on the AWS side: look before re-creating.
     token_trust: float = 3600.0
     #: an update whose diff has not cleared after this long is reported (UpdateNotConverging).

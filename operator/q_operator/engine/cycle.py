@@ -23,13 +23,16 @@ from q_operator.kinds.base import ExternalRef, KindInfo, Owner
 
 #: Status keys the engine owns; adapter outputs never overwrite them.
 _ENGINE_KEYS = frozenset(
-    {"conditions", "observedGeneration", "createPending", "retiring", "region", "accountId"}
+    {"conditions", "observedGeneration", "createPending", "retiring", "region", "accountId", "lastWrite"}
 )
-#: Key in a `status.retiring` entry: when the engine asked AWS to delete it (a DELETE_FAILED after
-#: that is a failure to report, not a build failure of the replaced resource).
+#: Key in a `status.retiring` entry: when the engine asked AWS to delete it (RFC 3339; "true" from
+#: before the time was kept). A DELETE_FAILED after that is a failure to report, not a build failure
+#: of the replaced resource; a read showing it still there within the consistency bound is waited out.
 _REQUESTED = "deleteRequested"
 #: Key in a `status.retiring` entry: the region the replaced resource lives in.
 _REGION = "region"
+#: Key in a `status.retiring` entry: when the operator created it (RFC 3339), if it did within memory.
+_CREATED = "created"
 
 log = logging.getLogger("q_operator.engine")
 
@@ -44,6 +47,15 @@ class Held:
     region: str | None = None
     #: the engine already asked AWS to delete it (in an earlier cycle).
     delete_requested: bool = False
+    #: when it asked (None: not asked, or asked before the time was kept).
+    requested_at: datetime | None = None
+    #: when the operator created it (None: long ago, or not the operator): reads may not show it for
+    #: the consistency bound after that.
+    created: datetime | None = None
+
+    def asked(self, at: datetime) -> Held:
+        """The same resource, its delete sent at `at`."""
+        return Held(self.ref, self.region, True, at, self.created)
 
 
 def same_ref(a: Mapping[str, str], b: Mapping[str, str]) -> bool:
@@ -131,8 +143,9 @@ class Cycle:
         value = self.get("createPending")
         return value if isinstance(value, Mapping) and value.get("since") else None
 
-    def owner(self, since: datetime | None = None) -> Owner:
-        return Owner(self.obj.uid, self.obj.namespace, self.obj.name, create_pending_since=since)
+    def owner(self, since: datetime | None = None, repeat: bool = False) -> Owner:
+        obj = self.obj
+        return Owner(obj.uid, obj.namespace, obj.name, create_pending_since=since, repeat=repeat)
 
     def prior(self, type_: str) -> Mapping[str, Any] | None:
         """A condition as the cycle found it."""
@@ -185,6 +198,10 @@ class Cycle:
         self.patch["createPending"] = value
         if value is not None:
             self.record_account()  # a create may reach AWS in this account: never look in another
+
+    def set_last_write(self, value: Mapping[str, Any]) -> None:
+        """Record the engine's last write to the current resource (consistency.py)."""
+        self.patch["lastWrite"] = dict(value)
 
     def merge_outputs(self, outputs: Mapping[str, Any]) -> None:
         """AWS's view of the resource into status (never over the engine's own keys)."""
@@ -246,9 +263,12 @@ class Cycle:
 
 
 def _parse_retiring(entry: Mapping[str, Any]) -> Held:
-    ref = {k: str(v) for k, v in entry.items() if k not in (_REQUESTED, _REGION)}
+    ref = {k: str(v) for k, v in entry.items() if k not in (_REQUESTED, _REGION, _CREATED)}
     region = entry.get(_REGION)
-    return Held(ref, str(region) if region else None, _REQUESTED in entry)
+    requested = entry.get(_REQUESTED)
+    at = c.parse_rfc3339(str(requested)) if requested else None
+    created = c.parse_rfc3339(str(entry.get(_CREATED) or ""))
+    return Held(ref, str(region) if region else None, requested is not None, at, created)
 
 
 def _stored_retiring(held: Held) -> dict[str, str]:
@@ -256,5 +276,7 @@ def _stored_retiring(held: Held) -> dict[str, str]:
     if held.region:
         entry[_REGION] = held.region
     if held.delete_requested:
-        entry[_REQUESTED] = "true"
+        entry[_REQUESTED] = c.rfc3339(held.requested_at) if held.requested_at else "true"
+    if held.created:
+        entry[_CREATED] = c.rfc3339(held.created)
     return entry

@@ -17,6 +17,7 @@ import logging
 from typing import Any
 
 from q_operator.engine import conditions as c
+from q_operator.engine import consistency
 from q_operator.engine.contract import (
     ADOPT_ANNOTATION,
     AwsCaller,
@@ -61,6 +62,7 @@ async def reconcile(
     """One cycle of one object: observe, then create, update, replace, delete or wait."""
     await deps.identities.ensure(obj.namespace)  # who acts in AWS for it is known, never guessed
     cy = Cycle(kind, obj, deps, trigger)
+    consistency.meet(cy)
     try:
         ref = cy.current_ref()
         if ref is not None:
@@ -89,6 +91,9 @@ async def reconcile(
             why = f"spec.region changed from {moved_from} to {cy.region}"
             return update.replace(cy, spec, resolved, ref, why)
         observation = await observe.observe(cy, spec, ref, resolved)
+        waiting = consistency.doubt(cy, observation)  # a read older than our last write is not drift
+        if waiting is not None:
+            return waiting
         if observation.phase is Phase.ABSENT:
             return create.recreate(cy, spec, resolved, ref)
         if observation.phase is Phase.IN_PROGRESS:
@@ -102,7 +107,7 @@ async def reconcile(
             return update.replace(cy, spec, resolved, ref, ", ".join(observation.replace))
         if observation.diff:
             return await update.update(cy, spec, resolved, ref, observation)
-        return observe.up_to_date(cy)
+        return consistency.confirm(cy, observe.up_to_date(cy))
     except ReconcileError as error:
         return failed(cy, error)
     except Exception as error:  # a bug (ours or an adapter's): report it, back off, never crash
