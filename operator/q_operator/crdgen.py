@@ -188,13 +188,14 @@ def _status_schema(model: type[BaseModel]) -> JsonDict:
 
 
 #: Columns every kind shows beside its own (`kubectl get`): Synced after Ready, as Crossplane's do;
-#: and with `-o wide`, why it is not synced (Paused, an error) and its management policy.
+#: and with `-o wide`, why it is not synced (Paused, an error), its management policy and where its
+#: AWS resource lives.
 SYNCED_COLUMN = PrinterColumn(
     "Synced",
     '.status.conditions[?(@.type=="Synced")].status',
     description="Synced condition: whether the last reconcile succeeded (False when paused).",
 )
-WIDE_COLUMNS = (
+COMMON_COLUMNS = (
     PrinterColumn(
         "Reason",
         '.status.conditions[?(@.type=="Synced")].reason',
@@ -204,23 +205,23 @@ WIDE_COLUMNS = (
     PrinterColumn(
         "Policy", ".spec.managementPolicy", description="Manage, or Observe (read only).", priority=1
     ),
+    PrinterColumn("Account", ".status.accountId", description="AWS account of the resource.", priority=1),
+    PrinterColumn("Region", ".status.region", description="AWS region of the resource.", priority=1),
 )
 
 
 def printer_columns(kind: KindInfo[Any, Any]) -> list[PrinterColumn]:
-    """The kind's own columns with the common ones: Synced right after Ready, the wide ones before Age."""
-    columns: list[PrinterColumn] = []
-    for column in kind.printer_columns:
-        if column.name == "Age":
-            columns.extend(WIDE_COLUMNS)
-        columns.append(column)
-        if column.name == "Ready":
-            columns.append(SYNCED_COLUMN)
-    if SYNCED_COLUMN not in columns:
-        columns.insert(0, SYNCED_COLUMN)
-    if WIDE_COLUMNS[0] not in columns:
-        columns.extend(WIDE_COLUMNS)
-    return columns
+    """The kind's own columns with the common ones: Synced right after Ready (first if it has none),
+    the wide ones before Age (which stays last)."""
+    columns = list(kind.printer_columns)
+    named = {c.name for c in columns}
+    if SYNCED_COLUMN.name not in named:
+        readies = [i for i, c in enumerate(columns) if c.name == "Ready"]
+        columns.insert(readies[0] + 1 if readies else 0, SYNCED_COLUMN)
+    common = [c for c in COMMON_COLUMNS if c.name not in named]
+    ages = [i for i, c in enumerate(columns) if c.name == "Age"]
+    at = ages[0] if ages else len(columns)
+    return [*columns[:at], *common, *columns[at:]]
 
 
 def crd_for(kind: KindInfo[Any, Any]) -> JsonDict:

@@ -27,7 +27,7 @@ from q_operator.sandbox import REPO_ROOT, Sandbox, condition, wait_for
 from tests.kinds import TEST_KINDS, KindFacts
 from tests.unit.test_argocd_health import health
 
-from .helpers import apply, client, events_of
+from .helpers import allow_adoption, apply, client, events_of
 
 PAUSED = "q-operator.dev/paused"
 ADOPT = "q-operator.dev/adopt-id"
@@ -290,9 +290,29 @@ def test_switching_observe_to_manage_adopts_and_applies_the_spec(
     obj = wait_ready_reason(sandbox, facts, namespace, name, "DiffersFromSpec")
     assert in_aws(sandbox, facts, obj["status"]) != facts.desired(manifest["spec"])
 
-    creates = len([w for w in writes(sandbox, 0) if w == facts.create_op])
+    # Taking over is adopting: only where the namespace allows it (a cluster admin's annotation).
+    mark = log_position(sandbox)
     patch_spec(sandbox, facts, namespace, name, {"managementPolicy": "Manage"})
-    obj = sandbox.wait_condition(facts.plural_path, namespace, name, "Ready", timeout=60)
+    obj = wait_synced(sandbox, facts, namespace, name, "AdoptionNotAllowed")
+    assert obj["status"]["observeOnly"] is True and writes(sandbox, mark) == []
+    creates = len([w for w in writes(sandbox, 0) if w == facts.create_op])
+    allow_adoption(sandbox, namespace)
+    requests: list[str] = []
+
+    def taken_over() -> dict[str, Any] | None:
+        """Ready once a cycle has seen the allowed namespace. Until then, each time the last request
+        was handled and still refused, ask for another cycle: the Namespace watch may deliver the
+        admin's annotation after a request was acted on."""
+        obj = sandbox.get(facts.plural_path, namespace, name) or {}
+        if condition(obj, "Ready", "True", current=True):
+            return obj
+        handled = obj.get("status", {}).get("lastHandledReconcileAt")
+        if not requests or (handled == requests[-1] and synced(obj).get("reason") == "AdoptionNotAllowed"):
+            requests.append(f"adoption-allowed-{len(requests)}")
+            annotate(sandbox, facts, namespace, name, f"{REQUEST}={requests[-1]}")
+        return None
+
+    obj = wait_for(f"{name} taken over", taken_over, timeout=60, interval=0.5)
     assert obj["status"][facts.info.id_field] == made and "observeOnly" not in obj["status"]
     assert in_aws(sandbox, facts, obj["status"]) == facts.desired(manifest["spec"])
     assert "Adopted" in [e.get("reason") for e in events_of(sandbox, namespace, name)]
@@ -314,6 +334,7 @@ def test_another_objects_resource_is_observed_but_never_taken_over(
     obj = wait_synced(sandbox, facts, namespace, name, "ObserveOnly")
     assert f"{namespace}.{owner}." in synced(obj)["message"], "it says whose the resource is"
 
+    allow_adoption(sandbox, namespace)
     mark = log_position(sandbox)
     patch_spec(sandbox, facts, namespace, name, {"managementPolicy": "Manage"})
     obj = wait_synced(sandbox, facts, namespace, name, "OwnedByAnother")

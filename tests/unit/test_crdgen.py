@@ -354,3 +354,9 @@ def test_a_union_of_several_types_is_refused_as_not_structural() -> None:
 
     with pytest.raises(ValueError, match="union"):
         crdgen.model_schema(Mixed)
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
+def test_root_metadata_is_only_an_object_as_a_real_api_server_demands(kind: Any) -> None:
+    schema = openapi_schema(crdgen.crd_for(kind))
+    assert schema["properties"]["metadata"] == {"type": "object"}

@@ -26,6 +26,7 @@ from q_operator.engine.controls import (
     wants_wake,
 )
 from q_operator.engine.errors import TerminalError
+from q_operator.engine.identity import ADOPTION_ALLOWED, ADOPTION_ANNOTATION
 from q_operator.engine.reconcile import ADOPT_ANNOTATION, Decision, Trigger
 from q_operator.engine.verbs import verbs_for
 from q_operator.kinds.base import Observation, Owner, Phase, Resolved
@@ -107,8 +108,10 @@ def test_any_pause_value_but_false_pauses(value: str | None, paused: bool) -> No
 # ----- observe-only
 
 
-def observing_world(mark: str | None = None, size: int = 1) -> World:
+def observing_world(mark: str | None = None, size: int = 1, adoption: bool = True) -> World:
     w = world(managementPolicy="Observe")
+    if adoption:
+        w.identities.update("ns", {ADOPTION_ANNOTATION: ADOPTION_ALLOWED})
     w.cloud.things["x-5"] = Thing("x-5", "alpha", size, None, mark, w.clock())
     w.annotations[ADOPT_ANNOTATION] = "x-5"
     return w
@@ -215,6 +218,22 @@ def test_switching_to_manage_never_takes_another_objects_resource() -> None:
     assert not WRITES & set(w.cloud.calls) and w.cloud.things["x-5"].size == 3
     run(w.cycle(Trigger.DRIFT))
     assert not WRITES & set(w.cloud.calls)
+
+
+def test_observing_needs_no_adoption_permission_but_taking_over_does() -> None:
+    """Observe → Manage goes through adoption, so the namespace's adoption rule (identity.py) holds:
+    refused, the resource stays only observed and untouched."""
+    w = observing_world(size=3, adoption=False)
+    run(w.converge())
+    assert w.condition(c.SYNCED)["reason"] == c.OBSERVE_ONLY, "reading needs no permission"
+    w.change_spec(managementPolicy="Manage")
+    run(w.cycle())
+    assert w.condition(c.SYNCED)["reason"] == c.ADOPTION_NOT_ALLOWED
+    assert w.status["observeOnly"] is True
+    assert not WRITES & set(w.cloud.calls) and w.cloud.things["x-5"].size == 3
+    w.identities.update("ns", {ADOPTION_ANNOTATION: ADOPTION_ALLOWED})
+    run(w.converge())
+    assert c.EV_ADOPTED in w.reasons() and w.cloud.things["x-5"].size == 1
 
 
 def test_the_verbs_refuse_writes_for_an_observe_only_object_whatever_a_step_asks() -> None:

@@ -53,6 +53,11 @@ NOT_CONVERGING = "UpdateNotConverging"
 REGION_MISSING = "RegionMissing"
 AWS_ERROR = "AwsError"
 INTERNAL_ERROR = "InternalError"
+# (who acts in AWS for the object's namespace: engine/identity.py)
+NO_AWS_IDENTITY = "NoAWSIdentity"
+ASSUME_ROLE_FAILED = "AssumeRoleFailed"
+ADOPTION_NOT_ALLOWED = "AdoptionNotAllowed"
+ACCOUNT_MISMATCH = "AccountMismatch"
 # (the user's controls over one object: engine/controls.py)
 PAUSED = "Paused"
 OBSERVE_ONLY = "ObserveOnly"  # Synced=True: the last look succeeded, and the operator only looks
@@ -122,6 +127,10 @@ SYNCED_REASONS = (
     AWS_ERROR,
     INTERNAL_ERROR,
     BUILD_FAILED,
+    NO_AWS_IDENTITY,
+    ASSUME_ROLE_FAILED,
+    ADOPTION_NOT_ALLOWED,
+    ACCOUNT_MISMATCH,
     PAUSED,
     OBSERVE_ONLY,
     ADOPT_ID_REQUIRED,

@@ -6,7 +6,7 @@ gets create, update, resume and delete handlers and a drift timer, all one line 
 `bridge.run_cycle`; a watch-event handler that catches up on spec changes kopf would sit out; one
 that wakes waiting handlers when the user's controls change (pause lifted, reconcile asked for); one
 that forgets an object once it is gone; and the index of the ConfigMaps its objects refer to
-(configmaps.py watches them).
+(configmaps.py watches them). namespaces.py adds the Namespace watch (each namespace's AWS identity).
 
 The drift timer ticks every `bridge.drift_tick()` seconds and runs a cycle only when the object's own
 drift interval (controls.py: the operator's, or the object's annotation) is due; its retries (a build
@@ -24,6 +24,7 @@ import kopf
 
 from q_operator import registry
 from q_operator.engine import bridge, configmaps, metrics, process
+from q_operator.engine import namespaces as namespaces  # registers the Namespace watch
 from q_operator.engine.aws import AwsSession, env_float
 from q_operator.engine.bridge import (
     CREATE_HANDLER,
@@ -129,13 +130,17 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.peering.lifetime = int(env_float("Q_OPERATOR_PEERING_LIFETIME", 60))
     process.state()
     metrics.serve(int(env_float("Q_OPERATOR_METRICS_PORT", 8080)))
+    policy = process.state().deps.identities.policy
     log.info(
-        "q-operator engine: kinds=%s drift=%ss aws_rate=%s/s concurrency=%s region=%s",
+        "q-operator engine: kinds=%s drift=%ss aws_rate=%s/s concurrency=%s region=%s "
+        "require_namespace_role=%s adoption_everywhere=%s",
         ",".join(k.kind for k in registry.KINDS) or "none",
         drift_seconds(),
         os.environ.get("Q_OPERATOR_AWS_RATE", "10"),
         os.environ.get("Q_OPERATOR_AWS_CONCURRENCY", "64"),
         os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "unset",
+        policy.require_role,
+        policy.adoption_everywhere,
     )
 
 

@@ -1,8 +1,9 @@
-"""Client-side rate limiting toward AWS: an adaptive token bucket per (service, region, operation).
+"""Client-side rate limiting toward AWS: an adaptive token bucket per (service, region, operation,
+account).
 
-AWS limits each control-plane operation separately, and one adapter verb may make several calls
-(GetPlugin, then ListTagsForResource), so the bucket is taken per HTTP call, in botocore's
-`before-call` hook inside the worker thread (engine/aws.py), and fed back from `after-call`.
+AWS limits each control-plane operation separately, per account and region, and one adapter verb may
+make several calls (GetPlugin, then ListTagsForResource), so the bucket is taken per HTTP call, in
+botocore's `before-call` hook inside the worker thread (engine/aws.py), and fed back from `after-call`.
 Adaptive, AIMD: on a throttle the rate halves and the bucket pauses for Retry-After; each success
 creeps the rate back up. A limiter that learns the rate beats retrying into 429s.
 
@@ -17,8 +18,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-#: (service, region, operation)
-BucketKey = tuple[str, str, str]
+#: (service, region, operation, account): AWS's quotas are per account and region. The account is ""
+#: for the operator's own identity until it is known.
+BucketKey = tuple[str, str, str, str]
 
 #: seconds of accepted calls a throttle is measured against: what AWS let through just before it said no
 MEASURE_SECONDS = 4.0

@@ -17,6 +17,7 @@ import logging
 from typing import Any
 
 from q_operator.engine import conditions as c
+from q_operator.engine import consistency
 from q_operator.engine.contract import (
     ADOPT_ANNOTATION,
     AwsCaller,
@@ -59,7 +60,9 @@ async def reconcile(
     kind: KindInfo[Any, Any], obj: ObjectView, deps: Deps, trigger: Trigger = Trigger.CHANGE
 ) -> Outcome:
     """One cycle of one object: observe, then create, update, replace, delete or wait."""
+    await deps.identities.ensure(obj.namespace)  # who acts in AWS for it is known, never guessed
     cy = Cycle(kind, obj, deps, trigger)
+    consistency.meet(cy)
     try:
         held = controls.hold(cy)  # paused: no AWS call, no change, a deletion included
         if held is not None:
@@ -89,6 +92,7 @@ async def reconcile(
         if ref is None:
             adopt_id = obj.annotations.get(ADOPT_ANNOTATION, "").strip()
             if adopt_id and cy.pending() is None:  # (a recorded intent is settled first: no orphan)
+                await cy.aws.adoption_allowed(adopt_id)  # only where the namespace allows it
                 return await create.adopt(cy, spec, resolved, adopt_id)
             return await create.create(cy, spec, resolved)
         deps.memory.hold(kind.kind, ref, obj.uid)
@@ -97,6 +101,9 @@ async def reconcile(
             why = f"spec.region changed from {moved_from} to {cy.region}"
             return update.replace(cy, spec, resolved, ref, why)
         observation = await observe.observe(cy, spec, ref, resolved)
+        waiting = consistency.doubt(cy, observation)  # a read older than our last write is not drift
+        if waiting is not None:
+            return waiting
         if observation.phase is Phase.ABSENT:
             return create.recreate(cy, spec, resolved, ref)
         if observation.phase is Phase.IN_PROGRESS:
@@ -110,7 +117,7 @@ async def reconcile(
             return update.replace(cy, spec, resolved, ref, ", ".join(observation.replace))
         if observation.diff:
             return await update.update(cy, spec, resolved, ref, observation)
-        return observe.up_to_date(cy)
+        return consistency.confirm(cy, observe.up_to_date(cy))
     except ReconcileError as error:
         return failed(cy, error)
     except Exception as error:  # a bug (ours or an adapter's): report it, back off, never crash

@@ -21,7 +21,8 @@ local NEEDS_USER = {
   OwnedByAnother = true, AlreadyExists = true, AccessDenied = true, CredentialsInvalid = true,
   ServiceQuotaExceeded = true, DependencyNotFound = true, InUse = true, ExternalFailure = true,
   DeleteFailed = true, RegionMissing = true, BuildFailed = true, AwsError = true, InternalError = true,
-  UpdateNotConverging = true, AdoptIdRequired = true,
+  UpdateNotConverging = true, NoAWSIdentity = true, AssumeRoleFailed = true, AdoptionNotAllowed = true,
+  AccountMismatch = true, AdoptIdRequired = true,
 }
 -- Reasons that clear by themselves: the operator is backing off and will try again.
 local TRANSIENT = { Throttled = true, AwsServerError = true, AwsUnreachable = true, Conflict = true }

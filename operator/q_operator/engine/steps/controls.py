@@ -157,8 +157,10 @@ def taking_over(cy: Cycle) -> bool:
 
 async def take_over(cy: Cycle, spec: BaseModel, resolved: Resolved, ref: ExternalRef) -> Outcome:
     """Observe → Manage: the observed resource becomes this object's through adoption, under its
-    rules (never another object's, never one that is gone), as if it were named by the annotation."""
+    rules (only where the namespace allows adoption, never another object's or another account's,
+    never one that is gone), as if it were named by the annotation."""
     adopt_id = cy.obj.annotations.get(ADOPT_ANNOTATION, "").strip() or ref[cy.kind.ref_fields[-1]]
+    await cy.aws.adoption_allowed(adopt_id)  # only where the namespace allows adoption (identity.py)
     outcome = await adopt(cy, spec, resolved, adopt_id)
     synced = c.find_condition(cy.conditions, c.SYNCED)
     if synced is None or synced.get("status") != "True":
