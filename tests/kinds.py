@@ -10,6 +10,7 @@ bench all read it; a new kind adds one `KindFacts` entry (and its functions) her
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import Callable, Mapping
@@ -61,6 +62,8 @@ class AwsResource:
     arn: str | None = None
     #: when AWS made it (the stand-in's clock, seconds since the epoch).
     created_at: float = 0.0
+    #: the AWS account it lives in (the stand-in keeps each account's state apart).
+    account: str = ACCOUNT_ID
 
 
 @dataclass(frozen=True)
@@ -153,8 +156,13 @@ class KindFacts:
         return build(self.info, name, namespace, self.spec(name, namespace), spec)
 
     def resources(self, state: Mapping[str, Any]) -> list[AwsResource]:
-        """The kind's resources in the AWS stand-in's state, in every account and region."""
-        return [self.resource(r) for scope in state.values() for r in scope.get(self.state_key, [])]
+        """The kind's resources in the AWS stand-in's state (keyed "<account>/<region>"), in every
+        account and region."""
+        return [
+            dataclasses.replace(self.resource(r), account=scope.split("/")[0])
+            for scope, held in state.items()
+            for r in held.get(self.state_key, [])
+        ]
 
 
 def build(

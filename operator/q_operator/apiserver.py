@@ -139,9 +139,26 @@ class ApiServer:
 
     def restart_apiserver(self) -> None:
         """Stop kube-apiserver only and start it again on the same port; etcd keeps the data."""
+        self.stop_apiserver()
+        self.start_apiserver()
+
+    def stop_apiserver(self) -> None:
+        """Stop kube-apiserver only (an outage of the control plane); etcd keeps running and the data."""
         _stop(self._apiserver)
         self._apiserver = None
+
+    def start_apiserver(self) -> None:
+        """Start kube-apiserver again on the same port (after `stop_apiserver`) and wait until it serves
+        every CRD again: after /readyz, the first request of each custom resource still answers 429
+        ("storage is (re)initializing") while that resource's watch cache fills."""
         self._start_apiserver()
+        crds = self.request("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions")["items"]
+        for crd in crds:
+            spec = crd["spec"]
+            for version in spec["versions"]:
+                if version.get("served", True):
+                    path = f"/apis/{spec['group']}/{version['name']}/{spec['names']['plural']}?limit=1"
+                    _wait_for(f"{path} served", functools.partial(self._answers, path), timeout=60)
 
     def apiserver_running(self) -> bool:
         return self._apiserver is not None and self._apiserver.poll() is None

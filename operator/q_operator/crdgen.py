@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from q_operator.kinds.base import KindInfo
+from q_operator.kinds.base import KindInfo, PrinterColumn
 
 JsonDict = dict[str, Any]
 
@@ -43,6 +43,7 @@ _KEPT = {
     "maxItems",
     "uniqueItems",
     "minProperties",
+    "default",
     "maxProperties",
     "additionalProperties",
     "format",
@@ -142,6 +143,9 @@ def structural(node: JsonDict, defs: Mapping[str, JsonDict]) -> JsonDict:
                 out[key] = value
         elif key == "required":
             out[key] = sorted(value)
+        elif key == "default":
+            if value is not None:  # `Optional[X] = None` is "unset", which needs no default
+                out[key] = copy.deepcopy(value)
         elif key == "pattern":
             out[key] = re2_pattern(value)
         else:
@@ -159,8 +163,17 @@ def model_schema(model: type[BaseModel]) -> JsonDict:
     return structural(raw, defs)
 
 
+def _without_defaults(node: Any) -> Any:
+    """The operator writes status whole: defaults there would only be the API server's guesses."""
+    if isinstance(node, dict):
+        return {k: _without_defaults(v) for k, v in node.items() if k != "default"}
+    if isinstance(node, list):
+        return [_without_defaults(v) for v in node]
+    return node
+
+
 def _status_schema(model: type[BaseModel]) -> JsonDict:
-    schema = model_schema(model)
+    schema: JsonDict = _without_defaults(model_schema(model))
     conditions = schema.get("properties", {}).get("conditions")
     if conditions is not None:
         item = conditions["items"]
@@ -172,6 +185,43 @@ def _status_schema(model: type[BaseModel]) -> JsonDict:
         conditions["x-kubernetes-list-type"] = "map"
         conditions["x-kubernetes-list-map-keys"] = ["type"]
     return schema
+
+
+#: Columns every kind shows beside its own (`kubectl get`): Synced after Ready, as Crossplane's do;
+#: and with `-o wide`, why it is not synced (Paused, an error), its management policy and where its
+#: AWS resource lives.
+SYNCED_COLUMN = PrinterColumn(
+    "Synced",
+    '.status.conditions[?(@.type=="Synced")].status',
+    description="Synced condition: whether the last reconcile succeeded (False when paused).",
+)
+COMMON_COLUMNS = (
+    PrinterColumn(
+        "Reason",
+        '.status.conditions[?(@.type=="Synced")].reason',
+        description="Why the last reconcile went as it did (Paused, ObserveOnly, an error).",
+        priority=1,
+    ),
+    PrinterColumn(
+        "Policy", ".spec.managementPolicy", description="Manage, or Observe (read only).", priority=1
+    ),
+    PrinterColumn("Account", ".status.accountId", description="AWS account of the resource.", priority=1),
+    PrinterColumn("Region", ".status.region", description="AWS region of the resource.", priority=1),
+)
+
+
+def printer_columns(kind: KindInfo[Any, Any]) -> list[PrinterColumn]:
+    """The kind's own columns with the common ones: Synced right after Ready (first if it has none),
+    the wide ones before Age (which stays last)."""
+    columns = list(kind.printer_columns)
+    named = {c.name for c in columns}
+    if SYNCED_COLUMN.name not in named:
+        readies = [i for i, c in enumerate(columns) if c.name == "Ready"]
+        columns.insert(readies[0] + 1 if readies else 0, SYNCED_COLUMN)
+    common = [c for c in COMMON_COLUMNS if c.name not in named]
+    ages = [i for i, c in enumerate(columns) if c.name == "Age"]
+    at = ages[0] if ages else len(columns)
+    return [*columns[:at], *common, *columns[at:]]
 
 
 def crd_for(kind: KindInfo[Any, Any]) -> JsonDict:
@@ -207,7 +257,7 @@ def crd_for(kind: KindInfo[Any, Any]) -> JsonDict:
             **({"description": c.description} if c.description else {}),
             **({"priority": c.priority} if c.priority else {}),
         }
-        for c in kind.printer_columns
+        for c in printer_columns(kind)
     ]
     version: JsonDict = {
         "name": kind.version,

@@ -27,8 +27,9 @@ RBAC_FILE = "kind-rules.yaml"
 OPERATOR_POLICY = "iam-policy.json"
 TENANT_POLICY = "iam-tenant-policy.json"
 
-#: The roles the operator may assume for a namespace (issue 18's per-namespace identities). A naming
-#: convention, not a secret: docs/install.md tells how to change it.
+#: The roles the operator may assume for a namespace (engine/identity.py: q-operator.dev/role-arn on
+#: the Namespace). A naming convention, not a secret: docs/install.md ("Many teams") tells how to
+#: change it.
 TENANT_ROLE_PATTERN = "arn:aws:iam::*:role/q-operator-tenant-*"
 
 RBAC_HEADER = """\
@@ -37,8 +38,9 @@ RBAC_HEADER = """\
 # ClusterRole (cluster-wide install) or in each watched namespace's Role. Two rules per kind:
 # - the objects: kopf lists and watches them and patches its finalizer and bookkeeping annotations
 #   onto them (the engine also patches q-operator.dev/configmap-hash when a referenced ConfigMap
-#   changes). No get (kopf works from the watch stream), no update, never create or delete: users
-#   and GitOps tools own these objects;
+#   changes, and q-operator.dev/namespace-binding when the namespace's AWS binding does). No get
+#   (kopf works from the watch stream), no update, never create or delete: users and GitOps tools own
+#   these objects;
 # - their status subresource: conditions, observedGeneration, the create-pending marker and AWS's
 #   outputs, one patch per reconcile. The operator never writes spec.
 """

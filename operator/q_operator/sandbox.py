@@ -211,6 +211,9 @@ class Sandbox:
         port = _free_port()
         op_env = self.env()
         op_env.update({"Q_OPERATOR_METRICS_PORT": "0", "Q_OPERATOR_DRIFT_SECONDS": "300"})
+        # The AWS stand-in answers every read consistently unless it is given a read lag: a short
+        # consistency bound is the truth about it. A sandbox with read lag sets a bound above the lag.
+        op_env["Q_OPERATOR_CONSISTENCY_SECONDS"] = "1"
         op_env.update(self.operator_env)
         op_env.update(env or {})
         log = (self.workdir / f"operator-{self._operator_starts}.log").open("wb")

@@ -74,6 +74,16 @@ def client(sandbox: Sandbox, service: str) -> Any:
     )
 
 
+def allow_adoption(sandbox: Sandbox, namespace: str) -> None:
+    """What a cluster admin does so that q-operator.dev/adopt-id works in a namespace."""
+    sandbox.kube(
+        "PATCH",
+        f"/api/v1/namespaces/{namespace}",
+        {"metadata": {"annotations": {"q-operator.dev/adoption": "allowed"}}},
+        content_type="application/merge-patch+json",
+    )
+
+
 def calls(sandbox: Sandbox, operation: str | None = None) -> list[dict[str, Any]]:
     """The AWS calls the stand-in received, optionally only one operation's."""
     return [r for r in sandbox.aws_requests() if operation is None or r.get("operation") == operation]

@@ -14,7 +14,7 @@ from typing import Any
 from q_operator.sandbox import Sandbox, condition, wait_for
 from tests.kinds import APPFLOWCONNECTORS, appflowconnector, lambda_arn
 
-from .helpers import apply, calls, client, connector_labels
+from .helpers import allow_adoption, apply, calls, client, connector_labels
 
 AWS_ARGS = ["--build-seconds", "0.2"]
 #: Library items and connectors have no build: poll right after a create or update, not after 1 s.
@@ -162,6 +162,7 @@ def test_foreign_connector_is_adopted_when_asked_and_brought_to_the_spec(
     appflow.tag_resource(resourceArn=arn, tags={"stale": "yes"})
     manifest = appflowconnector(name, namespace, tags={"team": "data"})
     manifest["metadata"]["annotations"] = {"q-operator.dev/adopt-id": name}
+    allow_adoption(sandbox, namespace)
     registers = len(calls(sandbox, "RegisterConnector"))
     apply(sandbox, manifest)
     obj = sandbox.wait_condition(APPFLOWCONNECTORS, namespace, name, "Ready", timeout=30)

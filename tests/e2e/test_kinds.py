@@ -17,7 +17,7 @@ import pytest
 from q_operator.sandbox import Sandbox, condition, wait_for
 from tests.kinds import TEST_KINDS, AwsResource, KindFacts
 
-from .helpers import apply, calls, client, events_of
+from .helpers import allow_adoption, apply, calls, client, events_of
 
 AWS_ARGS = ["--build-seconds", "0.5"]
 #: Library items and connectors have no build: poll right after a create or update, not after 1 s.
@@ -104,6 +104,7 @@ def test_adopt_annotation_manages_an_existing_resource_creating_nothing(
     made = facts.make_by_hand(client(sandbox, facts.info.service), obj["spec"])
     creates = len(calls(sandbox, facts.create_op))
     obj["metadata"]["annotations"] = {ADOPT: made}
+    allow_adoption(sandbox, namespace)
     apply(sandbox, obj)
     live = sandbox.wait_condition(facts.plural_path, namespace, "handmade", "Ready")
     assert live["status"][facts.info.id_field] == made

@@ -1,14 +1,16 @@
-"""Least privilege, proven: the chart's RBAC and the IAM policy (docs/iam-tenant-policy.json, the
-operator's docs/iam-policy.json without sts:AssumeRole) against what the operator really called,
-across the whole end-to-end suite, both ways (nothing missing, nothing unused).
+"""Least privilege, proven: the chart's RBAC and the IAM policies against what the operator really
+called, across the whole end-to-end suite, both ways (nothing missing, nothing unused). Calls the
+operator made as a namespace's role are held to docs/iam-tenant-policy.json, the ones it made as
+itself (STS AssumeRole included) to docs/iam-policy.json.
 
 What the operator called on Kubernetes comes from the real kube-apiserver's audit log (every module of
 this pytest worker ran on the same server) plus the request logs of modules that ran on the stand-in;
 on AWS, from the AWS stand-ins' request logs. The other half of the RBAC proof, that the real
 authorizer lets the operator do all of it with only the chart's grants, is test_chart_rbac.py.
 
-This module also drives every sample through create, update and delete itself, so it proves
-something when run alone; run with the whole suite it sees every path the suite exercised.
+This module also drives every sample through create, update and delete itself, plus one object in a
+namespace bound to a tenant role, so it proves something when run alone; run with the whole suite it
+sees every path the suite exercised.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import yaml
 
 from q_operator.apiserver import ApiServer
 from q_operator.sandbox import REPO_ROOT, Sandbox, wait_for
-from tests.iam import TENANT_POLICY, check_iam, load_policy
+from tests.iam import POLICY, TENANT_POLICY, check_iam, load_policy
 from tests.kinds import BY_KIND, QPLUGINS, facts_of, qplugin
 from tests.rbac import audit_requests, check_rbac, render_chart, rules_from_chart
 
@@ -32,6 +34,9 @@ pytestmark = pytest.mark.after_suite
 
 #: The operator's own Kubernetes clients: kopf, and the `kubernetes` client that reads ConfigMaps.
 OPERATOR_AGENTS = ("kopf", "OpenAPI-Generator")
+#: A team's role (named as the operator's policy expects tenant roles), assumable on the stand-in.
+TENANT_ROLE = "arn:aws:iam::210987654321:role/q-operator-tenant-permissions"
+AWS_ARGS = ["--build-seconds", "0.5", "--assumable-role", TENANT_ROLE]
 
 
 def _resources() -> list[dict[str, Any]]:
@@ -76,6 +81,24 @@ def _crash_during_create(sandbox: Sandbox) -> None:
     )
 
 
+def _as_a_tenant_role(sandbox: Sandbox) -> None:
+    """One object in a namespace bound to a tenant role: the operator assumes it (sts:AssumeRole)
+    and watches Namespaces for the binding."""
+    namespace = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": "tenant-permissions", "annotations": {"q-operator.dev/role-arn": TENANT_ROLE}},
+    }
+    sandbox.kube("POST", "/api/v1/namespaces", namespace)
+    apply(sandbox, qplugin("tenant", "tenant-permissions", applicationId=new_application_id()))
+    live = sandbox.wait_condition(QPLUGINS, "tenant-permissions", "tenant", "Ready")
+    assert live["status"]["accountId"] == TENANT_ROLE.split(":")[4]
+    sandbox.kubectl("delete", "qplugin", "tenant", "-n", "tenant-permissions", "--wait=false")
+    wait_for(
+        "tenant deleted", lambda: sandbox.get(QPLUGINS, "tenant-permissions", "tenant") is None, timeout=60
+    )
+
+
 @pytest.fixture(scope="module")
 def lifecycle(sandbox: Sandbox) -> Sandbox:
     """Every sample created, changed twice and deleted, plus a crash in the create window."""
@@ -93,6 +116,7 @@ def lifecycle(sandbox: Sandbox) -> Sandbox:
             sandbox.kubectl("patch", obj["kind"].lower(), name, "--type=merge", "-p", json.dumps(patch))
         _wait_ready(sandbox, kinds)
     _crash_during_create(sandbox)
+    _as_a_tenant_role(sandbox)
     for obj in kinds:
         sandbox.kubectl("delete", obj["kind"].lower(), obj["metadata"]["name"], "--wait=false")
     for obj in kinds:
@@ -125,12 +149,19 @@ def test_iam_policy_allows_every_aws_call_the_operator_made_and_nothing_more(lif
     requests = [
         r for r in [*calllog.AWS, *lifecycle.aws_requests()] if "q-operator/" in str(r.get("userAgent", ""))
     ]
-    report = check_iam(requests, load_policy(TENANT_POLICY))
-    assert report.used, "the log shows no call from the operator: the proof would be empty"
-    assert not report.missing, (
-        f"calls the policy does not allow (AccessDenied on AWS): {sorted(report.missing)}"
+    as_tenant = check_iam([r for r in requests if r.get("role")], load_policy(TENANT_POLICY))
+    as_itself = check_iam([r for r in requests if not r.get("role")], load_policy(POLICY))
+    assert as_tenant.used and as_itself.used, (
+        "the log shows no call from the operator: the proof would be empty"
     )
-    assert not report.unused, f"actions allowed but never called: {sorted(report.unused)}"
+    missing = {("as a tenant role", a) for a in as_tenant.missing} | {
+        ("as itself", a) for a in as_itself.missing
+    }
+    assert not missing, f"calls the policy does not allow (AccessDenied on AWS): {sorted(missing)}"
+    # The operator's policy is the tenant policy plus sts:AssumeRole (test_permissions_generated.py):
+    # every action of it was used, as itself or as a tenant role.
+    unused = check_iam(requests, load_policy(POLICY)).unused
+    assert not unused, f"actions allowed but never called: {sorted(unused)}"
 
 
 def plugins_in_state(sandbox: Sandbox, application_id: str) -> list[dict[str, Any]]:

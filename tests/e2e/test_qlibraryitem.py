@@ -15,7 +15,7 @@ from q_operator.emulate.aws.faults import TokenBucket
 from q_operator.sandbox import Sandbox, condition, wait_for
 from tests.kinds import QLIBRARYITEMS, new_instance_id, qlibraryitem
 
-from .helpers import apply, calls, client, events_of, library_items_in
+from .helpers import allow_adoption, apply, calls, client, events_of, library_items_in
 
 AWS_ARGS = ["--build-seconds", "0.2"]
 #: Library items and connectors have no build: poll right after a create or update, not after 1 s.
@@ -171,6 +171,7 @@ def test_existing_item_of_the_same_app_version_is_refused_then_adopted_on_reques
     assert [i["libraryItemId"] for i in library_items_in(sandbox, instance)] == [existing]
 
     manifest["metadata"]["annotations"] = {"q-operator.dev/adopt-id": existing}
+    allow_adoption(sandbox, namespace)
     apply(sandbox, manifest)
     obj = sandbox.wait_condition(QLIBRARYITEMS, namespace, "handmade", "Ready", timeout=30)
     item = _one_item(sandbox, instance)

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from q_operator.crdgen import SYNCED_COLUMN, printer_columns
 from q_operator.sandbox import REPO_ROOT, Sandbox, condition, wait_for
 from tests.argocd import user_fields_drift
 from tests.kinds import QPLUGINS, TEST_KINDS, KindFacts, qplugin
@@ -22,8 +23,8 @@ from tests.unit.test_argocd_health import health
 from .helpers import apply
 
 FIXTURES = REPO_ROOT / "tests" / "fixtures" / "status"
-#: Ready's printer column, shown by every kind.
-READY_COLUMN = '.status.conditions[?(@.type=="Ready")].status'
+#: Ready's and Synced's printer columns, shown by every kind (True once the sample is Ready).
+CONDITION_COLUMNS = ('.status.conditions[?(@.type=="Ready")].status', SYNCED_COLUMN.json_path)
 
 
 def _sample(facts: KindFacts) -> dict[str, Any]:
@@ -60,7 +61,7 @@ def test_kubectl_wait_for_ready_returns_once_ready(samples_ready: dict[str, dict
 
 def _column_value(obj: dict[str, Any], path: str) -> str | None:
     """What `kubectl get` shows for a printer column with a plain path (.status.x, .spec.y)."""
-    if path == READY_COLUMN:
+    if path in CONDITION_COLUMNS:
         return "True"
     section, _, field = path.lstrip(".").partition(".")
     if section not in ("spec", "status") or "." in field:
@@ -75,7 +76,7 @@ def test_kubectl_get_shows_the_printer_columns_and_the_aws_id(
     obj = samples_ready[facts.kind]
     name = obj["metadata"]["name"]
     header, row = sandbox.kubectl("get", facts.short, name).stdout.strip().splitlines()
-    columns = [c for c in facts.info.printer_columns if not c.priority]
+    columns = [c for c in printer_columns(facts.info) if not c.priority]  # the kind's and the common ones
     assert header.split() == ["NAME", *(word for c in columns for word in c.name.upper().split())]
     shown = [_column_value(obj, c.json_path) for c in columns if c.type != "date"]
     assert row.split()[: 1 + len(shown)] == [name, *shown]

@@ -141,7 +141,7 @@ def test_patch_merge_and_json_and_the_strategic_default_is_refused(kubectl: Kube
     failed = kubectl.run(
         "patch", "wd", "patchy", "--type=json", "-p", '[{"op":"test","path":"/spec/size","value":1}]'
     )
-    assert failed.returncode != 0 and "test failed" in failed.stderr
+    assert failed.returncode != 0 and "the server rejected our request" in failed.stderr
 
 
 def test_wait_for_condition_ready_returns_when_status_says_so(kubectl: Kubectl) -> None:

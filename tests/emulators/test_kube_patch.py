@@ -46,7 +46,7 @@ def test_strategic_merge_patch_uses_the_list_strategies_of_built_in_kinds() -> N
         },
     }
     assert strategic_merge_patch(crd, patch) == {
-        "metadata": {"finalizers": ["b", "c"]},
+        "metadata": {"finalizers": ["c", "b"]},
         "spec": {"versions": [{"name": "v1", "served": False}], "columns": [3]},
     }
     assert strategic_merge_patch({"data": {"a": "1"}}, {"data": {"$patch": "replace", "b": "2"}}) == {

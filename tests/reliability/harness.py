@@ -25,7 +25,7 @@ import boto3
 from botocore.config import Config
 
 from q_operator.sandbox import Sandbox, SandboxError, condition, wait_for
-from tests.kinds import TEST_KINDS, AwsResource, aws_resources, facts_of
+from tests.kinds import ACCOUNT_ID, TEST_KINDS, AwsResource, aws_resources, facts_of
 
 #: The kinds, by name, in the registry's order; their per-kind facts are in tests/kinds.py.
 KINDS = tuple(facts.kind for facts in TEST_KINDS)
@@ -95,6 +95,12 @@ def object_refs(obj: Mapping[str, Any]) -> list[str]:
     return refs
 
 
+def account_of(obj: Mapping[str, Any]) -> str:
+    """The AWS account an object's resources live in: its status says (status.accountId); objects
+    that do not say are the stand-in's default account's."""
+    return str((obj.get("status") or {}).get("accountId") or ACCOUNT_ID)
+
+
 def owner_mark(obj: Mapping[str, Any]) -> str:
     meta = obj["metadata"]
     return f"{meta['namespace']}.{meta['name']}.{meta['uid']}"
@@ -122,7 +128,8 @@ def audit(
     """Compare the objects and the AWS state with the desired state.
 
     - duplicate: two AWS resources for one object (one it holds, another tagged as its own or, for the
-      untagged library items, under its natural key), or one AWS resource held by two objects;
+      untagged library items, under its natural key), or one AWS resource held by two objects. A
+      resource is known by its account too: the same ID or natural key in two accounts is two;
     - orphan: an AWS resource no object holds, except `allowed` (Retain-policy and deliberately
       foreign ones);
     - stuck: an object not in its expected condition — Terminating, not Ready, the wrong reason, or
@@ -131,25 +138,25 @@ def audit(
     objs = [dict(o) for o in objects]
     result = Audit()
     allowed_ids = set(allowed)
-    holders: dict[tuple[str, str], list[str]] = {}
+    holders: dict[tuple[str, str, str], list[str]] = {}
     for obj in objs:
         for ref in object_refs(obj):
-            holders.setdefault((str(obj["kind"]), ref), []).append(_name(obj))
+            holders.setdefault((str(obj["kind"]), account_of(obj), ref), []).append(_name(obj))
     marks = {owner_mark(o): o for o in objs}
-    keyed = {(str(o["kind"]), natural_key(o)): o for o in objs if natural_key(o) is not None}
+    keyed = {(str(o["kind"]), account_of(o), natural_key(o)): o for o in objs if natural_key(o) is not None}
     for res in aws_resources(state):
-        held_by = holders.get((res.kind, res.id), [])
+        held_by = holders.get((res.kind, res.account, res.id), [])
         if len(held_by) > 1:
             result.duplicates.append(f"{res.detail} held by {', '.join(held_by)}")
             continue
         if held_by or res.id in allowed_ids:
             continue
-        claimant = marks.get(res.owner_tag or "") or keyed.get((res.kind, res.natural_key))
+        claimant = marks.get(res.owner_tag or "") or keyed.get((res.kind, res.account, res.natural_key))
         if claimant is not None and object_refs(claimant):
             result.duplicates.append(f"{res.detail}: a second resource of {_name(claimant)}")
         else:
             result.orphans.append(res.detail)
-    by_id = {(r.kind, r.id): r for r in aws_resources(state)}
+    by_id = {(r.kind, r.account, r.id): r for r in aws_resources(state)}
     by_key: dict[tuple[str, str, str], dict[str, Any] | None] = {
         (str(o["kind"]), o["metadata"]["namespace"], o["metadata"]["name"]): o for o in objs
     }
@@ -165,12 +172,12 @@ def audit(
     return result
 
 
-def _drifted(obj: Mapping[str, Any], by_id: Mapping[tuple[str, str], AwsResource]) -> str | None:
-    """A Ready object whose AWS resource is missing or differs from the spec."""
+def _drifted(obj: Mapping[str, Any], by_id: Mapping[tuple[str, str, str], AwsResource]) -> str | None:
+    """A Ready object whose AWS resource is missing (in its account) or differs from the spec."""
     status = obj.get("status") or {}
     kind = str(obj["kind"])
     ref = status.get(ref_field(kind))
-    found = by_id.get((kind, str(ref)))
+    found = by_id.get((kind, account_of(obj), str(ref)))
     if found is None:
         return f"{_name(obj)} is Ready but its AWS resource {ref} does not exist"
     wanted = desired_fields(obj)
@@ -241,10 +248,13 @@ class Result:
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: writes the desired state did not call for (tests/reliability/writes.py); None: not counted.
+    unneeded_writes: int | None = None
 
     @property
     def ok(self) -> bool:
-        return not (self.duplicates or self.orphans or self.stuck or self.problems) and self.bound_held
+        clean = not (self.duplicates or self.orphans or self.stuck or self.problems or self.unneeded_writes)
+        return clean and self.bound_held
 
 
 class Run:
@@ -351,12 +361,16 @@ class Run:
 
     # -- Kubernetes
 
-    def namespace(self, prefix: str = "r") -> str:
+    def namespace(self, prefix: str = "r", annotations: Mapping[str, str] | None = None) -> str:
+        """A fresh namespace; `annotations` on the Namespace (a cluster admin's, e.g. an AWS binding)."""
         name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+        metadata: dict[str, Any] = {"name": name}
+        if annotations:
+            metadata["annotations"] = dict(annotations)
         self.box.kube(
             "POST",
             "/api/v1/namespaces",
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata},
         )
         return name
 

@@ -28,6 +28,7 @@ COLUMNS = (
     "duplicates",
     "orphans",
     "stuck",
+    "unneeded writes",
     "converged in",
 )
 
@@ -41,6 +42,7 @@ def row_cells(row: Result) -> list[str]:
         str(row.duplicates),
         str(row.orphans),
         str(row.stuck),
+        "-" if row.unneeded_writes is None else str(row.unneeded_writes),
         f"{row.converge_seconds:.1f}s",
     ]
 

@@ -19,10 +19,12 @@ import botocore.model
 import botocore.session
 from pydantic import BaseModel
 
+from q_operator.kinds.base import CommonSpec
+
 JsonDict = dict[str, Any]
 
-#: Spec fields every kind has that no AWS request carries (and a map's keys, which a CRD cannot check).
-COMMON_FIELDS = frozenset({"region", "deletionPolicy"})
+#: Spec fields every kind has that no AWS request carries (the operator's own: kinds/base.py CommonSpec).
+COMMON_FIELDS = frozenset(CommonSpec.model_fields)
 
 
 @dataclass(frozen=True)
@@ -142,9 +144,12 @@ def check(binding: Binding, service_model: botocore.model.ServiceModel) -> list[
         differ("max entries", node.get(high), None if bc_max is None else bc_max - binding.reserved_entries)
     elif shape.type_name == "structure":
         props = set(node.get("properties", {}))
+        common = (
+            COMMON_FIELDS if binding.path == "" and issubclass(binding.model, CommonSpec) else frozenset()
+        )
         differ(
             "members",
-            sorted(props - binding.extra_members),
+            sorted(props - binding.extra_members - common),
             sorted(set(shape.members) - binding.ignore_members),
         )
         differ(

@@ -13,6 +13,8 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import Field
 
+from q_operator.engine.identity import Identities, Role
+from q_operator.engine.memory import Memory
 from q_operator.engine.reconcile import Decision, Deps, ObjectView, Outcome, Timing, Trigger, reconcile
 from q_operator.kinds.base import (
     Adapter,
@@ -121,7 +123,8 @@ class FakeCloud:
             for name, ok in (
                 ("size", thing.size == spec.size),
                 ("payload", thing.payload == payload),
-                ("tags", not self.tags or thing.mark is not None),
+                # (an observe-only object compares the user's tags only: the fake has none)
+                ("tags", not self.tags or thing.mark is not None or owner.observe_only),
             )
             if not ok
         )
@@ -211,11 +214,16 @@ def thing_kind(find_before_create: bool = False) -> KindInfo[ThingSpec, ThingSta
     )
 
 
+OWN_ACCOUNT = "123456789012"
+
+
 class FakeAws:
-    """One fake cloud per region; the default region's is the world's `cloud`."""
+    """One fake cloud per region; the default region's is the world's `cloud`. A role's calls go to
+    its account's clouds, keyed "<account>/<region>"; `calls` lists (step, role ARN or None)."""
 
     def __init__(self, clouds: dict[str, FakeCloud]) -> None:
         self.clouds = clouds
+        self.calls: list[tuple[str, str | None]] = []
 
     async def call(
         self,
@@ -224,12 +232,20 @@ class FakeAws:
         step: str,
         fn: Callable[[Adapter[Any]], T],
         logger: logging.LoggerAdapter[logging.Logger],
+        role: Role | None = None,
     ) -> T:
-        cloud = self.clouds.get(region or DEFAULT_REGION)
+        self.calls.append((step, role.arn if role else None))
+        key = region or DEFAULT_REGION
+        if role is not None and role.account != OWN_ACCOUNT:
+            key = f"{role.account}/{key}"
+        cloud = self.clouds.get(key)
         if cloud is None:
             first = next(iter(self.clouds.values()))
-            cloud = self.clouds[region or DEFAULT_REGION] = FakeCloud(first.clock, tags=first.tags)
+            cloud = self.clouds[key] = FakeCloud(first.clock, tags=first.tags)
         return fn(CloudAdapter(cloud))  # type: ignore[arg-type]
+
+    async def account(self, role: Role | None) -> str | None:
+        return role.account if role is not None else OWN_ACCOUNT
 
 
 def merge_patch(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
@@ -261,9 +277,22 @@ class World:
     retry: int = 0
     rng: random.Random = field(default_factory=lambda: random.Random(7))
     clouds: dict[str, FakeCloud] = field(default_factory=dict)
+    #: the namespaces' AWS bindings (the object lives in namespace "ns").
+    identities: Identities = field(default_factory=Identities)
+    aws: FakeAws = field(init=False)
+    timing: Timing = field(default_factory=Timing)
+    #: the operator process's memory: kept across cycles, lost by `restart()`.
+    memory: Memory = field(default_factory=Memory)
+    #: restart before every cycle (nothing is remembered between cycles).
+    forgetful: bool = False
 
     def __post_init__(self) -> None:
         self.clouds.setdefault(DEFAULT_REGION, self.cloud)
+        self.aws = FakeAws(self.clouds)
+
+    def restart(self) -> None:
+        """The operator process restarts: everything it remembered in memory is gone."""
+        self.memory = Memory()
 
     @property
     def deps(self) -> Deps:
@@ -271,12 +300,14 @@ class World:
             return self.configmaps.get((namespace, name))
 
         return Deps(
-            FakeAws(self.clouds),
+            self.aws,
             read_configmap,
             self.clock,
             self.rng,
-            Timing(),
+            self.timing,
             default_region=DEFAULT_REGION,
+            identities=self.identities,
+            memory=self.memory,
         )
 
     def view(self) -> ObjectView:
@@ -297,6 +328,8 @@ class World:
         self.generation += 1
 
     async def cycle(self, trigger: Trigger = Trigger.CHANGE) -> Outcome:
+        if self.forgetful:
+            self.restart()
         outcome = await reconcile(self.kind, self.view(), self.deps, trigger)
         self.status = merge_patch(self.status, outcome.status)
         self.events += [(e.type, e.reason, e.message) for e in outcome.events]

@@ -285,7 +285,11 @@ def test_every_synced_reason_is_either_paged_on_or_transient() -> None:
     attention = set(alerts["QOperatorResourceNeedsAttention"]["reasons"])
     access = set(alerts["QOperatorAwsAccessFailing"]["reasons"])
     assert not attention & access and not (attention | access) & TRANSIENT_REASONS
-    assert attention | access | TRANSIENT_REASONS == set(conditions.SYNCED_REASONS)
+    # Paused and ObserveOnly are the user's choice, not a failure: nothing pages on them.
+    assert not (attention | access) & conditions.CONTROL_REASONS
+    assert attention | access | TRANSIENT_REASONS | conditions.CONTROL_REASONS == set(
+        conditions.SYNCED_REASONS
+    )
     assert {conditions.INVALID_SPEC, conditions.OWNED_BY_ANOTHER, conditions.BUILD_FAILED} <= attention
     assert conditions.ACCESS_DENIED in access
 

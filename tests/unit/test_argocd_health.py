@@ -29,7 +29,12 @@ ARGOCD = ROOT / "argocd"
 FIXTURES = ROOT / "tests" / "fixtures" / "status"
 #: The health check's file stem (the kind's singular name) → the kind, for every registered kind.
 KINDS = {kind.singular: kind.kind for kind in REGISTRY}
-VERDICTS = {"healthy": "Healthy", "progressing": "Progressing", "degraded": "Degraded"}
+VERDICTS = {
+    "healthy": "Healthy",
+    "progressing": "Progressing",
+    "degraded": "Degraded",
+    "suspended": "Suspended",
+}
 
 
 def health(kind: str, obj: dict[str, Any]) -> tuple[str, str]:
@@ -90,7 +95,7 @@ def lua_set(kind: str, name: str) -> set[str]:
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_every_synced_reason_the_engine_writes_is_classified(kind: str) -> None:
     needs_user, transient = lua_set(kind, "NEEDS_USER"), lua_set(kind, "TRANSIENT")
-    failing = set(conditions.SYNCED_REASONS) - {conditions.RECONCILE_SUCCESS}
+    failing = set(conditions.SYNCED_REASONS) - {conditions.RECONCILE_SUCCESS, *conditions.CONTROL_REASONS}
     assert failing == needs_user | transient, (
         "a reason is unknown to the Lua check, or the Lua has a stale one"
     )
@@ -140,6 +145,52 @@ def test_status_observed_generation_is_used_when_conditions_lack_it(kind: str) -
     assert health(kind, obj)[0] == "Healthy"
     obj["status"]["observedGeneration"] = 2
     assert health(kind, obj)[0] == "Progressing"
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("deleting", [False, True], ids=["alive", "being-deleted"])
+@pytest.mark.parametrize(
+    ("value", "synced_reason", "verdict"),
+    [
+        pytest.param("true", "Paused", "Suspended", id="paused-and-recorded"),
+        pytest.param("true", "ReconcileSuccess", "Suspended", id="paused-not-yet-recorded"),
+        pytest.param("yes", "Paused", "Suspended", id="any-value-but-false-pauses-as-in-the-operator"),
+        pytest.param("false", "ReconcileSuccess", "Healthy", id="false-is-not-paused"),
+        pytest.param(None, "Paused", "Progressing", id="pause-lifted-not-yet-resumed"),
+    ],
+)
+def test_a_paused_object_is_suspended(
+    kind: str, deleting: bool, value: str | None, synced_reason: str, verdict: str
+) -> None:
+    """Paused (q-operator.dev/paused) wins over everything, a waiting deletion included."""
+    obj = with_conditions(
+        kind,
+        ("Ready", "True", "Available", 1),
+        ("Synced", "False" if synced_reason == "Paused" else "True", synced_reason, 1),
+    )
+    if value is not None:
+        obj["metadata"]["annotations"] = {"q-operator.dev/paused": value}
+    if deleting and verdict != "Healthy":
+        obj["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    status, message = health(kind, obj)
+    assert status == verdict, message
+    if verdict == "Suspended":
+        assert "paused" in message.lower()
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_observe_only_verdicts(kind: str) -> None:
+    """Observe-only: matching is Healthy, differing from the spec is Degraded, no ID named is Degraded."""
+    matches = with_conditions(kind, ("Ready", "True", "Available", 1), ("Synced", "True", "ObserveOnly", 1))
+    assert health(kind, matches)[0] == "Healthy"
+    differs = with_conditions(
+        kind, ("Ready", "False", "DiffersFromSpec", 1), ("Synced", "True", "ObserveOnly", 1)
+    )
+    assert health(kind, differs) == ("Degraded", "DiffersFromSpec: DiffersFromSpec happened")
+    unnamed = with_conditions(
+        kind, ("Ready", "False", "Unavailable", 1), ("Synced", "False", "AdoptIdRequired", 1)
+    )
+    assert health(kind, unnamed)[0] == "Degraded"
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))

@@ -66,7 +66,8 @@ def test_lupa_and_gopher_lua_agree_on_every_recorded_status(kind: str) -> None:
 
 def condition_space(kind: str) -> list[dict[str, Any]]:
     """Objects for every pair of Ready and Synced condition the engine can write, for the current
-    and an older generation, alive and being deleted, with and without status detail."""
+    and an older generation, alive and being deleted, with and without status detail, and paused
+    (q-operator.dev/paused) with the documented value, a value that also pauses, and "false"."""
     readies: list[tuple[str, str] | None] = [None, ("True", conditions.AVAILABLE)]
     readies += [("False", reason) for reason in conditions.READY_REASONS if reason != conditions.AVAILABLE]
     synceds: list[tuple[str, str] | None] = [None, ("True", conditions.RECONCILE_SUCCESS)]
@@ -75,8 +76,8 @@ def condition_space(kind: str) -> list[dict[str, Any]]:
     ]
     detail = next(info.health_detail for info in KINDS if info.kind.lower() == kind)
     objects = []
-    for ready, synced, observed, deleting, with_detail in product(
-        readies, synceds, (2, 1), (False, True), (False, True)
+    for ready, synced, observed, deleting, with_detail, paused in product(
+        readies, synceds, (2, 1), (False, True), (False, True), (None, "true", "yes", "false")
     ):
         conds = [
             {"type": name, "status": pair[0], "reason": pair[1], "message": f"{pair[1]} happened"}
@@ -90,6 +91,8 @@ def condition_space(kind: str) -> list[dict[str, Any]]:
         metadata: dict[str, Any] = {"name": "n", "generation": 2}
         if deleting:
             metadata["deletionTimestamp"] = "2026-11-23T10:00:00Z"
+        if paused is not None:
+            metadata["annotations"] = {"q-operator.dev/paused": paused}
         objects.append({"kind": kind, "metadata": metadata, "status": status})
     return objects
 
@@ -121,7 +124,12 @@ def test_argo_cds_own_health_tests_pass_on_gopher_lua() -> None:
     assert len(results) == len(recorded_statuses(FIXTURES)), "every recorded status is one case"
     for info in KINDS:
         spec = yaml.safe_load((ARGOCD / upstream_dir(info) / "health_test.yaml").read_text())
-        assert {t["healthStatus"]["status"] for t in spec["tests"]} >= {"Healthy", "Progressing", "Degraded"}
+        assert {t["healthStatus"]["status"] for t in spec["tests"]} >= {
+            "Healthy",
+            "Progressing",
+            "Degraded",
+            "Suspended",
+        }
 
 
 def write(tmp_path: Path, lua: str) -> Path:

@@ -45,10 +45,16 @@ CONFIGURATIONS: dict[str, tuple[str, ...]] = {
         "aws.rate=5",
         "--set",
         "aws.concurrency=8",
+        "--set",
+        "operator.consistencySeconds=45",
         "--set-string",
         "serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::123456789012:role/q",
         "--set",
         "nodeSelector.kubernetes\\.io/os=linux",
+        "--set",
+        "identity.requireNamespaceRole=true",
+        "--set",
+        "identity.allowAdoptionEverywhere=true",
     ),
 }
 
@@ -110,6 +116,18 @@ def test_default_install_runs_cluster_wide_standalone_with_a_liveness_probe() ->
     assert deployment["spec"]["strategy"]["type"] == "Recreate"
     assert by_kind(docs, "ClusterRole") and not by_kind(docs, "Role")
     assert not by_kind(docs, "ClusterKopfPeering")
+    assert "--require-namespace-role" not in c["args"] and "--allow-adoption-everywhere" not in c["args"]
+    # each namespace's AWS identity is read from (and watched on) its Namespace; never written
+    namespace_rules = {r for r in rules_from_chart(by_kind(docs, "ClusterRole")) if r[1] == "namespaces"}
+    assert namespace_rules == {("", "namespaces", "", "list"), ("", "namespaces", "", "watch")}
+
+
+def test_identity_values_become_the_operators_flags() -> None:
+    from q_operator.engine.runner import parse_args
+
+    args = container(load_manifests(render_chart(*CONFIGURATIONS["everything-on"])))["args"]
+    parsed = parse_args([*args[1:], "--priority=1"])
+    assert parsed.require_namespace_role and parsed.allow_adoption_everywhere
 
 
 def test_pod_meets_the_restricted_pod_security_standard() -> None:
@@ -137,6 +155,7 @@ def test_operator_settings_reach_the_container_as_environment() -> None:
     assert env["Q_OPERATOR_LOG_LEVEL"] == "INFO"
     assert env["Q_OPERATOR_LOG_FORMAT"] == "json"
     assert env["Q_OPERATOR_DRIFT_SECONDS"] == "300"
+    assert env["Q_OPERATOR_CONSISTENCY_SECONDS"] == "45"
     assert env["Q_OPERATOR_METRICS_PORT"] == "8080"
     assert container(docs)["envFrom"] == [{"secretRef": {"name": "aws-creds"}}]
     sa = only(docs, "ServiceAccount")

@@ -124,7 +124,7 @@ def test_constraints_carry_over_from_the_models() -> None:
     tags = spec["properties"]["tags"]
     assert tags["additionalProperties"] == {"type": "string", "minLength": 0, "maxLength": 256}
     assert tags["maxProperties"] == qplugin.MAX_USER_TAGS
-    assert "default" not in spec["properties"]["deletionPolicy"]
+    assert spec["properties"]["deletionPolicy"]["default"] == "Delete"  # the API server fills it in
     payload = spec["properties"]["customPluginConfiguration"]["properties"]["apiSchema"]["properties"][
         "payload"
     ]
@@ -354,3 +354,9 @@ def test_a_union_of_several_types_is_refused_as_not_structural() -> None:
 
     with pytest.raises(ValueError, match="union"):
         crdgen.model_schema(Mixed)
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
+def test_root_metadata_is_only_an_object_as_a_real_api_server_demands(kind: Any) -> None:
+    schema = openapi_schema(crdgen.crd_for(kind))
+    assert schema["properties"]["metadata"] == {"type": "object"}

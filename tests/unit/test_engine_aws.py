@@ -22,7 +22,7 @@ from tests.unit.engine_fakes import thing_kind
 
 APP = "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d"
 PLUGIN = "0123abcd-0123-4567-89ab-0123456789ab"
-KEY = ("qbusiness", "us-east-1", "GetPlugin")
+KEY = ("qbusiness", "us-east-1", "GetPlugin", "")
 
 
 class Clock:

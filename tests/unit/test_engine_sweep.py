@@ -15,6 +15,7 @@ import pytest
 from q_operator.engine import conditions as c
 from q_operator.engine.contract import Decision, Deps, ObjectView, ObserveEach, Outcome
 from q_operator.engine.errors import RetryableError
+from q_operator.engine.identity import Role
 from q_operator.engine.memory import Memory
 from q_operator.engine.sweep import Parent, Sweeper, differences
 from q_operator.kinds.base import Adapter, KindInfo, Page, Summary
@@ -55,8 +56,12 @@ class Caller:
         step: str,
         fn: Callable[[Adapter[Any]], T],
         logger: logging.LoggerAdapter[logging.Logger],
+        role: Role | None = None,
     ) -> T:
         return fn(self.lister)  # type: ignore[arg-type]
+
+    async def account(self, role: Role | None) -> str | None:
+        return "123456789012"
 
 
 class Clock:

@@ -6,14 +6,21 @@ delay, so a 5xx or a timeout never turns into hidden resends (a create without a
 sent twice blindly). The one exception is a throttled call: AWS rejected it without executing it, so
 `_needs_retry` resends it, at most Q_OPERATOR_AWS_THROTTLE_RETRIES times and each time only when the
 rate limiter (slowed down by the throttle) allows; after that the engine sees the throttle.
-AWS_ENDPOINT_URL, AWS_REGION and credentials are read by botocore itself. Nothing here logs request
-payloads, auth configuration or tokens: only service, operation, region, outcome and the object's name.
+AWS_ENDPOINT_URL, AWS_REGION and the operator's own credentials are read by botocore itself.
+
+Identities (engine/identity.py): a verb runs as the operator itself or as a namespace's role. A role's
+clients sign with `RoleCredentials` (STS AssumeRole, made with the operator's own credentials, renewed
+before they expire); a call answered ExpiredToken renews them and is resent once, re-signed — AWS
+refused it before acting. Rate-limiter buckets are per account (AWS's quotas are), region and
+operation. Nothing here logs request payloads, auth configuration or tokens: only service, operation,
+region, outcome and the object's name.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 import os
 import threading
@@ -23,12 +30,15 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import boto3
+import botocore.session
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.credentials import CredentialResolver
+from botocore.exceptions import BotoCoreError, ClientError
 
 from q_operator import __version__
 from q_operator.engine import metrics
-from q_operator.engine.errors import ERROR_TABLE
+from q_operator.engine.errors import ERROR_TABLE, aws_message
+from q_operator.engine.identity import AssumeRoleFailed, Issued, Role, RoleCredentials
 from q_operator.engine.ratelimit import BucketKey, RateLimiter
 from q_operator.kinds.base import Adapter, KindInfo
 from q_operator.kinds.common import error_code
@@ -54,16 +64,39 @@ def default_region() -> str | None:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
 
 
+#: What AWS answers for credentials whose session has expired.
+EXPIRED_CODES = frozenset({"ExpiredToken", "ExpiredTokenException"})
+#: After a failed GetCallerIdentity, the operator's own account is asked again after this long.
+WHOAMI_RETRY = 60.0
+
+
+class _Given:
+    """A botocore credential provider that hands out one credentials object (a role's)."""
+
+    METHOD = RoleCredentials.method
+    CANONICAL_NAME = "q-operator"
+
+    def __init__(self, credentials: RoleCredentials) -> None:
+        self.credentials = credentials
+
+    def load(self) -> RoleCredentials:
+        return self.credentials
+
+
 class AwsSession:
-    """Implements reconcile's AwsCaller. One client per (service, region), one adapter per (kind, region)."""
+    """Implements reconcile's AwsCaller. One client per (service, region, identity), one adapter per
+    (kind, region, identity); the identity is a namespace's Role, or None for the operator's own."""
 
     def __init__(
         self,
         limiter: RateLimiter | None = None,
         concurrency: int | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        session_name: Callable[[Role], str] | None = None,
     ) -> None:
         self.sleep = sleep
+        #: the RoleSessionName for a role (the namespaces bound to it: identity.Identities.session_name)
+        self.session_name = session_name or (lambda role: "q-operator")
         # Threads, not calls in flight: a thread also waits out a throttled call's resend or the token
         # of a verb's second call. 16 starved a mix of three kinds under throttling (docs/performance.md).
         self.concurrency = concurrency or int(env_float("Q_OPERATOR_AWS_CONCURRENCY", 64))
@@ -77,8 +110,14 @@ class AwsSession:
         self.throttle_retries = int(env_float("Q_OPERATOR_AWS_THROTTLE_RETRIES", 3))
         self.executor = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="aws")
         self._lock = threading.Lock()
-        self._clients: dict[tuple[str, str | None], Any] = {}
-        self._adapters: dict[tuple[str, str | None], Adapter[Any]] = {}
+        self._clients: dict[tuple[str, str | None, Role | None], Any] = {}
+        self._adapters: dict[tuple[str, str | None, Role | None], Adapter[Any]] = {}
+        #: one credentials object per role (and external id), shared by its clients in every region
+        self._credentials: dict[Role, RoleCredentials] = {}
+        self._sts: Any = None
+        #: the operator's own account (GetCallerIdentity, asked once), and when it was last asked
+        self._own_account: str | None = None
+        self._own_asked = float("-inf")
         #: (kind, step) → the operation a verb calls first, learned as verbs run.
         self._first_op: dict[tuple[str, str], str] = {}
         #: per (event loop, bucket): verbs waiting for their first token queue here in arrival order
@@ -91,31 +130,108 @@ class AwsSession:
             user_agent_extra=f"q-operator/{__version__}",  # so AWS-side logs can tell our calls apart
         )
 
-    def client(self, service: str, region: str | None) -> Any:
-        """A boto3 client (created once, in a worker thread: boto3 sessions are not thread-safe)."""
+    def client(self, service: str, region: str | None, role: Role | None = None) -> Any:
+        """A boto3 client (created once, in a worker thread: boto3 sessions are not thread-safe),
+        signing as `role` (None: as the operator itself)."""
         region = region or default_region()
-        key = (service, region)
+        key = (service, region, role)
         with self._lock:
             found = self._clients.get(key)
             if found is None:
-                found = boto3.session.Session().client(service, region_name=region, config=self._config)
+                session = boto3.session.Session() if role is None else self._role_session(role)
+                found = session.client(service, region_name=region, config=self._config)
                 events = found.meta.events
                 service_id = found.meta.service_model.service_id.hyphenize()
-                events.register(f"before-call.{service_id}", self._before_call)
-                events.register(f"needs-retry.{service_id}", self._needs_retry)
-                events.register(f"after-call.{service_id}", self._after_call)
+                events.register(f"before-call.{service_id}", functools.partial(self._before_call, role=role))
+                events.register(f"needs-retry.{service_id}", functools.partial(self._needs_retry, role=role))
+                events.register(f"after-call.{service_id}", functools.partial(self._after_call, role=role))
                 self._clients[key] = found
             return found
 
-    def adapter(self, kind: KindInfo[Any, Any], region: str | None) -> Adapter[Any]:
-        key = (kind.kind, region or default_region())
+    def adapter(self, kind: KindInfo[Any, Any], region: str | None, role: Role | None = None) -> Adapter[Any]:
+        key = (kind.kind, region or default_region(), role)
         with self._lock:
             found = self._adapters.get(key)
         if found is None:
-            found = kind.adapter_factory(self.client(kind.service, region))
+            found = kind.adapter_factory(self.client(kind.service, region, role))
             with self._lock:
                 self._adapters.setdefault(key, found)
         return found
+
+    # ----- identities
+
+    def credentials(self, role: Role) -> RoleCredentials:
+        """The role's credentials, shared by all its clients (call with self._lock held or not)."""
+        found = self._credentials.get(role)
+        if found is None:
+            found = self._credentials.setdefault(role, RoleCredentials(role, self._assume))
+        return found
+
+    def _role_session(self, role: Role) -> boto3.session.Session:
+        """A boto3 session whose clients sign with the role's credentials."""
+        core = botocore.session.Session()
+        core.register_component("credential_provider", CredentialResolver([_Given(self.credentials(role))]))
+        return boto3.session.Session(botocore_session=core)
+
+    def _sts_client(self) -> Any:
+        """STS with the operator's own credentials: it assumes the namespaces' roles."""
+        with self._lock:
+            if self._sts is None:
+                region = default_region() or "us-east-1"
+                self._sts = boto3.session.Session().client("sts", region_name=region, config=self._config)
+            return self._sts
+
+    def _assume(self, role: Role) -> Issued:
+        """STS AssumeRole, in a worker thread (botocore asks when it signs, or `call` before a verb)."""
+        name = self.session_name(role)
+        request: dict[str, Any] = {"RoleArn": role.arn, "RoleSessionName": name}
+        if role.external_id:
+            request["ExternalId"] = role.external_id
+        try:
+            answer = self._sts_client().assume_role(**request)
+        except ClientError as error:
+            metrics.AWS_CALLS.labels("sts", "AssumeRole", error_code(error) or "Unknown").inc()
+            raise AssumeRoleFailed(role, f"{error_code(error)}: {aws_message(error)}") from error
+        metrics.AWS_CALLS.labels("sts", "AssumeRole", "OK").inc()
+        got = answer["Credentials"]
+        log.info("assumed %s as session %s until %s", role.arn, name, got["Expiration"])
+        return Issued(
+            access_key=got["AccessKeyId"],
+            secret_key=got["SecretAccessKey"],
+            token=got["SessionToken"],
+            issued=time.time(),
+            expires=got["Expiration"].timestamp(),
+        )
+
+    def _whoami(self) -> str | None:
+        """The operator's own account: GetCallerIdentity (needs no IAM permission), asked once."""
+        with self._lock:
+            if self._own_account is not None or time.monotonic() - self._own_asked < WHOAMI_RETRY:
+                return self._own_account
+            self._own_asked = time.monotonic()
+        try:
+            account = str(self._sts_client().get_caller_identity()["Account"])
+        except (ClientError, BotoCoreError) as error:
+            log.warning("could not learn the operator's own AWS account: %s", error)
+            return None
+        with self._lock:
+            self._own_account = account
+        return account
+
+    async def account(self, role: Role | None) -> str | None:
+        """The account an identity acts in, once it can act: a role is assumed here if due (raising
+        AssumeRoleFailed), its account is its ARN's; the operator's own is asked of STS once."""
+        loop = asyncio.get_running_loop()
+        if role is not None:
+            await loop.run_in_executor(self.executor, self.credentials(role).get_frozen_credentials)
+            return role.account
+        if self._own_account is not None:
+            return self._own_account
+        return await loop.run_in_executor(self.executor, self._whoami)
+
+    def _label(self, role: Role | None) -> str:
+        """The account part of a bucket key ("" for the operator's own until it is known)."""
+        return role.account if role is not None else (self._own_account or "")
 
     async def call(
         self,
@@ -124,8 +240,11 @@ class AwsSession:
         step: str,
         fn: Callable[[Adapter[Any]], T],
         logger: logging.LoggerAdapter[logging.Logger],
+        role: Role | None = None,
     ) -> T:
-        """Run one adapter verb in a worker thread; the object's identity rides along for the logs.
+        """Run one adapter verb in a worker thread, as `role` (None: the operator itself); the
+        object's identity rides along for the logs. A role is assumed (or its credentials renewed)
+        before the verb's first call, so a role that cannot be assumed fails the verb before any call.
 
         The token for the verb's first HTTP call (learned from earlier runs of the same kind and step)
         is waited for here, asynchronously, before a worker thread is taken: a thousand creates
@@ -136,7 +255,7 @@ class AwsSession:
         fields["verb"] = (kind.kind, step)
         first = self._first_op.get((kind.kind, step))
         if first is not None:
-            key = (kind.service, region or default_region() or "", first)
+            key = (kind.service, region or default_region() or "", first, self._label(role))
             wait = await self._take(key)
             if wait > 0:
                 metrics.AWS_WAIT_SECONDS.labels(kind.service).inc(wait)
@@ -144,7 +263,9 @@ class AwsSession:
 
         def work() -> T:
             _current.set(fields)
-            return fn(self.adapter(kind, region))
+            if role is not None:
+                self.credentials(role).get_frozen_credentials()  # AssumeRole now if due (or its failure)
+            return fn(self.adapter(kind, region, role))
 
         loop = asyncio.get_running_loop()
         started = time.monotonic()
@@ -173,17 +294,18 @@ class AwsSession:
 
     # ----- botocore hooks, in the worker thread, around each HTTP call
 
-    def _key(self, model: Any, context: Mapping[str, Any]) -> BucketKey:
+    def _key(self, model: Any, context: Mapping[str, Any], role: Role | None) -> BucketKey:
         return (
             str(model.service_model.service_name),
             str(context.get("client_region") or ""),
             str(model.name),
+            self._label(role),
         )
 
-    def _before_call(self, model: Any, context: dict[str, Any], **_: Any) -> None:
+    def _before_call(self, model: Any, context: dict[str, Any], role: Role | None = None, **_: Any) -> None:
         client_config = context.get("client_config")
         context["client_region"] = getattr(client_config, "region_name", None) or default_region() or ""
-        key = self._key(model, context)
+        key = self._key(model, context, role)
         verb = _current.get()
         if verb is not None and "first_seen" not in verb:
             verb["first_seen"] = True
@@ -204,20 +326,29 @@ class AwsSession:
         attempts: int,
         request_dict: Mapping[str, Any],
         caught_exception: Any = None,
+        role: Role | None = None,
         **_: Any,
     ) -> float | None:
         """A throttled call was rejected, not executed, so sending it again is safe even for a create
         without a token. Slow the operation down (halve, pause for Retry-After), wait for the limiter,
         and resend — at most `throttle_retries` times — instead of failing the whole reconcile cycle.
-        Nothing else is retried here: 5xx and network errors go back to the engine."""
+        A role's call answered ExpiredToken was refused before it acted too: its credentials are
+        renewed and it is resent once. Nothing else is retried here: 5xx and network errors go back
+        to the engine."""
         if caught_exception is not None or not response:
             return None
         http_response, parsed = response
         code = str(parsed.get("Error", {}).get("Code", "")) if isinstance(parsed, Mapping) else ""
+        context = request_dict.get("context", {})
+        if code in EXPIRED_CODES and role is not None and not context.get("q_operator_renewed"):
+            log.info("credentials of %s expired early; renewing them and resending", role.arn)
+            context["q_operator_renewed"] = True  # once per call: a second ExpiredToken is an error
+            self.credentials(role).expire()
+            return 0.0
         rule = ERROR_TABLE.get(code)
         if rule is None or rule.policy != "throttle":
             return None
-        key = self._key(operation, request_dict.get("context", {}))
+        key = self._key(operation, request_dict.get("context", {}), role)
         metrics.AWS_THROTTLES.labels(key[0], key[2]).inc()
         self.limiter.throttled(key, _retry_after(http_response, parsed))
         if attempts > self.throttle_retries:
@@ -231,10 +362,16 @@ class AwsSession:
         return 0.0
 
     def _after_call(
-        self, http_response: Any, parsed: Mapping[str, Any], model: Any, context: dict[str, Any], **_: Any
+        self,
+        http_response: Any,
+        parsed: Mapping[str, Any],
+        model: Any,
+        context: dict[str, Any],
+        role: Role | None = None,
+        **_: Any,
     ) -> None:
-        key = self._key(model, context)
-        service, region, operation = key
+        key = self._key(model, context, role)
+        service, region, operation, account = key
         elapsed = time.monotonic() - float(context.get("q_operator_started", time.monotonic()))
         code = str(parsed.get("Error", {}).get("Code", "")) if isinstance(parsed, Mapping) else ""
         status = int(getattr(http_response, "status_code", 0) or 0)
@@ -245,9 +382,11 @@ class AwsSession:
             self.limiter.succeeded(key)  # (throttles were fed back per attempt in _needs_retry)
         who = _current.get() or {}
         log.debug(
-            "aws call %s.%s region=%s kind=%s namespace=%s name=%s step=%s status=%s code=%s %.3fs",
+            "aws call %s.%s account=%s region=%s kind=%s namespace=%s name=%s step=%s status=%s code=%s "
+            "%.3fs",
             service,
             operation,
+            account or "self",
             region,
             who.get("obj_kind"),
             who.get("obj_namespace"),

@@ -27,6 +27,9 @@ is the whole of that translation. Its contract:
   its parent's first sweep looks at it; every cycle's end tells the watcher whether it is Ready.
 - **Forgetting.** When the finalizer goes (RELEASE) or the object is gone (its DELETED event), the
   object's memory is forgotten, in `forget`.
+- **The user's controls** (controls.py): a waiting handler is woken when a pause is set or lifted or
+  a reconcile is asked for (`control_changed`, `wake`); a paused object never counts as lagging; the
+  drift timer ticks often and runs a cycle only when the object's own interval is due (`drift_due`).
 
 Process state (process.py), the ConfigMap watch (configmaps.py), the metrics server (metrics.py)
 and the registration of handlers (handlers.py) live elsewhere; nothing here is global.
@@ -42,8 +45,9 @@ from typing import Any, cast
 
 import kopf
 
-from q_operator.engine import metrics
+from q_operator.engine import conditions, controls, metrics
 from q_operator.engine.aws import env_float
+from q_operator.engine.memory import ObjectMemory
 from q_operator.engine.reconcile import Decision, Deps, ObjectView, Outcome, Trigger, reconcile
 from q_operator.kinds.base import KindInfo
 
@@ -70,6 +74,23 @@ def drift_seconds() -> float:
     return max(10.0, env_float("Q_OPERATOR_DRIFT_SECONDS", 300.0))
 
 
+def drift_tick() -> float:
+    """The drift timer's interval: it wakes each object this often, and checks when it is due."""
+    return controls.drift_tick(drift_seconds())
+
+
+def drift_interval(body: kopf.Body) -> controls.Interval:
+    """This object's drift interval: its annotation (bounded), else the operator's."""
+    return controls.drift_interval(body.get("metadata", {}).get("annotations") or {}, drift_seconds())
+
+
+def drift_due(deps: Deps, body: kopf.Body) -> bool:
+    """Whether the drift timer's tick should run a cycle of this object now (its interval passed)."""
+    entry = deps.memory.peek(str(body.get("metadata", {}).get("uid", "")))
+    last = entry.drift_checked if entry is not None else None
+    return controls.drift_due(last, time.monotonic(), drift_interval(body).seconds, drift_tick())
+
+
 async def run_cycle(
     deps: Deps,
     kind: KindInfo[Any, Any],
@@ -86,6 +107,10 @@ async def run_cycle(
     version = str(meta.get("resourceVersion", ""))
     started = time.monotonic()
     entry = deps.memory.of(uid)
+    interval = drift_interval(body)
+    if trigger is Trigger.DRIFT:
+        entry.drift_checked = started  # the next check is due one interval from now
+    _warn_of_drift_interval(body, entry, interval)
     async with entry.lock:
         if trigger is Trigger.CHANGE and not deleting and version and entry.converged_at == version:
             return  # this exact object version was just reconciled to DONE
@@ -112,7 +137,11 @@ async def run_cycle(
             else:
                 entry.written = (version, outcome.status)
         entry.converged_at = version if outcome.decision is Decision.DONE else None
-        failed = _synced(obj, outcome) == "False" and outcome.decision is not Decision.RELEASE
+        failed = (
+            _synced(obj, outcome) == "False"
+            and outcome.decision is not Decision.RELEASE
+            and _synced_reason(obj, outcome) not in conditions.CONTROL_REASONS  # paused: no failure
+        )
         entry.failures = attempt + 1 if failed else 0
     metrics.RECONCILE_SECONDS.labels(kind.kind).observe(time.monotonic() - started)
     metrics.RECONCILES.labels(kind.kind, outcome.decision.value).inc()
@@ -126,9 +155,19 @@ async def run_cycle(
         entry.counted = metrics.recount(entry.counted, _counted(kind, obj, outcome))
     if parks(outcome, trigger, obj.deleting):
         deps.builds.abandon(uid)  # the drift timer polls it from now on
-    error = verdict(outcome, trigger, obj.deleting)
+    error = verdict(outcome, trigger, obj.deleting, interval.seconds)
     if error is not None:
         raise error
+
+
+def _warn_of_drift_interval(body: kopf.Body, entry: ObjectMemory, interval: controls.Interval) -> None:
+    """One Warning event per unusable drift-interval annotation value (not one per cycle)."""
+    raw = (body.get("metadata", {}).get("annotations") or {}).get(controls.DRIFT_INTERVAL_ANNOTATION)
+    if interval.problem is None:
+        entry.drift_warned = None
+    elif entry.drift_warned != raw:
+        entry.drift_warned = raw
+        kopf.event(body, type="Warning", reason=conditions.EV_INVALID_ANNOTATION, message=interval.problem)
 
 
 def forget(deps: Deps, uid: str) -> None:
@@ -178,6 +217,12 @@ def _synced(obj: ObjectView, outcome: Outcome) -> str:
     return _conditions(obj, outcome).get("Synced", "Unknown")
 
 
+def _synced_reason(obj: ObjectView, outcome: Outcome) -> str:
+    conditions_ = outcome.status.get("conditions", obj.status.get("conditions")) or []
+    found = conditions.find_condition(conditions_, conditions.SYNCED)
+    return str(found.get("reason", "")) if found else ""
+
+
 def _counted(kind: KindInfo[Any, Any], obj: ObjectView, outcome: Outcome) -> metrics.Counted:
     return metrics.counted(kind.kind, outcome.status.get("conditions", obj.status.get("conditions")) or [])
 
@@ -192,8 +237,11 @@ def parks(outcome: Outcome, trigger: Trigger, deleting: bool) -> bool:
     )
 
 
-def verdict(outcome: Outcome, trigger: Trigger, deleting: bool) -> Exception | None:
-    """Outcome → kopf: None (done, release), TemporaryError (requeue), PermanentError (stop, park)."""
+def verdict(
+    outcome: Outcome, trigger: Trigger, deleting: bool, interval: float | None = None
+) -> Exception | None:
+    """Outcome → kopf: None (done, release), TemporaryError (requeue), PermanentError (stop, park).
+    `interval`: the object's drift interval (default: the operator's), the longest timer requeue."""
     if outcome.decision in (Decision.RELEASE, Decision.DONE):
         return None
     if outcome.decision is Decision.STOP:
@@ -204,7 +252,8 @@ def verdict(outcome: Outcome, trigger: Trigger, deleting: bool) -> Exception | N
     if trigger is Trigger.DRIFT:
         # The timer's body is live but may lag our own patch by a watch event: never spin at 0 s.
         # Slow retries (access denied, quotas: 300 s) happen at the drift interval, as documented.
-        return kopf.TemporaryError(outcome.message or "requeue", delay=min(max(delay, 1.0), drift_seconds()))
+        longest = interval if interval is not None else drift_seconds()
+        return kopf.TemporaryError(outcome.message or "requeue", delay=min(max(delay, 1.0), longest))
     if parks(outcome, trigger, deleting):
         # End this handler so a spec change is seen at once; the drift timer tries again at its
         # interval — and polls any build itself from now on.
@@ -215,9 +264,27 @@ def verdict(outcome: Outcome, trigger: Trigger, deleting: bool) -> Exception | N
 def lagging(body: kopf.Body, **_: Any) -> bool:
     """Whether the spec changed since the last cycle wrote status (every cycle records
     observedGeneration): only then can kopf have left a change unhandled."""
+    if controls.is_paused(body.get("metadata", {}).get("annotations") or {}):
+        return False  # a paused object does not act on its spec: nothing to catch up on (no loop)
     observed = (body.get("status") or {}).get("observedGeneration")
     generation = body.get("metadata", {}).get("generation")
     return isinstance(observed, int) and isinstance(generation, int) and observed < generation
+
+
+def control_changed(body: kopf.Body, **_: Any) -> bool:
+    """A pause set or lifted, or a reconcile asked for, that no cycle has acted on yet."""
+    annotations = body.get("metadata", {}).get("annotations") or {}
+    return controls.wants_wake(annotations, body.get("status") or {})
+
+
+def wake(body: kopf.Body, patch: kopf.Patch) -> None:
+    """Run the object's waiting handlers now (a pause lifted, a reconcile asked for): kopf would sit
+    out their requeue delay. The change itself (an annotation) makes kopf run the update handler."""
+    if body.get("metadata", {}).get("deletionTimestamp"):
+        _wake(DELETE_HANDLER, body, patch)
+        return
+    _wake(CREATE_HANDLER, body, patch)
+    _wake(UPDATE_HANDLER, body, patch)
 
 
 def catch_up_on_spec_change(body: kopf.Body, patch: kopf.Patch) -> None:

@@ -27,6 +27,8 @@ REPLACING = "Replacing"
 DELETING = "Deleting"
 BUILD_FAILED = "BuildFailed"
 UNAVAILABLE = "Unavailable"
+#: (managementPolicy Observe) AWS differs from the spec, and the operator does not change it.
+DIFFERS_FROM_SPEC = "DiffersFromSpec"
 
 # --- Synced reasons: how the last reconcile went.
 RECONCILE_SUCCESS = "ReconcileSuccess"
@@ -51,6 +53,15 @@ NOT_CONVERGING = "UpdateNotConverging"
 REGION_MISSING = "RegionMissing"
 AWS_ERROR = "AwsError"
 INTERNAL_ERROR = "InternalError"
+# (who acts in AWS for the object's namespace: engine/identity.py)
+NO_AWS_IDENTITY = "NoAWSIdentity"
+ASSUME_ROLE_FAILED = "AssumeRoleFailed"
+ADOPTION_NOT_ALLOWED = "AdoptionNotAllowed"
+ACCOUNT_MISMATCH = "AccountMismatch"
+# (the user's controls over one object: engine/controls.py)
+PAUSED = "Paused"
+OBSERVE_ONLY = "ObserveOnly"  # Synced=True: the last look succeeded, and the operator only looks
+ADOPT_ID_REQUIRED = "AdoptIdRequired"
 
 # --- Event reasons (transitions only).
 EV_CREATED = "Created"
@@ -62,14 +73,36 @@ EV_REPLACED = "Replaced"
 EV_DELETED = "Deleted"
 EV_RETAINED = "Retained"
 EV_ADOPTED = "Adopted"
+EV_PAUSED = "Paused"
+EV_OBSERVING = "Observing"
+EV_RESUMED = "Resumed"
+EV_DIFFERS = "DiffersFromSpec"
+EV_INVALID_ANNOTATION = "InvalidAnnotation"
 
 #: Synced reasons after which the engine waits for the spec (or its inputs) to change rather than
 #: retrying: the drift timer leaves such an object alone while its generation is unchanged.
 TERMINAL_REASONS = frozenset(
-    {INVALID_SPEC, AWS_VALIDATION, OWNED_BY_ANOTHER, ALREADY_EXISTS, BUILD_FAILED, ADOPT_TARGET_NOT_FOUND}
+    {
+        INVALID_SPEC,
+        AWS_VALIDATION,
+        OWNED_BY_ANOTHER,
+        ALREADY_EXISTS,
+        BUILD_FAILED,
+        ADOPT_TARGET_NOT_FOUND,
+        ADOPT_ID_REQUIRED,
+    }
 )
 
-READY_REASONS = (AVAILABLE, CREATING, UPDATING, REPLACING, DELETING, BUILD_FAILED, UNAVAILABLE)
+READY_REASONS = (
+    AVAILABLE,
+    CREATING,
+    UPDATING,
+    REPLACING,
+    DELETING,
+    BUILD_FAILED,
+    UNAVAILABLE,
+    DIFFERS_FROM_SPEC,
+)
 SYNCED_REASONS = (
     RECONCILE_SUCCESS,
     INVALID_SPEC,
@@ -94,7 +127,17 @@ SYNCED_REASONS = (
     AWS_ERROR,
     INTERNAL_ERROR,
     BUILD_FAILED,
+    NO_AWS_IDENTITY,
+    ASSUME_ROLE_FAILED,
+    ADOPTION_NOT_ALLOWED,
+    ACCOUNT_MISMATCH,
+    PAUSED,
+    OBSERVE_ONLY,
+    ADOPT_ID_REQUIRED,
 )
+#: Synced reasons that say how the user asked the operator to treat the object, not that a reconcile
+#: failed: they count as no failure (no back-off) and are no error in the Argo CD health check.
+CONTROL_REASONS = frozenset({PAUSED, OBSERVE_ONLY})
 
 
 def rfc3339(moment: datetime) -> str:

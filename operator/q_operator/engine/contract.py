@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, TypeVar
 
+from q_operator.engine.identity import Identities, Role
 from q_operator.engine.memory import Memory
 from q_operator.engine.polling import BuildClock
 from q_operator.kinds.base import Adapter, KindInfo
@@ -72,7 +73,8 @@ class Outcome:
 
 
 class AwsCaller(Protocol):
-    """Runs one adapter verb in a worker thread behind the rate limiter (engine/aws.py)."""
+    """Runs one adapter verb in a worker thread behind the rate limiter (engine/aws.py), as a
+    namespace's role or (role None) as the operator itself."""
 
     async def call(
         self,
@@ -81,7 +83,13 @@ class AwsCaller(Protocol):
         step: str,
         fn: Callable[[Adapter[Any]], T],
         logger: logging.LoggerAdapter[logging.Logger],
+        role: Role | None = None,
     ) -> T: ...
+
+    async def account(self, role: Role | None) -> str | None:
+        """The AWS account an identity acts in, once it can act (a role is assumed if due: raises
+        when it cannot be); None when the operator's own account could not be learned."""
+        ...
 
 
 class Watcher(Protocol):
@@ -130,8 +138,9 @@ class Timing:
     poll_factor: float = 0.5
     #: an unmarked resource created this long before our recorded intent is still ours (clock skew).
     create_grace: float = 60.0
-    #: a fresh ref that reads as absent this soon after the create is eventual consistency, not deletion.
-    absent_grace: float = 30.0
+    #: the consistency bound (Q_OPERATOR_CONSISTENCY_SECONDS): every write is assumed visible to every
+    #: read this long after its answer (consistency.py; docs/engine.md says why 30 s).
+    consistency: float = 30.0
     #: after this long, an idempotency token may have expired on the AWS side: look before re-creating.
     token_trust: float = 3600.0
     #: an update whose diff has not cleared after this long is reported (UpdateNotConverging).
@@ -156,6 +165,8 @@ class Deps:
     default_region: str | None = None
     #: what this process remembers of each object (memory.py): one entry per object.
     memory: Memory = field(default_factory=Memory)
+    #: which AWS identity and default region each namespace is bound to (identity.py).
+    identities: Identities = field(default_factory=Identities)
     #: how Ready objects are watched between drift checks (sweep.py in list mode).
     watcher: Watcher = field(default_factory=ObserveEach)
     #: when each build began (kept in `memory`) and how long builds take: paces the polls.

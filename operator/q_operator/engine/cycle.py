@@ -22,12 +22,18 @@ from q_operator.engine.verbs import Verbs, verbs_for
 from q_operator.kinds.base import ExternalRef, KindInfo, Owner
 
 #: Status keys the engine owns; adapter outputs never overwrite them.
-_ENGINE_KEYS = frozenset({"conditions", "observedGeneration", "createPending", "retiring", "region"})
-#: Key in a `status.retiring` entry: when the engine asked AWS to delete it (a DELETE_FAILED after
-#: that is a failure to report, not a build failure of the replaced resource).
+_ENGINE_KEYS = frozenset(
+    {"conditions", "observedGeneration", "createPending", "retiring", "region", "accountId", "lastWrite"}
+    | {"observeOnly", "lastHandledReconcileAt"}
+)
+#: Key in a `status.retiring` entry: when the engine asked AWS to delete it (RFC 3339; "true" from
+#: before the time was kept). A DELETE_FAILED after that is a failure to report, not a build failure
+#: of the replaced resource; a read showing it still there within the consistency bound is waited out.
 _REQUESTED = "deleteRequested"
 #: Key in a `status.retiring` entry: the region the replaced resource lives in.
 _REGION = "region"
+#: Key in a `status.retiring` entry: when the operator created it (RFC 3339), if it did within memory.
+_CREATED = "created"
 
 log = logging.getLogger("q_operator.engine")
 
@@ -42,6 +48,15 @@ class Held:
     region: str | None = None
     #: the engine already asked AWS to delete it (in an earlier cycle).
     delete_requested: bool = False
+    #: when it asked (None: not asked, or asked before the time was kept).
+    requested_at: datetime | None = None
+    #: when the operator created it (None: long ago, or not the operator): reads may not show it for
+    #: the consistency bound after that.
+    created: datetime | None = None
+
+    def asked(self, at: datetime) -> Held:
+        """The same resource, its delete sent at `at`."""
+        return Held(self.ref, self.region, True, at, self.created)
 
 
 def same_ref(a: Mapping[str, str], b: Mapping[str, str]) -> bool:
@@ -78,10 +93,13 @@ class Cycle:
         self.conditions: list[dict[str, Any]] = [dict(x) for x in self.prior_conditions]
         self.patch: dict[str, Any] = {}
         self.events: list[Event] = []
-        #: the region new resources go to: spec.region, else the operator's.
+        #: the region new resources go to: spec.region, else the namespace's (identity.py), else the
+        #: operator's.
         spec_region = obj.spec.get("region")
         self.region: str | None = (
-            spec_region if isinstance(spec_region, str) and spec_region else deps.default_region
+            spec_region
+            if isinstance(spec_region, str) and spec_region
+            else deps.identities.of(obj.namespace).region or deps.default_region
         )
         #: replaced resources still to delete, as the cycle started (set_retiring changes both).
         self.retiring: list[Held] = [_parse_retiring(entry) for entry in obj.status.get("retiring") or []]
@@ -126,8 +144,16 @@ class Cycle:
         value = self.get("createPending")
         return value if isinstance(value, Mapping) and value.get("since") else None
 
-    def owner(self, since: datetime | None = None) -> Owner:
-        return Owner(self.obj.uid, self.obj.namespace, self.obj.name, create_pending_since=since)
+    def owner(self, since: datetime | None = None, repeat: bool = False, observe_only: bool = False) -> Owner:
+        obj = self.obj
+        return Owner(
+            obj.uid,
+            obj.namespace,
+            obj.name,
+            create_pending_since=since,
+            repeat=repeat,
+            observe_only=observe_only,
+        )
 
     def prior(self, type_: str) -> Mapping[str, Any] | None:
         """A condition as the cycle found it."""
@@ -156,14 +182,21 @@ class Cycle:
         self.record_region()
 
     def record_region(self) -> None:
-        """Record that the current resource lives in this cycle's region."""
+        """Record that the current resource lives in this cycle's region, and in the account of the
+        identity that acts for it."""
         if self.region:
             self.patch["region"] = self.region
+        self.record_account()
+
+    def record_account(self) -> None:
+        if self.aws.account:
+            self.patch["accountId"] = self.aws.account
 
     def clear_ref(self) -> None:
         for key in self.kind.ref_fields:
             self.patch[key] = None
         self.patch["region"] = None
+        self.patch["accountId"] = None
 
     def set_retiring(self, entries: Sequence[Held]) -> None:
         self.retiring = list(entries)
@@ -171,6 +204,16 @@ class Cycle:
 
     def set_pending(self, value: Mapping[str, str] | None) -> None:
         self.patch["createPending"] = value
+        if value is not None:
+            self.record_account()  # a create may reach AWS in this account: never look in another
+
+    def set_last_write(self, value: Mapping[str, Any]) -> None:
+        """Record the engine's last write to the current resource (consistency.py)."""
+        self.patch["lastWrite"] = dict(value)
+
+    def set_control(self, key: str, value: Any) -> None:
+        """A status key of the user's controls (controls.py: observeOnly, lastHandledReconcileAt)."""
+        self.patch[key] = value
 
     def merge_outputs(self, outputs: Mapping[str, Any]) -> None:
         """AWS's view of the resource into status (never over the engine's own keys)."""
@@ -182,8 +225,9 @@ class Cycle:
         new = c.condition(c.READY, status, reason, message, self.obj.generation, self.now)
         self.conditions = c.set_condition(self.conditions, new)
 
-    def set_synced(self) -> None:
-        self.conditions = c.set_condition(self.conditions, c.reconcile_success(self.obj.generation, self.now))
+    def set_synced(self, reason: str = c.RECONCILE_SUCCESS, message: str = "") -> None:
+        new = c.condition(c.SYNCED, "True", reason, message, self.obj.generation, self.now)
+        self.conditions = c.set_condition(self.conditions, new)
 
     def set_not_synced(self, reason: str, message: str) -> None:
         new = c.reconcile_error(reason, message, self.obj.generation, self.now)
@@ -192,11 +236,15 @@ class Cycle:
     def event(self, reason: str, message: str, type_: Literal["Normal", "Warning"] = "Normal") -> None:
         self.events.append(Event(type_, reason, message))
 
-    def finish(self, decision: Decision, delay: float = 0.0, message: str = "") -> Outcome:
-        """Build the single status patch of this cycle, leaving out what did not change."""
+    def finish(
+        self, decision: Decision, delay: float = 0.0, message: str = "", observed: bool = True
+    ) -> Outcome:
+        """Build the single status patch of this cycle, leaving out what did not change. `observed`
+        False: the cycle did not act on this generation (paused), so observedGeneration stays."""
         patch = dict(self.patch)
         patch["conditions"] = self.conditions
-        patch["observedGeneration"] = self.obj.generation
+        if observed:
+            patch["observedGeneration"] = self.obj.generation
         patch = {k: v for k, v in patch.items() if self.obj.status.get(k) != v}
         if not message and decision is Decision.REQUEUE:
             ready = c.find_condition(self.conditions, c.READY) or {}
@@ -232,9 +280,12 @@ class Cycle:
 
 
 def _parse_retiring(entry: Mapping[str, Any]) -> Held:
-    ref = {k: str(v) for k, v in entry.items() if k not in (_REQUESTED, _REGION)}
+    ref = {k: str(v) for k, v in entry.items() if k not in (_REQUESTED, _REGION, _CREATED)}
     region = entry.get(_REGION)
-    return Held(ref, str(region) if region else None, _REQUESTED in entry)
+    requested = entry.get(_REQUESTED)
+    at = c.parse_rfc3339(str(requested)) if requested else None
+    created = c.parse_rfc3339(str(entry.get(_CREATED) or ""))
+    return Held(ref, str(region) if region else None, requested is not None, at, created)
 
 
 def _stored_retiring(held: Held) -> dict[str, str]:
@@ -242,5 +293,7 @@ def _stored_retiring(held: Held) -> dict[str, str]:
     if held.region:
         entry[_REGION] = held.region
     if held.delete_requested:
-        entry[_REQUESTED] = "true"
+        entry[_REQUESTED] = c.rfc3339(held.requested_at) if held.requested_at else "true"
+    if held.created:
+        entry[_CREATED] = c.rfc3339(held.created)
     return entry

@@ -7,6 +7,10 @@ error at all: the adapter reports Phase.IN_PROGRESS and the cycle requeues to po
 classified by botocore's error *code*, never by HTTP status: AppFlow answers 400 for several
 different errors. The reconcile cycle turns them into a Synced condition and an Outcome; only the
 kopf bridge (bridge.py) turns an Outcome into kopf.TemporaryError / kopf.PermanentError.
+
+A write (create, update, delete) that fails without a clear refusal from AWS — the connection reset,
+the answer timed out, a 5xx — may have acted: it becomes an `OutcomeUnknown`, which the steps resolve
+by reading (consistency.py), never by sending the same non-idempotent call again blindly.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from botocore.exceptions import (
 )
 
 from q_operator.engine import conditions as c
-from q_operator.kinds.base import AlreadyExists, ExternalFailure, InUse, NotFoundError
+from q_operator.kinds.base import AlreadyExists, ExternalFailure, InUse, KindError, NotFoundError
 from q_operator.kinds.common import error_code
 
 #: Longest back-off for errors that may clear by themselves (5xx, unknown errors).
@@ -58,6 +62,15 @@ class RetryableError(ReconcileError):
     def __init__(self, reason: str, message: str, delay: float) -> None:
         super().__init__(reason, message)
         self.delay = delay
+
+
+class OutcomeUnknown(RetryableError):
+    """A write whose answer never came (or came as a 5xx): AWS may or may not have acted on it. The
+    next cycle reads before it writes again (consistency.py)."""
+
+
+#: The verbs that change AWS: a failure of one of them that is not a clear refusal is ambiguous.
+WRITE_STEPS = frozenset({"create", "update", "delete"})
 
 
 @dataclass(frozen=True)
@@ -153,10 +166,44 @@ def aws_message(error: ClientError) -> str:
     return message
 
 
+def may_have_acted(error: BaseException) -> bool:
+    """Whether a write that raised `error` may still have changed AWS.
+
+    No only for a clear refusal: a 4xx answer (a throttle included: AWS rejected the call unexecuted),
+    a kind error made from one, or a request botocore never sent (invalid parameters, no region, no
+    credentials). Everything else may have acted: the connection reset or the answer timed out after
+    the request went out (ConnectionClosedError, ReadTimeoutError), a 5xx (AWS may fail after acting),
+    and errors we cannot place. EndpointConnectionError and ConnectTimeoutError come before anything is
+    sent in today's botocore, but nothing here relies on that: reading first costs little.
+    """
+    if isinstance(error, ClientError):
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        rule = ERROR_TABLE.get(error_code(error))
+        if rule is not None:
+            return rule.reason == c.AWS_SERVER_ERROR
+        return status >= 500 or status == 0
+    if isinstance(error, KindError):
+        return False  # made by the adapter from an answer AWS gave
+    return not isinstance(error, ParamValidationError | NoRegionError | NoCredentialsError)
+
+
 def classify(error: BaseException, step: str, attempt: int, rng: random.Random) -> ReconcileError:
-    """The one place that decides what an error means. `step` leads the message ("create failed: ...")."""
+    """The one place that decides what an error means. `step` leads the message ("create failed: ...").
+
+    A write step's failure that `may_have_acted` is an `OutcomeUnknown` of the same reason and delay."""
     if isinstance(error, ReconcileError):
         return error
+    found = _classify(error, step, attempt, rng)
+    if step in WRITE_STEPS and isinstance(found, RetryableError) and may_have_acted(error):
+        return OutcomeUnknown(
+            found.reason,
+            f"{found.message} (the request may have reached AWS: reading before it is sent again)",
+            found.delay,
+        )
+    return found
+
+
+def _classify(error: BaseException, step: str, attempt: int, rng: random.Random) -> ReconcileError:
     if isinstance(error, ClientError):
         return _classify_client_error(error, step, attempt, rng)
     if isinstance(error, AlreadyExists):

@@ -4,8 +4,13 @@
 This module, bridge.py, configmaps.py and runner.py are the only ones that import kopf. Each kind
 gets create, update, resume and delete handlers and a drift timer, all one line into
 `bridge.run_cycle`; a watch-event handler that catches up on spec changes kopf would sit out; one
+that wakes waiting handlers when the user's controls change (pause lifted, reconcile asked for); one
 that forgets an object once it is gone; and the index of the ConfigMaps its objects refer to
-(configmaps.py watches them).
+(configmaps.py watches them). namespaces.py adds the Namespace watch (each namespace's AWS identity).
+
+The drift timer ticks every `bridge.drift_tick()` seconds and runs a cycle only when the object's own
+drift interval (controls.py: the operator's, or the object's annotation) is due; its retries (a build
+it polls, a requeue) always run.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import kopf
 
 from q_operator import registry
 from q_operator.engine import bridge, configmaps, metrics, process, sweep
+from q_operator.engine import namespaces as namespaces  # registers the Namespace watch
 from q_operator.engine.aws import AwsSession, env_float
 from q_operator.engine.bridge import (
     CREATE_HANDLER,
@@ -27,7 +33,9 @@ from q_operator.engine.bridge import (
     DIFFBASE,
     PROGRESS,
     UPDATE_HANDLER,
+    drift_interval,
     drift_seconds,
+    drift_tick,
 )
 from q_operator.engine.reconcile import Trigger
 from q_operator.kinds.base import KindInfo
@@ -38,10 +46,11 @@ log = logging.getLogger("q_operator.engine")
 
 
 def _initial_delay(**kwargs: Any) -> float:
-    """Spread the first drift check of each object over the second half of the interval."""
-    uid = str(kwargs.get("uid") or kwargs.get("body", {}).get("metadata", {}).get("uid", ""))
+    """Spread the first drift check of each object over the second half of its interval."""
+    body = kwargs.get("body", {})
+    uid = str(kwargs.get("uid") or body.get("metadata", {}).get("uid", ""))
     spread = (zlib.crc32(uid.encode()) % 1000) / 1000.0
-    return drift_seconds() * (0.5 + spread / 2)
+    return drift_interval(body).seconds * (0.5 + spread / 2)
 
 
 async def _wake(kind: KindInfo[Any, Any], namespace: str, name: str, found: str) -> None:
@@ -72,7 +81,7 @@ def _gone(type: str | None, **_: Any) -> bool:
 def register(kind: KindInfo[Any, Any]) -> None:
     """Register the handlers of one kind, and its ConfigMap-reference index."""
     gvp = (kind.group, kind.version, kind.plural)
-    interval = drift_seconds()
+    idle = min(drift_seconds(), 60.0)
 
     @kopf.on.create(*gvp, id=CREATE_HANDLER)
     async def on_create(*, body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
@@ -92,13 +101,20 @@ def register(kind: KindInfo[Any, Any]) -> None:
     async def on_delete(*, body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         await bridge.run_cycle(process.state().deps, kind, Trigger.CHANGE, body, patch, deleting=True)
 
-    @kopf.timer(*gvp, id="drift", interval=interval, idle=min(interval, 60.0), initial_delay=_initial_delay)
-    async def on_drift(*, body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-        await bridge.run_cycle(process.state().deps, kind, Trigger.DRIFT, body, patch, deleting=False)
+    @kopf.timer(*gvp, id="drift", interval=drift_tick(), idle=idle, initial_delay=_initial_delay)
+    async def on_drift(*, body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
+        deps = process.state().deps
+        if kwargs.get("retry", 0) == 0 and not bridge.drift_due(deps, body):
+            return  # a tick, not yet this object's turn (its retries always run)
+        await bridge.run_cycle(deps, kind, Trigger.DRIFT, body, patch, deleting=False)
 
     @kopf.on.event(*gvp, id="catch-up", when=bridge.lagging)
     async def on_event(*, body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         bridge.catch_up_on_spec_change(body, patch)
+
+    @kopf.on.event(*gvp, id="controls", when=bridge.control_changed)
+    async def on_control(*, body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+        bridge.wake(body, patch)
 
     @kopf.on.event(*gvp, id="forget", when=_gone)
     async def on_gone(*, uid: str | None, **_: Any) -> None:
@@ -140,14 +156,18 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     if isinstance(watcher, sweep.Sweeper):
         watcher.wake = _wake
     metrics.serve(int(env_float("Q_OPERATOR_METRICS_PORT", 8080)))
+    policy = process.state().deps.identities.policy
     log.info(
-        "q-operator engine: kinds=%s drift=%ss observe=%s aws_rate=%s/s concurrency=%s region=%s",
+        "q-operator engine: kinds=%s drift=%ss observe=%s aws_rate=%s/s concurrency=%s region=%s "
+        "require_namespace_role=%s adoption_everywhere=%s",
         ",".join(k.kind for k in registry.KINDS) or "none",
         drift_seconds(),
         sweep.observe_mode(),
         os.environ.get("Q_OPERATOR_AWS_RATE", "10"),
         os.environ.get("Q_OPERATOR_AWS_CONCURRENCY", "64"),
         os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "unset",
+        policy.require_role,
+        policy.adoption_everywhere,
     )
 
 

@@ -66,6 +66,16 @@ class Watched:
     suspect: str | None = None
 
 
+@dataclass(frozen=True)
+class Met:
+    """When this process first reconciled an object, and whether it already held AWS resources then:
+    if so, a write an earlier process sent just before it stopped may still be settling (consistency.py)."""
+
+    at: float
+    generation: int
+    held: bool
+
+
 @dataclass
 class ObjectMemory:
     """Everything this process keeps about one object, in one place."""
@@ -88,10 +98,20 @@ class ObjectMemory:
     #: createPending.since of an intent recorded here and not yet followed by a create call: no
     #: create can have reached AWS under it, so the look before creating would find nothing.
     fresh_intent: str | None = None
+    #: createPending.since of an intent whose last create this process sent and saw fail: nothing
+    #: after the failed call was sent (a replay may make the create's follow-up calls itself).
+    failed_create: str | None = None
     #: where this object is counted in the resources gauges (kind, conditions' status and reason).
     counted: Counted | None = None
     #: Ready and watched by its parent's List sweep (list mode; sweep.py), or None.
     watched: Watched | None = None
+    #: this process's first cycle of the object (None: none yet).
+    met: Met | None = None
+    #: when (monotonic) the drift timer last ran a cycle of this object: its next check is due one
+    #: drift interval later (controls.py; None: not yet, so the first tick checks).
+    drift_checked: float | None = None
+    #: the drift-interval annotation value a Warning event was posted about (posted once per value).
+    drift_warned: str | None = None
 
 
 class Memory:

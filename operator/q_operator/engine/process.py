@@ -1,6 +1,7 @@
 """The operator process's state, built once at startup: the engine's dependencies (the AWS session,
-the ConfigMap reader, timing from the environment, the memory of each object) and the last data
-seen of each ConfigMap. Also the Kubernetes client the process uses outside kopf."""
+the ConfigMap reader, the namespaces' AWS identities under the operator's policy, timing from the
+environment, the memory of each object) and the last data seen of each ConfigMap. Also the
+Kubernetes client the process uses outside kopf."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 from q_operator.engine import sweep
 from q_operator.engine.aws import AwsSession, default_region, env_float
+from q_operator.engine.identity import Identities, Policy
 from q_operator.engine.memory import Memory
 from q_operator.engine.reconcile import Deps, Timing
 
@@ -26,6 +28,13 @@ class Process:
 
 _process: Process | None = None
 _kube: Any = None
+#: the operator's identity rules, from `q-operator run`'s flags (runner.py), set before kopf starts.
+_policy = Policy()
+
+
+def configure(policy: Policy) -> None:
+    global _policy
+    _policy = policy
 
 
 def _kube_api() -> Any:
@@ -60,19 +69,36 @@ async def read_configmap(namespace: str, name: str) -> Mapping[str, str] | None:
     return await asyncio.to_thread(read)
 
 
+async def read_namespace(name: str) -> Mapping[str, str] | None:
+    """A Namespace's annotations (None: no such namespace). A list narrowed to the name, so the
+    operator needs no `get` on namespaces beyond the list and watch it already has."""
+
+    def read() -> Mapping[str, str] | None:
+        client = kube_client()
+        found = client.CoreV1Api().list_namespace(field_selector=f"metadata.name={name}")
+        for item in found.items or []:
+            return dict(item.metadata.annotations or {})
+        return None
+
+    return await asyncio.to_thread(read)
+
+
 def build_state() -> Process:
     timing = Timing(
         poll_min=env_float("Q_OPERATOR_POLL_MIN_SECONDS", 1.0),
         poll_max=env_float("Q_OPERATOR_POLL_MAX_SECONDS", 15.0),
         poll_factor=env_float("Q_OPERATOR_POLL_FACTOR", 0.5),
+        consistency=max(0.0, env_float("Q_OPERATOR_CONSISTENCY_SECONDS", Timing.consistency)),
     )
+    identities = Identities(_policy, read_namespace)
     memory = Memory()
     return Process(
         Deps(
-            AwsSession(),
+            AwsSession(session_name=identities.session_name),
             read_configmap,
             timing=timing,
             default_region=default_region(),
+            identities=identities,
             memory=memory,
             watcher=sweep.from_environment(memory),
         )

@@ -1,8 +1,9 @@
-"""Client-side rate limiting toward AWS: an adaptive token bucket per (service, region, operation).
+"""Client-side rate limiting toward AWS: an adaptive token bucket per (service, region, operation,
+account).
 
-AWS limits each control-plane operation separately, and one adapter verb may make several calls
-(GetPlugin, then ListTagsForResource), so the bucket is taken per HTTP call, in botocore's
-`before-call` hook inside the worker thread (engine/aws.py), and fed back from `after-call`.
+AWS limits each control-plane operation separately, per account and region, and one adapter verb may
+make several calls (GetPlugin, then ListTagsForResource), so the bucket is taken per HTTP call, in
+botocore's `before-call` hook inside the worker thread (engine/aws.py), and fed back from `after-call`.
 
 The rate is learned in both directions, as AWS's own adaptive retry mode does, and starts at
 `Q_OPERATOR_AWS_RATE`: no ceiling unless one is set (`Q_OPERATOR_AWS_RATE_MAX`, to leave quota to
@@ -34,8 +35,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-#: (service, region, operation)
-BucketKey = tuple[str, str, str]
+#: (service, region, operation, account): AWS's quotas are per account and region. The account is ""
+#: for the operator's own identity until it is known.
+BucketKey = tuple[str, str, str, str]
 
 #: after a throttle, run at this share of the rate AWS let through (multiplicative decrease)
 BETA = 0.8

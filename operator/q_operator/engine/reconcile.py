@@ -17,6 +17,7 @@ import logging
 from typing import Any
 
 from q_operator.engine import conditions as c
+from q_operator.engine import consistency
 from q_operator.engine.contract import (
     ADOPT_ANNOTATION,
     AwsCaller,
@@ -31,7 +32,7 @@ from q_operator.engine.contract import (
 )
 from q_operator.engine.cycle import Cycle
 from q_operator.engine.errors import SLOW_RETRY, ReconcileError, RetryableError, TerminalError, classify
-from q_operator.engine.steps import create, delete, inputs, observe, update
+from q_operator.engine.steps import controls, create, delete, inputs, observe, update
 from q_operator.engine.steps.create import make_token
 from q_operator.engine.steps.inputs import config_map_names
 from q_operator.kinds.base import KindInfo, Phase
@@ -59,13 +60,20 @@ async def reconcile(
     kind: KindInfo[Any, Any], obj: ObjectView, deps: Deps, trigger: Trigger = Trigger.CHANGE
 ) -> Outcome:
     """One cycle of one object: observe, then create, update, replace, delete or wait."""
+    await deps.identities.ensure(obj.namespace)  # who acts in AWS for it is known, never guessed
     cy = Cycle(kind, obj, deps, trigger)
+    consistency.meet(cy)
     try:
+        held = controls.hold(cy)  # paused: no AWS call, no change, a deletion included
+        if held is not None:
+            return held
         ref = cy.current_ref()
         if ref is not None:
             cy.identify(ref)
         if obj.deleting:
             deps.builds.abandon(obj.uid)  # nothing to poll: the build's end no longer matters
+            if controls.leaves_aws_alone(cy):  # observe-only: deleting the object leaves AWS as it is
+                return controls.leave(cy)
             return await delete.delete(cy)
         if trigger is Trigger.DRIFT and deps.builds.polling(obj.uid, deps.now().timestamp()):
             # The change handler is polling this build on its own schedule: a drift check now would
@@ -76,9 +84,15 @@ async def reconcile(
             return Outcome(Decision.STOP, message="waiting for the spec to change")
         spec = inputs.validate(cy)  # AWS never sees a spec that fails the model
         resolved = await inputs.resolve(cy)
+        if controls.leaves_aws_alone(cy):
+            if not controls.taking_over(cy):
+                return await controls.observe_only(cy, spec, resolved)  # reads, and reports
+            if ref is not None:
+                return await controls.take_over(cy, spec, resolved, ref)  # Observe → Manage: adopt
         if ref is None:
             adopt_id = obj.annotations.get(ADOPT_ANNOTATION, "").strip()
             if adopt_id and cy.pending() is None:  # (a recorded intent is settled first: no orphan)
+                await cy.aws.adoption_allowed(adopt_id)  # only where the namespace allows it
                 return await create.adopt(cy, spec, resolved, adopt_id)
             return await create.create(cy, spec, resolved)
         deps.memory.hold(kind.kind, ref, obj.uid)
@@ -87,6 +101,9 @@ async def reconcile(
             why = f"spec.region changed from {moved_from} to {cy.region}"
             return update.replace(cy, spec, resolved, ref, why)
         observation = await observe.observe(cy, spec, ref, resolved)
+        waiting = consistency.doubt(cy, observation)  # a read older than our last write is not drift
+        if waiting is not None:
+            return waiting
         if observation.phase is Phase.ABSENT:
             return create.recreate(cy, spec, resolved, ref)
         if observation.phase is Phase.IN_PROGRESS:
@@ -100,7 +117,7 @@ async def reconcile(
             return update.replace(cy, spec, resolved, ref, ", ".join(observation.replace))
         if observation.diff:
             return await update.update(cy, spec, resolved, ref, observation)
-        return observe.up_to_date(cy)
+        return consistency.confirm(cy, observe.up_to_date(cy))
     except ReconcileError as error:
         return failed(cy, error)
     except Exception as error:  # a bug (ours or an adapter's): report it, back off, never crash

@@ -1,7 +1,8 @@
 """`q-operator run`: logging, the kopf options we pass through, and kopf itself.
 
 The options are kopf's own (`--namespace/-n`, `--all-namespaces/-A`, `--standalone`,
-`--peering/-P NAME`, `--priority`, `--liveness/-L URL`, `--verbose/-v`, `--debug/-d`, `--quiet/-q`).
+`--peering/-P NAME`, `--priority`, `--liveness/-L URL`, `--verbose/-v`, `--debug/-d`, `--quiet/-q`),
+plus the identity rules (identity.py): `--require-namespace-role`, `--allow-adoption-everywhere`.
 The operator runs standalone (no peering objects needed) unless `--peering` names a peering.
 Logging is ours, text or JSON (Q_OPERATOR_LOG_FORMAT), at Q_OPERATOR_LOG_LEVEL.
 """
@@ -76,14 +77,16 @@ class RequeueIsNotAnError(logging.Filter):
             if isinstance(record.msg, str):
                 record.msg = record.msg.replace("failed temporarily", "requeued")
         if record.levelno == logging.INFO and _ROUTINE_EVENT_HANDLER.search(str(record.msg)):
-            # Our watch-event handlers (catch-up, configmap-changes, forget) run on the events of an
-            # object: their successes are debug detail, not news.
+            # Our watch-event handlers (catch-up, controls, configmap-changes, forget) run on the
+            # events of an object, and the drift timer ticks often: their successes are debug detail.
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
             return logging.getLogger().isEnabledFor(logging.DEBUG)
         return True
 
 
-_ROUTINE_EVENT_HANDLER = re.compile(r"Handler '(catch-up|configmap-changes|forget)[^']*' succeeded")
+_ROUTINE_EVENT_HANDLER = re.compile(
+    r"(Handler '(catch-up|controls|configmap-changes|forget)[^']*'|Timer 'drift[^']*') succeeded"
+)
 
 
 def configure_logging(verbose: bool = False, debug: bool = False, quiet: bool = False) -> None:
@@ -152,6 +155,18 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         metavar="URL",
         help="serve a liveness probe, e.g. http://0.0.0.0:8081/healthz",
     )
+    parser.add_argument(
+        "--require-namespace-role",
+        action="store_true",
+        help="objects in a namespace without the q-operator.dev/role-arn annotation get no AWS call "
+        "(Synced=False, NoAWSIdentity) instead of the operator's own identity",
+    )
+    parser.add_argument(
+        "--allow-adoption-everywhere",
+        action="store_true",
+        help="honour q-operator.dev/adopt-id in every namespace, not only in those annotated "
+        "q-operator.dev/adoption=allowed",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG")
     parser.add_argument("-d", "--debug", action="store_true", help="log at DEBUG, kopf included")
     parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
@@ -165,6 +180,10 @@ def run_operator(argv: Sequence[str]) -> int:
     import kopf
 
     import q_operator.engine.handlers  # noqa: F401  (registers the handlers)
+    from q_operator.engine import process
+    from q_operator.engine.identity import Policy
+
+    process.configure(Policy(args.require_namespace_role, args.allow_adoption_everywhere))
 
     standalone = args.standalone if args.standalone is not None else args.peering_name is None
     clusterwide = args.clusterwide or not args.namespaces

@@ -41,6 +41,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from q_operator.engine import conditions as c
+from q_operator.engine import controls
 from q_operator.engine.aws import env_float
 from q_operator.engine.contract import Decision, Deps, ObjectView, ObserveEach, Outcome, Watcher
 from q_operator.engine.errors import ReconcileError, RetryableError
@@ -177,6 +178,8 @@ class Sweeper:
         watched = self._watched(obj.uid)
         if watched is None or watched.suspect is not None or obj.deleting:
             return False
+        if controls.drift_interval(obj.annotations, self.interval).seconds < self.interval:
+            return False  # it asks to be looked at more often than its parent is listed
         if watched.generation != obj.generation:
             return False
         now = self.clock()
@@ -227,8 +230,17 @@ class Sweeper:
         region = str(region_value) if region_value else None
         fields = {"obj_kind": kind.kind, "obj_namespace": obj.namespace, "obj_name": obj.name}
         logger = logging.LoggerAdapter(log, fields)
-        verbs = verbs_for(kind, obj, deps, region, logger)
-        scope = (region or "",)
+        role = deps.identities.of(obj.namespace).role
+        # One sweep per identity and region: AWS lists what the caller's account holds there.
+        scope = (region or "", role.arn if role else "", (role.external_id or "") if role else "")
+
+        async def lister(parent: Mapping[str, str], token: str | None) -> Page:
+            # Built at each call: the namespace's identity (and the user's controls) as they are now,
+            # admitted as for any cycle (a namespace that lost its identity lists nothing).
+            verbs = verbs_for(kind, obj, deps, region, logger)
+            await verbs.admit("sweep")
+            return await verbs.list_page(parent, token)
+
         parent: ParentKey = (kind.kind, scope, tuple((f, ref[f]) for f in kind.list_parent))
         entry = self.memory.of(obj.uid)
         previous = entry.watched
@@ -242,7 +254,7 @@ class Sweeper:
             namespace=obj.namespace,
             name=obj.name,
             generation=obj.generation,
-            lister=verbs.list_page,
+            lister=lister,
             since=self.clock(),
             full_due=full_due,
         )
@@ -393,5 +405,5 @@ class Sweeper:
 
 def _describe(key: ParentKey) -> str:
     kind, scope, parent = key
-    where = ",".join(s for s in scope if s) or "default region"
+    where = " as ".join(s for s in scope[:2] if s) or "the default region"
     return f"{kind} {'/'.join(v for _, v in parent) or 'all'} in {where}"

@@ -6,8 +6,14 @@ region asked for, and whatever it raises is classified here (errors.py), with th
 message ("create failed: ..."). Reads (observe, find, ref_for_id) and writes (create, update, delete)
 are apart: a control that must keep a cycle from changing AWS belongs at the writes.
 
-`verbs_for` is the one place that chooses how an object reaches AWS (today: the process's session
-and the object's region).
+`verbs_for` is the one place that chooses how an object reaches AWS: as the identity its namespace
+is bound to (identity.py: a role to assume, or the operator itself, or no AWS call at all), in the
+object's region. Before a cycle's first call the identity is admitted here: refused when the
+namespace has none (NoAWSIdentity), or when the object's resource was recorded in another account
+than the one the namespace acts in now (AccountMismatch).
+
+It also holds what the user's controls allow: a paused object reaches nothing, an observe-only one
+only reads (controls.py's `Guard`, checked here whatever a step decided: fail closed).
 """
 
 from __future__ import annotations
@@ -19,8 +25,11 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from q_operator.engine import conditions as c
 from q_operator.engine.contract import AwsCaller, Deps, ObjectView
-from q_operator.engine.errors import ReconcileError, classify
+from q_operator.engine.controls import Guard, guard_for
+from q_operator.engine.errors import ReconcileError, TerminalError, classify
+from q_operator.engine.identity import Identity, account_mismatch, across_accounts, foreign_arn
 from q_operator.kinds.base import (
     Adapter,
     AlreadyExists,
@@ -49,8 +58,13 @@ class Verbs:
         logger: logging.LoggerAdapter[logging.Logger],
         attempt: int,
         rng: random.Random,
+        identity: Identity | None = None,
+        recorded_account: str | None = None,
+        guard: Guard | None = None,
     ) -> None:
         self.kind = kind
+        #: what the user's controls allow this object to do in AWS (None: everything).
+        self.guard = guard or Guard()
         self.caller = caller
         #: where new resources go and where a call without a region of its own is made.
         self.region = region
@@ -58,6 +72,15 @@ class Verbs:
         #: failed cycles in a row: the back-off of a classified error.
         self.attempt = attempt
         self.rng = rng
+        #: who acts in AWS for this object (its namespace's binding).
+        self.identity = identity or Identity("")
+        #: the account the object's resource lives in, as recorded (status.accountId; for objects
+        #: from before accounts were recorded, the operator's own: it made them).
+        self.recorded_account = recorded_account
+        #: the account this identity acts in: a role's is in its ARN, the operator's own is learned
+        #: when the cycle first calls AWS. Recorded with the resource (cycle.py).
+        self.account: str | None = self.identity.role.account if self.identity.role else None
+        self._admitted = False
 
     # ----- reads: never change AWS
 
@@ -86,15 +109,66 @@ class Verbs:
             "create",
             lambda adapter: adapter.create(spec, owner, token, resolved),
             passthrough=(AlreadyExists,),
+            writes=True,
         )
 
     async def update(
         self, spec: BaseModel, ref: ExternalRef, observation: Observation, owner: Owner, resolved: Resolved
     ) -> None:
-        await self._call("update", lambda adapter: adapter.update(spec, ref, observation, owner, resolved))
+        await self._call(
+            "update", lambda adapter: adapter.update(spec, ref, observation, owner, resolved), writes=True
+        )
 
     async def delete(self, spec: BaseModel, ref: ExternalRef, region: str | None) -> None:
-        await self._call("delete", lambda adapter: adapter.delete(spec, ref), region)
+        await self._call("delete", lambda adapter: adapter.delete(spec, ref), region, writes=True)
+
+    # ----- identity
+
+    async def admit(self, step: str) -> None:
+        """May this cycle call AWS, and in which account: raises (no call made) when the namespace
+        has no identity, its role cannot be assumed, or it now acts in another account than the
+        resource was recorded in. Whatever else goes wrong is classified, as for a verb."""
+        try:
+            await self._admit(step)
+        except ReconcileError:
+            raise
+        except Exception as error:
+            raise classify(error, step, self.attempt, self.rng) from error
+
+    async def _admit(self, step: str) -> None:
+        if self.guard.reads is not None:  # paused: not even the identity's account is asked for
+            raise TerminalError(c.INTERNAL_ERROR, f"{step} refused: {self.guard.reads}")
+        refused = self.identity.refused(step)
+        if refused is not None:
+            raise refused
+        if self._admitted:
+            return
+        self.account = await self.caller.account(self.identity.role)
+        recorded = self.recorded_account
+        if recorded == OWN_ACCOUNT:
+            recorded = await self.caller.account(None)
+        if recorded and self.account and recorded != self.account:
+            raise account_mismatch(recorded, self.account, self.identity.namespace, step)
+        self._admitted = True
+
+    async def adoption_allowed(self, adopt_id: str) -> None:
+        """The adopt annotation counts only where the namespace allows adoption (no AWS call before
+        that is known), and never for a resource named in another account."""
+        refused = self.identity.refused("adopt")
+        if refused is None and not self.identity.adoption:
+            refused = self.identity.adoption_refused(adopt_id, None)  # not allowed here
+        if refused is not None:
+            raise refused
+        await self.admit("adopt")
+        refused = self.identity.adoption_refused(adopt_id, self.account)
+        if refused is not None:
+            raise refused
+
+    def same_account(self, adopt_id: str, outputs: Mapping[str, Any]) -> None:
+        """What AWS showed of a resource to adopt is in the account this namespace acts in."""
+        found = foreign_arn(outputs, self.kind.service, self.account)
+        if found is not None:
+            raise across_accounts(f"{adopt_id} ({found[0]})", found[1], self.account, self.identity.namespace)
 
     # ----- the one way out
 
@@ -104,16 +178,30 @@ class Verbs:
         fn: Callable[[Adapter[Any]], T],
         region: str | None = None,
         passthrough: tuple[type[Exception], ...] = (),
+        writes: bool = False,
     ) -> T:
         """Run one verb; whatever it raises is classified here, with the step leading the message."""
+        refused = self.guard.writes if writes else self.guard.reads
+        if refused is not None:
+            # The steps never get here for a paused or observe-only object: if one does, that is a
+            # bug, and it ends as a condition without the call reaching AWS.
+            raise TerminalError(c.INTERNAL_ERROR, f"{step} refused: {refused}")
         try:
-            return await self.caller.call(self.kind, region or self.region, step, fn, self.logger)
+            await self.admit(step)
+            return await self.caller.call(
+                self.kind, region or self.region, step, fn, self.logger, role=self.identity.role
+            )
         except ReconcileError:
             raise
         except passthrough:
             raise
         except Exception as error:
             raise classify(error, step, self.attempt, self.rng) from error
+
+
+#: `recorded_account` of an object that records a resource but no account: the operator made it as
+#: itself, before accounts were recorded.
+OWN_ACCOUNT = "own"
 
 
 def verbs_for(
@@ -123,5 +211,12 @@ def verbs_for(
     region: str | None,
     logger: logging.LoggerAdapter[logging.Logger],
 ) -> Verbs:
-    """How this object reaches AWS: the process's session, in the object's region."""
-    return Verbs(kind, deps.aws, region, logger, obj.retry, deps.rng)
+    """How this object reaches AWS: as the identity its namespace is bound to, in the object's region,
+    as far as the user's controls allow (pause, observe-only). Nothing on the object itself can choose
+    the identity."""
+    identity = deps.identities.of(obj.namespace)
+    recorded = obj.status.get("accountId")
+    if not (isinstance(recorded, str) and recorded):
+        has_ref = all(obj.status.get(f) for f in kind.ref_fields)
+        recorded = OWN_ACCOUNT if has_ref else None
+    return Verbs(kind, deps.aws, region, logger, obj.retry, deps.rng, identity, recorded, guard_for(obj))

@@ -18,16 +18,27 @@ ConnectorServerException), so everything here branches on the error code, never 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from q_operator.kinds import base
 from q_operator.kinds.base import RESERVED_TAG_PREFIX
-from q_operator.kinds.common import NOT_FOUND, aws_time, error_code, error_message, is_not_found, tag_changes
+from q_operator.kinds.common import (
+    NOT_FOUND,
+    aws_time,
+    error_code,
+    error_message,
+    is_not_found,
+    tag_changes,
+    user_tags,
+)
+
+log = logging.getLogger(__name__)
 
 #: botocore's appflow shapes, anchored (the service applies each pattern to the whole value).
 LABEL_PATTERN = r"^[a-zA-Z0-9][\w!@#.-]+$"
@@ -234,7 +245,10 @@ def diff_registration(
     aws_lambda = configuration.get("connectorProvisioningConfig", {}).get("lambda", {}).get("lambdaArn")
     if spec.lambda_arn != aws_lambda:
         diff.append(LAMBDA_FIELD)
-    if tag_changes(tags, desired_tags(spec, owner)) != ({}, []):
+    if owner.observe_only:
+        if user_tags(tags) != dict(spec.tags):
+            diff.append("tags")
+    elif tag_changes(tags, desired_tags(spec, owner)) != ({}, []):
         diff.append("tags")
     return tuple(diff)
 
@@ -379,11 +393,22 @@ class AppFlowConnectorAdapter:
             raise
         # RegisterConnector takes no tags. A crash right here leaves the connector untagged; the
         # engine's pending marker and the registration time tell it the connector is ours.
-        self._client.tag_resource(resourceArn=arn, tags=desired_tags(spec, owner))
-        return base.Created(
+        created = base.Created(
             ref={"connectorLabel": label},
             outputs={"connectorArn": arn, "connectorLabel": label, "lambdaArn": spec.lambda_arn},
+            set_later=("tags",),
         )
+        if owner.repeat:
+            return created  # a replay: the first create may have tagged it already (the engine checks)
+        try:
+            self._client.tag_resource(resourceArn=arn, tags=desired_tags(spec, owner))
+        except (ClientError, BotoCoreError) as error:  # the connector exists: tag it later
+            # Failing the create here would make the engine resend RegisterConnector (a replay, by its
+            # token) and then TagResource again, although this one may have acted with its answer
+            # lost. The engine sees the tags missing once the consistency bound has passed, and
+            # sets them by an update.
+            log.warning("tagging connector %s failed, left to the next update: %s", label, error)
+        return created
 
     def update(
         self,

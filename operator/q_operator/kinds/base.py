@@ -76,6 +76,14 @@ class Owner:
     name: str
     #: when the engine recorded its intent to create (None when no create was ever attempted).
     create_pending_since: datetime | None = None
+    #: the operator only reads the resource (spec.managementPolicy Observe): its own tags (the owner
+    #: mark, bookkeeping) are no part of the desired state, only the user's are compared, and what
+    #: AWS does not let be compared is not reported as a difference.
+    observe_only: bool = False
+    #: `create` may repeat one that acted before the operator stopped (a token replay): calls that
+    #: create makes after the one that made the resource may have been made already, so the adapter
+    #: leaves them to the engine (it reports them in `Created.set_later`) instead of repeating them.
+    repeat: bool = False
 
     @property
     def mark(self) -> str:
@@ -100,6 +108,10 @@ class Created:
 
     ref: ExternalRef
     outputs: Mapping[str, Any] = field(default_factory=dict)
+    #: spec paths the create set with a later call than the one that made the resource (AppFlow's
+    #: tags, by TagResource after RegisterConnector): a read may show the resource without them for a
+    #: while, so the engine does not take their absence for a difference to correct at once.
+    set_later: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -214,6 +226,13 @@ class CommonSpec(BaseModel):
         default="Delete",
         description="Delete: the AWS resource is deleted with this object. Retain: it is left in AWS.",
     )
+    managementPolicy: Literal["Manage", "Observe"] = Field(
+        default="Manage",
+        description="Manage: the operator creates, updates and deletes the AWS resource. Observe: it only "
+        "reads the resource named by the annotation q-operator.dev/adopt-id, fills status and reports "
+        "where AWS differs from the spec; it never creates, updates, tags or deletes, and deleting this "
+        "object leaves AWS untouched. Changing Observe to Manage adopts the resource.",
+    )
 
 
 class Condition(BaseModel):
@@ -236,6 +255,30 @@ class CreatePending(BaseModel):
 
     token: str = Field(description="The clientToken the create was (or is about to be) sent with.")
     since: str = Field(description="RFC 3339 time the intent was recorded.")
+    sent: str | None = Field(
+        default=None,
+        description="RFC 3339 time by which a create under this intent may have reached AWS without an "
+        "answer (the answer was lost, or the operator restarted): it may still show in reads until the "
+        "consistency bound has passed.",
+    )
+
+
+class LastWrite(BaseModel):
+    """The engine's record of its last write to the current AWS resource: reads within the consistency
+    bound after it may not show it yet."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    operation: Literal["create", "update", "delete"] = Field(description="What the write was.")
+    at: str = Field(description="RFC 3339 time its answer came (or was lost).")
+    generation: int = Field(description="The generation it was sent for.")
+    created: str | None = Field(
+        default=None, description="RFC 3339 time the operator created (or found) the current resource."
+    )
+    settling: list[str] = Field(
+        default_factory=list,
+        description="Spec paths a read may not show yet within the bound ('*': any).",
+    )
 
 
 class CommonStatus(BaseModel):
@@ -253,6 +296,24 @@ class CommonStatus(BaseModel):
     )
     region: str | None = Field(
         default=None, description="The AWS region the resource lives in, as the operator recorded it."
+    )
+    accountId: str | None = Field(
+        default=None,
+        description="The AWS account the resource lives in: that of the role its namespace is bound to, "
+        "or the operator's own.",
+    )
+    lastWrite: LastWrite | None = Field(
+        default=None, description="The operator's last write to the AWS resource (eventual consistency)."
+    )
+    observeOnly: bool | None = Field(
+        default=None,
+        description="The recorded AWS resource was only observed (managementPolicy Observe), never "
+        "adopted: it becomes this object's only through adoption, when the policy changes to Manage.",
+    )
+    lastHandledReconcileAt: str | None = Field(
+        default=None,
+        description="The value of the annotation q-operator.dev/reconcile-requested-at that the last "
+        "reconcile acted on: equal to the annotation once the requested reconcile is done.",
     )
 
 
@@ -295,7 +356,8 @@ class KindInfo(Generic[SpecT, StatusT]):
     #: the boto3 service name whose client the adapter needs.
     service: str
     adapter_factory: Callable[[Any], Adapter[SpecT]]
-    #: status fields that together address the AWS resource (the ExternalRef).
+    #: status fields that together address the AWS resource (the ExternalRef); the last one is the ID
+    #: the adopt annotation names (`Adapter.ref_for_id`).
     ref_fields: tuple[str, ...]
     #: look up by natural key before every first create (kinds whose create API has no client token).
     find_before_create: bool = False

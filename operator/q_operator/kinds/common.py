@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
-from q_operator.kinds.base import OWNER_TAG
+from q_operator.kinds.base import OWNER_TAG, RESERVED_TAG_PREFIX
 
 #: The error code every AWS service here answers for a resource that does not exist.
 NOT_FOUND = "ResourceNotFoundException"
@@ -53,3 +53,9 @@ def tag_changes(current: Mapping[str, str], desired: Mapping[str, str]) -> tuple
     to_set = {key: value for key, value in desired.items() if current.get(key) != value}
     to_remove = sorted(key for key in current if key not in desired and key != OWNER_TAG)
     return to_set, to_remove
+
+
+def user_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    """The tags a user set, without the operator's own (the reserved prefix): what an observe-only
+    object compares, since the operator never tags a resource it only observes."""
+    return {key: value for key, value in tags.items() if not key.startswith(RESERVED_TAG_PREFIX)}

@@ -51,7 +51,7 @@ from q_operator.kinds.base import (
     Resolved,
     Summary,
 )
-from q_operator.kinds.common import aws_time, is_not_found, tag_changes
+from q_operator.kinds.common import aws_time, is_not_found, tag_changes, user_tags
 
 log = logging.getLogger(__name__)
 
@@ -565,7 +565,10 @@ def tags_from_api(tags: list[dict[str, str]] | None) -> dict[str, str]:
 
 
 def _custom_config_differs(
-    desired: dict[str, Any] | None, actual: Mapping[str, Any] | None, current_tags: Mapping[str, str]
+    desired: dict[str, Any] | None,
+    actual: Mapping[str, Any] | None,
+    current_tags: Mapping[str, str],
+    observe_only: bool = False,
 ) -> bool:
     if desired is None:
         # Not CUSTOM: nothing to manage (UpdatePlugin cannot remove a custom configuration).
@@ -583,8 +586,12 @@ def _custom_config_differs(
     if have.get("payload") is not None:
         return bool(want["payload"] != have["payload"])
     # AWS did not echo the sensitive payload: compare with the hash recorded when we last sent it.
-    # Unknown (no hash tag, e.g. an adopted plugin) counts as different, so the payload is sent once.
-    return current_tags.get(PAYLOAD_HASH_TAG) != payload_hash(want["payload"])
+    # Unknown (no hash tag, e.g. an adopted plugin) counts as different, so the payload is sent once;
+    # an observe-only object sends nothing, and does not report what it cannot compare.
+    recorded = current_tags.get(PAYLOAD_HASH_TAG)
+    if recorded is None:
+        return not observe_only
+    return recorded != payload_hash(want["payload"])
 
 
 def compute_diff(
@@ -616,12 +623,18 @@ def compute_diff(
     # then the payload cannot be compared, but everything else still can (and deletion never waits).
     payload_known = payload_resolvable(spec, resolved)
     if payload_known and _custom_config_differs(
-        custom_config_to_api(spec, resolved), plugin.get("customPluginConfiguration"), tags
+        custom_config_to_api(spec, resolved),
+        plugin.get("customPluginConfiguration"),
+        tags,
+        owner.observe_only,
     ):
         diff.append("customPluginConfiguration")
     if spec.state is not None and spec.state != plugin.get("state"):
         diff.append("state")
-    if current_tags is not None:
+    if current_tags is not None and owner.observe_only:
+        if user_tags(current_tags) != dict(spec.tags):
+            diff.append("tags")
+    elif current_tags is not None:
         if payload_known:
             wanted = desired_tags(spec, owner, resolved)
         else:

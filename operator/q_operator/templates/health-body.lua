@@ -6,7 +6,8 @@ local NEEDS_USER = {
   OwnedByAnother = true, AlreadyExists = true, AccessDenied = true, CredentialsInvalid = true,
   ServiceQuotaExceeded = true, DependencyNotFound = true, InUse = true, ExternalFailure = true,
   DeleteFailed = true, RegionMissing = true, BuildFailed = true, AwsError = true, InternalError = true,
-  UpdateNotConverging = true,
+  UpdateNotConverging = true, NoAWSIdentity = true, AssumeRoleFailed = true, AdoptionNotAllowed = true,
+  AccountMismatch = true, AdoptIdRequired = true,
 }
 -- Reasons that clear by themselves: the operator is backing off and will try again.
 local TRANSIENT = { Throttled = true, AwsServerError = true, AwsUnreachable = true, Conflict = true }
@@ -46,6 +47,28 @@ local status = obj.status
 local generation = obj.metadata.generation
 local ready = condition(status, "Ready")
 local synced = condition(status, "Synced")
+
+-- Paused by the annotation q-operator.dev/paused (any value but "false" pauses, as in the operator):
+-- the operator leaves it alone, its deletion included, until the annotation is removed.
+local paused = nil
+if obj.metadata.annotations ~= nil then
+  paused = obj.metadata.annotations["q-operator.dev/paused"]
+end
+if paused ~= nil and paused ~= "false" then
+  hs.status = "Suspended"
+  if synced ~= nil and synced.reason == "Paused" then
+    hs.message = describe(synced)
+  else
+    hs.message = "Paused by the annotation q-operator.dev/paused"
+  end
+  return hs
+end
+-- The pause was lifted and the operator has not reconciled since.
+if synced ~= nil and synced.status == "False" and synced.reason == "Paused" then
+  hs.status = "Progressing"
+  hs.message = "Resuming after a pause"
+  return hs
+end
 
 if ready == nil and synced == nil then
   hs.status = "Progressing"

@@ -1,4 +1,5 @@
 -- Healthy: Ready=True for the current generation. Progressing: no status yet, the operator has not
 -- seen the current generation, AWS is creating/updating/replacing/deleting, or a transient error is
 -- being retried. Degraded: the last reconcile of the current generation failed for a reason a person
--- must fix, or the AWS build failed.
+-- must fix, the AWS build failed, or a resource the operator only observes differs from the spec.
+-- Suspended: paused by the annotation q-operator.dev/paused.

@@ -4,7 +4,8 @@
 -- Healthy: Ready=True for the current generation. Progressing: no status yet, the operator has not
 -- seen the current generation, AWS is creating/updating/replacing/deleting, or a transient error is
 -- being retried. Degraded: the last reconcile of the current generation failed for a reason a person
--- must fix, or the AWS build failed.
+-- must fix, the AWS build failed, or a resource the operator only observes differs from the spec.
+-- Suspended: paused by the annotation q-operator.dev/paused.
 -- Show status.buildStatus beside the verdict.
 local function DETAIL(status)
   if status ~= nil and status.buildStatus ~= nil then
@@ -20,7 +21,8 @@ local NEEDS_USER = {
   OwnedByAnother = true, AlreadyExists = true, AccessDenied = true, CredentialsInvalid = true,
   ServiceQuotaExceeded = true, DependencyNotFound = true, InUse = true, ExternalFailure = true,
   DeleteFailed = true, RegionMissing = true, BuildFailed = true, AwsError = true, InternalError = true,
-  UpdateNotConverging = true,
+  UpdateNotConverging = true, NoAWSIdentity = true, AssumeRoleFailed = true, AdoptionNotAllowed = true,
+  AccountMismatch = true, AdoptIdRequired = true,
 }
 -- Reasons that clear by themselves: the operator is backing off and will try again.
 local TRANSIENT = { Throttled = true, AwsServerError = true, AwsUnreachable = true, Conflict = true }
@@ -60,6 +62,28 @@ local status = obj.status
 local generation = obj.metadata.generation
 local ready = condition(status, "Ready")
 local synced = condition(status, "Synced")
+
+-- Paused by the annotation q-operator.dev/paused (any value but "false" pauses, as in the operator):
+-- the operator leaves it alone, its deletion included, until the annotation is removed.
+local paused = nil
+if obj.metadata.annotations ~= nil then
+  paused = obj.metadata.annotations["q-operator.dev/paused"]
+end
+if paused ~= nil and paused ~= "false" then
+  hs.status = "Suspended"
+  if synced ~= nil and synced.reason == "Paused" then
+    hs.message = describe(synced)
+  else
+    hs.message = "Paused by the annotation q-operator.dev/paused"
+  end
+  return hs
+end
+-- The pause was lifted and the operator has not reconciled since.
+if synced ~= nil and synced.status == "False" and synced.reason == "Paused" then
+  hs.status = "Progressing"
+  hs.message = "Resuming after a pause"
+  return hs
+end
 
 if ready == nil and synced == nil then
   hs.status = "Progressing"

@@ -10,6 +10,7 @@ routes and encodes.
 from __future__ import annotations
 
 import base64
+import binascii
 import copy
 import json
 import random
@@ -20,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from q_operator.emulate.kube import cel, names, schema
+from q_operator.emulate.kube import builtins, cel, managed, names, schema
 from q_operator.emulate.kube.errors import (
     ApiError,
     FieldError,
@@ -29,10 +30,12 @@ from q_operator.emulate.kube.errors import (
     conflict,
     forbidden,
     forbidden_request,
+    go_json_error,
     invalid,
     invalid_object,
     not_found,
     required,
+    unrecognized,
     unsupported_media_type,
 )
 from q_operator.emulate.kube.patch import (
@@ -41,7 +44,6 @@ from q_operator.emulate.kube.patch import (
     MERGE_PATCH,
     STRATEGIC_PATCH,
     PatchError,
-    apply_as_merge_patch,
     json_patch,
     merge_patch,
     strategic_merge_patch,
@@ -77,6 +79,25 @@ class WriteOptions:
     field_validation: str = "Warn"
     field_manager: str = ""
     force: bool = False
+    user_agent: str = ""
+    duplicates: list[str] = field(default_factory=list)  # fields the JSON body named twice
+
+    @property
+    def manager(self) -> str:
+        """Who a write is recorded for: fieldManager, else the client's User-Agent up to its `/`."""
+        return self.field_manager or managed.manager_from_user_agent(self.user_agent)
+
+
+class StrictDecodingError(ApiError):
+    """fieldValidation=Strict refused unknown or duplicate fields; a patch reports it differently."""
+
+    def __init__(self, rt: ResourceType, problems: list[str]) -> None:
+        self.detail = "strict decoding error: " + ", ".join(problems)
+        super().__init__(
+            400,
+            "BadRequest",
+            f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: {self.detail}',
+        )
 
 
 @dataclass
@@ -100,12 +121,56 @@ def _spec_part(rt: ResourceType, obj: JSON) -> JSON:
     return {k: v for k, v in obj.items() if k not in skip}
 
 
+def _continue_key(obj: JSON) -> str:
+    """Where an object sorts in a paged list: its storage key below the resource's prefix."""
+    meta = obj["metadata"]
+    namespace = meta.get("namespace")
+    return f"/{namespace}/{meta['name']}" if namespace else f"/{meta['name']}"
+
+
+def _decode_continue(token: str) -> str:
+    """The start key of a continue token, or the API server's 400 for a token it cannot read."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (ValueError, binascii.Error):
+        bad = next((i for i, c in enumerate(token) if not (c.isalnum() or c in "-_")), len(token))
+        raise bad_request(
+            f"invalid continue token: continue key is not valid: illegal base64 data at input byte {bad}"
+        ) from None
+    try:
+        decoded = json.loads(raw.decode("latin-1"))
+        start = str(decoded["start"])
+    except ValueError as exc:
+        detail = go_json_error(exc, raw)
+        raise bad_request(f"invalid continue token: continue key is not valid: {detail}") from None
+    except (KeyError, TypeError):
+        raise bad_request("invalid continue token: continue key is not valid: no start key") from None
+    return start.rstrip("\x00")
+
+
+def _set_by_strategy(rt: ResourceType) -> tuple[str, ...]:
+    """Top-level fields a kind's strategy sets after the field manager ran (so nobody owns them)."""
+    return ("spec", "status") if rt.key == ("", "namespaces") else ()
+
+
+def go_value(value: Any) -> str:
+    """A decoded JSON value as Go's %+v prints it (maps with sorted keys)."""
+    if isinstance(value, dict):
+        return "map[" + " ".join(f"{k}:{go_value(value[k])}" for k in sorted(value)) + "]"
+    if isinstance(value, list):
+        return "[" + " ".join(go_value(v) for v in value) + "]"
+    if value is None:
+        return "<nil>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def _comparable(obj: JSON) -> JSON:
     out = dict(obj)
     out.pop("apiVersion", None)
     meta = dict(out.get("metadata") or {})
     meta.pop("resourceVersion", None)
-    meta.pop("managedFields", None)
     out["metadata"] = meta
     return out
 
@@ -116,7 +181,6 @@ class Api:
     def __init__(self, registry: Registry, store: Store) -> None:
         self.registry = registry
         self.store = store
-        self.applied: dict[tuple[str, ...], JSON] = {}
 
     # ---- reading ---------------------------------------------------------------------------------
 
@@ -141,28 +205,31 @@ class Api:
         return self.present(rt, obj)
 
     def list_objects(
-        self, rt: ResourceType, namespace: str | None, match: Matcher, limit: int = 0, cont: str = ""
-    ) -> tuple[list[JSON], str, str]:
-        """Matching objects, the list's resourceVersion, and a continue token when limited."""
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        match: Matcher,
+        limit: int = 0,
+        cont: str = "",
+        selective: bool = False,
+    ) -> tuple[list[JSON], str, str, int | None]:
+        """Matching objects, the list's resourceVersion, a continue token when limited, and how many
+        items remain after this page (None when a selector makes that unknowable, as on a real server)."""
         items = self.store.items(rt.key, namespace)
         rv = str(self.store.rv)
         if cont:
-            try:
-                token = json.loads(base64.urlsafe_b64decode(cont.encode()).decode())
-                start = (str(token["start"][0]), str(token["start"][1]))
-            except (ValueError, KeyError, IndexError, TypeError):
-                raise bad_request(
-                    "continue key is not valid: incorrect encoded start resourceVersion"
-                ) from None
-            items = [o for o in items if (o["metadata"].get("namespace", ""), o["metadata"]["name"]) > start]
+            start = _decode_continue(cont)
+            items = [o for o in items if _continue_key(o) > start]
         matched = [o for o in items if match(o)]
         next_token = ""
+        remaining: int | None = None
         if limit and len(matched) > limit:
+            remaining = None if selective else len(matched) - limit
             matched = matched[:limit]
-            last = matched[-1]["metadata"]
-            raw = json.dumps({"rv": rv, "start": [last.get("namespace", ""), last["name"]]})
-            next_token = base64.urlsafe_b64encode(raw.encode()).decode()
-        return [self.present(rt, o) for o in matched], rv, next_token
+            token = {"v": "meta.k8s.io/v1", "rv": int(rv), "start": _continue_key(matched[-1]) + "\u0000"}
+            raw = json.dumps(token, separators=(",", ":")).encode()
+            next_token = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        return [self.present(rt, o) for o in matched], rv, next_token, remaining
 
     # ---- shared checks ---------------------------------------------------------------------------
 
@@ -184,16 +251,16 @@ class Api:
             ]
             raise error
 
-    def _decode_check(self, rt: ResourceType, body: Any) -> JSON:
+    def _decode_check(self, rt: ResourceType, body: Any, raw: bytes | None = None) -> JSON:
+        shown = raw if raw is not None else json.dumps(body, separators=(",", ":")).encode()
         if not isinstance(body, dict):
-            raise bad_request(f"the object provided is unrecognized (must be of type {rt.kind})")
+            raise unrecognized(rt.kind, "couldn't get version/kind; json parse error: not an object", shown)
         if rt.is_custom:
             # Custom resources are decoded as unstructured objects, which must name their kind.
             for key, label in (("kind", "Kind"), ("apiVersion", "apiVersion")):
                 if not body.get(key):
-                    raise bad_request(
-                        f"Object '{label}' is missing in '{json.dumps(body, separators=(',', ':'))}'"
-                    )
+                    detail = f"Object '{label}' is missing in '{shown.decode(errors='replace')}'"
+                    raise unrecognized(rt.kind, detail, shown)
         api_version = body.get("apiVersion") or rt.api_version
         kind = body.get("kind") or rt.kind
         if api_version != rt.api_version:
@@ -202,7 +269,16 @@ class Api:
                 f"({rt.api_version})"
             )
         if kind != rt.kind:
-            raise bad_request(f"the kind in the data ({kind}) does not match the expected kind ({rt.kind})")
+            if rt.is_custom:
+                # The unstructured decoder takes any kind; ValidateTypeMeta refuses it, naming the body's.
+                name = str((body.get("metadata") or {}).get("name") or "")
+                error = invalid("kind", kind, f"must be {rt.kind}")
+                raise invalid_object(f"{kind}.{rt.group}", rt.group, str(kind), name, [error])
+            internal = rt.group.split(".")[0] if rt.group else "core"
+            raise bad_request(
+                f'{kind} in version "{rt.version}" cannot be handled as a {rt.kind}: converting '
+                f"({rt.version}.{kind}) to ({internal}.{rt.kind}): unknown conversion"
+            )
         obj = copy.deepcopy(body)
         obj["apiVersion"], obj["kind"] = api_version, kind
         if not isinstance(obj.get("metadata"), dict):
@@ -210,39 +286,53 @@ class Api:
         return obj
 
     def _prune(self, rt: ResourceType, obj: JSON, options: WriteOptions) -> list[str]:
-        """Drop unknown fields; Strict refuses them, Warn reports them, Ignore drops them silently."""
+        """Drop unknown fields; Strict refuses them (and duplicate fields), Warn reports them, Ignore
+        drops them silently."""
         unknown = schema.prune_root(rt.schema if rt.is_custom else None, obj)
+        if rt.is_custom and rt.schema is not None:
+            schema.drop_nulls(rt.schema, obj)
         if rt.top_fields is not None:
             for key in [k for k in obj if k not in (*rt.top_fields, "apiVersion", "kind", "metadata")]:
                 unknown.append(key)
                 del obj[key]
-        if not unknown or options.field_validation == "Ignore":
+        if rt.is_custom:
+            unknown.sort()
+        problems = [f'duplicate field "{d}"' for d in options.duplicates] + [
+            f'unknown field "{u}"' for u in unknown
+        ]
+        if not problems or options.field_validation == "Ignore":
             return []
         if options.field_validation == "Strict":
-            detail = ", ".join(f'unknown field "{u}"' for u in unknown)
-            raise bad_request(
-                f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
-                f"strict decoding error: {detail}"
-            )
-        return [f'unknown field "{u}"' for u in unknown]
+            raise StrictDecodingError(rt, problems)
+        return problems
 
-    def _validate(self, rt: ResourceType, obj: JSON, old: JSON | None) -> None:
+    def _validate(
+        self,
+        rt: ResourceType,
+        obj: JSON,
+        old: JSON | None,
+        subresource: str = "",
+        warnings: list[str] | None = None,
+    ) -> None:
         meta = obj["metadata"]
         name = str(meta.get("name") or "")
         errs: list[FieldError] = list(self._metadata_errors(rt, meta))
         if rt.is_custom:
-            value_errs = schema.validate_root(rt.schema, obj)
+            if subresource == "status":
+                value_errs = schema.validate_status(rt.schema, obj)
+            else:
+                value_errs = schema.validate_root(rt.schema, obj)
             if old is not None:
                 # Validation ratcheting (on by default since 1.30): a value the update leaves as it was
                 # is not held against the object, so tightening a schema does not strand old objects.
                 value_errs = [e for e in value_errs if not schema.unchanged_at(e, obj, old)]
             errs.extend(value_errs)
-            if any(e.reason in _BLOCKING for e in value_errs):
+            if any(e.reason in _BLOCKING for e in errs):
                 errs.append(
                     FieldError(
                         "<nil>",
                         "FieldValueInvalid",
-                        'Invalid value: "null": some validation rules were not checked because the object '
+                        "Invalid value: null: some validation rules were not checked because the object "
                         "was invalid; correct the existing errors to complete validation",
                     )
                 )
@@ -250,8 +340,12 @@ class Api:
                 errs.extend(cel.check_object(rt.schema, obj, old))
         elif rt.key == (CRD_GROUP, "customresourcedefinitions"):
             errs.extend(self._crd_errors(obj))
+        else:
+            errs.extend(builtins.errors(rt.key, obj))
         if errs:
-            raise invalid_object(rt.group_kind, rt.group, rt.kind, name, errs)
+            error = invalid_object(rt.group_kind, rt.group, rt.kind, name, errs)
+            error.warnings = list(warnings or [])
+            raise error
 
     def _metadata_errors(self, rt: ResourceType, meta: JSON) -> list[FieldError]:
         name = meta.get("name")
@@ -269,12 +363,19 @@ class Api:
         for key in ("plural", "kind"):
             if crd_names and not crd_names.get(key):
                 errs.append(required(f"spec.names.{key}"))
-        for i, version in enumerate(spec.get("versions") or []):
-            openapi = (version.get("schema") or {}).get("openAPIV3Schema")
+        versions = spec.get("versions") or []
+        schemas = [(v.get("schema") or {}).get("openAPIV3Schema") for v in versions]
+        # The internal CRD hoists a schema all versions share to spec.validation, and errors name it so.
+        shared = len(schemas) > 0 and all(s == schemas[0] for s in schemas)
+        for i, openapi in enumerate(schemas[:1] if shared else schemas):
+            where = (
+                "spec.validation.openAPIV3Schema" if shared else f"spec.versions[{i}].schema.openAPIV3Schema"
+            )
             if isinstance(openapi, dict):
-                errs.extend(schema.structural_errors(openapi, f"spec.versions[{i}].schema.openAPIV3Schema"))
+                errs.extend(schema.structural_errors(openapi, where))
+                errs.extend(schema.crd_schema_errors(openapi, where))
             else:
-                errs.append(required(f"spec.versions[{i}].schema.openAPIV3Schema", "schemas are required"))
+                errs.append(required(where, "schemas are required"))
         expected = f"{crd_names.get('plural', '')}.{spec.get('group', '')}"
         name = crd["metadata"].get("name")
         if not errs and name != expected:
@@ -283,9 +384,12 @@ class Api:
             errs.append(
                 invalid("spec.versions", "array", "must have exactly one version marked as storage version")
             )
+            if not any(v.get("storage") for v in spec["versions"]):
+                errs.append(invalid("status.storedVersions", None, "must have at least one stored version"))
         return errs
 
     def _set_defaults(self, rt: ResourceType, obj: JSON) -> None:
+        builtins.set_defaults(rt.key, obj)
         if rt.is_custom:
             schema.default_root(rt.schema, obj)
         elif rt.key == ("", "secrets"):
@@ -303,28 +407,48 @@ class Api:
             labels["kubernetes.io/metadata.name"] = obj["metadata"]["name"]
         elif rt.key == (CRD_GROUP, "customresourcedefinitions"):
             spec = obj.get("spec") or {}
-            names = dict(spec.get("names") or {})
+            names: JSON = spec["names"] if isinstance(spec.get("names"), dict) else {}
             names.setdefault("singular", str(names.get("kind", "")).lower())
             names.setdefault("listKind", f"{names.get('kind', '')}List")
+            spec.setdefault("conversion", {"strategy": "None"})
             storage = [v.get("name") for v in spec.get("versions") or [] if v.get("storage")]
+            # Created without conditions; the CRD controllers accept the names a moment later.
             obj["status"] = {
-                "acceptedNames": names,
-                "conditions": [
-                    {"type": t, "status": "True", "reason": r, "message": m, "lastTransitionTime": now()}
-                    for t, r, m in (
-                        ("NamesAccepted", "NoConflicts", "no conflicts found"),
-                        ("Established", "InitialNamesAccepted", "the initial names have been accepted"),
-                    )
-                ],
+                "conditions": None,
+                "acceptedNames": {"plural": "", "kind": ""},
                 "storedVersions": storage,
             }
+
+    def _establish(self, rt: ResourceType, crd: JSON) -> None:
+        """What the naming and establishing controllers write right after a CRD is created."""
+        established = copy.deepcopy(crd)
+        established["status"] = {
+            "conditions": [
+                {"type": t, "status": "True", "lastTransitionTime": now(), "reason": r, "message": m}
+                for t, r, m in (
+                    ("NamesAccepted", "NoConflicts", "no conflicts found"),
+                    ("Established", "InitialNamesAccepted", "the initial names have been accepted"),
+                )
+            ],
+            "acceptedNames": copy.deepcopy((crd.get("spec") or {}).get("names") or {}),
+            "storedVersions": crd["status"]["storedVersions"],
+        }
+        established["metadata"]["resourceVersion"] = str(self.store.next_rv())
+        self.store.put(rt.key, established, crd)
 
     # ---- create ----------------------------------------------------------------------------------
 
     def create(
-        self, rt: ResourceType, namespace: str | None, body: Any, options: WriteOptions
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        body: Any,
+        options: WriteOptions,
+        raw: bytes | None = None,
+        owners: list[managed.Entry] | None = None,
     ) -> WriteResult:
-        obj = self._decode_check(rt, body)
+        obj = self._decode_check(rt, body, raw)
+        builtins.decode_errors(rt.key, rt.version, obj)
         meta = obj["metadata"]
         if rt.namespaced:
             body_ns = meta.get("namespace")
@@ -345,10 +469,26 @@ class Api:
             meta["name"] = self._generate_name(rt, namespace, str(meta["generateName"]))
         if rt.has_status and rt.is_custom:
             obj.pop("status", None)
+        sent_owners = managed.entries(obj)
         for key in (*_SERVER_META, "resourceVersion", "managedFields", "selfLink"):
             meta.pop(key, None)
         self._set_defaults(rt, obj)
-        self._validate(rt, obj, None)
+        self._validate(rt, obj, None, warnings=warnings)
+        if rt.is_custom:
+            warnings.extend(names.finalizer_warnings(meta.get("finalizers"), None))
+        if owners is None:
+            owners = managed.update(
+                {},
+                obj,
+                managed.root_schema(rt.schema if rt.is_custom else None),
+                sent_owners,
+                options.manager,
+                rt.api_version,
+                "",
+                managed.ignore_for("", rt.has_status, _set_by_strategy(rt)),
+            )
+        if owners:
+            meta["managedFields"] = managed.encoded(owners)
         name = str(meta["name"])
         if self.store.get(rt.key, namespace, name) is not None:
             raise already_exists(rt.group_resource, rt.group, rt.plural, name)
@@ -362,6 +502,7 @@ class Api:
         self.store.put(rt.key, obj, None)
         if rt.key == (CRD_GROUP, "customresourcedefinitions"):
             self.registry.add_crd(obj)
+            self._establish(rt, obj)
         return WriteResult(obj, warnings, created=True)
 
     def _generate_name(self, rt: ResourceType, namespace: str, prefix: str) -> str:
@@ -382,11 +523,14 @@ class Api:
         subresource: str,
         options: WriteOptions,
         from_patch: bool = False,
+        raw: bytes | None = None,
+        owners: list[managed.Entry] | None = None,
     ) -> WriteResult:
         current = self.store.get(rt.key, namespace, name)
         if current is None:
             raise not_found(rt.group_resource, rt.group, rt.plural, name)
-        new = self._decode_check(rt, body)
+        new = self._decode_check(rt, body, raw)
+        builtins.decode_errors(rt.key, rt.version, new)
         meta = new["metadata"]
         if meta.get("name") and meta["name"] != name:
             raise bad_request(
@@ -398,22 +542,39 @@ class Api:
             )
         sent_rv = meta.get("resourceVersion")
         old_meta = current["metadata"]
+        # managedFields left out of a write keep their value; [{}] clears them; others replace them.
+        sent_fields = meta.get("managedFields")
+        if sent_fields is None or subresource == "status":
+            base_owners = managed.entries(current)
+        elif sent_fields == [{}]:
+            base_owners = []
+        else:
+            base_owners = managed.entries(new)
+        sent_uid = meta.get("uid")
+        if sent_uid and sent_uid != old_meta.get("uid"):
+            # A uid in the body is a precondition of the storage layer, which words it its own way.
+            where = f"/registry/{rt.group + '/' if rt.is_custom else ''}{rt.plural}/"
+            where += f"{namespace}/{name}" if namespace else name
+            raise ApiError(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on {rt.group_resource} "{name}": '
+                f"StorageError: invalid object, Code: 4, Key: {where}, ResourceVersion: 0, "
+                f"AdditionalErrorMsg: Precondition failed: UID in precondition: {sent_uid}, "
+                f"UID in object meta: {old_meta.get('uid')}",
+                {"name": name, "kind": rt.plural, **({"group": rt.group} if rt.group else {})},
+            )
         if sent_rv:
             if str(sent_rv) != old_meta["resourceVersion"]:
                 raise conflict(rt.group_resource, rt.group, rt.plural, name)
         elif not from_patch and not rt.unconditional_update:
+            # Raised by the storage layer, which names the resource rather than the kind.
             raise invalid_object(
-                rt.group_kind,
+                rt.group_resource,
                 rt.group,
-                rt.kind,
+                rt.plural,
                 name,
-                [
-                    FieldError(
-                        "metadata.resourceVersion",
-                        "FieldValueInvalid",
-                        "Invalid value: 0x0: must be specified for an update",
-                    )
-                ],
+                [invalid("metadata.resourceVersion", 0, "must be specified for an update")],
             )
         warnings = self._prune(rt, new, options)
         # The old object as this version reads it (with its defaults), as the API server compares.
@@ -440,31 +601,41 @@ class Api:
                     meta[key] = old_meta[key]
                 else:
                     meta.pop(key, None)
-            meta.pop("managedFields", None)
             if old_meta.get("deletionTimestamp"):
                 added = [
                     f for f in meta.get("finalizers") or [] if f not in (old_meta.get("finalizers") or [])
                 ]
                 if added:
-                    raise invalid_object(
-                        rt.group_kind,
-                        rt.group,
-                        rt.kind,
-                        name,
-                        [
-                            forbidden(
-                                "metadata.finalizers",
-                                "no new finalizers can be added if the object is being deleted, found new "
-                                f"finalizers []string{{{', '.join(json.dumps(f) for f in added)}}}",
-                            )
-                        ],
+                    error = forbidden(
+                        "metadata.finalizers",
+                        "no new finalizers can be added if the object is being deleted, found new "
+                        f"finalizers []string{{{', '.join(json.dumps(f) for f in added)}}}",
                     )
+                    # Custom resources meet this check twice (object meta, then the strategy's own).
+                    errors = [error, error] if rt.is_custom else [error]
+                    raise invalid_object(rt.group_kind, rt.group, rt.kind, name, errors)
         if not meta.get("finalizers"):
             meta.pop("finalizers", None)
         self._set_defaults(rt, new)
         if rt.key == (CRD_GROUP, "customresourcedefinitions"):
             new["status"] = current.get("status", new.get("status"))
-        self._validate(rt, new, before)
+        self._validate(rt, new, before, subresource, warnings=warnings)
+        if rt.is_custom and subresource != "status":
+            warnings.extend(names.finalizer_warnings(meta.get("finalizers"), old_meta.get("finalizers")))
+        if owners is None:
+            owners = managed.update(
+                before,
+                new,
+                managed.root_schema(rt.schema if rt.is_custom else None),
+                base_owners,
+                options.manager,
+                rt.api_version,
+                subresource,
+                managed.ignore_for(subresource, rt.has_status, _set_by_strategy(rt)),
+            )
+        meta["managedFields"] = managed.encoded(owners)
+        if not meta["managedFields"]:
+            del meta["managedFields"]
         if rt.tracks_generation and _spec_part(rt, new) != _spec_part(rt, before):
             meta["generation"] = int(old_meta.get("generation", 1)) + 1
         meta["resourceVersion"] = old_meta["resourceVersion"]
@@ -478,8 +649,12 @@ class Api:
             and not meta.get("finalizers")
             and not self._ns_finalizers(rt, new)
         ):
-            self.store.remove(rt.key, new, current)
-            self._after_removal(rt, new)
+            # The object leaves storage as it was stored: the DELETED event still shows the finalizers
+            # this update removed, at the update's resourceVersion.
+            gone = copy.deepcopy(current)
+            gone["metadata"]["resourceVersion"] = meta["resourceVersion"]
+            self.store.remove(rt.key, gone, current)
+            self._after_removal(rt, gone)
             return WriteResult(new, warnings, deleted=True)
         self.store.put(rt.key, new, current)
         if rt.key == (CRD_GROUP, "customresourcedefinitions"):
@@ -507,74 +682,98 @@ class Api:
         if content_type not in accepted:
             raise unsupported_media_type(content_type, accepted)
         if content_type == APPLY_PATCH and not options.field_manager:
-            raise bad_request("PATCH, application/apply-patch+yaml requires fieldManager to be set")
+            raise ApiError(
+                422,
+                "Invalid",
+                'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: '
+                "is required for apply patch",
+                {
+                    "group": "meta.k8s.io",
+                    "kind": "PatchOptions",
+                    "causes": [
+                        {
+                            "reason": "FieldValueRequired",
+                            "message": "Required value: is required for apply patch",
+                            "field": "fieldManager",
+                        }
+                    ],
+                },
+            )
         try:
             patch = yaml.safe_load(raw) if content_type == APPLY_PATCH else json.loads(raw or b"null")
         except (ValueError, yaml.YAMLError) as exc:
-            raise bad_request(f"error decoding patch: {exc}") from None
+            if content_type == APPLY_PATCH:
+                raise bad_request(f"error decoding patch: {exc}") from None
+            raise bad_request("invalid JSON patch") from None
         if content_type == JSON_PATCH and not isinstance(patch, list):
             kind = "object" if isinstance(patch, dict) else "value"
-            raise bad_request(f"json: cannot unmarshal {kind} into Go value of type jsonpatch.Patch")
+            raise bad_request(
+                f"error decoding patch: json: cannot unmarshal {kind} into Go value of type "
+                "[]handlers.jsonPatchOp"
+            )
+        if content_type in (MERGE_PATCH, STRATEGIC_PATCH, APPLY_PATCH) and not isinstance(patch, dict):
+            kind = "array" if isinstance(patch, list) else "string" if isinstance(patch, str) else "number"
+            go_error = f"json: cannot unmarshal {kind} into Go value of type map[string]interface {{}}"
+            if content_type == APPLY_PATCH:
+                go_error = f"error unmarshaling JSON: while decoding JSON: {go_error}"
+            raise bad_request(f"error decoding patch: {go_error}")
+        manager = options.field_manager
+        schema_root = managed.root_schema(rt.schema if rt.is_custom else None)
+        ignored = managed.ignore_for(subresource, rt.has_status, _set_by_strategy(rt))
         current = self.store.get(rt.key, namespace, name)
         if current is None:
             if content_type == APPLY_PATCH:
-                result = self.create(rt, namespace or None, patch, options)
-                if not options.dry_run and isinstance(patch, dict):
-                    self._remember_applied(rt, result.obj, subresource, options.field_manager, patch)
-                return result
+                applied = managed.owned(managed.field_set(patch, schema_root), ignored)
+                entry = managed.Entry(manager, "Apply", rt.api_version, subresource, applied, managed.now())
+                return self.create(rt, namespace or None, patch, options, owners=[entry])
             raise not_found(rt.group_resource, rt.group, rt.plural, name)
         shown = self.present(rt, current)
+        owners: list[managed.Entry] | None = None
         try:
             if content_type == JSON_PATCH:
                 patched = json_patch(shown, patch)
             elif content_type == STRATEGIC_PATCH:
                 patched = strategic_merge_patch(shown, patch)
             elif content_type == APPLY_PATCH:
-                if not isinstance(patch, dict):
-                    raise PatchError("apply patch must be an object")
-                previous = self.applied.get(
-                    self._applied_key(rt, current, subresource, options.field_manager)
+                patched, owners = managed.apply(
+                    shown,
+                    patch,
+                    schema_root,
+                    managed.entries(current),
+                    manager,
+                    rt.api_version,
+                    subresource,
+                    ignored,
+                    options.force,
                 )
-                patched = merge_patch(shown, apply_as_merge_patch(previous, patch))
+                patched["metadata"]["managedFields"] = managed.encoded(owners)
             else:
-                if not isinstance(patch, dict):
-                    raise bad_request(
-                        "json: cannot unmarshal array into Go value of type map[string]interface {}"
-                    )
                 patched = merge_patch(shown, patch)
-        except PatchError as exc:
-            detail = f"Invalid value: {json.dumps(raw.decode(errors='replace'))}: {exc}"
-            if exc.test_failed or content_type == JSON_PATCH:
-                raise ApiError(
-                    422,
-                    "Invalid",
-                    f' "" is invalid: patch: {detail}',
-                    {
-                        "causes": [
-                            {
-                                "reason": "FieldValueInvalid",
-                                "message": detail,
-                                "field": "patch",
-                            }
-                        ]
-                    },
-                ) from None
-            raise bad_request(str(exc)) from None
-        result = self.update(rt, namespace, name, patched, subresource, options, from_patch=True)
-        if content_type == APPLY_PATCH and not options.dry_run and isinstance(patch, dict):
-            self._remember_applied(rt, result.obj, subresource, options.field_manager, patch)
-        return result
-
-    @staticmethod
-    def _applied_key(rt: ResourceType, obj: JSON, subresource: str, manager: str) -> tuple[str, ...]:
-        meta = obj["metadata"]
-        return (*rt.key, str(meta.get("uid", "")), subresource, manager)
-
-    def _remember_applied(
-        self, rt: ResourceType, obj: JSON, subresource: str, manager: str, patch: JSON
-    ) -> None:
-        """What a field manager applied last (by object uid), standing in for managedFields."""
-        self.applied[self._applied_key(rt, obj, subresource, manager)] = copy.deepcopy(patch)
+        except PatchError:
+            # The JSON patch library's failures reach the client without their detail.
+            raise ApiError(
+                422, "Invalid", "the server rejected our request due to an error in our request", {}
+            ) from None
+        try:
+            return self.update(
+                rt, namespace, name, patched, subresource, options, from_patch=True, owners=owners
+            )
+        except StrictDecodingError as exc:
+            if content_type == APPLY_PATCH:
+                raise
+            # The patch handler names the patched object (JSON and merge patches) or the patch itself
+            # (strategic merge patch, printed as a Go map) as the invalid value.
+            if content_type == STRATEGIC_PATCH:
+                shown_value = go_value(patch)
+            else:
+                shown_value = json.dumps(patched, sort_keys=True, separators=(",", ":"))
+            detail = f"Invalid value: {json.dumps(shown_value)}: {exc.detail}"
+            raise ApiError(
+                422,
+                "Invalid",
+                f' "" is invalid: patch: {detail}',
+                {"causes": [{"reason": "FieldValueInvalid", "message": detail, "field": "patch"}]},
+            ) from None
 
     # ---- delete ----------------------------------------------------------------------------------
 
@@ -586,38 +785,75 @@ class Api:
             raise not_found(rt.group_resource, rt.group, rt.plural, name)
         preconditions = delete_options.get("preconditions") or {}
         meta = current["metadata"]
+        details = {"name": name, "kind": rt.kind, **({"group": rt.group} if rt.group else {})}
+        prefix = f'Operation cannot be fulfilled on {rt.group_kind} "{name}"'
         if preconditions.get("uid") and preconditions["uid"] != meta.get("uid"):
             raise ApiError(
                 409,
                 "Conflict",
-                f'Operation cannot be fulfilled on {rt.group_resource} "{name}": Precondition failed: '
-                f"UID in precondition: {preconditions['uid']}, UID in object meta: {meta.get('uid')}",
-                {"name": name, "group": rt.group, "kind": rt.plural},
+                f"{prefix}: the UID in the precondition ({preconditions['uid']}) does not match the UID in "
+                f"record ({meta.get('uid')}). The object might have been deleted and then recreated",
+                details,
             )
-        if (
-            preconditions.get("resourceVersion")
-            and preconditions["resourceVersion"] != meta["resourceVersion"]
-        ):
-            raise conflict(rt.group_resource, rt.group, rt.plural, name)
-        if meta.get("finalizers") or self._ns_finalizers(rt, current):
+        wanted_rv = preconditions.get("resourceVersion")
+        if wanted_rv and wanted_rv != meta["resourceVersion"]:
+            raise ApiError(
+                409,
+                "Conflict",
+                f"{prefix}: the ResourceVersion in the precondition ({wanted_rv}) does not match the "
+                f"ResourceVersion in record ({meta['resourceVersion']}). The object might have been modified",
+                details,
+            )
+        policy = delete_options.get("propagationPolicy")
+        cascade = (
+            "foregroundDeletion"
+            if policy == "Foreground"
+            else "orphan"
+            if policy == "Orphan" or delete_options.get("orphanDependents") is True
+            else None
+        )
+        if meta.get("finalizers") or self._ns_finalizers(rt, current) or cascade:
             if meta.get("deletionTimestamp"):
                 return WriteResult(self.present(rt, current))
             new = copy.deepcopy(current)
-            new["metadata"]["deletionTimestamp"] = now()
-            new["metadata"]["deletionGracePeriodSeconds"] = 0
+            new_meta = new["metadata"]
+            new_meta["deletionTimestamp"] = now()
+            new_meta["deletionGracePeriodSeconds"] = 0
+            if cascade and cascade not in (new_meta.get("finalizers") or []):
+                new_meta["finalizers"] = [*(new_meta.get("finalizers") or []), cascade]
+            if new_meta.get("generation"):
+                # Graceful deletion is a change of the desired state: generation moves, as a real server does.
+                new_meta["generation"] = int(new_meta["generation"]) + 1
             if rt.key == ("", "namespaces"):
                 new["status"] = {"phase": "Terminating"}
             if options.dry_run:
                 return WriteResult(self.present(rt, new))
-            new["metadata"]["resourceVersion"] = str(self.store.next_rv())
+            new_meta["resourceVersion"] = str(self.store.next_rv())
             self.store.put(rt.key, new, current)
             if rt.key == ("", "namespaces"):
                 self._empty_namespace(name)
                 return WriteResult(self.present(rt, self.store.get(rt.key, "", name) or new))
+            if cascade:
+                self._collect_garbage(rt, new)
             return WriteResult(self.present(rt, new))
         if options.dry_run:
             return WriteResult(self.present(rt, current), deleted=True)
         return WriteResult(self.present(rt, self._remove(rt, current)), deleted=True)
+
+    def _collect_garbage(self, rt: ResourceType, obj: JSON) -> None:
+        """The garbage collector's part for an object with no dependents (ownerReferences do not
+        cascade here): its orphan or foregroundDeletion finalizer goes at once, after the answer."""
+        meta = obj["metadata"]
+        rest = [f for f in meta.get("finalizers") or [] if f not in ("orphan", "foregroundDeletion")]
+        final = copy.deepcopy(obj)
+        final["metadata"]["resourceVersion"] = str(self.store.next_rv())
+        if rest:
+            final["metadata"]["finalizers"] = rest
+            self.store.put(rt.key, final, obj)
+        else:
+            final["metadata"].pop("finalizers", None)
+            self.store.remove(rt.key, final, obj)
+            self._after_removal(rt, final)
 
     def _remove(self, rt: ResourceType, current: JSON) -> JSON:
         gone = copy.deepcopy(current)
@@ -633,8 +869,9 @@ class Api:
         for obj in self.store.items(rt.key, namespace):
             if match(obj):
                 meta = obj["metadata"]
-                result = self.delete(rt, meta.get("namespace", ""), meta["name"], {}, options)
-                deleted.append(result.obj)
+                self.delete(rt, meta.get("namespace", ""), meta["name"], {}, options)
+                # The answer lists the objects as they were listed, before the deletion marked them.
+                deleted.append(self.present(rt, obj))
         return deleted
 
     # ---- cascades: namespaces and CRDs -----------------------------------------------------------

@@ -18,7 +18,7 @@ import celpy
 from celpy import celtypes
 from celpy.adapter import json_to_cel
 
-from q_operator.emulate.kube.errors import FieldError, type_name
+from q_operator.emulate.kube.errors import FieldError, go_quote, type_name
 
 JSON = dict[str, Any]
 
@@ -37,6 +37,43 @@ def _is_sorted(items: Any) -> celtypes.BoolType:
     return celtypes.BoolType(all(a <= b for a, b in itertools.pairwise(values)))
 
 
+_VERB = re.compile(r"%(?:\.(\d+))?([sdfexXobt%])")
+
+
+def _format_one(verb: str, precision: str | None, arg: Any) -> str:
+    if verb == "s":
+        if isinstance(arg, celtypes.BoolType):
+            return "true" if arg else "false"
+        if isinstance(arg, list | tuple):
+            return "[" + ", ".join(_format_one("s", None, a) for a in arg) + "]"
+        return str(arg)
+    if verb == "d":
+        return str(int(arg))
+    if verb in "fe":
+        digits = 6 if precision is None else int(precision)
+        return f"{float(arg):.{digits}{verb}}"
+    if verb in "xX":
+        text = format(int(arg), "x") if not isinstance(arg, str) else bytes(arg, "utf-8").hex()
+        return text.upper() if verb == "X" else text
+    if verb == "o":
+        return format(int(arg), "o")
+    return format(int(arg), "b")
+
+
+def _format(template: Any, args: Any) -> celtypes.StringType:
+    """The strings library's `format`: %s, %d, %f, %e, %x, %X, %o, %b, with %% for a percent sign."""
+    values = list(args)
+
+    def substitute(m: re.Match[str]) -> str:
+        if m.group(2) == "%":
+            return "%"
+        if not values:
+            raise ValueError("index out of range")
+        return _format_one(m.group(2), m.group(1), values.pop(0))
+
+    return celtypes.StringType(_VERB.sub(substitute, str(template)))
+
+
 _FUNCTIONS: dict[str, Any] = {
     # Kubernetes' CEL libraries (strings, lists) beyond standard CEL, as far as rules commonly use them.
     "lowerAscii": _str_fn(lambda s: s.lower()),
@@ -47,6 +84,7 @@ _FUNCTIONS: dict[str, Any] = {
     "lastIndexOf": lambda s, sub: celtypes.IntType(str(s).rfind(str(sub))),
     "split": lambda s, sep: celtypes.ListType([celtypes.StringType(x) for x in str(s).split(str(sep))]),
     "join": lambda items, sep="": celtypes.StringType(str(sep).join(str(x) for x in items)),
+    "format": _format,
     "isSorted": _is_sorted,
     "sum": lambda items: sum(items),
     "min": lambda items: min(items),
@@ -58,6 +96,15 @@ _FUNCTIONS: dict[str, Any] = {
 @lru_cache(maxsize=512)
 def _program(expression: str) -> celpy.Runner:
     return _ENV.program(_ENV.compile(expression), functions=_FUNCTIONS)
+
+
+def compile_error(expression: str) -> str | None:
+    """Why a rule does not compile (in cel-python's words), or None."""
+    try:
+        _program(expression)
+    except Exception as exc:  # cel-python raises its own error types for syntax and type errors
+        return f"ERROR: <input>: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+    return None
 
 
 def _evaluate(expression: str, activation: dict[str, Any]) -> Any:
@@ -156,10 +203,10 @@ def _run_rule(
         result = _evaluate(expression, activation)
     except Exception as exc:  # cel-python raises several kinds; any is an evaluation error.
         detail = exc.args[0] if exc.args else str(exc)
-        return _error(rule, field_path, value, f"{detail} evaluating rule: {expression}")
+        return _error(rule, field_path, value, f"{detail} evaluating rule: {expression}", typed=True)
     if isinstance(result, Exception):
         detail = result.args[0] if result.args else str(result)
-        return _error(rule, field_path, value, f"{detail} evaluating rule: {expression}")
+        return _error(rule, field_path, value, f"{detail} evaluating rule: {expression}", typed=True)
     if bool(result) is True:
         return None
     message = str(rule.get("message") or f"failed rule: {expression}")
@@ -170,13 +217,24 @@ def _run_rule(
     return _error(rule, field_path, value, message)
 
 
-def _error(rule: JSON, path: str, value: Any, message: str) -> FieldError:
+def _shown(value: Any) -> str:
+    """How a failed rule's field error shows the value: scalars as Go prints them, objects and lists
+    not at all (the API server passes field.OmitValueType for them)."""
+    if isinstance(value, dict | list):
+        return ""
+    return go_quote(value) + ": "
+
+
+def _error(rule: JSON, path: str, value: Any, message: str, typed: bool = False) -> FieldError:
     path = path or "<nil>"  # a root-level rule: the API server prints the empty field path as <nil>
     reason = str(rule.get("reason") or "FieldValueInvalid")
+    if typed:  # evaluation errors carry the schema type as the value
+        return FieldError(path, "FieldValueInvalid", f'Invalid value: "{type_name(value)}": {message}')
     if reason == "FieldValueForbidden":
         return FieldError(path, reason, f"Forbidden: {message}")
     if reason == "FieldValueRequired":
         return FieldError(path, reason, f"Required value: {message}")
     if reason == "FieldValueDuplicate":
-        return FieldError(path, reason, f'Duplicate value: "{type_name(value)}": {message}')
-    return FieldError(path, "FieldValueInvalid", f'Invalid value: "{type_name(value)}": {message}')
+        shown = _shown(value)
+        return FieldError(path, reason, f"Duplicate value: {shown[:-2]}" if shown else "Duplicate value")
+    return FieldError(path, "FieldValueInvalid", f"Invalid value: {_shown(value)}{message}")

@@ -63,7 +63,9 @@ def required(path: str, detail: str = "") -> FieldError:
 
 
 def invalid(path: str, value: object, detail: str) -> FieldError:
-    shown = value if isinstance(value, str | int | float | bool) or value is None else type_name(value)
+    if value is None:
+        return FieldError(path, "FieldValueInvalid", f"Invalid value: null: {detail}")
+    shown = value if isinstance(value, str | int | float | bool) else type_name(value)
     return FieldError(path, "FieldValueInvalid", f"Invalid value: {go_quote(shown)}: {detail}")
 
 
@@ -105,6 +107,8 @@ class ApiError(Exception):
         self.reason = reason
         self.message = message
         self.details = details
+        # Warnings raised before the failure (unknown fields) still reach the client.
+        self.warnings: list[str] = []
 
     def status(self) -> JSON:
         body: JSON = {
@@ -116,15 +120,22 @@ class ApiError(Exception):
             "reason": self.reason,
             "code": self.code,
         }
+        if not self.reason:
+            del body["reason"]
         if self.details is not None:
             body["details"] = self.details
         return body
 
 
 def _details(name: str, group: str, kind: str) -> JSON:
-    details: JSON = {"name": name, "kind": kind}
+    """StatusDetails: every field is omitted when empty, as Go's omitempty does."""
+    details: JSON = {}
+    if name:
+        details["name"] = name
     if group:
         details["group"] = group
+    if kind:
+        details["kind"] = kind
     return details
 
 
@@ -156,6 +167,13 @@ def unknown_path() -> ApiError:
     return ApiError(404, "NotFound", "the server could not find the requested resource", {})
 
 
+class PageNotFound(ApiError):
+    """A path no handler serves: the real server's mux answers a plain-text 404, not a Status."""
+
+    def __init__(self) -> None:
+        super().__init__(404, "NotFound", "404 page not found")
+
+
 def unsupported_media_type(content_type: str, accepted: list[str]) -> ApiError:
     return ApiError(
         415,
@@ -167,7 +185,7 @@ def unsupported_media_type(content_type: str, accepted: list[str]) -> ApiError:
 
 def invalid_object(group_kind: str, group: str, kind: str, name: str, errors: list[FieldError]) -> ApiError:
     """422 Invalid with one cause per field error, worded as `field.ErrorList.ToAggregate()`."""
-    rendered = [e.render() for e in errors]
+    rendered = list(dict.fromkeys(e.render() for e in errors))  # ToAggregate drops repeats from the text
     body = rendered[0] if len(rendered) == 1 else "[" + ", ".join(rendered) + "]"
     details = _details(name, group, kind)
     details["causes"] = [e.cause() for e in errors]
@@ -176,6 +194,47 @@ def invalid_object(group_kind: str, group: str, kind: str, name: str, errors: li
 
 def forbidden_request(message: str, group: str = "", plural: str = "", name: str = "") -> ApiError:
     return ApiError(403, "Forbidden", message, _details(name, group, plural) if plural else None)
+
+
+def summarize(raw: bytes, limit: int = 30) -> str:
+    """The start of a request body as the API server quotes it in decode errors."""
+    if not raw:
+        return "<empty>"
+    if raw[:1] == b"{":
+        text = raw[:limit].decode(errors="replace")
+        return text + " ..." if len(raw) > limit else text
+    return raw[:limit].hex() + (" ..." if len(raw) > limit else "")
+
+
+def go_json_error(exc: ValueError, raw: bytes) -> str:
+    """Python's JSON decode error in the words of Go's encoding/json, which the API server prints."""
+    message = str(getattr(exc, "msg", exc))
+    pos = int(getattr(exc, "pos", 0) or 0)
+    if pos >= len(raw.rstrip()) and message != "Extra data":
+        return "unexpected end of JSON input"
+    char = raw[pos : pos + 1].decode("latin-1")
+    where = {
+        "Expecting property name enclosed in double quotes": "looking for beginning of object key string",
+        "Expecting value": "looking for beginning of value",
+        "Expecting ',' delimiter": "after object key:value pair",
+        "Expecting ':' delimiter": "after object key",
+        "Extra data": "after top-level value",
+    }.get(message)
+    if where is None:
+        return message
+    shown = char if char.isprintable() and char != "'" else f"\\u{ord(char):04x}"
+    return f"invalid character '{shown}' {where}"
+
+
+def unrecognized(kind: str, detail: str, raw: bytes) -> ApiError:
+    """A body the decoder could not make into the resource's kind."""
+    return bad_request(
+        f"the object provided is unrecognized (must be of type {kind}): {detail} ({summarize(raw)})"
+    )
+
+
+def bad_resource_version(value: str) -> str:
+    return f'resourceVersion: Invalid value: "{value}": strconv.ParseUint: parsing "{value}": invalid syntax'
 
 
 def gone(message: str) -> ApiError:

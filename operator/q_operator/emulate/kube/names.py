@@ -56,7 +56,7 @@ def qualified_name_errors(path: str, key: str, lowercase: bool = False) -> list[
             invalid(
                 path,
                 key,
-                "a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must start "
+                "a valid label key must consist of alphanumeric characters, '-', '_' or '.', and must start "
                 "and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex "
                 "used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS "
                 "subdomain prefix and '/' (e.g. 'example.com/MyName')",
@@ -119,6 +119,27 @@ def metadata_errors(meta: dict[str, Any], name_is_label: bool) -> list[FieldErro
         if not isinstance(finalizers, list) or not all(isinstance(f, str) for f in finalizers):
             errs.append(invalid("metadata.finalizers", json.dumps(finalizers), "must be a list of strings"))
         else:
-            for i, finalizer in enumerate(finalizers):
-                errs.extend(qualified_name_errors(f"metadata.finalizers[{i}]", finalizer))
+            for finalizer in finalizers:
+                errs.extend(qualified_name_errors("metadata.finalizers", finalizer))
     return errs
+
+
+_STANDARD_FINALIZERS = frozenset({"orphan", "foregroundDeletion", "kubernetes"})
+
+
+def finalizer_warnings(finalizers: Any, old: Any) -> list[str]:
+    """What a real server warns about the finalizers a custom resource write adds (sorted)."""
+    added = sorted(set(finalizers or []) - set(old or [])) if isinstance(finalizers, list) else []
+    warnings: list[str] = []
+    for finalizer in added:
+        if not isinstance(finalizer, str):
+            continue
+        where = f"metadata.finalizers: {json.dumps(finalizer)}"
+        for err in qualified_name_errors("metadata.finalizers", finalizer):
+            detail = err.message.split(": ", 2)[-1]
+            warnings.append(f"{where}: {detail}")
+        if "/" not in finalizer and finalizer not in _STANDARD_FINALIZERS:
+            path = " including a path (/)" if "." in finalizer else ""
+            hint = f"prefer a domain-qualified finalizer name{path} to avoid accidental conflicts"
+            warnings.append(f"{where}: {hint} with other finalizer writers")
+    return warnings

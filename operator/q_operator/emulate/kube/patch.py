@@ -77,7 +77,8 @@ def strategic_merge_patch(target: Any, patch: Any, path: str = "") -> Any:
         elif isinstance(value, list) and field in _MERGE_KEYS and isinstance(current, list):
             result[key] = _merge_by_key(current, value, _MERGE_KEYS[field], field)
         elif isinstance(value, list) and field in _MERGE_PRIMITIVES and isinstance(current, list):
-            result[key] = current + [v for v in value if v not in current]
+            # The patch's items come first, then the ones it did not name (as kube-apiserver merges).
+            result[key] = value + [v for v in current if v not in value]
         else:
             merged = strategic_merge_patch(current, value, field)
             if merged is None:
@@ -212,14 +213,21 @@ def json_patch(target: Any, operations: Any) -> Any:
         elif kind == "remove":
             _remove(doc, tokens, pointer)
         elif kind == "replace":
-            _resolve(doc, tokens, pointer)
-            if tokens:
+            # As the API server's JSON patch library: replacing a missing member of an object adds it.
+            parent = _resolve(doc, tokens[:-1], pointer) if tokens else None
+            if tokens and not (isinstance(parent, dict) and tokens[-1] not in parent):
+                _resolve(doc, tokens, pointer)
                 _remove(doc, tokens, pointer)
             doc = _add(doc, tokens, copy.deepcopy(op.get("value")), pointer)
         elif kind in ("move", "copy"):
             source = str(op.get("from", ""))
             src_tokens = _parse_pointer(source)
-            value = copy.deepcopy(_resolve(doc, src_tokens, source))
+            try:
+                value = copy.deepcopy(_resolve(doc, src_tokens, source))
+            except PatchError:
+                if kind == "move":
+                    raise
+                value = None  # copying a missing member copies null
             if kind == "move":
                 _remove(doc, src_tokens, source)
             doc = _add(doc, tokens, value, pointer)

@@ -17,6 +17,34 @@ ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "up
 
 CRD_GROUP = "apiextensions.k8s.io"
 
+# The API groups a real kube-apiserver serves itself (not through CRDs or aggregation): their
+# unknown paths answer a NotFound Status, where other groups get the mux's plain-text 404.
+BUILTIN_GROUPS = frozenset(
+    {
+        "admissionregistration.k8s.io",
+        "apiextensions.k8s.io",
+        "apiregistration.k8s.io",
+        "apps",
+        "authentication.k8s.io",
+        "authorization.k8s.io",
+        "autoscaling",
+        "batch",
+        "certificates.k8s.io",
+        "coordination.k8s.io",
+        "discovery.k8s.io",
+        "events.k8s.io",
+        "flowcontrol.apiserver.k8s.io",
+        "networking.k8s.io",
+        "node.k8s.io",
+        "policy",
+        "rbac.authorization.k8s.io",
+        "resource.k8s.io",
+        "scheduling.k8s.io",
+        "storage.k8s.io",
+        "storagemigration.k8s.io",
+    }
+)
+
 
 @dataclass(frozen=True)
 class PrinterColumn:
@@ -238,7 +266,6 @@ def types_from_crd(crd: JSON) -> list[ResourceType]:
                 printer_columns=columns,
                 builtin=False,
                 tracks_generation=True,
-                returns_deleted_object=True,
                 unconditional_update=False,
                 storage_version=storage,
                 field_labels=tuple(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import json
 import re
 import uuid
 from datetime import datetime
@@ -26,7 +27,6 @@ from q_operator.emulate.kube.errors import (
     required,
     too_long,
     too_many,
-    type_invalid,
     type_name,
 )
 
@@ -101,7 +101,9 @@ def prune(schema: JSON, value: Any, path: str) -> list[str]:
                 or (embedded and key in ("apiVersion", "kind", "metadata"))
             ):
                 continue
-            elif props is not None or schema.get("type") == "object":
+            else:
+                # Includes a map where the schema expects no object (an array, say): none of its keys
+                # are known.
                 unknown.append(child(path, key))
                 del value[key]
     elif isinstance(value, list):
@@ -110,6 +112,24 @@ def prune(schema: JSON, value: Any, path: str) -> list[str]:
             for i, item in enumerate(value):
                 unknown.extend(prune(items, item, f"{path}[{i}]"))
     return unknown
+
+
+def drop_nulls(schema: JSON | None, value: Any) -> None:
+    """Remove nulls the schema neither allows (nullable) nor defaults, as the API server does right
+    after pruning: `{"color": null}` for a non-nullable color means "unset", not a type error."""
+    if isinstance(value, dict):
+        props = (schema or {}).get("properties") or {}
+        additional = (schema or {}).get("additionalProperties")
+        for key in list(value):
+            sub = props.get(key) if key in props else additional if isinstance(additional, dict) else None
+            if value[key] is None and sub is not None and not sub.get("nullable") and "default" not in sub:
+                del value[key]
+            else:
+                drop_nulls(sub, value[key])
+    elif isinstance(value, list):
+        items = (schema or {}).get("items")
+        for item in value:
+            drop_nulls(items if isinstance(items, dict) else None, item)
 
 
 def apply_defaults(schema: JSON, value: Any) -> None:
@@ -197,90 +217,146 @@ def _format_ok(fmt: str, value: Any) -> bool:
     return True
 
 
-def validate(schema: JSON, value: Any, path: str) -> list[FieldError]:
-    """The value validations of one schema node and everything below it."""
-    name = path or "body"
+def _go_number(value: float) -> str:
+    """A number as Go's %v prints it."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
+        return str(int(value))
+    return str(value)
+
+
+def _in_body(name: str) -> str:
+    return name or "body"
+
+
+def _range_error(value: Any, fmt: str, name: str, root: str) -> FieldError | None:
+    """kube-openapi's check that a number fits an integer schema's format (a plain error: at the root)."""
+    limit = 2**31 if fmt == "int32" else 2**63
+    if _is_int(value) and -limit <= int(value) < limit:
+        return None
+    shape = f"with format {fmt}" if fmt else "(default format)"
+    return FieldError(
+        root or "<nil>",
+        "FieldValueInvalid",
+        f'Invalid value: "": Checked value must be of type integer {shape} in {name}',
+    )
+
+
+# The JSON type and Go format kube-openapi infers from a decoded value.
+_DATA_FORMAT = {"integer": "int64", "number": "float64"}
+
+
+def _type_error(path: str, name: str, expected: str, got: str) -> FieldError:
+    detail = f'{_in_body(name)} in body must be of type {expected}: "{got}"'
+    return FieldError(path, "FieldValueTypeInvalid", f"Invalid value: {go_quote(got)}: {detail}")
+
+
+def validate(schema: JSON, value: Any, name: str, root: str = "") -> list[FieldError]:
+    """The value validations of one schema node and everything below it, as kube-openapi runs them.
+
+    `name` is the value's path as the validator names it ("spec.size"); errors are reported at
+    `root` + name (root is "status" when the status subresource is validated on its own). Errors
+    that kube-openapi raises as plain errors (oneOf, anyOf, number ranges) land on the root.
+    Every validator runs, as there: a type error does not stop the others.
+    """
+    path = child(root, name) if name else (root or "<nil>")
+    # x-kubernetes-int-or-string is the type list [integer, string] to the validator.
+    kinds = ["integer", "string"] if schema.get("x-kubernetes-int-or-string") else []
+    kind = str(schema.get("type") or "")
+    kinds = kinds or ([kind] if kind else [])
+    fmt = str(schema.get("format") or "")
     if value is None:
-        if schema.get("nullable") or not schema.get("type"):
-            return []
-        return [type_invalid(path, None, f'{name} in body must be of type {schema["type"]}: "null"')]
-    kind = schema.get("type")
-    if schema.get("x-kubernetes-int-or-string"):
-        if not (isinstance(value, str) or _is_int(value)):
-            return [
-                type_invalid(
-                    path, value, f'{name} in body must be of type integer,string: "{type_name(value)}"'
-                )
-            ]
-    elif kind and not _type_ok(str(kind), value):
-        return [type_invalid(path, value, f'{name} in body must be of type {kind}: "{type_name(value)}"')]
+        if kinds and not schema.get("nullable"):
+            return [_type_error(path, name, ",".join(kinds), "null")]
+        return []
     errs: list[FieldError] = []
-    fmt = schema.get("format")
-    if fmt and not _format_ok(str(fmt), value):
-        detail = f"{name} in body must be of type {fmt}: {_quote_val(value)}"
-        errs.append(FieldError(path, "FieldValueTypeInvalid", f"Invalid value: {go_quote(value)}: {detail}"))
-    if "enum" in schema and value not in schema["enum"]:
-        errs.append(not_supported(path, value, list(schema["enum"])))
+    actual = type_name(value)
+    if kinds:
+        float_int = actual == "number" and float(value).is_integer() and "integer" in kinds
+        int_float = actual == "integer" and "number" in kinds
+        data_format = _DATA_FORMAT.get(actual, "")
+        if (
+            actual not in ("string", "array")
+            and fmt
+            and not (actual in kinds or data_format == fmt or float_int or int_float)
+        ):
+            errs.append(_type_error(path, name, fmt, data_format))
+        elif not (actual in kinds or float_int or int_float):
+            errs.append(_type_error(path, name, ",".join(kinds), actual))
+    errs.extend(_validate_combinators(schema, value, name, root))
     if isinstance(value, str):
         errs.extend(_validate_string(schema, value, path, name))
+        if fmt and not _format_ok(fmt, value):
+            errs.append(_type_error(path, name, fmt, value))
     elif isinstance(value, int | float) and not isinstance(value, bool):
+        if kind == "integer":
+            ranged = _range_error(value, fmt, name, root)
+            if ranged is not None:
+                errs.append(ranged)
         errs.extend(_validate_number(schema, value, path, name))
     elif isinstance(value, list):
-        errs.extend(_validate_array(schema, value, path, name))
-    elif isinstance(value, dict):
-        errs.extend(_validate_object(schema, value, path, name))
-    errs.extend(_validate_combinators(schema, value, path, name))
+        errs.extend(_validate_array(schema, value, path, name, root))
+    if "enum" in schema and value not in schema["enum"]:
+        errs.append(not_supported(path, value, list(schema["enum"])))
+    if isinstance(value, dict):
+        errs.extend(_validate_object(schema, value, path, name, root))
     return errs
-
-
-def _quote_val(value: Any) -> str:
-    return f'"{value}"' if isinstance(value, str) else _num(value)
 
 
 def _validate_string(schema: JSON, value: str, path: str, name: str) -> list[FieldError]:
-    errs: list[FieldError] = []
+    """maxLength, then minLength, then pattern: the first that fails is the only error."""
     if "maxLength" in schema and len(value) > int(schema["maxLength"]):
-        errs.append(too_long(path, int(schema["maxLength"])))
+        return [too_long(path, int(schema["maxLength"]))]
     if "minLength" in schema and len(value) < int(schema["minLength"]):
-        errs.append(
-            invalid(path, value, f"{name} in body should be at least {schema['minLength']} chars long")
-        )
+        return [
+            invalid(
+                path, value, f"{_in_body(name)} in body should be at least {schema['minLength']} chars long"
+            )
+        ]
     pattern = schema.get("pattern")
     if pattern and not _regex(str(pattern)).search(value):
-        errs.append(invalid(path, value, f"{name} in body should match '{pattern}'"))
-    return errs
+        return [invalid(path, value, f"{_in_body(name)} in body should match '{pattern}'")]
+    return []
 
 
 def _validate_number(schema: JSON, value: float, path: str, name: str) -> list[FieldError]:
     errs: list[FieldError] = []
-    if "maximum" in schema:
-        top = schema["maximum"]
-        if schema.get("exclusiveMaximum") and value >= top:
-            errs.append(invalid(path, value, f"{name} in body should be less than {_num(top)}"))
-        elif value > top:
-            errs.append(invalid(path, value, f"{name} in body should be less than or equal to {_num(top)}"))
+    where = _in_body(name)
+    step = schema.get("multipleOf")
+    if step and (value / step) != int(value / step):
+        errs.append(invalid(path, value, f"{where} in body should be a multiple of {_go_number(step)}"))
     if "minimum" in schema:
         low = schema["minimum"]
         if schema.get("exclusiveMinimum") and value <= low:
-            errs.append(invalid(path, value, f"{name} in body should be greater than {_num(low)}"))
+            errs.append(invalid(path, value, f"{where} in body should be greater than {_go_number(low)}"))
         elif value < low:
             errs.append(
-                invalid(path, value, f"{name} in body should be greater than or equal to {_num(low)}")
+                invalid(path, value, f"{where} in body should be greater than or equal to {_go_number(low)}")
             )
-    step = schema.get("multipleOf")
-    if step and (value / step) != int(value / step):
-        errs.append(invalid(path, value, f"{name} in body should be a multiple of {_num(step)}"))
+    if "maximum" in schema:
+        top = schema["maximum"]
+        if schema.get("exclusiveMaximum") and value >= top:
+            errs.append(invalid(path, value, f"{where} in body should be less than {_go_number(top)}"))
+        elif value > top:
+            errs.append(
+                invalid(path, value, f"{where} in body should be less than or equal to {_go_number(top)}")
+            )
     return errs
 
 
-def _validate_array(schema: JSON, value: list[Any], path: str, name: str) -> list[FieldError]:
+def _validate_array(schema: JSON, value: list[Any], path: str, name: str, root: str) -> list[FieldError]:
     errs: list[FieldError] = []
-    if "maxItems" in schema and len(value) > int(schema["maxItems"]):
-        errs.append(too_many(path, len(value), int(schema["maxItems"])))
+    items = schema.get("items")
+    if isinstance(items, dict):
+        for i, item in enumerate(value):
+            errs.extend(validate(items, item, f"{name}[{i}]", root))
     if "minItems" in schema and len(value) < int(schema["minItems"]):
         errs.append(
-            invalid(path, len(value), f"{name} in body should have at least {schema['minItems']} items")
+            invalid(
+                path, len(value), f"{_in_body(name)} in body should have at least {schema['minItems']} items"
+            )
         )
+    if "maxItems" in schema and len(value) > int(schema["maxItems"]):
+        errs.append(too_many(path, len(value), int(schema["maxItems"])))
     list_type = schema.get("x-kubernetes-list-type")
     if list_type == "set" or schema.get("uniqueItems"):
         seen: list[Any] = []
@@ -297,70 +373,80 @@ def _validate_array(schema: JSON, value: list[Any], path: str, name: str) -> lis
                 if ident in seen_keys:
                     errs.append(duplicate(f"{path}[{i}]", ident))
                 seen_keys.append(ident)
-    items = schema.get("items")
-    if isinstance(items, dict):
-        for i, item in enumerate(value):
-            errs.extend(validate(items, item, f"{path}[{i}]"))
     return errs
 
 
-def _validate_object(schema: JSON, value: JSON, path: str, name: str) -> list[FieldError]:
+def _validate_object(schema: JSON, value: JSON, path: str, name: str, root: str) -> list[FieldError]:
     errs: list[FieldError] = []
-    for key in schema.get("required") or []:
-        if key not in value:
-            errs.append(required(child(path, key)))
-    if "maxProperties" in schema and len(value) > int(schema["maxProperties"]):
-        errs.append(too_many(path, len(value), int(schema["maxProperties"])))
     if "minProperties" in schema and len(value) < int(schema["minProperties"]):
         errs.append(
             invalid(
-                path, len(value), f"{name} in body should have at least {schema['minProperties']} properties"
+                path,
+                len(value),
+                f"{_in_body(name)} in body should have at least {schema['minProperties']} properties",
             )
         )
+    if "maxProperties" in schema and len(value) > int(schema["maxProperties"]):
+        errs.append(too_many(path, len(value), int(schema["maxProperties"])))
     props = schema.get("properties") or {}
     additional = schema.get("additionalProperties")
     for key, item in value.items():
         if key in props:
-            errs.extend(validate(props[key], item, child(path, key)))
+            errs.extend(validate(props[key], item, child(name, key), root))
         elif isinstance(additional, dict):
-            errs.extend(validate(additional, item, child(path, key)))
+            errs.extend(validate(additional, item, child(name, key), root))
+    for key in schema.get("required") or []:
+        if key not in value:
+            errs.append(required(child(path, key) if path != "<nil>" else key))
     return errs
 
 
-def _validate_combinators(schema: JSON, value: Any, path: str, name: str) -> list[FieldError]:
-    """allOf/anyOf/oneOf/not; their own failures carry no value, so the server prints `Invalid value: ""`."""
+def _best(results: list[list[FieldError]]) -> list[FieldError]:
+    """The failures of the alternative that came closest (kube-openapi counts passed checks; the
+    first of the ones with fewest errors stands in for that)."""
+    failed = [r for r in results if r]
+    return min(failed, key=len) if failed else []
+
+
+def _validate_combinators(schema: JSON, value: Any, name: str, root: str) -> list[FieldError]:
+    """allOf/anyOf/oneOf/not: their own failures are plain errors, reported at the root."""
     errs: list[FieldError] = []
-    for sub in schema.get("allOf") or []:
-        errs.extend(validate(sub, value, path))
+    at = root or "<nil>"
+    quoted = json.dumps(name)
     any_of = schema.get("anyOf")
-    if any_of and not any(not validate(sub, value, path) for sub in any_of):
-        errs.append(invalid(path, "", f"{name} in body must validate at least one schema (anyOf)"))
+    if any_of:
+        results = [validate(sub, value, name, root) for sub in any_of]
+        if all(results):
+            errs.append(invalid(at, "", f"{quoted} must validate at least one schema (anyOf)"))
+            errs.extend(_best(results))
     one_of = schema.get("oneOf")
     if one_of:
-        results = [validate(sub, value, path) for sub in one_of]
+        results = [validate(sub, value, name, root) for sub in one_of]
         valid = sum(1 for r in results if not r)
         if valid == 0:
             errs.append(
-                invalid(
-                    path,
-                    "",
-                    f"{name} in body must validate one and only one schema (oneOf). Found none valid",
-                )
+                invalid(at, "", f"{quoted} must validate one and only one schema (oneOf). Found none valid")
             )
-            for result in results:
-                errs.extend(e for e in result if e.reason == "FieldValueRequired" and e not in errs)
+            errs.extend(_best(results))
         elif valid > 1:
             errs.append(
                 invalid(
-                    path,
+                    at,
                     "",
-                    f"{name} in body must validate one and only one schema (oneOf). "
+                    f"{quoted} must validate one and only one schema (oneOf). "
                     f"Found {valid} valid alternatives",
                 )
             )
+    all_of = schema.get("allOf")
+    if all_of:
+        results = [validate(sub, value, name, root) for sub in all_of]
+        failed = [e for r in results for e in r]
+        if failed:
+            errs.append(invalid(at, "", f"{quoted} must validate all the schemas (allOf)"))
+            errs.extend(failed)
     negated = schema.get("not")
-    if isinstance(negated, dict) and not validate(negated, value, path):
-        errs.append(invalid(path, "", f"{name} in body must not validate the schema (not)"))
+    if isinstance(negated, dict) and not validate(negated, value, name, root):
+        errs.append(invalid(at, "", f"{quoted} must not validate the schema (not)"))
     return errs
 
 
@@ -370,15 +456,25 @@ def validate_root(schema: JSON | None, obj: JSON) -> list[FieldError]:
         return []
     errs: list[FieldError] = []
     props = schema.get("properties") or {}
-    for key in schema.get("required") or []:
-        if key not in obj:
-            errs.append(required(key))
     for key, item in obj.items():
         if key in ("apiVersion", "kind", "metadata"):
             continue
         if key in props:
             errs.extend(validate(props[key], item, key))
+    for key in schema.get("required") or []:
+        if key not in obj:
+            errs.append(required(key))
     return errs
+
+
+def validate_status(schema: JSON | None, obj: JSON) -> list[FieldError]:
+    """What a status subresource write validates: only `status`, named from inside it."""
+    if schema is None or "status" not in obj:
+        return []
+    status_schema = (schema.get("properties") or {}).get("status")
+    if not isinstance(status_schema, dict):
+        return []
+    return validate(status_schema, obj["status"], "", "status")
 
 
 def default_root(schema: JSON | None, obj: JSON) -> None:
@@ -500,4 +596,69 @@ def _junctor_node(node: JSON, path: str) -> list[FieldError]:
         subs = node.get(junctor)
         for i, sub in enumerate(subs if isinstance(subs, list) else [subs] if isinstance(subs, dict) else []):
             errs.extend(_junctor_node(sub, f"{path}.{junctor}[{i}]" if junctor != "not" else f"{path}.not"))
+    return errs
+
+
+_REPEAT = re.compile(r"\{(\d+)(?:,(\d*))?\}")
+
+
+def crd_schema_errors(root: JSON, path: str) -> list[FieldError]:
+    """Further checks a real server makes of a CRD schema: root metadata may say nothing but
+    `type: object` (and name/generateName), patterns must compile as Go (RE2) regular expressions,
+    and CEL rules must compile."""
+    from q_operator.emulate.kube import cel
+
+    errs: list[FieldError] = []
+    meta = (root.get("properties") or {}).get("metadata")
+    if isinstance(meta, dict):
+        rest = {k: v for k, v in meta.items() if k not in ("type", "properties")}
+        props = set(meta.get("properties") or {})
+        if rest or not props <= {"name", "generateName"}:
+            errs.append(
+                forbidden(
+                    f"{path}.properties[metadata]",
+                    "must not specify anything other than name and generateName, but metadata is implicitly "
+                    "specified",
+                )
+            )
+
+    def walk(node: Any, where: str) -> None:
+        if not isinstance(node, dict):
+            return
+        pattern = node.get("pattern")
+        if isinstance(pattern, str):
+            for m in _REPEAT.finditer(pattern):
+                if any(g and int(g) > 1000 for g in m.groups()):
+                    detail = (
+                        "must be a valid regular expression, but isn't: error parsing regexp: invalid repeat "
+                        f"count: `{m.group(0)}`"
+                    )
+                    errs.append(invalid(f"{where}.pattern", pattern, detail))
+                    break
+        for i, rule in enumerate(node.get("x-kubernetes-validations") or []):
+            problem = cel.compile_error(str(rule.get("rule", ""))) if isinstance(rule, dict) else None
+            if problem is not None:
+                shown = {
+                    "Rule": rule.get("rule", ""),
+                    "Message": rule.get("message", ""),
+                    "MessageExpression": rule.get("messageExpression", ""),
+                    "Reason": rule.get("reason"),
+                    "FieldPath": rule.get("fieldPath", ""),
+                    "OptionalOldSelf": rule.get("optionalOldSelf"),
+                }
+                value = json.dumps(shown, separators=(",", ":"))
+                errs.append(
+                    FieldError(
+                        f"{where}.x-kubernetes-validations[{i}].rule",
+                        "FieldValueInvalid",
+                        f"Invalid value: {value}: compilation failed: {problem}",
+                    )
+                )
+        for key, sub in (node.get("properties") or {}).items():
+            walk(sub, f"{where}.properties[{key}]")
+        walk(node.get("items"), f"{where}.items")
+        if isinstance(node.get("additionalProperties"), dict):
+            walk(node["additionalProperties"], f"{where}.additionalProperties")
+
+    walk(root, path)
     return errs

@@ -63,7 +63,12 @@ def label_selector(text: str | None) -> Matcher:
             continue
         m = _SET_RE.match(term)
         if not m:
-            raise bad_request(f"unable to parse requirement: found '{term}', expected: in, notin, =, ==, !=")
+            # The lexer reads the key, then stops at the next word it cannot take as an operator.
+            words = term.split()
+            found = words[1] if len(words) > 1 else ""
+            raise bad_request(
+                f"unable to parse requirement: found '{found}', expected: in, notin, =, ==, !=, gt, lt"
+            )
         negate, key, op, values_text = m.groups()
         if op:
             values = {v.strip() for v in values_text.split(",") if v.strip()}

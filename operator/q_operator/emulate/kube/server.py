@@ -27,10 +27,20 @@ from multidict import CIMultiDict
 
 from q_operator.emulate.kube import discovery, openapi, protobuf, tables
 from q_operator.emulate.kube.api import Api, WriteOptions, WriteResult
-from q_operator.emulate.kube.errors import ApiError, bad_request, unknown_path, unsupported_media_type
+from q_operator.emulate.kube.errors import (
+    ApiError,
+    PageNotFound,
+    bad_request,
+    bad_resource_version,
+    go_json_error,
+    not_found,
+    unknown_path,
+    unrecognized,
+    unsupported_media_type,
+)
 from q_operator.emulate.kube.faults import Faults
 from q_operator.emulate.kube.protobuf import ProtobufError
-from q_operator.emulate.kube.resources import Registry, ResourceType
+from q_operator.emulate.kube.resources import BUILTIN_GROUPS, Registry, ResourceType
 from q_operator.emulate.kube.selectors import field_selector, label_selector
 from q_operator.emulate.kube.store import Store
 from q_operator.emulate.kube.watch import WatchParams, stream_watch
@@ -105,6 +115,52 @@ def _wants_table(request: web.Request) -> bool:
     return "as=Table" in accept and "g=meta.k8s.io" in accept
 
 
+def _wants_partial(request: web.Request) -> bool:
+    accept = request.headers.get("Accept", "")
+    return "as=PartialObjectMetadata" in accept and "g=meta.k8s.io" in accept
+
+
+def _table_version(request: web.Request) -> str:
+    """meta.k8s.io/v1beta1 Tables are still served to the clients that ask for them."""
+    accept = request.headers.get("Accept", "")
+    first = next((part for part in accept.split(",") if "as=Table" in part or "as=Partial" in part), "")
+    return "v1beta1" if "v=v1beta1" in first else "v1"
+
+
+class _Pairs(dict[str, Any]):
+    """A JSON object that remembers the keys it saw twice (the last value wins, as in Go)."""
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        super().__init__(pairs)
+        seen: set[str] = set()
+        self.twice: list[str] = []
+        for key, _ in pairs:
+            if key in seen:
+                self.twice.append(key)
+            seen.add(key)
+
+
+def _duplicates(value: Any, path: str = "") -> tuple[Any, list[str]]:
+    """The value as plain dicts, and the paths of fields a JSON body named twice."""
+    found: list[str] = []
+    if isinstance(value, dict):
+        if isinstance(value, _Pairs):
+            found.extend(f"{path}.{k}" if path else k for k in dict.fromkeys(value.twice))
+        plain = {}
+        for key, item in value.items():
+            plain[key], below = _duplicates(item, f"{path}.{key}" if path else key)
+            found.extend(below)
+        return plain, found
+    if isinstance(value, list):
+        items = []
+        for i, item in enumerate(value):
+            plain_item, below = _duplicates(item, f"{path}[{i}]")
+            items.append(plain_item)
+            found.extend(below)
+        return items, found
+    return value, found
+
+
 def _truthy(value: str | None) -> bool:
     return value is not None and value.lower() in ("true", "1")
 
@@ -170,8 +226,10 @@ class KubeServer:
                 if injected is not None:
                     raise injected
             response: web.StreamResponse = await handler(request)
+        except PageNotFound:
+            response = web.Response(text="404 page not found\n", status=404, content_type="text/plain")
         except ApiError as exc:
-            response = _json(exc.status(), exc.code)
+            response = _json(exc.status(), exc.code, exc.warnings)
             if exc.code == 429:
                 response.headers["Retry-After"] = str((exc.details or {}).get("retryAfterSeconds", 1))
         except web.HTTPException:
@@ -245,11 +303,9 @@ class KubeServer:
             and not (len(rest) == 3 and rest[2] in ("status", "finalize"))
         ):
             namespace, rest = rest[1], rest[2:]
-        if len(rest) > 3:
-            return None
         plural = rest[0]
         name = rest[1] if len(rest) > 1 else None
-        sub = rest[2] if len(rest) > 2 else ""
+        sub = "/".join(rest[2:])
         return group, version, namespace, plural, name, sub
 
     # ---- dispatch --------------------------------------------------------------------------------
@@ -262,23 +318,32 @@ class KubeServer:
             return _json(discovery.VERSION)
         if path.startswith("/openapi/"):
             return self._openapi(request, path)
+        if path in ("/api", "/apis") and discovery.wants_aggregated(request.headers.get("Accept", "")):
+            aggregated = discovery.aggregated(self.registry, core=path == "/api")
+            return web.Response(
+                body=json.dumps(aggregated, separators=(",", ":")).encode(),
+                headers={"Content-Type": discovery.AGGREGATED_V2, "Vary": "Accept"},
+            )
         doc = self._discovery(path)
         if doc is not None:
             return _json(doc)
         parsed = self._parse_path(path)
         if parsed is None:
-            raise unknown_path()
+            raise self._not_served(path)
         group, version, namespace, plural, name, sub = parsed
         rt = self.registry.lookup(group, version, plural)
         if rt is None:
-            raise unknown_path()
+            raise self._not_served(path)
         if (namespace is not None and not rt.namespaced) or (rt.namespaced and namespace is None and name):
-            raise unknown_path()
+            raise self._not_served(path)
         if (
             sub
             and not (sub == "status" and rt.has_status)
             and not (sub == "finalize" and plural == "namespaces")
         ):
+            if rt.is_custom and name:
+                # apiextensions-apiserver routes any deeper path of an object to the object's storage.
+                raise not_found(rt.group_resource, rt.group, rt.plural, name)
             raise unknown_path()
         target = Target(rt, namespace, name, sub)
         method = request.method
@@ -309,14 +374,28 @@ class KubeServer:
         if len(segs) == 2 and segs[0] == "api":
             return discovery.api_resource_list(self.registry, "", segs[1]) or self._raise_unknown()
         if len(segs) == 2 and segs[0] == "apis":
-            return discovery.api_group(self.registry, segs[1]) or self._raise_unknown()
+            doc = discovery.api_group(self.registry, segs[1])
+            if doc is None:
+                raise self._not_served(path)
+            return doc
         if len(segs) == 3 and segs[0] == "apis":
-            return discovery.api_resource_list(self.registry, segs[1], segs[2]) or self._raise_unknown()
+            doc = discovery.api_resource_list(self.registry, segs[1], segs[2])
+            if doc is None:
+                raise self._not_served(path)
+            return doc
         return None
 
-    @staticmethod
-    def _raise_unknown() -> JSON:
+    def _raise_unknown(self) -> JSON:
         raise unknown_path()
+
+    @staticmethod
+    def _not_served(path: str) -> ApiError:
+        """What a real server answers for a path nothing serves: the core API and built-in groups
+        answer a Status; everything else falls through to a plain-text 404 from the mux."""
+        segs = [s for s in path.split("/") if s]
+        if segs[:1] == ["api"] or (segs[:1] == ["apis"] and len(segs) > 1 and segs[1] in BUILTIN_GROUPS):
+            return unknown_path()
+        return PageNotFound()
 
     def _openapi(self, request: web.Request, path: str) -> web.Response:
         if path == "/openapi/v2":
@@ -325,7 +404,9 @@ class KubeServer:
                 raise ApiError(406, "NotAcceptable", "only application/json is served for /openapi/v2")
             return _json(openapi.v2_doc(self.registry))
         if path == "/openapi/v3":
-            return _json(openapi.v3_root(self.registry))
+            # A real server serves the index as text/plain.
+            index = json.dumps(openapi.v3_root(self.registry), separators=(",", ":"))
+            return web.Response(text=index, content_type="text/plain")
         segs = [s for s in path.split("/") if s][2:]
         doc = None
         if len(segs) == 2 and segs[0] == "api":
@@ -333,7 +414,7 @@ class KubeServer:
         elif len(segs) == 3 and segs[0] == "apis":
             doc = openapi.group_version_doc(self.registry, segs[1], segs[2])
         if doc is None:
-            raise unknown_path()
+            return web.Response(status=404)  # an unknown group/version: an empty 404, as there
         return _json(doc)
 
     # ---- reads -----------------------------------------------------------------------------------
@@ -343,7 +424,10 @@ class KubeServer:
         obj = self.api.get(target.rt, target.namespace or "", target.name)
         if _wants_table(request):
             include = request.query.get("includeObject", "Metadata")
-            return _json(tables.table(target.rt, [obj], obj["metadata"]["resourceVersion"], include))
+            rv = obj["metadata"]["resourceVersion"]
+            return _json(tables.table(target.rt, [obj], rv, include, version=_table_version(request)))
+        if _wants_partial(request):
+            return _json(tables.partial_metadata(obj, _table_version(request)))
         return _json(obj)
 
     def _matcher(self, request: web.Request, rt: ResourceType) -> Any:
@@ -353,16 +437,53 @@ class KubeServer:
 
     def _list(self, request: web.Request, target: Target) -> web.Response:
         rt = target.rt
-        limit = int(request.query.get("limit") or 0)
-        items, rv, cont = self.api.list_objects(
-            rt, target.namespace, self._matcher(request, rt), limit, request.query.get("continue", "")
+        query = request.query
+        if query.get("resourceVersionMatch") and not query.get("resourceVersion"):
+            raise ApiError(
+                422,
+                "Invalid",
+                'ListOptions.meta.k8s.io "" is invalid: resourceVersionMatch: Forbidden: '
+                "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                {
+                    "group": "meta.k8s.io",
+                    "kind": "ListOptions",
+                    "causes": [
+                        {
+                            "reason": "FieldValueForbidden",
+                            "message": "Forbidden: resourceVersionMatch is forbidden unless resourceVersion "
+                            "is provided",
+                            "field": "resourceVersionMatch",
+                        }
+                    ],
+                },
+            )
+        list_rv = query.get("resourceVersion", "")
+        if list_rv and not list_rv.isdigit():
+            raise bad_request(f"invalid resource version: {bad_resource_version(list_rv)}")
+        limit = int(query.get("limit") or 0)
+        selective = bool(query.get("labelSelector") or query.get("fieldSelector"))
+        items, rv, cont, remaining = self.api.list_objects(
+            rt, target.namespace, self._matcher(request, rt), limit, query.get("continue", ""), selective
         )
         if _wants_table(request):
-            include = request.query.get("includeObject", "Metadata")
-            return _json(tables.table(rt, items, rv, include, cont))
+            include = query.get("includeObject", "Metadata")
+            return _json(tables.table(rt, items, rv, include, cont, remaining, _table_version(request)))
+        if _wants_partial(request):
+            version = _table_version(request)
+            return _json(
+                {
+                    "kind": "PartialObjectMetadataList",
+                    "apiVersion": f"meta.k8s.io/{version}",
+                    "metadata": {"resourceVersion": rv, **({"continue": cont} if cont else {})},
+                    "items": [tables.partial_metadata(o, version) for o in items],
+                }
+            )
         meta: JSON = {"resourceVersion": rv}
-        if cont:
+        if cont or rt.is_custom:
+            # Unstructured lists (custom resources) always carry continue, even when empty.
             meta["continue"] = cont
+        if remaining is not None:
+            meta["remainingItemCount"] = remaining
         return _json(
             {"kind": f"{rt.kind}List", "apiVersion": rt.api_version, "metadata": meta, "items": items}
         )
@@ -391,20 +512,44 @@ class KubeServer:
     def _options(request: web.Request) -> WriteOptions:
         validation = request.query.get("fieldValidation") or "Warn"
         if validation not in ("Strict", "Warn", "Ignore"):
-            raise bad_request(f"fieldValidation must be one of Strict, Warn or Ignore, got {validation}")
+            kind = {"POST": "CreateOptions", "PUT": "UpdateOptions"}.get(request.method, "PatchOptions")
+            detail = f'Unsupported value: "{validation}": supported values: "", "Ignore", "Strict", "Warn"'
+            raise ApiError(
+                422,
+                "Invalid",
+                f'{kind}.meta.k8s.io "" is invalid: fieldValidation: {detail}',
+                {
+                    "group": "meta.k8s.io",
+                    "kind": kind,
+                    "causes": [
+                        {"reason": "FieldValueNotSupported", "message": detail, "field": "fieldValidation"}
+                    ],
+                },
+            )
         return WriteOptions(
             dry_run=bool(request.query.getall("dryRun", [])),
             field_validation=validation,
             field_manager=request.query.get("fieldManager", ""),
+            user_agent=request.headers.get("User-Agent", ""),
             force=_truthy(request.query.get("force")),
         )
 
     @staticmethod
     async def _body(request: web.Request) -> Any:
+        """The body of an emulator admin call (always JSON)."""
+        raw = await request.read()
+        try:
+            return json.loads(raw or b"null")
+        except ValueError as exc:
+            raise bad_request(f"the body is not JSON: {exc}") from None
+
+    @staticmethod
+    async def _object_body(request: web.Request, rt: ResourceType) -> tuple[Any, bytes]:
+        """The object a create or update sends, and its raw bytes (decode errors quote them)."""
         raw = await request.read()
         if "protobuf" in request.content_type:
             try:
-                return protobuf.decode(raw)
+                return protobuf.decode(raw), raw
             except ProtobufError as exc:
                 raise unsupported_media_type(
                     request.content_type, ["application/json", "application/yaml"]
@@ -413,26 +558,31 @@ class KubeServer:
             raise unsupported_media_type(request.content_type, ["application/json", "application/yaml"])
         try:
             if "yaml" in request.content_type:
-                return yaml.safe_load(raw)
-            return json.loads(raw or b"null")
-        except (ValueError, yaml.YAMLError) as exc:
-            raise bad_request(f"the object provided is unrecognized: {exc}") from None
+                return yaml.safe_load(raw), raw
+            return json.loads(raw or b"null", object_pairs_hook=_Pairs), raw
+        except ValueError as exc:
+            detail = f"couldn't get version/kind; json parse error: {go_json_error(exc, raw)}"
+            raise unrecognized(rt.kind, detail, raw) from None
+        except yaml.YAMLError as exc:
+            raise unrecognized(rt.kind, f"couldn't get version/kind; yaml parse error: {exc}", raw) from None
 
     def _respond(self, result: WriteResult, rt: ResourceType, status: int) -> web.Response:
         return _json(self.api.present(rt, result.obj), status, result.warnings)
 
     async def _create(self, request: web.Request, target: Target) -> web.Response:
-        body = await self._body(request)
-        result = self.api.create(target.rt, target.namespace, body, self._options(request))
+        body, raw = await self._object_body(request, target.rt)
+        options = self._options(request)
+        body, options.duplicates = _duplicates(body)
+        result = self.api.create(target.rt, target.namespace, body, options, raw=raw)
         return self._respond(result, target.rt, 201)
 
     async def _update(self, request: web.Request, target: Target) -> web.Response:
         assert target.name is not None
-        body = await self._body(request)
+        body, raw = await self._object_body(request, target.rt)
+        options = self._options(request)
+        body, options.duplicates = _duplicates(body)
         sub = "" if target.subresource == "finalize" else target.subresource
-        result = self.api.update(
-            target.rt, target.namespace or "", target.name, body, sub, self._options(request)
-        )
+        result = self.api.update(target.rt, target.namespace or "", target.name, body, sub, options, raw=raw)
         return self._respond(result, target.rt, 200)
 
     async def _patch(self, request: web.Request, target: Target) -> web.Response:
@@ -464,7 +614,9 @@ class KubeServer:
             options.dry_run = True
         if target.name is None:
             deleted = self.api.delete_collection(rt, target.namespace, self._matcher(request, rt), options)
-            meta = {"resourceVersion": str(self.store.rv)}
+            meta: JSON = {"resourceVersion": str(self.store.rv)}
+            if rt.is_custom:
+                meta["continue"] = ""
             return _json(
                 {"kind": f"{rt.kind}List", "apiVersion": rt.api_version, "metadata": meta, "items": deleted}
             )

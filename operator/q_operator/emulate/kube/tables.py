@@ -11,51 +11,17 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from q_operator.emulate.kube.resources import PrinterColumn, ResourceType
+from q_operator.emulate.kube import columns
+from q_operator.emulate.kube.resources import CRD_GROUP, PrinterColumn, ResourceType
 
 JSON = dict[str, Any]
 
-_NAME_COLUMN = {
-    "name": "Name",
-    "type": "string",
-    "format": "name",
-    "description": "Name must be unique within a namespace. Is required when creating resources, although "
-    "some resources may allow a client to request the generation of an appropriate name automatically. "
-    "Name is primarily intended for creation idempotence and configuration definition. Cannot be updated.",
-    "priority": 0,
-}
 _AGE = PrinterColumn(
     name="Age",
     type="date",
     json_path=".metadata.creationTimestamp",
-    description="CreationTimestamp is a timestamp representing the server time when this object was created.",
+    description=columns.CREATION_TIMESTAMP,
 )
-_CREATED_AT = PrinterColumn(
-    name="Created At",
-    type="date",
-    json_path=".metadata.creationTimestamp",
-    description="CreationTimestamp is a timestamp representing the server time when this object was created.",
-)
-
-_BUILTIN_COLUMNS: dict[tuple[str, str], tuple[PrinterColumn, ...]] = {
-    ("", "namespaces"): (PrinterColumn("Status", "string", ".status.phase"), _AGE),
-    ("", "configmaps"): (PrinterColumn("Data", "integer", "#len(.data)+len(.binaryData)"), _AGE),
-    ("", "secrets"): (
-        PrinterColumn("Type", "string", ".type"),
-        PrinterColumn("Data", "integer", "#len(.data)"),
-        _AGE,
-    ),
-    ("", "serviceaccounts"): (_AGE,),
-    ("", "events"): (
-        PrinterColumn("Last Seen", "date", ".lastTimestamp"),
-        PrinterColumn("Type", "string", ".type"),
-        PrinterColumn("Reason", "string", ".reason"),
-        PrinterColumn("Object", "string", "#object"),
-        PrinterColumn("Message", "string", ".message"),
-    ),
-    ("coordination.k8s.io", "leases"): (PrinterColumn("Holder", "string", ".spec.holderIdentity"), _AGE),
-}
-
 
 _TOKEN_RE = re.compile(
     r"""\.\.|\.([A-Za-z0-9_\-/$]+)|\[\s*'([^']*)'\s*\]|\[\s*"([^"]*)"\s*\]|\[\s*(-?\d+)\s*\]|\[\s*\*\s*\]|\[\?\((.*?)\)\]"""
@@ -176,12 +142,6 @@ def _age(value: Any) -> Any:
 
 
 def _cell(column: PrinterColumn, obj: JSON) -> Any:
-    if column.json_path == "#object":
-        involved = obj.get("involvedObject") or {}
-        return f"{str(involved.get('kind', '')).lower()}/{involved.get('name', '')}"
-    if column.json_path.startswith("#len("):
-        fields = re.findall(r"\.(\w+)", column.json_path)
-        return sum(len(obj.get(f) or {}) for f in fields)
     try:
         results = jsonpath(obj, column.json_path)
     except ValueError:
@@ -206,48 +166,143 @@ def _cell(column: PrinterColumn, obj: JSON) -> Any:
     return str(value)
 
 
-def columns_for(rt: ResourceType) -> tuple[PrinterColumn, ...]:
+def _event_cells(obj: JSON) -> list[Any]:
+    """The core/v1 Event row, as kubectl's printers build it."""
+    first = _age(obj.get("firstTimestamp")) if obj.get("firstTimestamp") else _age(obj.get("eventTime"))
+    last = _age(obj.get("lastTimestamp")) if obj.get("lastTimestamp") else first
+    count = obj.get("count") or 1
+    series = obj.get("series")
+    if isinstance(series, dict):
+        last = _age(series.get("lastObservedTime"))
+        count = series.get("count", count)
+    involved = obj.get("involvedObject") or {}
+    kind = str(involved.get("kind", "")).lower()
+    target = f"{kind}/{involved['name']}" if involved.get("name") else kind
+    source_info = obj.get("source") or {}
+    if source_info.get("component"):
+        parts = [source_info["component"], source_info.get("host", "")]
+    else:
+        parts = [obj.get("reportingComponent", ""), obj.get("reportingInstance", "")]
+    source = ", ".join(p for p in parts if p)
+    return [
+        last,
+        obj.get("type", ""),
+        obj.get("reason", ""),
+        target,
+        involved.get("fieldPath", ""),
+        source,
+        obj.get("message", ""),
+        first,
+        count,
+        (obj.get("metadata") or {}).get("name", ""),
+    ]
+
+
+def _crd_cells(obj: JSON) -> list[Any]:
+    spec = obj.get("spec") or {}
+    names = spec.get("names") or {}
+    versions = [
+        f"{v.get('name')}(storage)" if v.get("storage") else str(v.get("name"))
+        for v in spec.get("versions") or []
+        if v.get("served", True)
+    ]
+    conditions = {c.get("type"): c.get("status") for c in (obj.get("status") or {}).get("conditions") or []}
+    meta = obj.get("metadata") or {}
+    return [
+        meta.get("name", ""),
+        spec.get("scope", ""),
+        ",".join(versions),
+        meta.get("creationTimestamp", ""),
+        spec.get("group", ""),
+        names.get("kind", ""),
+        ",".join(names.get("shortNames") or []),
+        conditions.get("Established") == "True",
+    ]
+
+
+def _builtin_cells(rt: ResourceType, obj: JSON) -> list[Any]:
+    meta = obj.get("metadata") or {}
+    name = meta.get("name", "")
+    age = _age(meta.get("creationTimestamp"))
+    key = rt.key
+    if key == ("", "namespaces"):
+        return [name, (obj.get("status") or {}).get("phase", ""), age]
+    if key == ("", "configmaps"):
+        return [name, len(obj.get("data") or {}) + len(obj.get("binaryData") or {}), age]
+    if key == ("", "secrets"):
+        return [name, obj.get("type", ""), len(obj.get("data") or {}), age]
+    if key == ("coordination.k8s.io", "leases"):
+        return [name, (obj.get("spec") or {}).get("holderIdentity") or "<none>", age]
+    if key in (("", "events"), ("events.k8s.io", "events")):
+        return _event_cells(obj)
+    if key == (CRD_GROUP, "customresourcedefinitions"):
+        return _crd_cells(obj)
+    if key in columns.BUILTIN:
+        return [name, age]
+    return [name, meta.get("creationTimestamp", "")]
+
+
+def column_definitions(rt: ResourceType) -> list[JSON]:
     if rt.is_custom:
-        return rt.printer_columns or (_AGE,)
-    return _BUILTIN_COLUMNS.get(rt.key, (_CREATED_AT,))
+        shown = rt.printer_columns or (_AGE,)
+        return [dict(columns.NAME)] + [
+            {
+                "name": c.name,
+                "type": c.type,
+                "format": c.format,
+                "description": c.description
+                or f"Custom resource definition column (in JSONPath format): {c.json_path}",
+                "priority": c.priority,
+            }
+            for c in shown
+        ]
+    return [dict(c) for c in columns.BUILTIN.get(rt.key, [columns.NAME, columns.CREATED_AT])]
 
 
-def partial_metadata(obj: JSON) -> JSON:
+def cells(rt: ResourceType, obj: JSON) -> list[Any]:
+    if rt.is_custom:
+        shown = rt.printer_columns or (_AGE,)
+        return [obj.get("metadata", {}).get("name", "")] + [_cell(c, obj) for c in shown]
+    return _builtin_cells(rt, obj)
+
+
+def partial_metadata(obj: JSON, version: str = "v1") -> JSON:
     return {
         "kind": "PartialObjectMetadata",
-        "apiVersion": "meta.k8s.io/v1",
+        "apiVersion": f"meta.k8s.io/{version}",
         "metadata": obj.get("metadata", {}),
     }
 
 
-def table(rt: ResourceType, objects: list[JSON], resource_version: str, include: str, cont: str = "") -> JSON:
+def table(
+    rt: ResourceType,
+    objects: list[JSON],
+    resource_version: str,
+    include: str,
+    cont: str = "",
+    remaining: int | None = None,
+    version: str = "v1",
+) -> JSON:
     """A Table of `objects` with the resource's columns; `include` is None, Metadata or Object."""
-    columns = columns_for(rt)
-    definitions = [dict(_NAME_COLUMN)] + [
-        {
-            "name": c.name,
-            "type": c.type,
-            "format": c.format,
-            "description": c.description,
-            "priority": c.priority,
-        }
-        for c in columns
-    ]
     rows = []
     for obj in objects:
-        row: JSON = {"cells": [obj.get("metadata", {}).get("name", "")] + [_cell(c, obj) for c in columns]}
+        row: JSON = {"cells": cells(rt, obj)}
         if include == "Object":
             row["object"] = obj
-        elif include != "None":
-            row["object"] = partial_metadata(obj)
+        elif include == "None":
+            row["object"] = None
+        else:
+            row["object"] = partial_metadata(obj, version)
         rows.append(row)
     meta: JSON = {"resourceVersion": resource_version}
     if cont:
         meta["continue"] = cont
+    if remaining is not None:
+        meta["remainingItemCount"] = remaining
     return {
         "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
+        "apiVersion": f"meta.k8s.io/{version}",
         "metadata": meta,
-        "columnDefinitions": definitions,
+        "columnDefinitions": column_definitions(rt),
         "rows": rows,
     }

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from q_operator.emulate.kube import tables
 from q_operator.emulate.kube.api import Api
-from q_operator.emulate.kube.errors import bad_request
+from q_operator.emulate.kube.errors import ApiError, bad_resource_version
 from q_operator.emulate.kube.resources import ResourceType
 from q_operator.emulate.kube.store import ADDED, DELETED, MODIFIED, Event
 
@@ -59,10 +59,12 @@ def seen_as(event: Event, namespace: str | None, match: Callable[[JSON], bool]) 
     return (event.type, obj) if now_matches else None
 
 
-def _line(api: Api, rt: ResourceType, kind: str, obj: JSON, as_table: bool) -> bytes:
+def _line(api: Api, rt: ResourceType, kind: str, obj: JSON, as_table: bool, columns: bool = True) -> bytes:
     shown = api.present(rt, obj)
     if as_table:
         shown = tables.table(rt, [shown], shown["metadata"]["resourceVersion"], "Metadata")
+        if not columns:
+            shown["columnDefinitions"] = None  # only a watch's first Table carries the columns
     return json.dumps({"type": kind, "object": shown}, separators=(",", ":")).encode() + b"\n"
 
 
@@ -97,7 +99,8 @@ async def stream_watch(
         try:
             since = int(params.resource_version)
         except ValueError:
-            raise bad_request(f"invalid resource version: {params.resource_version}") from None
+            # The watch cache fails to parse it deep inside: a reasonless 500, as a real server answers.
+            raise ApiError(500, "", bad_resource_version(params.resource_version)) from None
         events = store.events_since(rt.key, since)
         if events is None:
             expired = True
@@ -114,8 +117,10 @@ async def stream_watch(
         if expired:
             await response.write(_expired(params.resource_version, store.compacted + 1))
             return response
+        first = True
         for kind, obj in initial:
-            await response.write(_line(api, rt, kind, obj, params.as_table))
+            await response.write(_line(api, rt, kind, obj, params.as_table, first))
+            first = False
         deadline = None if params.timeout is None else time.monotonic() + params.timeout
         while True:
             wait = params.bookmark_seconds if params.bookmarks else None
@@ -136,7 +141,8 @@ async def stream_watch(
             while queued is not None:
                 change = seen_as(queued, params.namespace, params.match)
                 if change is not None and params.as_table:
-                    lines.append(_line(api, rt, change[0], change[1], True))
+                    lines.append(_line(api, rt, change[0], change[1], True, first))
+                    first = False
                 elif change is not None:
                     cache_key = (change[0], rt.api_version)
                     line = queued.lines.get(cache_key)

@@ -3,8 +3,10 @@ ways an existing resource becomes this object's — claimed after an interruptio
 
 The crash window: `status.createPending` (a time and a deterministic token) is stored, and the cycle
 requeues, *before* any create call. Whatever happens next, a later cycle knows a create may have
-reached AWS and looks for it (or replays the same token) before creating again. docs/engine.md
-tells the whole story.
+reached AWS and looks for it (or replays the same token) before creating again. A create whose
+answer was lost, or one a stopped process may have sent, is looked for until the consistency bound
+has passed (consistency.py) before the engine concludes that it did not happen. docs/engine.md tells
+the whole story.
 """
 
 from __future__ import annotations
@@ -16,9 +18,16 @@ from datetime import UTC, datetime, timedelta
 from pydantic import BaseModel
 
 from q_operator.engine import conditions as c
+from q_operator.engine import consistency
 from q_operator.engine.contract import ADOPT_ANNOTATION, Decision, Outcome
-from q_operator.engine.cycle import Cycle, Held, ref_text, same_ref
-from q_operator.engine.errors import RetryableError, TerminalError, backoff_delay
+from q_operator.engine.cycle import Cycle, ref_text, same_ref
+from q_operator.engine.errors import (
+    OutcomeUnknown,
+    ReconcileError,
+    RetryableError,
+    TerminalError,
+    backoff_delay,
+)
 from q_operator.kinds.base import AlreadyExists, ClientToken, ExternalRef, Found, Owner, Phase, Resolved
 
 
@@ -43,10 +52,12 @@ async def create(cy: Cycle, spec: BaseModel, resolved: Resolved) -> Outcome:
             found = await find_new(cy, spec, cy.owner())
             if found is not None:
                 return claim(cy, found, None)
+        await cy.aws.admit("create")  # the intent names the account its create will act in
         return record_intent(cy, spec, resolved, c.REPLACING if cy.retiring else c.CREATING)
-    since = c.parse_rfc3339(str(pending.get("since"))) or cy.now
+    since_text = str(pending.get("since"))
+    since = c.parse_rfc3339(since_text) or cy.now
     owner = cy.owner(since)
-    token = make_token(cy.obj.uid, str(pending.get("since")), spec, resolved)
+    token = make_token(cy.obj.uid, since_text, spec, resolved)
     # The create may have reached AWS before a crash. Replaying the same token is safe where the
     # API has one, the spec is unchanged and the token has not expired; otherwise look first.
     replay_is_safe = (
@@ -55,21 +66,42 @@ async def create(cy: Cycle, spec: BaseModel, resolved: Resolved) -> Outcome:
         and (cy.now - since).total_seconds() < cy.deps.timing.token_trust
     )
     entry = memory.of(cy.obj.uid)
-    sent_nothing = entry.fresh_intent == str(pending.get("since"))
-    entry.fresh_intent = None  # from here on a create may reach AWS
+    sent_nothing = entry.fresh_intent == since_text
+    # A replay of a create another process (or this one, before a failure it did not see) may have
+    # finished: its follow-up calls may have been made, so the adapter must not repeat them.
+    repeat = not sent_nothing and entry.failed_create != since_text
+    entry.fresh_intent = entry.failed_create = None  # from here on a create may reach AWS
     if not replay_is_safe and not sent_nothing:
+        # A create under this intent may have reached AWS (its answer was lost, or the operator
+        # stopped): look for it, and go on looking until the consistency bound has passed, before
+        # concluding that it did not happen — a resource too new to show would be duplicated.
+        sent = consistency.create_sent_at(cy, pending)
         found = await find_new(cy, spec, owner)
         if found is not None:
             return claim(cy, found, since)
+        waiting = consistency.wait_for_create(cy, sent)
+        if waiting is not None:
+            return waiting
+        # It did not happen. A new intent first: a create is only ever sent under an intent no
+        # earlier create was sent under, so the look above stays conclusive.
+        return record_intent(cy, spec, resolved, c.REPLACING if cy.retiring else c.CREATING)
     try:
-        created = await cy.aws.create(spec, owner, token, resolved)
+        created = await cy.aws.create(spec, cy.owner(since, repeat), token, resolved)
     except AlreadyExists as error:
         # Sent with the intent's own token, a create that reached AWS before a crash would have
         # been answered with its resource, not a conflict: an untagged resource in the way is
         # somebody else's, however recent (the time-based claim is for creates without a token).
         return await _collided(cy, spec, owner, None if replay_is_safe else since, str(error))
+    except OutcomeUnknown:
+        consistency.create_lost(cy, pending)  # resolved by reading (or the token), never blindly
+        entry.failed_create = since_text
+        raise
+    except ReconcileError:
+        entry.fresh_intent = since_text  # AWS refused it: nothing was created under this intent
+        raise
     memory.hold(cy.kind.kind, created.ref, cy.obj.uid)
     cy.write_ref(created.ref)
+    consistency.created(cy, created)
     cy.merge_outputs(created.outputs)
     cy.set_pending(None)
     cy.event(c.EV_CREATED, f"created {cy.kind.kind} {ref_text(created.ref)}")
@@ -103,7 +135,7 @@ async def _collided(cy: Cycle, spec: BaseModel, owner: Owner, since: datetime | 
         # The name is held by the resource being replaced: delete it first, then create.
         for old in cy.retiring:
             await cy.aws.delete(spec, old.ref, cy.address(old))
-        cy.set_retiring([Held(old.ref, old.region, True) for old in cy.retiring])
+        cy.set_retiring([old.asked(cy.deps.now()) for old in cy.retiring])
         cy.set_ready("False", c.REPLACING, "deleting the old resource first: it holds the name")
         cy.set_synced()
         return cy.finish(Decision.REQUEUE, cy.poll_delay())
@@ -136,6 +168,7 @@ def claim(cy: Cycle, found: Found, since: datetime | None) -> Outcome:
         )
     cy.deps.memory.hold(cy.kind.kind, found.ref, cy.obj.uid)
     cy.write_ref(found.ref)
+    consistency.found(cy)
     cy.set_pending(None)
     cy.event(c.EV_CREATED, f"found {what}, created before an interruption; using it")
     reason = c.REPLACING if cy.retiring else c.CREATING
@@ -159,7 +192,11 @@ def is_ours(cy: Cycle, found: Found, since: datetime | None) -> bool:
 
 
 async def adopt(cy: Cycle, spec: BaseModel, resolved: Resolved, adopt_id: str) -> Outcome:
-    """Take over an existing resource the user named; create nothing, never take another's."""
+    """Take over an existing resource the user named; create nothing, never take another's.
+
+    Also the way an observed resource is taken over when its object's managementPolicy turns from
+    Observe to Manage (steps/controls.py `take_over`). Both callers ask `cy.aws.adoption_allowed`
+    first; a rule about what may be adopted belongs here, so it holds for both."""
     ref = await cy.aws.ref_for_id(spec, adopt_id)
     observation = await cy.aws.observe(spec, ref, cy.owner(), resolved, cy.region)
     if observation.phase is Phase.ABSENT:
@@ -167,6 +204,7 @@ async def adopt(cy: Cycle, spec: BaseModel, resolved: Resolved, adopt_id: str) -
             c.ADOPT_TARGET_NOT_FOUND,
             f"adopt failed: no {cy.kind.kind} {adopt_id} in AWS ({ADOPT_ANNOTATION})",
         )
+    cy.aws.same_account(adopt_id, observation.outputs)  # adoption never crosses accounts
     if observation.owner_mark is not None and observation.owner_mark != cy.owner().mark:
         raise TerminalError(
             c.OWNED_BY_ANOTHER, f"adopt refused: {adopt_id} is managed by {observation.owner_mark}"
@@ -181,18 +219,8 @@ async def adopt(cy: Cycle, spec: BaseModel, resolved: Resolved, adopt_id: str) -
 
 
 def recreate(cy: Cycle, spec: BaseModel, resolved: Resolved, ref: ExternalRef) -> Outcome:
-    """The recorded resource is gone from AWS: create it again (unless it is only too new to list)."""
-    ready = cy.prior(c.READY)
-    changed_at = c.parse_rfc3339(str(ready.get("lastTransitionTime", ""))) if ready else None
-    if (
-        ready is not None
-        and ready.get("reason") in (c.CREATING, c.REPLACING)
-        and changed_at is not None
-        and (cy.now - changed_at).total_seconds() < cy.deps.timing.absent_grace
-    ):
-        # Read-after-create: AWS may not list a resource it just made. Do not create a second one.
-        cy.set_synced()
-        return cy.finish(Decision.REQUEUE, cy.poll_delay())
+    """The recorded resource is gone from AWS: create it again. (An absence within the consistency
+    bound after our own write never gets here: consistency.doubt waits it out.)"""
     cy.event(
         c.EV_RECREATED,
         f"{cy.kind.kind} {ref_text(ref)} was deleted outside the operator; creating it again",

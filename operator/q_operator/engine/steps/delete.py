@@ -1,6 +1,10 @@
 """Deletion: every AWS resource the object holds (the current one and any being replaced) goes,
 unless deletionPolicy is Retain; the finalizer is released only when AWS reports them gone.
 
+Within the consistency bound (consistency.py) a read is not taken at its word: the resource still
+there after our delete is waited out (never deleted again), and "gone" is believed only once the
+resource is older than the bound — before that it may only be too new to show.
+
 `delete_held` is also how replaced resources are retired (update.py)."""
 
 from __future__ import annotations
@@ -10,9 +14,10 @@ from collections.abc import Sequence
 from pydantic import BaseModel
 
 from q_operator.engine import conditions as c
+from q_operator.engine import consistency
 from q_operator.engine.contract import Decision, Outcome
 from q_operator.engine.cycle import Cycle, Held, ref_text, same_ref
-from q_operator.engine.errors import SLOW_RETRY, RetryableError, TerminalError, backoff_delay
+from q_operator.engine.errors import SLOW_RETRY, OutcomeUnknown, RetryableError, TerminalError, backoff_delay
 from q_operator.engine.steps.create import find_new, is_ours
 from q_operator.engine.steps.inputs import validate_leniently
 from q_operator.kinds.base import Phase, Resolved
@@ -30,22 +35,33 @@ async def delete(cy: Cycle) -> Outcome:
         return cy.finish(Decision.RELEASE)
     resolved = Resolved()  # nothing is resolved while deleting: a ConfigMap may already be gone
     ready = cy.prior(c.READY)
-    asked_current = bool(ready and ready.get("reason") == c.DELETING)
-    held = [*cy.retiring, *([Held(current, None, asked_current)] if current else [])]
+    asked_at = consistency.delete_requested_at(cy)
+    asked_current = asked_at is not None or bool(ready and ready.get("reason") == c.DELETING)
+    created = consistency.created_at(cy)
+    held = [*cy.retiring, *([Held(current, None, asked_current, asked_at, created)] if current else [])]
     try:
         if not held:
             pending = cy.pending()
             if pending is None:
                 return cy.finish(Decision.RELEASE)  # nothing was ever created
-            # A create may have reached AWS without its ID being recorded: find it, or it is orphaned.
+            if cy.deps.memory.of(cy.obj.uid).fresh_intent == str(pending.get("since")):
+                return cy.finish(Decision.RELEASE)  # the intent was recorded here; no create followed it
+            # A create may have reached AWS without its ID being recorded: find it, or it is orphaned;
+            # one too new to show yet is looked for until the consistency bound has passed.
+            sent = consistency.create_sent_at(cy, pending)
             since = c.parse_rfc3339(str(pending.get("since")))
             found = await find_new(cy, spec, cy.owner(since))
-            cy.set_pending(None)
             if found is None or not is_ours(cy, found, since):
+                waiting = consistency.wait_for_create(cy, sent)
+                if waiting is not None:
+                    return waiting
+                cy.set_pending(None)
                 return cy.finish(Decision.RELEASE)
+            cy.set_pending(None)
             current = found.ref
             cy.write_ref(current)
-            held = [Held(current)]
+            consistency.found(cy)
+            held = [Held(current, created=consistency.created_at(cy))]
         # Whatever happens next (in use, throttled, a failed delete), the resource is on its
         # way out: Ready must not keep saying True while the deletion waits.
         cy.set_ready("False", c.DELETING, "AWS is deleting it")
@@ -81,21 +97,32 @@ async def delete_held(
         region = cy.address(item)
         observation = await cy.aws.observe(spec, item.ref, cy.owner(), resolved, region)
         if observation.phase is Phase.ABSENT:
+            if consistency.gone_doubted(cy, item) is None:
+                continue
+            # Created within the bound: it may only not show yet. Deleting calls for one delete all
+            # the same; then "gone" is believed once the bound has passed.
+            remaining.append(item if item.delete_requested else await _delete(cy, spec, item, region))
             continue
         if observation.owner_mark is not None and observation.owner_mark != mark:
             continue  # never delete what another object manages
-        asked = Held(item.ref, item.region, True)
+        if item.delete_requested and consistency.delete_settling(cy, item) is not None:
+            # Our delete may not show yet: wait it out, never ask again within the bound. A failed
+            # delete is said at once all the same (asked again only once the bound has passed).
+            if observation.phase is Phase.FAILED:
+                failures.append(f"{ref_text(item.ref)}: {observation.message or 'no reason given'}")
+            remaining.append(item)
+            continue
         if observation.phase is Phase.IN_PROGRESS and item.delete_requested:
-            remaining.append(asked)  # AWS is deleting it: wait
+            remaining.append(item)  # AWS is deleting it: wait
             continue
         if observation.phase is Phase.FAILED and item.delete_requested:
             # AWS gave up on the delete we asked for: say so on the resource, and ask again
             # only after a back-off (the requeue), never in a tight loop.
             failures.append(f"{ref_text(item.ref)}: {observation.message or 'no reason given'}")
-        await cy.aws.delete(spec, item.ref, region)
+        asked = await _delete(cy, spec, item, region)
         # Many deletes finish at once: look again so those release without another cycle.
         after = await cy.aws.observe(spec, item.ref, cy.owner(), resolved, region)
-        if after.phase is Phase.ABSENT:
+        if after.phase is Phase.ABSENT and consistency.gone_doubted(cy, item) is None:
             continue
         remaining.append(asked)
     if not failures:
@@ -106,3 +133,14 @@ async def delete_held(
         backoff_delay(cy.obj.retry + 3, cy.deps.rng),
     )
     return remaining, failure
+
+
+async def _delete(cy: Cycle, spec: BaseModel, item: Held, region: str | None) -> Held:
+    """Ask AWS to delete one held resource; the item, marked as asked (and recorded at once if the
+    answer was lost, so the next cycle reads before it asks again)."""
+    try:
+        await cy.aws.delete(spec, item.ref, region)
+    except OutcomeUnknown:
+        consistency.delete_sent(cy, item)
+        raise
+    return consistency.delete_sent(cy, item)

@@ -26,8 +26,8 @@ async def observe(cy: Cycle, spec: BaseModel, ref: ExternalRef, resolved: Resolv
             f"observe refused: {cy.kind.kind} {ref_text(ref)} belongs to {observation.owner_mark}",
         )
     cy.merge_outputs(observation.outputs)  # AWS's view of the current resource, always
-    if observation.exists and cy.recorded_region() is None:
-        cy.record_region()  # recorded from now on (objects from before it was)
+    if observation.exists and (cy.recorded_region() is None or cy.get("accountId") is None):
+        cy.record_region()  # recorded from now on (objects from before region and account were)
     return observation
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from q_operator.engine import conditions as c
+from q_operator.engine import consistency
 from q_operator.engine.contract import Decision, Outcome
 from q_operator.engine.cycle import Cycle, Held, ref_text, same_ref
 from q_operator.engine.errors import SLOW_RETRY, RetryableError
@@ -18,7 +19,12 @@ async def update(
     cy: Cycle, spec: BaseModel, resolved: Resolved, ref: ExternalRef, observation: Observation
 ) -> Outcome:
     """Change in place what differs (observation.diff), then watch the build."""
-    await cy.aws.update(spec, ref, observation, cy.owner(), resolved)
+    try:
+        await cy.aws.update(spec, ref, observation, cy.owner(), resolved)
+    finally:
+        # Answered or not, it may have acted (an update can be several calls, and an answer can be
+        # lost): for the consistency bound a read showing the old state is not drift.
+        consistency.updated(cy)
     ready = cy.prior(c.READY)
     drift = bool(
         ready and ready.get("status") == "True" and ready.get("observedGeneration") == cy.obj.generation
@@ -57,7 +63,7 @@ def replace(cy: Cycle, spec: BaseModel, resolved: Resolved, ref: ExternalRef, wh
     """Create a new resource; the old one is deleted only once the new one is READY."""
     retiring = list(cy.retiring)
     if not any(same_ref(ref, old.ref) for old in retiring):
-        retiring.append(Held(ref, cy.recorded_region() or cy.region))
+        retiring.append(Held(ref, cy.recorded_region() or cy.region, created=consistency.created_at(cy)))
     cy.set_retiring(retiring)
     cy.clear_ref()
     cy.event(

@@ -1,0 +1,464 @@
+"""The user's controls, end to end with the real operator process, for every registered kind: pause,
+observe-only (spec.managementPolicy: Observe) and taking over, the per-object drift interval, and
+reconcile-now.
+
+What the operator did to AWS is read from the AWS stand-in's request log (the operator's calls only:
+its user agent says q-operator/). A write is every call that is not a Get, List or Describe. Where a
+test times one object's calls, the object lives in an AWS region of its own (spec.region), so the log's
+region tells its calls apart whatever the kind's API puts in the path. The kinds' facts come from
+tests/kinds.py; the tests use the `sandbox` and `namespace` fixtures, so they run on whichever
+Kubernetes backend conftest provides.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from q_operator.sandbox import REPO_ROOT, Sandbox, condition, wait_for
+from tests.kinds import TEST_KINDS, KindFacts
+from tests.unit.test_argocd_health import health
+
+from .helpers import allow_adoption, apply, client, events_of
+
+PAUSED = "q-operator.dev/paused"
+ADOPT = "q-operator.dev/adopt-id"
+DRIFT_INTERVAL = "q-operator.dev/drift-interval"
+REQUEST = "q-operator.dev/reconcile-requested-at"
+READS = ("Get", "List", "Describe")
+FIXTURES = REPO_ROOT / "tests" / "fixtures" / "status"
+#: What docs/engine.md promises for q-operator.dev/reconcile-requested-at.
+RECONCILE_NOW_SECONDS = 2.0
+#: Regions of their own for objects whose calls a test times (the stand-in keeps state per region).
+_regions = (f"zz-{word}-{digit}" for word in ("controls", "timing", "spare") for digit in range(10))
+
+
+def _name(facts: KindFacts, what: str) -> str:
+    return f"{facts.short}-{what}-{uuid.uuid4().hex[:5]}"
+
+
+# ----- reading what happened
+
+
+def operator_calls(sandbox: Sandbox, since: int = 0, region: str | None = None) -> list[dict[str, Any]]:
+    """The operator's AWS calls from position `since` of the stand-in's request log on."""
+    return [
+        r
+        for r in sandbox.aws_requests()[since:]
+        if "q-operator/" in str(r.get("userAgent", "")) and region in (None, r.get("region"))
+    ]
+
+
+def writes(sandbox: Sandbox, since: int) -> list[str]:
+    return [
+        str(r["operation"])
+        for r in operator_calls(sandbox, since)
+        if not str(r.get("operation") or "").startswith(READS)
+    ]
+
+
+def log_position(sandbox: Sandbox) -> int:
+    return len(sandbox.aws_requests())
+
+
+def in_aws(sandbox: Sandbox, facts: KindFacts, status: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The fields of the object's resource as the AWS stand-in holds them (None: it has none)."""
+    state = sandbox.aws("GET", "/_emulator/state")
+    for resource in facts.resources(state):
+        if resource.id == status[facts.info.id_field]:
+            return dict(resource.fields)
+    return None
+
+
+def synced(obj: Mapping[str, Any]) -> dict[str, Any]:
+    for cond in obj.get("status", {}).get("conditions", []) or []:
+        if cond.get("type") == "Synced":
+            return dict(cond)
+    return {}
+
+
+def wait_synced(
+    sandbox: Sandbox, facts: KindFacts, ns: str, name: str, reason: str, timeout: float = 60
+) -> dict[str, Any]:
+    """Until Synced has `reason` for the current generation (a cycle ran on the spec as it is)."""
+
+    def probe() -> dict[str, Any] | None:
+        obj = sandbox.get(facts.plural_path, ns, name)
+        if not obj:
+            return None
+        cond = synced(obj)
+        current = cond.get("observedGeneration") == obj["metadata"].get("generation")
+        return obj if cond.get("reason") == reason and current else None
+
+    return wait_for(f"{name} Synced reason {reason}", probe, timeout=timeout)
+
+
+def wait_ready_reason(sandbox: Sandbox, facts: KindFacts, ns: str, name: str, reason: str) -> dict[str, Any]:
+    def probe() -> dict[str, Any] | None:
+        obj = sandbox.get(facts.plural_path, ns, name) or {}
+        ready = condition(obj, "Ready", "False", current=True) or condition(
+            obj, "Ready", "True", current=True
+        )
+        return obj if ready and ready.get("reason") == reason else None
+
+    return wait_for(f"{name} Ready reason {reason}", probe, timeout=60)
+
+
+def table_columns(table: str, *names: str) -> dict[str, str]:
+    """The named columns of the first row of a `kubectl get` table. kubectl pads columns with at
+    least two spaces, and a header may hold one ("PLUGIN ID"): a column starts after such a gap."""
+    header, row = table.splitlines()[:2]
+    starts = [0, *(m.end() for m in re.finditer(r"  +", header))]
+    found = {}
+    for name in names:
+        start = header.index(name)
+        assert start in starts, f"{name} is not a column of {header!r}"
+        later = [i for i in starts if i > start]
+        found[name] = row[start : later[0] if later else len(row)].strip()
+    return found
+
+
+def annotate(sandbox: Sandbox, facts: KindFacts, ns: str, name: str, *pairs: str) -> None:
+    sandbox.kubectl("annotate", facts.short, name, "-n", ns, "--overwrite", *pairs)
+
+
+def patch_spec(sandbox: Sandbox, facts: KindFacts, ns: str, name: str, spec: Mapping[str, Any]) -> None:
+    sandbox.kubectl("patch", facts.short, name, "-n", ns, "--type", "merge", "-p", json.dumps({"spec": spec}))
+
+
+def restart_and_wait_until_processing(sandbox: Sandbox, ns: str) -> None:
+    """Restart the operator; return once it acts on objects again. The proof is a canary that makes no
+    AWS call at all (observe-only, nothing named): its AdoptIdRequired is written by the new process."""
+    sandbox.stop_operator()
+    sandbox.start_operator()
+    facts = TEST_KINDS[0]
+    name = _name(facts, "canary")
+    apply(sandbox, facts.manifest(name, ns, managementPolicy="Observe"))
+    obj = wait_synced(sandbox, facts, ns, name, "AdoptIdRequired")
+    assert ADOPT in synced(obj)["message"], "the reason names the annotation to set"
+
+
+def record(name: str, obj: dict[str, Any]) -> None:
+    """With Q_OPERATOR_RECORD_FIXTURES=1, keep the live object as an Argo CD health fixture."""
+    if os.environ.get("Q_OPERATOR_RECORD_FIXTURES") == "1":
+        keep = {k: obj[k] for k in ("apiVersion", "kind", "metadata", "spec", "status") if k in obj}
+        for noisy in ("managedFields", "uid", "resourceVersion", "creationTimestamp"):
+            keep["metadata"].pop(noisy, None)
+        (FIXTURES / f"{name}.json").write_text(json.dumps(keep, indent=2, sort_keys=True) + "\n")
+
+
+def _kind_id(facts: KindFacts) -> str:
+    return facts.kind
+
+
+# ----- pause
+
+
+@pytest.mark.parametrize("facts", TEST_KINDS, ids=_kind_id)
+def test_pause_holds_the_object_with_zero_aws_writes_across_a_restart_and_a_deletion(
+    sandbox: Sandbox, namespace: str, facts: KindFacts
+) -> None:
+    name = _name(facts, "paused")
+    manifest = facts.manifest(name, namespace)
+    apply(sandbox, manifest)
+    obj = sandbox.wait_condition(facts.plural_path, namespace, name, "Ready", timeout=90)
+    status = obj["status"]
+    before = in_aws(sandbox, facts, status)
+    assert before == facts.desired(manifest["spec"])
+
+    # Paused: Synced=False Paused, Argo CD Suspended, and `kubectl get -o wide` says so.
+    mark = log_position(sandbox)
+    annotate(sandbox, facts, namespace, name, f"{PAUSED}=true")
+    obj = wait_synced(sandbox, facts, namespace, name, "Paused")
+    assert health(facts.info.singular, obj)[0] == "Suspended"
+    record(f"{facts.info.singular}-suspended-paused", obj)
+    table = sandbox.kubectl("get", facts.short, name, "-n", namespace, "-o", "wide").stdout
+    columns = table_columns(table, "SYNCED", "REASON", "POLICY")
+    assert columns == {"SYNCED": "False", "REASON": "Paused", "POLICY": "Manage"}, table
+
+    # A spec change while paused is not applied, not even after an operator restart.
+    change = facts.manifest(name, namespace)
+    facts.change(change["spec"], name, 1)
+    change["metadata"]["annotations"] = {PAUSED: "true"}
+    apply(sandbox, change)
+    wait_synced(sandbox, facts, namespace, name, "Paused")
+    restart_and_wait_until_processing(sandbox, namespace)
+    annotate(sandbox, facts, namespace, name, f"{REQUEST}=while-paused")
+    assert in_aws(sandbox, facts, status) == before
+    assert writes(sandbox, mark) == []
+    obj = sandbox.get(facts.plural_path, namespace, name) or {}
+    assert obj["status"].get("lastHandledReconcileAt") != "while-paused", "nothing is done while paused"
+    assert obj["status"]["observedGeneration"] < obj["metadata"]["generation"], "the change waits"
+
+    # Resumed: the change is applied.
+    sandbox.kubectl("annotate", facts.short, name, "-n", namespace, f"{PAUSED}-")
+    sandbox.wait_condition(facts.plural_path, namespace, name, "Ready", timeout=90)
+    wanted = facts.desired(change["spec"])
+    wait_for("the change in AWS", lambda: in_aws(sandbox, facts, status) == wanted, timeout=30)
+    assert "Resumed" in [e.get("reason") for e in events_of(sandbox, namespace, name)]
+
+    # A deletion while paused waits, with the finalizer, and calls nothing; resuming deletes.
+    annotate(sandbox, facts, namespace, name, f"{PAUSED}=true")
+    wait_synced(sandbox, facts, namespace, name, "Paused")
+    mark = log_position(sandbox)
+    sandbox.kubectl("delete", facts.short, name, "-n", namespace, "--wait=false")
+    wait_for(
+        "the paused deletion to be reported",
+        lambda: (
+            "deletion waits"
+            in synced(sandbox.get(facts.plural_path, namespace, name) or {}).get("message", "")
+        ),
+        timeout=30,
+    )
+    restart_and_wait_until_processing(sandbox, namespace)
+    live = sandbox.get(facts.plural_path, namespace, name)
+    assert live is not None and live["metadata"].get("finalizers"), "the finalizer holds the object"
+    assert health(facts.info.singular, live)[0] == "Suspended"
+    assert in_aws(sandbox, facts, status) == wanted, "still in AWS"
+    assert writes(sandbox, mark) == []
+    sandbox.kubectl("annotate", facts.short, name, "-n", namespace, f"{PAUSED}-")
+    wait_for("the object to go", lambda: sandbox.get(facts.plural_path, namespace, name) is None, timeout=60)
+    assert facts.delete_op in writes(sandbox, mark), "resuming ran the deletion"
+    assert in_aws(sandbox, facts, status) is None
+
+
+# ----- observe-only
+
+
+def observed_manifest(sandbox: Sandbox, facts: KindFacts, name: str, ns: str) -> tuple[dict[str, Any], str]:
+    """A resource made by hand in AWS, and an observe-only object naming it (its spec describes what
+    was made: without tags, which a hand-made resource does not carry)."""
+    manifest = facts.manifest(name, ns, managementPolicy="Observe", tags=None)
+    made = facts.make_by_hand(client(sandbox, facts.info.service), manifest["spec"])
+    manifest["metadata"]["annotations"] = {ADOPT: made}
+    return manifest, made
+
+
+@pytest.mark.parametrize("facts", TEST_KINDS, ids=_kind_id)
+def test_observe_only_reads_reports_a_change_made_by_hand_and_never_writes(
+    sandbox: Sandbox, namespace: str, facts: KindFacts
+) -> None:
+    name = _name(facts, "observed")
+    mark = log_position(sandbox)
+    manifest, made = observed_manifest(sandbox, facts, name, namespace)
+    apply(sandbox, manifest)
+    obj = sandbox.wait_condition(facts.plural_path, namespace, name, "Ready", timeout=60)
+    assert (synced(obj)["status"], synced(obj)["reason"]) == ("True", "ObserveOnly")
+    status = obj["status"]
+    assert status[facts.info.id_field] == made and status["observeOnly"] is True
+    if facts.info.arn_field:
+        assert status[facts.info.arn_field].startswith("arn:aws:")
+    assert health(facts.info.singular, obj)[0] == "Healthy"
+
+    # Changed in AWS by hand: reported (on request, at once), never corrected.
+    facts.change_by_hand(client(sandbox, facts.info.service), status)
+    by_hand = in_aws(sandbox, facts, status)
+    annotate(sandbox, facts, namespace, name, f"{REQUEST}=look-now")
+    obj = wait_ready_reason(sandbox, facts, namespace, name, "DiffersFromSpec")  # (after AWS's own build)
+    assert "AWS differs from the spec in " in (condition(obj, "Ready", "False") or {})["message"]
+    assert obj["status"]["lastHandledReconcileAt"] == "look-now"
+    assert health(facts.info.singular, obj)[0] == "Degraded"
+    assert "DiffersFromSpec" in [e.get("reason") for e in events_of(sandbox, namespace, name)]
+
+    # Across a restart and a deletion: still no write; AWS keeps the resource as it was.
+    restart_and_wait_until_processing(sandbox, namespace)
+    sandbox.kubectl("delete", facts.short, name, "-n", namespace, "--wait=false")
+    wait_for("the object to go", lambda: sandbox.get(facts.plural_path, namespace, name) is None, timeout=30)
+    assert in_aws(sandbox, facts, status) == by_hand != facts.desired(manifest["spec"])
+    assert writes(sandbox, mark) == []
+    assert operator_calls(sandbox, mark), "it did read"
+
+
+@pytest.mark.parametrize("facts", TEST_KINDS, ids=_kind_id)
+def test_switching_observe_to_manage_adopts_and_applies_the_spec(
+    sandbox: Sandbox, namespace: str, facts: KindFacts
+) -> None:
+    name = _name(facts, "taken")
+    manifest, made = observed_manifest(sandbox, facts, name, namespace)
+    apply(sandbox, manifest)
+    obj = sandbox.wait_condition(facts.plural_path, namespace, name, "Ready", timeout=60)
+    facts.change_by_hand(client(sandbox, facts.info.service), obj["status"])
+    annotate(sandbox, facts, namespace, name, f"{REQUEST}=before-taking-over")
+    obj = wait_ready_reason(sandbox, facts, namespace, name, "DiffersFromSpec")
+    assert in_aws(sandbox, facts, obj["status"]) != facts.desired(manifest["spec"])
+
+    # Taking over is adopting: only where the namespace allows it (a cluster admin's annotation).
+    mark = log_position(sandbox)
+    patch_spec(sandbox, facts, namespace, name, {"managementPolicy": "Manage"})
+    obj = wait_synced(sandbox, facts, namespace, name, "AdoptionNotAllowed")
+    assert obj["status"]["observeOnly"] is True and writes(sandbox, mark) == []
+    creates = len([w for w in writes(sandbox, 0) if w == facts.create_op])
+    allow_adoption(sandbox, namespace)
+    requests: list[str] = []
+
+    def taken_over() -> dict[str, Any] | None:
+        """Ready once a cycle has seen the allowed namespace. Until then, each time the last request
+        was handled and still refused, ask for another cycle: the Namespace watch may deliver the
+        admin's annotation after a request was acted on."""
+        obj = sandbox.get(facts.plural_path, namespace, name) or {}
+        if condition(obj, "Ready", "True", current=True):
+            return obj
+        handled = obj.get("status", {}).get("lastHandledReconcileAt")
+        if not requests or (handled == requests[-1] and synced(obj).get("reason") == "AdoptionNotAllowed"):
+            requests.append(f"adoption-allowed-{len(requests)}")
+            annotate(sandbox, facts, namespace, name, f"{REQUEST}={requests[-1]}")
+        return None
+
+    obj = wait_for(f"{name} taken over", taken_over, timeout=60, interval=0.5)
+    assert obj["status"][facts.info.id_field] == made and "observeOnly" not in obj["status"]
+    assert in_aws(sandbox, facts, obj["status"]) == facts.desired(manifest["spec"])
+    assert "Adopted" in [e.get("reason") for e in events_of(sandbox, namespace, name)]
+    assert len([w for w in writes(sandbox, 0) if w == facts.create_op]) == creates, "nothing created"
+
+
+@pytest.mark.parametrize("facts", [f for f in TEST_KINDS if f.tagged], ids=_kind_id)
+def test_another_objects_resource_is_observed_but_never_taken_over(
+    sandbox: Sandbox, namespace: str, facts: KindFacts
+) -> None:
+    """The owner tag names another object: observing it is fine, taking it over is refused."""
+    owner = _name(facts, "owner")
+    apply(sandbox, facts.manifest(owner, namespace))
+    theirs = sandbox.wait_condition(facts.plural_path, namespace, owner, "Ready", timeout=90)["status"]
+    name = _name(facts, "watcher")
+    watcher = facts.manifest(name, namespace, managementPolicy="Observe")
+    watcher["metadata"]["annotations"] = {ADOPT: theirs[facts.info.id_field]}
+    apply(sandbox, watcher)
+    obj = wait_synced(sandbox, facts, namespace, name, "ObserveOnly")
+    assert f"{namespace}.{owner}." in synced(obj)["message"], "it says whose the resource is"
+
+    allow_adoption(sandbox, namespace)
+    mark = log_position(sandbox)
+    patch_spec(sandbox, facts, namespace, name, {"managementPolicy": "Manage"})
+    obj = wait_synced(sandbox, facts, namespace, name, "OwnedByAnother")
+    assert writes(sandbox, mark) == [] and obj["status"]["observeOnly"] is True
+    sandbox.kubectl("delete", facts.short, name, "-n", namespace)
+    assert in_aws(sandbox, facts, theirs) is not None, "deleting the watcher leaves the owner's resource"
+    assert writes(sandbox, mark) == []
+
+
+# ----- per-object drift interval
+
+
+def test_the_drift_interval_annotation_is_honoured_and_a_bad_value_is_named(
+    sandbox: Sandbox, namespace: str
+) -> None:
+    """The operator's default is 300 s here: an object of each kind annotated 30s is looked at every
+    30 s, an object without the annotation (or with an unreadable one) not at all in the same window.
+    Each object lives in a region of its own, so the stand-in's log tells its calls apart."""
+    objects: dict[str, tuple[KindFacts, str, str | None]] = {}
+    for facts in TEST_KINDS:
+        objects[_name(facts, "fast")] = (facts, next(_regions), "30s")
+    objects[_name(TEST_KINDS[0], "plain")] = (TEST_KINDS[0], next(_regions), None)
+    objects[_name(TEST_KINDS[0], "odd")] = (TEST_KINDS[0], next(_regions), "soon")
+    for name, (facts, region, interval) in objects.items():
+        manifest = facts.manifest(name, namespace, region=region)
+        if interval is not None:
+            manifest["metadata"]["annotations"] = {DRIFT_INTERVAL: interval}
+        apply(sandbox, manifest)
+    for name, (facts, _, _) in objects.items():
+        sandbox.wait_condition(facts.plural_path, namespace, name, "Ready", timeout=90)
+    odd = next(name for name, (_, _, interval) in objects.items() if interval == "soon")
+    warned = wait_for(
+        "the Warning about the unreadable value",
+        lambda: [e for e in events_of(sandbox, namespace, odd) if e.get("reason") == "InvalidAnnotation"],
+        timeout=30,
+    )
+    assert DRIFT_INTERVAL in warned[0]["message"] and "between 30s and 24h" in warned[0]["message"]
+    assert warned[0]["type"] == "Warning"
+
+    # A fresh process: its drift timers start now (the first check of each is spread over the second
+    # half of its interval), so the window below is free of checks of the 300 s ones. It starts once
+    # the new process has looked at every object on resuming it.
+    mark = log_position(sandbox)
+    restart_and_wait_until_processing(sandbox, namespace)
+
+    def looks(name: str, after: float = 0.0) -> list[float]:
+        """When each look at the object began (the calls of one look are a second apart at most)."""
+        times = [float(r["time"]) for r in operator_calls(sandbox, mark, objects[name][1])]
+        starts = [t for i, t in enumerate(times) if i == 0 or t - times[i - 1] > 5]
+        return [t for t in starts if t > after]
+
+    resumed = [
+        wait_for(f"{name} looked at on resume", lambda n=name: looks(n), timeout=60)[0] for name in objects
+    ]
+    started = max(resumed)
+    fast = [name for name, (_, _, interval) in objects.items() if interval == "30s"]
+    checks = {
+        name: wait_for(
+            f"four drift checks of {name}",
+            lambda n=name: len(looks(n, started)) >= 4 and looks(n, started),
+            timeout=200,
+        )[:4]
+        for name in fast
+    }
+    gaps = {name: [b - a for a, b in itertools.pairwise(times)] for name, times in checks.items()}
+    print(
+        "drift-interval 30s, seconds between checks: "
+        + "; ".join(f"{n}: {', '.join(f'{g:.1f}' for g in v)}" for n, v in gaps.items())
+    )
+    # 30 s, on a 30 s tick (honoured to within half a tick), plus the machine's load.
+    assert all(20 <= gap <= 50 for values in gaps.values() for gap in values), gaps
+    end = max(times[-1] for times in checks.values())
+    assert end - started < 150, "the window ends before the first check of a 300 s object can be due"
+    for name, (_, _, interval) in objects.items():
+        if interval != "30s":
+            assert [t for t in looks(name, started) if t <= end] == [], (
+                f"{name} ({interval}) keeps the default"
+            )
+
+
+# ----- reconcile now
+
+
+@pytest.mark.parametrize("facts", TEST_KINDS, ids=_kind_id)
+def test_reconcile_now_looks_at_aws_within_two_seconds(
+    sandbox: Sandbox, namespace: str, facts: KindFacts
+) -> None:
+    """From the annotation's write (a PATCH, timed by the test) to the operator's first call in the
+    object's own region, and status.lastHandledReconcileAt says it was done."""
+    name = _name(facts, "now")
+    region = next(_regions)
+    apply(sandbox, facts.manifest(name, namespace, region=region))
+    sandbox.wait_condition(facts.plural_path, namespace, name, "Ready", timeout=90)
+    path = f"/apis/{facts.info.group}/{facts.info.version}/namespaces/{namespace}/{facts.info.plural}/{name}"
+    latencies = []
+    value = ""
+    for attempt in range(3):
+        value = f"2026-01-01T00:00:0{attempt}Z"
+        mark = log_position(sandbox)
+        asked = time.time()
+        sandbox.kube(
+            "PATCH", path, {"metadata": {"annotations": {REQUEST: value}}}, "application/merge-patch+json"
+        )
+        looked = wait_for(
+            "the requested look at AWS", lambda m=mark: operator_calls(sandbox, m, region), timeout=30
+        )
+        latencies.append(float(looked[0]["time"]) - asked)
+        assert str(looked[0]["operation"]).startswith(READS)
+
+        def handled(want: str = value) -> dict[str, Any] | None:
+            obj = sandbox.get(facts.plural_path, namespace, name)
+            return obj if obj and obj["status"].get("lastHandledReconcileAt") == want else None
+
+        obj = wait_for("status to report the request handled", handled, timeout=30)
+        assert condition(obj, "Ready", "True", current=True)
+    # What docs/engine.md tells a script to do.
+    sandbox.kubectl(
+        "wait",
+        f"{facts.short}/{name}",
+        "-n",
+        namespace,
+        f"--for=jsonpath={{.status.lastHandledReconcileAt}}={value}",
+        "--timeout=30s",
+    )
+    shown = ", ".join(f"{seconds:.2f}s" for seconds in latencies)
+    print(f"reconcile-now ({facts.kind}), annotation PATCH → the operator's first AWS call: {shown}")
+    assert max(latencies) <= RECONCILE_NOW_SECONDS, latencies

@@ -1,0 +1,224 @@
+"""Reliability rows for eventual consistency and lost answers (issue 21): the AWS stand-in's reads trail
+its writes by up to 5 s (`read_lag`), a fifth of its writes act and lose their answer
+(`lost_answer_rate`), both at once with 30 % of all calls throttled on top; with kill -9 at the create's
+worst moments. Each row also counts the writes the desired state did not call for (writes.py): it must
+be 0, like the duplicates, orphans and stuck objects.
+
+The operator runs with its default consistency bound, 30 s (the sandbox's own default is 1 s, the truth
+about a stand-in without read lag, so these rows set it).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from q_operator.sandbox import condition
+from tests.kinds import changed, manifest
+from tests.reliability.harness import KINDS, Result, Run, latency, ref_field
+from tests.reliability.writes import CREATES, Needed, tally
+
+if TYPE_CHECKING:
+    from tests.reliability.scenarios import Size
+
+#: The bound the operator assumes in these rows: its default (engine/contract.py Timing.consistency).
+BOUND = "30"
+READ_LAG = 5.0
+LOST_RATE = 0.2
+#: A lost answer of the `timeout` kind is held this long; the operator gives up on it after its read
+#: timeout (5 s here instead of 30 s, so a row takes minutes, not a quarter of an hour).
+LOST_HOLD = 8.0
+OPERATOR_ENV = {"Q_OPERATOR_CONSISTENCY_SECONDS": BOUND, "Q_OPERATOR_AWS_READ_TIMEOUT": "5"}
+LAG_ARGS = ("--read-lag", str(READ_LAG))
+LOST_ARGS = ("--lost-answer-rate", str(LOST_RATE), "--lost-answer-hold", str(LOST_HOLD))
+#: Calls per object beyond the fault-free minimum that waiting out lagging reads may cost: a look on the
+#: poll interval (1, 1, 1.5, 2.25, 3.4 s ...) while a write does not show, for each of its create,
+#: update and delete, and the find (a List) while a lost create does not show.
+WAIT_CALLS_PER_OBJECT = 24
+
+
+def _create_entry(run: Run, kind: str, since: int) -> Mapping[str, Any] | None:
+    """The first successful create of `kind` in the request log after position `since`."""
+    service, operation = CREATES[kind]
+    for entry in run.requests()[since:]:
+        if (entry.get("service"), entry.get("operation")) == (service, operation) and not entry.get("error"):
+            return entry
+    return None
+
+
+def _invisible(entry: Mapping[str, Any]) -> bool:
+    """Whether the resource a logged write made is still hidden from reads now."""
+    return time.time() < float(entry.get("time", 0)) + float(entry.get("visibleAfter", 0))
+
+
+def _kill_in_window(run: Run, obj: dict[str, Any], window: str) -> bool:
+    """Apply `obj` and kill -9 the operator at one of the create's worst moments; whether the kill landed
+    there. `sent`: after AWS acted on the create, before its answer came (answers delayed 1.5 s).
+    `answered`: at once after AWS answered it. `recorded`: once its ID is in status, while reads still
+    cannot see it. The operator is started again at once."""
+    kind = str(obj["kind"])
+    since = len(run.requests())
+    hit = False
+    if window == "sent":
+        with latency(run, 1500):
+            run.apply(obj)
+            try:
+                run.wait("the create", lambda: _create_entry(run, kind, since), timeout=30, interval=0.02)
+                hit = True
+            except Exception:
+                hit = False
+            run.kill_operator()
+    else:
+        run.apply(obj)
+        if window == "answered":
+            entry = run.wait("the create", lambda: _create_entry(run, kind, since), timeout=30, interval=0.01)
+        else:
+            run.wait(
+                "the ID in status",
+                lambda: ((run.get(obj) or {}).get("status") or {}).get(ref_field(kind)),
+                timeout=30,
+                interval=0.02,
+            )
+            entry = _create_entry(run, kind, since)
+        hit = entry is not None and _invisible(entry)
+        run.kill_operator()
+    run.start_operator()
+    # Ready before the next window, so that window's create is the only one in flight.
+    run.wait(f"{kind} {window} Ready", lambda: condition(run.get(obj) or {}, "Ready", "True"), timeout=120)
+    return hit
+
+
+WINDOWS = ("sent", "answered", "recorded")
+
+
+def _play(
+    run: Run,
+    size: Size,
+    name: str,
+    prefix: str,
+    faults: str,
+    kills: bool,
+    setup: Callable[[Run], None],
+    throttle: float = 0.0,
+) -> Result:
+    from tests.reliability.scenarios import calls_bound, minimum_calls, objects  # (they list these rows)
+
+    since = time.monotonic()
+    setup(run)
+
+    def phase() -> None:
+        """Throttle `throttle` % of all calls while a phase's writes go out (a throttle that lasts the
+        whole row only measures the client-side limiter's floor: AIMD cannot tell random 429s from a
+        rate limit, so it settles at its minimum rate)."""
+        if throttle:
+            run.configure(throttle_percent=throttle, throttle_for_seconds=size.throttle_seconds)
+
+    ns = run.namespace(prefix)
+    needed = Needed()
+    every: list[dict[str, Any]] = []
+    hits = 0
+    if kills:
+        for kind in KINDS:
+            for window in WINDOWS:
+                phase()
+                obj = manifest(kind, f"w-{window}", ns)
+                hits += _kill_in_window(run, obj, window)
+                needed.add(kind, created=1)
+                every.append(obj)
+    bulk = objects(run, ns, "c", size.per_kind)
+    phase()
+    run.apply_all(bulk)
+    run.settle("the creates", size.timeout)
+    phase()
+    run.apply_all([changed(o) for o in bulk])
+    run.settle("the changes", size.timeout)
+    doomed = [*bulk[::2], *every]
+    phase()
+    run.delete(doomed)
+    run.mark()
+    for obj in bulk:
+        needed.add(str(obj["kind"]), created=1, changed=1)
+    for obj in doomed:
+        needed.add(str(obj["kind"]), deleted=1)
+    row = run.result(name, "", size.timeout)
+    every += bulk
+    log = run.requests()
+    counted = tally(log, needed, KINDS)
+    row.unneeded_writes = counted.unneeded
+    row.resources = len(every)
+    lost = sum(1 for entry in log if entry.get("lost"))
+    lagged = sum(1 for entry in log if entry.get("lagged"))
+    throttled = sum(1 for entry in log if entry.get("error") == "ThrottlingException")
+    aimed = len(KINDS) * len(WINDOWS)
+    row.faults = faults.format(
+        kills=run.kills, hits=hits, aimed=aimed, lost=lost, lagged=lagged, throttled=throttled
+    )
+    minimum = minimum_calls(every) * 2  # created and changed (or deleted) once each
+    calls_bound(row, run, minimum, 3, every, since)
+    waits = WAIT_CALLS_PER_OBJECT * len(every)
+    limit = int(row.bound.rsplit("= ", 1)[1]) + waits
+    row.bound = f"{row.bound.rsplit(' = ', 1)[0]} + waiting out lagging reads({waits}) = {limit}"
+    row.bound_held = row.aws_calls <= limit
+    row.notes.append(f"writes: {counted.summary()}")
+    row.notes.append(f"{lost} answers lost, {lagged} reads lagged, {throttled} calls throttled")
+    if kills:
+        row.notes.append(f"{hits} of {len(KINDS) * len(WINDOWS)} kills landed in their window")
+        if hits < len(KINDS) * len(WINDOWS) - len(KINDS):  # `recorded` can miss when the lag drew ~0 s
+            row.problems.append(f"only {hits} kills landed in their window")
+    if counted.unneeded:
+        row.problems.append(f"unneeded writes: {counted.summary()}")
+    if counted.missing:
+        row.problems.append(f"needed writes never sent: {counted.summary()}")
+    if not lost and "lost" in faults:
+        row.problems.append("no answer was lost: the row proved nothing about lost answers")
+    return row
+
+
+def _seed(run: Run, **config: Any) -> None:
+    """Seed the stand-in's draws from the run's own generator (`--seed` repeats them)."""
+    run.configure(seed=run.rng.randrange(1_000_000), **config)
+
+
+def read_lag(run: Run, size: Size) -> Result:
+    """Reads trail writes by up to 5 s; per kind, kill -9 just after a create is sent, just after it is
+    answered and once its ID is recorded but reads cannot see it yet; then objects created, changed and
+    half of them deleted, with the window objects."""
+    return _play(
+        run,
+        size,
+        "read lag 5 s + kill -9",
+        "lag",
+        "reads lag ≤ 5 s ({lagged} lagged); {kills} kill -9 ({hits}/{aimed} in the create's windows)",
+        kills=True,
+        setup=lambda r: _seed(r),
+    )
+
+
+def lost_answers(run: Run, size: Size) -> Result:
+    """A fifth of all writes act and lose their answer (reset, or held past the read timeout)."""
+    return _play(
+        run,
+        size,
+        "lost answers 20%",
+        "lost",
+        "20% of writes lose their answer ({lost} lost)",
+        kills=False,
+        setup=lambda r: _seed(r),
+    )
+
+
+def lagged_lost_throttled(run: Run, size: Size) -> Result:
+    """Both at once, with 30 % of all calls throttled while each phase's writes go out (each kill
+    window, the creates, the changes, the deletes), and the kill -9 windows."""
+    return _play(
+        run,
+        size,
+        "read lag + lost answers + 30% throttled",
+        "llt",
+        "lag ≤ 5 s ({lagged} lagged), {lost} answers lost, {throttled} throttled, "
+        "{kills} kill -9 ({hits}/{aimed} in window)",
+        kills=True,
+        setup=lambda r: _seed(r),
+        throttle=30.0,
+    )
