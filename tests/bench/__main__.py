@@ -1,10 +1,20 @@
-"""`python -m tests.bench [--quick] [--cases small,big,mix] [--json FILE]`: run the benchmark, print figures.
+"""`python -m tests.bench [--quick] [--cases steady] [--json FILE]`: run the benchmark, print figures.
 
-Full run (`make bench`, about 12 minutes on 2 cores): the stand-ins' own throughput, 100 QPlugins,
-1,000 QPlugins followed by steady state and a restart over them, and a mix of the three kinds.
-`--quick`: 50 QPlugins (with steady state and restart, drift 30 s) and a mix of 30, about 3 minutes.
+The cases (`--cases` takes a comma list; one name runs one case):
+
+- `standins`: the stand-ins' own throughput.
+- `small`, `big`: 100 and 1,000 QPlugins → all Ready; `big` goes on with steady state and a restart.
+- `steady`: 1,000 Ready QPlugins over 40 applications, drift 60 s: an out-of-band UpdatePlugin and
+  DeletePlugin corrected, then AWS calls per minute in list mode and (the operator restarted) in
+  object mode, and their ratio, in one run. `steady-mix`: the same for a mix of the three kinds.
+- `quotas`: 100 and 1,000 QPlugins with creates limited to 5, 20 and 50/s, operator defaults
+  (`--quotas`, `--sizes` choose).
+- `huge`: 10,000 QPlugins (`--huge-n`), limits raised to 50 creates/s: apply → Ready, peak RSS,
+  steady state, a restart.
+- `mix`: 100 objects of each kind → all Ready.
+
+Everything runs on the Kubernetes stand-in. `--quick` makes each case small (about a minute or two).
 """
-
 from __future__ import annotations
 
 import argparse

@@ -26,6 +26,18 @@ def test_id_and_arn_fields_are_status_fields(kind: KindInfo[Any, Any]) -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
+def test_a_listed_kind_names_its_parent_among_its_ref_fields_and_may_list(kind: KindInfo[Any, Any]) -> None:
+    """List mode sweeps each parent with the kind's List call: the parent is part of the ref, and the
+    IAM policy generated from iam_actions allows the call (a List action of the kind's service)."""
+    if kind.list_parent is None:
+        return  # no List call: its Ready objects are observed one by one
+    assert set(kind.list_parent) < set(kind.ref_fields)
+    assert any(
+        action.split(":", 1)[1].startswith("List") and "Tags" not in action for action in kind.iam_actions
+    )
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
 def test_iam_actions_are_of_one_service_and_pass_role_names_some_of_them(kind: KindInfo[Any, Any]) -> None:
     assert kind.iam_actions, "a kind that calls AWS needs IAM actions"
     prefixes = {action.split(":", 1)[0] for action in kind.iam_actions}
