@@ -15,6 +15,7 @@ The cases (`--cases` takes a comma list; one name runs one case):
 
 Everything runs on the Kubernetes stand-in. `--quick` makes each case small (about a minute or two).
 """
+
 from __future__ import annotations
 
 import argparse
