@@ -400,9 +400,16 @@ def _make_item(client: Any, spec: Spec) -> str:
     return str(made["libraryItemId"])
 
 
+#: Library items per Q Apps instance in the bench: a look before a create (find_before_create) lists
+#: the whole library, so a thousand items in one instance would cost ten pages per create.
+ITEMS_PER_INSTANCE = 100
+
+
 def _bench_item(namespace: str, i: int) -> tuple[str, Spec]:
+    block = i // ITEMS_PER_INSTANCE
+    instance = INSTANCE_ID if block == 0 else _uuid("instance", namespace, str(block))
     return f"li{i:04d}", {
-        "instanceId": INSTANCE_ID,
+        "instanceId": instance,
         "appId": str(uuid.UUID(int=(0xB0 << 120) + i, version=4)),
         "appVersion": 1,
         "categories": [CATEGORY_ID],
