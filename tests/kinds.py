@@ -413,6 +413,8 @@ def _bench_item(namespace: str, i: int) -> tuple[str, Spec]:
         "appId": str(uuid.UUID(int=(0xB0 << 120) + i, version=4)),
         "appVersion": 1,
         "categories": [CATEGORY_ID],
+        # managed, so that a status changed by hand (change_by_hand) is drift to correct
+        "itemStatus": "PUBLISHED",
     }
 
 
@@ -539,6 +541,8 @@ def _make_connector(client: Any, spec: Spec) -> str:
 
 def _bench_connector(namespace: str, i: int) -> tuple[str, Spec]:
     return f"{namespace}-c{i:04d}", {
+        # managed, so that a description changed by hand (change_by_hand) is drift to correct
+        "description": f"bench connector {i}",
         "connectorProvisioningType": "LAMBDA",
         "connectorProvisioningConfig": {"lambda": {"lambdaArn": lambda_arn(f"conn-{i}")}},
     }
