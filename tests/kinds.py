@@ -400,12 +400,21 @@ def _make_item(client: Any, spec: Spec) -> str:
     return str(made["libraryItemId"])
 
 
+#: Library items per Q Apps instance in the bench: a look before a create (find_before_create) lists
+#: the whole library, so a thousand items in one instance would cost ten pages per create.
+ITEMS_PER_INSTANCE = 100
+
+
 def _bench_item(namespace: str, i: int) -> tuple[str, Spec]:
+    block = i // ITEMS_PER_INSTANCE
+    instance = INSTANCE_ID if block == 0 else _uuid("instance", namespace, str(block))
     return f"li{i:04d}", {
-        "instanceId": INSTANCE_ID,
+        "instanceId": instance,
         "appId": str(uuid.UUID(int=(0xB0 << 120) + i, version=4)),
         "appVersion": 1,
         "categories": [CATEGORY_ID],
+        # managed, so that a status changed by hand (change_by_hand) is drift to correct
+        "itemStatus": "PUBLISHED",
     }
 
 
@@ -532,6 +541,8 @@ def _make_connector(client: Any, spec: Spec) -> str:
 
 def _bench_connector(namespace: str, i: int) -> tuple[str, Spec]:
     return f"{namespace}-c{i:04d}", {
+        # managed, so that a description changed by hand (change_by_hand) is drift to correct
+        "description": f"bench connector {i}",
         "connectorProvisioningType": "LAMBDA",
         "connectorProvisioningConfig": {"lambda": {"lambdaArn": lambda_arn(f"conn-{i}")}},
     }

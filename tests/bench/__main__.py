@@ -251,6 +251,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 made = cases.objects_of(QPLUGIN, "steady", steady_n)
             else:
                 made = cases.mix_objects("steadymix", steady_n)
+                # AppFlow allows 100 custom connectors per account and region (the stand-in too): raised
+                # for the 333 connectors of this case.
+                run.box.aws("POST", "/_emulator/config", {"quotas": {"connectors_per_region": 1000}})
             counts = Counter(p for p, _ in made)
             namespace = made[0][1]["metadata"]["namespace"]
             kinds = f" ({len(counts)} kinds)" if len(counts) > 1 else ""

@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -502,9 +503,32 @@ def out_of_band(
                     f"{facts.kind}: {what} → corrected (timed out)", time.time() - began, "s", limit, "max"
                 )
                 continue
+            found = _found_at(sandbox, obj)
+            if found is not None:
+                result.add(
+                    f"{facts.kind}: {what} → found by its sweep", found - began, "s", drift_seconds + 2
+                )
             result.add(f"{facts.kind}: {what} → corrected in AWS", at - began, "s", limit, "max")
             result.add(f"{facts.kind}: {what} → Ready again", ready - began, "s")
     return result
+
+
+def _found_at(sandbox: Sandbox, obj: Mapping[str, Any]) -> float | None:
+    """When a sweep found the object's change (the q-operator.dev/drift-found annotation's time, to the
+    second); None when no sweep set it (object mode, or its own drift check found it)."""
+    meta = obj["metadata"]
+    live = sandbox.get(
+        BY_PATH[f"{obj['apiVersion']}/{_plural(obj)}"].plural_path, meta["namespace"], meta["name"]
+    )
+    value = ((live or {}).get("metadata", {}).get("annotations") or {}).get("q-operator.dev/drift-found")
+    if not value:
+        return None
+    stamp = str(value).split(" ", 1)[0].replace("Z", "+00:00")
+    return datetime.fromisoformat(stamp).timestamp()
+
+
+def _plural(obj: Mapping[str, Any]) -> str:
+    return next(f.info.plural for f in TEST_KINDS if f.kind == obj.get("kind"))
 
 
 def observe_modes(

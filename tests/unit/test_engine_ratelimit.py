@@ -204,19 +204,6 @@ def test_a_second_throttle_soon_after_is_measured_from_the_first() -> None:
     assert bucket.limit is not None and bucket.limit < 10.5
 
 
-def test_a_call_sent_after_a_decrease_and_throttled_lowers_the_rate_again_one_in_flight_does_not() -> None:
-    """The rate after a decrease may still be too high (AWS's burst inflated the measurement): a call
-    sent at the lowered rate and throttled says so at once; one that was already in flight does not."""
-    bucket = TokenBucket(20, 20, now=0.0)
-    now = _accepted(bucket, 0.0, 2.0, 15.0)
-    bucket.throttled(now, retry_after=None, sent=now - 0.05)
-    lowered = bucket.rate
-    bucket.throttled(now + 0.1, retry_after=None, sent=now - 0.02)  # in flight at the decrease
-    assert bucket.rate == lowered
-    bucket.throttled(now + 0.3, retry_after=None, sent=now + 0.2)  # sent at the lowered rate
-    assert bucket.rate == pytest.approx(BETA * lowered)
-
-
 def test_rate_never_falls_below_the_floor() -> None:
     bucket = TokenBucket(10, 10, now=0.0, min_rate=0.2)
     for step in range(40):

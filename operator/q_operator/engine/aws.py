@@ -318,7 +318,6 @@ class AwsSession:
         if waited:
             metrics.AWS_WAIT_SECONDS.labels(key[0]).inc(waited)
         context["q_operator_started"] = time.monotonic()
-        context["q_operator_sent"] = self.limiter.clock()
 
     def _needs_retry(
         self,
@@ -351,12 +350,10 @@ class AwsSession:
             return None
         key = self._key(operation, request_dict.get("context", {}), role)
         metrics.AWS_THROTTLES.labels(key[0], key[2]).inc()
-        # When this attempt was sent: a call already in flight when the rate went down says nothing new.
-        self.limiter.throttled(key, _retry_after(http_response, parsed), context.get("q_operator_sent"))
+        self.limiter.throttled(key, _retry_after(http_response, parsed))
         if attempts > self.throttle_retries:
             return None
         waited = self.limiter.acquire(key)
-        context["q_operator_sent"] = self.limiter.clock()
         if waited:
             metrics.AWS_WAIT_SECONDS.labels(key[0]).inc(waited)
         log.debug(

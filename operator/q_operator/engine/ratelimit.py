@@ -135,29 +135,15 @@ class TokenBucket:
         span = max(1.0, now - max(start, self.accepted[0]))
         return len(self.accepted) / span
 
-    def throttled(self, now: float, retry_after: float | None, sent: float | None = None) -> None:
+    def throttled(self, now: float, retry_after: float | None) -> None:
         """AWS said slow down: to BETA of what it let through (never above the rate in use), once per
-        burst of throttles; pause for Retry-After (else one token's time).
-
-        `sent` (when the throttled call was sent, on the same clock) tells a call that was already in
-        flight when the rate last went down, which says nothing new, from one sent at the lowered
-        rate, which says it is still too high. Without it, throttles within a second of a decrease
-        are taken for the same burst."""
-        if sent is not None:
-            fresh = sent >= self.last_decrease
-        else:
-            fresh = now - self.last_decrease >= max(1.0, 1.0 / self.rate)
-        if fresh:
-            since = now - self.last_decrease
-            if since < 1.0:
-                # Too soon after the last decrease to measure anything: AWS's own burst made that
-                # one too high. Plain multiplicative decrease from the rate in use.
-                limit = self.rate
-            else:
-                # A throttle a few seconds after a decrease is measured from that decrease only.
-                recent = since < MEASURE_SECONDS
-                let_through = self.measured(now, self.last_decrease if recent else float("-inf"))
-                limit = min(self.rate, let_through) if let_through else self.rate / 2
+        burst of throttles; pause for Retry-After (else one token's time)."""
+        if now - self.last_decrease >= max(1.0, 1.0 / self.rate):
+            # A second throttle soon after a decrease is measured from that decrease only: AWS's own
+            # burst inflated the first measurement.
+            recent = now - self.last_decrease < MEASURE_SECONDS
+            let_through = self.measured(now, self.last_decrease if recent else float("-inf"))
+            limit = min(self.rate, let_through) if let_through else self.rate / 2
             self.limit = limit
             self.rate = self._capped(BETA * limit)
             self.waited_calls = 0.0
@@ -248,11 +234,10 @@ class RateLimiter:
             self.sleep(wait)
         return wait
 
-    def throttled(self, key: BucketKey, retry_after: float | None, sent: float | None = None) -> None:
-        """A call was throttled; `sent`: when it was sent (this limiter's clock), if known."""
+    def throttled(self, key: BucketKey, retry_after: float | None) -> None:
         bucket = self.bucket(key)
         with self._lock:
-            bucket.throttled(self.clock(), retry_after, sent)
+            bucket.throttled(self.clock(), retry_after)
 
     def succeeded(self, key: BucketKey) -> None:
         bucket = self.bucket(key)
