@@ -6,9 +6,10 @@ is the whole of that translation. Its contract:
 
 - **One cycle at a time per object.** Every handler runs `run_cycle`, which holds the object's lock
   (memory.py) around one `reconcile()`: a timer and a handler never reconcile the same object at once.
-- **A cycle sees its own last write.** kopf may hand a handler a body older than the status patch
-  the previous cycle wrote (the watch event is late, kopf's consistency wait gave up): the patch
-  written at that resourceVersion is laid over the body (`object_view`).
+- **A cycle sees every write of ours.** kopf may hand a handler or a timer a body older than any
+  number of the status patches earlier cycles wrote (watch events are late when the event loop is
+  busy; kopf's consistency wait gives up): the status as our patches left it is laid over every
+  body (`object_view`). This process is the status's only writer, so a fresh body changes nothing.
 - **No cycle twice on one version.** At startup kopf runs resume and then create/update on the same
   body; a change-cycle on a version that already converged (DONE) returns at once.
 - **Back-off counts failures.** `ObjectView.retry` is the number of failed cycles in a row (Synced
@@ -117,7 +118,7 @@ async def run_cycle(
         attempt = entry.failures
         # Any handler may run on a body from before our own last patch (kopf stops waiting for it after
         # its consistency timeout, and a busy API server can be slower): it sees that patch.
-        obj = object_view(body, attempt, entry.written)
+        obj = object_view(body, attempt, entry.wrote)
         if deleting and not obj.deleting:
             obj = dataclasses.replace(obj, deleting=True)
         if trigger is Trigger.DRIFT and deps.watcher.covers(kind, obj):
@@ -130,12 +131,7 @@ async def run_cycle(
         else:
             outcome = await reconcile(kind, obj, deps, trigger)
             deps.watcher.note(kind, obj, outcome, deps)  # Ready: watched by a sweep; else not
-        if outcome.status:
-            earlier = entry.written
-            if earlier is not None and earlier[0] == version:  # a second cycle on the same stale body
-                entry.written = (version, {**earlier[1], **outcome.status})
-            else:
-                entry.written = (version, outcome.status)
+        entry.wrote = merge_patch(entry.wrote, outcome.status, keep_removals=True)
         entry.converged_at = version if outcome.decision is Decision.DONE else None
         failed = (
             _synced(obj, outcome) == "False"
@@ -177,13 +173,11 @@ def forget(deps: Deps, uid: str) -> None:
         metrics.recount(gone.counted, None)
 
 
-def object_view(
-    body: Mapping[str, Any], retry: int, written: tuple[str, Mapping[str, Any]] | None
-) -> ObjectView:
+def object_view(body: Mapping[str, Any], retry: int, wrote: Mapping[str, Any] | None) -> ObjectView:
+    """The object as a cycle sees it: the body, with the status our own patches left laid over it
+    (`ObjectMemory.wrote`; an older body does not show them yet, a fresh one already does)."""
     meta = body.get("metadata", {})
-    status = copy.deepcopy(dict(body.get("status") or {}))
-    if written is not None and written[0] == str(meta.get("resourceVersion", "")):
-        status = _merge(status, written[1])  # our last patch is not in this (older) body yet
+    status = merge_patch(copy.deepcopy(dict(body.get("status") or {})), wrote or {})
     return ObjectView(
         uid=str(meta.get("uid", "")),
         namespace=str(meta.get("namespace", "")),
@@ -197,13 +191,23 @@ def object_view(
     )
 
 
-def _merge(status: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(status)
+def merge_patch(
+    target: Mapping[str, Any], patch: Mapping[str, Any], *, keep_removals: bool = False
+) -> dict[str, Any]:
+    """`patch` applied to `target` as the API server applies a JSON merge patch (RFC 7386: maps
+    merge, None removes, anything else replaces). `keep_removals` keeps the None entries, so that
+    patches merged together still remove what they removed when laid over a body."""
+    merged = dict(target)
     for key, value in patch.items():
         if value is None:
-            merged.pop(key, None)
+            if keep_removals:
+                merged[key] = None
+            else:
+                merged.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge_patch(merged[key], value, keep_removals=keep_removals)
         else:
-            merged[key] = value
+            merged[key] = copy.deepcopy(value) if isinstance(value, (dict, list)) else value
     return merged
 
 

@@ -2,7 +2,7 @@
 in one place (`Memory.of`) and forgotten in one place (`Memory.forget`, when the finalizer goes).
 
 Nothing here is the truth: the object's status is. This memory only saves work and closes races
-inside one process (a lock per object, the last patch written, how long builds take), so a restart
+inside one process (a lock per object, the status it wrote, how long builds take), so a restart
 that loses it costs a few extra AWS calls, never a duplicate or an orphan.
 """
 
@@ -82,9 +82,12 @@ class ObjectMemory:
 
     #: a timer and a handler never reconcile the same object at once.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    #: (resourceVersion the last cycle saw, the status patch it wrote): a handler running on a body
-    #: older than our own last patch sees that patch (the watch event may not have arrived yet).
-    written: tuple[str, Mapping[str, Any]] | None = None
+    #: the status as this process's own patches left it (every key a cycle wrote, merged in order):
+    #: laid over every body a cycle is handed. This process is the status's only writer (kopf's
+    #: peering keeps one active per scope), and a handler or timer may be handed a body older than
+    #: any number of our patches (a busy event loop, a late watch): it must see them all, or it
+    #: records a second create intent for an object whose resource already exists.
+    wrote: dict[str, Any] = field(default_factory=dict)
     #: the resourceVersion at which the last cycle converged (DONE): kopf runs resume and
     #: create/update one after another on the same body at startup; the second has nothing to add.
     converged_at: str | None = None
