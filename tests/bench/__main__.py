@@ -11,6 +11,8 @@ The cases (`--cases` takes a comma list; one name runs one case):
   (`--quotas`, `--sizes` choose).
 - `huge`: 10,000 QPlugins (`--huge-n`), limits raised to 50 creates/s: apply → Ready, peak RSS,
   steady state, a restart.
+- `huge-sharded`: the same objects split over two namespaces, each watched by its own release
+  (`q-operator run --namespace …`), sharing the account's limits: what two releases give instead.
 - `mix`: 100 objects of each kind → all Ready.
 
 Everything runs on the Kubernetes stand-in. `--quick` makes each case small (about a minute or two).
@@ -37,12 +39,12 @@ import psutil
 from q_operator.sandbox import Sandbox
 from tests.bench import cases
 from tests.bench.cases import Result
-from tests.bench.harness import ProcSampler, ReadyWatch, gvp_of
+from tests.bench.harness import ProcGroup, ProcSampler, ReadyWatch, gvp_of
 from tests.kinds import QPLUGIN, TEST_KINDS
 
 KINDS = [gvp_of(facts.plural_path) for facts in TEST_KINDS]
 #: every case, in the order they run
-ALL_CASES = ("standins", "small", "big", "steady", "steady-mix", "quotas", "huge", "mix")
+ALL_CASES = ("standins", "small", "big", "steady", "steady-mix", "quotas", "huge", "huge-sharded", "mix")
 #: The operator runs with its defaults: it learns each operation's limit from Q_OPERATOR_AWS_RATE's
 #: default 10/s, up or down (before the limiter learned upwards, the bench set the highest limit, 20).
 OPERATOR_ENV: dict[str, str] = {}
@@ -118,7 +120,8 @@ def print_result(result: Result) -> None:
 
 
 class Run:
-    """One sandbox (both stand-ins, the operator) with a watch and a process sampler on it."""
+    """One sandbox (both stand-ins, the operator) with a watch and a process sampler on it.
+    `shards`: instead of one operator over every namespace, one release per entry (its options)."""
 
     def __init__(
         self,
@@ -127,8 +130,10 @@ class Run:
         env: dict[str, str],
         limits: dict[str, float] | None = None,
         aws_extra: Sequence[str] = (),
+        shards: Sequence[Sequence[str]] = (),
     ) -> None:
         self.drift = drift
+        self.shards = shards
         self.box = Sandbox(
             workdir,
             aws_args=cases.aws_args(limits, aws_extra),
@@ -137,9 +142,13 @@ class Run:
 
     def __enter__(self) -> Run:
         self.box.__enter__()
-        self.box.start_operator()
-        assert self.box.operator is not None
-        self.sampler = ProcSampler(self.box.operator.pid)
+        self.sampler: ProcSampler | ProcGroup
+        if self.shards:
+            self.sampler = ProcGroup(self.box.spawn_operator(*args).pid for args in self.shards)
+        else:
+            self.box.start_operator()
+            assert self.box.operator is not None
+            self.sampler = ProcSampler(self.box.operator.pid)
         self.watch = ReadyWatch(self.box.kube_url, KINDS)
         return self
 
@@ -296,18 +305,29 @@ def main(argv: Sequence[str] | None = None) -> int:
                 results.append(result)
                 print_result(result)
 
-    if "huge" in wanted:
+    for name in ("huge", "huge-sharded"):
+        if name not in wanted:
+            continue
         n = 1000 if args.quick else args.huge_n
         limits = cases.scaled_limits(50.0)
-        log(f"\n== huge: {n} QPlugins, limits raised: {json.dumps(limits)}")
-        with Run(workdir / "huge", 60.0, {}, limits) as run:
-            objects = cases.objects_of(QPLUGIN, "huge", n)
+        # sharded: two releases, each watching its own namespace (`--standalone`: no peering between
+        # them, as two Helm releases with their own namespaces would be)
+        namespaces = ["shard-a", "shard-b"] if name == "huge-sharded" else ["huge"]
+        shards = [("--namespace", ns, "--standalone") for ns in namespaces] if len(namespaces) > 1 else []
+        releases = f", {len(shards)} releases" if shards else ""
+        log(f"\n== {name}: {n} QPlugins{releases}, limits raised: {json.dumps(limits)}")
+        with Run(workdir / name, 60.0, {}, limits, shards=shards) as run:
+            objects = [
+                item
+                for i, ns in enumerate(namespaces)
+                for item in cases.objects_of(QPLUGIN, ns, n // len(namespaces) + (i < n % len(namespaces)))
+            ]
             result = cases.converge(
                 run.box,
                 run.watch,
                 run.sampler,
-                f"{n} QPlugins",
-                "huge",
+                f"{n} QPlugins{releases}",
+                namespaces,
                 objects,
                 rss_target_mib=1024.0,
                 limits=limits,
@@ -320,7 +340,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             print_result(results[-1])
             run.sampler.close()
-            restarted, run.sampler = cases.restart(run.box, counts, {}, log, rss_target_mib=1024.0)
+            restarted, run.sampler = cases.restart(
+                run.box, counts, {}, log, rss_target_mib=1024.0, shards=shards
+            )
             results.append(restarted)
             print_result(restarted)
             results.append(cases.steady_state(run.box, run.sampler, counts, time.time(), 60.0, 120.0, log))

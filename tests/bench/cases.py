@@ -21,6 +21,7 @@ from typing import Any
 from q_operator.sandbox import Sandbox, SandboxError, condition, wait_for
 from tests.bench.harness import (
     CallStats,
+    ProcGroup,
     ProcSample,
     ProcSampler,
     ReadyWatch,
@@ -189,29 +190,33 @@ def aws_ready_times(sandbox: Sandbox, namespace: str, plurals: Sequence[str]) ->
 def converge(
     sandbox: Sandbox,
     watch: ReadyWatch,
-    sampler: ProcSampler,
+    sampler: ProcSampler | ProcGroup,
     case: str,
-    namespace: str,
+    namespace: str | Sequence[str],
     objects: Sequence[tuple[str, dict[str, Any]]],
     rss_target_mib: float | None = None,
     log: Callable[[str], None] = print,
     limits: Mapping[str, float] | None = None,
 ) -> Result:
-    """Apply the objects, wait until all are Ready, and measure: time vs bound, calls, delays, process."""
+    """Apply the objects (in one namespace or several), wait until all are Ready, and measure: time
+    vs bound, calls, delays, process."""
     result = Result(case)
     counts = Counter(p for p, _ in objects)
     n = len(objects)
     bound = lower_bound(counts, limits)
     load_before = os.getloadavg()[0]
-    create_namespace(sandbox, namespace)
+    namespaces = [namespace] if isinstance(namespace, str) else list(namespace)
+    for each in namespaces:
+        create_namespace(sandbox, each)
     sampler.cut()
     started = time.time()
     posted = create_objects(sandbox, objects)
     log(f"  {case}: {n} objects posted in {posted:.1f}s; waiting for Ready (bound {bound:.1f}s)")
     timeout = max(90.0, 4 * bound)
-    all_ready = watch.wait_ready(n, namespace, timeout)
-    ready = watch.ready_times(namespace)
-    last = max(ready.values(), default=time.time())
+    all_ready = watch.wait_ready(n, namespaces, timeout)
+    readies = {each: watch.ready_times(each) for each in namespaces}
+    ready = [(key[0], t) for times in readies.values() for key, t in times.items()]  # (plural, time)
+    last = max((t for _, t in ready), default=time.time())
     elapsed = (last if all_ready else time.time()) - started
     sample = sampler.cut()
     result.add(
@@ -232,7 +237,9 @@ def converge(
         calls.throttled_by_operation().get(BY_PATH[p].create_op, 0) for p in counts
     )
     result.add("creates that reached AWS", creates, "", n, "eq")
-    delays = [seen - at_aws for seen, at_aws in _pairs(sandbox, namespace, counts, ready)]
+    delays = [
+        seen - at_aws for each in namespaces for seen, at_aws in _pairs(sandbox, each, counts, readies[each])
+    ]
     q = quantiles(delays)
     result.add("AWS ready → Ready, median", q["median"], "s", 2.0, "max")
     result.add("AWS ready → Ready, p90", q["p90"], "s")
@@ -240,7 +247,7 @@ def converge(
     if len(counts) > 1:
         for plural_path, k in counts.items():
             plural = gvp_of(plural_path)[2]
-            times = [t for (p, _), t in ready.items() if p == plural]
+            times = [t for p, t in ready if p == plural]
             alone = lower_bound(Counter({plural_path: k}), limits)
             result.add(f"apply → last {plural} Ready", max(times, default=started) - started, "s", alone)
     result.add_process(sample, rss_target_mib)
@@ -268,7 +275,7 @@ def _pairs(
 
 def steady_state(
     sandbox: Sandbox,
-    sampler: ProcSampler,
+    sampler: ProcSampler | ProcGroup,
     counts: Counter[str],
     created_at: float,
     drift_seconds: float,
@@ -346,15 +353,22 @@ def restart(
     env: dict[str, str],
     log: Callable[[str], None] = print,
     rss_target_mib: float = 200.0,
-) -> tuple[Result, ProcSampler]:
-    """Stop the operator, start it again over N Ready objects: time to watching, AWS calls resuming."""
+    shards: Sequence[Sequence[str]] = (),
+) -> tuple[Result, ProcSampler | ProcGroup]:
+    """Stop the operator, start it again over N Ready objects: time to watching, AWS calls resuming.
+    `shards`: the operator runs as these releases (each its own `q-operator run` options): all are
+    stopped and started again."""
     n = sum(counts.values())
-    result = Result(f"restart with {n} Ready")
-    sandbox.stop_operator()
+    result = Result(f"restart with {n} Ready" + (f", {len(shards)} releases" if shards else ""))
+    sandbox.stop_operators()
     started = time.time()
-    sandbox.start_operator(env=env)
-    assert sandbox.operator is not None
-    sampler = ProcSampler(sandbox.operator.pid)
+    sampler: ProcSampler | ProcGroup
+    if shards:
+        sampler = ProcGroup(sandbox.spawn_operator(*args, env=env).pid for args in shards)
+    else:
+        sandbox.start_operator(env=env)
+        assert sandbox.operator is not None
+        sampler = ProcSampler(sandbox.operator.pid)
     live = time.time() - started
     plurals = {gvp_of(p)[2] for p in counts}
 

@@ -96,12 +96,14 @@ class ReadyWatch:
                 ):
                     self.ready[key] = now
 
-    def count_ready(self, namespace: str | None = None) -> int:
+    def count_ready(self, namespace: str | Sequence[str] | None = None) -> int:
+        """Objects seen Ready in `namespace` (a name or several; None: everywhere)."""
+        wanted = {namespace} if isinstance(namespace, str) else None if namespace is None else set(namespace)
         with self._lock:
-            return sum(1 for k in self.ready if namespace is None or k[1] == namespace)
+            return sum(1 for k in self.ready if wanted is None or k[1] in wanted)
 
-    def wait_ready(self, expected: int, namespace: str, timeout: float) -> bool:
-        """Wait (bounded) until `expected` objects of `namespace` are Ready; False on timeout."""
+    def wait_ready(self, expected: int, namespace: str | Sequence[str], timeout: float) -> bool:
+        """Wait (bounded) until `expected` objects of `namespace` (one or several) are Ready."""
         try:
             wait_for(
                 f"{expected} Ready in {namespace}",
@@ -180,6 +182,28 @@ class ProcSampler:
         self._stop.set()
         self._thread.join(timeout=2)
         return self.cut()
+
+
+class ProcGroup:
+    """Several operator processes (namespace-sharded releases) sampled as one: CPU summed, RSS the
+    peak of the largest (what each release's memory limit must hold)."""
+
+    def __init__(self, pids: Iterable[int]) -> None:
+        self.samplers = [ProcSampler(pid) for pid in pids]
+
+    @staticmethod
+    def _combined(samples: Sequence[ProcSample]) -> ProcSample:
+        return ProcSample(
+            rss_peak=max(s.rss_peak for s in samples),
+            cpu_start=sum(s.cpu_start for s in samples),
+            cpu_end=sum(s.cpu_end for s in samples),
+        )
+
+    def cut(self) -> ProcSample:
+        return self._combined([s.cut() for s in self.samplers])
+
+    def close(self) -> ProcSample:
+        return self._combined([s.close() for s in self.samplers])
 
 
 def is_throttle(entry: Mapping[str, Any]) -> bool:
