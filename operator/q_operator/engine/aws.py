@@ -1,5 +1,11 @@
 """The engine's way to AWS: cached boto3 clients, adapter verbs run in worker threads, every HTTP
-call behind the rate limiter, with a debug line and metrics around each.
+call of a verb behind the rate limiter, with a debug line and metrics around each.
+
+STS calls (AssumeRole, GetCallerIdentity) bypass the limiter on purpose: they are few (one per role
+per credential lifetime, at most one a minute for a refused role, one per role at a time; the
+operator's own account asked once), counted against the operator's own account's STS quota, not
+the tenants' service quotas, and the limiter's hooks would take an AssumeRole made before a verb's
+first call for that verb's first operation.
 
 botocore's own retries are off (total_max_attempts 1): the engine owns retries, as requeues with a
 delay, so a 5xx or a timeout never turns into hidden resends (a create without a token must never be
