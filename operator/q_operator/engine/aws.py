@@ -344,7 +344,7 @@ class AwsSession:
         if caught_exception is not None or not response:
             return None
         http_response, parsed = response
-        code = str(parsed.get("Error", {}).get("Code", "")) if isinstance(parsed, Mapping) else ""
+        code = _parsed_code(parsed)
         context = request_dict.get("context", {})
         if code in EXPIRED_CODES and role is not None and not context.get("q_operator_renewed"):
             log.info("credentials of %s expired early; renewing them and resending", role.arn)
@@ -379,7 +379,7 @@ class AwsSession:
         key = self._key(model, context, role)
         service, region, operation, account = key
         elapsed = time.monotonic() - float(context.get("q_operator_started", time.monotonic()))
-        code = str(parsed.get("Error", {}).get("Code", "")) if isinstance(parsed, Mapping) else ""
+        code = _parsed_code(parsed)
         status = int(getattr(http_response, "status_code", 0) or 0)
         metrics.AWS_CALLS.labels(service, operation, code or "OK").inc()
         metrics.AWS_SECONDS.labels(service, operation).observe(elapsed)
@@ -405,6 +405,11 @@ class AwsSession:
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _parsed_code(parsed: Any) -> str:
+    """The error code of a parsed botocore answer ("" when it is no error)."""
+    return str(parsed.get("Error", {}).get("Code", "")) if isinstance(parsed, Mapping) else ""
 
 
 def _retry_after(http_response: Any, parsed: Mapping[str, Any]) -> float | None:
