@@ -8,7 +8,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +130,14 @@ def events_of(sandbox: Sandbox, namespace: str, name: str) -> list[dict[str, Any
     """The Kubernetes events posted about an object, oldest first."""
     listed = sandbox.kube("GET", f"/api/v1/namespaces/{namespace}/events")
     return [e for e in listed.get("items", []) if e.get("involvedObject", {}).get("name") == name]
+
+
+def synced(obj: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The object's Synced condition, whatever its status ({} when it has none yet)."""
+    for cond in (obj or {}).get("status", {}).get("conditions", []) or []:
+        if cond.get("type") == "Synced":
+            return dict(cond)
+    return {}
 
 
 def wait_synced_false(

@@ -26,7 +26,7 @@ from q_operator.sandbox import Sandbox, condition, wait_for
 from tests.kinds import TEST_KINDS, KindFacts
 from tests.unit.test_argocd_health import health
 
-from .helpers import allow_adoption, apply, client, events_of, record_status_fixture
+from .helpers import allow_adoption, apply, client, events_of, record_status_fixture, synced
 
 PAUSED = "q-operator.dev/paused"
 ADOPT = "q-operator.dev/adopt-id"
@@ -74,13 +74,6 @@ def in_aws(sandbox: Sandbox, facts: KindFacts, status: Mapping[str, Any]) -> dic
         if resource.id == status[facts.info.id_field]:
             return dict(resource.fields)
     return None
-
-
-def synced(obj: Mapping[str, Any]) -> dict[str, Any]:
-    for cond in obj.get("status", {}).get("conditions", []) or []:
-        if cond.get("type") == "Synced":
-            return dict(cond)
-    return {}
 
 
 def wait_synced(

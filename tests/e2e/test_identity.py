@@ -13,7 +13,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -23,7 +23,7 @@ from botocore.config import Config
 from q_operator.sandbox import Sandbox, condition, wait_for
 from tests.kinds import OPENAPI, QPLUGINS, TEST_KINDS, AwsResource, facts_of, qplugin
 
-from .helpers import apply, new_application_id, wait_synced_false
+from .helpers import apply, new_application_id, synced, wait_synced_false
 
 OWN_ACCOUNT = "123456789012"
 ACCOUNT_A, ACCOUNT_B, ACCOUNT_C = "111111111111", "222222222222", "333333333333"
@@ -140,13 +140,6 @@ def as_role(sandbox: Sandbox, service: str, role: str, external_id: str | None =
         aws_session_token=got["SessionToken"],
         config=Config(retries={"max_attempts": 1}),
     )
-
-
-def synced(obj: Mapping[str, Any] | None) -> dict[str, Any]:
-    for cond in (obj or {}).get("status", {}).get("conditions", []) or []:
-        if cond.get("type") == "Synced":
-            return dict(cond)
-    return {}
 
 
 def delete_all(sandbox: Sandbox, namespace: str, plural: str, names: list[str]) -> None:
