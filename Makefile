@@ -12,7 +12,7 @@ GO_STAMP := $(TOOLS)/bin/.testenv-built
 GO_SOURCES := testenv/go.mod testenv/go.sum $(wildcard testenv/cmd/*/*.go)
 export PATH := $(CURDIR)/$(TOOLS)/bin:$(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install test lint unit e2e demo crds bench reliability clean image image-base image-test
+.PHONY: install test lint unit demo crds bench reliability clean image image-base image-test
 
 install: $(STAMP) $(TOOLS)/bin/kubectl $(TOOLS)/bin/helm $(TOOLS)/bin/promtool $(GO_STAMP)
 

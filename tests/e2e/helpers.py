@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import boto3
 from botocore.config import Config
 
-from q_operator.sandbox import CRDS_DIR, REPO_ROOT, KubeServer, Sandbox
+from q_operator.sandbox import CRDS_DIR, REPO_ROOT, KubeServer, Sandbox, condition, wait_for
 
 from . import calllog
 
 PEERING_CRDS = REPO_ROOT / "charts" / "q-operator" / "charts" / "kopf-peering" / "crds" / "kopf-peering.yaml"
+#: recorded status objects, the Argo CD health checks' test data (tests/unit/test_argocd_health.py)
+STATUS_FIXTURES = REPO_ROOT / "tests" / "fixtures" / "status"
 
 
 def new_application_id() -> str:
@@ -127,3 +130,32 @@ def events_of(sandbox: Sandbox, namespace: str, name: str) -> list[dict[str, Any
     """The Kubernetes events posted about an object, oldest first."""
     listed = sandbox.kube("GET", f"/api/v1/namespaces/{namespace}/events")
     return [e for e in listed.get("items", []) if e.get("involvedObject", {}).get("name") == name]
+
+
+def synced(obj: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The object's Synced condition, whatever its status ({} when it has none yet)."""
+    for cond in (obj or {}).get("status", {}).get("conditions", []) or []:
+        if cond.get("type") == "Synced":
+            return dict(cond)
+    return {}
+
+
+def wait_synced_false(
+    sandbox: Sandbox, plural: str, namespace: str, name: str, reason: str, timeout: float = 60
+) -> dict[str, Any]:
+    """Wait until the object's Synced condition is False with `reason`; returns the condition."""
+
+    def probe() -> dict[str, Any] | None:
+        found = condition(sandbox.get(plural, namespace, name) or {}, "Synced", "False")
+        return found if found and found.get("reason") == reason else None
+
+    return wait_for(f"{name} Synced=False {reason}", probe, timeout=timeout)
+
+
+def record_status_fixture(name: str, obj: dict[str, Any]) -> None:
+    """With Q_OPERATOR_RECORD_FIXTURES=1, keep the live object as an Argo CD health fixture."""
+    if os.environ.get("Q_OPERATOR_RECORD_FIXTURES") == "1":
+        keep = {k: obj[k] for k in ("apiVersion", "kind", "metadata", "spec", "status") if k in obj}
+        for noisy in ("managedFields", "uid", "resourceVersion", "creationTimestamp"):
+            keep["metadata"].pop(noisy, None)
+        (STATUS_FIXTURES / f"{name}.json").write_text(json.dumps(keep, indent=2, sort_keys=True) + "\n")

@@ -14,7 +14,7 @@ from typing import Any
 from q_operator.sandbox import Sandbox, condition, wait_for
 from tests.kinds import APPFLOWCONNECTORS, appflowconnector, lambda_arn
 
-from .helpers import allow_adoption, apply, calls, client, connector_labels
+from .helpers import allow_adoption, apply, calls, client, connector_labels, wait_synced_false
 
 AWS_ARGS = ["--build-seconds", "0.2"]
 #: Library items and connectors have no build: poll right after a create or update, not after 1 s.
@@ -57,17 +57,6 @@ def _stays(what: str, probe: Callable[[], bool], seconds: float) -> None:
 def _register(sandbox: Sandbox, namespace: str, name: str, **spec: Any) -> dict[str, Any]:
     apply(sandbox, appflowconnector(name, namespace, **spec))
     return sandbox.wait_condition(APPFLOWCONNECTORS, namespace, name, "Ready", timeout=30)
-
-
-def _synced_false(sandbox: Sandbox, namespace: str, name: str, reason: str) -> dict[str, Any]:
-    """Wait for Synced=False with `reason`; returns the condition."""
-
-    def probe() -> dict[str, Any] | None:
-        obj = sandbox.get(APPFLOWCONNECTORS, namespace, name) or {}
-        found = condition(obj, "Synced", "False")
-        return found if found and found.get("reason") == reason else None
-
-    return wait_for(f"{name} Synced=False {reason}", probe, timeout=30)
 
 
 def test_register_reaches_ready_with_the_arn_aws_returned_and_the_owner_tag(
@@ -132,7 +121,7 @@ def test_label_of_a_foreign_connector_is_refused_and_the_connector_left_alone(
         connectorProvisioningConfig={"lambda": {"lambdaArn": foreign_lambda}},
     )["connectorArn"]
     apply(sandbox, appflowconnector(name, namespace))
-    synced = _synced_false(sandbox, namespace, name, "AlreadyExists")
+    synced = wait_synced_false(sandbox, APPFLOWCONNECTORS, namespace, name, "AlreadyExists")
     assert name in synced["message"] and "adopt" in synced["message"]
     obj = sandbox.get(APPFLOWCONNECTORS, namespace, name) or {}
     assert condition(obj, "Ready", "False"), obj["status"]
@@ -182,7 +171,7 @@ def test_label_registered_by_another_object_is_refused_as_owned_by_another(
     label = _label("shared")
     first = _register(sandbox, namespace, "first", connectorLabel=label)
     apply(sandbox, appflowconnector("second", namespace, connectorLabel=label))
-    synced = _synced_false(sandbox, namespace, "second", "OwnedByAnother")
+    synced = wait_synced_false(sandbox, APPFLOWCONNECTORS, namespace, "second", "OwnedByAnother")
     assert f"{namespace}.first." in synced["message"]
     assert _tags(sandbox, first["status"]["connectorArn"])[OWNER_TAG].startswith(f"{namespace}.first.")
     sandbox.kubectl("delete", "afc", "second", "-n", namespace, "--wait=false")
@@ -211,7 +200,7 @@ def test_tag_key_the_schema_cannot_check_is_flagged_naming_spec_tags(
     name = _label("badtag")
     registers = len(calls(sandbox, "RegisterConnector"))
     apply(sandbox, appflowconnector(name, namespace, tags={"team!": "x"}))
-    synced = _synced_false(sandbox, namespace, name, "InvalidSpec")
+    synced = wait_synced_false(sandbox, APPFLOWCONNECTORS, namespace, name, "InvalidSpec")
     assert "spec.tags" in synced["message"] and "team!" in synced["message"]
     assert len(calls(sandbox, "RegisterConnector")) == registers
     assert name not in connector_labels(sandbox)
@@ -229,7 +218,7 @@ def test_broken_lambda_is_reported_with_aws_message_retried_with_backoff_then_co
     try:
         start = len(calls(sandbox, "RegisterConnector"))
         apply(sandbox, appflowconnector(name, namespace))
-        synced = _synced_false(sandbox, namespace, name, "ExternalFailure")
+        synced = wait_synced_false(sandbox, APPFLOWCONNECTORS, namespace, name, "ExternalFailure")
         assert "ConnectorServerException" in synced["message"]
         assert f"Connector Lambda {broken} failed" in synced["message"]  # AWS's own words
         obj = sandbox.get(APPFLOWCONNECTORS, namespace, name) or {}
@@ -270,7 +259,7 @@ def test_moving_to_a_lambda_that_fails_authentication_keeps_the_working_registra
     try:
         for fix in (working, other):
             apply(sandbox, with_lambda(broken))
-            synced = _synced_false(sandbox, namespace, name, "ExternalFailure")
+            synced = wait_synced_false(sandbox, APPFLOWCONNECTORS, namespace, name, "ExternalFailure")
             assert "ConnectorAuthenticationException" in synced["message"] and broken in synced["message"]
             lambda_now = _describe(sandbox, name)["connectorProvisioningConfig"]["lambda"]["lambdaArn"]
             assert lambda_now != broken
@@ -287,7 +276,7 @@ def test_lambda_appflow_cannot_find_is_flagged_naming_the_field(sandbox: Sandbox
     sandbox.aws("POST", "/_emulator/config", {"known_lambdas": [lambda_arn("some-other-function")]})
     try:
         apply(sandbox, appflowconnector(name, namespace))
-        synced = _synced_false(sandbox, namespace, name, "DependencyNotFound")
+        synced = wait_synced_false(sandbox, APPFLOWCONNECTORS, namespace, name, "DependencyNotFound")
     finally:
         sandbox.aws("POST", "/_emulator/config", {"known_lambdas": None})
     assert "spec.connectorProvisioningConfig.lambda.lambdaArn" in synced["message"]
@@ -306,7 +295,7 @@ def test_delete_while_in_use_waits_slowly_then_force_delete_unregisters(
     try:
         start = len(calls(sandbox, "UnregisterConnector"))
         sandbox.kubectl("delete", "afc", name, "-n", namespace, "--wait=false")
-        synced = _synced_false(sandbox, namespace, name, "InUse")
+        synced = wait_synced_false(sandbox, APPFLOWCONNECTORS, namespace, name, "InUse")
         assert (
             "forceDelete" in synced["message"]
             and "in use by one or more connector profiles" in synced["message"]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import re
 import time
 import uuid
@@ -23,18 +22,17 @@ from typing import Any
 
 import pytest
 
-from q_operator.sandbox import REPO_ROOT, Sandbox, condition, wait_for
+from q_operator.sandbox import Sandbox, condition, wait_for
 from tests.kinds import TEST_KINDS, KindFacts
 from tests.unit.test_argocd_health import health
 
-from .helpers import allow_adoption, apply, client, events_of
+from .helpers import allow_adoption, apply, client, events_of, record_status_fixture, synced
 
 PAUSED = "q-operator.dev/paused"
 ADOPT = "q-operator.dev/adopt-id"
 DRIFT_INTERVAL = "q-operator.dev/drift-interval"
 REQUEST = "q-operator.dev/reconcile-requested-at"
 READS = ("Get", "List", "Describe")
-FIXTURES = REPO_ROOT / "tests" / "fixtures" / "status"
 #: What docs/engine.md promises for q-operator.dev/reconcile-requested-at.
 RECONCILE_NOW_SECONDS = 2.0
 #: Regions of their own for objects whose calls a test times (the stand-in keeps state per region).
@@ -76,13 +74,6 @@ def in_aws(sandbox: Sandbox, facts: KindFacts, status: Mapping[str, Any]) -> dic
         if resource.id == status[facts.info.id_field]:
             return dict(resource.fields)
     return None
-
-
-def synced(obj: Mapping[str, Any]) -> dict[str, Any]:
-    for cond in obj.get("status", {}).get("conditions", []) or []:
-        if cond.get("type") == "Synced":
-            return dict(cond)
-    return {}
 
 
 def wait_synced(
@@ -146,15 +137,6 @@ def restart_and_wait_until_processing(sandbox: Sandbox, ns: str) -> None:
     assert ADOPT in synced(obj)["message"], "the reason names the annotation to set"
 
 
-def record(name: str, obj: dict[str, Any]) -> None:
-    """With Q_OPERATOR_RECORD_FIXTURES=1, keep the live object as an Argo CD health fixture."""
-    if os.environ.get("Q_OPERATOR_RECORD_FIXTURES") == "1":
-        keep = {k: obj[k] for k in ("apiVersion", "kind", "metadata", "spec", "status") if k in obj}
-        for noisy in ("managedFields", "uid", "resourceVersion", "creationTimestamp"):
-            keep["metadata"].pop(noisy, None)
-        (FIXTURES / f"{name}.json").write_text(json.dumps(keep, indent=2, sort_keys=True) + "\n")
-
-
 def _kind_id(facts: KindFacts) -> str:
     return facts.kind
 
@@ -179,7 +161,7 @@ def test_pause_holds_the_object_with_zero_aws_writes_across_a_restart_and_a_dele
     annotate(sandbox, facts, namespace, name, f"{PAUSED}=true")
     obj = wait_synced(sandbox, facts, namespace, name, "Paused")
     assert health(facts.info.singular, obj)[0] == "Suspended"
-    record(f"{facts.info.singular}-suspended-paused", obj)
+    record_status_fixture(f"{facts.info.singular}-suspended-paused", obj)
     table = sandbox.kubectl("get", facts.short, name, "-n", namespace, "-o", "wide").stdout
     columns = table_columns(table, "SYNCED", "REASON", "POLICY")
     assert columns == {"SYNCED": "False", "REASON": "Paused", "POLICY": "Manage"}, table

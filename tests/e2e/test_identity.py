@@ -13,7 +13,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -23,7 +23,7 @@ from botocore.config import Config
 from q_operator.sandbox import Sandbox, condition, wait_for
 from tests.kinds import OPENAPI, QPLUGINS, TEST_KINDS, AwsResource, facts_of, qplugin
 
-from .helpers import apply, new_application_id
+from .helpers import apply, new_application_id, synced, wait_synced_false
 
 OWN_ACCOUNT = "123456789012"
 ACCOUNT_A, ACCOUNT_B, ACCOUNT_C = "111111111111", "222222222222", "333333333333"
@@ -142,23 +142,6 @@ def as_role(sandbox: Sandbox, service: str, role: str, external_id: str | None =
     )
 
 
-def synced(obj: Mapping[str, Any] | None) -> dict[str, Any]:
-    for cond in (obj or {}).get("status", {}).get("conditions", []) or []:
-        if cond.get("type") == "Synced":
-            return dict(cond)
-    return {}
-
-
-def wait_synced_reason(
-    sandbox: Sandbox, plural: str, namespace: str, name: str, reason: str, timeout: float = 60
-) -> dict[str, Any]:
-    def probe() -> dict[str, Any] | None:
-        got = synced(sandbox.get(plural, namespace, name))
-        return got if got.get("status") == "False" and got.get("reason") == reason else None
-
-    return wait_for(f"{name} Synced=False {reason}", probe, timeout=timeout)
-
-
 def delete_all(sandbox: Sandbox, namespace: str, plural: str, names: list[str]) -> None:
     kind = plural.rsplit("/", 1)[1].split(".")[0]
     for name in names:
@@ -255,7 +238,7 @@ def test_no_binding_under_require_namespace_role_is_refused_without_any_aws_call
     app = new_application_id()
     since = mark(sandbox)
     apply(sandbox, qplugin("orphan", unbound, applicationId=app))
-    got = wait_synced_reason(sandbox, QPLUGINS, unbound, "orphan", "NoAWSIdentity")
+    got = wait_synced_false(sandbox, QPLUGINS, unbound, "orphan", "NoAWSIdentity")
     assert unbound in got["message"] and "q-operator.dev/role-arn" in got["message"]
     time.sleep(3)  # a measured window: whatever the operator calls for this object shows by now
     assert operator_calls(sandbox, since) == []
@@ -310,7 +293,7 @@ def test_an_unassumable_role_is_reported_with_bounded_calls_and_fixing_it_conver
     for name in names:
         apply(sandbox, qplugin(name, ns, applicationId=app))
     for name in names:
-        got = wait_synced_reason(sandbox, QPLUGINS, ns, name, "AssumeRoleFailed")
+        got = wait_synced_false(sandbox, QPLUGINS, ns, name, "AssumeRoleFailed")
         assert (
             ROLE_UNASSUMABLE in got["message"]
             and "not authorized to perform: sts:AssumeRole" in got["message"]
@@ -409,7 +392,7 @@ def test_adoption_only_where_allowed_and_never_across_accounts(sandbox: Sandbox)
     manifest["metadata"]["annotations"] = {"q-operator.dev/adopt-id": made["pluginId"]}
     since = mark(sandbox)
     apply(sandbox, manifest)
-    got = wait_synced_reason(sandbox, QPLUGINS, ns, "taken", "AdoptionNotAllowed")
+    got = wait_synced_false(sandbox, QPLUGINS, ns, "taken", "AdoptionNotAllowed")
     assert "q-operator.dev/adoption=allowed" in got["message"]
     writes = [
         r
@@ -433,7 +416,7 @@ def test_adoption_only_where_allowed_and_never_across_accounts(sandbox: Sandbox)
         "annotations": {"q-operator.dev/adopt-id": made["pluginId"]},
     }
     apply(sandbox, by_id)
-    wait_synced_reason(sandbox, QPLUGINS, other, "reach", "AdoptTargetNotFound")
+    wait_synced_false(sandbox, QPLUGINS, other, "reach", "AdoptTargetNotFound")
     by_arn = json.loads(json.dumps(by_id))
     by_arn["metadata"] = {
         "name": "reach-arn",
@@ -441,7 +424,7 @@ def test_adoption_only_where_allowed_and_never_across_accounts(sandbox: Sandbox)
         "annotations": {"q-operator.dev/adopt-id": made["pluginArn"]},
     }
     apply(sandbox, by_arn)
-    refused = wait_synced_reason(sandbox, QPLUGINS, other, "reach-arn", "AdoptionNotAllowed")
+    refused = wait_synced_false(sandbox, QPLUGINS, other, "reach-arn", "AdoptionNotAllowed")
     assert "never crosses accounts" in refused["message"] and ACCOUNT_A in refused["message"]
     assert [p["plugin_id"] for p in plugins(sandbox, app).get(ACCOUNT_A, [])] == [made["pluginId"]]
     assert ACCOUNT_B not in plugins(sandbox, app)

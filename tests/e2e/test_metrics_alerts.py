@@ -23,11 +23,11 @@ from typing import Any
 
 import pytest
 
-from q_operator.sandbox import Sandbox, condition, wait_for
+from q_operator.sandbox import Sandbox, wait_for
 from tests import alerting
 from tests.kinds import APPFLOWCONNECTORS, QLIBRARYITEMS, QPLUGINS, appflowconnector, qlibraryitem, qplugin
 
-from .helpers import apply, new_application_id
+from .helpers import apply, new_application_id, wait_synced_false
 
 pytestmark = pytest.mark.skipif(
     not (alerting.PROMTOOL.exists() and alerting.CHART.exists()), reason="needs promtool (make install)"
@@ -95,14 +95,6 @@ def throttled_again(first: str, later: str) -> bool:
     )
 
 
-def synced_false(sandbox: Sandbox, plural: str, namespace: str, name: str, reason: str) -> None:
-    def probe() -> bool:
-        found = condition(sandbox.get(plural, namespace, name) or {}, "Synced", "False")
-        return bool(found and found.get("reason") == reason)
-
-    wait_for(f"{name} Synced=False {reason}", probe, timeout=60)
-
-
 def record(sandbox: Sandbox, namespace: str) -> dict[str, list[dict[str, Any]]]:
     recording: dict[str, list[dict[str, Any]]] = {}
     ready = [
@@ -119,14 +111,14 @@ def record(sandbox: Sandbox, namespace: str) -> dict[str, list[dict[str, Any]]]:
 
     # A tag key no CRD schema can refuse (map keys are unconstrained) but the model does.
     apply(sandbox, appflowconnector("badtags", namespace, tags={"bad key!": "x"}))
-    synced_false(sandbox, APPFLOWCONNECTORS, namespace, "badtags", "InvalidSpec")
+    wait_synced_false(sandbox, APPFLOWCONNECTORS, namespace, "badtags", "InvalidSpec")
     recording["invalid"] = record_state(reconciled_again(2 * len(ready)), "every object reconciled again")
     sandbox.kubectl("delete", "appflowconnector", "badtags", "-n", namespace, "--wait=true")
 
     sandbox.aws("POST", "/_emulator/config", {"access_denied": ["appflow:RegisterConnector"]})
     try:
         apply(sandbox, appflowconnector("denied", namespace))
-        synced_false(sandbox, APPFLOWCONNECTORS, namespace, "denied", "AccessDenied")
+        wait_synced_false(sandbox, APPFLOWCONNECTORS, namespace, "denied", "AccessDenied")
         recording["denied"] = record_state(
             lambda a, b: (
                 total(b, "q_operator_aws_calls_total", code="AccessDeniedException")
@@ -140,7 +132,7 @@ def record(sandbox: Sandbox, namespace: str) -> dict[str, list[dict[str, Any]]]:
 
     sandbox.aws("POST", "/_emulator/config", {"throttle_percent": 100, "throttle_for_seconds": 120})
     try:
-        synced_false(sandbox, QPLUGINS, namespace, "orders", "Throttled")
+        wait_synced_false(sandbox, QPLUGINS, namespace, "orders", "Throttled")
         # A throttled call is counted when it is answered, its cycle only when it ends: wait for both,
         # or a loaded machine scrapes between the two and the recording shows no reconcile at all.
         recording["throttled"] = record_state(

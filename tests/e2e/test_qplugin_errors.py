@@ -8,19 +8,10 @@ from __future__ import annotations
 
 import time
 
-from q_operator.sandbox import Sandbox, condition, wait_for
+from q_operator.sandbox import Sandbox, wait_for
 from tests.kinds import OPENAPI, QPLUGINS, qplugin
 
-from .helpers import apply, calls, client, new_application_id, plugins_in
-
-
-def _synced_false(sandbox: Sandbox, namespace: str, name: str, reason: str) -> dict[str, object]:
-    def probe() -> dict[str, object] | None:
-        obj = sandbox.get(QPLUGINS, namespace, name) or {}
-        cond = condition(obj, "Synced", "False")
-        return cond if cond and cond.get("reason") == reason else None
-
-    return wait_for(f"{name} Synced=False {reason}", probe, timeout=30)
+from .helpers import apply, calls, client, new_application_id, plugins_in, wait_synced_false
 
 
 def _calls_during(sandbox: Sandbox, seconds: float, operation: str | None = None) -> int:
@@ -37,7 +28,7 @@ def test_unknown_application_is_reported_naming_the_field_without_a_hot_loop(
     sandbox.aws("POST", "/_emulator/config", {"known_applications": [known]})
     try:
         apply(sandbox, qplugin("lost", namespace, applicationId=new_application_id()))
-        cond = _synced_false(sandbox, namespace, "lost", "DependencyNotFound")
+        cond = wait_synced_false(sandbox, QPLUGINS, namespace, "lost", "DependencyNotFound")
         assert "applicationId" in str(cond["message"])
         assert _calls_during(sandbox, 5, "CreatePlugin") <= 1
     finally:
@@ -48,7 +39,7 @@ def test_access_denied_is_reported_and_retried_slowly(sandbox: Sandbox, namespac
     sandbox.aws("POST", "/_emulator/config", {"access_denied": ["qbusiness:CreatePlugin"]})
     try:
         apply(sandbox, qplugin("denied", namespace, applicationId=new_application_id()))
-        cond = _synced_false(sandbox, namespace, "denied", "AccessDenied")
+        cond = wait_synced_false(sandbox, QPLUGINS, namespace, "denied", "AccessDenied")
         assert "CreatePlugin" in str(cond["message"]) or "may not" in str(cond["message"])
         assert _calls_during(sandbox, 5, "CreatePlugin") == 0
     finally:
@@ -75,7 +66,7 @@ def test_validation_error_from_aws_is_reported_and_not_retried_until_the_spec_ch
     )
     app = new_application_id()
     apply(sandbox, qplugin("refused", namespace, applicationId=app))
-    cond = _synced_false(sandbox, namespace, "refused", "AwsValidationError")
+    cond = wait_synced_false(sandbox, QPLUGINS, namespace, "refused", "AwsValidationError")
     assert "serverUrl is not reachable" in str(cond["message"])
     assert _calls_during(sandbox, 4, "CreatePlugin") == 0
     # A spec change is the user's answer: the operator tries again and converges.
@@ -140,7 +131,7 @@ def test_a_failing_delete_is_visible_and_retried(sandbox: Sandbox, namespace: st
     )
     try:
         sandbox.kubectl("delete", "qplugin", "sticky", "-n", namespace, "--wait=false")
-        _synced_false(sandbox, namespace, "sticky", "DeleteFailed")
+        wait_synced_false(sandbox, QPLUGINS, namespace, "sticky", "DeleteFailed")
     finally:
         sandbox.aws(
             "POST",

@@ -7,8 +7,6 @@ Q_OPERATOR_RECORD_FIXTURES=1 so the unit tests of the health checks run on real 
 
 from __future__ import annotations
 
-import json
-import os
 from typing import Any
 
 import pytest
@@ -20,9 +18,8 @@ from tests.argocd import user_fields_drift
 from tests.kinds import QPLUGINS, TEST_KINDS, KindFacts, qplugin
 from tests.unit.test_argocd_health import health
 
-from .helpers import apply
+from .helpers import apply, record_status_fixture
 
-FIXTURES = REPO_ROOT / "tests" / "fixtures" / "status"
 #: Ready's and Synced's printer columns, shown by every kind (True once the sample is Ready).
 CONDITION_COLUMNS = ('.status.conditions[?(@.type=="Ready")].status', SYNCED_COLUMN.json_path)
 
@@ -32,14 +29,6 @@ def _sample(facts: KindFacts) -> dict[str, Any]:
     docs = yaml.safe_load_all((REPO_ROOT / "samples" / facts.info.sample).read_text())
     found: dict[str, Any] = next(d for d in docs if d and d.get("kind") == facts.kind)
     return found
-
-
-def _record(name: str, obj: dict[str, Any]) -> None:
-    if os.environ.get("Q_OPERATOR_RECORD_FIXTURES") == "1":
-        keep = {k: obj[k] for k in ("apiVersion", "kind", "metadata", "spec", "status") if k in obj}
-        for noisy in ("managedFields", "uid", "resourceVersion", "creationTimestamp"):
-            keep["metadata"].pop(noisy, None)
-        (FIXTURES / f"{name}.json").write_text(json.dumps(keep, indent=2, sort_keys=True) + "\n")
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +115,7 @@ def test_argo_cd_health_checks_on_live_objects(
     for facts in TEST_KINDS:
         obj = samples_ready[facts.kind]
         assert health(facts.info.singular, obj)[0] == "Healthy", (facts.kind, obj.get("status"))
-        _record(f"{facts.info.singular}-healthy-recorded-ready", obj)
+        record_status_fixture(f"{facts.info.singular}-healthy-recorded-ready", obj)
 
     # Progressing while the build runs: a plugin caught right after its create.
     sandbox.aws("POST", "/_emulator/config", {"build_seconds": 5})
@@ -139,7 +128,7 @@ def test_argo_cd_health_checks_on_live_objects(
 
         obj = wait_for("the plugin to be building", building, timeout=30, interval=0.05)
         assert health("qplugin", obj)[0] == "Progressing", obj.get("status")
-        _record("qplugin-progressing-recorded-building", obj)
+        record_status_fixture("qplugin-progressing-recorded-building", obj)
     finally:
         sandbox.aws("POST", "/_emulator/config", {"build_seconds": 0.5})
 
@@ -155,6 +144,6 @@ def test_argo_cd_health_checks_on_live_objects(
 
         obj = wait_for("the build to fail", failed, timeout=30)
         assert health("qplugin", obj)[0] == "Degraded", obj.get("status")
-        _record("qplugin-degraded-recorded-build-failed", obj)
+        record_status_fixture("qplugin-degraded-recorded-build-failed", obj)
     finally:
         sandbox.aws("POST", "/_emulator/config", {"fail_builds_matching": None})

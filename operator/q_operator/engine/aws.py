@@ -1,5 +1,11 @@
 """The engine's way to AWS: cached boto3 clients, adapter verbs run in worker threads, every HTTP
-call behind the rate limiter, with a debug line and metrics around each.
+call of a verb behind the rate limiter, with a debug line and metrics around each.
+
+STS calls (AssumeRole, GetCallerIdentity) bypass the limiter on purpose: they are few (one per role
+per credential lifetime, at most one a minute for a refused role, one per role at a time; the
+operator's own account asked once), counted against the operator's own account's STS quota, not
+the tenants' service quotas, and the limiter's hooks would take an AssumeRole made before a verb's
+first call for that verb's first operation.
 
 botocore's own retries are off (total_max_attempts 1): the engine owns retries, as requeues with a
 delay, so a 5xx or a timeout never turns into hidden resends (a create without a token must never be
@@ -338,7 +344,7 @@ class AwsSession:
         if caught_exception is not None or not response:
             return None
         http_response, parsed = response
-        code = str(parsed.get("Error", {}).get("Code", "")) if isinstance(parsed, Mapping) else ""
+        code = _parsed_code(parsed)
         context = request_dict.get("context", {})
         if code in EXPIRED_CODES and role is not None and not context.get("q_operator_renewed"):
             log.info("credentials of %s expired early; renewing them and resending", role.arn)
@@ -373,7 +379,7 @@ class AwsSession:
         key = self._key(model, context, role)
         service, region, operation, account = key
         elapsed = time.monotonic() - float(context.get("q_operator_started", time.monotonic()))
-        code = str(parsed.get("Error", {}).get("Code", "")) if isinstance(parsed, Mapping) else ""
+        code = _parsed_code(parsed)
         status = int(getattr(http_response, "status_code", 0) or 0)
         metrics.AWS_CALLS.labels(service, operation, code or "OK").inc()
         metrics.AWS_SECONDS.labels(service, operation).observe(elapsed)
@@ -399,6 +405,11 @@ class AwsSession:
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _parsed_code(parsed: Any) -> str:
+    """The error code of a parsed botocore answer ("" when it is no error)."""
+    return str(parsed.get("Error", {}).get("Code", "")) if isinstance(parsed, Mapping) else ""
 
 
 def _retry_after(http_response: Any, parsed: Mapping[str, Any]) -> float | None:

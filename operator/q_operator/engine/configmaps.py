@@ -5,10 +5,8 @@ reaches AWS. Which objects refer to which ConfigMap is a kopf index per kind (ha
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,8 +18,6 @@ from q_operator.engine.reconcile import config_map_names
 from q_operator.kinds.base import KindInfo
 
 CONFIGMAP_HASH = "q-operator.dev/configmap-hash"
-
-log = logging.getLogger("q_operator.engine")
 
 
 def index_name(kind: KindInfo[Any, Any]) -> str:
@@ -38,22 +34,7 @@ def _digest(data: Mapping[str, Any] | None) -> str:
 
 
 async def _bump(kind: KindInfo[Any, Any], namespace: str, name: str, digest: str) -> None:
-    def patch() -> None:
-        client = process.kube_client()
-        client.CustomObjectsApi().patch_namespaced_custom_object(
-            kind.group,
-            kind.version,
-            namespace,
-            kind.plural,
-            name,
-            {"metadata": {"annotations": {CONFIGMAP_HASH: digest}}},
-            _content_type="application/merge-patch+json",
-        )
-
-    try:
-        await asyncio.to_thread(patch)
-    except Exception as error:  # the drift timer still catches the change later
-        log.warning("could not mark %s %s/%s for the ConfigMap change: %s", kind.kind, namespace, name, error)
+    await process.mark(kind, namespace, name, CONFIGMAP_HASH, digest, "for the ConfigMap change")
 
 
 @kopf.on.event("", "v1", "configmaps", id="configmap-changes")

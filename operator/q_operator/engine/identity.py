@@ -261,9 +261,6 @@ class Identities:
             self._unreadable.pop(namespace, None)
         self._reading.pop(namespace, None)
 
-    def known(self, namespace: str) -> bool:
-        return namespace in self._bindings
-
     async def ensure(self, namespace: str) -> None:
         """Read a namespace the watch has not shown yet (the operator just started, or the namespace
         is new): no object is reconciled on a guess. Never raises: an unreadable namespace is refused."""

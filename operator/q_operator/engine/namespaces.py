@@ -11,7 +11,6 @@ more; a namespace not seen yet is read with a list narrowed to its name).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -57,27 +56,6 @@ def register_index(kind: KindInfo[Any, Any]) -> None:
         return {namespace or "": name}
 
 
-async def _mark(kind: KindInfo[Any, Any], namespace: str, name: str, value: str) -> None:
-    def patch() -> None:
-        client = process.kube_client()
-        client.CustomObjectsApi().patch_namespaced_custom_object(
-            kind.group,
-            kind.version,
-            namespace,
-            kind.plural,
-            name,
-            {"metadata": {"annotations": {BINDING_HASH: value}}},
-            _content_type="application/merge-patch+json",
-        )
-
-    try:
-        await asyncio.to_thread(patch)
-    except Exception as error:  # the object still uses the new binding at its next cycle
-        log.warning(
-            "could not mark %s %s/%s for its namespace's new binding: %s", kind.kind, namespace, name, error
-        )
-
-
 @kopf.on.event("", "v1", "namespaces", id="namespace-bindings")
 async def on_namespace(event: kopf.RawEvent, body: kopf.Body, **kwargs: Any) -> None:
     """Keep the namespace's binding; when it changed, reconcile the namespace's objects now."""
@@ -104,7 +82,7 @@ async def on_namespace(event: kopf.RawEvent, body: kopf.Body, **kwargs: Any) -> 
             describe(binding_of(annotations)),
         )
         for obj in names:
-            await _mark(kind, name, str(obj), value)
+            await process.mark(kind, name, str(obj), BINDING_HASH, value, "for its namespace's new binding")
 
 
 for _kind in registry.KINDS:

@@ -8,7 +8,7 @@ known yet is polled on a growing interval from its start (Q_OPERATOR_POLL_FACTOR
 known, the first poll sleeps until the build should be done and later ones grow again from that
 moment: a 5 s build costs one or two polls instead of five, and is seen about when it finishes.
 
-After a restart nothing is remembered: the caller falls back to its own estimate (reconcile measures
+After a restart nothing is remembered: the caller falls back to its own estimate (cycle.py measures
 from the Ready condition's lastTransitionTime), and the clock learns again from the next builds.
 """
 

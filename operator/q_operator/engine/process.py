@@ -6,6 +6,7 @@ Kubernetes client the process uses outside kopf."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,9 @@ from q_operator.engine.aws import AwsSession, default_region, env_float
 from q_operator.engine.identity import Identities, Policy
 from q_operator.engine.memory import Memory
 from q_operator.engine.reconcile import Deps, Timing
+from q_operator.kinds.base import KindInfo
+
+log = logging.getLogger("q_operator.engine")
 
 
 @dataclass
@@ -81,6 +85,29 @@ async def read_namespace(name: str) -> Mapping[str, str] | None:
         return None
 
     return await asyncio.to_thread(read)
+
+
+async def mark(
+    kind: KindInfo[Any, Any], namespace: str, name: str, annotation: str, value: str, why: str
+) -> None:
+    """Set one annotation of an object (a merge patch): kopf sees a change and reconciles it now.
+    A failure is only logged: the object's next drift check or cycle catches up instead."""
+
+    def patch() -> None:
+        kube_client().CustomObjectsApi().patch_namespaced_custom_object(
+            kind.group,
+            kind.version,
+            namespace,
+            kind.plural,
+            name,
+            {"metadata": {"annotations": {annotation: value}}},
+            _content_type="application/merge-patch+json",
+        )
+
+    try:
+        await asyncio.to_thread(patch)
+    except Exception as error:
+        log.warning("could not mark %s %s/%s %s: %s", kind.kind, namespace, name, why, error)
 
 
 def build_state() -> Process:

@@ -48,7 +48,8 @@ DESCRIPTION_MAX = 1024
 ARN_PATTERN = r"^arn:aws:.*:.*:[0-9]+:.*$"
 ARN_MAX = 512
 #: botocore's TagKey pattern, as is: the model's validator checks keys with it (Python's re has
-#: lookahead; RE2, CEL's engine, has none: TAG_KEY_PATTERN is the rest of it).
+#: lookahead). TAG_KEY_PATTERN is the rest of it, without the lookahead RE2 (CEL's engine) lacks; no
+#: CEL rule uses it (see TAG_RULES), the botocore test holds it to botocore's.
 #: Note `+-=` is a range (+ , - . / 0-9 : ; < =): digits are allowed.
 TAG_KEY_AWS_PATTERN = r"^(?!aws:)[a-zA-Z+-=._:/]+$"
 TAG_KEY_PATTERN = r"^[a-zA-Z+-=._:/]+$"
@@ -72,7 +73,7 @@ def _cel_string(value: str) -> str:
 #: CEL rules on spec.tags (map keys cannot carry constraints in a structural schema). Only O(1)-cost
 #: checks: the API server estimates a rule's cost before accepting the CRD, and map keys have no
 #: maxLength to bound it, so `k.matches(...)` over up to 49 keys of unbounded estimated length would
-#: exceed the per-rule budget and the CRD would be refused. The key's characters (TAG_KEY_PATTERN)
+#: exceed the per-rule budget and the CRD would be refused. The key's characters (TAG_KEY_AWS_PATTERN)
 #: are checked by the model instead: the operator flags them as InvalidSpec naming spec.tags.
 TAG_RULES: tuple[dict[str, str], ...] = (
     {

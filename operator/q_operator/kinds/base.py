@@ -1,10 +1,10 @@
 """The contract between the reconcile engine and a kind.
 
 A kind module holds the pydantic models of one custom resource and an adapter that translates the
-verbs of `Adapter` (observe, find, create, update, delete, and ref_for_id for adoption) into one AWS
-API. It knows nothing of kopf,
-Kubernetes, retries or conditions: the engine decides what to call and when, and turns whatever an
-adapter raises into a condition and a requeue decision.
+verbs of `Adapter` (observe, find, create, update, delete, ref_for_id for adoption, and list_page
+for list mode's sweeps) into one AWS API. It knows nothing of kopf, Kubernetes, retries or
+conditions: the engine decides what to call and when, and turns whatever an adapter raises into a
+condition and a requeue decision.
 
 Adapters are synchronous (boto3 is); the engine runs them in worker threads behind its rate limiter.
 Every verb returns at once: nothing here waits for an asynchronous build.
