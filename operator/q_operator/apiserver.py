@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -30,11 +29,13 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+
+from q_operator.sandbox import free_port, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BINARIES = REPO_ROOT / ".tools" / "bin"
@@ -119,7 +120,7 @@ class ApiServer:
                 raise ApiServerError(f"{self.binaries / binary} is missing: run `make install`")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.kubeconfig.unlink(missing_ok=True)
-        self._port = _free_port()
+        self._port = free_port()
         self.url = f"https://127.0.0.1:{self._port}"
         _write_pki(self)
         self._start_etcd()
@@ -158,13 +159,18 @@ class ApiServer:
             for version in spec["versions"]:
                 if version.get("served", True):
                     path = f"/apis/{spec['group']}/{version['name']}/{spec['names']['plural']}?limit=1"
-                    _wait_for(f"{path} served", functools.partial(self._answers, path), timeout=60)
+                    wait_for(
+                        f"{path} served",
+                        functools.partial(self._answers, path),
+                        timeout=60,
+                        error=ApiServerError,
+                    )
 
     def apiserver_running(self) -> bool:
         return self._apiserver is not None and self._apiserver.poll() is None
 
     def _start_etcd(self) -> None:
-        client, peer = _free_port(), _free_port()
+        client, peer = free_port(), free_port()
         self.etcd_url = f"http://127.0.0.1:{client}"
         peer_url = f"http://127.0.0.1:{peer}"
         argv = [
@@ -190,7 +196,7 @@ class ApiServer:
             except (OSError, ValueError):
                 return False
 
-        _wait_for("etcd /health", healthy, timeout=30)
+        wait_for("etcd /health", healthy, timeout=30, error=ApiServerError)
 
     def _start_apiserver(self) -> None:
         self._apiserver_starts += 1
@@ -241,7 +247,7 @@ class ApiServer:
             except (OSError, ApiServerError):
                 return False
 
-        _wait_for("kube-apiserver /readyz", ready, timeout=90, interval=0.2)
+        wait_for("kube-apiserver /readyz", ready, timeout=90, interval=0.2, error=ApiServerError)
 
     # -- clients ---------------------------------------------------------------------------------
 
@@ -345,13 +351,18 @@ class ApiServer:
                 conditions = self.request("GET", path).get("status", {}).get("conditions", [])
                 return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
 
-            _wait_for(f"CRD {name} Established", established, timeout=timeout)
+            wait_for(f"CRD {name} Established", established, timeout=timeout, error=ApiServerError)
             spec = crd["spec"]
             for version in spec["versions"]:
                 if not version.get("served", True):
                     continue
                 list_path = f"/apis/{spec['group']}/{version['name']}/{spec['names']['plural']}?limit=1"
-                _wait_for(f"{list_path} served", functools.partial(self._answers, list_path), timeout)
+                wait_for(
+                    f"{list_path} served",
+                    functools.partial(self._answers, list_path),
+                    timeout,
+                    error=ApiServerError,
+                )
         return [crd["metadata"]["name"] for crd in crds]
 
     def _answers(self, path: str) -> bool:
@@ -580,23 +591,6 @@ def _check_alive(proc: subprocess.Popen[bytes] | None, name: str, log: Path) -> 
         tail = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else []
         code = None if proc is None else proc.returncode
         raise ApiServerError(f"{name} exited ({code}); last lines of {log}:\n" + "\n".join(tail))
-
-
-def _wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.1) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = probe()
-        if result:
-            return result
-        time.sleep(interval)
-    raise ApiServerError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _b64(data: bytes) -> str:

@@ -35,8 +35,15 @@ class SandboxError(RuntimeError):
     """A stand-in or the operator did not start, or a wait ran out of time."""
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.1) -> T:
-    """Poll `probe` until it returns something truthy; fail naming `what` after `timeout` seconds."""
+def wait_for(
+    what: str,
+    probe: Callable[[], T | None],
+    timeout: float = 30.0,
+    interval: float = 0.1,
+    error: type[Exception] = SandboxError,
+) -> T:
+    """Poll `probe` until it returns something truthy; fail naming `what` after `timeout` seconds
+    (with `error`: a caller of its own, such as the API server, raises its own kind)."""
     deadline = time.monotonic() + timeout
     last: T | None = None
     while time.monotonic() < deadline:
@@ -44,7 +51,7 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0, in
         if last:
             return last
         time.sleep(interval)
-    raise SandboxError(f"timed out after {timeout:.0f}s waiting for {what} (last seen: {last!r})")
+    raise error(f"timed out after {timeout:.0f}s waiting for {what} (last seen: {last!r})")
 
 
 def _start_ready_process(
@@ -208,7 +215,7 @@ class Sandbox:
         """Start one more `q-operator run` with exactly these options (plus a liveness endpoint);
         the caller stops it (or `close` does). Waits until its liveness probe answers."""
         self._operator_starts += 1
-        port = _free_port()
+        port = free_port()
         op_env = self.env()
         op_env.update({"Q_OPERATOR_METRICS_PORT": "0", "Q_OPERATOR_DRIFT_SECONDS": "300"})
         # The AWS stand-in answers every read consistently unless it is given a read lag: a short
@@ -391,7 +398,8 @@ def _http_json(
     return json.loads(raw) if raw else None
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on now."""
     import socket
 
     with socket.socket() as s:

@@ -34,14 +34,14 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
 
 
-METRICS_PORT = _free_port()
+METRICS_PORT = free_port()
 #: Object mode: the states are made of each object's own drift checks (a cycle and an observe per
 #: object every 10 s); in list mode a Ready object's drift check calls nothing (docs/engine.md).
 OPERATOR_ENV = {

@@ -32,7 +32,7 @@ import yaml
 
 from q_operator.apiserver import ApiServer
 from q_operator.emulate.aws.testing import AwsHandle, running_aws
-from q_operator.sandbox import KUBECTL, _free_port, condition, wait_for
+from q_operator.sandbox import KUBECTL, condition, free_port, wait_for
 
 from ..kinds import TEST_KINDS, KindFacts
 from .podman import ROOT, PodRun, find, render_chart
@@ -164,7 +164,7 @@ def kubectl(cluster: ApiServer) -> Kubectl:
 
 @pytest.fixture(scope="module")
 def operator(aws: AwsHandle, cluster: ApiServer, kubectl: Kubectl, workdir: Path) -> Iterator[Operator]:
-    metrics_port, liveness_port = _free_port(), _free_port()
+    metrics_port, liveness_port = free_port(), free_port()
     objects = render_chart(
         "q-operator",
         NAMESPACE,

@@ -3,7 +3,6 @@ Lambda, label clashes, broken and missing Lambdas, unregistering while in use.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -11,7 +10,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from q_operator.emulate.aws.testing import AwsHandle, running_aws
+from q_operator.emulate.aws.testing import AwsHandle
 from q_operator.kinds import base
 from q_operator.kinds.appflowconnector import KIND, AppFlowConnectorAdapter, AppFlowConnectorSpec
 
@@ -21,18 +20,6 @@ OWNER = base.Owner(uid="u-1", namespace="default", name="inventory")
 OTHER = base.Owner(uid="u-2", namespace="team-b", name="inventory")
 REF = {"connectorLabel": "inventory"}
 TOKEN = base.ClientToken("register-token-1")
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[AwsHandle]:
-    with running_aws() as handle:
-        yield handle
-
-
-@pytest.fixture
-def aws(server: AwsHandle) -> AwsHandle:
-    server.reset()
-    return server
 
 
 @pytest.fixture

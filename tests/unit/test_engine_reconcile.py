@@ -454,7 +454,7 @@ def test_set_condition_keeps_time_when_status_is_unchanged() -> None:
     conds = c.set_condition([], c.reconcile_error(c.THROTTLED, "a", 1, t0))
     conds = c.set_condition(conds, c.reconcile_error(c.AWS_SERVER_ERROR, "b", 1, t1))
     assert conds[0]["lastTransitionTime"] == c.rfc3339(t0) and conds[0]["reason"] == c.AWS_SERVER_ERROR
-    conds = c.set_condition(conds, c.reconcile_success(1, t1))
+    conds = c.set_condition(conds, c.condition(c.SYNCED, "True", c.RECONCILE_SUCCESS, "", 1, t1))
     assert conds[0]["lastTransitionTime"] == c.rfc3339(t1) and len(conds) == 1
 
 

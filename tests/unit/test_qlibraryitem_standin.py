@@ -5,14 +5,13 @@ the engine expects."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
 from botocore.config import Config
 
-from q_operator.emulate.aws.testing import AwsHandle, running_aws
+from q_operator.emulate.aws.testing import AwsHandle
 from q_operator.kinds import base
 from q_operator.kinds.qlibraryitem import KIND, QLibraryItemAdapter, QLibraryItemSpec
 
@@ -23,18 +22,6 @@ TOKEN = base.ClientToken("unused")
 
 def new_uuid() -> str:
     return str(uuid.uuid4())
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[AwsHandle]:
-    with running_aws() as handle:
-        yield handle
-
-
-@pytest.fixture
-def aws(server: AwsHandle) -> AwsHandle:
-    server.reset()
-    return server
 
 
 @pytest.fixture

@@ -167,10 +167,6 @@ def condition(
     }
 
 
-def reconcile_success(generation: int, now: datetime) -> dict[str, Any]:
-    return condition(SYNCED, "True", RECONCILE_SUCCESS, "", generation, now)
-
-
 def reconcile_error(reason: str, message: str, generation: int, now: datetime) -> dict[str, Any]:
     return condition(SYNCED, "False", reason, message, generation, now)
 
