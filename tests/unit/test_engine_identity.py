@@ -439,3 +439,28 @@ def test_sts_unreachable_while_admitting_is_a_classified_retry_not_a_bug() -> No
     out = run(w.cycle())
     assert w.condition(c.SYNCED)["reason"] == c.AWS_UNREACHABLE and out.decision is Decision.REQUEUE
     assert "createPending" not in w.status and w.aws.calls == []
+
+
+def test_a_throttled_assume_role_is_remembered_briefly_and_retried_soon() -> None:
+    """STS throttling is no refusal: reason Throttled, one STS call per few seconds for every waiting
+    object, and a retry in seconds (a refusal waits minutes)."""
+    sts = FakeSts()
+    calls = 0
+
+    def throttled(role: Role) -> Issued:
+        nonlocal calls
+        calls += 1
+        raise AssumeRoleFailed(role, "Throttling: Rate exceeded", throttled=True)
+
+    creds = RoleCredentials(Role(ROLE_A), throttled, clock=sts.clock, failure_ttl=60.0)
+    for _ in range(3):
+        with pytest.raises(AssumeRoleFailed) as caught:
+            creds.get_frozen_credentials()
+    assert calls == 1  # remembered: three callers, one STS call
+    assert caught.value.reason == c.THROTTLED and caught.value.delay < 60
+    sts.now += 6  # past the short memory of a throttle (a refusal is remembered a minute)
+    with pytest.raises(AssumeRoleFailed):
+        creds.get_frozen_credentials()
+    assert calls == 2
+    refused = AssumeRoleFailed(Role(ROLE_A), "AccessDenied: no")
+    assert refused.reason == c.ASSUME_ROLE_FAILED and refused.delay >= 300

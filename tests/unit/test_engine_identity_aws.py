@@ -128,3 +128,15 @@ def test_the_operators_own_account_is_learned_once(aws: tuple[AwsHandle, AwsSess
     assert asyncio.run(session.account(None)) == "123456789012"
     assert asyncio.run(session.account(None)) == "123456789012"
     assert [r["operation"] for r in calls(handle, "sts")] == ["GetCallerIdentity"]
+
+
+def test_a_throttled_assume_role_says_throttled_not_refused(aws: tuple[AwsHandle, AwsSession]) -> None:
+    """STS answered Throttling (its quota is the operator's own account's): the namespace's objects
+    wait seconds, reason Throttled, not the minutes of a refusal."""
+    handle, session = aws
+    handle.configure(throttle={"sts:AssumeRole": 0.001})  # one call, then none for 1,000 s
+    list_plugins(session, ROLE_B)  # the bucket's one token (the operator's own account's quota)
+    with pytest.raises(AssumeRoleFailed) as throttled:
+        list_plugins(session, ROLE_A)
+    assert throttled.value.reason == "Throttled" and throttled.value.delay < 60, throttled.value
+    assert "Throttling" in throttled.value.message

@@ -43,6 +43,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from q_operator import __version__
 from q_operator.engine import metrics
+from q_operator.engine.conditions import THROTTLED
 from q_operator.engine.errors import ERROR_TABLE, aws_message
 from q_operator.engine.identity import AssumeRoleFailed, Issued, Role, RoleCredentials
 from q_operator.engine.ratelimit import BucketKey, RateLimiter
@@ -197,7 +198,10 @@ class AwsSession:
             answer = self._sts_client().assume_role(**request)
         except ClientError as error:
             metrics.AWS_CALLS.labels("sts", "AssumeRole", error_code(error) or "Unknown").inc()
-            raise AssumeRoleFailed(role, f"{error_code(error)}: {aws_message(error)}") from error
+            code = error_code(error)
+            rule = ERROR_TABLE.get(code)
+            throttled = rule is not None and rule.reason == THROTTLED
+            raise AssumeRoleFailed(role, f"{code}: {aws_message(error)}", throttled=throttled) from error
         metrics.AWS_CALLS.labels("sts", "AssumeRole", "OK").inc()
         got = answer["Credentials"]
         log.info("assumed %s as session %s until %s", role.arn, name, got["Expiration"])

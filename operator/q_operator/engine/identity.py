@@ -66,6 +66,10 @@ RENEW_MAX_MARGIN = 900.0
 #: A failed AssumeRole is answered from memory this long: thirty objects of a namespace whose role
 #: cannot be assumed cost one STS call, not thirty.
 FAILURE_TTL = 60.0
+#: A throttled AssumeRole is remembered this long (one STS call answers every waiting object)…
+THROTTLE_TTL = 5.0
+#: …and the objects of its namespace try again after this long.
+THROTTLE_RETRY = 15.0
 #: Current credentials are used while a renewal fails, until this close to their expiry.
 EXPIRY_SAFETY = 5.0
 #: A Namespace that could not be read is tried again after this long (its objects wait, refused).
@@ -327,13 +331,20 @@ def describe(binding: Binding) -> str:
 
 
 class AssumeRoleFailed(RetryableError):
-    """STS refused to let the operator assume a namespace's role: slow retries, no hot loop."""
+    """STS refused to let the operator assume a namespace's role: slow retries, no hot loop.
 
-    def __init__(self, role: Role, said: str) -> None:
-        super().__init__(
-            c.ASSUME_ROLE_FAILED, f"assume role failed: cannot assume {role.arn}: {said}", SLOW_RETRY
-        )
+    A *throttled* AssumeRole is no refusal: reason Throttled, remembered for THROTTLE_TTL (every object
+    of the role waits on one answer, no storm of STS calls) and retried after THROTTLE_RETRY."""
+
+    def __init__(self, role: Role, said: str, *, throttled: bool = False) -> None:
+        if throttled:
+            reason, what, delay = c.THROTTLED, "assume role throttled", THROTTLE_RETRY
+        else:
+            reason, what, delay = c.ASSUME_ROLE_FAILED, "assume role failed", SLOW_RETRY
+        super().__init__(reason, f"{what}: cannot assume {role.arn} now: {said}", delay)
         self.role = role
+        #: how long the failure is remembered (None: RoleCredentials' own failure TTL).
+        self.remembered: float | None = THROTTLE_TTL if throttled else None
 
 
 @dataclass(frozen=True)
@@ -414,7 +425,8 @@ class RoleCredentials:
         try:
             issued = self._assume(self.role)
         except AssumeRoleFailed as error:
-            self._failure = (now + self._failure_ttl, error)
+            ttl = error.remembered if error.remembered is not None else self._failure_ttl
+            self._failure = (now + ttl, error)
             if current is not None and usable:
                 log.warning("renewing %s failed (%s); using the current credentials", self.role.arn, error)
                 return current
