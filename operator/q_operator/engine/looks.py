@@ -67,8 +67,8 @@ async def find(
     queue.asks.append(ask)
     if queue.task is None or queue.task.done():
         queue.task = loop.create_task(_answer(queue, caller, kind, region, role, logger), name="looks")
-    # The answer is shared: a caller cancelled while waiting leaves the others theirs.
-    return await asyncio.shield(ask.answer)
+    # Each look has its own future: one cancelled while waiting is skipped, the others get theirs.
+    return await ask.answer
 
 
 async def _answer(
