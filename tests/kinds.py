@@ -401,7 +401,8 @@ def _make_item(client: Any, spec: Spec) -> str:
 
 
 #: Library items per Q Apps instance in the bench: a look before a create (find_before_create) lists
-#: the whole library, so a thousand items in one instance would cost ten pages per create.
+#: the whole library (the looks asked at once share one listing, engine/looks.py), so the bench spreads
+#: its items over several instances as a real account's libraries would be.
 ITEMS_PER_INSTANCE = 100
 
 
@@ -442,7 +443,9 @@ QLIBRARYITEM = KindFacts(
     observe_calls=1,  # GetLibraryItem
     observe_ops=("GetLibraryItem",),
     list_op="ListLibraryItems",
-    min_create_calls=3,  # ListLibraryItems (look before the intent), CreateLibraryItem, GetLibraryItem
+    # ListLibraryItems (the look before the intent: looks asked at once share it), CreateLibraryItem,
+    # GetLibraryItem
+    min_create_calls=3,
     builds=False,
     quotas={
         "qapps:CreateLibraryItem": 10,

@@ -15,7 +15,6 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 from q_operator.sandbox import Sandbox, SandboxError, condition, wait_for
@@ -473,9 +472,9 @@ def out_of_band(
         facts.delete_by_hand(client, deleted["status"])
     log(f"  out of band: {len(picked)} kinds changed and deleted; bound {drift_seconds + 10:g}s")
 
-    def corrective(facts: KindFacts, operation: str) -> float | None:
+    def corrective(requests: Sequence[Mapping[str, Any]], facts: KindFacts, operation: str) -> float | None:
         """When the operator's call of `operation` first reached AWS after the out-of-band calls."""
-        for entry in sandbox.aws_requests():
+        for entry in requests:
             if (
                 float(entry.get("time", 0)) >= began
                 and entry.get("service") == facts.info.service
@@ -486,44 +485,60 @@ def out_of_band(
                 return float(entry["time"])
         return None
 
-    def ready_again(facts: KindFacts, obj: dict[str, Any]) -> float | None:
-        """Ready, and the resource its status names exists in AWS (the re-created one, after a delete)."""
+    def ready_again(state: Mapping[str, Any], facts: KindFacts, obj: dict[str, Any]) -> float | None:
+        """Ready, and the resource its status names exists in AWS (the re-created one, after a delete)
+        as the spec asks (the changed one, corrected)."""
         meta = obj["metadata"]
         live = sandbox.get(facts.plural_path, meta["namespace"], meta["name"]) or {}
         if not condition(live, "Ready", "True", current=True):
             return None
-        held = str(live["status"].get(facts.info.id_field))
-        if held not in {r.id for r in facts.resources(sandbox.aws("GET", "/_emulator/state"))}:
+        resource = {r.id: r for r in facts.resources(state)}.get(str(live["status"].get(facts.info.id_field)))
+        if resource is None or any(
+            resource.fields.get(k) != v for k, v in facts.desired(live["spec"]).items()
+        ):
             return None
         return time.time()
 
+    # Every target is watched at once, so a slow one does not delay the times taken of the others.
     limit = drift_seconds + 10
-    for facts, changed, deleted in picked:
+    targets = [
+        (facts, what, obj, operation)
+        for facts, changed, deleted in picked
         for what, obj, operation in (
             (f"{facts.update_op} by hand", changed, facts.update_op),
             (f"{facts.delete_op} by hand", deleted, facts.create_op),
-        ):
-            try:
-                at: float = wait_for(
-                    f"{facts.kind}: {what} corrected",
-                    partial(corrective, facts, operation),
-                    timeout=3 * limit,
-                )
-                ready: float = wait_for(
-                    f"{facts.kind}: Ready again", partial(ready_again, facts, obj), timeout=60
-                )
-            except SandboxError:
-                result.add(
-                    f"{facts.kind}: {what} → corrected (timed out)", time.time() - began, "s", limit, "max"
-                )
-                continue
-            found = _found_at(sandbox, obj)
-            if found is not None:
-                result.add(
-                    f"{facts.kind}: {what} → found by its sweep", found - began, "s", drift_seconds + 2
-                )
-            result.add(f"{facts.kind}: {what} → corrected in AWS", at - began, "s", limit, "max")
-            result.add(f"{facts.kind}: {what} → Ready again", ready - began, "s")
+        )
+    ]
+    corrected_at: dict[int, float] = {}
+    ready_at: dict[int, float] = {}
+    deadline = began + 3 * limit
+    while len(ready_at) < len(targets) and time.time() < deadline + 60:
+        requests = sandbox.aws_requests()
+        state = sandbox.aws("GET", "/_emulator/state")
+        for i, (facts, _, obj, operation) in enumerate(targets):
+            if i not in corrected_at and time.time() < deadline:
+                at = corrective(requests, facts, operation)
+                if at is not None:
+                    corrected_at[i] = at
+            if i in corrected_at and i not in ready_at:
+                ready = ready_again(state, facts, obj)
+                if ready is not None:
+                    ready_at[i] = ready
+        time.sleep(1.0)
+    for i, (facts, what, obj, _) in enumerate(targets):
+        if i not in corrected_at:
+            result.add(
+                f"{facts.kind}: {what} → corrected (timed out)", time.time() - began, "s", limit, "max"
+            )
+            continue
+        found = _found_at(sandbox, obj)
+        if found is not None:
+            result.add(f"{facts.kind}: {what} → found by its sweep", found - began, "s", drift_seconds + 2)
+        result.add(f"{facts.kind}: {what} → corrected in AWS", corrected_at[i] - began, "s", limit, "max")
+        if i in ready_at:
+            result.add(f"{facts.kind}: {what} → Ready again", ready_at[i] - began, "s")
+        else:
+            result.add(f"{facts.kind}: {what} → Ready again (timed out)", time.time() - began, "s")
     return result
 
 

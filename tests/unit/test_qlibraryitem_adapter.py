@@ -362,3 +362,28 @@ def test_ref_for_adoption_is_the_spec_instance_and_the_given_item(
 ) -> None:
     adapter, _ = stubbed
     assert adapter.ref_for_id(spec(), ITEM_ID) == REF
+
+
+def test_find_many_lists_each_library_once_and_a_failed_listing_answers_only_its_instance(
+    stubbed: tuple[QLibraryItemAdapter, Stubber],
+) -> None:
+    """The engine asks the looks of many creates at once: one listing per instance answers them all."""
+    adapter, stubber = stubbed
+    other_app = "8c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f"
+    stubber.add_response(
+        "list_library_items", {"libraryItems": [item()]}, {"instanceId": INSTANCE, "limit": 100}
+    )
+    not_found(stubber, "list_library_items", "instance-2", "Instance")
+    specs = [
+        spec(),
+        spec(appId=other_app),
+        spec(instanceId="instance-2"),
+        spec(appVersion=2),
+        spec(instanceId="instance-2", appId=other_app),
+    ]
+    answers = adapter.find_many(specs, [OWNER] * len(specs))
+    assert isinstance(answers[0], base.Found) and answers[0].ref == REF
+    assert answers[1] is None and answers[3] is None
+    for failed in (answers[2], answers[4]):
+        assert isinstance(failed, base.NotFoundError) and failed.field == "instanceId"
+        assert "instance-2" in str(failed)

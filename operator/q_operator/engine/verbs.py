@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
 from q_operator.engine import conditions as c
+from q_operator.engine import looks
 from q_operator.engine.contract import AwsCaller, Deps, ObjectView
 from q_operator.engine.controls import Guard, guard_for
 from q_operator.engine.errors import ReconcileError, TerminalError, classify
@@ -92,7 +93,16 @@ class Verbs:
         )
 
     async def find(self, spec: BaseModel, owner: Owner) -> Found | None:
-        return await self._call("find", lambda adapter: adapter.find(spec, owner))
+        if not self.kind.find_before_create:
+            return await self._call("find", lambda adapter: adapter.find(spec, owner))
+
+        async def shared() -> Found | None:
+            # A look before every create lists a whole parent: the looks asked at once share listings.
+            return await looks.find(
+                self.caller, self.kind, self.region, self.identity.role, self.logger, spec, owner
+            )
+
+        return await self._call("find", lambda adapter: adapter.find(spec, owner), via=shared)
 
     async def ref_for_id(self, spec: BaseModel, external_id: str) -> ExternalRef:
         return await self._call("adopt", lambda adapter: adapter.ref_for_id(spec, external_id))
@@ -179,8 +189,10 @@ class Verbs:
         region: str | None = None,
         passthrough: tuple[type[Exception], ...] = (),
         writes: bool = False,
+        via: Callable[[], Awaitable[T]] | None = None,
     ) -> T:
-        """Run one verb; whatever it raises is classified here, with the step leading the message."""
+        """Run one verb; whatever it raises is classified here, with the step leading the message.
+        `via`: how the verb reaches the caller instead of one call of `fn` (a shared look, looks.py)."""
         refused = self.guard.writes if writes else self.guard.reads
         if refused is not None:
             # The steps never get here for a paused or observe-only object: if one does, that is a
@@ -188,6 +200,8 @@ class Verbs:
             raise TerminalError(c.INTERNAL_ERROR, f"{step} refused: {refused}")
         try:
             await self.admit(step)
+            if via is not None:
+                return await via()
             return await self.caller.call(
                 self.kind, region or self.region, step, fn, self.logger, role=self.identity.role
             )

@@ -12,7 +12,7 @@ Every qapps call carries the instance in the `instance-id` header (boto3's `inst
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -197,6 +197,33 @@ def _not_found(error: ClientError, spec: QLibraryItemSpec) -> base.NotFoundError
     return None
 
 
+def _match(spec: QLibraryItemSpec, library: Sequence[Mapping[str, Any]]) -> base.Found | None:
+    """The item of the library publishing spec.appId at spec.appVersion. Should several match, the
+    newest is returned: after a crash mid-create, ours is the newest."""
+    matches = [
+        item
+        for item in library
+        if item.get("appId") == spec.appId and item.get("appVersion") == spec.appVersion
+    ]
+    if not matches:
+        return None
+    epoch = datetime.min.replace(tzinfo=UTC)
+    newest = max(matches, key=lambda item: item.get("createdAt") or epoch)
+    return base.Found(
+        ref={"instanceId": spec.instanceId, "libraryItemId": str(newest["libraryItemId"])},
+        owner_mark=None,
+        created_at=newest.get("createdAt"),
+    )
+
+
+def _translated(error: Exception, spec: QLibraryItemSpec) -> Exception:
+    """A failed listing as this spec's answer: a NotFoundError names the spec's own instance."""
+    cause = error.__cause__
+    if isinstance(error, base.NotFoundError) and isinstance(cause, ClientError):
+        return _not_found(cause, spec) or error
+    return error
+
+
 class QLibraryItemAdapter:
     """The verbs of `base.Adapter` over a boto3 `qapps` client."""
 
@@ -240,23 +267,29 @@ class QLibraryItemAdapter:
     def find(self, spec: QLibraryItemSpec, owner: base.Owner) -> base.Found | None:
         """The item publishing spec.appId at spec.appVersion in spec.instanceId, if any.
 
-        ListLibraryItems has no appId filter, so this pages through the whole library. Should
-        several match, the newest is returned: after a crash mid-create, ours is the newest.
-        """
-        matches = [
-            item
-            for item in self._list_items(spec)
-            if item.get("appId") == spec.appId and item.get("appVersion") == spec.appVersion
-        ]
-        if not matches:
-            return None
-        epoch = datetime.min.replace(tzinfo=UTC)
-        newest = max(matches, key=lambda item: item.get("createdAt") or epoch)
-        return base.Found(
-            ref={"instanceId": spec.instanceId, "libraryItemId": str(newest["libraryItemId"])},
-            owner_mark=None,
-            created_at=newest.get("createdAt"),
-        )
+        ListLibraryItems has no appId filter, so this pages through the whole library."""
+        return _match(spec, list(self._list_items(spec)))
+
+    def find_many(
+        self, specs: Sequence[QLibraryItemSpec], owners: Sequence[base.Owner]
+    ) -> list[base.Found | Exception | None]:
+        """`find` for each spec, listing each instance's library once for all of them (the engine
+        asks for the looks of many creates at once: engine/looks.py). A failed listing is the answer
+        of the specs in its instance only."""
+        libraries: dict[str, list[Mapping[str, Any]] | Exception] = {}
+        answers: list[base.Found | Exception | None] = []
+        for spec in specs:
+            if spec.instanceId not in libraries:
+                try:
+                    libraries[spec.instanceId] = list(self._list_items(spec))
+                except Exception as error:
+                    libraries[spec.instanceId] = error
+            library = libraries[spec.instanceId]
+            if isinstance(library, Exception):
+                answers.append(_translated(library, spec))
+            else:
+                answers.append(_match(spec, library))
+        return answers
 
     def create(
         self, spec: QLibraryItemSpec, owner: base.Owner, token: base.ClientToken, resolved: base.Resolved
