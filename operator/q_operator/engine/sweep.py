@@ -1,6 +1,6 @@
 """List-based observation: Ready objects are watched through their API's List call, one sweep of
 pages per parent and drift interval, instead of a per-object observe each (`Q_OPERATOR_OBSERVE_MODE`,
-`list` by default; `object` observes every object itself, as before).
+`list` by default; `object`: every object observes itself at each drift interval).
 
 A kind says what one List call covers (`KindInfo.list_parent`: ListPlugins an application,
 ListLibraryItems a Q Apps instance, ListConnectors a region) and how a member maps to its ref and to
@@ -399,7 +399,7 @@ class Sweeper:
             "sweep: %s %s/%s: %s; observing it", watched.kind.kind, watched.namespace, watched.name, what
         )
         if self.wake is not None:
-            stamp = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+            stamp = c.rfc3339(datetime.now(UTC))
             await self.wake(watched.kind, watched.namespace, watched.name, f"{stamp} {what}")
 
 
