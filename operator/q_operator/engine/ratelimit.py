@@ -9,16 +9,22 @@ The rate is learned in both directions, as AWS's own adaptive retry mode does, a
 `Q_OPERATOR_AWS_RATE`: no ceiling unless one is set (`Q_OPERATOR_AWS_RATE_MAX`, to leave quota to
 others in the account). Three rules:
 
-- **Decrease** on a throttle (once per burst of throttles): to `BETA` of the rate AWS let through
-  just before it said no (that is the limit), never above the rate in use; and a pause for
-  Retry-After.
-- **Recover and probe**, CUBIC-like, counted in calls rather than seconds: from the decrease the rate
-  climbs steeply and then flattens as it nears the last limit (`RECOVERY_CALLS` calls to get there),
-  then probes past it slowly at first and faster the longer no throttle comes. Counting calls makes
-  the share of throttled calls the same at 1/s as at 100/s: one probe every few hundred calls.
+- **Decrease** on a throttle (once per burst of throttles): to `BETA` of the rate AWS allows, never
+  above the rate in use; and a pause for Retry-After. The rate AWS allows is measured from its
+  answers: its bucket holds about a second's worth (`BURST_SECONDS`) and is empty when it says no,
+  so the limit is the least rate whose bucket would have let through every call it accepted. Calls
+  that went on its burst are not taken for its rate: one throttle finds the limit, not two.
+- **Return, then probe**, CUBIC-like: from the decrease the rate climbs back to the limit within a
+  few seconds (`RETURN_CALLS`), flattening as it nears it, then probes past it slowly at first and
+  faster the longer no throttle comes. The probe is counted in calls rather than seconds
+  (`RECOVERY_CALLS`), which makes the share of throttled calls the same at 1/s as at 100/s: one
+  probe every few hundred calls.
 - **Start slow, grow fast** where no limit is known yet: while calls wait, the rate grows e-fold
-  (x2.7) every second (`SLOW_START_STEP` per call), so a quota of 100/s is found within a few seconds of the
-  default 10/s; a limit outgrown twice over without a throttle is forgotten the same way.
+  (x2.7) every second (`SLOW_START_STEP` per call) up to 1.5 times what AWS accepted in the last
+  second, so a quota of 100/s is found within a few seconds of the default 10/s; a limit outgrown
+  twice over without a throttle is forgotten the same way. Until a limit is known the bucket holds
+  no more than a second of the start rate: a rate tested only against AWS's burst does not go out
+  all at once after a stall.
 
 The rate grows only while callers wait for it (the bucket is empty): an operator that sends 2 calls a
 second never learns to send 200 at once.
@@ -43,14 +49,16 @@ BucketKey = tuple[str, str, str, str]
 #: after a throttle, run at this share of the rate AWS let through (multiplicative decrease)
 BETA = 0.9
 #: calls that wait for their token (the limiter is what holds them back) it takes to climb from
-#: BETA x the last limit back to it (as many again to probe to twice past it)...
+#: BETA x the last limit back to it: the limit is measured, so the way back costs no throttle...
+RETURN_CALLS = 40.0
+#: ...or this many seconds' worth at the last limit, if more
+RETURN_SECONDS = 3.0
+#: waiting calls past the return it takes to probe to twice the last limit...
 RECOVERY_CALLS = 250.0
 #: ...or this many seconds' worth at the last limit, if more: at high rates several calls are in
 #: flight when a throttle comes back, so each probe costs several throttled calls
 RECOVERY_SECONDS = 10.0
-RETURN_CALLS = 40.0
-RETURN_SECONDS = 3.0
-#: how steeply the probe past the last limit grows: rate = limit x (1 + PROBE x ((n - K) / K)^3)
+#: how steeply the probe past the last limit grows: rate = limit x (1 + PROBE x (n / K)^3)
 PROBE = 1.0
 #: where no limit is known yet, each waiting call adds this to the rate (calls/s): at r calls a second
 #: that is r a second, so the rate grows e-fold every second...
@@ -60,12 +68,13 @@ SLOW_START_STEP = 1.0
 SLOW_START_CAP = 1.5
 #: a limit outgrown this many times over without a throttle is forgotten: grow as from the start
 FORGET_FACTOR = 2.0
-#: AWS's buckets hold about a second's worth: a throttle after calls went freely is measured as if
-#: that much came on top of the rate
+#: AWS's buckets hold about a second's worth on top of the rate (the stand-in's do; a larger burst
+#: shows as a second throttle soon after, measured from the first)
 BURST_SECONDS = 1.0
 #: a token short by less than this is a token: rounding must not send a caller who waited to wait again
 EPSILON = 1e-9
-#: seconds of accepted calls a throttle is measured against: what AWS let through just before it said no
+#: seconds of accepted calls a throttle is measured against: long against the burst, so calls that
+#: went at AWS's rate all along (its bucket never full) are measured within 1/20 of it
 MEASURE_SECONDS = 20.0
 #: a call that waited this recently means the callers press against the rate: only then may it grow
 PRESSING_SECONDS = 1.0
@@ -158,8 +167,8 @@ class TokenBucket:
         return best
 
     def throttled(self, now: float, retry_after: float | None) -> None:
-        """AWS said slow down: to BETA of what it let through (never above the rate in use), once per
-        burst of throttles; pause for Retry-After (else one token's time)."""
+        """AWS said slow down: to BETA of the rate it allows (`measured`; never above the rate in use),
+        once per burst of throttles; pause for Retry-After (else one token's time)."""
         if now - self.last_decrease >= max(1.0, 1.0 / self.rate):
             let_through = self.measured(now, self.last_decrease)
             limit = min(self.rate, let_through) if let_through else self.rate / 2
