@@ -229,8 +229,6 @@ class RateLimiter:
         self.sleep = sleep
         self._lock = threading.Lock()
         self._buckets: dict[BucketKey, TokenBucket] = {}
-        #: threads waiting in `acquire` queue here, per key
-        self._gates: dict[BucketKey, threading.Lock] = {}
 
     def bucket(self, key: BucketKey) -> TokenBucket:
         with self._lock:
@@ -261,16 +259,13 @@ class RateLimiter:
         never for a token ahead: calls queued in threads when a throttle lowers the rate go at the
         lowered rate, not at the one they queued under (a sent call cannot be taken back)."""
         bucket = self.bucket(key)
-        with self._lock:
-            gate = self._gates.setdefault(key, threading.Lock())
         started = self.clock()
-        with gate:  # one waiter asks at a time; the others sleep on the gate, not in a poll
-            while True:
-                with self._lock:
-                    wait = bucket.try_take(self.clock())
-                if wait <= 0:
-                    return self.clock() - started
-                self.sleep(wait)
+        while True:
+            with self._lock:
+                wait = bucket.try_take(self.clock())
+            if wait <= 0:
+                return self.clock() - started
+            self.sleep(wait)
 
     def throttled(self, key: BucketKey, retry_after: float | None) -> None:
         bucket = self.bucket(key)
