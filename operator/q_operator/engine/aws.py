@@ -73,6 +73,9 @@ def default_region() -> str | None:
 
 #: What AWS answers for credentials whose session has expired.
 EXPIRED_CODES = frozenset({"ExpiredToken", "ExpiredTokenException"})
+#: a verb's first token, taken before a worker thread is, is used only if a thread came within this
+#: many seconds; a later call waits for a token of its own
+PREPAID_SECONDS = 0.5
 #: After a failed GetCallerIdentity, the operator's own account is asked again after this long.
 WHOAMI_RETRY = 60.0
 
@@ -270,6 +273,7 @@ class AwsSession:
             if wait > 0:
                 metrics.AWS_WAIT_SECONDS.labels(kind.service).inc(wait)
             fields["prepaid"] = key
+            fields["prepaid_at"] = self.limiter.clock()
 
         def work() -> T:
             _current.set(fields)
@@ -320,10 +324,15 @@ class AwsSession:
         if verb is not None and "first_seen" not in verb:
             verb["first_seen"] = True
             self._first_op[verb["verb"]] = key[2]
-        if verb is not None and verb.get("prepaid") == key:
+        fresh = verb is not None and self.limiter.clock() - verb.get("prepaid_at", 0.0) <= PREPAID_SECONDS
+        if verb is not None and verb.get("prepaid") == key and fresh:
             verb["prepaid"] = None  # its token was taken before the thread was
             waited = 0.0
         else:
+            # A token taken long before a thread came free is spent: the verbs that queued for
+            # threads meanwhile would otherwise all send at once, far above the rate, when they do.
+            if verb is not None:
+                verb["prepaid"] = None
             waited = self.limiter.acquire(key)
         if waited:
             metrics.AWS_WAIT_SECONDS.labels(key[0]).inc(waited)

@@ -9,16 +9,22 @@ The rate is learned in both directions, as AWS's own adaptive retry mode does, a
 `Q_OPERATOR_AWS_RATE`: no ceiling unless one is set (`Q_OPERATOR_AWS_RATE_MAX`, to leave quota to
 others in the account). Three rules:
 
-- **Decrease** on a throttle (once per burst of throttles): to `BETA` of the rate AWS let through
-  just before it said no (that is the limit), never above the rate in use; and a pause for
-  Retry-After.
-- **Recover and probe**, CUBIC-like, counted in calls rather than seconds: from the decrease the rate
-  climbs steeply and then flattens as it nears the last limit (`RECOVERY_CALLS` calls to get there),
-  then probes past it slowly at first and faster the longer no throttle comes. Counting calls makes
-  the share of throttled calls the same at 1/s as at 100/s: one probe every few hundred calls.
+- **Decrease** on a throttle (once per burst of throttles): to `BETA` of the rate AWS allows, never
+  above the rate in use; and a pause for Retry-After. The rate AWS allows is measured from its
+  answers: its bucket holds about a second's worth (`BURST_SECONDS`) and is empty when it says no,
+  so the limit is the least rate whose bucket would have let through every call it accepted. Calls
+  that went on its burst are not taken for its rate: one throttle finds the limit, not two.
+- **Return, then probe**, CUBIC-like: from the decrease the rate climbs back to the limit within a
+  few seconds (`RETURN_CALLS`), flattening as it nears it, then probes past it slowly at first and
+  faster the longer no throttle comes. The probe is counted in calls rather than seconds
+  (`RECOVERY_CALLS`), which makes the share of throttled calls the same at 1/s as at 100/s: one
+  probe every few hundred calls.
 - **Start slow, grow fast** where no limit is known yet: while calls wait, the rate grows e-fold
-  (x2.7) every second (`SLOW_START_STEP` per call), so a quota of 100/s is found within a few seconds of the
-  default 10/s; a limit outgrown twice over without a throttle is forgotten the same way.
+  (x2.7) every second (`SLOW_START_STEP` per call) up to 1.5 times what AWS accepted in the last
+  second, so a quota of 100/s is found within a few seconds of the default 10/s; a limit outgrown
+  twice over without a throttle is forgotten the same way. Until a limit is known the bucket holds
+  no more than a second of the start rate: a rate tested only against AWS's burst does not go out
+  all at once after a stall.
 
 The rate grows only while callers wait for it (the bucket is empty): an operator that sends 2 calls a
 second never learns to send 200 at once.
@@ -29,6 +35,7 @@ simulated AWS bucket (tests/unit/test_engine_ratelimit.py).
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from collections import deque
@@ -40,25 +47,35 @@ from dataclasses import dataclass
 BucketKey = tuple[str, str, str, str]
 
 #: after a throttle, run at this share of the rate AWS let through (multiplicative decrease)
-BETA = 0.8
+BETA = 0.9
 #: calls that wait for their token (the limiter is what holds them back) it takes to climb from
-#: BETA x the last limit back to it (as many again to probe to twice past it)...
+#: BETA x the last limit back to it: the limit is measured, so the way back costs no throttle...
+RETURN_CALLS = 40.0
+#: ...or this many seconds' worth at the last limit, if more
+RETURN_SECONDS = 3.0
+#: waiting calls past the return it takes to probe to twice the last limit...
 RECOVERY_CALLS = 250.0
 #: ...or this many seconds' worth at the last limit, if more: at high rates several calls are in
 #: flight when a throttle comes back, so each probe costs several throttled calls
 RECOVERY_SECONDS = 10.0
-#: how steeply the probe past the last limit grows: rate = limit x (1 + PROBE x ((n - K) / K)^3)
+#: how steeply the probe past the last limit grows: rate = limit x (1 + PROBE x (n / K)^3)
 PROBE = 1.0
 #: where no limit is known yet, each waiting call adds this to the rate (calls/s): at r calls a second
 #: that is r a second, so the rate grows e-fold every second...
 SLOW_START_STEP = 1.0
 #: ...but never past this multiple of what AWS accepted over the last second (or of the start rate),
 #: so the first overshoot past an unknown limit stays small
-SLOW_START_CAP = 2.0
+SLOW_START_CAP = 1.5
 #: a limit outgrown this many times over without a throttle is forgotten: grow as from the start
 FORGET_FACTOR = 2.0
-#: seconds of accepted calls a throttle is measured against: what AWS let through just before it said no
-MEASURE_SECONDS = 4.0
+#: AWS's buckets hold about a second's worth on top of the rate (the stand-in's do; a larger burst
+#: shows as a second throttle soon after, measured from the first)
+BURST_SECONDS = 1.0
+#: a token short by less than this is a token: rounding must not send a caller who waited to wait again
+EPSILON = 1e-9
+#: seconds of accepted calls a throttle is measured against: long against the burst, so calls that
+#: went at AWS's rate all along (its bucket never full) are measured within 1/20 of it
+MEASURE_SECONDS = 20.0
 #: a call that waited this recently means the callers press against the rate: only then may it grow
 PRESSING_SECONDS = 1.0
 
@@ -78,12 +95,12 @@ class TokenBucket:
 
     def __post_init__(self) -> None:
         self.rate = self._capped(self.start_rate)
+        #: the rate AWS was measured to allow at the last throttle (None: none yet, or outgrown)
+        self.limit: float | None = None
         self.tokens = self.capacity
         self.updated = self.now
         self.paused_until = self.now
         self.last_decrease = float("-inf")
-        #: the rate AWS was measured to allow at the last throttle (None: none yet, or outgrown)
-        self.limit: float | None = None
         #: calls that waited for their token since the last decrease (CUBIC's clock)
         self.waited_calls = 0.0
         self.pressed_at = float("-inf")
@@ -91,7 +108,12 @@ class TokenBucket:
 
     @property
     def capacity(self) -> float:
-        return self.burst if self.burst is not None else max(1.0, self.rate)
+        if self.burst is not None:
+            return self.burst
+        # One second's worth, but of no more than AWS is known to allow: a rate that slow start has
+        # raised past anything tested yet must not let a whole second of it go at once (after a stall).
+        known = self.limit if self.limit is not None else self.start_rate
+        return max(1.0, min(self.rate, known))
 
     def _capped(self, rate: float) -> float:
         rate = max(self.min_rate, rate)
@@ -120,29 +142,35 @@ class TokenBucket:
         if self.paused_until > now:
             self.pressed_at = now
             return self.paused_until - now
-        if self.tokens >= 1.0:
+        if self.tokens >= 1.0 - EPSILON:  # (a waiter woken when the token is due gets it)
             self.tokens -= 1.0
             return 0.0
         self.pressed_at = now
         return (1.0 - self.tokens) / self.rate
 
     def measured(self, now: float, since: float = float("-inf")) -> float | None:
-        """Calls per second AWS accepted over the last seconds (after `since`); None: none."""
+        """The rate AWS allows, from the calls it accepted over the last seconds and its answer now
+        that its bucket is empty; None: nothing accepted. `since`: when it was last empty (the last
+        throttle), if within the window.
+
+        AWS's bucket holds `BURST_SECONDS` of its rate. Had it been full at s (or empty at `since`),
+        it would have let through at most rate x (now - s + burst) since then: the rate is the least
+        one under which every call it accepted fits, and at which the next one, now, does not."""
         start = max(now - MEASURE_SECONDS, since)
-        self._forget_before(start)
-        if not self.accepted:
+        self._forget_before(now - MEASURE_SECONDS)
+        calls = [t for t in self.accepted if t >= start]
+        if not calls:
             return None
-        span = max(1.0, now - max(start, self.accepted[0]))
-        return len(self.accepted) / span
+        best = len(calls) / max(1.0, now - since) if since >= start else 0.0
+        for i, at in enumerate(calls):
+            best = max(best, (len(calls) - i) / (now - at + BURST_SECONDS))
+        return best
 
     def throttled(self, now: float, retry_after: float | None) -> None:
-        """AWS said slow down: to BETA of what it let through (never above the rate in use), once per
-        burst of throttles; pause for Retry-After (else one token's time)."""
+        """AWS said slow down: to BETA of the rate it allows (`measured`; never above the rate in use),
+        once per burst of throttles; pause for Retry-After (else one token's time)."""
         if now - self.last_decrease >= max(1.0, 1.0 / self.rate):
-            # A second throttle soon after a decrease is measured from that decrease only: AWS's own
-            # burst inflated the first measurement.
-            recent = now - self.last_decrease < MEASURE_SECONDS
-            let_through = self.measured(now, self.last_decrease if recent else float("-inf"))
+            let_through = self.measured(now, self.last_decrease)
             limit = min(self.rate, let_through) if let_through else self.rate / 2
             self.limit = limit
             self.rate = self._capped(BETA * limit)
@@ -163,16 +191,17 @@ class TokenBucket:
             return  # the callers do not need more: no growth nobody has tested
         self._refill(now)
         if self.limit is None:
-            last_second = sum(1 for t in self.accepted if t >= now - 1.0)
+            last_second = len(self.accepted) - bisect.bisect_left(self.accepted, now - 1.0)
             cap = SLOW_START_CAP * max(self.start_rate, last_second)
             self.rate = self._capped(max(self.rate, min(self.rate + SLOW_START_STEP, cap)))
             return
         self.waited_calls += 1.0
-        n = self.waited_calls / max(RECOVERY_CALLS, RECOVERY_SECONDS * self.limit)
-        if n <= 1.0:
-            target = self.limit * (1.0 - (1.0 - BETA) * (1.0 - n) ** 3)
+        back = max(RETURN_CALLS, RETURN_SECONDS * self.limit)
+        if self.waited_calls <= back:
+            target = self.limit * (1.0 - (1.0 - BETA) * (1.0 - self.waited_calls / back) ** 3)
         else:
-            target = self.limit * (1.0 + PROBE * (n - 1.0) ** 3)
+            n = (self.waited_calls - back) / max(RECOVERY_CALLS, RECOVERY_SECONDS * self.limit)
+            target = self.limit * (1.0 + PROBE * n**3)
         self.rate = self._capped(max(self.rate, target))
         if self.rate > FORGET_FACTOR * self.limit:
             self.limit = None  # the limit went up a long way: find it as from the start
@@ -226,13 +255,17 @@ class RateLimiter:
             return bucket.try_take(self.clock())
 
     def acquire(self, key: BucketKey) -> float:
-        """Wait for a token; return the seconds waited."""
+        """Wait for a token; return the seconds waited. The bucket is asked again after each wait,
+        never for a token ahead: calls queued in threads when a throttle lowers the rate go at the
+        lowered rate, not at the one they queued under (a sent call cannot be taken back)."""
         bucket = self.bucket(key)
-        with self._lock:
-            wait = bucket.reserve(self.clock())
-        if wait > 0:
+        started = self.clock()
+        while True:
+            with self._lock:
+                wait = bucket.try_take(self.clock())
+            if wait <= 0:
+                return self.clock() - started
             self.sleep(wait)
-        return wait
 
     def throttled(self, key: BucketKey, retry_after: float | None) -> None:
         bucket = self.bucket(key)
