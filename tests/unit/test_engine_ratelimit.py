@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from q_operator.engine.ratelimit import BETA, RateLimiter, TokenBucket
+from q_operator.engine.ratelimit import BETA, MIN_RATE, RateLimiter, TokenBucket
 
 
 class Clock:
@@ -295,7 +295,19 @@ def test_a_burst_of_throttles_decreases_only_once() -> None:
     bucket = TokenBucket(10, 10, now=0.0)
     for _ in range(16):
         bucket.throttled(0.01, retry_after=None)
-    assert bucket.rate == pytest.approx(BETA * 5.0)  # no call measured: half the rate was the limit
+    assert bucket.rate == pytest.approx(5.0)  # no call measured: halved, and no limit learned
+    assert bucket.limit is None
+
+
+def test_after_a_minute_of_aws_throttling_everything_the_rate_is_back_within_seconds() -> None:
+    """An outage or a throttling storm (every call refused for a minute) says nothing about the quota:
+    the rate halves to the floor, and once calls pass again it grows back as from the start — not
+    over hundreds of calls at the floor's pace, which kept a whole operator waiting for minutes."""
+    rates: list[float] = []
+    start = 10.0
+    simulate([(60.0, 0.0), (70.0, start)], demand=start, rates=rates)  # ten seconds after it ends
+    assert rates[0] == MIN_RATE
+    assert rates[1] >= 0.8 * start, rates
 
 
 def test_a_second_throttle_soon_after_is_measured_from_the_first() -> None:

@@ -66,6 +66,8 @@ SLOW_START_STEP = 1.0
 #: ...but never past this multiple of what AWS accepted over the last second (or of the start rate),
 #: so the first overshoot past an unknown limit stays small
 SLOW_START_CAP = 1.5
+#: the rate never goes below this many calls a second, however long AWS throttles everything
+MIN_RATE = 0.5
 #: a limit outgrown this many times over without a throttle is forgotten: grow as from the start
 FORGET_FACTOR = 2.0
 #: AWS's buckets hold about a second's worth on top of the rate (the stand-in's do; a larger burst
@@ -91,7 +93,8 @@ class TokenBucket:
     now: float
     #: the rate never goes above this (Q_OPERATOR_AWS_RATE_MAX); None: no ceiling
     ceiling: float | None = None
-    min_rate: float = 0.05
+    #: the floor (AWS's adaptive retry mode's too): a throttling storm never stalls an operation
+    min_rate: float = MIN_RATE
 
     def __post_init__(self) -> None:
         self.rate = self._capped(self.start_rate)
@@ -171,9 +174,15 @@ class TokenBucket:
         once per burst of throttles; pause for Retry-After (else one token's time)."""
         if now - self.last_decrease >= max(1.0, 1.0 / self.rate):
             let_through = self.measured(now, self.last_decrease)
-            limit = min(self.rate, let_through) if let_through else self.rate / 2
-            self.limit = limit
-            self.rate = self._capped(BETA * limit)
+            if let_through:
+                self.limit = min(self.rate, let_through)
+                self.rate = self._capped(BETA * self.limit)
+            else:
+                # AWS accepted nothing since the last decrease: no rate was measured, so no limit is
+                # learned (an outage or a throttling storm says nothing about the quota). Halve, and
+                # once calls pass again grow back as from the start, within seconds, not minutes.
+                self.limit = None
+                self.rate = self._capped(self.rate / 2)
             self.waited_calls = 0.0
             self.last_decrease = now
         pause = retry_after if retry_after and retry_after > 0 else 1.0 / self.rate
