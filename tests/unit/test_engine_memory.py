@@ -4,6 +4,7 @@ so a process that sees many objects come and go keeps nothing of them."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import random
 from collections.abc import Mapping
@@ -14,6 +15,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from q_operator.engine import bridge
+from q_operator.engine.memory import Index
 from q_operator.engine.reconcile import Deps, Timing, Trigger
 from tests.unit.engine_fakes import DEFAULT_REGION, FakeAws, FakeClock, FakeCloud, merge_patch, thing_kind
 
@@ -148,3 +150,82 @@ def test_forgetting_an_object_frees_what_it_held_for_others(monkeypatch: pytest.
         assert driver.deps.memory.holder("Thing", ref) is None
 
     asyncio.run(life())
+
+
+class Writer:
+    """The status writer of a running operator (process.write_status), in memory: what it stored, in
+    order with the cloud's calls; `fail` makes the next write raise (the API server unreachable)."""
+
+    def __init__(self, cloud_calls: list[str]) -> None:
+        self.cloud_calls = cloud_calls
+        self.writes: list[tuple[str, dict[str, Any], int]] = []
+        self.fail = False
+
+    async def __call__(self, kind: Any, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        if self.fail:
+            raise OSError("connection refused")
+        self.writes.append((name, dict(patch), len(self.cloud_calls)))
+
+
+def _with_writer(driver: Driver) -> Writer:
+    writer = Writer(driver.cloud.calls)
+    driver.deps = dataclasses.replace(driver.deps, write_status=writer)
+    return writer
+
+
+def test_the_intent_is_stored_and_the_create_sent_in_one_handler_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With a status writer, the cycle that records the intent stores it at once and the create
+    follows in the same handler call (no kopf round trip) — and never before the intent is stored."""
+    monkeypatch.setattr(kopf, "event", _no_event)
+    driver = Driver()
+    writer = _with_writer(driver)
+
+    async def life() -> None:
+        patch = kopf.Patch()
+        with pytest.raises(kopf.TemporaryError):  # polling the build now
+            await bridge.run_cycle(
+                driver.deps, driver.kind, Trigger.CHANGE, driver.body("a", {}, False), patch, deleting=False
+            )
+        assert driver.cloud.calls == ["create"]
+        [(name, intent, calls_before)] = writer.writes
+        assert name == "a" and "createPending" in intent and calls_before == 0  # stored before the create
+        # kopf's patch, laid over the stored intent, names the resource and clears the intent
+        status = merge_patch(intent, dict(patch["status"]))
+        assert status.get("thingId") and "createPending" not in status
+        assert driver.deps.memory.of("a").fresh_intent is None
+
+    asyncio.run(life())
+
+
+def test_an_intent_that_cannot_be_stored_at_once_goes_through_kopf(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the direct write fails, the cycle hands the intent to kopf and sends no create."""
+    monkeypatch.setattr(kopf, "event", _no_event)
+    driver = Driver()
+    writer = _with_writer(driver)
+    writer.fail = True
+
+    async def life() -> None:
+        status, verdict = await driver.cycle("a", {})
+        assert verdict == "requeue" and "createPending" in status
+        assert driver.cloud.calls == []
+        writer.fail = False
+        status = await driver.create_until_ready("a")
+        assert driver.cloud.calls.count("create") == 1 and status.get("thingId")
+
+    asyncio.run(life())
+
+
+def test_the_index_follows_each_object_and_forgets_it_when_gone() -> None:
+    """An object's entries replace its earlier ones; a key is listed while some object names it."""
+    index = Index()
+    index.replace("u1", {("ns", "cm"): "a"})
+    index.replace("u2", {("ns", "cm"): "b", ("ns", "other"): "b"})
+    assert index.get(("ns", "cm")) == ["a", "b"] and ("ns", "other") in index
+    index.replace("u2", {("ns", "other"): "b"})  # its spec no longer names cm
+    assert index.get(("ns", "cm")) == ["a"]
+    index.discard("u1")
+    index.replace("u2", {})
+    assert ("ns", "cm") not in index and ("ns", "other") not in index and len(index) == 0
+    assert index.get(("ns", "cm")) == []

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any, cast
@@ -51,6 +52,8 @@ from q_operator.engine.aws import env_float
 from q_operator.engine.memory import ObjectMemory
 from q_operator.engine.reconcile import Decision, Deps, ObjectView, Outcome, Trigger, reconcile
 from q_operator.kinds.base import KindInfo
+
+log = logging.getLogger("q_operator.engine")
 
 #: kopf keeps its own bookkeeping (handler progress, last-handled spec) under this prefix. It is a
 #: sub-domain on purpose: kopf ignores every annotation under its storage prefix when it looks for
@@ -66,6 +69,9 @@ CREATE_HANDLER = kopf.HandlerId("create")
 
 #: The outcome counted for a drift check a working List sweep made unnecessary (list mode).
 WATCHED = "watched"
+#: At most this many cycles follow one another in one handler call (`goes_on`): a step that asks to
+#: go on at once twice in a row is written through kopf, so nothing can spin inside one call.
+MAX_GO_ON = 2
 #: Requeues longer than this, outside deletion, end the kopf handler (PermanentError) and are retried
 #: by the drift timer instead: kopf would otherwise sit out the whole delay even if the spec changed.
 PARK_SECONDS = 60.0
@@ -130,6 +136,16 @@ async def run_cycle(
             outcome = Outcome(Decision.DONE, message="converged; watched by its parent's sweep")
         else:
             outcome = await reconcile(kind, obj, deps, trigger)
+            for _ in range(MAX_GO_ON):
+                if not goes_on(outcome, obj) or not await _persist(deps, kind, obj, outcome, entry):
+                    break
+                metrics.RECONCILES.labels(kind.kind, outcome.decision.value).inc()
+                for event in outcome.events:
+                    kopf.event(body, type=event.type, reason=event.reason, message=event.message[:1024])
+                obj = object_view(body, attempt, entry.wrote)
+                if deleting and not obj.deleting:
+                    obj = dataclasses.replace(obj, deleting=True)
+                outcome = await reconcile(kind, obj, deps, trigger)
             deps.watcher.note(kind, obj, outcome, deps)  # Ready: watched by a sweep; else not
         entry.wrote = merge_patch(entry.wrote, outcome.status, keep_removals=True)
         entry.converged_at = version if outcome.decision is Decision.DONE else None
@@ -154,6 +170,30 @@ async def run_cycle(
     error = verdict(outcome, trigger, obj.deleting, interval.seconds)
     if error is not None:
         raise error
+
+
+def goes_on(outcome: Outcome, obj: ObjectView) -> bool:
+    """A cycle that only persisted a step and asks to be run again at once (the intent to create,
+    stored before any create call): the same handler call writes its status and goes on, instead of
+    a kopf round trip (its progress annotations, a watch event, another handler call)."""
+    return outcome.decision is Decision.REQUEUE and outcome.delay <= 0.0 and not obj.deleting
+
+
+async def _persist(
+    deps: Deps, kind: KindInfo[Any, Any], obj: ObjectView, outcome: Outcome, entry: ObjectMemory
+) -> bool:
+    """Store the cycle's status now; True once the API server has it (the next cycle may act on it:
+    a create is sent only after its intent is stored). False: kopf writes it, as for any cycle."""
+    if deps.write_status is None:
+        return False
+    if outcome.status:
+        try:
+            await deps.write_status(kind, obj.namespace, obj.name, outcome.status)
+        except Exception as error:  # kopf writes it with the handler's outcome instead
+            log.info("status of %s %s/%s left to kopf: %s", kind.kind, obj.namespace, obj.name, error)
+            return False
+    entry.wrote = merge_patch(entry.wrote, outcome.status, keep_removals=True)
+    return True
 
 
 def _warn_of_drift_interval(body: kopf.Body, entry: ObjectMemory, interval: controls.Interval) -> None:

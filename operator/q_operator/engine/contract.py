@@ -125,6 +125,9 @@ class ObserveEach:
 
 #: Reads a ConfigMap's data: None when the ConfigMap does not exist.
 ConfigMapReader = Callable[[str, str], Awaitable[Mapping[str, str] | None]]
+#: Writes a status patch (JSON merge patch) to one object now — (kind, namespace, name, patch) — and
+#: returns once the API server has stored it (it raises if it did not).
+StatusWriter = Callable[[KindInfo[Any, Any], str, str, Mapping[str, Any]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,9 @@ class Deps:
     identities: Identities = field(default_factory=Identities)
     #: how Ready objects are watched between drift checks (sweep.py in list mode).
     watcher: Watcher = field(default_factory=ObserveEach)
+    #: writes a status patch at once (process.py), so a cycle that only persists a step (the intent to
+    #: create) goes on in the same handler call; None: every cycle's status goes through kopf.
+    write_status: StatusWriter | None = None
     #: when each build began (kept in `memory`) and how long builds take: paces the polls.
     builds: BuildClock = field(init=False)
 
