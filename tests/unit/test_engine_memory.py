@@ -159,6 +159,7 @@ class Writer:
     def __init__(self, cloud_calls: list[str]) -> None:
         self.cloud_calls = cloud_calls
         self.writes: list[tuple[str, dict[str, Any], int]] = []
+        self.slept: list[float] = []
         self.fail = False
 
     async def __call__(self, kind: Any, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
@@ -169,32 +170,56 @@ class Writer:
 
 def _with_writer(driver: Driver) -> Writer:
     writer = Writer(driver.cloud.calls)
-    driver.deps = dataclasses.replace(driver.deps, write_status=writer)
+
+    async def sleep(seconds: float) -> None:
+        writer.slept.append(seconds)
+        driver.clock.advance(seconds)
+
+    driver.deps = dataclasses.replace(driver.deps, write_status=writer, sleep=sleep)
     return writer
 
 
-def test_the_intent_is_stored_and_the_create_sent_in_one_handler_call(
+def test_one_handler_call_stores_the_intent_creates_and_waits_for_the_build(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """With a status writer, the cycle that records the intent stores it at once and the create
-    follows in the same handler call (no kopf round trip) — and never before the intent is stored."""
+    """With a status writer, the cycle that records the intent stores it at once, the create follows
+    in the same handler call — never before the intent is stored — and the call waits for the build's
+    next looks itself, storing what each cycle found, until the object is Ready (no kopf round trip)."""
     monkeypatch.setattr(kopf, "event", _no_event)
-    driver = Driver()
+    driver = Driver()  # its builds stay IN_PROGRESS for one look
     writer = _with_writer(driver)
 
     async def life() -> None:
         patch = kopf.Patch()
-        with pytest.raises(kopf.TemporaryError):  # polling the build now
-            await bridge.run_cycle(
-                driver.deps, driver.kind, Trigger.CHANGE, driver.body("a", {}, False), patch, deleting=False
-            )
-        assert driver.cloud.calls == ["create"]
-        [(name, intent, calls_before)] = writer.writes
-        assert name == "a" and "createPending" in intent and calls_before == 0  # stored before the create
-        # kopf's patch, laid over the stored intent, names the resource and clears the intent
-        status = merge_patch(intent, dict(patch["status"]))
-        assert status.get("thingId") and "createPending" not in status
-        assert driver.deps.memory.of("a").fresh_intent is None
+        body = driver.body("a", {}, False)
+        await bridge.run_cycle(driver.deps, driver.kind, Trigger.CHANGE, body, patch, deleting=False)
+        assert driver.cloud.calls == ["create", "observe", "observe"]
+        intent, created, building = writer.writes
+        assert intent[0] == "a" and "createPending" in intent[1] and intent[2] == 0  # before the create
+        assert created[1].get("thingId") and created[1].get("createPending", "kept") is None
+        assert created[2] == 1 and building[2] == 2  # each stored before the next call to AWS
+        assert len(writer.slept) == 2 and all(0 < s <= bridge.WAIT_HERE_SECONDS for s in writer.slept)
+        status: dict[str, Any] = {}
+        for _, written, _ in writer.writes:
+            status = merge_patch(status, written)
+        status = merge_patch(status, dict(patch["status"]))
+        ready = [c for c in status["conditions"] if c["type"] == "Ready"]
+        assert ready[0]["status"] == "True" and "createPending" not in status
+
+    asyncio.run(life())
+
+
+def test_a_long_build_goes_back_to_kopf(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build that outlasts the wait allowed in one call is polled through kopf's requeue."""
+    monkeypatch.setattr(kopf, "event", _no_event)
+    driver = Driver()
+    driver.cloud.build_polls = 100
+    writer = _with_writer(driver)
+
+    async def life() -> None:
+        _, verdict = await driver.cycle("a", {})
+        assert verdict == "requeue" and any(w.get("thingId") for _, w, _ in writer.writes)
+        assert 0 < sum(writer.slept) <= bridge.WAIT_HERE_TOTAL
 
     asyncio.run(life())
 
@@ -211,8 +236,8 @@ def test_an_intent_that_cannot_be_stored_at_once_goes_through_kopf(monkeypatch: 
         assert verdict == "requeue" and "createPending" in status
         assert driver.cloud.calls == []
         writer.fail = False
-        status = await driver.create_until_ready("a")
-        assert driver.cloud.calls.count("create") == 1 and status.get("thingId")
+        _, verdict = await driver.cycle("a", status)  # the intent stored: create, wait, Ready
+        assert verdict == "done" and driver.cloud.calls.count("create") == 1
 
     asyncio.run(life())
 

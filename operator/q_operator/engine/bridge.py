@@ -69,9 +69,13 @@ CREATE_HANDLER = kopf.HandlerId("create")
 
 #: The outcome counted for a drift check a working List sweep made unnecessary (list mode).
 WATCHED = "watched"
-#: At most this many cycles follow one another in one handler call (`goes_on`): a step that asks to
-#: go on at once twice in a row is written through kopf, so nothing can spin inside one call.
-MAX_GO_ON = 2
+#: At most this many cycles follow the first in one handler call (`goes_on`): intent, create, two
+#: looks at the build; then the outcome goes through kopf, so nothing can spin inside one call.
+MAX_GO_ON = 3
+#: A change handler waits here for a build's next look if it is at most this far off (`goes_on`)…
+WAIT_HERE_SECONDS = 10.0
+#: …and waits no longer than this in all, in one call.
+WAIT_HERE_TOTAL = 15.0
 #: Requeues longer than this, outside deletion, end the kopf handler (PermanentError) and are retried
 #: by the drift timer instead: kopf would otherwise sit out the whole delay even if the spec changed.
 PARK_SECONDS = 60.0
@@ -118,6 +122,7 @@ async def run_cycle(
     if trigger is Trigger.DRIFT:
         entry.drift_checked = started  # the next check is due one interval from now
     _warn_of_drift_interval(body, entry, interval)
+    waited = 0.0  # seconds this call waited for a build (not reconcile time)
     async with entry.lock:
         if trigger is Trigger.CHANGE and not deleting and version and entry.converged_at == version:
             return  # this exact object version was just reconciled to DONE
@@ -137,11 +142,15 @@ async def run_cycle(
         else:
             outcome = await reconcile(kind, obj, deps, trigger)
             for _ in range(MAX_GO_ON):
-                if not goes_on(outcome, obj) or not await _persist(deps, kind, obj, outcome, entry):
+                wait = goes_on(deps, outcome, obj, trigger, waited)
+                if wait is None or not await _persist(deps, kind, obj, outcome, entry):
                     break
                 metrics.RECONCILES.labels(kind.kind, outcome.decision.value).inc()
                 for event in outcome.events:
                     kopf.event(body, type=event.type, reason=event.reason, message=event.message[:1024])
+                if wait > 0:
+                    await deps.sleep(wait)
+                    waited += wait
                 obj = object_view(body, attempt, entry.wrote)
                 if deleting and not obj.deleting:
                     obj = dataclasses.replace(obj, deleting=True)
@@ -155,7 +164,7 @@ async def run_cycle(
             and _synced_reason(obj, outcome) not in conditions.CONTROL_REASONS  # paused: no failure
         )
         entry.failures = attempt + 1 if failed else 0
-    metrics.RECONCILE_SECONDS.labels(kind.kind).observe(time.monotonic() - started)
+    metrics.RECONCILE_SECONDS.labels(kind.kind).observe(time.monotonic() - started - waited)
     metrics.RECONCILES.labels(kind.kind, outcome.decision.value).inc()
     for key, value in outcome.status.items():
         patch.status[key] = value
@@ -172,11 +181,28 @@ async def run_cycle(
         raise error
 
 
-def goes_on(outcome: Outcome, obj: ObjectView) -> bool:
-    """A cycle that only persisted a step and asks to be run again at once (the intent to create,
-    stored before any create call): the same handler call writes its status and goes on, instead of
-    a kopf round trip (its progress annotations, a watch event, another handler call)."""
-    return outcome.decision is Decision.REQUEUE and outcome.delay <= 0.0 and not obj.deleting
+def goes_on(deps: Deps, outcome: Outcome, obj: ObjectView, trigger: Trigger, waited: float) -> float | None:
+    """Whether this handler call goes on with another cycle after storing this one's status itself,
+    and after how many seconds; None: the cycle's outcome goes to kopf.
+
+    A kopf round trip costs a patch of its progress annotations, one of the status, their watch
+    events, another handler call — and, after a delay, a patch to wake itself and its event: the bulk
+    of the operator's work per object. So a cycle that only stored a step (the intent to create,
+    which is stored before any create call) goes on at once, and a change handler polling a build
+    this process started waits here for the next look when it is near (`WAIT_HERE_SECONDS`, at most
+    `WAIT_HERE_TOTAL` per call: a spec change, a pause or a deletion waits no longer than that)."""
+    if outcome.decision is not Decision.REQUEUE or obj.deleting:
+        return None
+    if outcome.delay <= 0.0:
+        return 0.0
+    if (
+        trigger is Trigger.CHANGE
+        and outcome.delay <= WAIT_HERE_SECONDS
+        and waited + outcome.delay <= WAIT_HERE_TOTAL
+        and deps.builds.polling(obj.uid, deps.now().timestamp())
+    ):
+        return outcome.delay
+    return None
 
 
 async def _persist(

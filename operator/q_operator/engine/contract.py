@@ -6,6 +6,7 @@ and maps the `Outcome` back onto kopf; the unit tests build both by hand around 
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import random
@@ -175,6 +176,8 @@ class Deps:
     #: writes a status patch at once (process.py), so a cycle that only persists a step (the intent to
     #: create) goes on in the same handler call; None: every cycle's status goes through kopf.
     write_status: StatusWriter | None = None
+    #: waits (a fake clock's in tests): a handler call waiting for a build's next look (bridge.py).
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     #: when each build began (kept in `memory`) and how long builds take: paces the polls.
     builds: BuildClock = field(init=False)
 
