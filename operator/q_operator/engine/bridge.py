@@ -124,8 +124,8 @@ async def run_cycle(
     _warn_of_drift_interval(body, entry, interval)
     waited = 0.0  # seconds this call waited for a build (not reconcile time)
     async with entry.lock:
-        if trigger is Trigger.CHANGE and not deleting and version and entry.converged_at == version:
-            return  # this exact object version was just reconciled to DONE
+        if trigger is Trigger.CHANGE and not deleting and version and _converged(entry, version):
+            return  # this exact object version (or one our last call wrote) was reconciled to DONE
         attempt = entry.failures
         # Any handler may run on a body from before our own last patch (kopf stops waiting for it after
         # its consistency timeout, and a busy API server can be slower): it sees that patch.
@@ -141,6 +141,7 @@ async def run_cycle(
             outcome = Outcome(Decision.DONE, message="converged; watched by its parent's sweep")
         else:
             outcome = await reconcile(kind, obj, deps, trigger)
+            entry.own_versions = set()
             for _ in range(MAX_GO_ON):
                 wait = goes_on(deps, outcome, obj, trigger, waited)
                 if wait is None or not await _persist(deps, kind, obj, outcome, entry):
@@ -181,6 +182,14 @@ async def run_cycle(
         raise error
 
 
+def _converged(entry: ObjectMemory, version: str) -> bool:
+    """The body's version was reconciled to DONE, or is one our own writes made during the call that
+    did (only the status differs from the body that call converged on)."""
+    if entry.converged_at is None:
+        return False
+    return entry.converged_at == version or version in entry.own_versions
+
+
 def goes_on(deps: Deps, outcome: Outcome, obj: ObjectView, trigger: Trigger, waited: float) -> float | None:
     """Whether this handler call goes on with another cycle after storing this one's status itself,
     and after how many seconds; None: the cycle's outcome goes to kopf.
@@ -214,10 +223,12 @@ async def _persist(
         return False
     if outcome.status:
         try:
-            await deps.write_status(kind, obj.namespace, obj.name, outcome.status)
+            written = await deps.write_status(kind, obj.namespace, obj.name, outcome.status)
         except Exception as error:  # kopf writes it with the handler's outcome instead
             log.info("status of %s %s/%s left to kopf: %s", kind.kind, obj.namespace, obj.name, error)
             return False
+        if written:
+            entry.own_versions.add(written)
     entry.wrote = merge_patch(entry.wrote, outcome.status, keep_removals=True)
     return True
 

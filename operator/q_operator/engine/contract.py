@@ -127,8 +127,9 @@ class ObserveEach:
 #: Reads a ConfigMap's data: None when the ConfigMap does not exist.
 ConfigMapReader = Callable[[str, str], Awaitable[Mapping[str, str] | None]]
 #: Writes a status patch (JSON merge patch) to one object now — (kind, namespace, name, patch) — and
-#: returns once the API server has stored it (it raises if it did not).
-StatusWriter = Callable[[KindInfo[Any, Any], str, str, Mapping[str, Any]], Awaitable[None]]
+#: returns once the API server has stored it (it raises if it did not), with the object's new
+#: resourceVersion (None if the answer did not say).
+StatusWriter = Callable[[KindInfo[Any, Any], str, str, Mapping[str, Any]], Awaitable[str | None]]
 
 
 @dataclass(frozen=True)

@@ -150,6 +150,11 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = PROGRESS
     settings.persistence.diffbase_storage = DIFFBASE
+    # After its own patch kopf waits this long for that patch's watch event before it handles an older
+    # body (kopf's default: 5 s). Under load the event comes later, and an older body — one of the
+    # status writes a handler call made itself (bridge.goes_on) — looked like an unhandled object:
+    # at 2,000 objects every create handler ran 2.8 times. Events normally come in milliseconds.
+    settings.persistence.consistency_timeout = 30
     # Only our explicit events (transitions) are posted, never log lines.
     settings.posting.enabled = True
     settings.posting.loggers = False

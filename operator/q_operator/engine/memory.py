@@ -91,6 +91,10 @@ class ObjectMemory:
     #: the resourceVersion at which the last cycle converged (DONE): kopf runs resume and
     #: create/update one after another on the same body at startup; the second has nothing to add.
     converged_at: str | None = None
+    #: the resourceVersions our own status writes inside the last handler call made (bridge.py): kopf
+    #: may hand those older bodies to a handler after that call converged (its consistency wait timed
+    #: out under load); at the same spec, they have nothing to add either.
+    own_versions: set[str] = field(default_factory=set)
     #: failed cycles in a row: the back-off attempt (not kopf's retry count, which also counts the
     #: requeues of a healthy create and would inflate back-off).
     failures: int = 0

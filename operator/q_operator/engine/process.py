@@ -74,11 +74,14 @@ def _custom_objects() -> Any:
     return _custom
 
 
-async def write_status(kind: KindInfo[Any, Any], namespace: str, name: str, patch: Mapping[str, Any]) -> None:
-    """Merge-patch the object's status subresource; returns once the API server has stored it."""
+async def write_status(
+    kind: KindInfo[Any, Any], namespace: str, name: str, patch: Mapping[str, Any]
+) -> str | None:
+    """Merge-patch the object's status subresource; returns once the API server has stored it, with
+    the object's new resourceVersion."""
 
-    def write() -> None:
-        _custom_objects().patch_namespaced_custom_object_status(
+    def write() -> str | None:
+        stored = _custom_objects().patch_namespaced_custom_object_status(
             kind.group,
             kind.version,
             namespace,
@@ -87,8 +90,10 @@ async def write_status(kind: KindInfo[Any, Any], namespace: str, name: str, patc
             {"status": dict(patch)},
             _content_type="application/merge-patch+json",
         )
+        version = stored.get("metadata", {}).get("resourceVersion") if isinstance(stored, dict) else None
+        return str(version) if version else None
 
-    await asyncio.to_thread(write)
+    return await asyncio.to_thread(write)
 
 
 async def read_configmap(namespace: str, name: str) -> Mapping[str, str] | None:
