@@ -345,11 +345,13 @@ def test_configmap_changes_mark_the_objects_that_refer_to_it(monkeypatch: pytest
 
     monkeypatch.setattr(configmaps, "_bump", bump)
     kind = registry.KINDS[0]
-    index = {configmaps.index_name(kind): {("ns", "schema"): ["a", "b"]}}
+    index = process.state().index(configmaps.index_name(kind))
+    index.replace("uid-a", {("ns", "schema"): "a", ("ns", "other"): "a"})
+    index.replace("uid-b", {("ns", "schema"): "b"})
 
     def event(type_: str | None, data: dict[str, str]) -> None:
         cm = {"metadata": {"namespace": "ns", "name": "schema"}, "data": data}
-        asyncio.run(configmaps.on_configmap(event={"type": type_}, body=kopf.Body(cm), **index))  # type: ignore[arg-type]
+        asyncio.run(configmaps.on_configmap(event={"type": type_}, body=kopf.Body(cm)))  # type: ignore[arg-type]
 
     event(None, {"k": "1"})
     assert bumped == []

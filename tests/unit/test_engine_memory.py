@@ -4,6 +4,7 @@ so a process that sees many objects come and go keeps nothing of them."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import random
 from collections.abc import Mapping
@@ -14,6 +15,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from q_operator.engine import bridge
+from q_operator.engine.memory import Index
 from q_operator.engine.reconcile import Deps, Timing, Trigger
 from tests.unit.engine_fakes import DEFAULT_REGION, FakeAws, FakeClock, FakeCloud, merge_patch, thing_kind
 
@@ -148,3 +150,115 @@ def test_forgetting_an_object_frees_what_it_held_for_others(monkeypatch: pytest.
         assert driver.deps.memory.holder("Thing", ref) is None
 
     asyncio.run(life())
+
+
+class Writer:
+    """The status writer of a running operator (process.write_status), in memory: what it stored, in
+    order with the cloud's calls; `fail` makes the next write raise (the API server unreachable)."""
+
+    def __init__(self, cloud_calls: list[str]) -> None:
+        self.cloud_calls = cloud_calls
+        self.writes: list[tuple[str, dict[str, Any], int]] = []
+        self.slept: list[float] = []
+        self.fail = False
+
+    async def __call__(self, kind: Any, namespace: str, name: str, patch: Mapping[str, Any]) -> str:
+        if self.fail:
+            raise OSError("connection refused")
+        self.writes.append((name, dict(patch), len(self.cloud_calls)))
+        return f"written-{len(self.writes)}"
+
+
+def _with_writer(driver: Driver) -> Writer:
+    writer = Writer(driver.cloud.calls)
+
+    async def sleep(seconds: float) -> None:
+        writer.slept.append(seconds)
+        driver.clock.advance(seconds)
+
+    driver.deps = dataclasses.replace(driver.deps, write_status=writer, sleep=sleep)
+    return writer
+
+
+def test_one_handler_call_stores_the_intent_creates_and_waits_for_the_build(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With a status writer, the cycle that records the intent stores it at once, the create follows
+    in the same handler call — never before the intent is stored — and the call waits for the build's
+    next looks itself, storing what each cycle found, until the object is Ready (no kopf round trip)."""
+    monkeypatch.setattr(kopf, "event", _no_event)
+    driver = Driver()  # its builds stay IN_PROGRESS for one look
+    writer = _with_writer(driver)
+
+    async def life() -> None:
+        patch = kopf.Patch()
+        body = driver.body("a", {}, False)
+        await bridge.run_cycle(driver.deps, driver.kind, Trigger.CHANGE, body, patch, deleting=False)
+        assert driver.cloud.calls == ["create", "observe", "observe"]
+        intent, created, building = writer.writes
+        assert intent[0] == "a" and "createPending" in intent[1] and intent[2] == 0  # before the create
+        assert created[1].get("thingId") and created[1].get("createPending", "kept") is None
+        assert created[2] == 1 and building[2] == 2  # each stored before the next call to AWS
+        assert len(writer.slept) == 2 and all(0 < s <= bridge.WAIT_HERE_SECONDS for s in writer.slept)
+        status: dict[str, Any] = {}
+        for _, written, _ in writer.writes:
+            status = merge_patch(status, written)
+        status = merge_patch(status, dict(patch["status"]))
+        ready = [c for c in status["conditions"] if c["type"] == "Ready"]
+        assert ready[0]["status"] == "True" and "createPending" not in status
+        # kopf may hand a handler one of the bodies those writes made (its consistency wait timed
+        # out): at the spec the call converged on, it has nothing to add — no AWS call.
+        raw: dict[str, Any] = dict(body)
+        raw["metadata"] = {**raw["metadata"], "resourceVersion": "written-2"}
+        stale = kopf.Body(raw)  # type: ignore[arg-type]
+        await bridge.run_cycle(driver.deps, driver.kind, Trigger.CHANGE, stale, kopf.Patch(), deleting=False)
+        assert driver.cloud.calls == ["create", "observe", "observe"]
+
+    asyncio.run(life())
+
+
+def test_a_long_build_goes_back_to_kopf(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build that outlasts the wait allowed in one call is polled through kopf's requeue."""
+    monkeypatch.setattr(kopf, "event", _no_event)
+    driver = Driver()
+    driver.cloud.build_polls = 100
+    writer = _with_writer(driver)
+
+    async def life() -> None:
+        _, verdict = await driver.cycle("a", {})
+        assert verdict == "requeue" and any(w.get("thingId") for _, w, _ in writer.writes)
+        assert 0 < sum(writer.slept) <= bridge.WAIT_HERE_TOTAL
+
+    asyncio.run(life())
+
+
+def test_an_intent_that_cannot_be_stored_at_once_goes_through_kopf(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the direct write fails, the cycle hands the intent to kopf and sends no create."""
+    monkeypatch.setattr(kopf, "event", _no_event)
+    driver = Driver()
+    writer = _with_writer(driver)
+    writer.fail = True
+
+    async def life() -> None:
+        status, verdict = await driver.cycle("a", {})
+        assert verdict == "requeue" and "createPending" in status
+        assert driver.cloud.calls == []
+        writer.fail = False
+        _, verdict = await driver.cycle("a", status)  # the intent stored: create, wait, Ready
+        assert verdict == "done" and driver.cloud.calls.count("create") == 1
+
+    asyncio.run(life())
+
+
+def test_the_index_follows_each_object_and_forgets_it_when_gone() -> None:
+    """An object's entries replace its earlier ones; a key is listed while some object names it."""
+    index = Index()
+    index.replace("u1", {("ns", "cm"): "a"})
+    index.replace("u2", {("ns", "cm"): "b", ("ns", "other"): "b"})
+    assert index.get(("ns", "cm")) == ["a", "b"] and ("ns", "other") in index
+    index.replace("u2", {("ns", "other"): "b"})  # its spec no longer names cm
+    assert index.get(("ns", "cm")) == ["a"]
+    index.discard("u1")
+    index.replace("u2", {})
+    assert ("ns", "cm") not in index and ("ns", "other") not in index and len(index) == 0
+    assert index.get(("ns", "cm")) == []

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any, cast
@@ -51,6 +52,8 @@ from q_operator.engine.aws import env_float
 from q_operator.engine.memory import ObjectMemory
 from q_operator.engine.reconcile import Decision, Deps, ObjectView, Outcome, Trigger, reconcile
 from q_operator.kinds.base import KindInfo
+
+log = logging.getLogger("q_operator.engine")
 
 #: kopf keeps its own bookkeeping (handler progress, last-handled spec) under this prefix. It is a
 #: sub-domain on purpose: kopf ignores every annotation under its storage prefix when it looks for
@@ -66,6 +69,13 @@ CREATE_HANDLER = kopf.HandlerId("create")
 
 #: The outcome counted for a drift check a working List sweep made unnecessary (list mode).
 WATCHED = "watched"
+#: At most this many cycles follow the first in one handler call (`goes_on`): intent, create, two
+#: looks at the build; then the outcome goes through kopf, so nothing can spin inside one call.
+MAX_GO_ON = 3
+#: A change handler waits here for a build's next look if it is at most this far off (`goes_on`)…
+WAIT_HERE_SECONDS = 10.0
+#: …and waits no longer than this in all, in one call.
+WAIT_HERE_TOTAL = 15.0
 #: Requeues longer than this, outside deletion, end the kopf handler (PermanentError) and are retried
 #: by the drift timer instead: kopf would otherwise sit out the whole delay even if the spec changed.
 PARK_SECONDS = 60.0
@@ -112,9 +122,10 @@ async def run_cycle(
     if trigger is Trigger.DRIFT:
         entry.drift_checked = started  # the next check is due one interval from now
     _warn_of_drift_interval(body, entry, interval)
+    waited = 0.0  # seconds this call waited for a build (not reconcile time)
     async with entry.lock:
-        if trigger is Trigger.CHANGE and not deleting and version and entry.converged_at == version:
-            return  # this exact object version was just reconciled to DONE
+        if trigger is Trigger.CHANGE and not deleting and version and _converged(entry, version):
+            return  # this exact object version (or one our last call wrote) was reconciled to DONE
         attempt = entry.failures
         # Any handler may run on a body from before our own last patch (kopf stops waiting for it after
         # its consistency timeout, and a busy API server can be slower): it sees that patch.
@@ -130,6 +141,21 @@ async def run_cycle(
             outcome = Outcome(Decision.DONE, message="converged; watched by its parent's sweep")
         else:
             outcome = await reconcile(kind, obj, deps, trigger)
+            entry.own_versions = set()
+            for _ in range(MAX_GO_ON):
+                wait = goes_on(deps, outcome, obj, trigger, waited)
+                if wait is None or not await _persist(deps, kind, obj, outcome, entry):
+                    break
+                metrics.RECONCILES.labels(kind.kind, outcome.decision.value).inc()
+                for event in outcome.events:
+                    kopf.event(body, type=event.type, reason=event.reason, message=event.message[:1024])
+                if wait > 0:
+                    await deps.sleep(wait)
+                    waited += wait
+                obj = object_view(body, attempt, entry.wrote)
+                if deleting and not obj.deleting:
+                    obj = dataclasses.replace(obj, deleting=True)
+                outcome = await reconcile(kind, obj, deps, trigger)
             deps.watcher.note(kind, obj, outcome, deps)  # Ready: watched by a sweep; else not
         entry.wrote = merge_patch(entry.wrote, outcome.status, keep_removals=True)
         entry.converged_at = version if outcome.decision is Decision.DONE else None
@@ -139,7 +165,7 @@ async def run_cycle(
             and _synced_reason(obj, outcome) not in conditions.CONTROL_REASONS  # paused: no failure
         )
         entry.failures = attempt + 1 if failed else 0
-    metrics.RECONCILE_SECONDS.labels(kind.kind).observe(time.monotonic() - started)
+    metrics.RECONCILE_SECONDS.labels(kind.kind).observe(time.monotonic() - started - waited)
     metrics.RECONCILES.labels(kind.kind, outcome.decision.value).inc()
     for key, value in outcome.status.items():
         patch.status[key] = value
@@ -154,6 +180,57 @@ async def run_cycle(
     error = verdict(outcome, trigger, obj.deleting, interval.seconds)
     if error is not None:
         raise error
+
+
+def _converged(entry: ObjectMemory, version: str) -> bool:
+    """The body's version was reconciled to DONE, or is one our own writes made during the call that
+    did (only the status differs from the body that call converged on)."""
+    if entry.converged_at is None:
+        return False
+    return entry.converged_at == version or version in entry.own_versions
+
+
+def goes_on(deps: Deps, outcome: Outcome, obj: ObjectView, trigger: Trigger, waited: float) -> float | None:
+    """Whether this handler call goes on with another cycle after storing this one's status itself,
+    and after how many seconds; None: the cycle's outcome goes to kopf.
+
+    A kopf round trip costs a patch of its progress annotations, one of the status, their watch
+    events, another handler call — and, after a delay, a patch to wake itself and its event: the bulk
+    of the operator's work per object. So a cycle that only stored a step (the intent to create,
+    which is stored before any create call) goes on at once, and a change handler polling a build
+    this process started waits here for the next look when it is near (`WAIT_HERE_SECONDS`, at most
+    `WAIT_HERE_TOTAL` per call: a spec change, a pause or a deletion waits no longer than that)."""
+    if outcome.decision is not Decision.REQUEUE or obj.deleting:
+        return None
+    if outcome.delay <= 0.0:
+        return 0.0
+    if (
+        trigger is Trigger.CHANGE
+        and outcome.delay <= WAIT_HERE_SECONDS
+        and waited + outcome.delay <= WAIT_HERE_TOTAL
+        and deps.builds.polling(obj.uid, deps.now().timestamp())
+    ):
+        return outcome.delay
+    return None
+
+
+async def _persist(
+    deps: Deps, kind: KindInfo[Any, Any], obj: ObjectView, outcome: Outcome, entry: ObjectMemory
+) -> bool:
+    """Store the cycle's status now; True once the API server has it (the next cycle may act on it:
+    a create is sent only after its intent is stored). False: kopf writes it, as for any cycle."""
+    if deps.write_status is None:
+        return False
+    if outcome.status:
+        try:
+            written = await deps.write_status(kind, obj.namespace, obj.name, outcome.status)
+        except Exception as error:  # kopf writes it with the handler's outcome instead
+            log.info("status of %s %s/%s left to kopf: %s", kind.kind, obj.namespace, obj.name, error)
+            return False
+        if written:
+            entry.own_versions.add(written)
+    entry.wrote = merge_patch(entry.wrote, outcome.status, keep_removals=True)
+    return True
 
 
 def _warn_of_drift_interval(body: kopf.Body, entry: ObjectMemory, interval: controls.Interval) -> None:

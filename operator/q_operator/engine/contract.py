@@ -6,6 +6,7 @@ and maps the `Outcome` back onto kopf; the unit tests build both by hand around 
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import random
@@ -125,6 +126,10 @@ class ObserveEach:
 
 #: Reads a ConfigMap's data: None when the ConfigMap does not exist.
 ConfigMapReader = Callable[[str, str], Awaitable[Mapping[str, str] | None]]
+#: Writes a status patch (JSON merge patch) to one object now — (kind, namespace, name, patch) — and
+#: returns once the API server has stored it (it raises if it did not), with the object's new
+#: resourceVersion (None if the answer did not say).
+StatusWriter = Callable[[KindInfo[Any, Any], str, str, Mapping[str, Any]], Awaitable[str | None]]
 
 
 @dataclass(frozen=True)
@@ -169,6 +174,11 @@ class Deps:
     identities: Identities = field(default_factory=Identities)
     #: how Ready objects are watched between drift checks (sweep.py in list mode).
     watcher: Watcher = field(default_factory=ObserveEach)
+    #: writes a status patch at once (process.py), so a cycle that only persists a step (the intent to
+    #: create) goes on in the same handler call; None: every cycle's status goes through kopf.
+    write_status: StatusWriter | None = None
+    #: waits (a fake clock's in tests): a handler call waiting for a build's next look (bridge.py).
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     #: when each build began (kept in `memory`) and how long builds take: paces the polls.
     builds: BuildClock = field(init=False)
 

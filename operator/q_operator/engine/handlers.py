@@ -24,8 +24,14 @@ from typing import Any
 import kopf
 
 from q_operator import registry
-from q_operator.engine import bridge, configmaps, metrics, process, sweep
-from q_operator.engine import namespaces as namespaces  # registers the Namespace watch
+from q_operator.engine import (
+    bridge,
+    configmaps,
+    metrics,
+    namespaces,  # registers the Namespace watch
+    process,
+    sweep,
+)
 from q_operator.engine.aws import AwsSession, env_float
 from q_operator.engine.bridge import (
     CREATE_HANDLER,
@@ -120,11 +126,22 @@ def register(kind: KindInfo[Any, Any]) -> None:
     async def on_gone(*, uid: str | None, **_: Any) -> None:
         bridge.forget(process.state().deps, str(uid or ""))
 
-    @kopf.index(*gvp, id=configmaps.index_name(kind))
-    def configmap_refs(
-        *, namespace: str | None, name: str, spec: kopf.Spec, **_: Any
-    ) -> dict[tuple[str, str], str]:
-        return configmaps.references(namespace, name, spec)
+    @kopf.on.event(*gvp, id="index")
+    async def on_index(
+        *, type: str | None, uid: str | None, namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+    ) -> None:
+        # Our own indexes, not kopf's (memory.Index says why): which ConfigMaps the object refers to,
+        # and which namespace it lives in.
+        built = process.state()
+        refs = built.index(configmaps.index_name(kind))
+        members = built.index(namespaces.index_name(kind))
+        key = str(uid or "")
+        if type == "DELETED":
+            refs.discard(key)
+            members.discard(key)
+            return
+        refs.replace(key, configmaps.references(namespace, name, spec))
+        members.replace(key, {namespace or "": name})
 
 
 @kopf.on.startup()
@@ -133,6 +150,11 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = PROGRESS
     settings.persistence.diffbase_storage = DIFFBASE
+    # After its own patch kopf waits this long for that patch's watch event before it handles an older
+    # body (kopf's default: 5 s). Under load the event comes later, and an older body — one of the
+    # status writes a handler call made itself (bridge.goes_on) — looked like an unhandled object:
+    # at 2,000 objects every create handler ran 2.8 times. Events normally come in milliseconds.
+    settings.persistence.consistency_timeout = 30
     # Only our explicit events (transitions) are posted, never log lines.
     settings.posting.enabled = True
     settings.posting.loggers = False

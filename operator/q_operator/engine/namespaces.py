@@ -3,10 +3,10 @@ is kept as the watch sees it, so a changed binding takes effect without a restar
 
 When a binding changes, the namespace's objects are reconciled at once with the new one: their
 annotation `q-operator.dev/namespace-binding` is set to a digest of the binding, which kopf sees as a
-change (as configmaps.py does for a ConfigMap's data). Which objects live in which namespace is a
-kopf index per kind. Namespaces are cluster-scoped, so this watch reads every Namespace of the
-cluster, in a namespaced install too (the chart's RBAC grants list and watch on namespaces, nothing
-more; a namespace not seen yet is read with a list narrowed to its name).
+change (as configmaps.py does for a ConfigMap's data). Which objects live in which namespace is an
+index per kind (memory.Index, kept by handlers.py). Namespaces are cluster-scoped, so this watch
+reads every Namespace of the cluster, in a namespaced install too (the chart's RBAC grants list and
+watch on namespaces, nothing more; a namespace not seen yet is read with a list narrowed to its name).
 """
 
 from __future__ import annotations
@@ -48,14 +48,6 @@ def digest(annotations: Mapping[str, str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def register_index(kind: KindInfo[Any, Any]) -> None:
-    """Index one kind's objects by namespace: namespace → names."""
-
-    @kopf.index(kind.group, kind.version, kind.plural, id=index_name(kind))
-    def objects_by_namespace(*, namespace: str | None, name: str, **_: Any) -> dict[str, str]:
-        return {namespace or "": name}
-
-
 @kopf.on.event("", "v1", "namespaces", id="namespace-bindings")
 async def on_namespace(event: kopf.RawEvent, body: kopf.Body, **kwargs: Any) -> None:
     """Keep the namespace's binding; when it changed, reconcile the namespace's objects now."""
@@ -70,10 +62,9 @@ async def on_namespace(event: kopf.RawEvent, body: kopf.Body, **kwargs: Any) -> 
         return
     value = digest(annotations)
     for kind in registry.KINDS:
-        index = kwargs.get(index_name(kind))
-        if index is None or name not in index:
+        names = process.state().index(index_name(kind)).get(name)
+        if not names:
             continue
-        names = sorted(set(index[name]))
         log.info(
             "namespace %s: %d %s object(s) reconciled for the new binding (%s)",
             name,
@@ -83,7 +74,3 @@ async def on_namespace(event: kopf.RawEvent, body: kopf.Body, **kwargs: Any) -> 
         )
         for obj in names:
             await process.mark(kind, name, str(obj), BINDING_HASH, value, "for its namespace's new binding")
-
-
-for _kind in registry.KINDS:
-    register_index(_kind)

@@ -14,7 +14,7 @@ from typing import Any
 from q_operator.engine import sweep
 from q_operator.engine.aws import AwsSession, default_region, env_float
 from q_operator.engine.identity import Identities, Policy
-from q_operator.engine.memory import Memory
+from q_operator.engine.memory import Index, Memory
 from q_operator.engine.reconcile import Deps, Timing
 from q_operator.kinds.base import KindInfo
 
@@ -28,10 +28,20 @@ class Process:
     deps: Deps
     #: (namespace, name) → digest of the data last seen: the ConfigMap watch (configmaps.py).
     configmap_digests: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: the indexes of the objects, by name (configmaps.index_name, namespaces.index_name).
+    indexes: dict[str, Index] = field(default_factory=dict)
+
+    def index(self, name: str) -> Index:
+        """The index of this name, made on first use."""
+        found = self.indexes.get(name)
+        if found is None:
+            found = self.indexes[name] = Index()
+        return found
 
 
 _process: Process | None = None
 _kube: Any = None
+_custom: Any = None
 #: the operator's identity rules, from `q-operator run`'s flags (runner.py), set before kopf starts.
 _policy = Policy()
 
@@ -57,6 +67,36 @@ def kube_client() -> Any:
     if _kube is None:
         _kube = _kube_api()
     return _kube
+
+
+def _custom_objects() -> Any:
+    """One CustomObjectsApi for the process: a new one per call would open a new connection pool."""
+    global _custom
+    if _custom is None:
+        _custom = kube_client().CustomObjectsApi()
+    return _custom
+
+
+async def write_status(
+    kind: KindInfo[Any, Any], namespace: str, name: str, patch: Mapping[str, Any]
+) -> str | None:
+    """Merge-patch the object's status subresource; returns once the API server has stored it, with
+    the object's new resourceVersion."""
+
+    def write() -> str | None:
+        stored = _custom_objects().patch_namespaced_custom_object_status(
+            kind.group,
+            kind.version,
+            namespace,
+            kind.plural,
+            name,
+            {"status": dict(patch)},
+            _content_type="application/merge-patch+json",
+        )
+        version = stored.get("metadata", {}).get("resourceVersion") if isinstance(stored, dict) else None
+        return str(version) if version else None
+
+    return await asyncio.to_thread(write)
 
 
 async def read_configmap(namespace: str, name: str) -> Mapping[str, str] | None:
@@ -128,6 +168,7 @@ def build_state() -> Process:
             identities=identities,
             memory=memory,
             watcher=sweep.from_environment(memory),
+            write_status=write_status,
         )
     )
 

@@ -77,7 +77,7 @@ class RequeueIsNotAnError(logging.Filter):
             if isinstance(record.msg, str):
                 record.msg = record.msg.replace("failed temporarily", "requeued")
         if record.levelno == logging.INFO and _ROUTINE_EVENT_HANDLER.search(str(record.msg)):
-            # Our watch-event handlers (catch-up, controls, configmap-changes, forget) run on the
+            # Our watch-event handlers (catch-up, controls, configmap-changes, forget, index) run on the
             # events of an object, and the drift timer ticks often: their successes are debug detail.
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
             return logging.getLogger().isEnabledFor(logging.DEBUG)
@@ -85,7 +85,7 @@ class RequeueIsNotAnError(logging.Filter):
 
 
 _ROUTINE_EVENT_HANDLER = re.compile(
-    r"(Handler '(catch-up|controls|configmap-changes|forget)[^']*'|Timer 'drift[^']*') succeeded"
+    r"(Handler '(catch-up|controls|configmap-changes|forget|index)[^']*'|Timer 'drift[^']*') succeeded"
 )
 
 
