@@ -48,9 +48,9 @@ from typing import Any, cast
 import kopf
 
 from q_operator.engine import conditions, controls, metrics
-from q_operator.engine.aws import env_float
 from q_operator.engine.memory import ObjectMemory
 from q_operator.engine.reconcile import Decision, Deps, ObjectView, Outcome, Trigger, reconcile
+from q_operator.engine.sweep import drift_seconds
 from q_operator.kinds.base import KindInfo
 
 log = logging.getLogger("q_operator.engine")
@@ -79,10 +79,6 @@ WAIT_HERE_TOTAL = 15.0
 #: Requeues longer than this, outside deletion, end the kopf handler (PermanentError) and are retried
 #: by the drift timer instead: kopf would otherwise sit out the whole delay even if the spec changed.
 PARK_SECONDS = 60.0
-
-
-def drift_seconds() -> float:
-    return max(10.0, env_float("Q_OPERATOR_DRIFT_SECONDS", 300.0))
 
 
 def drift_tick() -> float:
@@ -127,8 +123,8 @@ async def run_cycle(
         if trigger is Trigger.CHANGE and not deleting and version and _converged(entry, version):
             return  # this exact object version (or one our last call wrote) was reconciled to DONE
         attempt = entry.failures
-        # Any handler may run on a body from before our own last patch (kopf stops waiting for it after
-        # its consistency timeout, and a busy API server can be slower): it sees that patch.
+        # Any handler may run on a body from before any number of our own patches (kopf stops waiting
+        # after its consistency timeout, and a busy API server can be slower): it sees them all.
         obj = object_view(body, attempt, entry.wrote)
         if deleting and not obj.deleting:
             obj = dataclasses.replace(obj, deleting=True)

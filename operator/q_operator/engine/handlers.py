@@ -1,7 +1,8 @@
 """The kopf edge: registers, for every kind in the registry, the handlers that feed the one
 `reconcile()` through the bridge (bridge.py), and the operator's kopf settings.
 
-This module, bridge.py, configmaps.py and runner.py are the only ones that import kopf. Each kind
+This module, bridge.py, configmaps.py, namespaces.py and runner.py are the only ones that import
+kopf (.importlinter holds them to it). Each kind
 gets create, update, resume and delete handlers and a drift timer, all one line into
 `bridge.run_cycle`; a watch-event handler that catches up on spec changes kopf would sit out; one
 that wakes waiting handlers when the user's controls change (pause lifted, reconcile asked for); one
@@ -15,7 +16,6 @@ it polls, a requeue) always run.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import zlib
@@ -40,10 +40,10 @@ from q_operator.engine.bridge import (
     PROGRESS,
     UPDATE_HANDLER,
     drift_interval,
-    drift_seconds,
     drift_tick,
 )
 from q_operator.engine.reconcile import Trigger
+from q_operator.engine.sweep import drift_seconds
 from q_operator.kinds.base import KindInfo
 
 FINALIZER = "q-operator.dev/finalizer"
@@ -61,23 +61,9 @@ def _initial_delay(**kwargs: Any) -> float:
 
 async def _wake(kind: KindInfo[Any, Any], namespace: str, name: str, found: str) -> None:
     """A sweep saw this object's resource change or go (sweep.py): set the annotation that says so;
-    kopf sees a change and the update handler observes and corrects it now."""
-
-    def patch() -> None:
-        process.kube_client().CustomObjectsApi().patch_namespaced_custom_object(
-            kind.group,
-            kind.version,
-            namespace,
-            kind.plural,
-            name,
-            {"metadata": {"annotations": {sweep.WAKE_ANNOTATION: found}}},
-            _content_type="application/merge-patch+json",
-        )
-
-    try:
-        await asyncio.to_thread(patch)
-    except Exception as error:  # the drift timer observes it instead (a woken object is not skipped)
-        log.warning("could not mark %s %s/%s (%s): %s", kind.kind, namespace, name, found, error)
+    kopf sees a change and the update handler observes and corrects it now (if that fails, the
+    drift timer observes it instead: a woken object is not skipped)."""
+    await process.mark(kind, namespace, name, sweep.WAKE_ANNOTATION, found, f"({found})")
 
 
 def _gone(type: str | None, **_: Any) -> bool:
@@ -179,14 +165,15 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         watcher.wake = _wake
     metrics.serve(int(env_float("Q_OPERATOR_METRICS_PORT", 8080)))
     policy = process.state().deps.identities.policy
+    session = process.state().deps.aws
     log.info(
         "q-operator engine: kinds=%s drift=%ss observe=%s aws_rate=%s/s concurrency=%s region=%s "
         "require_namespace_role=%s adoption_everywhere=%s",
         ",".join(k.kind for k in registry.KINDS) or "none",
         drift_seconds(),
         sweep.observe_mode(),
-        os.environ.get("Q_OPERATOR_AWS_RATE", "10"),
-        os.environ.get("Q_OPERATOR_AWS_CONCURRENCY", "64"),
+        session.limiter.start_rate if isinstance(session, AwsSession) else "?",
+        session.concurrency if isinstance(session, AwsSession) else "?",
         os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "unset",
         policy.require_role,
         policy.adoption_everywhere,

@@ -69,7 +69,8 @@ FIRST_DELAY = 5.0
 
 
 def drift_seconds() -> float:
-    """The drift interval (the same setting and floor as the drift timer's, bridge.py)."""
+    """The operator's drift interval (`Q_OPERATOR_DRIFT_SECONDS`, at least 10 s): the sweeps' period
+    and the drift timer's default (bridge.py; an object's annotation may override it there)."""
     return max(10.0, env_float("Q_OPERATOR_DRIFT_SECONDS", 300.0))
 
 
