@@ -341,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print_result(results[-1])
             run.sampler.close()
             restarted, run.sampler = cases.restart(
-                run.box, counts, {}, log, rss_target_mib=1024.0, shards=shards
+                run.box, counts, {}, log, rss_target_mib=1024.0, shards=shards, limits=limits
             )
             results.append(restarted)
             print_result(restarted)

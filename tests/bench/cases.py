@@ -353,10 +353,11 @@ def restart(
     log: Callable[[str], None] = print,
     rss_target_mib: float = 200.0,
     shards: Sequence[Sequence[str]] = (),
+    limits: Mapping[str, float] | None = None,
 ) -> tuple[Result, ProcSampler | ProcGroup]:
     """Stop the operator, start it again over N Ready objects: time to watching, AWS calls resuming.
     `shards`: the operator runs as these releases (each its own `q-operator run` options): all are
-    stopped and started again."""
+    stopped and started again. `limits`: the stand-in's limits, if not the default ones."""
     n = sum(counts.values())
     result = Result(f"restart with {n} Ready" + (f", {len(shards)} releases" if shards else ""))
     sandbox.stop_operators()
@@ -392,7 +393,8 @@ def restart(
     result.add("creates while resuming", creates, "", 0, "eq")
     result.add("throttled share of calls", 100 * calls.throttle_share, "%", 1.0, "max")
     peak = calls.peak_per_second()
-    busiest = max((k / AWS_LIMITS.get(_limit_key(op), math.inf) for op, k in peak.items()), default=0.0)
+    allowed = limits if limits is not None else AWS_LIMITS
+    busiest = max((k / allowed.get(_limit_key(op), math.inf) for op, k in peak.items()), default=0.0)
     result.add(
         "busiest second / the operation's limit",
         busiest,
