@@ -76,6 +76,8 @@ MAX_GO_ON = 3
 WAIT_HERE_SECONDS = 10.0
 #: …and waits no longer than this in all, in one call.
 WAIT_HERE_TOTAL = 15.0
+#: Our status writes not in a body this long after the last one are taken as lost, and written again.
+REPAIR_SECONDS = 30.0
 #: Requeues longer than this, outside deletion, end the kopf handler (PermanentError) and are retried
 #: by the drift timer instead: kopf would otherwise sit out the whole delay even if the spec changed.
 PARK_SECONDS = 60.0
@@ -128,6 +130,7 @@ async def run_cycle(
         obj = object_view(body, attempt, entry.wrote)
         if deleting and not obj.deleting:
             obj = dataclasses.replace(obj, deleting=True)
+        await _repair(deps, kind, obj, body, entry)
         if trigger is Trigger.DRIFT and deps.watcher.covers(kind, obj):
             # List mode: its parent's working sweep watches it (sweep.py), nothing to ask AWS. Counted,
             # so "reconciled at least once per drift interval" (the NotReconciling alert) still holds.
@@ -153,7 +156,7 @@ async def run_cycle(
                     obj = dataclasses.replace(obj, deleting=True)
                 outcome = await reconcile(kind, obj, deps, trigger)
             deps.watcher.note(kind, obj, outcome, deps)  # Ready: watched by a sweep; else not
-        entry.wrote = merge_patch(entry.wrote, outcome.status, keep_removals=True)
+        _wrote(entry, outcome.status)
         entry.converged_at = version if outcome.decision is Decision.DONE else None
         failed = (
             _synced(obj, outcome) == "False"
@@ -176,6 +179,35 @@ async def run_cycle(
     error = verdict(outcome, trigger, obj.deleting, interval.seconds)
     if error is not None:
         raise error
+
+
+def _wrote(entry: ObjectMemory, status: Mapping[str, Any]) -> None:
+    if status:
+        entry.wrote = merge_patch(entry.wrote, status, keep_removals=True)
+        entry.wrote_at = time.monotonic()
+
+
+async def _repair(
+    deps: Deps, kind: KindInfo[Any, Any], obj: ObjectView, body: Mapping[str, Any], entry: ObjectMemory
+) -> None:
+    """A body that still lacks our own status writes REPAIR_SECONDS after the last of them was not
+    just late: the write was lost (kopf gives up patching an API server that stays away). Write it
+    again, so the stored status says what the operator knows (a watched object runs no cycle that
+    would write it otherwise)."""
+    if deps.write_status is None or not entry.wrote or time.monotonic() - entry.wrote_at < REPAIR_SECONDS:
+        return
+    stored = dict(body.get("status") or {})
+    if merge_patch(stored, entry.wrote) == stored:
+        return
+    try:
+        await deps.write_status(kind, obj.namespace, obj.name, entry.wrote)
+    except Exception as error:  # tried again at the next cycle or drift tick
+        log.info("status of %s %s/%s not written again yet: %s", kind.kind, obj.namespace, obj.name, error)
+        return
+    entry.wrote_at = time.monotonic()
+    log.info(
+        "status of %s %s/%s written again: an earlier write was lost", kind.kind, obj.namespace, obj.name
+    )
 
 
 def _converged(entry: ObjectMemory, version: str) -> bool:
@@ -225,7 +257,7 @@ async def _persist(
             return False
         if written:
             entry.own_versions.add(written)
-    entry.wrote = merge_patch(entry.wrote, outcome.status, keep_removals=True)
+    _wrote(entry, outcome.status)
     return True
 
 

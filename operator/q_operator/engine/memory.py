@@ -88,6 +88,9 @@ class ObjectMemory:
     #: any number of our patches (a busy event loop, a late watch): it must see them all, or it
     #: records a second create intent for an object whose resource already exists.
     wrote: dict[str, Any] = field(default_factory=dict)
+    #: when (monotonic) `wrote` last changed: a body still without it long after was not just late,
+    #: the write was lost (kopf gave up on an API server that was away), and is written again.
+    wrote_at: float = 0.0
     #: the resourceVersion at which the last cycle converged (DONE): kopf runs resume and
     #: create/update one after another on the same body at startup; the second has nothing to add.
     converged_at: str | None = None

@@ -19,6 +19,10 @@ from q_operator.engine.reconcile import Deps, Timing
 from q_operator.kinds.base import KindInfo
 
 log = logging.getLogger("q_operator.engine")
+#: (connect, read) seconds for the operator's own Kubernetes calls, made in worker threads while a
+#: cycle holds its object's lock: an API server that went away mid-request must not hold a thread
+#: (and the object) for ever; the call fails and kopf writes the status instead.
+KUBE_TIMEOUT = (5.0, 30.0)
 
 
 @dataclass
@@ -92,6 +96,7 @@ async def write_status(
             name,
             {"status": dict(patch)},
             _content_type="application/merge-patch+json",
+            _request_timeout=KUBE_TIMEOUT,
         )
         version = stored.get("metadata", {}).get("resourceVersion") if isinstance(stored, dict) else None
         return str(version) if version else None
@@ -103,7 +108,9 @@ async def read_configmap(namespace: str, name: str) -> Mapping[str, str] | None:
     def read() -> Mapping[str, str] | None:
         client = kube_client()
         try:
-            found = client.CoreV1Api().read_namespaced_config_map(name, namespace)
+            found = client.CoreV1Api().read_namespaced_config_map(
+                name, namespace, _request_timeout=KUBE_TIMEOUT
+            )
         except client.exceptions.ApiException as error:
             if error.status == 404:
                 return None
@@ -119,7 +126,9 @@ async def read_namespace(name: str) -> Mapping[str, str] | None:
 
     def read() -> Mapping[str, str] | None:
         client = kube_client()
-        found = client.CoreV1Api().list_namespace(field_selector=f"metadata.name={name}")
+        found = client.CoreV1Api().list_namespace(
+            field_selector=f"metadata.name={name}", _request_timeout=KUBE_TIMEOUT
+        )
         for item in found.items or []:
             return dict(item.metadata.annotations or {})
         return None
@@ -142,6 +151,7 @@ async def mark(
             name,
             {"metadata": {"annotations": {annotation: value}}},
             _content_type="application/merge-patch+json",
+            _request_timeout=KUBE_TIMEOUT,
         )
 
     try:
