@@ -185,6 +185,7 @@ def _wrote(entry: ObjectMemory, status: Mapping[str, Any]) -> None:
     if status:
         entry.wrote = merge_patch(entry.wrote, status, keep_removals=True)
         entry.wrote_at = time.monotonic()
+        entry.wrote_stored = False
 
 
 async def _repair(
@@ -194,10 +195,13 @@ async def _repair(
     just late: the write was lost (kopf gives up patching an API server that stays away). Write it
     again, so the stored status says what the operator knows (a watched object runs no cycle that
     would write it otherwise)."""
-    if deps.write_status is None or not entry.wrote or time.monotonic() - entry.wrote_at < REPAIR_SECONDS:
+    if entry.wrote_stored or deps.write_status is None or not entry.wrote:
         return
     stored = dict(body.get("status") or {})
     if merge_patch(stored, entry.wrote) == stored:
+        entry.wrote_stored = True  # checked once per change of `wrote`, not at every drift tick
+        return
+    if time.monotonic() - entry.wrote_at < REPAIR_SECONDS:
         return
     try:
         await deps.write_status(kind, obj.namespace, obj.name, entry.wrote)

@@ -91,6 +91,8 @@ class ObjectMemory:
     #: when (monotonic) `wrote` last changed: a body still without it long after was not just late,
     #: the write was lost (kopf gave up on an API server that was away), and is written again.
     wrote_at: float = 0.0
+    #: a body was seen holding all of `wrote`: nothing to repair until `wrote` changes again.
+    wrote_stored: bool = False
     #: the resourceVersion at which the last cycle converged (DONE): kopf runs resume and
     #: create/update one after another on the same body at startup; the second has nothing to add.
     converged_at: str | None = None
