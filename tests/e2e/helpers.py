@@ -132,6 +132,19 @@ def events_of(sandbox: Sandbox, namespace: str, name: str) -> list[dict[str, Any
     return [e for e in listed.get("items", []) if e.get("involvedObject", {}).get("name") == name]
 
 
+def wait_event_reasons(
+    sandbox: Sandbox, namespace: str, name: str, *wanted: str, timeout: float = 15
+) -> set[str]:
+    """Wait until events with each of the `wanted` reasons have been posted about the object; kopf
+    posts events from a queue of its own, after the status write a test may already have seen."""
+
+    def posted() -> set[str] | None:
+        reasons = {str(e.get("reason")) for e in events_of(sandbox, namespace, name)}
+        return reasons if set(wanted) <= reasons else None
+
+    return wait_for(f"events {', '.join(wanted)} about {namespace}/{name}", posted, timeout=timeout)
+
+
 def synced(obj: Mapping[str, Any] | None) -> dict[str, Any]:
     """The object's Synced condition, whatever its status ({} when it has none yet)."""
     for cond in (obj or {}).get("status", {}).get("conditions", []) or []:

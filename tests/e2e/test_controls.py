@@ -26,7 +26,15 @@ from q_operator.sandbox import Sandbox, condition, wait_for
 from tests.kinds import TEST_KINDS, KindFacts
 from tests.unit.test_argocd_health import health
 
-from .helpers import allow_adoption, apply, client, events_of, record_status_fixture, synced
+from .helpers import (
+    allow_adoption,
+    apply,
+    client,
+    events_of,
+    record_status_fixture,
+    synced,
+    wait_event_reasons,
+)
 
 PAUSED = "q-operator.dev/paused"
 ADOPT = "q-operator.dev/adopt-id"
@@ -185,7 +193,7 @@ def test_pause_holds_the_object_with_zero_aws_writes_across_a_restart_and_a_dele
     sandbox.wait_condition(facts.plural_path, namespace, name, "Ready", timeout=90)
     wanted = facts.desired(change["spec"])
     wait_for("the change in AWS", lambda: in_aws(sandbox, facts, status) == wanted, timeout=30)
-    assert "Resumed" in [e.get("reason") for e in events_of(sandbox, namespace, name)]
+    wait_event_reasons(sandbox, namespace, name, "Resumed")
 
     # A deletion while paused waits, with the finalizer, and calls nothing; resuming deletes.
     annotate(sandbox, facts, namespace, name, f"{PAUSED}=true")
@@ -248,7 +256,7 @@ def test_observe_only_reads_reports_a_change_made_by_hand_and_never_writes(
     assert "AWS differs from the spec in " in (condition(obj, "Ready", "False") or {})["message"]
     assert obj["status"]["lastHandledReconcileAt"] == "look-now"
     assert health(facts.info.singular, obj)[0] == "Degraded"
-    assert "DiffersFromSpec" in [e.get("reason") for e in events_of(sandbox, namespace, name)]
+    wait_event_reasons(sandbox, namespace, name, "DiffersFromSpec")
 
     # Across a restart and a deletion: still no write; AWS keeps the resource as it was.
     restart_and_wait_until_processing(sandbox, namespace)
@@ -297,7 +305,7 @@ def test_switching_observe_to_manage_adopts_and_applies_the_spec(
     obj = wait_for(f"{name} taken over", taken_over, timeout=60, interval=0.5)
     assert obj["status"][facts.info.id_field] == made and "observeOnly" not in obj["status"]
     assert in_aws(sandbox, facts, obj["status"]) == facts.desired(manifest["spec"])
-    assert "Adopted" in [e.get("reason") for e in events_of(sandbox, namespace, name)]
+    wait_event_reasons(sandbox, namespace, name, "Adopted")
     assert len([w for w in writes(sandbox, 0) if w == facts.create_op]) == creates, "nothing created"
 
 

@@ -15,7 +15,7 @@ import pytest
 from q_operator.sandbox import Sandbox, condition, wait_for
 from tests.kinds import TEST_KINDS, KindFacts
 
-from .helpers import apply, client, events_of
+from .helpers import apply, client, wait_event_reasons
 
 DRIFT = 10.0
 AWS_ARGS = ["--build-seconds", "0.5"]
@@ -131,9 +131,5 @@ def test_an_out_of_band_update_and_deletion_are_found_by_the_sweep_and_corrected
         return all(ok)
 
     wait_for("both corrected in AWS and Ready", corrected, timeout=60)
-    reasons = {
-        name: {e.get("reason") for e in events_of(sandbox, namespace, name)}
-        for name in ("changed", "deleted")
-    }
-    assert "DriftCorrected" in reasons["changed"]
-    assert "Recreated" in reasons["deleted"]
+    wait_event_reasons(sandbox, namespace, "changed", "DriftCorrected")
+    wait_event_reasons(sandbox, namespace, "deleted", "Recreated")
