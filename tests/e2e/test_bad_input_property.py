@@ -261,6 +261,7 @@ class Tally:
             "accepted, AWS validation": 0,
             "accepted, reference missing": 0,
             "accepted, name taken": 0,
+            "accepted, nothing to observe": 0,
         }
 
     def add(self, key: str) -> None:
@@ -387,6 +388,9 @@ def judge(kind: str, live: Mapping[str, Any], mutations: list[Mutation]) -> str 
             return "accepted, reference missing"
         if reason in ("AlreadyExists", "OwnedByAnother"):  # two inputs drew the same natural key
             return "accepted, name taken"
+        if reason == "AdoptIdRequired":  # managementPolicy Observe, and no adopt-id names what to observe
+            assert "spec.managementPolicy" in str(synced_false.get("message")), synced_false
+            return "accepted, nothing to observe"
         return None  # a transient reason (throttled, in progress): look again
     if condition(live, "Ready", "True", current=True):
         return "accepted, Ready"

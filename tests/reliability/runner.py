@@ -99,9 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     size = QUICK if args.quick else FULL
     seed = args.seed if args.seed is not None else random.randrange(1_000_000)
     chosen = [s for s in SCENARIOS if not args.only or s.name in args.only]
-    unknown = set(args.only) - {s.name for s in SCENARIOS}
+    known = [s.name for s in SCENARIOS] + ["badinput"]
+    unknown = set(args.only) - set(known)
     if unknown:
-        parser.error(f"unknown scenarios {sorted(unknown)}; known: {[s.name for s in SCENARIOS]}")
+        parser.error(f"unknown scenarios {sorted(unknown)}; known: {known}")
     root = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="q-operator-reliability-"))
     print(
         f"reliability: {len(chosen)} scenarios, size {'quick' if args.quick else 'full'}, seed {seed}, "
