@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from q_operator.engine.contract import Timing
 from q_operator.engine.polling import BuildClock
 from q_operator.engine.reconcile import Decision, Deps, Trigger
 
@@ -18,6 +19,19 @@ def test_an_unknown_build_is_polled_on_a_growing_interval_from_its_start() -> No
     assert clock.next_poll("a", 101.0, 1.0, 15.0) == 1.0
     assert clock.next_poll("a", 104.0, 1.0, 15.0) == 4.0
     assert clock.next_poll("a", 160.0, 1.0, 15.0) == 15.0
+
+
+def test_with_the_default_first_build_factor_a_first_build_is_seen_within_a_fifth_of_its_time() -> None:
+    """The first builds of a kind are what its duration is learned from, and a bulk apply's last
+    object waits for them: a 5 s build is seen at 5 s (at 6.75 s with the restart fallback's 0.5)."""
+    factor = Timing().first_build_factor
+    for build_seconds in (5.0, 12.0, 40.0):
+        clock = BuildClock()
+        clock.begin("a", "QPlugin/create", 0.0)
+        now = 0.0
+        while now < build_seconds:
+            now += clock.next_poll("a", now, 1.0, 15.0, factor) or 0.0
+        assert now - build_seconds <= build_seconds / 5, (build_seconds, now)
 
 
 def test_a_build_whose_start_is_not_known_is_left_to_the_caller() -> None:

@@ -141,6 +141,11 @@ class Timing:
     #: each poll waits this fraction of the time waited so far: 0.5 gives 1, 1, 1.5, 2.25, 3.4 … s, so
     #: Ready lags AWS's READY by at most a third of the build time (and at most poll_max).
     poll_factor: float = 0.5
+    #: the first builds of a kind in this process, before one has finished (its duration unknown),
+    #: wait this fraction instead: 1 s until 4 s, then 1.25, 1.6 … s. Ready lags their READY by at
+    #: most a fifth of the build, at the cost of a few more polls for those first builds only; every
+    #: later one is timed by the duration learned from them (polling.py).
+    first_build_factor: float = 0.25
     #: an unmarked resource created this long before our recorded intent is still ours (clock skew).
     create_grace: float = 60.0
     #: the consistency bound (Q_OPERATOR_CONSISTENCY_SECONDS): every write is assumed visible to every

@@ -274,7 +274,11 @@ class Cycle:
         without that (a restart), by the Ready condition's last transition."""
         timing = self.deps.timing
         known = self.deps.builds.next_poll(
-            self.obj.uid, self.deps.now().timestamp(), timing.poll_min, timing.poll_max, timing.poll_factor
+            self.obj.uid,
+            self.deps.now().timestamp(),
+            timing.poll_min,
+            timing.poll_max,
+            timing.first_build_factor,
         )
         return self.poll_delay() if known is None else known
 

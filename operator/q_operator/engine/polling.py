@@ -3,10 +3,12 @@ seldom enough that a thousand builds do not spend the GetPlugin quota on polls t
 
 `BuildClock` remembers, in this process, when each object's build began (its create or update
 returned) and learns how long builds of each kind take. A build of a kind whose duration is not
-known yet is polled on a growing interval from its start (Q_OPERATOR_POLL_FACTOR of the time so far:
-1, 1, 1, 1.5, 2.25 … s, capped). Once it is
-known, the first poll sleeps until the build should be done and later ones grow again from that
-moment: a 5 s build costs one or two polls instead of five, and is seen about when it finishes.
+known yet is polled on a growing interval from its start (Q_OPERATOR_FIRST_BUILD_POLL_FACTOR of the
+time so far: 1 s until 4 s, then 1.25, 1.6 … s, capped): densely, because these first builds are the
+ones the duration is learned from, and a thousand creates applied at once all start before the first
+finishes. Once it is known, the first poll sleeps until the build should be done and later ones grow
+again from that moment: a 5 s build costs one or two polls instead of five, and is seen about when it
+finishes.
 
 After a restart nothing is remembered: the caller falls back to its own estimate (cycle.py measures
 from the Ready condition's lastTransitionTime), and the clock learns again from the next builds.

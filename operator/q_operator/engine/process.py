@@ -165,6 +165,7 @@ def build_state() -> Process:
         poll_min=env_float("Q_OPERATOR_POLL_MIN_SECONDS", 1.0),
         poll_max=env_float("Q_OPERATOR_POLL_MAX_SECONDS", 15.0),
         poll_factor=env_float("Q_OPERATOR_POLL_FACTOR", 0.5),
+        first_build_factor=env_float("Q_OPERATOR_FIRST_BUILD_POLL_FACTOR", 0.25),
         consistency=max(0.0, env_float("Q_OPERATOR_CONSISTENCY_SECONDS", Timing.consistency)),
     )
     identities = Identities(_policy, read_namespace)

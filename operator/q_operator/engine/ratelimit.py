@@ -19,9 +19,10 @@ others in the account). Three rules:
   faster the longer no throttle comes. The probe is counted in calls rather than seconds
   (`RECOVERY_CALLS`), which makes the share of throttled calls the same at 1/s as at 100/s: one
   probe every few hundred calls.
-- **Start slow, grow fast** where no limit is known yet: while calls wait, the rate grows e-fold
-  (x2.7) every second (`SLOW_START_STEP` per call) up to 1.5 times what AWS accepted in the last
-  second, so a quota of 100/s is found within a few seconds of the default 10/s; a limit outgrown
+- **Start slow, grow fast** where no limit is known yet: while calls wait, the rate grows e²-fold
+  (x7.4) every second (`SLOW_START_STEP` per call) up to twice what AWS accepted in the last second
+  (TCP's slow start doubles each round trip), so a quota of 100/s is found within two seconds of the
+  default 10/s: 100 creates at a quota of 50/s go in the 2 s the quota allows; a limit outgrown
   twice over without a throttle is forgotten the same way. Until a limit is known the bucket holds
   no more than a second of the start rate: a rate tested only against AWS's burst does not go out
   all at once after a stall.
@@ -61,11 +62,11 @@ RECOVERY_SECONDS = 10.0
 #: how steeply the probe past the last limit grows: rate = limit x (1 + PROBE x (n / K)^3)
 PROBE = 1.0
 #: where no limit is known yet, each waiting call adds this to the rate (calls/s): at r calls a second
-#: that is r a second, so the rate grows e-fold every second...
-SLOW_START_STEP = 1.0
+#: that is 2r a second, so the rate grows e²-fold (x7.4) every second...
+SLOW_START_STEP = 2.0
 #: ...but never past this multiple of what AWS accepted over the last second (or of the start rate),
-#: so the first overshoot past an unknown limit stays small
-SLOW_START_CAP = 1.5
+#: so the first overshoot past an unknown limit stays small (the calls in flight when it comes)
+SLOW_START_CAP = 2.0
 #: the rate never goes below this many calls a second, however long AWS throttles everything
 MIN_RATE = 0.5
 #: a limit outgrown this many times over without a throttle is forgotten: grow as from the start
@@ -193,7 +194,7 @@ class TokenBucket:
 
     def succeeded(self, now: float) -> None:
         """A call went through. While callers wait for tokens the rate grows: CUBIC-like back to the
-        last limit and past it; without a known limit, e-fold every second."""
+        last limit and past it; without a known limit, e²-fold every second."""
         self.accepted.append(now)
         self._forget_before(now - MEASURE_SECONDS)
         if now - self.pressed_at > PRESSING_SECONDS + 2.0 / self.rate:
