@@ -82,6 +82,7 @@ class FakeCloud:
     build_polls: int = 0  # how many observes a fresh build stays IN_PROGRESS
     delete_polls: int = 0  # how many observes a delete stays IN_PROGRESS
     delete_fails: bool = False  # a delete ends in DELETE_FAILED
+    unread_mid_build: bool = False  # mid-build the owner tag is not read (as the plugin adapter does)
     things: dict[str, Thing] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
@@ -116,6 +117,8 @@ class FakeCloud:
         outputs = {"thingId": thing.id, "size": thing.size, "createdAt": thing.created_at}
         if thing.building > 0:
             thing.building -= 1
+            if self.unread_mid_build:
+                return Observation(Phase.IN_PROGRESS, outputs, owner_mark_read=False)
             return Observation(Phase.IN_PROGRESS, outputs, owner_mark=thing.mark)
         payload = resolved.values.get("payloadFrom", spec.payload)
         diff = tuple(

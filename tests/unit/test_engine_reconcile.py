@@ -298,6 +298,21 @@ def test_adoption_refuses(present: bool, mark: str | None, reason: str) -> None:
     assert "thingId" not in w.status and w.cloud.count("create") == 0
 
 
+def test_adoption_of_a_resource_mid_build_waits_to_read_its_owner_mark() -> None:
+    """A resource whose mark the adapter did not read (mid-build) is adopted only once the build has
+    ended and its mark is read: another object's is refused then, never taken."""
+    w = world()
+    w.cloud.unread_mid_build = True
+    w.identities.update("ns", {ADOPTION_ANNOTATION: ADOPTION_ALLOWED})
+    w.cloud.things["x-5"] = Thing("x-5", "alpha", 1, None, "other.obj.uid-2", w.clock(), building=2)
+    w.annotations[ADOPT_ANNOTATION] = "x-5"
+    first = run(w.cycle())
+    assert first.decision is Decision.REQUEUE and "thingId" not in w.status
+    out = run(w.converge())
+    assert out.decision is Decision.STOP and w.condition(c.SYNCED)["reason"] == c.OWNED_BY_ANOTHER
+    assert "thingId" not in w.status and w.cloud.count("create") == 0
+
+
 # ----- validation and references
 
 
@@ -392,6 +407,28 @@ def test_delete_in_progress_is_awaited_with_growing_polls() -> None:
     waits = [o.delay for o in w.outcomes if o.decision is Decision.REQUEUE][-3:]
     assert all(1 <= d <= 15 for d in waits) and waits == sorted(waits)
     assert w.cloud.count("delete") == 1
+
+
+def test_a_resource_whose_owner_mark_was_not_read_mid_build_is_deleted_once_the_build_ends() -> None:
+    """The adapter skips the tag read while AWS builds: the deletion waits for the build to end, reads
+    the mark, and deletes only its own resource."""
+    w = world(build_polls=3)
+    w.cloud.unread_mid_build = True
+    run(w.cycle())  # intent
+    run(w.cycle())  # create: building
+    out = run(deleting(w).cycle())
+    assert out.decision is Decision.REQUEUE and w.cloud.count("delete") == 0, "not while unread"
+    assert run(w.converge()).decision is Decision.RELEASE and w.cloud.things == {}
+    assert w.cloud.count("delete") == 1
+
+    other = world(build_polls=3)
+    other.cloud.unread_mid_build = True
+    run(other.cycle())
+    run(other.cycle())
+    other.cloud.things["t-1"].mark = "someone.else"  # marked as another object's, out of band
+    for _ in range(6):
+        run(deleting(other).cycle())
+    assert other.cloud.count("delete") == 0 and "t-1" in other.cloud.things, "never another's"
 
 
 def test_delete_failed_is_visible_and_backs_off() -> None:

@@ -346,6 +346,19 @@ def test_observe_reads_plugin_and_tags(stubbed: tuple[QPluginAdapter, Stubber]) 
     assert seen.outputs["pluginArn"] == ARN
 
 
+def test_observe_mid_build_reads_no_tags_and_says_the_mark_is_unread(
+    stubbed: tuple[QPluginAdapter, Stubber],
+) -> None:
+    """A bulk apply polls each build several times; the engine only waits meanwhile, so the poll is
+    one GetPlugin (the Stubber fails on any call it was not given)."""
+    adapter, stubber = stubbed
+    spec = jira_spec()
+    stubber.add_response("get_plugin", aws_plugin(spec, buildStatus="CREATE_IN_PROGRESS"), None)
+    seen = adapter.observe(spec, REF, OWNER, NOTHING)
+    assert seen.phase is Phase.IN_PROGRESS and seen.owner_mark is None and not seen.owner_mark_read
+    assert seen.outputs["pluginArn"] == ARN
+
+
 def test_observe_of_a_failed_build_carries_a_message_without_the_payload(
     stubbed: tuple[QPluginAdapter, Stubber],
 ) -> None:

@@ -142,6 +142,7 @@ async def run_cycle(
             outcome = await reconcile(kind, obj, deps, trigger)
             entry.own_versions = set()
             for _ in range(MAX_GO_ON):
+                decided = time.monotonic()
                 wait = goes_on(deps, outcome, obj, trigger, waited)
                 if wait is None or not await _persist(deps, kind, obj, outcome, entry):
                     break
@@ -149,7 +150,9 @@ async def run_cycle(
                 for event in outcome.events:
                     kopf.event(body, type=event.type, reason=event.reason, message=event.message[:1024])
                 if wait > 0:
-                    await deps.sleep(wait)
+                    # The look is due `wait` after the cycle decided it, not after our status write:
+                    # polls a second apart stay a second apart (a 5 s build is seen at 5 s, not 6).
+                    await deps.sleep(max(0.0, wait - (time.monotonic() - decided)))
                     waited += wait
                 obj = object_view(body, attempt, entry.wrote)
                 if deleting and not obj.deleting:

@@ -57,6 +57,10 @@ class Observation:
     #: the owner tag the resource carries (None: none, or the service has no tags). The engine refuses
     #: to manage a resource marked as another object's.
     owner_mark: str | None = None
+    #: False when the adapter did not read the owner tag at all (a plugin mid-build: nothing is
+    #: compared or decided on its tags until the build ends, so each poll saves a tag read). The
+    #: engine then neither adopts nor deletes it until a later look reads the mark.
+    owner_mark_read: bool = True
 
     @property
     def exists(self) -> bool:

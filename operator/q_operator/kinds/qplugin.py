@@ -738,7 +738,10 @@ class QPluginAdapter:
         phase, message = phase_of(plugin.get("buildStatus"))
         arn = plugin.get("pluginArn")
         current_tags: dict[str, str] | None = None
-        if arn:
+        # Mid-build the engine only waits (no compare, no write), and a bulk apply polls every build
+        # about five times: its ListTagsForResource is read once the build has ended.
+        building = phase is Phase.IN_PROGRESS
+        if arn and not building:
             try:
                 current_tags = self._tags(arn)
             except ClientError as err:
@@ -754,6 +757,7 @@ class QPluginAdapter:
             replace=replace,
             message=message,
             owner_mark=seen_owner_mark((current_tags or {}).get(OWNER_TAG), owner),
+            owner_mark_read=not (arn and building),
         )
 
     def find(self, spec: QPluginSpec, owner: Owner) -> Found | None:

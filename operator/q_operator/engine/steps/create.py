@@ -205,6 +205,10 @@ async def adopt(cy: Cycle, spec: BaseModel, resolved: Resolved, adopt_id: str) -
             f"adopt failed: no {cy.kind.kind} {adopt_id} in AWS ({ADOPT_ANNOTATION})",
         )
     cy.aws.same_account(adopt_id, observation.outputs)  # adoption never crosses accounts
+    if not observation.owner_mark_read:  # mid-build: whose it is is read once the build ends
+        cy.set_ready("False", c.UPDATING, f"adopt: waiting for AWS to finish building {adopt_id}")
+        cy.set_synced()
+        return cy.finish(Decision.REQUEUE, cy.poll_delay())
     if observation.owner_mark is not None and observation.owner_mark != cy.owner().mark:
         raise TerminalError(
             c.OWNED_BY_ANOTHER, f"adopt refused: {adopt_id} is managed by {observation.owner_mark}"

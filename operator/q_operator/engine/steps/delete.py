@@ -105,6 +105,9 @@ async def delete_held(
             continue
         if observation.owner_mark is not None and observation.owner_mark != mark:
             continue  # never delete what another object manages
+        if not observation.owner_mark_read:
+            remaining.append(item)  # mid-build, whose it is not read yet: deleted once the build ends
+            continue
         if item.delete_requested and consistency.delete_settling(cy, item) is not None:
             # Our delete may not show yet: wait it out, never ask again within the bound. A failed
             # delete is said at once all the same (asked again only once the bound has passed).
