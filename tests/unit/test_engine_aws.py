@@ -148,3 +148,21 @@ def test_clients_are_cached_per_service_and_region(session: tuple[AwsSession, Cl
     assert aws.client("qbusiness", "eu-west-1") is not aws.client("qbusiness", "us-east-1")
     config = aws.client("qbusiness", "us-east-1").meta.config
     assert config.retries["total_max_attempts"] == 1  # the engine owns retries
+
+
+def test_clients_of_one_identity_share_one_session_and_warm_makes_them_ahead(
+    session: tuple[AwsSession, Clock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A boto3 session loads botocore's data once; each further client of the identity is cheap.
+    `warm` makes the operator's own clients at startup; without a region it leaves them for later."""
+    aws, _ = session
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    aws.warm(["qbusiness", "appflow"])
+    assert {key[0] for key in aws._clients} >= {"qbusiness", "appflow"}
+    assert aws.client("qbusiness", "us-east-1") is aws._clients[("qbusiness", "us-east-1", None)]
+    aws.client("qapps", "eu-west-1")
+    assert list(aws._sessions) == [None], "one session for the operator's own identity"
+    monkeypatch.delenv("AWS_REGION")
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    aws.warm(["qbusiness"])  # no region: nothing made, nothing raised
+    assert ("qbusiness", None, None) not in aws._clients

@@ -31,7 +31,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -121,6 +121,9 @@ class AwsSession:
         self.executor = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="aws")
         self._lock = threading.Lock()
         self._clients: dict[tuple[str, str | None, Role | None], Any] = {}
+        #: one boto3 session per identity: a new session loads botocore's data files again (0.3 s, under
+        #: the lock), a client from a loaded one takes a few milliseconds
+        self._sessions: dict[Role | None, boto3.session.Session] = {}
         self._adapters: dict[tuple[str, str | None, Role | None], Adapter[Any]] = {}
         #: one credentials object per role (and external id), shared by its clients in every region
         self._credentials: dict[Role, RoleCredentials] = {}
@@ -148,8 +151,7 @@ class AwsSession:
         with self._lock:
             found = self._clients.get(key)
             if found is None:
-                session = boto3.session.Session() if role is None else self._role_session(role)
-                found = session.client(service, region_name=region, config=self._config)
+                found = self._session(role).client(service, region_name=region, config=self._config)
                 events = found.meta.events
                 service_id = found.meta.service_model.service_id.hyphenize()
                 events.register(f"before-call.{service_id}", functools.partial(self._before_call, role=role))
@@ -157,6 +159,15 @@ class AwsSession:
                 events.register(f"after-call.{service_id}", functools.partial(self._after_call, role=role))
                 self._clients[key] = found
             return found
+
+    def warm(self, services: Iterable[str]) -> None:
+        """Make the operator's own clients for these services in the default region now (at startup,
+        in a thread), so the first objects' first calls do not wait for botocore to load its models."""
+        for service in services:
+            try:
+                self.client(service, None)
+            except Exception as error:  # no region configured, say: made on first use instead
+                log.info("AWS client for %s not made ahead: %s", service, error)
 
     def adapter(self, kind: KindInfo[Any, Any], region: str | None, role: Role | None = None) -> Adapter[Any]:
         key = (kind.kind, region or default_region(), role)
@@ -177,18 +188,27 @@ class AwsSession:
             found = self._credentials.setdefault(role, RoleCredentials(role, self._assume))
         return found
 
-    def _role_session(self, role: Role) -> boto3.session.Session:
-        """A boto3 session whose clients sign with the role's credentials."""
-        core = botocore.session.Session()
-        core.register_component("credential_provider", CredentialResolver([_Given(self.credentials(role))]))
-        return boto3.session.Session(botocore_session=core)
+    def _session(self, role: Role | None) -> boto3.session.Session:
+        """The identity's boto3 session, made once (call with self._lock held: sessions are not
+        thread-safe); a role's signs with the role's credentials."""
+        found = self._sessions.get(role)
+        if found is None:
+            if role is None:
+                found = boto3.session.Session()
+            else:
+                core = botocore.session.Session()
+                given = CredentialResolver([_Given(self.credentials(role))])
+                core.register_component("credential_provider", given)
+                found = boto3.session.Session(botocore_session=core)
+            self._sessions[role] = found
+        return found
 
     def _sts_client(self) -> Any:
         """STS with the operator's own credentials: it assumes the namespaces' roles."""
         with self._lock:
             if self._sts is None:
                 region = default_region() or "us-east-1"
-                self._sts = boto3.session.Session().client("sts", region_name=region, config=self._config)
+                self._sts = self._session(None).client("sts", region_name=region, config=self._config)
             return self._sts
 
     def _assume(self, role: Role) -> Issued:

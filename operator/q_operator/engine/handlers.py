@@ -16,6 +16,7 @@ it polls, a requeue) always run.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import zlib
@@ -166,6 +167,8 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     metrics.serve(int(env_float("Q_OPERATOR_METRICS_PORT", 8080)))
     policy = process.state().deps.identities.policy
     session = process.state().deps.aws
+    if isinstance(session, AwsSession):  # the first objects' first calls need not load botocore's models
+        await asyncio.to_thread(session.warm, sorted({kind.service for kind in registry.KINDS}))
     log.info(
         "q-operator engine: kinds=%s drift=%ss observe=%s aws_rate=%s/s concurrency=%s region=%s "
         "require_namespace_role=%s adoption_everywhere=%s",
