@@ -171,6 +171,48 @@ def test_a_cycle_on_a_body_older_than_several_of_our_patches_sees_them_all(
     assert seen[3] == {"thingId": "t-1", "conditions": [{"type": "Ready", "status": "False"}]}
 
 
+def test_a_poll_in_the_handler_is_due_its_delay_after_the_cycle_decided_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A build polled inside the handler call: the status write between two looks is part of the
+    wait, not added to it, so looks a second apart stay a second apart."""
+    import asyncio
+    import time
+
+    from q_operator import registry
+    from q_operator.engine.reconcile import Deps
+
+    slept: list[float] = []
+    outcomes = iter([Outcome(Decision.REQUEUE, 1.0, {"step": 1}), Outcome(Decision.DONE, 0.0, {"step": 2})])
+
+    async def fake_reconcile(kind: object, obj: bridge.ObjectView, deps: object, trigger: object) -> Outcome:
+        return next(outcomes)
+
+    async def slow_write(kind: object, namespace: str, name: str, patch: object) -> str:
+        await asyncio.sleep(0.3)  # an API server under load
+        return "6"
+
+    async def record(seconds: float) -> None:
+        slept.append(seconds)
+
+    deps = Deps(aws=None, read_configmap=None, write_status=slow_write, sleep=record)  # type: ignore[arg-type]
+    deps.builds.begin("u1", "Thing/create", deps.now().timestamp())
+    monkeypatch.setattr(bridge, "reconcile", fake_reconcile)
+    started = time.monotonic()
+    asyncio.run(
+        bridge.run_cycle(
+            deps,
+            registry.KINDS[0],
+            Trigger.CHANGE,
+            kopf.Body(body()),  # type: ignore[arg-type]
+            kopf.Patch(),
+            deleting=False,
+        )
+    )
+    assert len(slept) == 1 and slept[0] <= 0.7 + 1e-3, slept
+    assert slept[0] >= 1.0 - (time.monotonic() - started)
+
+
 def test_kopf_storage_prefix_keeps_our_annotations_visible_as_changes() -> None:
     """kopf ignores changes to annotations under its own prefix; ours must not be under it."""
     assert not configmaps.CONFIGMAP_HASH.startswith(bridge.KOPF_PREFIX + "/")
