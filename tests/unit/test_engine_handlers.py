@@ -129,15 +129,31 @@ def test_merge_patch_is_the_api_servers_merge() -> None:
     assert bridge.merge_patch(target, kept) == {"a": {"x": 1, "z": 4}, "b": [2]}
 
 
+def one_cycle(deps: Any, trigger: Trigger, version: str = "5") -> None:
+    """One `bridge.run_cycle` of the first registered kind on `body(version)`, outside deletion."""
+    import asyncio
+
+    from q_operator import registry
+
+    asyncio.run(
+        bridge.run_cycle(
+            deps,
+            registry.KINDS[0],
+            trigger,
+            kopf.Body(body(version)),  # type: ignore[arg-type]
+            kopf.Patch(),
+            deleting=False,
+        )
+    )
+
+
 def test_a_cycle_on_a_body_older_than_several_of_our_patches_sees_them_all(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Under a backlog kopf can hand a timer a body from before the intent *and* the create were
     written (it once recorded a second intent for an object whose plugin existed): every cycle sees
     the status as all our patches left it, whichever version its body is."""
-    import asyncio
 
-    from q_operator import registry
     from q_operator.engine.reconcile import Deps
 
     seen: list[dict[str, Any]] = []
@@ -158,16 +174,7 @@ def test_a_cycle_on_a_body_older_than_several_of_our_patches_sees_them_all(
     monkeypatch.setattr(bridge, "reconcile", fake_reconcile)
     for version in ("1", "2", "3", "1"):  # the last body is from before any of our writes
         with pytest.raises(kopf.TemporaryError):
-            asyncio.run(
-                bridge.run_cycle(
-                    deps,
-                    registry.KINDS[0],
-                    Trigger.DRIFT,
-                    kopf.Body(body(version)),  # type: ignore[arg-type]
-                    kopf.Patch(),
-                    deleting=False,
-                )
-            )
+            one_cycle(deps, Trigger.DRIFT, version)
     assert seen[3] == {"thingId": "t-1", "conditions": [{"type": "Ready", "status": "False"}]}
 
 
@@ -179,7 +186,6 @@ def test_a_poll_in_the_handler_is_due_its_delay_after_the_cycle_decided_it(
     import asyncio
     import time
 
-    from q_operator import registry
     from q_operator.engine.reconcile import Deps
 
     slept: list[float] = []
@@ -199,16 +205,7 @@ def test_a_poll_in_the_handler_is_due_its_delay_after_the_cycle_decided_it(
     deps.builds.begin("u1", "Thing/create", deps.now().timestamp())
     monkeypatch.setattr(bridge, "reconcile", fake_reconcile)
     started = time.monotonic()
-    asyncio.run(
-        bridge.run_cycle(
-            deps,
-            registry.KINDS[0],
-            Trigger.CHANGE,
-            kopf.Body(body()),  # type: ignore[arg-type]
-            kopf.Patch(),
-            deleting=False,
-        )
-    )
+    one_cycle(deps, Trigger.CHANGE)
     assert len(slept) == 1 and slept[0] <= 0.7 + 1e-3, slept
     assert slept[0] >= 1.0 - (time.monotonic() - started)
 
@@ -337,9 +334,7 @@ def test_reverted_spec_during_a_back_off_is_reconciled_at_once(
 
 def test_back_off_counts_failed_cycles_not_kopf_requeues(monkeypatch: pytest.MonkeyPatch) -> None:
     """The intent and build polls requeue a healthy create; only failed cycles raise the attempt."""
-    import asyncio
 
-    from q_operator import registry
     from q_operator.engine.reconcile import Deps
 
     seen: list[int] = []
@@ -355,16 +350,7 @@ def test_back_off_counts_failed_cycles_not_kopf_requeues(monkeypatch: pytest.Mon
     monkeypatch.setattr(bridge, "reconcile", fake_reconcile)
     for _ in range(5):
         with pytest.raises(kopf.TemporaryError):
-            asyncio.run(
-                bridge.run_cycle(
-                    deps,
-                    registry.KINDS[0],
-                    Trigger.CHANGE,
-                    kopf.Body(body()),  # type: ignore[arg-type]
-                    kopf.Patch(),
-                    deleting=False,
-                )
-            )
+            one_cycle(deps, Trigger.CHANGE)
     assert seen == [0, 0, 1, 2, 0]
 
 
