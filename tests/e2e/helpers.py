@@ -16,6 +16,7 @@ import boto3
 from botocore.config import Config
 
 from q_operator.sandbox import CRDS_DIR, REPO_ROOT, KubeServer, Sandbox, condition, wait_for
+from tests.kinds import TEST_KINDS, KindFacts
 
 from . import calllog
 
@@ -172,3 +173,50 @@ def record_status_fixture(name: str, obj: dict[str, Any]) -> None:
         for noisy in ("managedFields", "uid", "resourceVersion", "creationTimestamp"):
             keep["metadata"].pop(noisy, None)
         (STATUS_FIXTURES / f"{name}.json").write_text(json.dumps(keep, indent=2, sort_keys=True) + "\n")
+
+
+def operator_calls(sandbox: Sandbox, since: int = 0, region: str | None = None) -> list[dict[str, Any]]:
+    """The operator's AWS calls from position `since` of the stand-in's request log on."""
+    return [
+        r
+        for r in sandbox.aws_requests()[since:]
+        if "q-operator/" in str(r.get("userAgent", "")) and region in (None, r.get("region"))
+    ]
+
+
+def log_position(sandbox: Sandbox) -> int:
+    """Where the AWS stand-in's request log ends now (`operator_calls` from there on)."""
+    return len(sandbox.aws_requests())
+
+
+def wait_synced(
+    sandbox: Sandbox, facts: KindFacts, ns: str, name: str, reason: str, timeout: float = 60
+) -> dict[str, Any]:
+    """Until Synced has `reason` for the current generation (a cycle ran on the spec as it is)."""
+
+    def probe() -> dict[str, Any] | None:
+        obj = sandbox.get(facts.plural_path, ns, name)
+        if not obj:
+            return None
+        cond = synced(obj)
+        current = cond.get("observedGeneration") == obj["metadata"].get("generation")
+        return obj if cond.get("reason") == reason and current else None
+
+    return wait_for(f"{name} Synced reason {reason}", probe, timeout=timeout)
+
+
+def restart_and_wait_until_processing(sandbox: Sandbox, ns: str) -> None:
+    """Restart the operator; return once it acts on objects again. The proof is a canary that makes no
+    AWS call at all (observe-only, nothing named): its AdoptIdRequired is written by the new process."""
+    sandbox.stop_operator()
+    sandbox.start_operator()
+    facts = TEST_KINDS[0]
+    name = unique_name(facts, "canary")
+    apply(sandbox, facts.manifest(name, ns, managementPolicy="Observe"))
+    obj = wait_synced(sandbox, facts, ns, name, "AdoptIdRequired")
+    assert "q-operator.dev/adopt-id" in synced(obj)["message"], "the reason names the annotation to set"
+
+
+def unique_name(facts: KindFacts, what: str) -> str:
+    """An object name no other test uses: the kind's short name, what it is for, a random suffix."""
+    return f"{facts.short}-{what}-{uuid.uuid4().hex[:5]}"

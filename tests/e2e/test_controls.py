@@ -1,6 +1,6 @@
 """The user's controls, end to end with the real operator process, for every registered kind: pause,
-observe-only (spec.managementPolicy: Observe) and taking over, the per-object drift interval, and
-reconcile-now.
+observe-only (spec.managementPolicy: Observe) and taking over, and reconcile-now (the per-object
+drift interval is in test_drift_interval.py).
 
 What the operator did to AWS is read from the AWS stand-in's request log (the operator's calls only:
 its user agent says q-operator/). A write is every call that is not a Get, List or Describe. Where a
@@ -12,11 +12,9 @@ Kubernetes backend conftest provides.
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 import time
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,15 +28,18 @@ from .helpers import (
     allow_adoption,
     apply,
     client,
-    events_of,
+    log_position,
+    operator_calls,
     record_status_fixture,
+    restart_and_wait_until_processing,
     synced,
+    unique_name,
     wait_event_reasons,
+    wait_synced,
 )
 
 PAUSED = "q-operator.dev/paused"
 ADOPT = "q-operator.dev/adopt-id"
-DRIFT_INTERVAL = "q-operator.dev/drift-interval"
 REQUEST = "q-operator.dev/reconcile-requested-at"
 READS = ("Get", "List", "Describe")
 #: What docs/engine.md promises for q-operator.dev/reconcile-requested-at.
@@ -47,20 +48,10 @@ RECONCILE_NOW_SECONDS = 2.0
 _regions = (f"zz-{word}-{digit}" for word in ("controls", "timing", "spare") for digit in range(10))
 
 
-def _name(facts: KindFacts, what: str) -> str:
-    return f"{facts.short}-{what}-{uuid.uuid4().hex[:5]}"
+_name = unique_name
 
 
 # ----- reading what happened
-
-
-def operator_calls(sandbox: Sandbox, since: int = 0, region: str | None = None) -> list[dict[str, Any]]:
-    """The operator's AWS calls from position `since` of the stand-in's request log on."""
-    return [
-        r
-        for r in sandbox.aws_requests()[since:]
-        if "q-operator/" in str(r.get("userAgent", "")) and region in (None, r.get("region"))
-    ]
 
 
 def writes(sandbox: Sandbox, since: int) -> list[str]:
@@ -71,10 +62,6 @@ def writes(sandbox: Sandbox, since: int) -> list[str]:
     ]
 
 
-def log_position(sandbox: Sandbox) -> int:
-    return len(sandbox.aws_requests())
-
-
 def in_aws(sandbox: Sandbox, facts: KindFacts, status: Mapping[str, Any]) -> dict[str, Any] | None:
     """The fields of the object's resource as the AWS stand-in holds them (None: it has none)."""
     state = sandbox.aws("GET", "/_emulator/state")
@@ -82,22 +69,6 @@ def in_aws(sandbox: Sandbox, facts: KindFacts, status: Mapping[str, Any]) -> dic
         if resource.id == status[facts.info.id_field]:
             return dict(resource.fields)
     return None
-
-
-def wait_synced(
-    sandbox: Sandbox, facts: KindFacts, ns: str, name: str, reason: str, timeout: float = 60
-) -> dict[str, Any]:
-    """Until Synced has `reason` for the current generation (a cycle ran on the spec as it is)."""
-
-    def probe() -> dict[str, Any] | None:
-        obj = sandbox.get(facts.plural_path, ns, name)
-        if not obj:
-            return None
-        cond = synced(obj)
-        current = cond.get("observedGeneration") == obj["metadata"].get("generation")
-        return obj if cond.get("reason") == reason and current else None
-
-    return wait_for(f"{name} Synced reason {reason}", probe, timeout=timeout)
 
 
 def wait_ready_reason(sandbox: Sandbox, facts: KindFacts, ns: str, name: str, reason: str) -> dict[str, Any]:
@@ -131,18 +102,6 @@ def annotate(sandbox: Sandbox, facts: KindFacts, ns: str, name: str, *pairs: str
 
 def patch_spec(sandbox: Sandbox, facts: KindFacts, ns: str, name: str, spec: Mapping[str, Any]) -> None:
     sandbox.kubectl("patch", facts.short, name, "-n", ns, "--type", "merge", "-p", json.dumps({"spec": spec}))
-
-
-def restart_and_wait_until_processing(sandbox: Sandbox, ns: str) -> None:
-    """Restart the operator; return once it acts on objects again. The proof is a canary that makes no
-    AWS call at all (observe-only, nothing named): its AdoptIdRequired is written by the new process."""
-    sandbox.stop_operator()
-    sandbox.start_operator()
-    facts = TEST_KINDS[0]
-    name = _name(facts, "canary")
-    apply(sandbox, facts.manifest(name, ns, managementPolicy="Observe"))
-    obj = wait_synced(sandbox, facts, ns, name, "AdoptIdRequired")
-    assert ADOPT in synced(obj)["message"], "the reason names the annotation to set"
 
 
 def _kind_id(facts: KindFacts) -> str:
@@ -332,77 +291,6 @@ def test_another_objects_resource_is_observed_but_never_taken_over(
     sandbox.kubectl("delete", facts.short, name, "-n", namespace)
     assert in_aws(sandbox, facts, theirs) is not None, "deleting the watcher leaves the owner's resource"
     assert writes(sandbox, mark) == []
-
-
-# ----- per-object drift interval
-
-
-def test_the_drift_interval_annotation_is_honoured_and_a_bad_value_is_named(
-    sandbox: Sandbox, namespace: str
-) -> None:
-    """The operator's default is 300 s here: an object of each kind annotated 30s is looked at every
-    30 s, an object without the annotation (or with an unreadable one) not at all in the same window.
-    Each object lives in a region of its own, so the stand-in's log tells its calls apart."""
-    objects: dict[str, tuple[KindFacts, str, str | None]] = {}
-    for facts in TEST_KINDS:
-        objects[_name(facts, "fast")] = (facts, next(_regions), "30s")
-    objects[_name(TEST_KINDS[0], "plain")] = (TEST_KINDS[0], next(_regions), None)
-    objects[_name(TEST_KINDS[0], "odd")] = (TEST_KINDS[0], next(_regions), "soon")
-    for name, (facts, region, interval) in objects.items():
-        manifest = facts.manifest(name, namespace, region=region)
-        if interval is not None:
-            manifest["metadata"]["annotations"] = {DRIFT_INTERVAL: interval}
-        apply(sandbox, manifest)
-    for name, (facts, _, _) in objects.items():
-        sandbox.wait_condition(facts.plural_path, namespace, name, "Ready", timeout=90)
-    odd = next(name for name, (_, _, interval) in objects.items() if interval == "soon")
-    warned = wait_for(
-        "the Warning about the unreadable value",
-        lambda: [e for e in events_of(sandbox, namespace, odd) if e.get("reason") == "InvalidAnnotation"],
-        timeout=30,
-    )
-    assert DRIFT_INTERVAL in warned[0]["message"] and "between 30s and 24h" in warned[0]["message"]
-    assert warned[0]["type"] == "Warning"
-
-    # A fresh process: its drift timers start now (the first check of each is spread over the second
-    # half of its interval), so the window below is free of checks of the 300 s ones. It starts once
-    # the new process has looked at every object on resuming it.
-    mark = log_position(sandbox)
-    restart_and_wait_until_processing(sandbox, namespace)
-
-    def looks(name: str, after: float = 0.0) -> list[float]:
-        """When each look at the object began (the calls of one look are a second apart at most)."""
-        times = [float(r["time"]) for r in operator_calls(sandbox, mark, objects[name][1])]
-        starts = [t for i, t in enumerate(times) if i == 0 or t - times[i - 1] > 5]
-        return [t for t in starts if t > after]
-
-    resumed = [
-        wait_for(f"{name} looked at on resume", lambda n=name: looks(n), timeout=60)[0] for name in objects
-    ]
-    started = max(resumed)
-    fast = [name for name, (_, _, interval) in objects.items() if interval == "30s"]
-    checks = {
-        name: wait_for(
-            f"four drift checks of {name}",
-            lambda n=name: len(looks(n, started)) >= 4 and looks(n, started),
-            timeout=200,
-        )[:4]
-        for name in fast
-    }
-    gaps = {name: [b - a for a, b in itertools.pairwise(times)] for name, times in checks.items()}
-    print(
-        "drift-interval 30s, seconds between checks: "
-        + "; ".join(f"{n}: {', '.join(f'{g:.1f}' for g in v)}" for n, v in gaps.items())
-    )
-    # 30 s, on a 30 s tick (honoured to within half a tick), plus the machine's load.
-    assert all(20 <= gap <= 50 for values in gaps.values() for gap in values), gaps
-    end = max(times[-1] for times in checks.values())
-    assert end - started < 150, "the window ends before the first check of a 300 s object can be due"
-    for name, (_, _, interval) in objects.items():
-        if interval != "30s":
-            assert [t for t in looks(name, started) if t <= end] == [], (
-                f"{name} ({interval}) keeps the default"
-            )
 
 
 # ----- reconcile now
