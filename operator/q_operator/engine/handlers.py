@@ -153,9 +153,10 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = env_float("Q_OPERATOR_WATCH_CLIENT_TIMEOUT", 150)
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 60
-    # No limit by default: kopf's initial indexing deadlocks when there are more objects of a kind
+    # No limit by default: kopf's initial indexing deadlocked when there were more objects of a kind
     # than workers (nolar/kopf#1243) — a restart over 1,000 objects with a limit of 200 never resumed.
-    # AWS load is bounded by the limiter and the thread pool, not by this.
+    # The indexes are our own now (memory.Index); a limit has not been tried again since. AWS load is
+    # bounded by the limiter and the thread pool, not by this.
     workers = int(env_float("Q_OPERATOR_WORKERS", 0))
     settings.queueing.worker_limit = workers if workers > 0 else None
     settings.execution.max_workers = 4
