@@ -48,9 +48,6 @@ RECONCILE_NOW_SECONDS = 2.0
 _regions = (f"zz-{word}-{digit}" for word in ("controls", "timing", "spare") for digit in range(10))
 
 
-_name = unique_name
-
-
 # ----- reading what happened
 
 
@@ -115,7 +112,7 @@ def _kind_id(facts: KindFacts) -> str:
 def test_pause_holds_the_object_with_zero_aws_writes_across_a_restart_and_a_deletion(
     sandbox: Sandbox, namespace: str, facts: KindFacts
 ) -> None:
-    name = _name(facts, "paused")
+    name = unique_name(facts, "paused")
     manifest = facts.manifest(name, namespace)
     apply(sandbox, manifest)
     obj = sandbox.wait_condition(facts.plural_path, namespace, name, "Ready", timeout=90)
@@ -195,7 +192,7 @@ def observed_manifest(sandbox: Sandbox, facts: KindFacts, name: str, ns: str) ->
 def test_observe_only_reads_reports_a_change_made_by_hand_and_never_writes(
     sandbox: Sandbox, namespace: str, facts: KindFacts
 ) -> None:
-    name = _name(facts, "observed")
+    name = unique_name(facts, "observed")
     mark = log_position(sandbox)
     manifest, made = observed_manifest(sandbox, facts, name, namespace)
     apply(sandbox, manifest)
@@ -230,7 +227,7 @@ def test_observe_only_reads_reports_a_change_made_by_hand_and_never_writes(
 def test_switching_observe_to_manage_adopts_and_applies_the_spec(
     sandbox: Sandbox, namespace: str, facts: KindFacts
 ) -> None:
-    name = _name(facts, "taken")
+    name = unique_name(facts, "taken")
     manifest, made = observed_manifest(sandbox, facts, name, namespace)
     apply(sandbox, manifest)
     obj = sandbox.wait_condition(facts.plural_path, namespace, name, "Ready", timeout=60)
@@ -273,10 +270,10 @@ def test_another_objects_resource_is_observed_but_never_taken_over(
     sandbox: Sandbox, namespace: str, facts: KindFacts
 ) -> None:
     """The owner tag names another object: observing it is fine, taking it over is refused."""
-    owner = _name(facts, "owner")
+    owner = unique_name(facts, "owner")
     apply(sandbox, facts.manifest(owner, namespace))
     theirs = sandbox.wait_condition(facts.plural_path, namespace, owner, "Ready", timeout=90)["status"]
-    name = _name(facts, "watcher")
+    name = unique_name(facts, "watcher")
     watcher = facts.manifest(name, namespace, managementPolicy="Observe")
     watcher["metadata"]["annotations"] = {ADOPT: theirs[facts.info.id_field]}
     apply(sandbox, watcher)
@@ -302,7 +299,7 @@ def test_reconcile_now_looks_at_aws_within_two_seconds(
 ) -> None:
     """From the annotation's write (a PATCH, timed by the test) to the operator's first call in the
     object's own region, and status.lastHandledReconcileAt says it was done."""
-    name = _name(facts, "now")
+    name = unique_name(facts, "now")
     region = next(_regions)
     apply(sandbox, facts.manifest(name, namespace, region=region))
     sandbox.wait_condition(facts.plural_path, namespace, name, "Ready", timeout=90)

@@ -23,7 +23,6 @@ from .helpers import (
 DRIFT_INTERVAL = "q-operator.dev/drift-interval"
 #: Regions of their own, so the stand-in's log tells each object's calls apart.
 _regions = (f"zz-interval-{digit}" for digit in range(10))
-_name = unique_name
 
 
 def test_the_drift_interval_annotation_is_honoured_and_a_bad_value_is_named(
@@ -34,9 +33,9 @@ def test_the_drift_interval_annotation_is_honoured_and_a_bad_value_is_named(
     Each object lives in a region of its own, so the stand-in's log tells its calls apart."""
     objects: dict[str, tuple[KindFacts, str, str | None]] = {}
     for facts in TEST_KINDS:
-        objects[_name(facts, "fast")] = (facts, next(_regions), "30s")
-    objects[_name(TEST_KINDS[0], "plain")] = (TEST_KINDS[0], next(_regions), None)
-    objects[_name(TEST_KINDS[0], "odd")] = (TEST_KINDS[0], next(_regions), "soon")
+        objects[unique_name(facts, "fast")] = (facts, next(_regions), "30s")
+    objects[unique_name(TEST_KINDS[0], "plain")] = (TEST_KINDS[0], next(_regions), None)
+    objects[unique_name(TEST_KINDS[0], "odd")] = (TEST_KINDS[0], next(_regions), "soon")
     for name, (facts, region, interval) in objects.items():
         manifest = facts.manifest(name, namespace, region=region)
         if interval is not None:

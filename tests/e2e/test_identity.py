@@ -23,7 +23,7 @@ from botocore.config import Config
 from q_operator.sandbox import Sandbox, condition, wait_for
 from tests.kinds import OPENAPI, QPLUGINS, TEST_KINDS, AwsResource, facts_of, qplugin
 
-from .helpers import apply, new_application_id, synced, wait_synced_false
+from .helpers import apply, log_position, new_application_id, operator_calls, synced, wait_synced_false
 
 OWN_ACCOUNT = "123456789012"
 ACCOUNT_A, ACCOUNT_B, ACCOUNT_C = "111111111111", "222222222222", "333333333333"
@@ -106,16 +106,6 @@ def plugins(sandbox: Sandbox, application_id: str) -> dict[str, list[dict[str, A
             if plugin["application_id"] == application_id:
                 found.setdefault(account, []).append(plugin)
     return found
-
-
-def mark(sandbox: Sandbox) -> int:
-    """Where the stand-in's request log is now (calls after it: `operator_calls(sandbox, since)`)."""
-    return len(sandbox.aws_requests())
-
-
-def operator_calls(sandbox: Sandbox, since: int = 0) -> list[dict[str, Any]]:
-    """The AWS calls the operator made (botocore with q-operator in its User-Agent) after `since`."""
-    return [r for r in sandbox.aws_requests()[since:] if "q-operator/" in str(r.get("userAgent", ""))]
 
 
 def as_role(sandbox: Sandbox, service: str, role: str, external_id: str | None = None) -> Any:
@@ -236,7 +226,7 @@ def test_no_binding_under_require_namespace_role_is_refused_without_any_aws_call
     sandbox.start_operator("--require-namespace-role")
     unbound = new_namespace(sandbox)
     app = new_application_id()
-    since = mark(sandbox)
+    since = log_position(sandbox)
     apply(sandbox, qplugin("orphan", unbound, applicationId=app))
     got = wait_synced_false(sandbox, QPLUGINS, unbound, "orphan", "NoAWSIdentity")
     assert unbound in got["message"] and "q-operator.dev/role-arn" in got["message"]
@@ -289,7 +279,7 @@ def test_an_unassumable_role_is_reported_with_bounded_calls_and_fixing_it_conver
     ns = new_namespace(sandbox, role=ROLE_UNASSUMABLE)
     app = new_application_id()
     names = [f"locked-{i}" for i in range(5)]
-    since = mark(sandbox)
+    since = log_position(sandbox)
     for name in names:
         apply(sandbox, qplugin(name, ns, applicationId=app))
     for name in names:
@@ -321,7 +311,7 @@ def test_credentials_expiring_every_20s_are_renewed_without_a_failed_reconcile(s
     ns = new_namespace(sandbox, role=ROLE_B, external_id=EXTERNAL_ID_B)
     apps = [new_application_id(), new_application_id()]  # AWS allows 25 plugins per application
     names = [f"busy-{i:02d}" for i in range(30)]
-    since = mark(sandbox)
+    since = log_position(sandbox)
     with Watcher(sandbox, QPLUGINS, ns) as watcher:
         for i, name in enumerate(names):
             apply(sandbox, qplugin(name, ns, applicationId=apps[i % 2]))
@@ -390,7 +380,7 @@ def test_adoption_only_where_allowed_and_never_across_accounts(sandbox: Sandbox)
     ns = new_namespace(sandbox, role=ROLE_A)
     manifest = qplugin("taken", ns, applicationId=app, displayName="console-made")
     manifest["metadata"]["annotations"] = {"q-operator.dev/adopt-id": made["pluginId"]}
-    since = mark(sandbox)
+    since = log_position(sandbox)
     apply(sandbox, manifest)
     got = wait_synced_false(sandbox, QPLUGINS, ns, "taken", "AdoptionNotAllowed")
     assert "q-operator.dev/adoption=allowed" in got["message"]

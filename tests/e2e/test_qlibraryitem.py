@@ -15,7 +15,7 @@ from q_operator.emulate.aws.faults import TokenBucket
 from q_operator.sandbox import Sandbox, condition, wait_for
 from tests.kinds import QLIBRARYITEMS, new_instance_id, qlibraryitem
 
-from .helpers import allow_adoption, apply, calls, client, events_of, library_items_in
+from .helpers import allow_adoption, apply, calls, client, library_items_in, wait_event_reasons
 
 AWS_ARGS = ["--build-seconds", "0.2"]
 #: Library items and connectors have no build: poll right after a create or update, not after 1 s.
@@ -123,11 +123,7 @@ def test_bumping_app_version_replaces_the_item_and_deletes_the_old_one(
     assert obj["status"]["appVersion"] == 2
     assert not obj["status"].get("retiring")
 
-    def reasons() -> list[str] | None:
-        found = [str(e["reason"]) for e in events_of(sandbox, namespace, "versioned")]
-        return found if "Replaced" in found else None
-
-    assert "Replacing" in wait_for("the Replaced event", reasons, timeout=15)
+    assert "Replacing" in wait_event_reasons(sandbox, namespace, "versioned", "Replaced", timeout=15)
     ops = [r["operation"] for r in calls(sandbox)[start:] if r["status"] == 200]
     assert ops.index("CreateLibraryItem") < ops.index("DeleteLibraryItem"), "the library never lacks the app"
     gone = client(sandbox, "qapps")

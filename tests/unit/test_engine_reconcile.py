@@ -409,22 +409,25 @@ def test_delete_in_progress_is_awaited_with_growing_polls() -> None:
     assert w.cloud.count("delete") == 1
 
 
-def test_a_resource_whose_owner_mark_was_not_read_mid_build_is_deleted_once_the_build_ends() -> None:
-    """The adapter skips the tag read while AWS builds: the deletion waits for the build to end, reads
-    the mark, and deletes only its own resource."""
+def mid_build_unread() -> World:
+    """An object whose resource was just created and is building; the adapter skips its tags meanwhile."""
     w = world(build_polls=3)
     w.cloud.unread_mid_build = True
     run(w.cycle())  # intent
     run(w.cycle())  # create: building
+    return w
+
+
+def test_a_resource_whose_owner_mark_was_not_read_mid_build_is_deleted_once_the_build_ends() -> None:
+    """The adapter skips the tag read while AWS builds: the deletion waits for the build to end, reads
+    the mark, and deletes only its own resource."""
+    w = mid_build_unread()
     out = run(deleting(w).cycle())
     assert out.decision is Decision.REQUEUE and w.cloud.count("delete") == 0, "not while unread"
     assert run(w.converge()).decision is Decision.RELEASE and w.cloud.things == {}
     assert w.cloud.count("delete") == 1
 
-    other = world(build_polls=3)
-    other.cloud.unread_mid_build = True
-    run(other.cycle())
-    run(other.cycle())
+    other = mid_build_unread()
     other.cloud.things["t-1"].mark = "someone.else"  # marked as another object's, out of band
     for _ in range(6):
         run(deleting(other).cycle())
