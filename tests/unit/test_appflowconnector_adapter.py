@@ -5,6 +5,7 @@ HTTP status (several of them are 400)."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -17,12 +18,14 @@ from botocore.stub import ANY, Stubber
 from q_operator.kinds import base
 from q_operator.kinds.appflowconnector import (
     KIND,
+    TAG_VALUE_MAX,
+    TAG_VALUE_PATTERN,
     AppFlowConnectorAdapter,
     AppFlowConnectorSpec,
     effective_label,
     update_token,
 )
-from q_operator.kinds.common import tag_changes
+from q_operator.kinds.common import owner_tag_value, seen_owner_mark, tag_changes
 
 LABEL = "inventory-connector"
 ARN = f"arn:aws:appflow:us-east-1:123456789012:connector/{LABEL}"
@@ -416,3 +419,31 @@ def test_delete_while_in_use_raises_in_use_with_aws_message(
 def test_ref_for_adoption_is_the_given_label(stubbed: tuple[AppFlowConnectorAdapter, Stubber]) -> None:
     adapter, _ = stubbed
     assert adapter.ref_for_id(spec(), "someone-elses") == {"connectorLabel": "someone-elses"}
+
+
+LONG_OWNER = base.Owner(uid="0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", namespace="n" * 63, name="x" * 253)
+
+
+def test_a_long_owner_mark_is_shortened_to_fit_a_tag_and_still_recognised() -> None:
+    value = owner_tag_value(LONG_OWNER)
+    assert len(LONG_OWNER.mark) > TAG_VALUE_MAX >= len(value)
+    assert LONG_OWNER.uid in value and re.fullmatch(TAG_VALUE_PATTERN, value)
+    assert seen_owner_mark(value, LONG_OWNER) == LONG_OWNER.mark
+    assert seen_owner_mark("other.mark.uid", LONG_OWNER) == "other.mark.uid"
+    assert owner_tag_value(OWNER) == OWNER.mark
+
+
+def test_a_long_owner_is_tagged_with_the_shortened_mark_and_found_as_its_own(
+    stubbed: tuple[AppFlowConnectorAdapter, Stubber],
+) -> None:
+    """A 253-character name in a 63-character namespace: the owner mark alone is over AppFlow's
+    256-character tag value limit, so TagResource would be refused with the full mark."""
+    adapter, stubber = stubbed
+    stubber.add_response("register_connector", {"connectorArn": ARN})
+    stubber.add_response(
+        "tag_resource", {}, {"resourceArn": ARN, "tags": {base.OWNER_TAG: owner_tag_value(LONG_OWNER)}}
+    )
+    adapter.create(spec(connectorLabel=LABEL), LONG_OWNER, TOKEN, base.Resolved())
+    describe(stubber, {base.OWNER_TAG: owner_tag_value(LONG_OWNER)})
+    found = adapter.find(spec(connectorLabel=LABEL), LONG_OWNER)
+    assert found is not None and found.owner_mark == LONG_OWNER.mark

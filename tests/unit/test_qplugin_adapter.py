@@ -558,12 +558,3 @@ def test_find_skips_a_marked_plugin_of_another_type(stubbed: tuple[QPluginAdapte
         {"applicationId": APP, "maxResults": 50},
     )
     assert adapter.find(spec, OWNER) is None
-
-
-def test_a_long_owner_mark_is_shortened_to_fit_a_tag_and_still_recognised() -> None:
-    long_owner = Owner(uid="0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", namespace="n" * 63, name="x" * 253)
-    value = qplugin.owner_tag_value(long_owner)
-    assert len(value) <= 256 and long_owner.uid in value
-    assert qplugin.seen_owner_mark(value, long_owner) == long_owner.mark
-    assert qplugin.seen_owner_mark("other.mark.uid", long_owner) == "other.mark.uid"
-    assert qplugin.owner_tag_value(OWNER) == OWNER.mark

@@ -34,6 +34,8 @@ from q_operator.kinds.common import (
     error_code,
     error_message,
     is_not_found,
+    owner_tag_value,
+    seen_owner_mark,
     tag_changes,
     user_tags,
 )
@@ -212,7 +214,7 @@ def effective_label(spec: AppFlowConnectorSpec, owner: base.Owner) -> str:
 
 
 def desired_tags(spec: AppFlowConnectorSpec, owner: base.Owner) -> dict[str, str]:
-    return {**spec.tags, base.OWNER_TAG: owner.mark}
+    return {**spec.tags, base.OWNER_TAG: owner_tag_value(owner)}
 
 
 def update_token(label: str, current: Mapping[str, Any], spec: AppFlowConnectorSpec) -> base.ClientToken:
@@ -352,7 +354,7 @@ class AppFlowConnectorAdapter:
             outputs=outputs,
             diff=diff_registration(spec, configuration, tags, owner),
             replace=replace,
-            owner_mark=tags.get(base.OWNER_TAG),
+            owner_mark=seen_owner_mark(tags.get(base.OWNER_TAG), owner),
         )
 
     def find(self, spec: AppFlowConnectorSpec, owner: base.Owner) -> base.Found | None:
@@ -365,7 +367,7 @@ class AppFlowConnectorAdapter:
             return None
         return base.Found(
             ref={"connectorLabel": label},
-            owner_mark=tags.get(base.OWNER_TAG),
+            owner_mark=seen_owner_mark(tags.get(base.OWNER_TAG), owner),
             created_at=configuration.get("registeredAt"),
         )
 

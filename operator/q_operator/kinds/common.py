@@ -4,13 +4,17 @@ kind; nothing here knows a particular AWS service."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
-from q_operator.kinds.base import OWNER_TAG, RESERVED_TAG_PREFIX
+from q_operator.kinds.base import OWNER_TAG, RESERVED_TAG_PREFIX, Owner
+
+#: The longest tag value the services here accept (Q Business and AppFlow alike).
+MAX_TAG_VALUE = 256
 
 #: The error code every AWS service here answers for a resource that does not exist.
 NOT_FOUND = "ResourceNotFoundException"
@@ -59,3 +63,18 @@ def user_tags(tags: Mapping[str, str]) -> dict[str, str]:
     """The tags a user set, without the operator's own (the reserved prefix): what an observe-only
     object compares, since the operator never tags a resource it only observes."""
     return {key: value for key, value in tags.items() if not key.startswith(RESERVED_TAG_PREFIX)}
+
+
+def owner_tag_value(owner: Owner) -> str:
+    """The owner tag's value: the owner mark, shortened (still unique: it keeps the uid) when it is
+    longer than a tag value may be (a 63-character namespace and a 253-character name, say)."""
+    mark = owner.mark
+    if len(mark) <= MAX_TAG_VALUE:
+        return mark
+    digest = hashlib.sha256(mark.encode()).hexdigest()[:16]
+    return f"{owner.namespace}.{digest}.{owner.uid}"
+
+
+def seen_owner_mark(tag_value: str | None, owner: Owner) -> str | None:
+    """The owner mark an owner tag stands for, as the engine compares it with `Owner.mark`."""
+    return owner.mark if tag_value is not None and tag_value == owner_tag_value(owner) else tag_value

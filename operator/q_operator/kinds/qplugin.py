@@ -51,7 +51,15 @@ from q_operator.kinds.base import (
     Resolved,
     Summary,
 )
-from q_operator.kinds.common import aws_time, is_not_found, tag_changes, user_tags
+from q_operator.kinds.common import (
+    MAX_TAG_VALUE,
+    aws_time,
+    is_not_found,
+    owner_tag_value,
+    seen_owner_mark,
+    tag_changes,
+    user_tags,
+)
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +119,6 @@ SERVER_URL_TYPES: tuple[str, ...] = (
 PAYLOAD_HASH_TAG = "q-operator.dev/payload-sha256"
 #: AWS allows 200 tags; the operator keeps two of its own (owner and payload hash).
 MAX_USER_TAGS = 198
-MAX_TAG_VALUE = 256
 
 #: The spec path whose ConfigMap value the engine resolves into `Resolved.values`.
 PAYLOAD_FROM_PATH = "customPluginConfiguration.apiSchema.payloadFrom"
@@ -529,21 +536,6 @@ def custom_config_to_api(spec: QPluginSpec, resolved: Resolved) -> dict[str, Any
     else:
         api_schema = {"payload": desired_payload(spec, resolved)}
     return {"description": custom.description, "apiSchemaType": custom.apiSchemaType, "apiSchema": api_schema}
-
-
-def owner_tag_value(owner: Owner) -> str:
-    """The owner tag's value: the owner mark, shortened (still unique: it keeps the uid) when it is
-    longer than the 256 characters a tag value may have (a 253-character name, say)."""
-    mark = owner.mark
-    if len(mark) <= MAX_TAG_VALUE:
-        return mark
-    digest = hashlib.sha256(mark.encode()).hexdigest()[:16]
-    return f"{owner.namespace}.{digest}.{owner.uid}"
-
-
-def seen_owner_mark(tag_value: str | None, owner: Owner) -> str | None:
-    """The owner mark an owner tag stands for, as the engine compares it with `Owner.mark`."""
-    return owner.mark if tag_value is not None and tag_value == owner_tag_value(owner) else tag_value
 
 
 def desired_tags(spec: QPluginSpec, owner: Owner, resolved: Resolved) -> dict[str, str]:
