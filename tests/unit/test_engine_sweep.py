@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import pytest
 
 from q_operator.engine import conditions as c
+from q_operator.engine import controls
 from q_operator.engine.contract import Decision, Deps, ObjectView, ObserveEach, Outcome
 from q_operator.engine.errors import RetryableError
 from q_operator.engine.identity import Role
@@ -252,6 +253,27 @@ def test_a_resume_takes_over_converged_objects_only() -> None:
         stale = {**ready_status("c"), "observedGeneration": 0}
         assert not s.sweeper.takes_over(s.kind, view("c", stale), s.deps)
         assert ObserveEach().takes_over(s.kind, view("a"), s.deps) is False
+
+    run(body)
+
+
+def test_a_resume_leaves_an_object_to_its_own_cycle_when_a_control_waits() -> None:
+    """A pause, or a reconcile request, set while the operator was down: the object's own cycle must
+    record the pause (and call nothing) or act on the request; its parent's sweep would do neither."""
+
+    def annotated(
+        thing_id: str, annotations: dict[str, str], status: dict[str, Any] | None = None
+    ) -> ObjectView:
+        return dataclasses.replace(view(thing_id, status), annotations=annotations)
+
+    async def body(s: Setup) -> None:
+        assert not s.sweeper.takes_over(s.kind, annotated("p", {controls.PAUSED_ANNOTATION: "true"}), s.deps)
+        asked = {controls.RECONCILE_REQUEST_ANNOTATION: "r1"}
+        assert not s.sweeper.takes_over(s.kind, annotated("r", asked), s.deps)
+        handled = {**ready_status("h"), controls.HANDLED_REQUEST_KEY: "r1"}
+        assert s.sweeper.takes_over(s.kind, annotated("h", asked, handled), s.deps)
+        resumed = {controls.PAUSED_ANNOTATION: "false"}
+        assert s.sweeper.takes_over(s.kind, annotated("u", resumed), s.deps)
 
     run(body)
 

@@ -23,7 +23,9 @@ the status fields it shows (`Adapter.list_page`, `Summary.seen`). This module kn
   on a wake, when the sweep has stopped working (say, the List call is denied), and for every object
   that is not Ready.
 - **Resume.** After a restart an object whose status shows it converged at its generation is watched
-  at once (`takes_over`), without an observe: the first sweep of its parent looks at it.
+  at once (`takes_over`), without an observe: the first sweep of its parent looks at it. Not an
+  object with a control waiting (a pause or a reconcile request set while the operator was down):
+  its own cycle records the pause or acts on the request.
 
 Pure of kopf: handlers.py sets `wake` to the function that patches the annotation.
 """
@@ -119,8 +121,12 @@ def merged_status(obj: ObjectView, outcome: Outcome) -> dict[str, Any]:
 
 
 def converged(kind: KindInfo[Any, Any], obj: ObjectView, status: Mapping[str, Any]) -> bool:
-    """Ready and Synced at the current generation, a resource recorded, nothing in flight."""
+    """Ready and Synced at the current generation, a resource recorded, nothing in flight, and no
+    control waiting to be acted on (a pause or a reconcile request set while the operator was down
+    must run the object's own cycle, not be handed to its parent's sweep)."""
     if obj.deleting or status.get("createPending") or status.get("retiring"):
+        return False
+    if controls.is_paused(obj.annotations) or controls.request_pending(obj.annotations, status):
         return False
     if not all(isinstance(status.get(f), str) and status.get(f) for f in kind.ref_fields):
         return False
