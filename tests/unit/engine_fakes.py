@@ -227,6 +227,8 @@ class FakeAws:
     def __init__(self, clouds: dict[str, FakeCloud]) -> None:
         self.clouds = clouds
         self.calls: list[tuple[str, str | None]] = []
+        #: the operator's own account as STS tells it (None: GetCallerIdentity fails)
+        self.own_account: str | None = OWN_ACCOUNT
 
     async def call(
         self,
@@ -248,7 +250,7 @@ class FakeAws:
         return fn(CloudAdapter(cloud))  # type: ignore[arg-type]
 
     async def account(self, role: Role | None) -> str | None:
-        return role.account if role is not None else OWN_ACCOUNT
+        return role.account if role is not None else self.own_account
 
 
 def merge_patch(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:

@@ -381,6 +381,46 @@ def test_objects_from_before_accounts_were_recorded_belong_to_the_operators_own(
     assert out.decision is Decision.DONE and w.status["accountId"] == OWN_ACCOUNT
 
 
+def test_an_account_check_that_cannot_be_made_fails_closed() -> None:
+    """The operator's own account is unknown (STS GetCallerIdentity fails) and the namespace's binding
+    was removed: its resource, recorded in a role's account, may not be in the account the operator
+    now acts in. Nothing is called, nothing created again, until the account is known."""
+    w = world()
+    w.identities.update("ns", {ROLE_ARN_ANNOTATION: ROLE_A})
+    run(w.converge())
+    thing_id = w.status["thingId"]
+    w.identities.update("ns", {})
+    w.aws.own_account = None
+    before = len(w.aws.calls)
+    out = run(w.cycle())
+    synced = w.condition(c.SYNCED)
+    assert synced["reason"] == c.AWS_UNREACHABLE and "111111111111" in synced["message"]
+    assert out.decision is Decision.REQUEUE and out.delay == 60.0
+    assert len(w.aws.calls) == before and w.cloud.count("create") == 0
+    w.aws.own_account = OWN_ACCOUNT
+    run(w.cycle())
+    assert w.condition(c.SYNCED)["reason"] == c.ACCOUNT_MISMATCH
+    assert thing_id in w.clouds[f"111111111111/{DEFAULT_REGION}"].things
+
+
+def test_a_resource_made_by_the_operator_itself_needs_its_account_only_under_a_role() -> None:
+    """Made as the operator itself (no accountId recorded): acting as itself it is the same account
+    whether or not STS answers; under a role, the check waits for the operator's own account."""
+    w = world()
+    w.aws.own_account = None
+    w.cloud.things["t-9"] = Thing("t-9", "alpha", 1, None, "ns.obj.uid-1", w.clock())
+    w.status = {"thingId": "t-9", "region": DEFAULT_REGION}
+    out = run(w.converge())
+    assert out.decision is Decision.DONE and w.status["thingId"] == "t-9"
+    w.identities.update("ns", {ROLE_ARN_ANNOTATION: ROLE_A})
+    w.status.pop("accountId", None)
+    before = len(w.aws.calls)
+    run(w.cycle())
+    synced = w.condition(c.SYNCED)
+    assert synced["reason"] == c.AWS_UNREACHABLE and "the operator's own account" in synced["message"]
+    assert len(w.aws.calls) == before
+
+
 @pytest.mark.parametrize(
     ("namespace_annotations", "adopt_id", "reason"),
     [

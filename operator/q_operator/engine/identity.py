@@ -217,6 +217,11 @@ def foreign_arn(outputs: Mapping[str, Any], service: str, account: str | None) -
     return None
 
 
+#: How soon an object whose account check could not be made tries again (GetCallerIdentity is asked
+#: again at most once a minute: aws.WHOAMI_RETRY).
+ACCOUNT_UNKNOWN_RETRY = 60.0
+
+
 def account_mismatch(recorded: str, acting: str, namespace: str, step: str) -> RetryableError:
     """The object's resource lives in one account and its namespace now acts in another."""
     return RetryableError(
@@ -225,6 +230,20 @@ def account_mismatch(recorded: str, acting: str, namespace: str, step: str) -> R
         f"{namespace} now acts in account {acting}; restore the Namespace's binding, or delete this "
         "object with deletionPolicy Retain and create it anew",
         SLOW_RETRY,
+    )
+
+
+def account_unknown(recorded: str | None, namespace: str, step: str) -> RetryableError:
+    """The account check cannot be made: the operator's own account (STS GetCallerIdentity) is not
+    known yet. Fails closed: nothing is done to a recorded resource that may live in another account.
+    `recorded` None: the resource was made by the operator as itself."""
+    where = f"account {recorded}" if recorded else "the operator's own account"
+    return RetryableError(
+        c.AWS_UNREACHABLE,
+        f"{step} waits: the AWS resource was recorded in {where}, and whether namespace {namespace} "
+        "acts in the same account cannot be told until the operator has learned its own account from "
+        "STS GetCallerIdentity, which failed (see the operator's log)",
+        ACCOUNT_UNKNOWN_RETRY,
     )
 
 

@@ -30,7 +30,13 @@ from q_operator.engine import looks
 from q_operator.engine.contract import AwsCaller, Deps, ObjectView
 from q_operator.engine.controls import Guard, guard_for
 from q_operator.engine.errors import ReconcileError, TerminalError, classify
-from q_operator.engine.identity import Identity, account_mismatch, across_accounts, foreign_arn
+from q_operator.engine.identity import (
+    Identity,
+    account_mismatch,
+    account_unknown,
+    across_accounts,
+    foreign_arn,
+)
 from q_operator.kinds.base import (
     Adapter,
     AlreadyExists,
@@ -155,10 +161,15 @@ class Verbs:
             return
         self.account = await self.caller.account(self.identity.role)
         recorded = self.recorded_account
-        if recorded == OWN_ACCOUNT:
-            recorded = await self.caller.account(None)
-        if recorded and self.account and recorded != self.account:
-            raise account_mismatch(recorded, self.account, self.identity.namespace, step)
+        # Made as the operator itself and acting as itself: the same account, known or not.
+        if recorded is not None and not (recorded == OWN_ACCOUNT and self.identity.role is None):
+            if recorded == OWN_ACCOUNT:
+                recorded = await self.caller.account(None)
+            if recorded is None or self.account is None:  # cannot be told apart: fail closed
+                shown = None if self.recorded_account == OWN_ACCOUNT else self.recorded_account
+                raise account_unknown(shown, self.identity.namespace, step)
+            if recorded != self.account:
+                raise account_mismatch(recorded, self.account, self.identity.namespace, step)
         self._admitted = True
 
     async def adoption_allowed(self, adopt_id: str) -> None:
