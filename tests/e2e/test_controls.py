@@ -193,6 +193,7 @@ def test_observe_only_reads_reports_a_change_made_by_hand_and_never_writes(
     sandbox: Sandbox, namespace: str, facts: KindFacts
 ) -> None:
     name = unique_name(facts, "observed")
+    allow_adoption(sandbox, namespace)  # naming a resource by ID, to observe it too (test below)
     mark = log_position(sandbox)
     manifest, made = observed_manifest(sandbox, facts, name, namespace)
     apply(sandbox, manifest)
@@ -223,42 +224,98 @@ def test_observe_only_reads_reports_a_change_made_by_hand_and_never_writes(
     assert operator_calls(sandbox, mark), "it did read"
 
 
+def set_adoption(sandbox: Sandbox, namespace: str, allowed: bool) -> None:
+    """What a cluster admin does to allow, or take back, naming existing resources in a namespace."""
+    if allowed:
+        allow_adoption(sandbox, namespace)
+        return
+    sandbox.kube(
+        "PATCH",
+        f"/api/v1/namespaces/{namespace}",
+        {"metadata": {"annotations": {"q-operator.dev/adoption": None}}},
+        content_type="application/merge-patch+json",
+    )
+
+
+def settle(
+    sandbox: Sandbox, facts: KindFacts, ns: str, name: str, what: str, done: Any, refused: str
+) -> dict[str, Any]:
+    """Wait until `done(obj)`. Each time the last reconcile request was handled and the object still
+    shows `refused`, ask for another cycle: the Namespace watch may deliver the admin's annotation
+    after a request was acted on."""
+    requests: list[str] = []
+
+    def probe() -> dict[str, Any] | None:
+        obj = sandbox.get(facts.plural_path, ns, name) or {}
+        if done(obj):
+            return obj
+        handled = obj.get("status", {}).get("lastHandledReconcileAt")
+        if not requests or (handled == requests[-1] and synced(obj).get("reason") == refused):
+            requests.append(f"{what.replace(' ', '-')}-{len(requests)}")
+            annotate(sandbox, facts, ns, name, f"{REQUEST}={requests[-1]}")
+        return None
+
+    return wait_for(f"{name}: {what}", probe, timeout=60, interval=0.5)
+
+
 @pytest.mark.parametrize("facts", TEST_KINDS, ids=_kind_id)
-def test_switching_observe_to_manage_adopts_and_applies_the_spec(
+def test_observing_and_taking_over_need_the_namespaces_adoption_permission(
     sandbox: Sandbox, namespace: str, facts: KindFacts
 ) -> None:
+    """Naming an existing resource by ID reaches what someone else made, to read it too: observing
+    and taking over are both allowed only where a cluster admin allows adoption."""
     name = unique_name(facts, "taken")
     manifest, made = observed_manifest(sandbox, facts, name, namespace)
+    mark = log_position(sandbox)
     apply(sandbox, manifest)
-    obj = sandbox.wait_condition(facts.plural_path, namespace, name, "Ready", timeout=60)
+    obj = wait_synced(sandbox, facts, namespace, name, "AdoptionNotAllowed")
+    assert synced(obj)["message"].startswith("observe refused"), synced(obj)
+    assert facts.info.id_field not in obj["status"] and writes(sandbox, mark) == []
+
+    set_adoption(sandbox, namespace, True)
+    obj = settle(
+        sandbox,
+        facts,
+        namespace,
+        name,
+        "observed",
+        lambda o: condition(o, "Ready", "True"),
+        "AdoptionNotAllowed",
+    )
+    assert obj["status"][facts.info.id_field] == made and obj["status"]["observeOnly"] is True
     facts.change_by_hand(client(sandbox, facts.info.service), obj["status"])
     annotate(sandbox, facts, namespace, name, f"{REQUEST}=before-taking-over")
     obj = wait_ready_reason(sandbox, facts, namespace, name, "DiffersFromSpec")
     assert in_aws(sandbox, facts, obj["status"]) != facts.desired(manifest["spec"])
 
-    # Taking over is adopting: only where the namespace allows it (a cluster admin's annotation).
+    # The permission taken back: the reads stop, and a switch to Manage does not take it over.
+    set_adoption(sandbox, namespace, False)
+    settle(
+        sandbox,
+        facts,
+        namespace,
+        name,
+        "reads stopped",
+        lambda o: synced(o).get("reason") == "AdoptionNotAllowed",
+        "ObserveOnly",
+    )
     mark = log_position(sandbox)
     patch_spec(sandbox, facts, namespace, name, {"managementPolicy": "Manage"})
     obj = wait_synced(sandbox, facts, namespace, name, "AdoptionNotAllowed")
+    assert synced(obj)["message"].startswith("adopt refused"), synced(obj)
     assert obj["status"]["observeOnly"] is True and writes(sandbox, mark) == []
     creates = len([w for w in writes(sandbox, 0) if w == facts.create_op])
-    allow_adoption(sandbox, namespace)
-    requests: list[str] = []
 
-    def taken_over() -> dict[str, Any] | None:
-        """Ready once a cycle has seen the allowed namespace. Until then, each time the last request
-        was handled and still refused, ask for another cycle: the Namespace watch may deliver the
-        admin's annotation after a request was acted on."""
-        obj = sandbox.get(facts.plural_path, namespace, name) or {}
-        if condition(obj, "Ready", "True", current=True):
-            return obj
-        handled = obj.get("status", {}).get("lastHandledReconcileAt")
-        if not requests or (handled == requests[-1] and synced(obj).get("reason") == "AdoptionNotAllowed"):
-            requests.append(f"adoption-allowed-{len(requests)}")
-            annotate(sandbox, facts, namespace, name, f"{REQUEST}={requests[-1]}")
-        return None
-
-    obj = wait_for(f"{name} taken over", taken_over, timeout=60, interval=0.5)
+    set_adoption(sandbox, namespace, True)
+    obj = settle(
+        sandbox,
+        facts,
+        namespace,
+        name,
+        "taken over",
+        lambda o: condition(o, "Ready", "True", current=True),
+        "AdoptionNotAllowed",
+    )
     assert obj["status"][facts.info.id_field] == made and "observeOnly" not in obj["status"]
     assert in_aws(sandbox, facts, obj["status"]) == facts.desired(manifest["spec"])
     wait_event_reasons(sandbox, namespace, name, "Adopted")
@@ -274,13 +331,13 @@ def test_another_objects_resource_is_observed_but_never_taken_over(
     apply(sandbox, facts.manifest(owner, namespace))
     theirs = sandbox.wait_condition(facts.plural_path, namespace, owner, "Ready", timeout=90)["status"]
     name = unique_name(facts, "watcher")
+    allow_adoption(sandbox, namespace)
     watcher = facts.manifest(name, namespace, managementPolicy="Observe")
     watcher["metadata"]["annotations"] = {ADOPT: theirs[facts.info.id_field]}
     apply(sandbox, watcher)
     obj = wait_synced(sandbox, facts, namespace, name, "ObserveOnly")
     assert f"{namespace}.{owner}." in synced(obj)["message"], "it says whose the resource is"
 
-    allow_adoption(sandbox, namespace)
     mark = log_position(sandbox)
     patch_spec(sandbox, facts, namespace, name, {"managementPolicy": "Manage"})
     obj = wait_synced(sandbox, facts, namespace, name, "OwnedByAnother")

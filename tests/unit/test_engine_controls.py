@@ -154,6 +154,7 @@ def test_observe_only_without_an_id_names_the_annotation_and_calls_nothing() -> 
 
 def test_observe_only_of_a_missing_resource_creates_nothing() -> None:
     w = world(managementPolicy="Observe")
+    w.identities.update("ns", {ADOPTION_ANNOTATION: ADOPTION_ALLOWED})
     w.annotations[ADOPT_ANNOTATION] = "x-404"
     out = run(w.cycle())
     assert out.decision is Decision.STOP and w.condition(c.SYNCED)["reason"] == c.ADOPT_TARGET_NOT_FOUND
@@ -220,12 +221,22 @@ def test_switching_to_manage_never_takes_another_objects_resource() -> None:
     assert not WRITES & set(w.cloud.calls)
 
 
-def test_observing_needs_no_adoption_permission_but_taking_over_does() -> None:
-    """Observe → Manage goes through adoption, so the namespace's adoption rule (identity.py) holds:
-    refused, the resource stays only observed and untouched."""
+def test_observing_and_taking_over_both_need_the_adoption_permission() -> None:
+    """Naming an existing resource by ID reaches what someone else made, reading included: observing
+    follows the namespace's adoption rule (identity.py) with no AWS call before it is allowed, and
+    taking the permission back stops the reads and keeps a takeover out."""
     w = observing_world(size=3, adoption=False)
+    run(w.cycle())
+    synced = w.condition(c.SYNCED)
+    assert synced["reason"] == c.ADOPTION_NOT_ALLOWED and synced["message"].startswith("observe refused")
+    assert w.cloud.calls == [] and "thingId" not in w.status
+    w.identities.update("ns", {ADOPTION_ANNOTATION: ADOPTION_ALLOWED})
     run(w.converge())
-    assert w.condition(c.SYNCED)["reason"] == c.OBSERVE_ONLY, "reading needs no permission"
+    assert w.condition(c.SYNCED)["reason"] == c.OBSERVE_ONLY and w.status["thingId"] == "x-5"
+    w.identities.update("ns", {})
+    w.cloud.calls.clear()
+    run(w.cycle(Trigger.DRIFT))
+    assert w.condition(c.SYNCED)["reason"] == c.ADOPTION_NOT_ALLOWED and w.cloud.calls == []
     w.change_spec(managementPolicy="Manage")
     run(w.cycle())
     assert w.condition(c.SYNCED)["reason"] == c.ADOPTION_NOT_ALLOWED

@@ -174,27 +174,33 @@ class Identity:
             return None
         return RetryableError(c.NO_AWS_IDENTITY, f"{step} refused: {self.refusal}", self.retry)
 
-    def adoption_refused(self, adopt_id: str, account: str | None) -> RetryableError | None:
-        """Adoption only where allowed, and never of a resource named in another account."""
+    def adoption_refused(
+        self, adopt_id: str, account: str | None, step: str = "adopt"
+    ) -> RetryableError | None:
+        """Adoption only where allowed, and never of a resource named in another account. Observing
+        a resource named by ID (managementPolicy Observe) follows the same rules: `step` "observe"."""
         if not self.adoption:
             return RetryableError(
                 c.ADOPTION_NOT_ALLOWED,
-                f"adopt refused: adoption is not allowed in namespace {self.namespace}; a cluster admin "
-                f"may annotate the Namespace {ADOPTION_ANNOTATION}={ADOPTION_ALLOWED}",
+                f"{step} refused: adoption is not allowed in namespace {self.namespace}"
+                + ("" if step == "adopt" else " (observing a resource named by ID needs the same permission)")
+                + f"; a cluster admin may annotate the Namespace {ADOPTION_ANNOTATION}={ADOPTION_ALLOWED}",
                 SLOW_RETRY,
             )
         named = arn_account(adopt_id)
         if named is not None and named != account:
-            return across_accounts(adopt_id, named, account, self.namespace)
+            return across_accounts(adopt_id, named, account, self.namespace, step)
         return None
 
 
-def across_accounts(what: str, other: str, account: str | None, namespace: str) -> RetryableError:
+def across_accounts(
+    what: str, other: str, account: str | None, namespace: str, step: str = "adopt"
+) -> RetryableError:
     acting = f"account {account}" if account else "an account the operator could not learn"
     return RetryableError(
         c.ADOPTION_NOT_ALLOWED,
-        f"adopt refused: {what} is in AWS account {other} and namespace {namespace} acts in {acting}: "
-        "adoption never crosses accounts",
+        f"{step} refused: {what} is in AWS account {other} and namespace {namespace} acts in {acting}: "
+        f"{'adoption' if step == 'adopt' else 'observing'} never crosses accounts",
         SLOW_RETRY,
     )
 

@@ -172,16 +172,18 @@ class Verbs:
                 raise account_mismatch(recorded, self.account, self.identity.namespace, step)
         self._admitted = True
 
-    async def adoption_allowed(self, adopt_id: str) -> None:
+    async def adoption_allowed(self, adopt_id: str, step: str = "adopt") -> None:
         """The adopt annotation counts only where the namespace allows adoption (no AWS call before
-        that is known), and never for a resource named in another account."""
-        refused = self.identity.refused("adopt")
+        that is known), and never for a resource named in another account. `step` "observe": an
+        observe-only object naming a resource by ID, which follows the same rules (reading what
+        another team made is reaching it too)."""
+        refused = self.identity.refused(step)
         if refused is None and not self.identity.adoption:
-            refused = self.identity.adoption_refused(adopt_id, None)  # not allowed here
+            refused = self.identity.adoption_refused(adopt_id, None, step)  # not allowed here
         if refused is not None:
             raise refused
-        await self.admit("adopt")
-        refused = self.identity.adoption_refused(adopt_id, self.account)
+        await self.admit(step)
+        refused = self.identity.adoption_refused(adopt_id, self.account, step)
         if refused is not None:
             raise refused
 

@@ -77,7 +77,10 @@ async def observe_only(cy: Cycle, spec: BaseModel, resolved: Resolved) -> Outcom
     if recorded is not None and (not controls.observed_only(obj.status) or not adopt_id):
         ref: ExternalRef = recorded  # its own resource, or the one it observes already
     elif adopt_id:
-        ref = await cy.aws.ref_for_id(spec, adopt_id)  # the annotation names what to observe
+        # The annotation names what to observe: only where the namespace allows adoption, and never in
+        # another account (checked at every look, so taking the permission back stops the reads).
+        await cy.aws.adoption_allowed(adopt_id, "observe")
+        ref = await cy.aws.ref_for_id(spec, adopt_id)
     else:
         raise TerminalError(
             c.ADOPT_ID_REQUIRED,
