@@ -9,9 +9,11 @@ verb, group, resource, subresource, namespace, name, code). Both feed the same c
     assert not report.missing, report.missing      # every call the operator made is granted
     assert not report.unused, report.unused        # every grant was used (or is justified)
 
-Only Roles and ClusterRoles count; bindings are assumed to bind them to the operator's account. That
-the bindings do bind them, and that the real authorizer agrees, is proven by running the operator
-with only its ServiceAccount's token on a server with RBAC on (tests/e2e/test_chart_rbac.py).
+Only Roles and ClusterRoles count, less the chart's roles for people (`<release>-edit` and
+`<release>-view`, labelled `USER_ROLES`; tests/e2e/test_tenant_rbac.py proves those); bindings are
+assumed to bind the rest to the operator's account. That the bindings do bind them, and that the
+real authorizer agrees, is proven by running the operator with only its ServiceAccount's token on a
+server with RBAC on (tests/e2e/test_chart_rbac.py).
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ HELM = ROOT / ".tools" / "bin" / "helm"
 #: One grant or one request, as (API group, resource, subresource, verb); "" for none.
 Rule = tuple[str, str, str, str]
 
+#: The label of the chart's ClusterRoles for people (templates/user-roles.yaml): the operator is bound
+#: to neither, so they are no grant of its.
+USER_ROLES = ("app.kubernetes.io/component", "user-rbac")
+
 #: HTTP methods, should a request log carry them instead of Kubernetes verbs.
 _METHOD_VERBS = {"post": "create", "put": "update", "patch": "patch", "delete": "delete"}
 
@@ -49,12 +55,19 @@ def load_manifests(rendered: str) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(rendered) if isinstance(doc, dict)]
 
 
+def is_user_role(doc: Mapping[str, Any]) -> bool:
+    """Whether a rendered object is one of the chart's ClusterRoles for people."""
+    labels = (doc.get("metadata") or {}).get("labels") or {}
+    return bool(doc.get("kind") == "ClusterRole" and labels.get(USER_ROLES[0]) == USER_ROLES[1])
+
+
 def rules_from_chart(rendered: str | Iterable[Mapping[str, Any]]) -> set[Rule]:
-    """Every (group, resource, subresource, verb) the chart's Roles and ClusterRoles grant."""
+    """Every (group, resource, subresource, verb) the chart's Roles and ClusterRoles grant the
+    operator (its roles for people left out)."""
     docs = load_manifests(rendered) if isinstance(rendered, str) else list(rendered)
     rules: set[Rule] = set()
     for doc in docs:
-        if doc.get("kind") not in ("Role", "ClusterRole"):
+        if doc.get("kind") not in ("Role", "ClusterRole") or is_user_role(doc):
             continue
         for rule in doc.get("rules") or ():
             for group in rule.get("apiGroups") or ():

@@ -132,7 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --argocd: also write Argo CD's upstream layout (resource_customizations/), "
         "with these recorded status objects as its testdata (needs lupa)",
     )
-    crds.add_argument("--rbac", help="also write the chart's RBAC rules for the kinds into this directory")
+    crds.add_argument(
+        "--rbac",
+        help="also write the chart's RBAC rules for the kinds (the operator's, and its edit and view "
+        "roles for people) into this directory",
+    )
     crds.add_argument("--iam", help="also write the IAM policy documents into this directory")
     crds.set_defaults(func=_cmd_crds)
 

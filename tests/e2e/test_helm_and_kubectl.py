@@ -45,6 +45,14 @@ def test_helm_installs_upgrades_and_uninstalls_the_chart(sandbox: Sandbox, tmp_p
     [container] = deployment["spec"]["template"]["spec"]["containers"]
     assert "--all-namespaces" in container["args"] and "--standalone" in container["args"]
     sandbox.kubectl("get", "clusterrole,clusterrolebinding", "q-operator")
+    # The roles for people, labelled for aggregation into the built-in edit, admin and view.
+    people = sandbox.kubectl(
+        "get", "clusterroles", "-l", "app.kubernetes.io/component=user-rbac", "-o", "json"
+    ).stdout
+    labels = {r["metadata"]["name"]: r["metadata"]["labels"] for r in json.loads(people)["items"]}
+    assert set(labels) == {"q-operator-edit", "q-operator-view"}
+    assert labels["q-operator-edit"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert labels["q-operator-view"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
     sandbox.kubectl("get", "serviceaccount/q-operator", "service/q-operator-metrics", "-n", "q-helm")
 
     upgraded = helm(
@@ -71,8 +79,9 @@ def test_helm_installs_upgrades_and_uninstalls_the_chart(sandbox: Sandbox, tmp_p
 
     uninstalled = helm(sandbox, tmp_path, "uninstall", *release)
     assert uninstalled.returncode == 0, uninstalled.stderr
-    gone = sandbox.kubectl("get", "clusterrole", "q-operator", check=False)
-    assert gone.returncode != 0 and "NotFound" in gone.stderr
+    for role in ("q-operator", "q-operator-edit", "q-operator-view"):
+        gone = sandbox.kubectl("get", "clusterrole", role, check=False)
+        assert gone.returncode != 0 and "NotFound" in gone.stderr
 
 
 def test_the_chart_is_valid_for_the_real_server_in_every_mode(sandbox: Sandbox) -> None:

@@ -11,10 +11,21 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 
+from q_operator import permissions
 from q_operator.registry import KINDS
 from tests.iam import POLICY, TENANT_POLICY, check_iam, load_policy
-from tests.rbac import CHART, HELM, ROOT, check_rbac, load_manifests, render_chart, rules_from_chart
+from tests.rbac import (
+    CHART,
+    HELM,
+    ROOT,
+    check_rbac,
+    is_user_role,
+    load_manifests,
+    render_chart,
+    rules_from_chart,
+)
 
 pytestmark = pytest.mark.skipif(not HELM.exists(), reason="needs .tools/bin/helm (make install)")
 
@@ -33,6 +44,7 @@ CONFIGURATIONS: dict[str, tuple[str, ...]] = {
     "namespaced": NAMESPACED,
     "two-replicas": PEERED,
     "two-replicas-namespaced": (*PEERED, *NAMESPACED),
+    "no-aggregation": ("--set", "rbac.aggregateToDefaultRoles=false"),
     "everything-on": (
         *PEERED,
         "--set",
@@ -254,6 +266,69 @@ def test_every_rbac_rule_carries_a_comment_saying_why() -> None:
     assert checked > 10
 
 
+# --- the ClusterRoles for people ---
+
+AGGREGATE = "rbac.authorization.k8s.io/aggregate-to-"
+
+
+def user_roles(*helm_args: str) -> dict[str, dict[str, Any]]:
+    """The chart's ClusterRoles for people, by name."""
+    return {
+        doc["metadata"]["name"]: doc for doc in load_manifests(render_chart(*helm_args)) if is_user_role(doc)
+    }
+
+
+def aggregation_labels(role: dict[str, Any]) -> dict[str, str]:
+    return {k: v for k, v in role["metadata"]["labels"].items() if k.startswith(AGGREGATE)}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGURATIONS))
+def test_every_configuration_installs_an_edit_and_a_view_role_with_the_generated_rules(name: str) -> None:
+    roles = user_roles(*CONFIGURATIONS[name])
+    assert set(roles) == {"q-operator-edit", "q-operator-view"}
+    assert roles["q-operator-edit"]["rules"] == yaml.safe_load(permissions.render_user_edit())
+    assert roles["q-operator-view"]["rules"] == yaml.safe_load(permissions.render_user_view())
+    for role in roles.values():
+        assert "aggregationRule" not in role
+        assert not any("/" in r or "*" in r for rule in role["rules"] for r in rule["resources"])
+
+
+def test_the_user_roles_aggregate_into_the_builtin_roles_by_default() -> None:
+    roles = user_roles()
+    assert aggregation_labels(roles["q-operator-edit"]) == {
+        f"{AGGREGATE}edit": "true",
+        f"{AGGREGATE}admin": "true",
+    }
+    assert aggregation_labels(roles["q-operator-view"]) == {f"{AGGREGATE}view": "true"}
+
+
+def test_without_aggregation_the_user_roles_are_installed_unlabelled() -> None:
+    roles = user_roles(*CONFIGURATIONS["no-aggregation"])
+    assert len(roles) == 2
+    assert all(aggregation_labels(role) == {} for role in roles.values())
+
+
+def test_the_user_roles_take_the_charts_full_name_and_are_bound_to_no_one() -> None:
+    assert set(user_roles("--set", "fullnameOverride=qo")) == {"qo-edit", "qo-view"}
+    docs = load_manifests(render_chart(*PEERED, *NAMESPACED))
+    bound = {doc["roleRef"]["name"] for doc in docs if doc["kind"] in ("RoleBinding", "ClusterRoleBinding")}
+    assert not bound & {"q-operator-edit", "q-operator-view"}
+
+
+def test_the_user_roles_are_no_grant_of_the_operators() -> None:
+    rules = rules_from_chart(render_chart())
+    for kind in KINDS:
+        assert (kind.group, kind.plural, "", "create") not in rules
+        assert (kind.group, kind.plural, "", "delete") not in rules
+
+
+def test_the_values_file_and_the_install_guide_document_the_aggregation_value() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["rbac"] == {"aggregateToDefaultRoles": True}
+    install = (ROOT / "docs" / "install.md").read_text()
+    assert "| `rbac.aggregateToDefaultRoles` |" in install
+
+
 def test_chart_crds_are_identical_to_the_top_level_crds() -> None:
     top, chart = ROOT / "crds", CHART / "crds"
     top_files = sorted(p.name for p in top.glob("*.yaml")) if top.is_dir() else []
@@ -392,7 +467,7 @@ def test_observability_doc_lists_exactly_the_metrics_the_operator_exports() -> N
     assert documented == exported
 
 
-@pytest.mark.parametrize("name", ["default", "everything-on", "two-replicas-namespaced"])
+@pytest.mark.parametrize("name", ["default", "everything-on", "two-replicas-namespaced", "no-aggregation"])
 def test_install_notes_render(name: str, tmp_path: Path) -> None:
     """helm template skips NOTES.txt, so render it as a ConfigMap in a copy of the chart."""
     chart = tmp_path / "q-operator"

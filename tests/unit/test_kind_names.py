@@ -46,6 +46,8 @@ EDITED_FILES = (
     "operator/q_operator/emulate/aws/services/registry.py",
     "argocd/argocd-cm.yaml",
     "charts/q-operator/files/kind-rules.yaml",
+    "charts/q-operator/files/user-edit-rules.yaml",
+    "charts/q-operator/files/user-view-rules.yaml",
     "docs/iam-policy.json",
     "docs/iam-tenant-policy.json",
 )

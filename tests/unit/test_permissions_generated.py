@@ -42,10 +42,55 @@ def test_rbac_rules_grant_each_kind_its_objects_and_status_and_nothing_else() ->
 
 
 def test_every_rbac_rule_says_why_above_it() -> None:
-    lines = permissions.render_rbac().splitlines()
-    for index, line in enumerate(lines):
-        if line.startswith("- apiGroups:"):
-            assert lines[index - 1].startswith("# "), f"rule without its reason: {line}"
+    for name, text in permissions.rendered_rbac_files().items():
+        lines = text.splitlines()
+        for index, line in enumerate(lines):
+            if line.startswith("- apiGroups:"):
+                assert lines[index - 1].startswith("# "), f"{name}: rule without its reason: {line}"
+
+
+def test_the_committed_user_rules_are_among_the_generated_files() -> None:
+    """`make crds` writes the rules of the chart's edit and view roles beside the operator's."""
+    files = permissions.rendered_rbac_files()
+    assert {permissions.USER_EDIT_FILE, permissions.USER_VIEW_FILE} <= set(files)
+    for name in (permissions.USER_EDIT_FILE, permissions.USER_VIEW_FILE):
+        assert (RBAC_DIR / name).read_text() == files[name]
+
+
+def test_user_rules_grant_each_kinds_objects_the_role_verbs_and_nothing_else() -> None:
+    for text, verbs in (
+        (permissions.render_user_edit(), permissions.USER_EDIT_VERBS),
+        (permissions.render_user_view(), permissions.USER_VIEW_VERBS),
+    ):
+        rules = yaml.safe_load(text)
+        expected = [
+            {"apiGroups": [kind.group], "resources": [kind.plural], "verbs": list(verbs)} for kind in KINDS
+        ]
+        assert rules == expected
+    assert permissions.USER_EDIT_VERBS == (
+        "get",
+        "list",
+        "watch",
+        "create",
+        "update",
+        "patch",
+        "delete",
+        "deletecollection",
+    )
+    assert permissions.USER_VIEW_VERBS == ("get", "list", "watch")
+
+
+def test_no_user_rule_names_a_status_subresource_or_a_wildcard() -> None:
+    """The operator trusts status as its own record: people never get `<plural>/status`, neither by
+    name nor by `*` (which covers every subresource). Read from the committed files, as the chart
+    includes them."""
+    for name in (permissions.USER_EDIT_FILE, permissions.USER_VIEW_FILE):
+        rules = yaml.safe_load((RBAC_DIR / name).read_text())
+        assert rules, name
+        for rule in rules:
+            for resource in rule["resources"]:
+                assert "/" not in resource and "*" not in resource, (name, rule)
+            assert "*" not in rule["apiGroups"] and "*" not in rule["verbs"], (name, rule)
 
 
 def test_tenant_policy_allows_exactly_the_kinds_actions_and_their_pass_role() -> None:
