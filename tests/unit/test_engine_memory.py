@@ -15,7 +15,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from q_operator.engine import bridge
-from q_operator.engine.memory import Index
+from q_operator.engine.memory import Index, Memory
 from q_operator.engine.reconcile import Deps, Timing, Trigger
 from tests.unit.engine_fakes import DEFAULT_REGION, FakeAws, FakeClock, FakeCloud, merge_patch, thing_kind
 
@@ -145,11 +145,23 @@ def test_forgetting_an_object_frees_what_it_held_for_others(monkeypatch: pytest.
     async def life() -> None:
         status = await driver.create_until_ready("a")
         ref = {"thingId": status["thingId"]}
-        assert driver.deps.memory.holder("Thing", ref) == "a"
+        where = ("own", DEFAULT_REGION)
+        assert driver.deps.memory.holder("Thing", ref, where) == "a"
         bridge.forget(driver.deps, "a")
-        assert driver.deps.memory.holder("Thing", ref) is None
+        assert driver.deps.memory.holder("Thing", ref, where) is None
 
     asyncio.run(life())
+
+
+def test_holdings_are_told_apart_by_account_and_region() -> None:
+    """A natural key (a connector's label) is unique only within an account and region: the same
+    label held in one account says nothing about the other's."""
+    memory = Memory()
+    label = {"connectorLabel": "inventory"}
+    memory.hold("Connector", label, "a", ("111111111111", "us-east-1"))
+    assert memory.holder("Connector", label, ("111111111111", "us-east-1")) == "a"
+    assert memory.holder("Connector", label, ("222222222222", "us-east-1")) is None
+    assert memory.holder("Connector", label, ("111111111111", "eu-west-1")) is None
 
 
 class Writer:

@@ -139,6 +139,16 @@ class Cycle:
         """The region to call AWS in for a held resource: its own, else the current one's."""
         return held.region or self.recorded_region() or self.region
 
+    def where(self, region: str | None) -> tuple[str, str]:
+        """Where a resource is, for telling natural keys apart (memory.py holdings): the account this
+        object's identity acts in ("own": the operator's) and the region."""
+        role = self.aws.identity.role
+        return (role.account if role is not None else "own", region or "")
+
+    def hold(self, ref: Mapping[str, str], region: str | None) -> None:
+        """Record that this object holds the resource (memory.py `hold`)."""
+        self.deps.memory.hold(self.kind.kind, ref, self.obj.uid, self.where(region))
+
     def pending(self) -> Mapping[str, str] | None:
         """status.createPending: an intent to create that a create may have followed."""
         value = self.get("createPending")

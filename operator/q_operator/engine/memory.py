@@ -18,7 +18,9 @@ from q_operator.engine.metrics import Counted
 from q_operator.kinds.base import KindInfo, Page
 
 #: (kind, the ref's items, sorted): an AWS resource as `Memory.holder` looks it up.
-HoldKey = tuple[str, tuple[tuple[str, str], ...]]
+#: (kind, where: the account and region, the resource's reference): natural keys (a connector's
+#: label) are unique only within an account and region.
+HoldKey = tuple[str, tuple[str, str], tuple[tuple[str, str], ...]]
 
 
 @dataclass
@@ -168,24 +170,24 @@ class Memory:
     # ----- holdings
 
     @staticmethod
-    def _key(kind: str, ref: Mapping[str, str]) -> HoldKey:
-        return kind, tuple(sorted(ref.items()))
+    def _key(kind: str, ref: Mapping[str, str], where: tuple[str, str]) -> HoldKey:
+        return kind, where, tuple(sorted(ref.items()))
 
-    def hold(self, kind: str, ref: Mapping[str, str], uid: str) -> None:
+    def hold(self, kind: str, ref: Mapping[str, str], uid: str, where: tuple[str, str] = ("", "")) -> None:
         """Record that `uid` holds this AWS resource (the first holder keeps it).
 
         An untagged resource found by its natural key after a recorded intent is taken as our own
         interrupted create (a library item has neither tags nor a client token). Two objects asking
         for the same natural key at once both find the one item the first created: without this
         record the second would take it too, and deleting either would delete the other's item."""
-        key = self._key(kind, ref)
+        key = self._key(kind, ref, where)
         entry = self.of(uid)
         with self._lock:
             self._holders.setdefault(key, uid)
             entry.held.add(key)
 
-    def holder(self, kind: str, ref: Mapping[str, str]) -> str | None:
-        return self._holders.get(self._key(kind, ref))
+    def holder(self, kind: str, ref: Mapping[str, str], where: tuple[str, str] = ("", "")) -> str | None:
+        return self._holders.get(self._key(kind, ref, where))
 
     def holdings(self) -> int:
         """How many AWS resources are recorded as held (for tests: nothing left behind)."""

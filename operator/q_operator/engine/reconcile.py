@@ -95,7 +95,7 @@ async def reconcile(
                 await cy.aws.adoption_allowed(adopt_id)  # only where the namespace allows it
                 return await create.adopt(cy, spec, resolved, adopt_id)
             return await create.create(cy, spec, resolved)
-        deps.memory.hold(kind.kind, ref, obj.uid)
+        cy.hold(ref, cy.recorded_region() or cy.region)
         moved_from = cy.moved_from()
         if moved_from is not None:  # a resource cannot change region: make one there, then delete this
             why = f"spec.region changed from {moved_from} to {cy.region}"

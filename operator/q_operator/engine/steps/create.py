@@ -99,7 +99,7 @@ async def create(cy: Cycle, spec: BaseModel, resolved: Resolved) -> Outcome:
     except ReconcileError:
         entry.fresh_intent = since_text  # AWS refused it: nothing was created under this intent
         raise
-    memory.hold(cy.kind.kind, created.ref, cy.obj.uid)
+    cy.hold(created.ref, cy.region)
     cy.write_ref(created.ref)
     consistency.created(cy, created)
     cy.merge_outputs(created.outputs)
@@ -166,7 +166,7 @@ def claim(cy: Cycle, found: Found, since: datetime | None) -> Outcome:
             f"create refused: {what} already exists and is not this object's; adopt it with the "
             f"annotation {ADOPT_ANNOTATION} or choose another name",
         )
-    cy.deps.memory.hold(cy.kind.kind, found.ref, cy.obj.uid)
+    cy.hold(found.ref, cy.region)
     cy.write_ref(found.ref)
     consistency.found(cy)
     cy.set_pending(None)
@@ -184,7 +184,7 @@ def is_ours(cy: Cycle, found: Found, since: datetime | None) -> bool:
     created_at = found.created_at
     if since is None or created_at is None:
         return False
-    if cy.deps.memory.holder(cy.kind.kind, found.ref) not in (None, cy.obj.uid):
+    if cy.deps.memory.holder(cy.kind.kind, found.ref, cy.where(cy.region)) not in (None, cy.obj.uid):
         return False  # another object created or recorded it: the same key, asked for at once
     if created_at.tzinfo is None:
         created_at = created_at.replace(tzinfo=UTC)
