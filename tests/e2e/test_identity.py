@@ -354,12 +354,9 @@ def test_credentials_expiring_every_20s_are_renewed_without_a_failed_reconcile(s
     delete_all(sandbox, ns, QPLUGINS, names)
 
 
-def test_adoption_only_where_allowed_and_never_across_accounts(sandbox: Sandbox) -> None:
-    """A plugin a team made itself in account A: the adopt annotation is refused in a namespace that
-    does not allow adoption (nothing written to AWS), honoured once the admin allows it; a namespace
-    of account B can neither see it by ID nor name it by ARN."""
-    app = new_application_id()
-    team_script = as_role(sandbox, "qbusiness", ROLE_A)
+def console_plugin(sandbox: Sandbox, role: str, app: str) -> tuple[Any, dict[str, Any]]:
+    """A plugin a team made itself, as `role` (outside the operator), built: (their client, it)."""
+    team_script = as_role(sandbox, "qbusiness", role)
     made = team_script.create_plugin(
         applicationId=app,
         displayName="console-made",
@@ -377,6 +374,15 @@ def test_adoption_only_where_allowed_and_never_across_accounts(sandbox: Sandbox)
             team_script.get_plugin(applicationId=app, pluginId=made["pluginId"])["buildStatus"] == "READY"
         ),
     )
+    return team_script, made
+
+
+def test_adoption_only_where_allowed_and_never_across_accounts(sandbox: Sandbox) -> None:
+    """A plugin a team made itself in account A: the adopt annotation is refused in a namespace that
+    does not allow adoption (nothing written to AWS), honoured once the admin allows it; a namespace
+    of account B can neither see it by ID nor name it by ARN."""
+    app = new_application_id()
+    team_script, made = console_plugin(sandbox, ROLE_A, app)
     ns = new_namespace(sandbox, role=ROLE_A)
     manifest = qplugin("taken", ns, applicationId=app, displayName="console-made")
     manifest["metadata"]["annotations"] = {"q-operator.dev/adopt-id": made["pluginId"]}
@@ -419,6 +425,36 @@ def test_adoption_only_where_allowed_and_never_across_accounts(sandbox: Sandbox)
     assert [p["plugin_id"] for p in plugins(sandbox, app).get(ACCOUNT_A, [])] == [made["pluginId"]]
     assert ACCOUNT_B not in plugins(sandbox, app)
     delete_all(sandbox, other, QPLUGINS, ["reach", "reach-arn"])
+    delete_all(sandbox, ns, QPLUGINS, ["taken"])
+
+
+def test_adoption_everywhere_allows_it_without_the_namespace_annotation_but_never_across_accounts(
+    sandbox: Sandbox, restore_operator: None
+) -> None:
+    """--allow-adoption-everywhere (Helm value identity.allowAdoptionEverywhere): adopt-id works in a
+    namespace no admin annotated; a resource of another account is still refused."""
+    sandbox.start_operator("--allow-adoption-everywhere")
+    app = new_application_id()
+    _, made = console_plugin(sandbox, ROLE_A, app)
+    ns = new_namespace(sandbox, role=ROLE_A)
+    manifest = qplugin("taken", ns, applicationId=app, displayName="console-made")
+    manifest["metadata"]["annotations"] = {"q-operator.dev/adopt-id": made["pluginId"]}
+    apply(sandbox, manifest)
+    adopted = sandbox.wait_condition(QPLUGINS, ns, "taken", "Ready", timeout=60)
+    assert adopted["status"]["pluginId"] == made["pluginId"] and adopted["status"]["accountId"] == ACCOUNT_A
+
+    other = new_namespace(sandbox, role=ROLE_B, external_id=EXTERNAL_ID_B)
+    by_arn = json.loads(json.dumps(manifest))
+    by_arn["metadata"] = {
+        "name": "reach-arn",
+        "namespace": other,
+        "annotations": {"q-operator.dev/adopt-id": made["pluginArn"]},
+    }
+    apply(sandbox, by_arn)
+    refused = wait_synced_false(sandbox, QPLUGINS, other, "reach-arn", "AdoptionNotAllowed")
+    assert "never crosses accounts" in refused["message"]
+    assert [p["plugin_id"] for p in plugins(sandbox, app).get(ACCOUNT_A, [])] == [made["pluginId"]]
+    delete_all(sandbox, other, QPLUGINS, ["reach-arn"])
     delete_all(sandbox, ns, QPLUGINS, ["taken"])
 
 
