@@ -48,6 +48,8 @@ from q_operator.engine.sweep import drift_seconds
 from q_operator.kinds.base import KindInfo
 
 FINALIZER = "q-operator.dev/finalizer"
+#: kopf's idle timeout of an object's worker when Q_OPERATOR_WORKERS limits them (kopf's default: 5 s).
+WORKER_IDLE_SECONDS = 0.5
 
 log = logging.getLogger("q_operator.engine")
 
@@ -153,12 +155,15 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = env_float("Q_OPERATOR_WATCH_CLIENT_TIMEOUT", 150)
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 60
-    # No limit by default: kopf's initial indexing deadlocked when there were more objects of a kind
-    # than workers (nolar/kopf#1243) — a restart over 1,000 objects with a limit of 200 never resumed.
-    # The indexes are our own now (memory.Index); a limit has not been tried again since. AWS load is
-    # bounded by the limiter and the thread pool, not by this.
+    # No limit by default: AWS load is bounded by the limiter and the thread pool, not by this. With
+    # kopf's own indexes a limit below the number of objects of a kind deadlocked startup
+    # (nolar/kopf#1243); ours (memory.Index) do not (tests/e2e/test_worker_limit.py). kopf keeps an
+    # object's worker, and its slot, for `idle_timeout` after the object's last event: under a limit
+    # that idling caps throughput (two slots at 5 s each: one object every 2.5 s), so it is short.
     workers = int(env_float("Q_OPERATOR_WORKERS", 0))
     settings.queueing.worker_limit = workers if workers > 0 else None
+    if workers > 0:
+        settings.queueing.idle_timeout = WORKER_IDLE_SECONDS
     settings.execution.max_workers = 4
     # With several replicas, a standby takes over this long after the active one stopped renewing.
     settings.peering.lifetime = int(env_float("Q_OPERATOR_PEERING_LIFETIME", 60))
