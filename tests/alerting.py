@@ -49,9 +49,6 @@ SYNTHETIC = frozenset({"up"})
 #: Families kept in the recording's samples (their names are all kept): what rules may use.
 KEPT = re.compile(r"^(q_operator_\w+|process_start_time_seconds)$")
 
-#: The states the recording drives the operator into, in order.
-PHASES = ("healthy", "invalid", "denied", "throttled")
-
 
 # --- the recording ------------------------------------------------------------------------------
 

@@ -3,8 +3,9 @@
 What a kind *is* (its names, plural path, ID and ARN status fields, AWS service, IAM actions, sample)
 comes from `q_operator.registry`; this module adds only what the tests need and the registry has no
 business knowing: a valid spec to start from, a change AWS applies in place, how the AWS stand-in's
-state shows the kind's resources, the operations the reliability suite and the bench aim at, and the
-out-of-band calls a user would make with boto3. The end-to-end suite, the reliability suite and the
+state shows the kind's resources, the operations the reliability suite and the bench aim at, the
+out-of-band calls a user would make with boto3, and the specs its CRD refuses and the fields
+`kubectl explain` must describe. The end-to-end suite, the reliability suite and the
 bench all read it; a new kind adds one `KindFacts` entry (and its functions) here.
 """
 
@@ -79,6 +80,20 @@ class Clash:
 
 
 @dataclass(frozen=True)
+class Refused:
+    """A spec the CRD refuses at apply time (its schema or a CEL rule), and what the API server's answer
+    must say: the user learns the field from kubectl, and nothing reaches the operator or AWS."""
+
+    what: str
+    #: spec overrides, as `KindFacts.manifest` takes them (None removes a field).
+    spec: Mapping[str, Any]
+    #: what the refusal must contain, the field's path first.
+    says: tuple[str, ...]
+    #: the object's name, when the name is what a rule is about.
+    name: str = "refused"
+
+
+@dataclass(frozen=True)
 class KindFacts:
     """A registered kind plus what only the tests need to know about it."""
 
@@ -130,6 +145,12 @@ class KindFacts:
     permission_changes: tuple[Spec, Spec]
     #: the bench's i-th object in `namespace`, as (name, spec).
     bench_object: Callable[[str, int], tuple[str, Spec]]
+    #: specs the kind's own schema and CEL rules refuse at apply (the end-to-end suite adds the rules
+    #: every kind shares: deletionPolicy, unknown fields, the reserved tag prefix).
+    refused: tuple[Refused, ...]
+    #: fields of the kind's own whose `kubectl explain` must hold a word, as (path, word); the
+    #: end-to-end suite adds the fields every kind shares.
+    explained: tuple[tuple[str, str], ...]
     #: inputs the CRD schema cannot refuse but the model does, or edge cases worth trying first, for the
     #: bad-input property test: lists of (what, path, value) mutations.
     bad_input_examples: tuple[list[tuple[str, tuple[str, ...], Any]], ...] = ()
@@ -334,6 +355,19 @@ QPLUGIN = KindFacts(
         {"spec": {"tags": None}},
     ),
     bench_object=_bench_plugin,
+    refused=(
+        Refused("a display name with a space", {"displayName": "has space"}, ("spec.displayName",)),
+        Refused(
+            "two auth members",
+            {"authConfiguration": {"noAuthConfiguration": {}, "basicAuthConfiguration": BASIC_AUTH}},
+            ("spec.authConfiguration", "exactly one of"),
+        ),
+    ),
+    explained=(
+        ("spec.authConfiguration", "exactly one"),
+        ("spec.customPluginConfiguration.apiSchema.payloadFrom", "ConfigMap"),
+        ("status.buildStatus", "build"),
+    ),
     bad_input_examples=(
         [],
         [("valid", ("state",), "DISABLED")],
@@ -483,6 +517,20 @@ QLIBRARYITEM = KindFacts(
         {"spec": {"categories": [], "itemStatus": "DISABLED"}},
     ),
     bench_object=_bench_item,
+    refused=(
+        Refused("an app ID that is no UUID", {"appId": "not-a-uuid"}, ("spec.appId",)),
+        Refused(
+            "tags, which a library item has not", {"tags": {"team": "a"}}, ("unknown field", "spec.tags")
+        ),
+        Refused("an item status outside the enum", {"itemStatus": "HIDDEN"}, ("spec.itemStatus",)),
+        Refused("a negative app version", {"appVersion": -1}, ("spec.appVersion",)),
+        Refused(
+            "four categories (at most three)",
+            {"categories": [_uuid("category", str(i)) for i in range(4)]},
+            ("spec.categories",),
+        ),
+    ),
+    explained=(("spec.appVersion", "version"),),
     bad_input_examples=(
         [("valid", ("isVerified",), True)],
         [("invalid", ("appVersion",), -1)],
@@ -602,6 +650,29 @@ APPFLOWCONNECTOR = KindFacts(
         {"spec": {"tags": None}},
     ),
     bench_object=_bench_connector,
+    refused=(
+        Refused(
+            "a Lambda outside the aws partition",
+            {
+                "connectorProvisioningConfig": {
+                    "lambda": {"lambdaArn": "arn:aws-cn:lambda:cn-north-1:1:function:x"}
+                }
+            },
+            ("spec.connectorProvisioningConfig.lambda.lambdaArn",),
+        ),
+        Refused(
+            "a provisioning type AppFlow lacks",
+            {"connectorProvisioningType": "HTTP"},
+            ("spec.connectorProvisioningType",),
+        ),
+        Refused(
+            "no label and a name that cannot be one",
+            {"connectorLabel": None},
+            ("spec.connectorLabel", "connectorLabel is required"),
+            name="x",
+        ),
+    ),
+    explained=(("spec.connectorLabel", "label"),),
     bad_input_examples=(
         [("invalid", ("tags",), {"bad key!": "v"})],
         [("invalid", ("tags",), {"x" * 20 + " y": "v"})],

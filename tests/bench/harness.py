@@ -320,8 +320,3 @@ def wait_quiet(sandbox: Sandbox, since: float, quiet: float, cap: float, first_w
         if not seen:
             went_quiet()
         return max(seen, default=since)
-
-
-def require(ok: bool, what: str) -> None:
-    if not ok:
-        raise SandboxError(what)

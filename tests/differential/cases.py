@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from q_operator.registry import KINDS
+from q_operator.sandbox import wait_for
 from tests.differential.harness import JSON, Case, Steps, normalise_table
 
 REPO = Path(__file__).resolve().parents[2]
@@ -1502,15 +1503,12 @@ def _crd_view(body: Any) -> Any:
 
 def _wait_established(s: Steps, path: str, timeout: float = 30.0) -> None:
     """A real server establishes a CRD a moment after creating it: wait (bounded), as clients do."""
-    import time
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def established() -> bool:
         conditions = (s.endpoint.request("GET", path).body or {}).get("status", {}).get("conditions") or []
-        if any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{path} not Established within {timeout}s on {s.server}")
+        return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
+
+    wait_for(f"{path} Established on {s.server}", established, timeout=timeout, error=AssertionError)
 
 
 @case

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Sequence
+from functools import partial
 from pathlib import Path
 
 import yaml
 
+from q_operator.sandbox import wait_for
 from tests.differential.harness import JSON, Endpoint
 
 CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
@@ -30,25 +31,29 @@ def _served_path(crd: JSON) -> str:
     return f"/apis/{spec['group']}/{version}/{spec['names']['plural']}"
 
 
+def _served(endpoint: Endpoint, crd: JSON) -> bool:
+    """The CRD is Established and its resource answers a list."""
+    got = endpoint.request("GET", f"{CRD_PATH}/{crd['metadata']['name']}").body
+    conditions = {c["type"]: c["status"] for c in (got.get("status") or {}).get("conditions") or []}
+    if conditions.get("Established") != "True":
+        return False
+    return endpoint.request("GET", _served_path(crd)).status == 200
+
+
 def install_crds(endpoint: Endpoint, crds: Sequence[JSON], timeout: float = 60.0) -> None:
-    """Create the CRDs and wait until each is Established and its resource answers a list."""
+    """Create the CRDs and wait until each is Established and its resource answers a list (each within
+    `timeout` seconds)."""
     for crd in crds:
         reply = endpoint.request("POST", CRD_PATH, crd)
         if reply.status not in (201, 409):
             raise RuntimeError(f"{endpoint.name}: creating {crd['metadata']['name']}: {reply.body}")
-    deadline = time.monotonic() + timeout
     for crd in crds:
-        while True:
-            got = endpoint.request("GET", f"{CRD_PATH}/{crd['metadata']['name']}").body
-            conditions = {c["type"]: c["status"] for c in (got.get("status") or {}).get("conditions") or []}
-            if (
-                conditions.get("Established") == "True"
-                and endpoint.request("GET", _served_path(crd)).status == 200
-            ):
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{endpoint.name}: {crd['metadata']['name']} not served within {timeout}s")
-            time.sleep(0.1)
+        wait_for(
+            f"{endpoint.name}: {crd['metadata']['name']} served",
+            partial(_served, endpoint, crd),
+            timeout=timeout,
+            error=RuntimeError,
+        )
 
 
 def create_namespace(endpoint: Endpoint, name: str) -> None:

@@ -3,8 +3,9 @@
 The chart must install as it would on a cluster (the real server validates every Deployment, Service
 and RBAC field the stand-in takes on trust); no pod runs, as there is no kubelet. Server-side apply is
 how Argo CD and `kubectl apply --server-side` write our objects: the operator must own no spec field,
-so a user's apply never conflicts with it. `kubectl get`, `wait`, `explain` and `describe` on our kinds
-are in test_user_experience.py, which runs on the same server.
+so a user's apply never conflicts with it. `kubectl get`, `wait` and `describe` on our kinds are in
+test_user_experience.py, `explain` and the refusal of invalid manifests in test_kinds.py, which run on
+the same server.
 """
 
 from __future__ import annotations

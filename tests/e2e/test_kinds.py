@@ -1,6 +1,7 @@
 """What every kind does the same way, end to end, parametrized over the kind registry: Ready with the
-ID and ARN AWS holds, deletion and the Retain policy, adoption of an existing resource, and the crash
-window of a create (kill -9, or a deletion, between AWS acting and the operator recording it).
+ID and ARN AWS holds, deletion and the Retain policy, adoption of an existing resource, the crash
+window of a create (kill -9, or a deletion, between AWS acting and the operator recording it), an
+invalid manifest refused at apply naming the field, and `kubectl explain` of the kind's fields.
 
 Each kind's own behaviour (its updates, replacements, errors) stays in tests/e2e/test_<kind>.py. The
 objects and the reading of AWS's side come from tests/kinds.py; AWS's side is the stand-in's own
@@ -14,8 +15,9 @@ from typing import Any
 
 import pytest
 
+from q_operator.kinds.common import RESERVED_TAG_KEY_MESSAGE
 from q_operator.sandbox import Sandbox, condition, wait_for
-from tests.kinds import TEST_KINDS, AwsResource, KindFacts
+from tests.kinds import TEST_KINDS, AwsResource, KindFacts, Refused
 
 from .helpers import allow_adoption, apply, calls, client, events_of
 
@@ -200,3 +202,52 @@ def test_object_deleted_while_the_operator_is_dead_mid_create_leaves_nothing(
     sandbox.start_operator()
     _gone(sandbox, facts, namespace, "orphaned")
     assert _under_key(sandbox, facts, obj) == []
+
+
+def _refused(facts: KindFacts) -> list[Refused]:
+    """What every kind's CRD refuses alike, then what the kind's own rules refuse."""
+    shared = [
+        Refused(
+            "a deletion policy outside the enum", {"deletionPolicy": "Sometimes"}, ("spec.deletionPolicy",)
+        ),
+        Refused(
+            "a field the schema does not have", {"noSuchField": "x"}, ("unknown field", "spec.noSuchField")
+        ),
+    ]
+    if facts.tagged:
+        shared.append(
+            Refused(
+                "a tag key under the operator's prefix",
+                {"tags": {"q-operator.dev/mine": "x"}},
+                ("spec.tags", RESERVED_TAG_KEY_MESSAGE),
+            )
+        )
+    return [*shared, *facts.refused]
+
+
+@each_kind
+def test_an_invalid_manifest_is_refused_at_apply_naming_the_field(
+    sandbox: Sandbox, namespace: str, facts: KindFacts
+) -> None:
+    """The CRD's schema and CEL rules refuse bad input before anything is stored: kubectl's answer names
+    the field, and neither the operator nor AWS ever sees the object."""
+    creates = len(calls(sandbox, facts.create_op))
+    for case in _refused(facts):
+        out = apply(sandbox, facts.manifest(case.name, namespace, **case.spec), check=False)
+        for words in case.says:
+            assert words in out, f"{case.what}: {words!r} not in {out!r}"
+        assert sandbox.get(facts.plural_path, namespace, case.name) is None, case.what
+    assert len(calls(sandbox, facts.create_op)) == creates
+
+
+@each_kind
+def test_kubectl_explain_describes_the_fields(sandbox: Sandbox, facts: KindFacts) -> None:
+    """`kubectl explain` reads the CRD's descriptions: the fields every kind shares, then the kind's own."""
+    explained = [
+        ("spec.deletionPolicy", "retain"),
+        (f"status.{facts.info.id_field}", ""),
+        *facts.explained,
+    ]
+    for path, word in explained:
+        out = sandbox.kubectl("explain", f"{facts.info.singular}.{path}").stdout
+        assert "DESCRIPTION:" in out and word.lower() in out.lower(), (path, out)

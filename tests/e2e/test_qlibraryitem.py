@@ -213,29 +213,6 @@ def test_app_the_instance_does_not_know_is_flagged_naming_app_id(sandbox: Sandbo
     assert library_items_in(sandbox, instance) == []
 
 
-def test_invalid_manifest_is_refused_at_apply_naming_the_field(sandbox: Sandbox, namespace: str) -> None:
-    before = len(calls(sandbox, "CreateLibraryItem"))
-    out = apply(sandbox, qlibraryitem("bad-app", namespace, appId="not-a-uuid"), check=False)
-    assert "spec.appId" in out
-    out = apply(sandbox, qlibraryitem("bad-tags", namespace, tags={"team": "a"}), check=False)
-    assert "tags" in out and "unknown field" in out
-    out = apply(sandbox, qlibraryitem("bad-status", namespace, itemStatus="HIDDEN"), check=False)
-    assert "spec.itemStatus" in out
-    out = apply(sandbox, qlibraryitem("bad-version", namespace, appVersion=-1), check=False)
-    assert "spec.appVersion" in out
-    out = apply(
-        sandbox,
-        qlibraryitem(
-            "bad-cats", namespace, categories=[CATEGORY_A, CATEGORY_B, CATEGORY_C, str(uuid.uuid4())]
-        ),
-        check=False,
-    )
-    assert "spec.categories" in out
-    for name in ("bad-app", "bad-tags", "bad-status", "bad-version", "bad-cats"):
-        assert sandbox.get(QLIBRARYITEMS, namespace, name) is None
-    assert len(calls(sandbox, "CreateLibraryItem")) == before
-
-
 def test_throttled_creates_converge_and_honour_retry_after(sandbox: Sandbox, namespace: str) -> None:
     """CreateLibraryItem limited to one call every 3 s: the burst of creates is throttled with
     Retry-After (3 s), every item still converges (one each), and no throttled-op call comes before
@@ -298,8 +275,3 @@ def test_throttle_and_internal_error_are_retried_no_sooner_than_their_retry_afte
     assert created["status"] == 200
     assert failed["time"] - throttled["time"] >= 2.0, "a call came before the 429's Retry-After"
     assert created["time"] - failed["time"] >= 3.0, "a call came before the 500's Retry-After"
-
-
-def test_kubectl_explain_describes_the_app_version(sandbox: Sandbox) -> None:
-    out = sandbox.kubectl("explain", "qlibraryitem.spec.appVersion").stdout
-    assert "DESCRIPTION:" in out and "version" in out.lower()

@@ -3,12 +3,10 @@ same way (Ready with ID and ARN, deletion, Retain, adoption, the crash window) i
 
 from __future__ import annotations
 
-import pytest
-
 from q_operator.sandbox import Sandbox, wait_for
 from tests.kinds import QPLUGINS, qplugin
 
-from .helpers import apply, calls, client, new_application_id, plugins_in
+from .helpers import apply, client, new_application_id, plugins_in
 
 
 def test_update_sends_only_the_changed_member_and_ready_follows(sandbox: Sandbox, namespace: str) -> None:
@@ -78,40 +76,3 @@ def test_changing_the_type_replaces_the_plugin_and_deletes_the_old_one(
     assert new["type"] == "JIRA_CLOUD"
     obj = sandbox.wait_condition(QPLUGINS, namespace, "swap", "Ready")
     assert obj["status"]["pluginId"] == new["pluginId"] != old
-
-
-def test_invalid_manifest_is_refused_at_apply_naming_the_field(sandbox: Sandbox, namespace: str) -> None:
-    before = len(calls(sandbox, "CreatePlugin"))
-    out = apply(sandbox, qplugin("bad", namespace, displayName="has space"), check=False)
-    assert "spec.displayName" in out
-    out = apply(
-        sandbox,
-        qplugin(
-            "bad2",
-            namespace,
-            authConfiguration={
-                "noAuthConfiguration": {},
-                "basicAuthConfiguration": {
-                    "secretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:x",
-                    "roleArn": "arn:aws:iam::123456789012:role/r",
-                },
-            },
-        ),
-        check=False,
-    )
-    assert "authConfiguration" in out
-    assert sandbox.get(QPLUGINS, namespace, "bad") is None
-    assert len(calls(sandbox, "CreatePlugin")) == before
-
-
-@pytest.mark.parametrize(
-    ("path", "words"),
-    [
-        ("qplugin.spec.authConfiguration", "exactly one"),
-        ("qplugin.spec.customPluginConfiguration.apiSchema.payloadFrom", "ConfigMap"),
-        ("qplugin.status.buildStatus", "build"),
-    ],
-)
-def test_kubectl_explain_describes_the_plugin_fields(sandbox: Sandbox, path: str, words: str) -> None:
-    out = sandbox.kubectl("explain", path).stdout
-    assert "DESCRIPTION:" in out and words.lower() in out.lower()

@@ -80,15 +80,6 @@ def test_the_q_operator_category_lists_every_kind(sandbox: Sandbox, samples_read
 
 
 @pytest.mark.parametrize("facts", TEST_KINDS, ids=lambda f: f.kind)
-def test_kubectl_explain_describes_the_common_fields(sandbox: Sandbox, facts: KindFacts) -> None:
-    singular = facts.info.singular
-    out = sandbox.kubectl("explain", f"{singular}.spec.deletionPolicy").stdout
-    assert "DESCRIPTION:" in out and "retain" in out.lower()
-    out = sandbox.kubectl("explain", f"{singular}.status.{facts.info.id_field}").stdout
-    assert "DESCRIPTION:" in out
-
-
-@pytest.mark.parametrize("facts", TEST_KINDS, ids=lambda f: f.kind)
 def test_kubectl_describe_shows_the_created_event(
     sandbox: Sandbox, samples_ready: dict[str, Any], facts: KindFacts
 ) -> None:

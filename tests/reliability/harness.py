@@ -278,7 +278,6 @@ class Run:
         #: Synced=False reasons a Ready object may show while faults keep being injected (see audit).
         self.transient: set[str] = set()
         self.own_calls = 0
-        self.faults_injected = 0
         self.kills = 0
         self._clients: dict[str, Any] = {}
         self.disturbed: float | None = None

@@ -9,7 +9,7 @@ import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import Field
 
@@ -365,6 +365,3 @@ def world(*, tags: bool = True, build_polls: int = 0, find_before_create: bool =
     clock = FakeClock()
     cloud = FakeCloud(clock, tags=tags, build_polls=build_polls)
     return World(cloud, clock, thing_kind(find_before_create), {"name": "alpha", **spec})
-
-
-DecisionName = Literal["done", "requeue", "stop", "release"]

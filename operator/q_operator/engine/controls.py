@@ -32,9 +32,9 @@ PAUSED_ANNOTATION = "q-operator.dev/paused"
 DRIFT_INTERVAL_ANNOTATION = "q-operator.dev/drift-interval"
 RECONCILE_REQUEST_ANNOTATION = "q-operator.dev/reconcile-requested-at"
 
-#: spec.managementPolicy values (kinds/base.py CommonSpec).
+#: The spec.managementPolicy value under which the operator writes (kinds/base.py CommonSpec); under
+#: any other (Observe) it only reads.
 MANAGE = "Manage"
-OBSERVE = "Observe"
 
 #: status keys this module owns.
 OBSERVED_ONLY_KEY = "observeOnly"

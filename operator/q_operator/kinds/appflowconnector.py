@@ -30,13 +30,17 @@ from q_operator.kinds import base
 from q_operator.kinds.base import RESERVED_TAG_PREFIX
 from q_operator.kinds.common import (
     NOT_FOUND,
+    absent_if_not_found,
     aws_time,
+    cel_string,
     error_code,
     error_message,
-    is_not_found,
     owner_tag_value,
+    refuse_reserved_tag_keys,
+    reserved_tag_key_rule,
     seen_owner_mark,
     tag_changes,
+    tag_key_length_rule,
     user_tags,
 )
 
@@ -67,29 +71,18 @@ LAMBDA_FIELD = "connectorProvisioningConfig.lambda.lambdaArn"
 TagValue = Annotated[str, StringConstraints(max_length=TAG_VALUE_MAX, pattern=TAG_VALUE_PATTERN)]
 
 
-def _cel_string(value: str) -> str:
-    """A CEL single-quoted string literal."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 #: CEL rules on spec.tags (map keys cannot carry constraints in a structural schema). Only O(1)-cost
 #: checks: the API server estimates a rule's cost before accepting the CRD, and map keys have no
 #: maxLength to bound it, so `k.matches(...)` over up to 49 keys of unbounded estimated length would
 #: exceed the per-rule budget and the CRD would be refused. The key's characters (TAG_KEY_AWS_PATTERN)
 #: are checked by the model instead: the operator flags them as InvalidSpec naming spec.tags.
 TAG_RULES: tuple[dict[str, str], ...] = (
-    {
-        "rule": f"self.all(k, k.size() >= 1 && k.size() <= {TAG_KEY_MAX})",
-        "message": f"spec.tags keys must be 1 to {TAG_KEY_MAX} characters long",
-    },
+    tag_key_length_rule(TAG_KEY_MAX),
     {
         "rule": "self.all(k, !k.startsWith('aws:'))",
         "message": "spec.tags keys must not start with aws: (reserved by AWS)",
     },
-    {
-        "rule": f"self.all(k, !k.startsWith({_cel_string(RESERVED_TAG_PREFIX)}))",
-        "message": f"spec.tags keys must not start with {RESERVED_TAG_PREFIX} (reserved for the operator)",
-    },
+    reserved_tag_key_rule(),
 )
 
 #: CEL rules at the CRD root: they need metadata.name, which the spec model cannot see.
@@ -97,7 +90,7 @@ _EFFECTIVE_LABEL = "(has(self.spec.connectorLabel) ? self.spec.connectorLabel : 
 ROOT_RULES: tuple[dict[str, str], ...] = (
     {
         "rule": f"!has(self.spec) || has(self.spec.connectorLabel) || "
-        f"self.metadata.name.matches({_cel_string(LABEL_PATTERN)})",
+        f"self.metadata.name.matches({cel_string(LABEL_PATTERN)})",
         "message": f"connectorLabel is required: metadata.name does not fit the AppFlow label pattern "
         f"{LABEL_PATTERN} (at least 2 characters), so it cannot be the default label",
         "fieldPath": ".spec.connectorLabel",
@@ -181,11 +174,7 @@ class AppFlowConnectorSpec(base.CommonSpec):
                 raise ValueError(f"tag key {key!r} must be 1 to {TAG_KEY_MAX} characters long")
             if not re.fullmatch(TAG_KEY_AWS_PATTERN, key):
                 raise ValueError(f"tag key {key!r} must match {TAG_KEY_AWS_PATTERN}")
-            if key.startswith(RESERVED_TAG_PREFIX):
-                raise ValueError(
-                    f"tag key {key!r} must not start with {RESERVED_TAG_PREFIX} (reserved for the operator)"
-                )
-        return tags
+        return refuse_reserved_tag_keys(tags)
 
     @property
     def lambda_arn(self) -> str:
@@ -315,23 +304,19 @@ class AppFlowConnectorAdapter:
         self._client = client
 
     def _describe(self, label: str) -> Mapping[str, Any] | None:
-        try:
-            response = self._client.describe_connector(connectorType=CONNECTOR_TYPE, connectorLabel=label)
-        except ClientError as error:
-            if is_not_found(error):
-                return None
-            raise
+        response = absent_if_not_found(
+            self._client.describe_connector, connectorType=CONNECTOR_TYPE, connectorLabel=label
+        )
+        if response is None:
+            return None
         configuration: Mapping[str, Any] = response.get("connectorConfiguration", {})
         return configuration
 
     def _tags(self, arn: str) -> dict[str, str] | None:
         """The connector's tags; None when it was unregistered since it was described."""
-        try:
-            response = self._client.list_tags_for_resource(resourceArn=arn)
-        except ClientError as error:
-            if is_not_found(error):
-                return None
-            raise
+        response = absent_if_not_found(self._client.list_tags_for_resource, resourceArn=arn)
+        if response is None:
+            return None
         return dict(response.get("tags") or {})
 
     def observe(
@@ -447,14 +432,14 @@ class AppFlowConnectorAdapter:
 
     def delete(self, spec: AppFlowConnectorSpec, ref: base.ExternalRef) -> None:
         try:
-            self._client.unregister_connector(
-                connectorLabel=ref["connectorLabel"], forceDelete=spec.forceDelete
+            # Not found: already unregistered, nothing left to do.
+            absent_if_not_found(
+                self._client.unregister_connector,
+                connectorLabel=ref["connectorLabel"],
+                forceDelete=spec.forceDelete,
             )
         except ClientError as error:
-            code = error_code(error)
-            if code == NOT_FOUND:
-                return  # already unregistered
-            if code == "ConflictException":
+            if error_code(error) == "ConflictException":
                 raise base.InUse(
                     f"connector {ref['connectorLabel']} is in use by connector profiles "
                     f"(set forceDelete to unregister anyway): {error_message(error)}"

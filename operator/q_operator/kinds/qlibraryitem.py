@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 from pydantic import Field, field_validator
 
 from q_operator.kinds import base
-from q_operator.kinds.common import aws_time, is_not_found
+from q_operator.kinds.common import absent_if_not_found, aws_time, is_not_found, not_found_as
 
 #: botocore's qapps UUID shape, anchored: the service applies it to the whole value.
 UUID_PATTERN = r"^[\da-f]{8}-[\da-f]{4}-[45][\da-f]{3}-[89ABab][\da-f]{3}-[\da-f]{12}$"
@@ -234,12 +234,11 @@ class QLibraryItemAdapter:
         self, spec: QLibraryItemSpec, ref: base.ExternalRef, owner: base.Owner, resolved: base.Resolved
     ) -> base.Observation:
         instance_id = ref["instanceId"]
-        try:
-            item = self._client.get_library_item(instanceId=instance_id, libraryItemId=ref["libraryItemId"])
-        except ClientError as error:
-            if is_not_found(error):
-                return base.Observation(phase=base.Phase.ABSENT)
-            raise
+        item = absent_if_not_found(
+            self._client.get_library_item, instanceId=instance_id, libraryItemId=ref["libraryItemId"]
+        )
+        if item is None:
+            return base.Observation(phase=base.Phase.ABSENT)
         # A library item has no asynchronous build: once it exists it is usable.
         return base.Observation(
             phase=base.Phase.READY,
@@ -343,12 +342,10 @@ class QLibraryItemAdapter:
             raise
 
     def delete(self, spec: QLibraryItemSpec, ref: base.ExternalRef) -> None:
-        try:
-            self._client.delete_library_item(instanceId=ref["instanceId"], libraryItemId=ref["libraryItemId"])
-        except ClientError as error:
-            if is_not_found(error):
-                return  # already gone (or its whole instance is): nothing left to delete
-            raise
+        # Not found: already gone (or its whole instance is), nothing left to delete.
+        absent_if_not_found(
+            self._client.delete_library_item, instanceId=ref["instanceId"], libraryItemId=ref["libraryItemId"]
+        )
 
     def ref_for_id(self, spec: QLibraryItemSpec, external_id: str) -> base.ExternalRef:
         return {"instanceId": spec.instanceId, "libraryItemId": external_id}
@@ -358,12 +355,8 @@ class QLibraryItemAdapter:
         kwargs: dict[str, Any] = {"instanceId": instance_id, "limit": LIST_PAGE_LIMIT}
         if token:
             kwargs["nextToken"] = token
-        try:
+        with not_found_as("instanceId", f"instance {instance_id} does not exist"):
             page = self._client.list_library_items(**kwargs)
-        except ClientError as error:
-            if is_not_found(error):
-                raise base.NotFoundError("instanceId", f"instance {instance_id} does not exist") from error
-            raise
         summaries = tuple(summary_of(instance_id, item) for item in page.get("libraryItems", []))
         return base.Page(summaries, page.get("nextToken") or None)
 

@@ -27,13 +27,13 @@ from pydantic import (
     SecretStr,
     StringConstraints,
     field_serializer,
+    field_validator,
     model_validator,
 )
 from pydantic.config import JsonDict
 
 from q_operator.kinds.base import (
     OWNER_TAG,
-    RESERVED_TAG_PREFIX,
     ClientToken,
     CommonSpec,
     CommonStatus,
@@ -53,11 +53,16 @@ from q_operator.kinds.base import (
 )
 from q_operator.kinds.common import (
     MAX_TAG_VALUE,
+    absent_if_not_found,
     aws_time,
     is_not_found,
+    not_found_as,
     owner_tag_value,
+    refuse_reserved_tag_keys,
+    reserved_tag_key_rule,
     seen_owner_mark,
     tag_changes,
+    tag_key_length_rule,
     user_tags,
 )
 
@@ -125,7 +130,11 @@ PAYLOAD_FROM_PATH = "customPluginConfiguration.apiSchema.payloadFrom"
 
 Arn = Annotated[str, StringConstraints(min_length=0, max_length=1284, pattern=ARN_PATTERN)]
 Url = Annotated[str, StringConstraints(min_length=1, max_length=2048, pattern=URL_PATTERN)]
-TagKey = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+TAG_KEY_MAX = 128
+TagKey = Annotated[str, StringConstraints(min_length=1, max_length=TAG_KEY_MAX)]
+#: CEL rules on spec.tags (map keys cannot carry constraints in a structural schema); the model checks
+#: the same through TagKey and `refuse_reserved_tag_keys`.
+TAG_RULES: tuple[dict[str, str], ...] = (tag_key_length_rule(TAG_KEY_MAX), reserved_tag_key_rule())
 TagValue = Annotated[str, StringConstraints(min_length=0, max_length=MAX_TAG_VALUE)]
 
 
@@ -422,19 +431,13 @@ class QPluginSpec(CommonSpec):
         max_length=MAX_USER_TAGS,
         description="Tags on the plugin (key 1-128, value 0-256 characters; at most 198: the operator keeps "
         "two of its own under q-operator.dev/). Tags set on the plugin outside this map are removed.",
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                _cel(
-                    "self.all(k, size(k) >= 1 && size(k) <= 128)",
-                    "spec.tags keys must be 1 to 128 characters long",
-                ),
-                _cel(
-                    f"self.all(k, !k.startsWith('{RESERVED_TAG_PREFIX}'))",
-                    f"spec.tags keys must not start with {RESERVED_TAG_PREFIX} (reserved for the operator)",
-                ),
-            ]
-        },
+        json_schema_extra={"x-kubernetes-validations": [dict(rule) for rule in TAG_RULES]},
     )
+
+    @field_validator("tags")
+    @classmethod
+    def _no_reserved_tag_keys(cls, tags: dict[str, str]) -> dict[str, str]:
+        return refuse_reserved_tag_keys(tags)
 
     @model_validator(mode="after")
     def _cross_field(self) -> QPluginSpec:
@@ -448,11 +451,6 @@ class QPluginSpec(CommonSpec):
             raise ValueError(
                 "spec.authConfiguration.noAuthConfiguration is allowed only when spec.type is CUSTOM"
             )
-        for key in self.tags:
-            if key.startswith(RESERVED_TAG_PREFIX):
-                raise ValueError(
-                    f"spec.tags keys must not start with {RESERVED_TAG_PREFIX} (reserved for the operator)"
-                )
         return self
 
 
@@ -711,12 +709,9 @@ class QPluginAdapter:
 
     def _get(self, ref: ExternalRef) -> dict[str, Any] | None:
         log.debug("GetPlugin %s/%s", ref["applicationId"], ref["pluginId"])
-        try:
-            return self._client.get_plugin(applicationId=ref["applicationId"], pluginId=ref["pluginId"])
-        except ClientError as err:
-            if is_not_found(err):
-                return None
-            raise
+        return absent_if_not_found(
+            self._client.get_plugin, applicationId=ref["applicationId"], pluginId=ref["pluginId"]
+        )
 
     def _tags(self, plugin_arn: str) -> dict[str, str]:
         log.debug("ListTagsForResource %s", plugin_arn)
@@ -734,13 +729,10 @@ class QPluginAdapter:
         # about five times: its ListTagsForResource is read once the build has ended.
         building = phase is Phase.IN_PROGRESS
         if arn and not building:
-            try:
-                current_tags = self._tags(arn)
-            except ClientError as err:
+            current_tags = absent_if_not_found(self._tags, arn)
+            if current_tags is None:
                 # Deleted between the two calls: absent as far as anyone can tell.
-                if is_not_found(err):
-                    return Observation(phase=Phase.ABSENT)
-                raise
+                return Observation(phase=Phase.ABSENT)
         diff, replace = compute_diff(spec, ref, plugin, current_tags, owner, resolved)
         return Observation(
             phase=phase,
@@ -760,14 +752,8 @@ class QPluginAdapter:
             kwargs: dict[str, Any] = {"applicationId": spec.applicationId, "maxResults": 50}
             if token:
                 kwargs["nextToken"] = token
-            try:
+            with not_found_as("applicationId", f"application {spec.applicationId} does not exist"):
                 page = self._client.list_plugins(**kwargs)
-            except ClientError as err:
-                if is_not_found(err):
-                    raise NotFoundError(
-                        field="applicationId", message=f"application {spec.applicationId} does not exist"
-                    ) from err
-                raise
             for summary in page.get("plugins", []):
                 found = self._match(spec, summary, owner, since)
                 if found is not None:
@@ -793,13 +779,8 @@ class QPluginAdapter:
         plugin = self._get(ref)
         if plugin is None or not plugin.get("pluginArn"):
             return None
-        try:
-            tags = self._tags(plugin["pluginArn"])
-        except ClientError as err:
-            if is_not_found(err):
-                return None
-            raise
-        if seen_owner_mark(tags.get(OWNER_TAG), owner) != owner.mark:
+        tags = absent_if_not_found(self._tags, plugin["pluginArn"])
+        if tags is None or seen_owner_mark(tags.get(OWNER_TAG), owner) != owner.mark:
             return None
         return Found(
             ref=ref, owner_mark=owner.mark, created_at=created if isinstance(created, datetime) else None
@@ -884,12 +865,10 @@ class QPluginAdapter:
 
     def delete(self, spec: QPluginSpec, ref: ExternalRef) -> None:
         log.debug("DeletePlugin %s/%s", ref["applicationId"], ref["pluginId"])
-        try:
-            self._client.delete_plugin(applicationId=ref["applicationId"], pluginId=ref["pluginId"])
-        except ClientError as err:
-            if is_not_found(err):
-                return
-            raise
+        # Not found: already deleted, nothing left to do.
+        absent_if_not_found(
+            self._client.delete_plugin, applicationId=ref["applicationId"], pluginId=ref["pluginId"]
+        )
 
     def ref_for_id(self, spec: QPluginSpec, external_id: str) -> ExternalRef:
         return {"applicationId": spec.applicationId, "pluginId": external_id}
@@ -900,14 +879,8 @@ class QPluginAdapter:
         if token:
             kwargs["nextToken"] = token
         log.debug("ListPlugins %s", application_id)
-        try:
+        with not_found_as("applicationId", f"application {application_id} does not exist"):
             page = self._client.list_plugins(**kwargs)
-        except ClientError as err:
-            if is_not_found(err):
-                raise NotFoundError(
-                    field="applicationId", message=f"application {application_id} does not exist"
-                ) from err
-            raise
         summaries = tuple(summary_of(application_id, plugin) for plugin in page.get("plugins", []))
         return Page(summaries, page.get("nextToken") or None)
 

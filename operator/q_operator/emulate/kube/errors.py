@@ -69,10 +69,6 @@ def invalid(path: str, value: object, detail: str) -> FieldError:
     return FieldError(path, "FieldValueInvalid", f"Invalid value: {go_quote(shown)}: {detail}")
 
 
-def type_invalid(path: str, value: object, detail: str) -> FieldError:
-    return FieldError(path, "FieldValueTypeInvalid", f"Invalid value: {go_quote(type_name(value))}: {detail}")
-
-
 def not_supported(path: str, value: object, allowed: list[Any]) -> FieldError:
     # apiextensions passes non-string enum values as their JSON text, which field.NotSupported quotes.
     values = ", ".join(json.dumps(v if isinstance(v, str) else json.dumps(v)) for v in allowed)

@@ -25,7 +25,6 @@ from q_operator.emulate.kube.errors import ApiError
 
 JSON = dict[str, Any]
 Path = tuple[str, ...]
-FieldSet = frozenset[Path]
 
 _MISSING: Any = object()
 _STRING: JSON = {"type": "string"}
