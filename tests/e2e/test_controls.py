@@ -4,8 +4,8 @@ drift interval is in test_drift_interval.py).
 
 What the operator did to AWS is read from the AWS stand-in's request log (the operator's calls only:
 its user agent says q-operator/). A write is every call that is not a Get, List or Describe. Where a
-test times one object's calls, the object lives in an AWS region of its own (spec.region), so the log's
-region tells its calls apart whatever the kind's API puts in the path. The kinds' facts come from
+test times or counts one object's calls, the object lives in an AWS region of its own (spec.region), so
+the log's region tells its calls apart whatever the kind's API puts in the path. The kinds' facts come from
 tests/kinds.py; the tests use the `sandbox` and `namespace` fixtures, so they run on whichever
 Kubernetes backend conftest provides.
 """
@@ -44,6 +44,10 @@ REQUEST = "q-operator.dev/reconcile-requested-at"
 READS = ("Get", "List", "Describe")
 #: What docs/engine.md promises for q-operator.dev/reconcile-requested-at.
 RECONCILE_NOW_SECONDS = 2.0
+#: How long a paused object's region is watched for calls once the operator has handled an event:
+#: longer than anything the operator starts after a cycle's status write (the List sweep of an object
+#: it newly watches lists 5 s later, engine/sweep.py FIRST_DELAY).
+SETTLE_SECONDS = 6.0
 #: Regions of their own for objects whose calls a test times (the stand-in keeps state per region).
 _regions = (f"zz-{word}-{digit}" for word in ("controls", "timing", "spare") for digit in range(10))
 
@@ -57,6 +61,21 @@ def writes(sandbox: Sandbox, since: int) -> list[str]:
         for r in operator_calls(sandbox, since)
         if not str(r.get("operation") or "").startswith(READS)
     ]
+
+
+def no_calls_for(
+    sandbox: Sandbox, since: int, region: str, what: str, seconds: float = SETTLE_SECONDS
+) -> None:
+    """Watch the stand-in's log for `seconds`: any operator call in `region` (an object's own) since
+    log position `since` fails at once, naming the calls. Proves an absence, so it must watch for a
+    while: run it after the operator has visibly handled what could have made a call."""
+    deadline = time.monotonic() + seconds
+    while True:
+        made = operator_calls(sandbox, since, region)
+        assert made == [], f"{what}: {[r['operation'] for r in made]} in {region}"
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(0.5)
 
 
 def in_aws(sandbox: Sandbox, facts: KindFacts, status: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -109,11 +128,15 @@ def _kind_id(facts: KindFacts) -> str:
 
 
 @pytest.mark.parametrize("facts", TEST_KINDS, ids=_kind_id)
-def test_pause_holds_the_object_with_zero_aws_writes_across_a_restart_and_a_deletion(
+def test_pause_holds_the_object_with_zero_aws_calls_across_a_restart_and_a_deletion(
     sandbox: Sandbox, namespace: str, facts: KindFacts
 ) -> None:
+    """Paused, the object costs AWS nothing at all, reads included: its own region's share of the
+    stand-in's log stays empty while a reconcile request, two spec changes, a deletion and two
+    operator restarts are handled, and for a settling window after each."""
     name = unique_name(facts, "paused")
-    manifest = facts.manifest(name, namespace)
+    region = next(_regions)
+    manifest = facts.manifest(name, namespace, region=region)
     apply(sandbox, manifest)
     obj = sandbox.wait_condition(facts.plural_path, namespace, name, "Ready", timeout=90)
     status = obj["status"]
@@ -121,37 +144,54 @@ def test_pause_holds_the_object_with_zero_aws_writes_across_a_restart_and_a_dele
     assert before == facts.desired(manifest["spec"])
 
     # Paused: Synced=False Paused, Argo CD Suspended, and `kubectl get -o wide` says so.
-    mark = log_position(sandbox)
     annotate(sandbox, facts, namespace, name, f"{PAUSED}=true")
     obj = wait_synced(sandbox, facts, namespace, name, "Paused")
+    mark = log_position(sandbox)  # from here on, not one call in the object's region
     assert health(facts.info.singular, obj)[0] == "Suspended"
     record_status_fixture(f"{facts.info.singular}-suspended-paused", obj)
     table = sandbox.kubectl("get", facts.short, name, "-n", namespace, "-o", "wide").stdout
     columns = table_columns(table, "SYNCED", "REASON", "POLICY")
     assert columns == {"SYNCED": "False", "REASON": "Paused", "POLICY": "Manage"}, table
 
-    # A spec change while paused is not applied, not even after an operator restart.
-    change = facts.manifest(name, namespace)
-    facts.change(change["spec"], name, 1)
-    change["metadata"]["annotations"] = {PAUSED: "true"}
+    # A reconcile request and a spec change while paused are handled (Synced is written for the new
+    # generation, by a cycle that saw the request too) and call nothing, not even after a restart:
+    # the new process proves it handled the object by doing the same for a second change.
+    annotate(sandbox, facts, namespace, name, f"{REQUEST}=while-paused")
+    change = paused_change(facts, name, namespace, region, 1)
     apply(sandbox, change)
     wait_synced(sandbox, facts, namespace, name, "Paused")
+    no_calls_for(sandbox, mark, region, "a paused object's request and spec change")
     restart_and_wait_until_processing(sandbox, namespace)
-    annotate(sandbox, facts, namespace, name, f"{REQUEST}=while-paused")
+    change = paused_change(facts, name, namespace, region, 2)
+    apply(sandbox, change)
+    wait_synced(sandbox, facts, namespace, name, "Paused")
+    no_calls_for(sandbox, mark, region, "a paused object after a restart")
     assert in_aws(sandbox, facts, status) == before
     assert writes(sandbox, mark) == []
     obj = sandbox.get(facts.plural_path, namespace, name) or {}
     assert obj["status"].get("lastHandledReconcileAt") != "while-paused", "nothing is done while paused"
     assert obj["status"]["observedGeneration"] < obj["metadata"]["generation"], "the change waits"
 
-    # Resumed: the change is applied.
+    # Resumed: the last change is applied, and the request is recorded as handled.
     sandbox.kubectl("annotate", facts.short, name, "-n", namespace, f"{PAUSED}-")
-    sandbox.wait_condition(facts.plural_path, namespace, name, "Ready", timeout=90)
     wanted = facts.desired(change["spec"])
-    wait_for("the change in AWS", lambda: in_aws(sandbox, facts, status) == wanted, timeout=30)
+    wait_for("the change in AWS", lambda: in_aws(sandbox, facts, status) == wanted, timeout=60)
+    sandbox.wait_condition(facts.plural_path, namespace, name, "Ready", timeout=90)
+    wait_for(
+        "the request made while paused to be handled",
+        lambda: (
+            (sandbox.get(facts.plural_path, namespace, name) or {})
+            .get("status", {})
+            .get("lastHandledReconcileAt")
+            == "while-paused"
+        ),
+        timeout=30,
+    )
     wait_event_reasons(sandbox, namespace, name, "Resumed")
+    assert operator_calls(sandbox, mark, region), "resuming calls AWS in the object's region"
 
-    # A deletion while paused waits, with the finalizer, and calls nothing; resuming deletes.
+    # A deletion while paused waits, with the finalizer, and calls nothing, across a restart too;
+    # resuming deletes.
     annotate(sandbox, facts, namespace, name, f"{PAUSED}=true")
     wait_synced(sandbox, facts, namespace, name, "Paused")
     mark = log_position(sandbox)
@@ -164,7 +204,9 @@ def test_pause_holds_the_object_with_zero_aws_writes_across_a_restart_and_a_dele
         ),
         timeout=30,
     )
+    no_calls_for(sandbox, mark, region, "a paused deletion")
     restart_and_wait_until_processing(sandbox, namespace)
+    no_calls_for(sandbox, mark, region, "a paused deletion after a restart")
     live = sandbox.get(facts.plural_path, namespace, name)
     assert live is not None and live["metadata"].get("finalizers"), "the finalizer holds the object"
     assert health(facts.info.singular, live)[0] == "Suspended"
@@ -174,6 +216,15 @@ def test_pause_holds_the_object_with_zero_aws_writes_across_a_restart_and_a_dele
     wait_for("the object to go", lambda: sandbox.get(facts.plural_path, namespace, name) is None, timeout=60)
     assert facts.delete_op in writes(sandbox, mark), "resuming ran the deletion"
     assert in_aws(sandbox, facts, status) is None
+
+
+def paused_change(facts: KindFacts, name: str, ns: str, region: str, round_: int) -> dict[str, Any]:
+    """The object's manifest with spec change `round_`, still paused (kubectl apply keeps the
+    annotations it did not set, such as a reconcile request)."""
+    change = facts.manifest(name, ns, region=region)
+    facts.change(change["spec"], name, round_)
+    change["metadata"]["annotations"] = {PAUSED: "true"}
+    return change
 
 
 # ----- observe-only

@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, Field
 
 from q_operator import crdgen
+from q_operator.engine.controls import HANDLED_REQUEST_KEY, MANAGE, OBSERVE, OBSERVED_ONLY_KEY
 from q_operator.kinds import qplugin
 from q_operator.kinds.base import CommonSpec, CommonStatus, KindInfo
 from q_operator.registry import KINDS
@@ -274,6 +275,74 @@ def test_committed_yaml_parses_back_to_the_generated_dicts() -> None:
     for crd in crdgen.crd_documents():
         text = (REPO / "crds" / crdgen.crd_filename(crd)).read_text()
         assert yaml.safe_load(text) == crd
+
+
+# --- the user's controls, in every kind's committed CRD (what `kubectl apply -f crds/` installs) -----
+
+
+def _committed(kind: KindInfo[Any, Any]) -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((REPO / "crds" / f"{kind.group}_{kind.plural}.yaml").read_text())
+    return loaded
+
+
+def _sample(kind: KindInfo[Any, Any], **spec: Any) -> dict[str, Any]:
+    """The kind's sample (samples/), with `spec` fields set."""
+    obj: dict[str, Any] = yaml.safe_load((REPO / "samples" / kind.sample).read_text())
+    obj["spec"].update(spec)
+    return obj
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
+def test_kubectl_get_shows_synced_and_wide_adds_the_reason_and_the_policy(kind: KindInfo[Any, Any]) -> None:
+    """SYNCED (False while paused) in every `kubectl get`, right after READY; `-o wide` (priority 1)
+    adds why (Paused, ObserveOnly, an error) and the management policy."""
+    columns = _committed(kind)["spec"]["versions"][0]["additionalPrinterColumns"]
+    by_name = {c["name"]: c for c in columns}
+    names = [c["name"] for c in columns]
+    assert names.index("Synced") == names.index("Ready") + 1
+    expected = {
+        "Synced": ('.status.conditions[?(@.type=="Synced")].status', 0),
+        "Reason": ('.status.conditions[?(@.type=="Synced")].reason', 1),
+        "Policy": (".spec.managementPolicy", 1),
+    }
+    for name, (path, priority) in expected.items():
+        column = by_name[name]
+        assert (column["jsonPath"], column["type"], column.get("priority", 0)) == (
+            path,
+            "string",
+            priority,
+        ), name
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
+def test_the_management_policy_is_manage_or_observe_and_manage_by_default(kind: KindInfo[Any, Any]) -> None:
+    crd = _committed(kind)
+    policy = openapi_schema(crd)["properties"]["spec"]["properties"]["managementPolicy"]
+    assert (policy["type"], policy["enum"], policy["default"]) == ("string", [MANAGE, OBSERVE], MANAGE)
+    assert "managementPolicy" not in (openapi_schema(crd)["properties"]["spec"].get("required") or [])
+    for value in (MANAGE, OBSERVE):
+        assert rejections(crd, _sample(kind, managementPolicy=value)) == [], value
+    for value in ("observe", "manage", "OBSERVE", "ObserveOnly", ""):
+        errors = rejections(crd, _sample(kind, managementPolicy=value))
+        assert any(e.startswith("spec.managementPolicy") for e in errors), (value, errors)
+        with pytest.raises(ValueError):
+            kind.spec_model.model_validate(_sample(kind, managementPolicy=value)["spec"])
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
+def test_the_status_keeps_the_fields_the_controls_write(kind: KindInfo[Any, Any]) -> None:
+    """A real API server prunes status fields its schema lacks: the ones engine/controls.py writes
+    must be there, under the names it writes."""
+    crd = _committed(kind)
+    status = openapi_schema(crd)["properties"]["status"]["properties"]
+    assert (OBSERVED_ONLY_KEY, HANDLED_REQUEST_KEY) == ("observeOnly", "lastHandledReconcileAt")
+    assert status[OBSERVED_ONLY_KEY]["type"] == "boolean"
+    assert status[HANDLED_REQUEST_KEY]["type"] == "string"
+    written = {
+        **_sample(kind),
+        "status": {OBSERVED_ONLY_KEY: True, HANDLED_REQUEST_KEY: "2026-01-01T00:00:00Z"},
+    }
+    assert rejections(crd, written) == []
 
 
 # --- the generator on a kind of its own (kind-agnostic conversion) ---------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
@@ -15,6 +16,7 @@ import pytest
 from q_operator.engine import conditions as c
 from q_operator.engine import controls
 from q_operator.engine.contract import Decision, Deps, ObjectView, ObserveEach, Outcome
+from q_operator.engine.controls import DRIFT_INTERVAL_ANNOTATION
 from q_operator.engine.errors import RetryableError
 from q_operator.engine.identity import Role
 from q_operator.engine.memory import Memory
@@ -226,6 +228,77 @@ def test_drift_checks_are_skipped_only_while_a_working_sweep_watches_and_no_full
         s.watch("c")
         s.clock.now += 3600
         assert not s.sweeper.covers(s.kind, view("c")), "the full check is due"
+
+    run(body)
+
+
+def annotated(thing_id: str, interval: str | None) -> ObjectView:
+    """A Ready object with its own drift interval (q-operator.dev/drift-interval), None: without."""
+    annotations = {} if interval is None else {DRIFT_INTERVAL_ANNOTATION: interval}
+    return dataclasses.replace(view(thing_id), annotations=annotations)
+
+
+@pytest.mark.parametrize(
+    ("operator", "interval", "covered"),
+    [
+        pytest.param(60.0, None, True, id="the-operators-own"),
+        pytest.param(60.0, "60s", True, id="equal"),
+        pytest.param(60.0, "10m", True, id="longer-left-to-the-sweep"),
+        pytest.param(60.0, "48h", True, id="above-the-ceiling-is-24h-longer"),
+        pytest.param(60.0, "45s", False, id="shorter-observed-on-its-own"),
+        pytest.param(60.0, "5s", False, id="below-the-floor-is-30s-still-shorter"),
+        pytest.param(10.0, "5s", True, id="below-the-floor-is-30s-longer-than-a-10s-operator"),
+        pytest.param(60.0, "soon", True, id="unreadable-is-the-operators"),
+    ],
+)
+def test_only_a_drift_interval_shorter_than_the_operators_takes_an_object_from_its_sweep(
+    operator: float, interval: str | None, covered: bool
+) -> None:
+    """docs/engine.md#drift-interval: the parent is listed at the operator's interval, so an object
+    asking for less often stays with it; one asking for more often (after the 30s..24h clamp) is
+    observed by its own drift checks."""
+
+    async def body(s: Setup) -> None:
+        s.sweeper.interval = operator
+        obj = annotated("a", interval)
+        s.sweeper.note(s.kind, obj, Outcome(Decision.DONE), s.deps)
+        assert s.sweeper.covers(s.kind, obj) is covered
+
+    run(body)
+
+
+def test_a_longer_drift_interval_is_still_listed_and_corrected_at_the_operators_interval() -> None:
+    """A 10m object under a 60 s operator: its parent's sweep lists every 60 s whatever the object
+    asks, so a change made by hand wakes it at the next listing, not 10 minutes on. Its own drift
+    checks (every 10m) call nothing while the sweep works, until the full check is due."""
+    times: list[float] = []
+
+    async def body(s: Setup) -> None:
+        def listing(parent: dict[str, str], token: str | None) -> Page:
+            times.append(s.clock.now)
+            return Page((summary("a", updated="t0" if len(times) == 1 else "t1"),))  # changed after the 1st
+
+        async def sleep(seconds: float) -> None:
+            s.clock.now += seconds
+            if len(times) >= 3:
+                await never(0)  # three listings are enough
+            await asyncio.sleep(0)
+
+        s.lister.list_page = listing  # type: ignore[method-assign]
+        s.sweeper.sleep = sleep
+        obj = annotated("a", "10m")
+        s.sweeper.note(s.kind, obj, Outcome(Decision.DONE), s.deps)
+        for _ in range(1000):
+            if len(times) >= 3:
+                break
+            await asyncio.sleep(0)
+        assert [b - a for a, b in itertools.pairwise(times)] == [60.0, 60.0]
+        assert s.woken == [("a", "updatedAt changed")], "found by the listing after the change"
+        fresh = annotated("b", "10m")
+        s.sweeper.note(s.kind, fresh, Outcome(Decision.DONE), s.deps)
+        assert s.sweeper.covers(s.kind, fresh), "its drift checks call nothing"
+        s.clock.now += 3600
+        assert not s.sweeper.covers(s.kind, fresh), "the full check is due: its next drift check observes it"
 
     run(body)
 
