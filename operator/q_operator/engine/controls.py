@@ -35,6 +35,7 @@ RECONCILE_REQUEST_ANNOTATION = "q-operator.dev/reconcile-requested-at"
 #: The spec.managementPolicy value under which the operator writes (kinds/base.py CommonSpec); under
 #: any other (Observe) it only reads.
 MANAGE = "Manage"
+OBSERVE = "Observe"
 
 #: status keys this module owns.
 OBSERVED_ONLY_KEY = "observeOnly"
