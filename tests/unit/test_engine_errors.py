@@ -106,20 +106,12 @@ CASES = [
         "a concurrent change: retry shortly",
     ),
     (
-        "appflow-400-is-not-validation",
-        client_error("ConnectorServerException", 400),
-        c.EXTERNAL_FAILURE,
-        Decision.REQUEUE,
-        (1, 300),
-        "AppFlow uses 400 for several codes: the code decides",
-    ),
-    (
         "unknown-code",
         client_error("WeirdNewException", 400),
         c.AWS_ERROR,
         Decision.REQUEUE,
         (4, 300),
-        "unknown: retry, starting slow",
+        "unknown: retry, starting slow; a 400 is not a validation error unless its code says so",
     ),
     (
         "unreachable",

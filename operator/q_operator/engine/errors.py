@@ -82,8 +82,8 @@ class _Rule:
     lead: str
 
 
-#: botocore error code → how to treat it. Codes cover the three services plus the generic AWS ones
-#: (credentials, signatures) that any service can answer with.
+#: botocore error code → how to treat it: the codes AWS services share (throttling, faults, invalid
+#: input, permissions, credentials, quotas, missing resources, conflicts).
 ERROR_TABLE: Mapping[str, _Rule] = {
     # throttling: back off honouring Retry-After (qapps sends retryAfterSeconds), with jitter.
     "ThrottlingException": _Rule(c.THROTTLED, "throttle", "AWS throttled the request"),
@@ -120,12 +120,10 @@ ERROR_TABLE: Mapping[str, _Rule] = {
     ),
     # a concurrent change on the AWS side: try again shortly.
     "ConflictException": _Rule(c.CONFLICT, 15.0, "AWS reported a conflicting change"),
-    # AppFlow: the connector's Lambda answered badly; the user may fix it.
-    "ConnectorAuthenticationException": _Rule(
-        c.EXTERNAL_FAILURE, "backoff", "the connector failed to authenticate"
-    ),
-    "ConnectorServerException": _Rule(c.EXTERNAL_FAILURE, "backoff", "the connector answered with an error"),
 }
+# A code only one service answers with, and that means something this table cannot know (a failure of
+# something the user owns, as a connector's Lambda), is turned into a kind error (ExternalFailure,
+# NotFoundError, ...) by that kind's adapter: the table holds only codes that mean the same anywhere.
 
 
 def backoff_delay(attempt: int, rng: random.Random, base: float = 1.0, cap: float = MAX_BACKOFF) -> float:
