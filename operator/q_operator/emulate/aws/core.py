@@ -86,7 +86,7 @@ def endpoint(service: str, operation: str) -> Endpoint:
 
 
 def validation_error(violations: list[Violation]) -> ApiError:
-    """The modelled ValidationException; qbusiness also gets `reason` and per-field `fields`."""
+    """The modelled ValidationException, with `reason` and per-field `fields` where the model has them."""
     reason = "CANNOT_PARSE" if any(v.type_error for v in violations) else "FIELD_VALIDATION_FAILED"
     fields = [{"name": v.path, "message": v.rule} for v in violations]
     return ApiError("ValidationException", summarize(violations), reason=reason, fields=fields)
