@@ -116,6 +116,9 @@ class KindFacts:
     delete_by_hand: Callable[[Any, Mapping[str, Any]], None]
     #: create the resource a spec describes with boto3, as a user would; returns its ID (id_field).
     make_by_hand: Callable[[Any, Spec], str]
+    #: every resource under a parent (the List call's members), listed with boto3 as a user would,
+    #: page by page to the end: (client, parent) -> the List call's summaries.
+    list_by_hand: Callable[[Any, Mapping[str, Any]], list[dict[str, Any]]]
     #: AWS stand-in settings under which the kind's dependency does not exist, and their reset.
     missing_dependency: Mapping[str, Any]
     dependency_reset: Mapping[str, Any]
@@ -130,6 +133,9 @@ class KindFacts:
     permission_changes: tuple[Spec, Spec]
     #: the bench's i-th object in `namespace`, as (name, spec).
     bench_object: Callable[[str, int], tuple[str, Spec]]
+    #: the spec field whose value names the AWS resource uniquely in its account and region, and
+    #: defaults to metadata.name (None: the kind has none).
+    name_field: str | None = None
     #: inputs the CRD schema cannot refuse but the model does, or edge cases worth trying first, for the
     #: bad-input property test: lists of (what, path, value) mutations.
     bad_input_examples: tuple[list[tuple[str, tuple[str, ...], Any]], ...] = ()
@@ -267,6 +273,13 @@ def _make_plugin(client: Any, spec: Spec) -> str:
     return str(made["pluginId"])
 
 
+def _list_plugins(client: Any, parent: Mapping[str, Any]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for page in client.get_paginator("list_plugins").paginate(**parent):
+        found.extend(page["plugins"])
+    return found
+
+
 #: AWS allows 25 plugins per Q Business application (the stand-in too): the bench spreads them.
 PLUGINS_PER_APPLICATION = 25
 
@@ -316,6 +329,7 @@ QPLUGIN = KindFacts(
         applicationId=status["applicationId"], pluginId=status["pluginId"]
     ),
     make_by_hand=_make_plugin,
+    list_by_hand=_list_plugins,
     missing_dependency={"known_applications": ["00000000-0000-4000-8000-000000000000"]},
     dependency_reset={"known_applications": None},
     failing_delete=lambda pattern: {"fail_builds_matching": pattern, "fail_build_kinds": ["DELETE"]},
@@ -400,6 +414,17 @@ def _make_item(client: Any, spec: Spec) -> str:
     return str(made["libraryItemId"])
 
 
+def _list_items(client: Any, parent: Mapping[str, Any]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {**parent, "limit": 100}
+    while True:
+        page = client.list_library_items(**kwargs)
+        found.extend(page["libraryItems"])
+        if not page.get("nextToken"):
+            return found
+        kwargs["nextToken"] = page["nextToken"]
+
+
 #: Library items per Q Apps instance in the bench: a look before a create (find_before_create) lists
 #: the whole library (the looks asked at once share one listing, engine/looks.py), so the bench spreads
 #: its items over several instances as a real account's libraries would be.
@@ -461,6 +486,7 @@ QLIBRARYITEM = KindFacts(
         instanceId=status["instanceId"], libraryItemId=status["libraryItemId"]
     ),
     make_by_hand=_make_item,
+    list_by_hand=_list_items,
     missing_dependency={"known_apps": ["00000000-0000-4000-8000-000000000000"]},
     dependency_reset={"known_apps": None},
     failing_delete=_item_delete_fails,
@@ -542,6 +568,17 @@ def _make_connector(client: Any, spec: Spec) -> str:
     return str(spec["connectorLabel"])
 
 
+def _list_connectors(client: Any, parent: Mapping[str, Any]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {**parent, "maxResults": 100}
+    while True:
+        page = client.list_connectors(**kwargs)
+        found.extend(page["connectors"])
+        if not page.get("nextToken"):
+            return found
+        kwargs["nextToken"] = page["nextToken"]
+
+
 def _bench_connector(namespace: str, i: int) -> tuple[str, Spec]:
     return f"{namespace}-c{i:04d}", {
         # managed, so that a description changed by hand (change_by_hand) is drift to correct
@@ -589,6 +626,7 @@ APPFLOWCONNECTOR = KindFacts(
         connectorLabel=status["connectorLabel"]
     ),
     make_by_hand=_make_connector,
+    list_by_hand=_list_connectors,
     missing_dependency={"known_lambdas": [LAMBDA_PREFIX + "other"]},
     dependency_reset={"known_lambdas": None},
     failing_delete=_connector_delete_fails,
@@ -602,6 +640,7 @@ APPFLOWCONNECTOR = KindFacts(
         {"spec": {"tags": None}},
     ),
     bench_object=_bench_connector,
+    name_field="connectorLabel",
     bad_input_examples=(
         [("invalid", ("tags",), {"bad key!": "v"})],
         [("invalid", ("tags",), {"x" * 20 + " y": "v"})],

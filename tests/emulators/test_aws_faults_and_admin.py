@@ -28,7 +28,14 @@ from q_operator.emulate.aws.server import parse_args
 from q_operator.emulate.aws.services.registry import SERVICES
 from q_operator.emulate.aws.testing import AwsHandle
 from q_operator.sandbox import wait_for
-from tests.emulators.aws_support import OPERATIONS, error_code, make_client, new_id, wire_error_code
+from tests.emulators.aws_support import (
+    OPERATIONS,
+    error_code,
+    make_client,
+    new_id,
+    valid_input,
+    wire_error_code,
+)
 
 
 def modelled_errors() -> list[tuple[str, str, str, int, list[str]]]:
@@ -47,29 +54,6 @@ def modelled_errors() -> list[tuple[str, str, str, int, list[str]]]:
 
 ERRORS = modelled_errors()
 
-SAMPLE_INPUT: dict[str, dict[str, Any]] = {
-    "CreatePlugin": {
-        "applicationId": "0f8fad5b-d9cb-469f-a165-70867728950e",
-        "displayName": "p",
-        "type": "JIRA",
-        "authConfiguration": {"noAuthConfiguration": {}},
-    },
-    "CreateLibraryItem": {"instanceId": "i", "appId": "0f8fad5b-d9cb-469f-a165-70867728950e", "appVersion": 1,
-                          "categories": []},
-    "GetPlugin": {"applicationId": "0f8fad5b-d9cb-469f-a165-70867728950e",
-                  "pluginId": "0f8fad5b-d9cb-469f-a165-70867728950e"},
-    "UpdateLibraryItem": {"instanceId": "i", "libraryItemId": "0f8fad5b-d9cb-469f-a165-70867728950e"},
-    "RegisterConnector": {"connectorLabel": "label"},
-    "DescribeConnector": {"connectorType": "CustomConnector", "connectorLabel": "label"},
-    "UnregisterConnector": {"connectorLabel": "label"},
-    "ListConnectors": {},
-    "TagResource": {"resourceArn": "arn:aws:appflow:us-east-1:123456789012:connector/x", "tags": {}},
-    "ListCategories": {"instanceId": "i"},
-    "DeletePlugin": {"applicationId": "0f8fad5b-d9cb-469f-a165-70867728950e",
-                     "pluginId": "0f8fad5b-d9cb-469f-a165-70867728950e"},
-    "AssumeRole": {"RoleArn": "arn:aws:iam::111122223333:role/r", "RoleSessionName": "s1"},
-}  # fmt: skip
-
 
 @pytest.mark.parametrize(
     "service,operation,error,status,required", ERRORS, ids=[f"{e[0]}.{e[2]}" for e in ERRORS]
@@ -81,7 +65,7 @@ def test_every_modelled_error_reaches_boto3_with_its_code_status_and_members(
     aws.configure(inject=[{"operation": f"{service}:{operation}", "error": error}])
     call = getattr(client(service), botocore.xform_name(operation))
     with pytest.raises(ClientError) as raised:
-        call(**SAMPLE_INPUT[operation])
+        call(**valid_input(service, operation))
     response = raised.value.response
     assert error_code(raised.value) == wire_error_code(service, error)
     assert response["ResponseMetadata"]["HTTPStatusCode"] == status
@@ -225,9 +209,9 @@ def test_aws_endpoint_url_in_the_environment_is_enough(
     for name, value in {"AWS_ENDPOINT_URL": aws.url, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y",
                         "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
         monkeypatch.setenv(name, value)
-    for service in ("qbusiness", "qapps", "appflow"):
+    for service in SERVICES:
         session = boto3.session.Session()
-        assert session.client(service).meta.endpoint_url == aws.url
+        assert session.client(service.name).meta.endpoint_url == aws.url
     assert boto3.session.Session().client("appflow").list_connectors()["connectors"] == []
 
 
