@@ -29,7 +29,7 @@ RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
 FROM ${BASE}
 
 LABEL org.opencontainers.image.title="q-operator" \
-      org.opencontainers.image.description="Kubernetes operator for Amazon Q Business plugins, Q Apps library items and AppFlow custom connectors" \
+      org.opencontainers.image.description="Kubernetes operator that manages AWS resources as custom resources, one kind per resource type" \
       org.opencontainers.image.version="0.1.0" \
       org.opencontainers.image.licenses="Apache-2.0"
 

@@ -7,8 +7,9 @@ after the end-to-end suite and feeds it here:
     assert not report.missing, report.missing   # every call the operator made is allowed
     assert not report.unused, report.unused     # every allowed action was called
 
-IAM action names are compared case-insensitively, as IAM does (AppFlow's UnregisterConnector is
-spelled `appflow:UnRegisterConnector` in IAM). Wildcards (`qbusiness:Get*`) are honoured. Actions that
+IAM action names are compared case-insensitively, as IAM does (IAM spells some actions otherwise
+than the API: an `Unregister...` operation may be `UnRegister...` in IAM). Wildcards (`svc:Get*`) are
+honoured. Actions that
 no AWS API call shows, but that AWS checks on the caller as part of one (iam:PassRole when a plugin
 names a role), count as used when their parent operation was called. Both the services and those
 implied actions come from the kind registry.
@@ -70,7 +71,7 @@ def allowed_actions(policy: Mapping[str, Any]) -> set[str]:
 
 
 def request_action(request: Mapping[str, Any]) -> str:
-    """The IAM action one logged call needs, lower-cased (e.g. "qbusiness:createplugin")."""
+    """The IAM action one logged call needs, lower-cased (e.g. "svc:creatething")."""
     service = str(request.get("service") or "").lower()
     prefix = _SERVICE_PREFIX.get(service, service)
     return f"{prefix}:{request.get('operation')}".lower()

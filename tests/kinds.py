@@ -131,6 +131,9 @@ class KindFacts:
     delete_by_hand: Callable[[Any, Mapping[str, Any]], None]
     #: create the resource a spec describes with boto3, as a user would; returns its ID (id_field).
     make_by_hand: Callable[[Any, Spec], str]
+    #: every resource under a parent (the List call's members), listed with boto3 as a user would,
+    #: page by page to the end: (client, parent) -> the List call's summaries.
+    list_by_hand: Callable[[Any, Mapping[str, Any]], list[dict[str, Any]]]
     #: AWS stand-in settings under which the kind's dependency does not exist, and their reset.
     missing_dependency: Mapping[str, Any]
     dependency_reset: Mapping[str, Any]
@@ -151,6 +154,9 @@ class KindFacts:
     #: fields of the kind's own whose `kubectl explain` must hold a word, as (path, word); the
     #: end-to-end suite adds the fields every kind shares.
     explained: tuple[tuple[str, str], ...]
+    #: the spec field whose value names the AWS resource uniquely in its account and region, and
+    #: defaults to metadata.name (None: the kind has none).
+    name_field: str | None = None
     #: inputs the CRD schema cannot refuse but the model does, or edge cases worth trying first, for the
     #: bad-input property test: lists of (what, path, value) mutations.
     bad_input_examples: tuple[list[tuple[str, tuple[str, ...], Any]], ...] = ()
@@ -288,6 +294,13 @@ def _make_plugin(client: Any, spec: Spec) -> str:
     return str(made["pluginId"])
 
 
+def _list_plugins(client: Any, parent: Mapping[str, Any]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for page in client.get_paginator("list_plugins").paginate(**parent):
+        found.extend(page["plugins"])
+    return found
+
+
 #: AWS allows 25 plugins per Q Business application (the stand-in too): the bench spreads them.
 PLUGINS_PER_APPLICATION = 25
 
@@ -337,6 +350,7 @@ QPLUGIN = KindFacts(
         applicationId=status["applicationId"], pluginId=status["pluginId"]
     ),
     make_by_hand=_make_plugin,
+    list_by_hand=_list_plugins,
     missing_dependency={"known_applications": ["00000000-0000-4000-8000-000000000000"]},
     dependency_reset={"known_applications": None},
     failing_delete=lambda pattern: {"fail_builds_matching": pattern, "fail_build_kinds": ["DELETE"]},
@@ -434,6 +448,17 @@ def _make_item(client: Any, spec: Spec) -> str:
     return str(made["libraryItemId"])
 
 
+def _list_items(client: Any, parent: Mapping[str, Any]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {**parent, "limit": 100}
+    while True:
+        page = client.list_library_items(**kwargs)
+        found.extend(page["libraryItems"])
+        if not page.get("nextToken"):
+            return found
+        kwargs["nextToken"] = page["nextToken"]
+
+
 #: Library items per Q Apps instance in the bench: a look before a create (find_before_create) lists
 #: the whole library (the looks asked at once share one listing, engine/looks.py), so the bench spreads
 #: its items over several instances as a real account's libraries would be.
@@ -495,6 +520,7 @@ QLIBRARYITEM = KindFacts(
         instanceId=status["instanceId"], libraryItemId=status["libraryItemId"]
     ),
     make_by_hand=_make_item,
+    list_by_hand=_list_items,
     missing_dependency={"known_apps": ["00000000-0000-4000-8000-000000000000"]},
     dependency_reset={"known_apps": None},
     failing_delete=_item_delete_fails,
@@ -590,6 +616,17 @@ def _make_connector(client: Any, spec: Spec) -> str:
     return str(spec["connectorLabel"])
 
 
+def _list_connectors(client: Any, parent: Mapping[str, Any]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {**parent, "maxResults": 100}
+    while True:
+        page = client.list_connectors(**kwargs)
+        found.extend(page["connectors"])
+        if not page.get("nextToken"):
+            return found
+        kwargs["nextToken"] = page["nextToken"]
+
+
 def _bench_connector(namespace: str, i: int) -> tuple[str, Spec]:
     return f"{namespace}-c{i:04d}", {
         # managed, so that a description changed by hand (change_by_hand) is drift to correct
@@ -637,6 +674,7 @@ APPFLOWCONNECTOR = KindFacts(
         connectorLabel=status["connectorLabel"]
     ),
     make_by_hand=_make_connector,
+    list_by_hand=_list_connectors,
     missing_dependency={"known_lambdas": [LAMBDA_PREFIX + "other"]},
     dependency_reset={"known_lambdas": None},
     failing_delete=_connector_delete_fails,
@@ -673,6 +711,7 @@ APPFLOWCONNECTOR = KindFacts(
         ),
     ),
     explained=(("spec.connectorLabel", "label"),),
+    name_field="connectorLabel",
     bad_input_examples=(
         [("invalid", ("tags",), {"bad key!": "v"})],
         [("invalid", ("tags",), {"x" * 20 + " y": "v"})],
@@ -683,8 +722,13 @@ APPFLOWCONNECTOR = KindFacts(
 
 # ---------------------------------------------------------------------------------------------------
 
-#: Every registered kind's facts, in the registry's order.
-TEST_KINDS: tuple[KindFacts, ...] = (QPLUGIN, QLIBRARYITEM, APPFLOWCONNECTOR)
+#: The KindFacts written above, by kind: the registry, not a list here, says which kinds there are.
+WRITTEN: dict[str, KindFacts] = {
+    value.kind: value for value in list(globals().values()) if isinstance(value, KindFacts)
+}
+#: Every registered kind's facts, in the registry's order (tests/unit/test_registry.py fails when a
+#: registered kind has none).
+TEST_KINDS: tuple[KindFacts, ...] = tuple(WRITTEN[kind.kind] for kind in KINDS if kind.kind in WRITTEN)
 BY_KIND: dict[str, KindFacts] = {facts.kind: facts for facts in TEST_KINDS}
 
 

@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     emulate = sub.add_parser("emulate", help="run a local stand-in for AWS or the Kubernetes API")
     emulate_sub = emulate.add_subparsers(dest="target", required=True, metavar="TARGET")
     aws = emulate_sub.add_parser(
-        "aws", help="stand-in for the qbusiness, qapps and appflow APIs", add_help=False
+        "aws", help="stand-in for the AWS APIs the kinds call, and STS", add_help=False
     )
     aws.set_defaults(func=_needs_standins(_cmd_emulate_aws))
     kube = emulate_sub.add_parser("kube", help="stand-in for the Kubernetes API server", add_help=False)

@@ -239,7 +239,7 @@ def crd_for(kind: KindInfo[Any, Any]) -> JsonDict:
             },
             "kind": {
                 "type": "string",
-                "description": "Kind is the REST resource this object represents (QPlugin, ...).",
+                "description": "Kind is the REST resource this object represents, in CamelCase.",
             },
             # The API server refuses anything more under metadata (even a description).
             "metadata": {"type": "object"},

@@ -110,7 +110,8 @@ def run_demo(keep: bool, timeout: float, apiserver: bool = False) -> int:
         calls = sandbox.aws_requests()
         _say(f"\nAWS calls made by the operator: {len(calls)}")
         if keep:
-            _say(f"\nStill running. Try: KUBECONFIG={sandbox.kubeconfig} .tools/bin/kubectl get qp -o yaml")
+            kubectl = f"KUBECONFIG={sandbox.kubeconfig} .tools/bin/kubectl"
+            _say(f"\nStill running. Try: {kubectl} get q-operator -A -o yaml")
             _say("Press Ctrl-C to stop.")
             try:
                 while True:

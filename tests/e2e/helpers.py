@@ -93,38 +93,10 @@ def calls(sandbox: Sandbox, operation: str | None = None) -> list[dict[str, Any]
     return [r for r in sandbox.aws_requests() if operation is None or r.get("operation") == operation]
 
 
-def plugins_in(sandbox: Sandbox, application_id: str) -> list[dict[str, Any]]:
-    qbusiness = client(sandbox, "qbusiness")
-    found: list[dict[str, Any]] = []
-    for page in qbusiness.get_paginator("list_plugins").paginate(applicationId=application_id):
-        found.extend(page["plugins"])
-    return found
-
-
-def library_items_in(sandbox: Sandbox, instance_id: str) -> list[dict[str, Any]]:
-    """Every library item of an instance, as a user listing the library with boto3 sees them."""
-    qapps = client(sandbox, "qapps")
-    found: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"instanceId": instance_id, "limit": 100}
-    while True:
-        page = qapps.list_library_items(**kwargs)
-        found.extend(page["libraryItems"])
-        if not page.get("nextToken"):
-            return found
-        kwargs["nextToken"] = page["nextToken"]
-
-
-def connector_labels(sandbox: Sandbox) -> list[str]:
-    """The labels of every registered custom connector, as ListConnectors shows them."""
-    appflow = client(sandbox, "appflow")
-    labels: list[str] = []
-    kwargs: dict[str, Any] = {"maxResults": 100}
-    while True:
-        page = appflow.list_connectors(**kwargs)
-        labels.extend(c["connectorLabel"] for c in page["connectors"])
-        if not page.get("nextToken"):
-            return labels
-        kwargs["nextToken"] = page["nextToken"]
+def listed(sandbox: Sandbox, facts: KindFacts, **parent: str) -> list[dict[str, Any]]:
+    """Every resource of a kind under a parent (its List call's members, `applicationId=...`), as a
+    user listing them with boto3 sees them, page by page to the end."""
+    return facts.list_by_hand(client(sandbox, facts.info.service), parent)
 
 
 def events_of(sandbox: Sandbox, namespace: str, name: str) -> list[dict[str, Any]]:

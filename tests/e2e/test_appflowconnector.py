@@ -12,9 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 from q_operator.sandbox import Sandbox, condition, wait_for
-from tests.kinds import APPFLOWCONNECTORS, appflowconnector, lambda_arn
+from tests.kinds import APPFLOWCONNECTOR, APPFLOWCONNECTORS, appflowconnector, lambda_arn
 
-from .helpers import allow_adoption, apply, calls, client, connector_labels, wait_synced_false
+from .helpers import allow_adoption, apply, calls, client, listed, wait_synced_false
 
 AWS_ARGS = ["--build-seconds", "0.2"]
 #: Library items and connectors have no build: poll right after a create or update, not after 1 s.
@@ -24,6 +24,11 @@ OWNER_TAG = "q-operator.dev/owner"
 
 def _label(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def _labels(sandbox: Sandbox) -> list[str]:
+    """The labels of every registered custom connector, as ListConnectors shows them."""
+    return [c["connectorLabel"] for c in listed(sandbox, APPFLOWCONNECTOR)]
 
 
 def _describe(sandbox: Sandbox, label: str) -> dict[str, Any]:
@@ -83,7 +88,7 @@ def test_explicit_label_is_registered_instead_of_the_name(sandbox: Sandbox, name
     obj = _register(sandbox, namespace, "by-label", connectorLabel=label)
     assert obj["status"]["connectorLabel"] == label
     assert _describe(sandbox, label)["connectorArn"] == obj["status"]["connectorArn"]
-    assert "by-label" not in connector_labels(sandbox)
+    assert "by-label" not in _labels(sandbox)
 
 
 def test_updating_the_lambda_keeps_the_registration_and_status_follows(
@@ -203,7 +208,7 @@ def test_tag_key_the_schema_cannot_check_is_flagged_naming_spec_tags(
     synced = wait_synced_false(sandbox, APPFLOWCONNECTORS, namespace, name, "InvalidSpec")
     assert "spec.tags" in synced["message"] and "team!" in synced["message"]
     assert len(calls(sandbox, "RegisterConnector")) == registers
-    assert name not in connector_labels(sandbox)
+    assert name not in _labels(sandbox)
 
 
 def test_broken_lambda_is_reported_with_aws_message_retried_with_backoff_then_converges(
@@ -281,7 +286,7 @@ def test_lambda_appflow_cannot_find_is_flagged_naming_the_field(sandbox: Sandbox
         sandbox.aws("POST", "/_emulator/config", {"known_lambdas": None})
     assert "spec.connectorProvisioningConfig.lambda.lambdaArn" in synced["message"]
     assert lambda_arn(name) in synced["message"]
-    assert name not in connector_labels(sandbox)
+    assert name not in _labels(sandbox)
 
 
 def test_delete_while_in_use_waits_slowly_then_force_delete_unregisters(
@@ -332,7 +337,7 @@ def test_force_delete_unregisters_a_connector_in_use(sandbox: Sandbox, namespace
         )
     finally:
         sandbox.aws("POST", "/_emulator/config", {"connectors_in_use": []})
-    assert name not in connector_labels(sandbox)
+    assert name not in _labels(sandbox)
 
 
 def test_changing_the_label_is_refused_at_apply(sandbox: Sandbox, namespace: str) -> None:

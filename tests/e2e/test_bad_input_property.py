@@ -216,15 +216,22 @@ def build(kind: str, name: str, namespace: str, mutations: list[Mutation]) -> di
     """The object: a known-good spec (unique per object: no name clash between inputs), mutated."""
     obj = manifest(kind, name, namespace)
     spec = obj["spec"]
-    spec.pop("connectorLabel", None)  # the object's unique name is the label
+    field = facts_of(kind).name_field
+    if field is not None:
+        spec.pop(field, None)  # the object's unique name is the resource's
     for what, path, value in mutations:
         if what == "delete":
             _delete(spec, path)
         else:
             _set(spec, path, json.loads(json.dumps(value)))
-    label = spec.get("connectorLabel")
-    if isinstance(label, str) and re.fullmatch(r"[a-zA-Z0-9][\w!@#.-]+", label) and len(label) < 240:
-        spec["connectorLabel"] = f"{name}-{label}"  # still valid, and unique across inputs
+    value = spec.get(field) if field is not None else None
+    if field is not None and isinstance(value, str):
+        rule = _schema_at(SCHEMAS[kind], (field,))
+        unique = f"{name}-{value}"
+        if re.fullmatch(rule.get("pattern", ".*"), value) and len(unique) <= rule.get(
+            "maxLength", len(unique)
+        ):
+            spec[field] = unique  # still valid, and unique across inputs
     return obj
 
 

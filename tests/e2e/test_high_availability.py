@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 
 from q_operator.sandbox import Sandbox, wait_for
-from tests.kinds import QPLUGINS, qplugin
+from tests.kinds import QPLUGIN, QPLUGINS, qplugin
 
-from .helpers import apply, calls, new_application_id, plugins_in
+from .helpers import apply, calls, listed, new_application_id
 
 #: A short peering lifetime so the standby notices the active replica's death within seconds.
 PEERING_ENV = {"Q_OPERATOR_PEERING_LIFETIME": "5"}
@@ -41,14 +41,14 @@ def test_two_replicas_create_each_plugin_once(peered: Sandbox) -> None:
     creates = [c for c in calls(peered, "CreatePlugin") if c.get("status") == 200]
     assert len(creates) == len(names)
     assert len({c.get("clientToken") for c in creates}) == len(names)
-    assert len(plugins_in(peered, app)) == len(names)
+    assert len(listed(peered, QPLUGIN, applicationId=app)) == len(names)
 
     # The active replica (priority 200) dies; the standby takes over and serves a new resource.
     active = replicas[1]
     peered_kill(active)
     apply(peered, qplugin("after-failover", "default", applicationId=app))
     peered.wait_condition(QPLUGINS, "default", "after-failover", "Ready", timeout=90)
-    assert len(plugins_in(peered, app)) == len(names) + 1
+    assert len(listed(peered, QPLUGIN, applicationId=app)) == len(names) + 1
     assert replicas[0].poll() is None
 
 

@@ -13,9 +13,9 @@ import yaml
 
 from q_operator.emulate.aws.faults import TokenBucket
 from q_operator.sandbox import Sandbox, condition, wait_for
-from tests.kinds import QLIBRARYITEMS, new_instance_id, qlibraryitem
+from tests.kinds import QLIBRARYITEM, QLIBRARYITEMS, new_instance_id, qlibraryitem
 
-from .helpers import allow_adoption, apply, calls, client, library_items_in, wait_event_reasons
+from .helpers import allow_adoption, apply, calls, client, listed, wait_event_reasons
 
 AWS_ARGS = ["--build-seconds", "0.2"]
 #: Library items and connectors have no build: poll right after a create or update, not after 1 s.
@@ -27,7 +27,7 @@ CATEGORY_C = "5a6b7c8d-9e0f-4a1b-82c3-e4f5a6b7c8d9"
 
 
 def _one_item(sandbox: Sandbox, instance: str) -> dict[str, Any]:
-    items = library_items_in(sandbox, instance)
+    items = listed(sandbox, QLIBRARYITEM, instanceId=instance)
     assert len(items) == 1, items
     return items[0]
 
@@ -111,7 +111,7 @@ def test_bumping_app_version_replaces_the_item_and_deletes_the_old_one(
     apply(sandbox, qlibraryitem("versioned", namespace, **{**obj["spec"], "appVersion": 2}))
 
     def replaced() -> dict[str, Any] | None:
-        items = library_items_in(sandbox, instance)
+        items = listed(sandbox, QLIBRARYITEM, instanceId=instance)
         return items[0] if len(items) == 1 and items[0]["libraryItemId"] != old_id else None
 
     wait_for("one new item in place of the old one", replaced, timeout=30)
@@ -141,7 +141,11 @@ def test_moving_to_another_instance_publishes_there_and_deletes_the_old_item(
     old_id = obj["status"]["libraryItemId"]
     new_instance = new_instance_id()
     apply(sandbox, qlibraryitem("moving", namespace, **{**obj["spec"], "instanceId": new_instance}))
-    wait_for("the old instance emptied", lambda: library_items_in(sandbox, old_instance) == [], timeout=30)
+    wait_for(
+        "the old instance emptied",
+        lambda: listed(sandbox, QLIBRARYITEM, instanceId=old_instance) == [],
+        timeout=30,
+    )
     obj = sandbox.wait_condition(QLIBRARYITEMS, namespace, "moving", "Ready", timeout=30)
     item = _one_item(sandbox, new_instance)
     assert obj["status"]["libraryItemId"] == item["libraryItemId"] != old_id
@@ -164,7 +168,7 @@ def test_existing_item_of_the_same_app_version_is_refused_then_adopted_on_reques
     synced = condition(obj, "Synced", "False") or {}
     assert synced["reason"] == "AlreadyExists"
     assert existing in synced["message"] and "q-operator.dev/adopt-id" in synced["message"]
-    assert [i["libraryItemId"] for i in library_items_in(sandbox, instance)] == [existing]
+    assert [i["libraryItemId"] for i in listed(sandbox, QLIBRARYITEM, instanceId=instance)] == [existing]
 
     manifest["metadata"]["annotations"] = {"q-operator.dev/adopt-id": existing}
     allow_adoption(sandbox, namespace)
@@ -191,7 +195,7 @@ def test_unknown_category_is_flagged_naming_categories_until_the_spec_is_fixed(
     assert synced["reason"] == "DependencyNotFound"
     assert "spec.categories" in synced["message"] and missing in synced["message"]
     assert condition(obj, "Ready", "False")
-    assert library_items_in(sandbox, instance) == []
+    assert listed(sandbox, QLIBRARYITEM, instanceId=instance) == []
     manifest["spec"]["categories"] = [CATEGORY_A]
     apply(sandbox, manifest)
     obj = sandbox.wait_condition(QLIBRARYITEMS, namespace, "lost", "Ready", timeout=30)
@@ -210,7 +214,7 @@ def test_app_the_instance_does_not_know_is_flagged_naming_app_id(sandbox: Sandbo
     synced = condition(obj, "Synced", "False") or {}
     assert synced["reason"] == "DependencyNotFound"
     assert "spec.appId" in synced["message"] and manifest["spec"]["appId"] in synced["message"]
-    assert library_items_in(sandbox, instance) == []
+    assert listed(sandbox, QLIBRARYITEM, instanceId=instance) == []
 
 
 def test_throttled_creates_converge_and_honour_retry_after(sandbox: Sandbox, namespace: str) -> None:
@@ -230,7 +234,7 @@ def test_throttled_creates_converge_and_honour_retry_after(sandbox: Sandbox, nam
         objs = [sandbox.wait_condition(QLIBRARYITEMS, namespace, n, "Ready", timeout=45) for n in names]
     finally:
         sandbox.aws("POST", "/_emulator/config", {"throttle": {}})
-    items = library_items_in(sandbox, instance)
+    items = listed(sandbox, QLIBRARYITEM, instanceId=instance)
     assert sorted(i["libraryItemId"] for i in items) == sorted(o["status"]["libraryItemId"] for o in objs)
     assert len(items) == len(names)
 

@@ -4,9 +4,9 @@ same way (Ready with ID and ARN, deletion, Retain, adoption, the crash window) i
 from __future__ import annotations
 
 from q_operator.sandbox import Sandbox, wait_for
-from tests.kinds import QPLUGINS, qplugin
+from tests.kinds import QPLUGIN, QPLUGINS, qplugin
 
-from .helpers import apply, client, new_application_id, plugins_in
+from .helpers import apply, client, listed, new_application_id
 
 
 def test_update_sends_only_the_changed_member_and_ready_follows(sandbox: Sandbox, namespace: str) -> None:
@@ -15,7 +15,7 @@ def test_update_sends_only_the_changed_member_and_ready_follows(sandbox: Sandbox
     sandbox.wait_condition(QPLUGINS, namespace, "billing", "Ready")
     apply(sandbox, qplugin("billing", namespace, applicationId=app, displayName="billing-v2"))
     obj = sandbox.wait_condition(QPLUGINS, namespace, "billing", "Ready")
-    [plugin] = plugins_in(sandbox, app)
+    [plugin] = listed(sandbox, QPLUGIN, applicationId=app)
     assert plugin["displayName"] == "billing-v2"
     assert obj["status"]["pluginId"] == plugin["pluginId"]
 
@@ -24,7 +24,7 @@ def test_state_disabled_is_applied_after_create(sandbox: Sandbox, namespace: str
     app = new_application_id()
     apply(sandbox, qplugin("paused", namespace, applicationId=app, state="DISABLED"))
     obj = sandbox.wait_condition(QPLUGINS, namespace, "paused", "Ready")
-    [plugin] = plugins_in(sandbox, app)
+    [plugin] = listed(sandbox, QPLUGIN, applicationId=app)
     assert plugin["state"] == "DISABLED"
     assert obj["status"]["state"] == "DISABLED"
     assert obj["status"]["buildStatus"] == "READY"
@@ -69,7 +69,7 @@ def test_changing_the_type_replaces_the_plugin_and_deletes_the_old_one(
     apply(sandbox, replacement)
 
     def replaced() -> list[dict[str, object]] | None:
-        plugins = plugins_in(sandbox, app)
+        plugins = listed(sandbox, QPLUGIN, applicationId=app)
         return plugins if [p["pluginId"] for p in plugins] != [old] and len(plugins) == 1 else None
 
     [new] = wait_for("the old plugin replaced by one new plugin", replaced, timeout=60)

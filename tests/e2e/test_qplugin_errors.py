@@ -9,9 +9,9 @@ from __future__ import annotations
 import time
 
 from q_operator.sandbox import Sandbox, wait_for
-from tests.kinds import OPENAPI, QPLUGINS, qplugin
+from tests.kinds import OPENAPI, QPLUGIN, QPLUGINS, qplugin
 
-from .helpers import apply, calls, client, new_application_id, plugins_in, wait_synced_false
+from .helpers import apply, calls, client, listed, new_application_id, wait_synced_false
 
 
 def _calls_during(sandbox: Sandbox, seconds: float, operation: str | None = None) -> int:
@@ -72,7 +72,7 @@ def test_validation_error_from_aws_is_reported_and_not_retried_until_the_spec_ch
     # A spec change is the user's answer: the operator tries again and converges.
     apply(sandbox, qplugin("refused", namespace, applicationId=app, tags={"fixed": "yes"}))
     sandbox.wait_condition(QPLUGINS, namespace, "refused", "Ready")
-    assert len(plugins_in(sandbox, app)) == 1
+    assert len(listed(sandbox, QPLUGIN, applicationId=app)) == 1
 
 
 def test_throttling_is_waited_out_and_every_plugin_converges(sandbox: Sandbox, namespace: str) -> None:
@@ -85,7 +85,7 @@ def test_throttling_is_waited_out_and_every_plugin_converges(sandbox: Sandbox, n
             sandbox.wait_condition(QPLUGINS, namespace, f"burst{i}", "Ready", timeout=90)
     finally:
         sandbox.aws("POST", "/_emulator/config", {"throttle": {}})
-    assert len(plugins_in(sandbox, app)) == 4
+    assert len(listed(sandbox, QPLUGIN, applicationId=app)) == 4
     creates = calls(sandbox, "CreatePlugin")
     throttled = [c for c in creates if c.get("status") == 429]
     # The limiter starts at its configured rate and halves on each throttle until it is under the
@@ -119,7 +119,7 @@ def test_a_configmap_change_reaches_aws(sandbox: Sandbox, namespace: str) -> Non
     configmap["data"] = {"openapi.json": edited}
     apply(sandbox, configmap)
     wait_for("the edited document in AWS", lambda: payload() == edited, timeout=60)
-    assert [p["pluginId"] for p in plugins_in(sandbox, app)] == [plugin_id]
+    assert [p["pluginId"] for p in listed(sandbox, QPLUGIN, applicationId=app)] == [plugin_id]
 
 
 def test_a_failing_delete_is_visible_and_retried(sandbox: Sandbox, namespace: str) -> None:
@@ -143,4 +143,4 @@ def test_a_failing_delete_is_visible_and_retried(sandbox: Sandbox, namespace: st
         lambda: sandbox.get(QPLUGINS, namespace, "sticky") is None,
         timeout=90,
     )
-    assert plugins_in(sandbox, app) == []
+    assert listed(sandbox, QPLUGIN, applicationId=app) == []

@@ -7,9 +7,9 @@ The operator here runs with a 2-second drift interval so out-of-band changes are
 from __future__ import annotations
 
 from q_operator.sandbox import Sandbox, condition, wait_for
-from tests.kinds import QPLUGINS, qplugin
+from tests.kinds import QPLUGIN, QPLUGINS, qplugin
 
-from .helpers import apply, client, new_application_id, plugins_in
+from .helpers import apply, client, listed, new_application_id
 
 OPERATOR_ENV = {"Q_OPERATOR_DRIFT_SECONDS": "2"}
 
@@ -30,7 +30,7 @@ def test_out_of_band_change_is_corrected_by_drift_detection(sandbox: Sandbox, na
         return bool(got["displayName"] == "steady" and got["buildStatus"] == "READY")
 
     wait_for("the display name put back", corrected, timeout=60)
-    assert [p["pluginId"] for p in plugins_in(sandbox, app)] == [plugin_id]
+    assert [p["pluginId"] for p in listed(sandbox, QPLUGIN, applicationId=app)] == [plugin_id]
 
 
 def test_out_of_band_deletion_is_recreated_by_drift_detection(sandbox: Sandbox, namespace: str) -> None:
@@ -51,4 +51,4 @@ def test_out_of_band_deletion_is_recreated_by_drift_detection(sandbox: Sandbox, 
         )
 
     wait_for("a new plugin after out-of-band deletion", recreated, timeout=60)
-    assert len(plugins_in(sandbox, app)) == 1
+    assert len(listed(sandbox, QPLUGIN, applicationId=app)) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,6 +13,8 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -19,10 +22,20 @@ import botocore.session
 import pytest
 from botocore.exceptions import ClientError
 
+from q_operator.emulate.aws.config import Knobs, Settings
+from q_operator.emulate.aws.core import served
 from q_operator.emulate.aws.server import parse_args
+from q_operator.emulate.aws.services.registry import SERVICES
 from q_operator.emulate.aws.testing import AwsHandle
 from q_operator.sandbox import wait_for
-from tests.emulators.aws_support import OPERATIONS, error_code, make_client, new_id, wire_error_code
+from tests.emulators.aws_support import (
+    OPERATIONS,
+    error_code,
+    make_client,
+    new_id,
+    valid_input,
+    wire_error_code,
+)
 
 
 def modelled_errors() -> list[tuple[str, str, str, int, list[str]]]:
@@ -41,29 +54,6 @@ def modelled_errors() -> list[tuple[str, str, str, int, list[str]]]:
 
 ERRORS = modelled_errors()
 
-SAMPLE_INPUT: dict[str, dict[str, Any]] = {
-    "CreatePlugin": {
-        "applicationId": "0f8fad5b-d9cb-469f-a165-70867728950e",
-        "displayName": "p",
-        "type": "JIRA",
-        "authConfiguration": {"noAuthConfiguration": {}},
-    },
-    "CreateLibraryItem": {"instanceId": "i", "appId": "0f8fad5b-d9cb-469f-a165-70867728950e", "appVersion": 1,
-                          "categories": []},
-    "GetPlugin": {"applicationId": "0f8fad5b-d9cb-469f-a165-70867728950e",
-                  "pluginId": "0f8fad5b-d9cb-469f-a165-70867728950e"},
-    "UpdateLibraryItem": {"instanceId": "i", "libraryItemId": "0f8fad5b-d9cb-469f-a165-70867728950e"},
-    "RegisterConnector": {"connectorLabel": "label"},
-    "DescribeConnector": {"connectorType": "CustomConnector", "connectorLabel": "label"},
-    "UnregisterConnector": {"connectorLabel": "label"},
-    "ListConnectors": {},
-    "TagResource": {"resourceArn": "arn:aws:appflow:us-east-1:123456789012:connector/x", "tags": {}},
-    "ListCategories": {"instanceId": "i"},
-    "DeletePlugin": {"applicationId": "0f8fad5b-d9cb-469f-a165-70867728950e",
-                     "pluginId": "0f8fad5b-d9cb-469f-a165-70867728950e"},
-    "AssumeRole": {"RoleArn": "arn:aws:iam::111122223333:role/r", "RoleSessionName": "s1"},
-}  # fmt: skip
-
 
 @pytest.mark.parametrize(
     "service,operation,error,status,required", ERRORS, ids=[f"{e[0]}.{e[2]}" for e in ERRORS]
@@ -75,7 +65,7 @@ def test_every_modelled_error_reaches_boto3_with_its_code_status_and_members(
     aws.configure(inject=[{"operation": f"{service}:{operation}", "error": error}])
     call = getattr(client(service), botocore.xform_name(operation))
     with pytest.raises(ClientError) as raised:
-        call(**SAMPLE_INPUT[operation])
+        call(**valid_input(service, operation))
     response = raised.value.response
     assert error_code(raised.value) == wire_error_code(service, error)
     assert response["ResponseMetadata"]["HTTPStatusCode"] == status
@@ -219,9 +209,9 @@ def test_aws_endpoint_url_in_the_environment_is_enough(
     for name, value in {"AWS_ENDPOINT_URL": aws.url, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y",
                         "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
         monkeypatch.setenv(name, value)
-    for service in ("qbusiness", "qapps", "appflow"):
+    for service in SERVICES:
         session = boto3.session.Session()
-        assert session.client(service).meta.endpoint_url == aws.url
+        assert session.client(service.name).meta.endpoint_url == aws.url
     assert boto3.session.Session().client("appflow").list_connectors()["connectors"] == []
 
 
@@ -232,11 +222,78 @@ def test_cli_flags_become_settings() -> None:
          "--account-id", "111122223333"]
     )  # fmt: skip
     assert port == 0
-    assert settings.build_seconds == 0.2
+    shown = settings.to_json()
+    assert shown["build_seconds"] == 0.2
     assert settings.throttle == {"CreatePlugin": 5.0, "*": 50.0}
     assert (settings.fail_rate, settings.latency_ms) == (0.1, 20.0)
-    assert settings.known_applications == {"a", "b"} and settings.known_instances is None
+    assert shown["known_applications"] == ["a", "b"] and shown["known_instances"] is None
     assert settings.account_id == "111122223333"
+
+
+STANDIN_DOC = Path(__file__).resolve().parents[2] / "docs" / "aws-standin.md"
+
+
+def _documented() -> tuple[set[str], set[str]]:
+    """The flags and config keys the settings table of docs/aws-standin.md names."""
+    text = STANDIN_DOC.read_text()
+    table = text[text.index("## Settings") : text.index("## Admin API")]
+    flags, keys = set(), set()
+    for row in (line for line in table.splitlines() if line.startswith("| ")):
+        flag_cell, key_cell = row.split(" | ")[:2]
+        flags |= set(re.findall(r"`(--[a-z-]+)", flag_cell))
+        keys |= {key.split(".")[0] for key in re.findall(r"`([a-z_.]+)`", key_cell)}
+    return flags, keys
+
+
+def test_every_documented_flag_and_config_key_is_served(capsys: pytest.CaptureFixture[str]) -> None:
+    """Moving a service's knobs into its module keeps every flag and key the docs promise."""
+    flags, keys = _documented()
+    assert "--plugins-per-application" in flags and "broken_lambdas" in keys  # the table was read
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    served_flags = set(re.findall(r"(--[a-z-]+)", capsys.readouterr().out)) - {"--help", "--port"}
+    assert flags == served_flags
+    shown = parse_args([])[0].to_json()
+    assert keys - {"throttle_for_seconds"} <= set(shown)  # a duration, shown as throttle_until
+    assert set(shown["quotas"]) == {
+        "plugins_per_application",
+        "library_items_per_instance",
+        "connectors_per_region",
+    }
+
+
+def test_the_flags_of_a_service_set_its_config_keys() -> None:
+    settings, _ = parse_args(
+        ["--plugins-per-application", "3", "--known-apps", "x, y", "--known-lambdas", "",
+         "--fail-builds-matching", "doomed", "--assumable-role", "arn:aws:iam::111122223333:role/a"]
+    )  # fmt: skip
+    shown = settings.to_json()
+    assert shown["quotas"] == {
+        "plugins_per_application": 3,
+        "library_items_per_instance": 1000,
+        "connectors_per_region": 100,
+    }
+    assert (shown["known_apps"], shown["known_lambdas"], shown["known_instances"]) == (["x", "y"], [], None)
+    assert shown["fail_builds_matching"] == "doomed"
+    assert shown["assumable_roles"] == {"arn:aws:iam::111122223333:role/a": None}
+    with pytest.raises(SystemExit):
+        parse_args(["--assumable-role", "team-a"])
+
+
+def test_a_service_may_not_take_a_key_another_one_has() -> None:
+    """Each config key belongs to one place: the generic settings or one service's knobs."""
+    settings = served()
+    for service in SERVICES:
+        with pytest.raises(ValueError, match="taken"):
+            settings.add(f"copy-of-{service.name}", service.knobs())
+    with pytest.raises(ValueError, match="taken"):
+        Settings().add("greedy", _Greedy())
+
+
+@dataclass
+class _Greedy(Knobs):
+    seed: int = 0
+    PARSE = {"seed": int}
 
 
 def test_the_cli_prints_ready_serves_boto3_and_exits_on_sigterm() -> None:

@@ -264,5 +264,5 @@ def test_the_plugin_quota_is_25_per_application_and_settable(aws: AwsHandle) -> 
     aws.configure(quotas={"plugins_per_application": 26})
     plugin(qb, app, "p25")
     settings, _ = parse_args(["--plugins-per-application", "1000"])
-    assert settings.quotas.plugins_per_application == 1000
-    assert parse_args([])[0].quotas.plugins_per_application == 25
+    assert settings.to_json()["quotas"]["plugins_per_application"] == 1000
+    assert parse_args([])[0].to_json()["quotas"]["plugins_per_application"] == 25

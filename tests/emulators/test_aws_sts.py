@@ -208,8 +208,8 @@ def test_cli_flags_for_roles_and_lifetime() -> None:
     settings, _ = parse_args(
         ["--assumable-role", ROLE_A, "--assumable-role", f"{ROLE_B}:ext-1", "--credential-lifetime", "20"]
     )
-    assert settings.assumable_roles == {ROLE_A: None, ROLE_B: "ext-1"}
-    assert settings.credential_lifetime == 20.0
+    assert settings.to_json()["assumable_roles"] == {ROLE_A: None, ROLE_B: "ext-1"}
+    assert settings.to_json()["credential_lifetime"] == 20.0
 
 
 def test_a_malformed_role_in_config_is_refused(aws: AwsHandle) -> None:

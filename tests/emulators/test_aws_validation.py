@@ -24,44 +24,7 @@ from botocore.model import ListShape, MapShape, Shape, StringShape, StructureSha
 
 from q_operator.emulate.aws.testing import AwsHandle
 from q_operator.emulate.aws.validate import compiled_pattern
-from tests.emulators.aws_support import OPERATIONS, make_client, validation_code
-
-UUID = "0f8fad5b-d9cb-469f-a165-70867728950e"
-SAMPLES = {
-    "[a-zA-Z0-9][a-zA-Z0-9-]{35}": UUID,
-    "[a-zA-Z0-9][a-zA-Z0-9_-]*": "plugin-1",
-    r"arn:[a-z0-9-\.]{1,63}:[a-z0-9-\.]{0,63}:[a-z0-9-\.]{0,63}:[a-z0-9-\.]{0,63}:[^/].{0,1023}": (
-        "arn:aws:iam::123456789012:role/r"
-    ),
-    r"(https?|ftp|file)://([^\s]*)": "https://example.com/api",
-    r"arn:[a-z0-9-\.]{1,63}:sso::\d{12}:application/(sso)?ins-[a-zA-Z0-9-.]{16}/apl-[a-zA-Z0-9]{16}": (
-        "arn:aws:sso::123456789012:application/ssoins-1234567890abcdef/apl-1234567890abcdef"
-    ),
-    r"[a-z0-9][\.\-a-z0-9]{1,61}[a-z0-9]": "my-bucket",
-    "[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}": UUID,
-    r"[\da-f]{8}-[\da-f]{4}-[45][\da-f]{3}-[89ABab][\da-f]{3}-[\da-f]{12}": UUID,
-    "[a-zA-Z0-9_]+( [a-zA-Z0-9_]+)*": "Sales team",
-    "#([A-Fa-f0-9]{3}|[A-Fa-f0-9]{6})": "#a1b2c3",
-    r"[a-zA-Z0-9][\w!@#.-]+": "label-1",
-    r"[\s\w/!@#+=.-]*": "a description",
-    "arn:aws:.*:.*:[0-9]+:.*": "arn:aws:lambda:us-east-1:123456789012:function:f",
-    "[ -~]+": "token-1",
-    r"\S+": "token",
-    "^(?!aws:)[a-zA-Z+-=._:/]+$": "team",
-    r"[\s\w+-=\.:/@]*": "blue",
-    # sts
-    "[\\u0009\\u000A\\u000D\\u0020-\\u007E\\u0085\\u00A0-\\uD7FF\\uE000-\\uFFFD\\u10000-\\u10FFFF]+": (
-        "arn:aws:iam::123456789012:role/r"
-    ),
-    r"[\w+=,.@-]*": "session-1",
-    "[\\u0009\\u000A\\u000D\\u0020-\\u00FF]+": '{"Version":"2012-10-17"}',
-    r"[\p{L}\p{Z}\p{N}_.:/=+\-@]+": "team",
-    r"[\p{L}\p{Z}\p{N}_.:/=+\-@]*": "blue",
-    r"[\w+=,.@:\/-]*": "external-1",
-    r"[\w+=/:,.@-]*": "arn:aws:iam::123456789012:mfa/user",
-    r"[\d]*": "123456",
-}
-"""One valid value per pattern the operations use; the generator fails on a pattern missing here."""
+from tests.emulators.aws_support import OPERATIONS, make_client, valid, validation_code
 
 BAD_STRINGS = ("*", " ", "\u00e9")
 REMOVE = object()
@@ -70,32 +33,6 @@ REMOVE = object()
 @functools.cache
 def model(service: str) -> Any:
     return botocore.session.get_session().get_service_model(service)
-
-
-def valid(shape: Shape) -> Any:
-    """A valid value for a shape: every member set (unions: the first), lists and maps of one."""
-    if isinstance(shape, StructureShape):
-        members = list(shape.members.items())
-        if shape.is_tagged_union:
-            members = members[:1]
-        return {name: valid(member) for name, member in members}
-    if isinstance(shape, ListShape):
-        return [] if shape.metadata.get("max") == 0 else [valid(shape.member)]
-    if isinstance(shape, MapShape):
-        return {valid(shape.key): valid(shape.value)}
-    meta = shape.metadata
-    if isinstance(shape, StringShape) and shape.enum:
-        return shape.enum[0]
-    if shape.type_name == "string":
-        if "pattern" in meta:
-            assert meta["pattern"] in SAMPLES, f"add a valid sample for pattern {meta['pattern']!r}"
-            return SAMPLES[meta["pattern"]]
-        return "x" * max(meta.get("min", 1), 1)
-    if shape.type_name in ("integer", "long"):
-        return meta.get("min", 1) or 1
-    if shape.type_name == "boolean":
-        return True
-    raise AssertionError(f"no valid value for {shape.type_name}")
 
 
 @dataclass

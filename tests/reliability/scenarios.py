@@ -20,6 +20,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import botocore.session
+
 from q_operator.sandbox import condition
 from tests.kinds import (
     TEST_KINDS,
@@ -246,6 +248,33 @@ def kill9(run: Run, size: Size) -> Result:
 # Throttling
 
 
+def _says_when(service: str) -> bool:
+    """Whether the service's ThrottlingException carries Retry-After (botocore's model): only then can
+    a run tell whether the operator waited as told."""
+    model = botocore.session.get_session().get_service_model(service)
+    if "ThrottlingException" not in model.shape_names:
+        return False
+    members = model.shape_for("ThrottlingException").members.values()
+    return any(m.serialization.get("name") == "Retry-After" for m in members)
+
+
+#: The kinds' services whose throttles say when to come back (in the registry's order).
+RETRY_AFTER_SERVICES = tuple(dict.fromkeys(f.info.service for f in TEST_KINDS if _says_when(f.info.service)))
+
+
+def _retry_after_honoured(run: Run, row: Result) -> None:
+    """Note each such service's throttles and early calls; as many early calls as throttles is a problem."""
+    for service in RETRY_AFTER_SERVICES:
+        throttles, early = _early_retries(run, service)
+        row.notes.append(
+            f"{service}: {throttles} throttles, {early} calls of the same operation within Retry-After"
+        )
+        if early > max(2, throttles // 2):  # as many early calls as throttles: Retry-After ignored
+            row.problems.append(
+                f"Retry-After not honoured: {early} early calls after {throttles} {service} throttles"
+            )
+
+
 def _early_retries(run: Run, service: str) -> tuple[int, int]:
     """(throttles of `service`, calls of the same operation sent within Retry-After of one of them).
 
@@ -276,16 +305,11 @@ def throttle_half(run: Run, size: Size) -> Result:
         "",
         size.timeout,
     )
-    throttles, early = _early_retries(run, "qapps")
     row.faults = (
         f"50% throttled for {size.throttle_seconds:g}s: {run.faults_seen(['ThrottlingException'])} throttles"
     )
     calls_bound(row, run, minimum_calls(objs) * 2, 3, objs, since)
-    row.notes.append(f"qapps: {throttles} throttles, {early} calls of the same operation within Retry-After")
-    if early > max(2, throttles // 2):  # as many early calls as throttles: Retry-After ignored
-        row.problems.append(
-            f"Retry-After not honoured: {early} early calls after {throttles} qapps throttles"
-        )
+    _retry_after_honoured(run, row)
     return row
 
 
@@ -301,16 +325,11 @@ def rate_limit(run: Run, size: Size) -> Result:
     objs = objects(run, ns, "r", size.per_kind * 2)
     run.apply_all(objs)
     row = run.result("hard rate limit", "", size.timeout)
-    throttles, early = _early_retries(run, "qapps")
     row.faults = (
         f"1 create/s per kind, 4/s per other op: {run.faults_seen(['ThrottlingException'])} throttles"
     )
     calls_bound(row, run, minimum_calls(objs), 3, objs, since)
-    row.notes.append(f"qapps: {throttles} throttles, {early} calls of the same operation within Retry-After")
-    if early > max(2, throttles // 2):  # as many early calls as throttles: Retry-After ignored
-        row.problems.append(
-            f"Retry-After not honoured: {early} early calls after {throttles} qapps throttles"
-        )
+    _retry_after_honoured(run, row)
     return row
 
 

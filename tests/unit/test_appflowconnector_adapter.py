@@ -342,11 +342,17 @@ def test_update_token_differs_when_changing_back_to_an_earlier_state() -> None:
     assert all(1 <= len(token) <= 256 and token.isascii() for token in (to_b, back_to_a, first_a))
 
 
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [("ConnectorAuthenticationException", 401), ("ConnectorServerException", 400)],
+)
 def test_update_with_a_broken_lambda_raises_external_failure(
-    stubbed: tuple[AppFlowConnectorAdapter, Stubber],
+    stubbed: tuple[AppFlowConnectorAdapter, Stubber], code: str, status: int
 ) -> None:
+    # RegisterConnector and UpdateConnectorRegistration are the only calls that answer these codes
+    # (botocore's model): the engine's error table does not know them.
     adapter, stubber = stubbed
-    error(stubber, "update_connector_registration", "ConnectorServerException", 400, "timeout in lambda")
+    error(stubber, "update_connector_registration", code, status, "timeout in lambda")
     with pytest.raises(base.ExternalFailure, match="timeout in lambda"):
         adapter.update(
             spec(), REF, observation("connectorProvisioningConfig.lambda.lambdaArn"), OWNER, base.Resolved()

@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 from q_operator.engine import metrics
 from q_operator.engine.aws import AwsSession
 from q_operator.engine.ratelimit import SLOW_START_STEP, RateLimiter
+from q_operator.registry import KINDS
 from tests.unit.engine_fakes import thing_kind
 
 APP = "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d"
@@ -157,10 +158,11 @@ def test_clients_of_one_identity_share_one_session_and_warm_makes_them_ahead(
     `warm` makes the operator's own clients at startup; without a region it leaves them for later."""
     aws, _ = session
     monkeypatch.setenv("AWS_REGION", "us-east-1")
-    aws.warm(["qbusiness", "appflow"])
-    assert {key[0] for key in aws._clients} >= {"qbusiness", "appflow"}
+    services = [kind.service for kind in KINDS]
+    aws.warm(services)
+    assert {key[0] for key in aws._clients} >= set(services)
     assert aws.client("qbusiness", "us-east-1") is aws._clients[("qbusiness", "us-east-1", None)]
-    aws.client("qapps", "eu-west-1")
+    aws.client(services[-1], "eu-west-1")
     assert list(aws._sessions) == [None], "one session for the operator's own identity"
     monkeypatch.delenv("AWS_REGION")
     monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)

@@ -39,7 +39,7 @@ CASES = [
         c.THROTTLED,
         Decision.REQUEUE,
         (7, 10.5),
-        "qapps sends retryAfterSeconds: wait at least that, jitter ≤ 50%",
+        "Q Apps sends retryAfterSeconds: wait at least that, jitter ≤ 50%",
     ),
     (
         "throttle-header",
@@ -55,7 +55,7 @@ CASES = [
         c.THROTTLED,
         Decision.REQUEUE,
         (0.5, 60),
-        "qbusiness gives no hint: exponential back-off",
+        "Q Business gives no hint: exponential back-off",
     ),
     (
         "server-error",
@@ -106,20 +106,12 @@ CASES = [
         "a concurrent change: retry shortly",
     ),
     (
-        "appflow-400-is-not-validation",
-        client_error("ConnectorServerException", 400),
-        c.EXTERNAL_FAILURE,
-        Decision.REQUEUE,
-        (1, 300),
-        "AppFlow uses 400 for several codes: the code decides",
-    ),
-    (
         "unknown-code",
         client_error("WeirdNewException", 400),
         c.AWS_ERROR,
         Decision.REQUEUE,
         (4, 300),
-        "unknown: retry, starting slow",
+        "unknown: retry, starting slow; a 400 is not a validation error unless its code says so",
     ),
     (
         "unreachable",
@@ -236,7 +228,7 @@ def test_throttle_delay_never_undercuts_retry_after() -> None:
 
 
 def test_internal_error_backoff_never_undercuts_retry_after() -> None:
-    """qapps' InternalServerException carries Retry-After: the back-off waits at least that long."""
+    """Q Apps' InternalServerException carries Retry-After: the back-off waits at least that long."""
     rng = random.Random(4)
     for _ in range(50):
         error = classify(client_error("InternalServerException", 500, retryAfterSeconds=3), "x", 0, rng)

@@ -374,6 +374,6 @@ def test_calls_over_a_minute_stay_within_the_rate_without_answers() -> None:
     limiter = RateLimiter(5, burst=5, clock=clock, sleep=clock.sleep)
     start, calls = clock.now, 0
     while clock.now - start < 60:
-        limiter.acquire(("appflow", "eu-west-1", "DescribeConnector"))
+        limiter.acquire(("qbusiness", "eu-west-1", "GetPlugin"))
         calls += 1
     assert calls <= 5 + 5 * 60 + 1

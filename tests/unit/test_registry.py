@@ -80,3 +80,12 @@ def test_the_kinds_page_explains_each_of_its_iam_actions(kind: KindInfo[Any, Any
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
 def test_every_kind_holds_its_models_to_botocore(kind: KindInfo[Any, Any]) -> None:
     assert (ROOT / "tests" / "unit" / f"test_{kind.singular}_botocore.py").exists()
+
+
+def test_every_registered_kind_has_its_test_facts() -> None:
+    """The end-to-end, reliability and bench suites run every kind through tests/kinds.py: a kind
+    registered without its KindFacts would silently be left out of them."""
+    from tests.kinds import TEST_KINDS, WRITTEN
+
+    assert [kind.kind for kind in KINDS if kind.kind not in WRITTEN] == []
+    assert [facts.info for facts in TEST_KINDS] == list(KINDS)

@@ -82,10 +82,10 @@ class _Rule:
     lead: str
 
 
-#: botocore error code → how to treat it. Codes cover the three services plus the generic AWS ones
-#: (credentials, signatures) that any service can answer with.
+#: botocore error code → how to treat it: the codes AWS services share (throttling, faults, invalid
+#: input, permissions, credentials, quotas, missing resources, conflicts).
 ERROR_TABLE: Mapping[str, _Rule] = {
-    # throttling: back off honouring Retry-After (qapps sends retryAfterSeconds), with jitter.
+    # throttling: back off honouring Retry-After (Q Apps sends retryAfterSeconds), with jitter.
     "ThrottlingException": _Rule(c.THROTTLED, "throttle", "AWS throttled the request"),
     "Throttling": _Rule(c.THROTTLED, "throttle", "AWS throttled the request"),
     "TooManyRequestsException": _Rule(c.THROTTLED, "throttle", "AWS throttled the request"),
@@ -120,12 +120,10 @@ ERROR_TABLE: Mapping[str, _Rule] = {
     ),
     # a concurrent change on the AWS side: try again shortly.
     "ConflictException": _Rule(c.CONFLICT, 15.0, "AWS reported a conflicting change"),
-    # AppFlow: the connector's Lambda answered badly; the user may fix it.
-    "ConnectorAuthenticationException": _Rule(
-        c.EXTERNAL_FAILURE, "backoff", "the connector failed to authenticate"
-    ),
-    "ConnectorServerException": _Rule(c.EXTERNAL_FAILURE, "backoff", "the connector answered with an error"),
 }
+# A code only one service answers with, and that means something this table cannot know (a failure of
+# something the user owns, as a connector's Lambda), is turned into a kind error (ExternalFailure,
+# NotFoundError, ...) by that kind's adapter: the table holds only codes that mean the same anywhere.
 
 
 def backoff_delay(attempt: int, rng: random.Random, base: float = 1.0, cap: float = MAX_BACKOFF) -> float:
@@ -143,7 +141,7 @@ def throttle_delay(retry_after: float | None, attempt: int, rng: random.Random) 
 
 
 def retry_after_of(error: ClientError) -> float | None:
-    """Seconds AWS asked us to wait: qapps' `retryAfterSeconds`, or the Retry-After header."""
+    """Seconds AWS asked us to wait: Q Apps' `retryAfterSeconds`, or the Retry-After header."""
     response: Mapping[str, Any] = error.response
     value = response.get("retryAfterSeconds")
     if value is None:
@@ -253,7 +251,7 @@ def _classify_client_error(error: ClientError, step: str, attempt: int, rng: ran
     if rule.policy == "throttle":
         return RetryableError(rule.reason, message, throttle_delay(retry_after_of(error), attempt, rng))
     if rule.policy == "backoff":
-        # qapps' InternalServerException carries Retry-After too: never retry sooner than asked.
+        # Q Apps' InternalServerException carries Retry-After too: never retry sooner than asked.
         delay = max(backoff_delay(attempt + 1, rng), retry_after_of(error) or 0.0)
         return RetryableError(rule.reason, message, delay)
     if rule.policy == "slow":

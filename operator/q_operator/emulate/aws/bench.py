@@ -107,11 +107,10 @@ def run(threads: int, seconds: float) -> tuple[float, float]:
 
 def cpu_per_call(plugins: int = 1, calls: int = 3000) -> float:
     """CPU seconds of one GetPlugin in `Emulator.handle`, with `plugins` plugins in 40 applications."""
-    from q_operator.emulate.aws.config import Settings
     from q_operator.emulate.aws.core import Emulator
 
-    emulator = Emulator(Settings(build_seconds=0))
-    emulator.settings.quotas.plugins_per_application = plugins
+    emulator = Emulator()
+    emulator.configure({"build_seconds": 0, "quotas": {"plugins_per_application": plugins}})
     auth = {"authorization": "AWS4-HMAC-SHA256 Credential=bench/20260101/us-east-1/qbusiness/aws4_request"}
     body = b'{"displayName": "p", "type": "JIRA", "authConfiguration": {"noAuthConfiguration": {}}}'
     paths = []

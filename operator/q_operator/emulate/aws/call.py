@@ -1,8 +1,9 @@
 """What a service is to the stand-in (`Service`), and what its handlers get for one call (`Call`).
 
 A service is one module that builds a `Service`: its signing name, its handler per operation, a
-factory for its per-account-and-region backend (moto's per-service backends), and how to dump that
-backend. `services/registry.py` lists them; nothing else in the stand-in names a service.
+factory for its per-account-and-region backend (moto's per-service backends), how to dump that
+backend, and its knobs (`config.Knobs`: its config keys, quotas and CLI flags). `services/registry.py`
+lists them; nothing else in the stand-in names a service.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from q_operator.emulate.aws.config import Settings
+from q_operator.emulate.aws.config import Knobs
 from q_operator.emulate.aws.errors import ApiError
 from q_operator.emulate.aws.identity import Identity, Sessions
 from q_operator.emulate.aws.state import View
@@ -20,13 +21,14 @@ from q_operator.emulate.aws.wire import Params
 __all__ = ["Call", "Handler", "Params", "Service"]
 
 B = TypeVar("B")
+K = TypeVar("K", bound=Knobs)
 
 READ_PREFIXES = ("Get", "List", "Describe", "BatchGet")
 """Operations named so only read (no lost answers for them; every other one is a write)."""
 
 
 @dataclass(slots=True)
-class Call(Generic[B]):
+class Call(Generic[B, K]):
     service: str
     operation: str
     identity: Identity
@@ -34,7 +36,8 @@ class Call(Generic[B]):
     view: View
     backend: B
     """The service's state for the caller's account in this region."""
-    settings: Settings
+    knobs: K
+    """The service's own settings (changed at runtime by the admin API: read them per call)."""
     sessions: Sessions
     log: dict[str, Any] = field(default_factory=dict)
     """Extra members for this call's request-log entry."""
@@ -69,18 +72,20 @@ class Call(Generic[B]):
             )
 
 
-Handler = Callable[[Call[B], Params], Params]
+Handler = Callable[[Call[B, K], Params], Params]
 
 
 @dataclass(frozen=True)
-class Service(Generic[B]):
+class Service(Generic[B, K]):
     """One served AWS service, as the registry lists it."""
 
     name: str
     """Signing name (the credential scope's service); also botocore's service name."""
-    handlers: Mapping[str, Handler[B]]
+    handlers: Mapping[str, Handler[B, K]]
     backend: Callable[[], B]
     """A fresh backend for one account and region."""
+    knobs: type[K]
+    """Its settings, at their defaults when made with no argument (the core adds its keys and flags)."""
     dump: Callable[[B, float], dict[str, Any]] | None = None
     """The backend as JSON for GET /_emulator/state (keys merged into its account/region entry);
     None for a service that keeps no state per account and region (STS)."""

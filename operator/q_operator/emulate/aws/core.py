@@ -59,11 +59,11 @@ def _token_member(op: OperationModel) -> str | None:
 class Endpoint:
     """Everything fixed about one operation of one service, looked up once per process."""
 
-    service: Service[Any]
+    service: Service[Any, Any]
     model: ServiceModel
     operation: OperationModel
     wire: WireFormat
-    handler: Handler[Any] | None
+    handler: Handler[Any, Any] | None
     token_member: str | None
     loses_answers: bool
     """A write of a service that blanket faults reach: its answer may be lost."""
@@ -86,7 +86,7 @@ def endpoint(service: str, operation: str) -> Endpoint:
 
 
 def validation_error(violations: list[Violation]) -> ApiError:
-    """The modelled ValidationException; qbusiness also gets `reason` and per-field `fields`."""
+    """The modelled ValidationException, with `reason` and per-field `fields` where the model has them."""
     reason = "CANNOT_PARSE" if any(v.type_error for v in violations) else "FIELD_VALIDATION_FAILED"
     fields = [{"name": v.path, "message": v.rule} for v in violations]
     return ApiError("ValidationException", summarize(violations), reason=reason, fields=fields)
@@ -131,11 +131,20 @@ def _log_identity(entry: dict[str, Any], identity: Identity) -> None:
         entry["session"] = identity.session
 
 
+def served(settings: Settings | None = None) -> Settings:
+    """`settings` (or the defaults) with the knobs of every served service it lacks, at their defaults."""
+    out = settings or Settings()
+    for service in SERVICES:
+        if service.name not in out.services:
+            out.add(service.name, service.knobs())
+    return out
+
+
 class Emulator:
     """State, settings and faults of one stand-in; `handle` is called on the server's loop only."""
 
     def __init__(self, settings: Settings | None = None, clock: Callable[[], float] = time.time) -> None:
-        self.settings = settings or Settings()
+        self.settings = served(settings)
         self.router = Router(s.name for s in SERVICES)
         self.store = Store()
         self.sessions = Sessions()
@@ -281,9 +290,8 @@ class Emulator:
             backend = scope.backends.get(service.name)
             if backend is None:
                 backend = scope.backends[service.name] = service.backend()
-        call = Call(
-            service.name, op.name, identity, incoming.region, view, backend, self.settings, self.sessions
-        )
+        knobs = self.settings.services[service.name]
+        call = Call(service.name, op.name, identity, incoming.region, view, backend, knobs, self.sessions)
         try:
             if token is None or token_member is None or scope is None:
                 return handler(call, params)

@@ -1,7 +1,7 @@
 """The one exception the stand-in's service code raises: an AWS error named by its modelled shape.
 
 The wire layer turns it into a rest-json error using the service model (status code, header-bound
-members such as qapps' `Retry-After`), so service code never builds HTTP responses itself.
+members such as a `Retry-After` header), so service code never builds HTTP responses itself.
 """
 
 from __future__ import annotations
@@ -27,18 +27,20 @@ class ApiError(Exception):
 
 
 def not_found(resource_id: str, resource_type: str, message: str | None = None) -> ApiError:
-    """ResourceNotFoundException with the members qbusiness and qapps require (appflow ignores them)."""
+    """ResourceNotFoundException with resourceId and resourceType, which some models require (the
+    serializer drops members a model does not have)."""
     text = message or f"{resource_type} {resource_id} was not found"
     return ApiError("ResourceNotFoundException", text, resourceId=resource_id, resourceType=resource_type)
 
 
 def conflict(resource_id: str, resource_type: str, message: str) -> ApiError:
-    """ConflictException with the members qbusiness and qapps require (appflow ignores them)."""
+    """ConflictException with resourceId and resourceType, which some models require (the serializer
+    drops members a model does not have)."""
     return ApiError("ConflictException", message, resourceId=resource_id, resourceType=resource_type)
 
 
 def quota_exceeded(resource_id: str, resource_type: str, message: str) -> ApiError:
-    """ServiceQuotaExceededException; the serializer fills qapps' serviceCode/quotaCode."""
+    """ServiceQuotaExceededException; the serializer fills serviceCode/quotaCode where a model wants them."""
     return ApiError(
         "ServiceQuotaExceededException", message, resourceId=resource_id, resourceType=resource_type
     )

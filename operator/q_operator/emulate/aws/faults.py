@@ -6,7 +6,8 @@ read lag does not move which calls fail).
 
 Token buckets model AWS's per-operation rate limits (per account and region): each bucket refills
 at RATE tokens per second and holds at most max(1, RATE), so a burst of RATE calls passes and the
-rest get ThrottlingException (429) with the wait until the next token (qapps: `Retry-After`).
+rest get ThrottlingException (429) with the wait until the next token (a `Retry-After` header where
+the service's model has one).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class TokenBucket:
 
 
 def throttled(service: str, wait: float) -> ApiError:
-    """The service's ThrottlingException; qapps carries the wait in `Retry-After`."""
+    """The service's ThrottlingException; the wait goes out as `Retry-After` where its model has one."""
     return ApiError(
         "ThrottlingException",
         "Rate exceeded",

@@ -10,12 +10,15 @@ sent with another key, is refused as AWS refuses it.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import string
 from dataclasses import dataclass
 
-from q_operator.emulate.aws.config import ROLE_ARN
 from q_operator.emulate.aws.errors import ApiError
+
+ROLE_ARN = re.compile(r"arn:aws:iam::(\d{12}):role/(?:[\w+=,.@/-]*/)?([\w+=,.@-]{1,64})")
+"""An IAM role ARN: its account and name (role names and paths hold no ':')."""
 
 _KEY_CHARS = string.ascii_uppercase + string.digits
 EXPIRED_KEPT_SECONDS = 24 * 3600.0

@@ -1,8 +1,8 @@
 """Which wire format a service speaks, from its model's `protocol`: one interface over all of them.
 
 Core code parses and answers through `protocol_for(model)` and never branches on a service or a
-protocol itself. rest-json (qbusiness, qapps, appflow) and query (STS) are served; a service model
-with another protocol fails at start, not on its first call.
+protocol itself. rest-json and query (STS) are served; a service model with another protocol fails
+at start, not on its first call.
 """
 
 from __future__ import annotations

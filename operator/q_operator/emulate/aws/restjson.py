@@ -1,4 +1,4 @@
-"""The rest-json wire format (qbusiness, qapps, appflow), driven by the operation's shapes in both directions.
+"""The rest-json wire format, driven by the operation's shapes in both directions.
 
 Input: URI labels, querystring (repeated keys for lists), headers and the JSON body are gathered
 into one params dict keyed by member name, as botocore's serializer laid them out. Output and
@@ -80,7 +80,7 @@ def _from_json(shape: Shape, value: Any) -> Any:
 
 
 def cannot_parse(message: str) -> ApiError:
-    """The error for a body that is not JSON: ValidationException (qbusiness reason CANNOT_PARSE)."""
+    """The error for a body that is not JSON: ValidationException (reason CANNOT_PARSE where modelled)."""
     return ApiError("ValidationException", message, reason="CANNOT_PARSE", fields=[])
 
 
@@ -221,7 +221,7 @@ def serialize_output(op: OperationModel, output: Params, request_id: str) -> Wir
 
 
 def _placeholder(name: str, shape: Shape, service: str) -> Any:
-    """A value for a required error member the raiser did not give (e.g. qapps' quotaCode)."""
+    """A value for a required error member the raiser did not give (a throttle's quotaCode, say)."""
     enum = shape.metadata.get("enum")
     if enum:
         return enum[0]

@@ -22,8 +22,8 @@ from typing import Any
 
 from aiohttp import web
 
-from q_operator.emulate.aws.config import LOST_ANSWER_KINDS, Settings, assumable_role
-from q_operator.emulate.aws.core import Emulator
+from q_operator.emulate.aws.config import LOST_ANSWER_KINDS, Flag, Settings
+from q_operator.emulate.aws.core import Emulator, served
 from q_operator.emulate.aws.services.registry import SERVICES
 
 EMULATOR_KEY = web.AppKey("emulator", Emulator)
@@ -151,10 +151,33 @@ async def start(emulator: Emulator, port: int = 0, host: str = "127.0.0.1") -> t
     return runner, bound
 
 
-def _comma_set(text: str | None) -> set[str] | None:
-    if text is None:
-        return None
-    return {part.strip() for part in text.split(",") if part.strip()}
+def _add_flags(parser: argparse.ArgumentParser) -> dict[str, Flag]:
+    """Each served service's flags, in a group of its own; returns them by argparse dest."""
+    flags: dict[str, Flag] = {}
+    for service in SERVICES:
+        group = parser.add_argument_group(f"{service.name} settings")
+        for flag in service.knobs.FLAGS:
+            dest = f"{service.name}:{flag.key}"
+            group.add_argument(
+                flag.name,
+                dest=dest,
+                type=flag.type,
+                default=None,
+                action="append" if flag.repeatable else "store",
+                metavar=flag.metavar or flag.name.lstrip("-").replace("-", "_").upper(),
+                help=flag.help,
+            )
+            flags[dest] = flag
+    return flags
+
+
+def _merged(changes: dict[str, Any], more: dict[str, Any]) -> None:
+    """Add one flag's change (several quota flags add to one `quotas` object)."""
+    for key, value in more.items():
+        if isinstance(value, dict) and isinstance(changes.get(key), dict):
+            changes[key] = {**changes[key], **value}
+        else:
+            changes[key] = value
 
 
 def parse_args(argv: Sequence[str]) -> tuple[Settings, int]:
@@ -169,7 +192,6 @@ def parse_args(argv: Sequence[str]) -> tuple[Settings, int]:
         default="123456789012",
         help="the default account: calls with any credentials AssumeRole did not issue act in it",
     )
-    parser.add_argument("--build-seconds", type=float, default=2.0, help="how long a plugin build takes")
     parser.add_argument(
         "--throttle",
         action="append",
@@ -179,32 +201,7 @@ def parse_args(argv: Sequence[str]) -> tuple[Settings, int]:
     )
     parser.add_argument("--fail-rate", type=float, default=0.0, help="share of calls answering 500")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="latency added to every answer")
-    parser.add_argument("--fail-builds-matching", default=None, help="regex: matching plugin builds fail")
-    for kind in ("applications", "instances", "apps", "lambdas"):
-        parser.add_argument(
-            f"--known-{kind}",
-            default=None,
-            metavar="ID,ID",
-            help=f"comma list of existing {kind}; when absent any well-formed one exists",
-        )
     parser.add_argument("--seed", type=int, default=None, help="seed every random choice (repeatable runs)")
-    parser.add_argument(
-        "--assumable-role",
-        action="append",
-        default=[],
-        metavar="ARN[:EXTERNAL_ID]",
-        help="a role STS AssumeRole may assume (requiring that ExternalId, if given); repeatable",
-    )
-    parser.add_argument(
-        "--credential-lifetime",
-        type=float,
-        default=3600.0,
-        metavar="SECONDS",
-        help="how long AssumeRole's credentials live (a shorter DurationSeconds wins)",
-    )
-    parser.add_argument(
-        "--plugins-per-application", type=int, default=None, metavar="N", help="plugin quota (default 25)"
-    )
     parser.add_argument(
         "--read-lag",
         type=float,
@@ -232,30 +229,23 @@ def parse_args(argv: Sequence[str]) -> tuple[Settings, int]:
         metavar="SECONDS",
         help="how long a `timeout` lost answer is held before the connection is reset",
     )
+    flags = _add_flags(parser)
     args = parser.parse_args(list(argv))
-    settings = Settings(
-        account_id=args.account_id,
-        build_seconds=args.build_seconds,
-        fail_rate=args.fail_rate,
-        latency_ms=args.latency_ms,
-        fail_builds_matching=args.fail_builds_matching,
-        known_applications=_comma_set(args.known_applications),
-        known_instances=_comma_set(args.known_instances),
-        known_apps=_comma_set(args.known_apps),
-        known_lambdas=_comma_set(args.known_lambdas),
+    settings = served(
+        Settings(account_id=args.account_id, fail_rate=args.fail_rate, latency_ms=args.latency_ms)
     )
     changes: dict[str, Any] = {
         "seed": args.seed,
-        "credential_lifetime": args.credential_lifetime,
         "read_lag": args.read_lag,
         "lost_answer_rate": args.lost_answer_rate,
         "lost_answer_kinds": args.lost_answer_kinds,
         "lost_answer_hold": args.lost_answer_hold,
     }
-    if args.plugins_per_application is not None:
-        changes["quotas"] = {"plugins_per_application": args.plugins_per_application}
+    for dest, flag in flags.items():
+        value = getattr(args, dest)
+        if value is not None:
+            _merged(changes, flag.change(value))
     try:
-        changes["assumable_roles"] = dict(assumable_role(text) for text in args.assumable_role)
         settings.apply(changes, 0.0)
     except ValueError as exc:
         parser.error(str(exc))

@@ -20,7 +20,7 @@ MAX_LOGGED_REQUESTS = 200_000
 """The call log keeps the newest this many calls, so long runs do not grow without bound."""
 
 TOKEN_TTL_SECONDS = 8 * 3600.0
-"""How long a clientToken is remembered (AppFlow documents 8 hours; used for qbusiness too)."""
+"""How long a clientToken is remembered (AppFlow documents 8 hours; used for every service)."""
 
 V = TypeVar("V")
 

@@ -11,10 +11,39 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from q_operator.emulate.aws.call import Call, Params, Service
-from q_operator.emulate.aws.config import LAMBDA_FAILURES
+from q_operator.emulate.aws.config import Knobs, known_flag, mapping, names, names_or_any
 from q_operator.emulate.aws.errors import ApiError, conflict, not_found, quota_exceeded
 from q_operator.emulate.aws.services.paging import page
 from q_operator.emulate.aws.state import Table
+
+LAMBDA_FAILURES = {
+    "authentication": "ConnectorAuthenticationException",
+    "server": "ConnectorServerException",
+}
+"""How a broken Lambda fails (`broken_lambdas`' values) -> the error AppFlow answers."""
+
+
+def _broken_lambdas(value: Any) -> dict[str, str]:
+    broken = {str(k): str(v) for k, v in mapping(value).items()}
+    if any(v not in LAMBDA_FAILURES for v in broken.values()):
+        raise ValueError(f"values must be among {sorted(LAMBDA_FAILURES)}")
+    return broken
+
+
+@dataclass
+class AppFlowKnobs(Knobs):
+    """appflow's settings: which Lambda functions exist or fail, connectors in use, the quota."""
+
+    known_lambdas: set[str] | None = None
+    connectors_in_use: set[str] = field(default_factory=set)
+    """Labels whose unregister without forceDelete is a ConflictException."""
+    broken_lambdas: dict[str, str] = field(default_factory=dict)
+    """lambdaArn -> `authentication` | `server`: register/update with it fails like a broken Lambda."""
+    connectors_per_region: int = 100
+
+    PARSE = {"known_lambdas": names_or_any, "connectors_in_use": names, "broken_lambdas": _broken_lambdas}
+    QUOTAS = ("connectors_per_region",)
+    FLAGS = (known_flag("lambdas"),)
 
 
 @dataclass
@@ -37,7 +66,7 @@ class Backend:
     connectors: Table[Connector] = field(default_factory=Table)
 
 
-ACall = Call[Backend]
+ACall = Call[Backend, AppFlowKnobs]
 
 
 def _missing(member: str) -> ApiError:
@@ -50,10 +79,10 @@ def _missing(member: str) -> ApiError:
 
 def _check_lambda(call: ACall, lambda_arn: str) -> None:
     """Known and working? A broken Lambda fails the way AppFlow reports it when it invokes it."""
-    known = call.settings.known_lambdas
+    known = call.knobs.known_lambdas
     if known is not None and lambda_arn not in known:
         raise not_found(lambda_arn, "Lambda", f"Lambda function {lambda_arn} does not exist")
-    failure = call.settings.broken_lambdas.get(lambda_arn)
+    failure = call.knobs.broken_lambdas.get(lambda_arn)
     if failure is not None:
         raise ApiError(
             LAMBDA_FAILURES[failure],
@@ -90,7 +119,7 @@ def register_connector(call: ACall, params: Params) -> Params:
     connectors = call.backend.connectors
     if connectors.get(label, call.now) is not None:
         raise conflict(label, "Connector", f"A connector with the given name already exists: {label}")
-    if connectors.count(call.now) >= call.settings.quotas.connectors_per_region:
+    if connectors.count(call.now) >= call.knobs.connectors_per_region:
         raise quota_exceeded(label, "Connector", "Custom connector quota reached for this region")
     _check_lambda(call, lambda_arn)
     connector = Connector(
@@ -162,7 +191,7 @@ def update_connector_registration(call: ACall, params: Params) -> Params:
 
 def unregister_connector(call: ACall, params: Params) -> Params:
     connector = _primary(call, params["connectorLabel"])
-    if connector.label in call.settings.connectors_in_use and not params.get("forceDelete"):
+    if connector.label in call.knobs.connectors_in_use and not params.get("forceDelete"):
         raise conflict(
             connector.label,
             "Connector",
@@ -222,9 +251,10 @@ def dump(backend: Backend, now: float) -> dict[str, Any]:
     return {"connectors": [dataclasses.asdict(c) for c in backend.connectors.values(now, every=True)]}
 
 
-SERVICE = Service[Backend](
+SERVICE = Service[Backend, AppFlowKnobs](
     name="appflow",
     backend=Backend,
+    knobs=AppFlowKnobs,
     dump=dump,
     handlers={
         "RegisterConnector": register_connector,

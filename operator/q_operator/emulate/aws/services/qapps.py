@@ -18,9 +18,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from q_operator.emulate.aws.call import Call, Params, Service
+from q_operator.emulate.aws.config import Knobs, known_flag, names_or_any
 from q_operator.emulate.aws.errors import ApiError, conflict, not_found, quota_exceeded
 from q_operator.emulate.aws.services.paging import page
 from q_operator.emulate.aws.state import Table
+
+
+@dataclass
+class QAppsKnobs(Knobs):
+    """qapps's settings: which instances and Q Apps exist, the library item quota."""
+
+    known_instances: set[str] | None = None
+    known_apps: set[str] | None = None
+    library_items_per_instance: int = 1000
+
+    PARSE = {"known_instances": names_or_any, "known_apps": names_or_any}
+    QUOTAS = ("library_items_per_instance",)
+    FLAGS = (known_flag("instances"), known_flag("apps"))
 
 
 @dataclass
@@ -56,7 +70,7 @@ class Backend:
     """instanceId -> id -> category."""
 
 
-QCall = Call[Backend]
+QCall = Call[Backend, QAppsKnobs]
 
 MAX_CATEGORIES = 10
 """ListCategories returns at most 10: the instance's limit."""
@@ -64,7 +78,7 @@ MAX_CATEGORIES = 10
 
 def _instance(call: QCall, params: Params) -> str:
     instance_id: str = params["instanceId"]
-    known = call.settings.known_instances
+    known = call.knobs.known_instances
     if known is not None and instance_id not in known:
         raise not_found(instance_id, "Instance", f"Instance {instance_id} not found")
     return instance_id
@@ -143,12 +157,12 @@ def _view(call: QCall, item: LibraryItem) -> Params:
 
 def create_library_item(call: QCall, params: Params) -> Params:
     instance_id = _instance(call, params)
-    known = call.settings.known_apps
+    known = call.knobs.known_apps
     if known is not None and params["appId"] not in known:
         raise not_found(params["appId"], "QApp", f"Q App {params['appId']} not found")
     _check_categories(call, instance_id, params["categories"])
     count = call.backend.items.count(call.now, instance_id)
-    if count >= call.settings.quotas.library_items_per_instance:
+    if count >= call.knobs.library_items_per_instance:
         raise quota_exceeded(instance_id, "LibraryItem", f"Library item quota of {count} reached")
     item = LibraryItem(
         instance_id=instance_id,
@@ -303,9 +317,10 @@ def dump(backend: Backend, now: float) -> dict[str, Any]:
     }
 
 
-SERVICE = Service[Backend](
+SERVICE = Service[Backend, QAppsKnobs](
     name="qapps",
     backend=Backend,
+    knobs=QAppsKnobs,
     dump=dump,
     handlers={
         "CreateLibraryItem": create_library_item,

@@ -9,14 +9,65 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from q_operator.emulate.aws.call import Call, Params, Service
-from q_operator.emulate.aws.config import Settings
+from q_operator.emulate.aws.config import (
+    Flag,
+    Knobs,
+    known_flag,
+    names_or_any,
+    number,
+    optional_text,
+    sequence,
+)
 from q_operator.emulate.aws.errors import conflict, not_found, quota_exceeded
 from q_operator.emulate.aws.model import service_model
 from q_operator.emulate.aws.services.paging import page
 from q_operator.emulate.aws.state import Table
 
 IN_PROGRESS = ("CREATE_IN_PROGRESS", "UPDATE_IN_PROGRESS", "DELETE_IN_PROGRESS")
+BUILD_KINDS = ("CREATE", "UPDATE", "DELETE")
 CONFIG_MEMBERS = ("displayName", "type", "serverUrl", "authConfiguration", "customPluginConfiguration")
+
+
+def _build_kinds(value: Any) -> list[str]:
+    kinds = [str(k).upper() for k in sequence(value)]
+    if any(k not in BUILD_KINDS for k in kinds):
+        raise ValueError(f"kinds must be among {BUILD_KINDS}")
+    return kinds
+
+
+@dataclass
+class QBusinessKnobs(Knobs):
+    """qbusiness's settings: how builds go, which applications exist, the plugin quota."""
+
+    build_seconds: float = 2.0
+    fail_builds_matching: str | None = None
+    """Plugin builds whose displayName matches this regex (search) end *_FAILED."""
+    fail_next_builds: int = 0
+    fail_build_kinds: list[str] = field(default_factory=lambda: list(BUILD_KINDS))
+    known_applications: set[str] | None = None
+    plugins_per_application: int = 25
+    """AWS's published default quota (Amazon Q Business: 25 plugins per application)."""
+
+    PARSE = {
+        "build_seconds": number,
+        "fail_builds_matching": optional_text,
+        "fail_next_builds": int,
+        "fail_build_kinds": _build_kinds,
+        "known_applications": names_or_any,
+    }
+    QUOTAS = ("plugins_per_application",)
+    FLAGS = (
+        Flag("--build-seconds", "build_seconds", "how long a plugin build takes", type=float),
+        Flag("--fail-builds-matching", "fail_builds_matching", "regex: matching plugin builds fail"),
+        known_flag("applications"),
+        Flag(
+            "--plugins-per-application",
+            "quotas.plugins_per_application",
+            "plugin quota (default 25)",
+            type=int,
+            metavar="N",
+        ),
+    )
 
 
 @dataclass
@@ -68,28 +119,26 @@ class Backend:
     )
 
 
-QCall = Call[Backend]
+QCall = Call[Backend, QBusinessKnobs]
 
 
 def _start_build(call: QCall, plugin: Plugin, kind: str) -> None:
-    plugin.build = Build(
-        kind, call.now + call.settings.build_seconds, _build_fails(call.settings, plugin, kind)
-    )
+    plugin.build = Build(kind, call.now + call.knobs.build_seconds, _build_fails(call.knobs, plugin, kind))
     plugin.build_status = f"{kind}_IN_PROGRESS"
 
 
-def _build_fails(settings: Settings, plugin: Plugin, kind: str) -> bool:
-    if kind not in settings.fail_build_kinds:
+def _build_fails(knobs: QBusinessKnobs, plugin: Plugin, kind: str) -> bool:
+    if kind not in knobs.fail_build_kinds:
         return False
-    if settings.fail_next_builds > 0:
-        settings.fail_next_builds -= 1
+    if knobs.fail_next_builds > 0:
+        knobs.fail_next_builds -= 1
         return True
-    pattern = settings.fail_builds_matching
+    pattern = knobs.fail_builds_matching
     return pattern is not None and re.search(pattern, str(plugin.params.get("displayName", ""))) is not None
 
 
 def _check_application(call: QCall, application_id: str) -> None:
-    known = call.settings.known_applications
+    known = call.knobs.known_applications
     if known is not None and application_id not in known:
         raise not_found(application_id, "Application", f"Application {application_id} not found")
 
@@ -120,7 +169,7 @@ def create_plugin(call: QCall, params: Params) -> Params:
     application_id = params["applicationId"]
     _check_application(call, application_id)
     count = call.backend.plugins.count(call.now, application_id)
-    if count >= call.settings.quotas.plugins_per_application:
+    if count >= call.knobs.plugins_per_application:
         raise quota_exceeded(
             application_id, "Plugin", f"Plugin quota of {count} reached for application {application_id}"
         )
@@ -282,9 +331,10 @@ def dump(backend: Backend, now: float) -> dict[str, Any]:
     return {"plugins": [dataclasses.asdict(p) for p in backend.plugins.values(now, every=True)]}
 
 
-SERVICE = Service[Backend](
+SERVICE = Service[Backend, QBusinessKnobs](
     name="qbusiness",
     backend=Backend,
+    knobs=QBusinessKnobs,
     dump=dump,
     handlers={
         "CreatePlugin": create_plugin,
