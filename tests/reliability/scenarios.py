@@ -34,7 +34,7 @@ from tests.kinds import (
 from tests.reliability import consistency
 from tests.reliability.harness import KINDS, Result, Run, latency, ref_field
 from tests.reliability.realserver import (
-    DebugRealServerRun,
+    CompactionRun,
     RealServerRun,
     apiserver_down_creates,
     apiserver_down_deletes,
@@ -765,7 +765,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     # On the real kube-apiserver: faults of the control plane itself.
     Scenario("apiserver-creates", "kube-apiserver down", apiserver_down_creates, world=RealServerRun),
     Scenario("apiserver-deletes", "kube-apiserver down", apiserver_down_deletes, world=RealServerRun),
-    Scenario("compaction", "etcd compacted, 410 Gone", compaction_410, world=DebugRealServerRun),
+    Scenario("compaction", "etcd compacted, 410 Gone", compaction_410, world=CompactionRun),
     Scenario("accounts", "two AWS accounts", two_accounts, aws_args=TWO_ACCOUNTS_AWS_ARGS),
     Scenario(
         "lag",
