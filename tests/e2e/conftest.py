@@ -35,7 +35,7 @@ _counter = itertools.count()
 @pytest.fixture(scope="session")
 def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
     """This worker's real API server: our CRDs and kopf's peering CRDs, an audit log for the
-    permission proofs, AlwaysAllow (test_rbac_real proves the chart's RBAC on a server of its own)."""
+    permission proofs, AlwaysAllow (test_chart_rbac proves the chart's RBAC on a server of its own)."""
     root = tmp_path_factory.mktemp("apiserver")
     with ApiServer(root / "server", crds_dir=e2e_crds(root / "crds"), audit=True) as server:
         yield server
