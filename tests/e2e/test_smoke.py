@@ -1,5 +1,6 @@
-"""Smoke test of the engine end to end: `q-operator run` against both stand-ins converges a plugin
-through operator crashes (kill -9) with exactly one CreatePlugin effect, then deletes it."""
+"""Smoke test of the engine end to end: `q-operator run` against the real kube-apiserver and the AWS
+stand-in converges a plugin through operator crashes (kill -9) with exactly one CreatePlugin effect,
+then deletes it."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The reliability scenarios: each a function over a fresh `Run` (both stand-ins and the real operator),
-listed as data in `SCENARIOS`.
+"""The reliability scenarios: each a function over a fresh `Run` (the AWS stand-in, a Kubernetes API
+server and the real operator), listed as data in `SCENARIOS`.
 
 Every scenario works on every registered kind (their test facts are in tests/kinds.py), injects its trouble,
 then ends in `Run.result()`: the AWS stand-in's state is compared with the desired state (no duplicate,
