@@ -13,7 +13,6 @@ each at their smallest, so they stay in tests/reliability/realserver.py.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,7 +23,7 @@ from q_operator.sandbox import Sandbox, wait_for
 from tests.kinds import TEST_KINDS, aws_resources, changed, facts_of, manifest
 from tests.reliability.realserver import WATCH_SECONDS, compact_past_watches, compacted_resumes, gone_restarts
 
-from .helpers import e2e_crds
+from .helpers import e2e_crds, new_namespace
 
 pytestmark = pytest.mark.e2e
 
@@ -57,12 +56,7 @@ def test_watches_resumed_from_a_compacted_revision_get_410_and_the_operator_reli
     sandbox = fresh_sandbox
     # kopf logs its 410 handling at debug level only; its watches end (and resume) every few seconds.
     sandbox.start_operator("--debug", env={"Q_OPERATOR_WATCH_SERVER_TIMEOUT": str(WATCH_SECONDS)})
-    namespace = f"gone-{uuid.uuid4().hex[:6]}"
-    sandbox.kube(
-        "POST",
-        "/api/v1/namespaces",
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
-    )
+    namespace = new_namespace(sandbox, "gone")
     objs = [manifest(facts.kind, "gone", namespace) for facts in TEST_KINDS]
     sandbox.kubectl("apply", "-f", "-", input="\n".join(json.dumps(o) for o in objs))
     for obj in objs:
