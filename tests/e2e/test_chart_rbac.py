@@ -6,8 +6,8 @@ For each way the chart installs the operator (cluster-wide or namespaced, with a
 to a kube-apiserver with RBAC on, get a token for the ServiceAccount by the TokenRequest API (as the
 kubelet does for the pod), write a kubeconfig holding only that token, and run the operator with the
 arguments of the chart's Deployment. Then create, update in place, change a ConfigMap payload,
-replace (QPlugin and QLibraryItem; an AppFlowConnector's label, its identity, is immutable) and delete
-an object of every kind, check their events (Created, Updated, DriftCorrected for the ConfigMap,
+replace (every kind whose test facts name a replacement; a kind with none changes only in place) and
+delete an object of every kind, check their events (Created, Updated, DriftCorrected for the ConfigMap,
 Replacing and Replaced, Deleted) and the peering lease. Any 403 in kube-apiserver's
 audit log for the ServiceAccount, or in the operator's log, fails. The audit log also shows which
 grants the run used: in each configuration, every one of them.

@@ -292,9 +292,8 @@ def compaction_410(run: Run, size: Any) -> Result:
         size.timeout,
     )
     row.notes.append(
-        f"watches resumed from before revision {revision} and met 410 Gone, per kind: "
-        + ", ".join(f"{plural} {resumed[plural]} resumed, {gone[plural]} restarted" for plural in gone)
-        + f"; {relists} relists of our kinds"
+        f"{len(gone)} of {len(gone)} kinds: {sum(resumed.values())} watches resumed from before revision "
+        f"{revision}, {sum(gone.values())} restarted after 410 Gone; {relists} relists of our kinds"
     )
     _bound(row, run, objs, 3, since_start)
     row.bound = f"410 Gone from the compaction met by every kind, then relisted; {row.bound}"
