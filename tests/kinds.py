@@ -160,6 +160,9 @@ class KindFacts:
     #: inputs the CRD schema cannot refuse but the model does, or edge cases worth trying first, for the
     #: bad-input property test: lists of (what, path, value) mutations.
     bad_input_examples: tuple[list[tuple[str, tuple[str, ...], Any]], ...] = ()
+    #: a spec change AWS cannot apply in place, so the engine replaces the resource (a new one, then
+    #: the old one deleted); None when every change of the kind is made in place.
+    replacement: Callable[[Spec], None] | None = None
 
     @property
     def kind(self) -> str:
@@ -387,6 +390,8 @@ QPLUGIN = KindFacts(
         [("valid", ("state",), "DISABLED")],
         [("second-member", ("authConfiguration", "basicAuthConfiguration"), BASIC_AUTH)],
     ),
+    # A plugin cannot move to another application (nor change its type): a new plugin there.
+    replacement=lambda spec: spec.update(applicationId=_uuid("replacement", str(spec["applicationId"]))),
 )
 
 
@@ -561,6 +566,8 @@ QLIBRARYITEM = KindFacts(
         [("valid", ("isVerified",), True)],
         [("invalid", ("appVersion",), -1)],
     ),
+    # No qapps call changes an item's app, version or instance: publishing the next version is a new item.
+    replacement=lambda spec: spec.update(appVersion=int(spec["appVersion"]) + 1),
 )
 
 

@@ -127,7 +127,7 @@ class ApiServer:
         self._start_apiserver()
         if self.crds_dir is not None:
             self.apply_crds(self.crds_dir)
-        self.kubeconfig.write_text(self.kubeconfig_text())
+        write_private(self.kubeconfig, self.kubeconfig_text())
         self.seconds_to_ready = time.monotonic() - began
 
     def stop(self) -> None:
@@ -593,6 +593,20 @@ def _check_alive(proc: subprocess.Popen[bytes] | None, name: str, log: Path) -> 
         raise ApiServerError(f"{name} exited ({code}); last lines of {log}:\n" + "\n".join(tail))
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write `path` readable by its owner only (0600: a kubeconfig holds the admin's key), atomically:
+    a reader sees no file or the whole file, never a part of it."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # created 0600
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
@@ -611,7 +625,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="q-operator apiserver",
         description="Run the real etcd and kube-apiserver (built by `make install`) on 127.0.0.1.",
     )
-    parser.add_argument("--kubeconfig", required=True, help="write the admin kubeconfig here")
+    parser.add_argument(
+        "--kubeconfig",
+        required=True,
+        help="write the admin kubeconfig here (mode 0600) once /readyz answers; an old file is removed first",
+    )
     parser.add_argument("--crds", help="apply the CRDs in this directory and wait until Established")
     parser.add_argument("--rbac", action="store_true", help="authorize by RBAC (default: AlwaysAllow)")
     parser.add_argument("--audit", action="store_true", help="write an audit log (Metadata level)")
@@ -632,6 +650,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    kubeconfig = Path(args.kubeconfig)
+    # One left by an earlier run names a server that is gone: whoever waits for the file must not
+    # take it for this server's, which is written only once /readyz answers.
+    kubeconfig.unlink(missing_ok=True)
     with contextlib.ExitStack() as stack:
         workdir = (
             Path(args.workdir)
@@ -652,9 +674,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ApiServerError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
-        kubeconfig = Path(args.kubeconfig)
-        kubeconfig.write_text(server.kubeconfig.read_text())
-        kubeconfig.chmod(0o600)
+        write_private(kubeconfig, server.kubeconfig.read_text())
         print(f"ready in {server.seconds_to_ready:.1f}s; logs in {workdir}", file=sys.stderr)
         print(f"READY {server.url}", flush=True)
         while not stopping:

@@ -17,7 +17,6 @@ test fails.
 from __future__ import annotations
 
 import itertools
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ import pytest
 from q_operator.apiserver import ApiServer
 from q_operator.sandbox import Sandbox
 
-from .helpers import e2e_crds, shared_sandbox
+from .helpers import e2e_crds, new_namespace, shared_sandbox
 
 _counter = itertools.count()
 
@@ -35,7 +34,7 @@ _counter = itertools.count()
 @pytest.fixture(scope="session")
 def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
     """This worker's real API server: our CRDs and kopf's peering CRDs, an audit log for the
-    permission proofs, AlwaysAllow (test_rbac_real proves the chart's RBAC on a server of its own)."""
+    permission proofs, AlwaysAllow (test_chart_rbac proves the chart's RBAC on a server of its own)."""
     root = tmp_path_factory.mktemp("apiserver")
     with ApiServer(root / "server", crds_dir=e2e_crds(root / "crds"), audit=True) as server:
         yield server
@@ -106,11 +105,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture
 def namespace(sandbox: Sandbox) -> str:
-    name = f"t{next(_counter)}-{uuid.uuid4().hex[:6]}"
-    sandbox.kube(
-        "POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-    )
-    return name
+    return new_namespace(sandbox, f"t{next(_counter)}")
 
 
 @pytest.hookimpl(hookwrapper=True)

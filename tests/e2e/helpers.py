@@ -52,6 +52,16 @@ def shared_sandbox(workdir: Path, server: KubeServer | None, **kwargs: Any) -> I
                 box.purge_custom_objects()
 
 
+def new_namespace(sandbox: Sandbox, prefix: str) -> str:
+    """Create a namespace of the caller's own (`prefix` plus a random suffix); its name. Tests on a
+    shared API server keep out of `default` and of each other's way."""
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    sandbox.kube(
+        "POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+    )
+    return name
+
+
 def collect_calls(box: Sandbox) -> None:
     """Keep what the sandbox's stand-ins were asked, for the permission proofs. A real API server's
     calls are in its audit log, read by the proofs themselves."""

@@ -36,6 +36,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
 def test_the_cli_serves_until_sigterm_then_removes_its_data(tmp_path: Path) -> None:
     kubeconfig = tmp_path / "kubeconfig"
     workdir = tmp_path / "work"
+    # An earlier run's kubeconfig names a server that is gone: it must not look like this one's.
+    kubeconfig.write_text("stale: an earlier server's\n")
     argv = ["apiserver", "--kubeconfig", str(kubeconfig), "--crds", str(CRDS_DIR), "--workdir", str(workdir)]
     proc = subprocess.Popen(
         [sys.executable, "-m", "q_operator", *argv],
@@ -45,6 +47,13 @@ def test_the_cli_serves_until_sigterm_then_removes_its_data(tmp_path: Path) -> N
         start_new_session=True,
     )
     try:
+        wait_for("the stale kubeconfig removed", lambda: not kubeconfig.exists(), timeout=30, interval=0.02)
+        wait_for("the new kubeconfig", kubeconfig.exists, timeout=120, interval=0.02)
+        # Written once /readyz answers, whole (atomically) and for its owner only: it holds the admin key.
+        assert kubectl(kubeconfig, "get", "--raw", "/readyz").stdout == "ok"
+        assert kubeconfig.stat().st_mode & 0o777 == 0o600
+        assert (workdir / "kubeconfig").stat().st_mode & 0o777 == 0o600
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["kubeconfig", "work"]  # no temporary left
         assert proc.stdout is not None
         line = proc.stdout.readline()
         assert line.startswith("READY https://127.0.0.1:"), line + (proc.stderr.read() if proc.stderr else "")

@@ -1,4 +1,5 @@
-"""AppFlowConnector end to end: the real operator process against both stand-ins.
+"""AppFlowConnector end to end: the real operator process against the real kube-apiserver and the AWS
+stand-in.
 
 Connector labels are unique per account and region, so each test registers under labels of its own
 (the object's name, made unique per test) and reads AppFlow's side with boto3, as a user would.

@@ -9,7 +9,7 @@ import pytest
 from q_operator.sandbox import Sandbox, wait_for
 from tests.kinds import QPLUGIN, QPLUGINS, qplugin
 
-from .helpers import apply, calls, listed, new_application_id
+from .helpers import apply, calls, listed, new_application_id, new_namespace
 
 #: A short peering lifetime so the standby notices the active replica's death within seconds.
 PEERING_ENV = {"Q_OPERATOR_PEERING_LIFETIME": "5"}
@@ -33,11 +33,12 @@ def test_two_replicas_create_each_plugin_once(peered: Sandbox) -> None:
         for p in (100, 200)
     ]
     app = new_application_id()
+    ns = new_namespace(peered, "ha")  # (the `namespace` fixture would start a non-peered operator)
     names = [f"ha{i}" for i in range(5)]
     for name in names:
-        apply(peered, qplugin(name, "default", applicationId=app))
+        apply(peered, qplugin(name, ns, applicationId=app))
     for name in names:
-        peered.wait_condition(QPLUGINS, "default", name, "Ready")
+        peered.wait_condition(QPLUGINS, ns, name, "Ready")
     creates = [c for c in calls(peered, "CreatePlugin") if c.get("status") == 200]
     assert len(creates) == len(names)
     assert len({c.get("clientToken") for c in creates}) == len(names)
@@ -46,8 +47,8 @@ def test_two_replicas_create_each_plugin_once(peered: Sandbox) -> None:
     # The active replica (priority 200) dies; the standby takes over and serves a new resource.
     active = replicas[1]
     peered_kill(active)
-    apply(peered, qplugin("after-failover", "default", applicationId=app))
-    peered.wait_condition(QPLUGINS, "default", "after-failover", "Ready", timeout=90)
+    apply(peered, qplugin("after-failover", ns, applicationId=app))
+    peered.wait_condition(QPLUGINS, ns, "after-failover", "Ready", timeout=90)
     assert len(listed(peered, QPLUGIN, applicationId=app)) == len(names) + 1
     assert replicas[0].poll() is None
 

@@ -28,7 +28,7 @@ from tests.kinds import BY_KIND, QPLUGINS, facts_of, qplugin
 from tests.rbac import audit_requests, check_rbac, render_chart, rules_from_chart
 
 from . import calllog
-from .helpers import apply, new_application_id
+from .helpers import apply, new_application_id, new_namespace
 
 pytestmark = pytest.mark.after_suite
 
@@ -62,23 +62,23 @@ def _crash_during_create(sandbox: Sandbox) -> None:
     """kill -9 while CreatePlugin is in flight, then the spec changes while the operator is down: the
     token no longer matches, so the restart finds the plugin by listing (ListPlugins), not a replay."""
     app = new_application_id()
+    ns = new_namespace(sandbox, "crash-window")
     sandbox.aws("POST", "/_emulator/config", {"latency_ms": 1000})
     try:
-        apply(sandbox, qplugin("crash-window", "default", applicationId=app))
+        apply(sandbox, qplugin("crash-window", ns, applicationId=app))
         wait_for(
             "AWS to create the plugin", lambda: plugins_in_state(sandbox, app), timeout=30, interval=0.02
         )
         sandbox.stop_operator(kill=True)
     finally:
         sandbox.aws("POST", "/_emulator/config", {"latency_ms": 0})
-    sandbox.kubectl("patch", "qplugin", "crash-window", "--type=merge", "-p", '{"spec":{"tags":{"k":"v"}}}')
+    patch = '{"spec":{"tags":{"k":"v"}}}'
+    sandbox.kubectl("patch", "qplugin", "crash-window", "-n", ns, "--type=merge", "-p", patch)
     sandbox.start_operator()
-    sandbox.wait_condition(QPLUGINS, "default", "crash-window", "Ready")
+    sandbox.wait_condition(QPLUGINS, ns, "crash-window", "Ready")
     assert len(plugins_in_state(sandbox, app)) == 1
-    sandbox.kubectl("delete", "qplugin", "crash-window", "--wait=false")
-    wait_for(
-        "crash-window deleted", lambda: sandbox.get(QPLUGINS, "default", "crash-window") is None, timeout=60
-    )
+    sandbox.kubectl("delete", "qplugin", "crash-window", "-n", ns, "--wait=false")
+    wait_for("crash-window deleted", lambda: sandbox.get(QPLUGINS, ns, "crash-window") is None, timeout=60)
 
 
 def _as_a_tenant_role(sandbox: Sandbox) -> None:

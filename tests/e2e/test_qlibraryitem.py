@@ -1,4 +1,5 @@
-"""QLibraryItem end to end: the real operator process against both stand-ins.
+"""QLibraryItem end to end: the real operator process against the real kube-apiserver and the AWS
+stand-in.
 
 Each test works in an instance of its own (library items and categories are scoped by instance), so
 "exactly one library item" is read straight from ListLibraryItems, as a user would check it.

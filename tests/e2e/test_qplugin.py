@@ -1,5 +1,6 @@
-"""QPlugin end to end: the real operator process against both stand-ins. What every kind does the
-same way (Ready with ID and ARN, deletion, Retain, adoption, the crash window) is in test_kinds.py."""
+"""QPlugin end to end: the real operator process against the real kube-apiserver and the AWS stand-in.
+What every kind does the same way (Ready with ID and ARN, deletion, Retain, adoption, the crash
+window) is in test_kinds.py."""
 
 from __future__ import annotations
 

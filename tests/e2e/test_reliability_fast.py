@@ -1,5 +1,6 @@
 """The fast part of the reliability suite, for `make test`: a handful of scenarios of tests/reliability at
-their smallest size (one object per kind), two at a time, each in its own sandbox with the real operator.
+their smallest size (one object per kind), two at a time, each in its own sandbox with the real operator
+on a real kube-apiserver of its own (each runs a cluster-wide operator, so they cannot share one).
 
 Each test asserts what the suite's table reports for its scenario: no duplicate, no orphan, nothing
 stuck, the AWS-call bound the scenario states, and no problem (operator alive, no traceback).
@@ -8,6 +9,7 @@ stuck, the AWS-call bound the scenario states, and no problem (operator alive, n
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,12 +18,10 @@ from pathlib import Path
 import pytest
 
 from tests.reliability.harness import Result
+from tests.reliability.realserver import RealServerRun
 from tests.reliability.scenarios import SCENARIOS, TINY, run_scenario
 
 pytestmark = pytest.mark.e2e
-
-#: Why this module stays on the Kubernetes stand-in (see conftest.py).
-KUBE_STANDIN = "scenarios run two at a time, each with a cluster-wide operator and a stand-in of its own"
 
 FAST = ("kill9", "ratelimit", "nohotloop", "drift", "clash")
 
@@ -31,7 +31,7 @@ def rows(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Result]
     """Play the fast scenarios, two at a time (they mostly wait on the operator), once per module."""
     root: Path = tmp_path_factory.mktemp("reliability")
     seed = random.randrange(1_000_000)
-    chosen = [s for s in SCENARIOS if s.name in FAST]
+    chosen = [dataclasses.replace(s, world=RealServerRun) for s in SCENARIOS if s.name in FAST]
     with ThreadPoolExecutor(max_workers=2) as pool:
         futures = {s.name: pool.submit(run_scenario, s, root / s.name, TINY, seed) for s in chosen}
         results = {name: future.result() for name, future in futures.items()}

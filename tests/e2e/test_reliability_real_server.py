@@ -1,15 +1,19 @@
-"""The control-plane faults of `make reliability`, fast, on this worker's real kube-apiserver.
+"""The compaction row of `make reliability`, fast, on a real kube-apiserver of this module's own.
 
-etcd is compacted past what the operator's watches last saw and kube-apiserver restarts (an outage
-too: every watch, status patch and event post of the operator breaks for its restart). The resumed
-watches get 410 Gone; kopf lists again; changes and deletions made afterwards converge with exactly
-one AWS resource per object. The full rows (outages during creates and deletions, longer) are
-tests/reliability/realserver.py.
+The server runs without its watch cache, so a watch is answered by etcd: a 410 Gone can only come from
+etcd's compaction (a watch cache answers 410 to any revision older than it holds, e.g. after its
+restart, compacted or not). kube-apiserver keeps running; the operator's watches end every few seconds
+(kopf's timeoutSeconds) and resume from the last resourceVersion they saw. etcd is compacted past
+that: each kind's resumed watch gets 410 Gone (the operator's log) from a compacted revision (the
+audit log); kopf lists again; a change and a deletion of every object converge with exactly one AWS
+resource each. The outage rows (kube-apiserver stopped during creates and deletions) take 45-50 s
+each at their smallest, so they stay in tests/reliability/realserver.py.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,14 +21,28 @@ import pytest
 from q_operator.apiserver import ApiServer
 from q_operator.sandbox import Sandbox, wait_for
 from tests.kinds import TEST_KINDS, aws_resources, changed, facts_of, manifest
+from tests.reliability.realserver import WATCH_SECONDS, compact_past_watches, compacted_resumes, gone_restarts
+
+from .helpers import e2e_crds, new_namespace
 
 pytestmark = pytest.mark.e2e
 
 
-def _restarts(box: Sandbox) -> int:
-    """kopf's debug line for a watch stream it restarts after 410 Gone."""
-    logs = box.workdir.glob("operator-*.log")
-    return sum(log.read_text(errors="replace").count("Restarting the watch-stream") for log in logs)
+@pytest.fixture(scope="module")
+def kube_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+    """This module's own server (overrides conftest's): no watch cache, an audit log."""
+    root = tmp_path_factory.mktemp("compaction-apiserver")
+    with ApiServer(root / "server", crds_dir=e2e_crds(root / "crds"), audit=True, watch_cache=False) as own:
+        yield own
+
+
+def _operator_log(box: Sandbox) -> str:
+    return "\n".join(log.read_text(errors="replace") for log in sorted(box.workdir.glob("operator-*.log")))
+
+
+def _audit(server: ApiServer) -> list[dict[str, Any]]:
+    assert server.audit_log is not None
+    return [json.loads(line) for line in server.audit_log.read_text().splitlines() if line.strip()]
 
 
 def _ready(box: Sandbox, obj: dict[str, Any]) -> None:
@@ -32,25 +50,30 @@ def _ready(box: Sandbox, obj: dict[str, Any]) -> None:
     box.wait_condition(facts_of(obj).plural_path, meta["namespace"], meta["name"], "Ready", timeout=90)
 
 
-def test_watches_resumed_after_compaction_get_410_and_the_operator_relists_and_converges(
-    sandbox: Sandbox, kube_server: ApiServer | None, namespace: str
+def test_watches_resumed_from_a_compacted_revision_get_410_and_the_operator_relists_and_converges(
+    fresh_sandbox: Sandbox, kube_server: ApiServer
 ) -> None:
-    assert kube_server is not None, "this module runs on the real API server"
-    sandbox.start_operator("--debug")  # kopf logs its 410 handling at debug level only
+    sandbox = fresh_sandbox
+    # kopf logs its 410 handling at debug level only; its watches end (and resume) every few seconds.
+    sandbox.start_operator("--debug", env={"Q_OPERATOR_WATCH_SERVER_TIMEOUT": str(WATCH_SECONDS)})
+    namespace = new_namespace(sandbox, "gone")
     objs = [manifest(facts.kind, "gone", namespace) for facts in TEST_KINDS]
     sandbox.kubectl("apply", "-f", "-", input="\n".join(json.dumps(o) for o in objs))
     for obj in objs:
         _ready(sandbox, obj)
-    for i in range(10):  # writes the operator does not watch: etcd's revision moves past its watches'
-        sandbox.kube(
-            "POST",
-            f"/api/v1/namespaces/{namespace}/configmaps",
-            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"filler-{i}"}},
-        )
-    before = _restarts(sandbox)
-    kube_server.compact_etcd()
-    kube_server.restart_apiserver()
-    wait_for("a watch restarted after 410 Gone", lambda: _restarts(sandbox) > before, timeout=60)
+    before = gone_restarts(_operator_log(sandbox))
+    revision, since = compact_past_watches(sandbox, kube_server, namespace, 10)
+
+    def every_kind_gone() -> bool:
+        now = gone_restarts(_operator_log(sandbox))
+        resumed = compacted_resumes(_audit(kube_server), revision, since)
+        return all(now[p] > before[p] for p in now) and all(resumed.values())
+
+    wait_for(
+        "every kind's watch to resume from a compacted revision and meet 410 Gone",
+        every_kind_gone,
+        timeout=10 * WATCH_SECONDS,
+    )
     updated = [changed(o) for o in objs]
     sandbox.kubectl("apply", "-f", "-", input="\n".join(json.dumps(o) for o in updated))
     for obj in updated:

@@ -18,28 +18,44 @@ from tests.argocd import user_fields_drift
 from tests.kinds import QPLUGINS, TEST_KINDS, KindFacts, qplugin
 from tests.unit.test_argocd_health import health
 
-from .helpers import apply, record_status_fixture
+from .helpers import apply, new_namespace, record_status_fixture
 
 #: Ready's and Synced's printer columns, shown by every kind (True once the sample is Ready).
 CONDITION_COLUMNS = ('.status.conditions[?(@.type=="Ready")].status', SYNCED_COLUMN.json_path)
 
 
-def _sample(facts: KindFacts) -> dict[str, Any]:
-    """The kind's sample object, as applied from samples/ (the registry names the file)."""
-    docs = yaml.safe_load_all((REPO_ROOT / "samples" / facts.info.sample).read_text())
-    found: dict[str, Any] = next(d for d in docs if d and d.get("kind") == facts.kind)
-    return found
+def _sample_docs(facts: KindFacts, namespace: str) -> list[dict[str, Any]]:
+    """The kind's sample file (the registry names it) as applied here: every object in it (a
+    ConfigMap it reads too) moved from the `default` namespace the file names to `namespace`."""
+    docs = [d for d in yaml.safe_load_all((REPO_ROOT / "samples" / facts.info.sample).read_text()) if d]
+    for doc in docs:
+        doc["metadata"]["namespace"] = namespace
+    return docs
+
+
+def _sample(facts: KindFacts, namespace: str) -> dict[str, Any]:
+    """The kind's sample object, as applied."""
+    return next(d for d in _sample_docs(facts, namespace) if d.get("kind") == facts.kind)
 
 
 @pytest.fixture(scope="module")
-def samples_ready(sandbox: Sandbox) -> dict[str, dict[str, Any]]:
+def samples_namespace(sandbox: Sandbox) -> str:
+    """The samples' namespace: one of this module's own, not the shared server's `default`."""
+    return new_namespace(sandbox, "samples")
+
+
+@pytest.fixture(scope="module")
+def samples_ready(sandbox: Sandbox, samples_namespace: str) -> dict[str, dict[str, Any]]:
     """Every kind's sample applied with kubectl and waited on with `kubectl wait`."""
     live = {}
+    ns = samples_namespace
     for facts in TEST_KINDS:
-        name = _sample(facts)["metadata"]["name"]
-        sandbox.kubectl("apply", "-f", str(REPO_ROOT / "samples" / facts.info.sample))
-        sandbox.kubectl("wait", "--for=condition=Ready", f"{facts.short}/{name}", "--timeout=60s", timeout=90)
-        live[facts.kind] = sandbox.get(facts.plural_path, "default", name) or {}
+        name = _sample(facts, ns)["metadata"]["name"]
+        docs = _sample_docs(facts, ns)
+        sandbox.kubectl("apply", "-f", "-", input="\n---\n".join(yaml.safe_dump(d) for d in docs))
+        wait = ("wait", "-n", ns, "--for=condition=Ready", f"{facts.short}/{name}", "--timeout=60s")
+        sandbox.kubectl(*wait, timeout=90)
+        live[facts.kind] = sandbox.get(facts.plural_path, ns, name) or {}
     return live
 
 
@@ -63,8 +79,8 @@ def test_kubectl_get_shows_the_printer_columns_and_the_aws_id(
     sandbox: Sandbox, samples_ready: dict[str, Any], facts: KindFacts
 ) -> None:
     obj = samples_ready[facts.kind]
-    name = obj["metadata"]["name"]
-    header, row = sandbox.kubectl("get", facts.short, name).stdout.strip().splitlines()
+    name, ns = obj["metadata"]["name"], obj["metadata"]["namespace"]
+    header, row = sandbox.kubectl("get", facts.short, name, "-n", ns).stdout.strip().splitlines()
     columns = [c for c in printer_columns(facts.info) if not c.priority]  # the kind's and the common ones
     assert header.split() == ["NAME", *(word for c in columns for word in c.name.upper().split())]
     shown = [_column_value(obj, c.json_path) for c in columns if c.type != "date"]
@@ -72,8 +88,10 @@ def test_kubectl_get_shows_the_printer_columns_and_the_aws_id(
     assert obj["status"][facts.info.id_field] in row.split(), "the AWS ID is visible at a glance"
 
 
-def test_the_q_operator_category_lists_every_kind(sandbox: Sandbox, samples_ready: dict[str, Any]) -> None:
-    out = sandbox.kubectl("get", "q-operator", "-o", "name").stdout.split()
+def test_the_q_operator_category_lists_every_kind(
+    sandbox: Sandbox, samples_ready: dict[str, Any], samples_namespace: str
+) -> None:
+    out = sandbox.kubectl("get", "q-operator", "-n", samples_namespace, "-o", "name").stdout.split()
     for facts in TEST_KINDS:
         name = samples_ready[facts.kind]["metadata"]["name"]
         assert f"{facts.info.singular}.{facts.info.group}/{name}" in out
@@ -81,21 +99,23 @@ def test_the_q_operator_category_lists_every_kind(sandbox: Sandbox, samples_read
 
 @pytest.mark.parametrize("facts", TEST_KINDS, ids=lambda f: f.kind)
 def test_kubectl_describe_shows_the_created_event(
-    sandbox: Sandbox, samples_ready: dict[str, Any], facts: KindFacts
+    sandbox: Sandbox, samples_ready: dict[str, Any], samples_namespace: str, facts: KindFacts
 ) -> None:
     name = samples_ready[facts.kind]["metadata"]["name"]
 
     def created_event() -> bool:
-        out = sandbox.kubectl("describe", facts.short, name).stdout
+        out = sandbox.kubectl("describe", facts.short, name, "-n", samples_namespace).stdout
         return "Created" in out and "Events:" in out
 
     wait_for("the Created event in kubectl describe", created_event, timeout=30)
 
 
-def test_argo_cd_sees_no_drift_the_operator_caused(sandbox: Sandbox, samples_ready: dict[str, Any]) -> None:
+def test_argo_cd_sees_no_drift_the_operator_caused(
+    sandbox: Sandbox, samples_ready: dict[str, Any], samples_namespace: str
+) -> None:
     for facts in TEST_KINDS:
-        manifest = _sample(facts)
-        live = sandbox.get(facts.plural_path, "default", manifest["metadata"]["name"]) or {}
+        manifest = _sample(facts, samples_namespace)
+        live = sandbox.get(facts.plural_path, samples_namespace, manifest["metadata"]["name"]) or {}
         assert user_fields_drift(manifest, live) == [], facts.kind
         assert live["metadata"]["generation"] == 1, f"{facts.kind}: the operator must never write spec"
 

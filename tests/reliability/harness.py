@@ -1,7 +1,8 @@
 """What every reliability scenario stands on: a fresh sandbox, manifests of every kind (tests/kinds.py),
 and the audit that compares the AWS stand-in's state with the desired state.
 
-A scenario drives the real `q-operator run` process against both stand-ins (q_operator.sandbox), then
+A scenario drives the real `q-operator run` process against the AWS stand-in and a Kubernetes API
+server (the stand-in here; a real kube-apiserver in realserver.py) through q_operator.sandbox, then
 calls `Run.converge()`: it polls until every object is in the condition the scenario expects and the AWS
 state holds exactly one resource per object (no duplicate, no orphan), or a deadline passes. The audit
 itself (`audit()`) is a pure function of the Kubernetes objects and /_emulator/state, so the fast e2e
@@ -258,7 +259,8 @@ class Result:
 
 
 class Run:
-    """A scenario's world: one fresh sandbox (both stand-ins, the operator) and its bookkeeping."""
+    """A scenario's world: one fresh sandbox (both stand-ins, the operator) and its bookkeeping;
+    realserver.RealServerRun puts a real kube-apiserver in place of the Kubernetes stand-in."""
 
     def __init__(
         self,

@@ -1,5 +1,5 @@
-"""The reliability scenarios: each a function over a fresh `Run` (both stand-ins and the real operator),
-listed as data in `SCENARIOS`.
+"""The reliability scenarios: each a function over a fresh `Run` (the AWS stand-in, a Kubernetes API
+server and the real operator), listed as data in `SCENARIOS`.
 
 Every scenario works on every registered kind (their test facts are in tests/kinds.py), injects its trouble,
 then ends in `Run.result()`: the AWS stand-in's state is compared with the desired state (no duplicate,
@@ -36,7 +36,7 @@ from tests.kinds import (
 from tests.reliability import consistency
 from tests.reliability.harness import KINDS, Result, Run, latency, ref_field
 from tests.reliability.realserver import (
-    DebugRealServerRun,
+    CompactionRun,
     RealServerRun,
     apiserver_down_creates,
     apiserver_down_deletes,
@@ -784,7 +784,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     # On the real kube-apiserver: faults of the control plane itself.
     Scenario("apiserver-creates", "kube-apiserver down", apiserver_down_creates, world=RealServerRun),
     Scenario("apiserver-deletes", "kube-apiserver down", apiserver_down_deletes, world=RealServerRun),
-    Scenario("compaction", "etcd compacted, 410 Gone", compaction_410, world=DebugRealServerRun),
+    Scenario("compaction", "etcd compacted, 410 Gone", compaction_410, world=CompactionRun),
     Scenario("accounts", "two AWS accounts", two_accounts, aws_args=TWO_ACCOUNTS_AWS_ARGS),
     Scenario(
         "lag",
