@@ -18,11 +18,12 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator/ ./operator/
 
-# The project's own dependency pins (pyproject.toml) decide every version installed here.
+# The project's own dependency pins (pyproject.toml) decide every version installed here. The
+# virtualenv is made without pip and filled by the base's pip (`--python` points it at the virtualenv):
+# it holds the operator and what the operator requires, nothing to remove afterwards.
 RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
-    && python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-cache-dir /wheels/*.whl \
-    && /opt/venv/bin/pip uninstall --yes pip setuptools \
+    && python -m venv --without-pip /opt/venv \
+    && python -m pip --python /opt/venv/bin/python install --no-cache-dir /wheels/*.whl \
     && /opt/venv/bin/q-operator --help > /dev/null
 
 # --- runtime: only the virtualenv, run as an unprivileged user ---
@@ -33,9 +34,17 @@ LABEL org.opencontainers.image.title="q-operator" \
       org.opencontainers.image.version="0.1.0" \
       org.opencontainers.image.licenses="Apache-2.0"
 
-# A named user (not only a uid) so that getpass/pwd lookups inside libraries work.
+# A named user (not only a uid) so that getpass/pwd lookups inside libraries work. The base's pip,
+# setuptools and wheel built the image; it runs without them, so they go, each the way the base
+# installed it: Debian's packages by dpkg (the base `make image` makes, docs/install.md), the
+# published base's by pip, with the `pip` link that base adds to pip3.
 RUN groupadd --system --gid 65532 nonroot \
-    && useradd --system --uid 65532 --gid 65532 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin nonroot
+    && useradd --system --uid 65532 --gid 65532 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin nonroot \
+    && if [ "$(dpkg-query --show --showformat='${db:Status-Status}' python3-pip 2>/dev/null)" = installed ]; then \
+        dpkg --purge python3-pip python3-setuptools python3-wheel python3-pkg-resources; \
+    elif python -m pip --version > /dev/null 2>&1; then \
+        python -m pip uninstall --yes pip setuptools wheel && rm -f /usr/local/bin/pip; \
+    fi
 
 COPY --from=build /opt/venv /opt/venv
 

@@ -140,9 +140,13 @@ image: image-base
 		| awk '{printf "%.0f MB", $$1 / 1e6}')"
 
 # Opt-in: `make test` skips tests/image (it needs podman, root and a built image). The logs of the
-# container, the API server and the podman command stay in .tools/image/test.
+# containers, the API server and the podman commands stay in .tools/image/test, with the test report
+# (report.xml, which records the image's size too).
 image-test: install image
-	Q_OPERATOR_IMAGE=$(IMAGE) $(BIN)/python -m pytest -q -p no:cacheprovider --basetemp=$(BASE_DIR)/test tests/image
+	@command -v strace >/dev/null || (echo "needs strace (apt-get install strace)" && exit 1)
+	Q_OPERATOR_IMAGE=$(IMAGE) $(BIN)/python -m pytest -q -p no:cacheprovider --basetemp=$(BASE_DIR)/test \
+		--junitxml=$(BASE_DIR)/test/report.xml tests/image
+	@echo "tested: $(IMAGE), $$(podman image inspect --format '{{.Size}}' $(IMAGE) | awk '{printf "%.0f MB", $$1 / 1e6}')"
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache

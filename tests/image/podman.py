@@ -10,17 +10,25 @@ volume mount, and, with automountServiceAccountToken, the ServiceAccount's token
 (what a pod's in-cluster client configuration reads). What this machine adds: the `runc` runtime
 (crun is refused here), ulimits no higher than the machine's hard limits (podman's defaults are
 refused), and host networking so that the container reaches the servers the test starts on 127.0.0.1.
+
+`start_traced` starts such a container with strace attached to its first process before that process
+execs the entrypoint; `file_writes` reads what the trace shows the container wrote, or tried to write,
+outside the places the pod spec makes writable.
 """
 
 from __future__ import annotations
 
+import posixpath
+import re
 import resource
+import shutil
 import subprocess
+import time
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
@@ -159,13 +167,25 @@ class PodRun:
             options.append(f"--cpus={cpus(str(limits['cpu']))}")
         return options
 
-    def argv(self) -> list[str]:
-        command = list(self.container.get("command", []))
+    def writable_paths(self) -> list[str]:
+        """Where the container may write: its volume mounts that are not read-only (the chart's /tmp
+        emptyDir), and /dev, which the runtime gives every container (/dev/null, the /dev/shm tmpfs).
+        Everything else is the image's root filesystem, read-only, or a read-only mount."""
+        mounts = [m["mountPath"] for m in self.container.get("volumeMounts", []) if not m.get("readOnly")]
+        return [*mounts, "/dev"]
+
+    def argv(self, command: Sequence[str] | None = None, verb: str = "run") -> list[str]:
+        """`podman run` (or `create`) of the container. `command`, if given, replaces the container's
+        command and args: a control run of the same pod."""
+        args: list[str] = []
+        if command is None:
+            command = list(self.container.get("command", []))
+            args = list(self.container.get("args", []))
         entrypoint = [f"--entrypoint={command[0]}"] if command else []
         env = [f"--env={key}={value}" for key, value in sorted(self.env().items())]
         return [
             "podman",
-            "run",
+            verb,
             f"--name={self.name}",
             "--runtime=runc",
             "--network=host",
@@ -178,5 +198,125 @@ class PodRun:
             *entrypoint,
             self.image,
             *command[1:],
-            *self.container.get("args", []),
+            *args,
         ]
+
+
+# -- every file write the container attempts, by strace ---------------------------------------------
+
+STRACE = shutil.which("strace") or "strace"
+#: The system calls that create, change or remove a file or a directory entry (an open asks to when
+#: its flags say so), and execve, which marks where the container's entrypoint begins. strace shows
+#: them whatever their result: a write the read-only root refuses is as visible as one that succeeds.
+FILE_CALLS = (
+    "open,openat,openat2,creat,mkdir,mkdirat,mknod,mknodat,rename,renameat,renameat2,unlink,unlinkat,"
+    "rmdir,link,linkat,symlink,symlinkat,chmod,fchmod,fchmodat,chown,fchown,lchown,fchownat,truncate,"
+    "ftruncate,utime,utimes,futimesat,utimensat,setxattr,lsetxattr,fsetxattr,removexattr,lremovexattr,"
+    "fremovexattr,execve,execveat"
+)
+OPENS = {"open", "openat", "openat2"}
+WRITE_FLAGS = re.compile(r"\bO_(WRONLY|RDWR|CREAT|TRUNC|APPEND)\b")
+#: one traced call: `<seconds> <call>(<arguments>) = <result>` (or `<unfinished ...>`)
+CALL = re.compile(r"^(?P<time>\d+\.\d+) (?P<call>\w+)\((?P<rest>.*)$")
+STRING = r'"(?P<string>(?:[^"\\]|\\.)*)"'
+#: with -y strace names the file an fd argument is, AT_FDCWD included: `3</tmp>`, `AT_FDCWD</tmp>`
+AT = re.compile(r"(?:AT_FDCWD|\d+)<(?P<dir>[^>]*)>, " + STRING)
+FD = re.compile(r"(?:AT_FDCWD|\d+)<(?P<file>[^>]*)>")
+
+
+@dataclass
+class Traced:
+    """A container started under strace: `proc` is `podman start --attach` (its exit code is the
+    container's), `tracer` the strace, which ends when the container's last process does; the trace is
+    one file per traced thread, `<trace>.<tid>`."""
+
+    name: str
+    trace: Path
+    proc: subprocess.Popen[bytes]
+    tracer: subprocess.Popen[bytes]
+
+    def wait(self, timeout: float) -> int:
+        """The container's exit code, once it and the tracer (its trace complete) have ended."""
+        code = self.proc.wait(timeout=timeout)
+        self.tracer.wait(timeout=timeout)
+        return code
+
+    def kill(self) -> None:
+        subprocess.run(["podman", "rm", "--force", "--time=0", self.name], capture_output=True, check=False)
+        for proc in (self.proc, self.tracer):
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=60)
+
+
+def start_traced(run: PodRun, trace: Path, out: IO[bytes], command: Sequence[str] | None = None) -> Traced:
+    """Start the container with every file system call of its processes traced from the entrypoint's
+    first instruction: `podman create`, then `podman init` (runc makes the container's first process
+    and holds it before it execs the entrypoint), strace attached to that process following its threads
+    and children, and only then `podman start --attach`, whose output goes to `out`."""
+    subprocess.run(run.argv(command, verb="create"), capture_output=True, text=True, check=True)
+    subprocess.run(["podman", "init", run.name], capture_output=True, text=True, check=True)
+    pid = subprocess.run(
+        ["podman", "inspect", "--format={{.State.Pid}}", run.name], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    tracer = subprocess.Popen(
+        [STRACE, "-ff", "-ttt", "-qq", "-y", "-s", "4096", "-e", f"trace={FILE_CALLS}", "-o", str(trace),
+         "-p", pid],
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not re.search(r"^TracerPid:\s*[1-9]", Path(f"/proc/{pid}/status").read_text(), re.M):
+        assert tracer.poll() is None and time.monotonic() < deadline, "strace did not attach"
+        time.sleep(0.05)
+    proc = subprocess.Popen(["podman", "start", "--attach", run.name], stdout=out, stderr=subprocess.STDOUT)
+    return Traced(run.name, trace, proc, tracer)
+
+
+def _calls(trace: Path) -> Iterator[tuple[float, str, str]]:
+    """(time, call, arguments) of every traced call, in every thread's file."""
+    for path in sorted(trace.parent.glob(trace.name + ".*")):
+        for line in path.read_text(errors="replace").splitlines():
+            match = CALL.match(line)
+            if match:
+                rest = match["rest"]
+                # the arguments only: an open's result names the file too (`= 3</tmp/x>`)
+                arguments = rest.rpartition(") = ")[0] if ") = " in rest else rest
+                yield float(match["time"]), match["call"], arguments
+
+
+def _paths(arguments: str) -> list[str]:
+    """The files a call names: `dirfd<dir>, "name"` pairs joined, then bare strings (relative ones are
+    kept as they are: outside every allowed place), then fds strace resolved (`4</tmp/x>`)."""
+    found = [posixpath.join(m["dir"], m["string"]) for m in AT.finditer(arguments)]
+    rest = AT.sub("", arguments)
+    found += [m["string"] for m in re.finditer(STRING, rest)]
+    rest = re.sub(STRING, "", rest)
+    # an fd that is no file (socket:[...], pipe:[...], anon_inode:...) or anonymous memory is no write
+    found += [
+        m["file"]
+        for m in FD.finditer(rest)
+        if m["file"].startswith("/") and not m["file"].startswith("/memfd:")
+    ]
+    return [posixpath.normpath(path) for path in found]
+
+
+def file_writes(trace: Path, writable: Sequence[str]) -> list[str]:
+    """The traced calls, after the entrypoint's exec, that wrote or tried to write a file outside the
+    `writable` directories, whatever their result, as strace shows them."""
+    calls = list(_calls(trace))
+    starts = [moment for moment, call, _ in calls if call.startswith("execve")]
+    assert starts, f"no exec in {trace}.*: strace did not see the container's entrypoint start"
+    found = []
+    for moment, call, arguments in calls:
+        if moment < min(starts) or call.startswith("execve"):
+            continue
+        if call in OPENS and not WRITE_FLAGS.search(arguments):
+            continue
+        outside = [
+            path
+            for path in _paths(arguments)
+            if not any(path == top or path.startswith(top.rstrip("/") + "/") for top in writable)
+        ]
+        if outside:
+            found.append(f"{call}({arguments})")
+    return found

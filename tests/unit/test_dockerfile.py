@@ -88,7 +88,8 @@ def test_runtime_stage_runs_as_a_non_root_user() -> None:
 def test_runtime_stage_holds_only_the_virtualenv_built_from_the_repo() -> None:
     build, runtime = stages()[0], stages()[-1]
     build_runs = " ".join(rest for keyword, rest in build if keyword == "RUN")
-    assert "pip wheel" in build_runs and "/opt/venv/bin/pip install" in build_runs
+    assert "pip wheel" in build_runs and "venv --without-pip /opt/venv" in build_runs
+    assert "pip --python /opt/venv/bin/python install" in build_runs
     assert "--no-cache-dir" in build_runs
     copies = [rest for keyword, rest in runtime if keyword == "COPY"]
     assert copies == ["--from=build /opt/venv /opt/venv"]
@@ -96,6 +97,14 @@ def test_runtime_stage_holds_only_the_virtualenv_built_from_the_repo() -> None:
         if keyword == "COPY":
             for source in rest.split()[:-1]:
                 assert (ROOT / source).exists(), f"COPY source {source} is not in the repo"
+
+
+def test_runtime_stage_removes_the_bases_pip_setuptools_and_wheel_whichever_base_it_is() -> None:
+    """Debian's packages (the local base) by dpkg, the published base's by pip; tests/image checks
+    that none is left."""
+    runs = " ".join(rest for keyword, rest in stages()[-1] if keyword == "RUN")
+    assert "dpkg --purge python3-pip python3-setuptools python3-wheel python3-pkg-resources" in runs
+    assert "pip uninstall --yes pip setuptools wheel" in runs
 
 
 def test_entrypoint_is_the_operator_and_the_default_command_runs_it_cluster_wide() -> None:
