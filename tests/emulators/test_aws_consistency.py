@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
 
+from q_operator.emulate.aws.config import Settings
 from q_operator.emulate.aws.server import parse_args
 from q_operator.emulate.aws.testing import AwsHandle
 from q_operator.sandbox import wait_for
@@ -285,6 +286,40 @@ def test_lost_answers_are_seeded_mix_both_kinds_and_always_act(aws: AwsHandle) -
     first = outcomes()
     assert {"answered", "reset", "timeout"} <= set(first)
     assert outcomes() == first
+
+
+def test_a_lose_answers_rule_loses_the_next_writes_of_its_operation_its_way(aws: AwsHandle) -> None:
+    """Certainty where `lost_answer_rate` leaves it to chance: the next `count` writes of the named
+    operation act and lose their answer the way the rule says (first matching rule first), other
+    writes are answered, and a used-up rule is gone."""
+    aws.configure(
+        lose_answers=[
+            {"operation": "qbusiness:CreatePlugin", "kind": "timeout", "count": 1},
+            {"operation": "CreatePlugin", "kind": "reset", "count": 2},
+        ]
+    )
+    qb = aws.client("qbusiness", read_timeout=0.3)
+    seen = []
+    for i in range(4):
+        try:
+            _create_plugin(qb, i)
+            seen.append("answered")
+        except ConnectionClosedError:
+            seen.append("reset")
+        except ReadTimeoutError:
+            seen.append("timeout")
+    _register(aws.client("appflow"), 1)
+    assert seen == ["timeout", "reset", "reset", "answered"]
+    assert len(qb.list_plugins(applicationId=APP)["plugins"]) == 4
+    assert [r.get("lost") for r in aws.requests() if r["service"] != "qbusiness"] == [None]
+    assert aws.configure()["lose_answers"] == []
+
+
+def test_a_lose_answers_rule_names_a_way_of_losing_and_a_positive_count() -> None:
+    with pytest.raises(ValueError, match="lose_answers"):
+        Settings().apply({"lose_answers": [{"operation": "CreatePlugin", "kind": "dropped"}]}, 0.0)
+    with pytest.raises(ValueError, match="lose_answers"):
+        Settings().apply({"lose_answers": [{"operation": "CreatePlugin", "count": 0}]}, 0.0)
 
 
 def test_cli_flags_for_lag_and_lost_answers() -> None:

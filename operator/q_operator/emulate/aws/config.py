@@ -33,6 +33,16 @@ class InjectRule:
 
 
 @dataclass
+class LoseRule:
+    """Lose the answer of the next `count` writes of `operation` that act (None = every one), by `kind`:
+    a certain lost answer of a chosen kind, where `lost_answer_rate` leaves both to chance."""
+
+    operation: str
+    kind: str = "reset"
+    count: int | None = 1
+
+
+@dataclass
 class Quotas:
     """Service quotas whose excess answers ServiceQuotaExceededException."""
 
@@ -83,6 +93,8 @@ class Settings:
     lost_answer_kinds: list[str] = field(default_factory=lambda: list(LOST_ANSWER_KINDS))
     lost_answer_hold: float = 65.0
     """Seconds a `timeout` lost answer is held before the connection is reset (botocore reads for 60)."""
+    lose_answers: list[LoseRule] = field(default_factory=list)
+    """Writes whose answer is lost for certain, before `lost_answer_rate` is drawn (first match wins)."""
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -92,7 +104,7 @@ class Settings:
                 value = sorted(value)
             elif isinstance(value, Quotas):
                 value = vars(value).copy()
-            elif f.name == "inject":
+            elif f.name in ("inject", "lose_answers"):
                 value = [vars(rule).copy() for rule in value]
             out[f.name] = value
         return out
@@ -161,6 +173,13 @@ class Settings:
             if not kinds or any(k not in LOST_ANSWER_KINDS for k in kinds):
                 raise ValueError(f"kinds must be among {LOST_ANSWER_KINDS}")
             self.lost_answer_kinds = kinds
+        elif key == "lose_answers":
+            rules = [LoseRule(**_mapping(rule)) for rule in _sequence(value)]
+            if any(rule.kind not in LOST_ANSWER_KINDS for rule in rules):
+                raise ValueError(f"kinds must be among {LOST_ANSWER_KINDS}")
+            if any(rule.count is not None and rule.count < 1 for rule in rules):
+                raise ValueError("count must be at least 1 (or null: every write)")
+            self.lose_answers = rules
         else:
             raise ValueError("unknown key")
 
