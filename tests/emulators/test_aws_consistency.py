@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
 
+from q_operator.emulate.aws.config import Settings
 from q_operator.emulate.aws.server import parse_args
 from q_operator.emulate.aws.testing import AwsHandle
 from q_operator.sandbox import wait_for
@@ -47,11 +48,13 @@ class Kind:
     service: str
     create: Callable[[Any, int], str]
     get: Callable[[Any, str], Any]
-    """The resource's view, or None when not found."""
-    listed: Callable[[Any], set[str]]
+    """The resource's view through its Get (AppFlow: DescribeConnector), or None when not found."""
+    listed: Callable[[Any], dict[str, Any]]
+    """Every resource the List shows, by key: its summary, which carries the field `update` sets."""
+    list_op: str
     update: Callable[[Any, str], None]
     is_new: Callable[[Any], bool]
-    """Whether a view shows the update."""
+    """Whether a view (from the Get or the List) shows the update."""
     delete: Callable[[Any, str], None]
 
 
@@ -76,7 +79,8 @@ KINDS = {
         "qbusiness",
         _create_plugin,
         lambda qb, key: absent_is_none(lambda: qb.get_plugin(applicationId=APP, pluginId=key)),
-        lambda qb: {p["pluginId"] for p in qb.list_plugins(applicationId=APP)["plugins"]},
+        lambda qb: {p["pluginId"]: p for p in qb.list_plugins(applicationId=APP)["plugins"]},
+        "ListPlugins",
         lambda qb, key: qb.update_plugin(applicationId=APP, pluginId=key, displayName="renamed"),
         lambda view: view["displayName"] == "renamed",
         lambda qb, key: qb.delete_plugin(applicationId=APP, pluginId=key),
@@ -89,7 +93,10 @@ KINDS = {
             ]
         ),
         lambda qa, key: absent_is_none(lambda: qa.get_library_item(instanceId=INSTANCE, libraryItemId=key)),
-        lambda qa: {i["libraryItemId"] for i in qa.list_library_items(instanceId=INSTANCE)["libraryItems"]},
+        lambda qa: {
+            i["libraryItemId"]: i for i in qa.list_library_items(instanceId=INSTANCE)["libraryItems"]
+        },
+        "ListLibraryItems",
         lambda qa, key: qa.update_library_item(instanceId=INSTANCE, libraryItemId=key, status="DISABLED"),
         lambda view: view["status"] == "DISABLED",
         lambda qa, key: qa.delete_library_item(instanceId=INSTANCE, libraryItemId=key),
@@ -102,7 +109,8 @@ KINDS = {
                 "connectorConfiguration"
             ]
         ),
-        lambda af: {c["connectorLabel"] for c in af.list_connectors()["connectors"]},
+        lambda af: {c["connectorLabel"]: c for c in af.list_connectors()["connectors"]},
+        "ListConnectors",
         lambda af, key: af.update_connector_registration(connectorLabel=key, description="moved"),
         lambda view: view.get("connectorDescription") == "moved",
         lambda af, key: af.unregister_connector(connectorLabel=key),
@@ -141,7 +149,7 @@ def test_a_new_resource_stays_invisible_for_up_to_the_lag(lagging: AwsHandle, na
     since = time.monotonic()
     keys = [kind.create(client, i) for i in range(COUNT)]
     hidden_from_get = [k for k in keys if kind.get(client, k) is None]
-    hidden_from_list = set(keys) - kind.listed(client)
+    hidden_from_list = set(keys) - set(kind.listed(client))
     assert hidden_from_get and hidden_from_list, "no read lagged behind a create"
     watch(lambda k: kind.get(client, k) is not None and k in kind.listed(client), keys, since)
     log = lagging.requests()
@@ -153,6 +161,8 @@ def test_a_new_resource_stays_invisible_for_up_to_the_lag(lagging: AwsHandle, na
 
 @pytest.mark.parametrize("name", list(KINDS))
 def test_an_update_shows_in_reads_after_up_to_the_lag(aws: AwsHandle, name: str) -> None:
+    """Through the Get (AppFlow: DescribeConnector) and the List alike: both show the old state
+    right after the update, the new one within the lag, and never the old one again after that."""
     kind = KINDS[name]
     client = aws.client(kind.service, parameter_validation=False)
     keys = [kind.create(client, i) for i in range(COUNT)]
@@ -163,9 +173,18 @@ def test_an_update_shows_in_reads_after_up_to_the_lag(aws: AwsHandle, name: str)
     for key in keys:
         kind.update(client, key)
     old_reads = [k for k in keys if not kind.is_new(kind.get(client, k))]
-    assert old_reads, "no read lagged behind an update"
-    watch(lambda k: kind.is_new(kind.get(client, k)), keys, since)
-    assert any(r.get("lagged") and r["status"] == 200 for r in aws.requests())
+    listed = kind.listed(client)
+    old_listed = [k for k in keys if not kind.is_new(listed[k])]
+    assert old_reads, f"no {kind.service} Get or Describe lagged behind an update"
+    assert old_listed, f"no {kind.list_op} lagged behind an update"
+
+    def shows_update(key: str) -> bool:
+        """Both ways of reading agree on the new state (and `watch` fails if either goes back)."""
+        return kind.is_new(kind.get(client, key)) and kind.is_new(kind.listed(client)[key])
+
+    watch(shows_update, keys, since)
+    lagged = {r["operation"] for r in aws.requests() if r.get("lagged") and r["status"] == 200}
+    assert kind.list_op in lagged and lagged - {kind.list_op}, lagged
 
 
 @pytest.mark.parametrize("name", list(KINDS))
@@ -267,6 +286,40 @@ def test_lost_answers_are_seeded_mix_both_kinds_and_always_act(aws: AwsHandle) -
     first = outcomes()
     assert {"answered", "reset", "timeout"} <= set(first)
     assert outcomes() == first
+
+
+def test_a_lose_answers_rule_loses_the_next_writes_of_its_operation_its_way(aws: AwsHandle) -> None:
+    """Certainty where `lost_answer_rate` leaves it to chance: the next `count` writes of the named
+    operation act and lose their answer the way the rule says (first matching rule first), other
+    writes are answered, and a used-up rule is gone."""
+    aws.configure(
+        lose_answers=[
+            {"operation": "qbusiness:CreatePlugin", "kind": "timeout", "count": 1},
+            {"operation": "CreatePlugin", "kind": "reset", "count": 2},
+        ]
+    )
+    qb = aws.client("qbusiness", read_timeout=0.3)
+    seen = []
+    for i in range(4):
+        try:
+            _create_plugin(qb, i)
+            seen.append("answered")
+        except ConnectionClosedError:
+            seen.append("reset")
+        except ReadTimeoutError:
+            seen.append("timeout")
+    _register(aws.client("appflow"), 1)
+    assert seen == ["timeout", "reset", "reset", "answered"]
+    assert len(qb.list_plugins(applicationId=APP)["plugins"]) == 4
+    assert [r.get("lost") for r in aws.requests() if r["service"] != "qbusiness"] == [None]
+    assert aws.configure()["lose_answers"] == []
+
+
+def test_a_lose_answers_rule_names_a_way_of_losing_and_a_positive_count() -> None:
+    with pytest.raises(ValueError, match="lose_answers"):
+        Settings().apply({"lose_answers": [{"operation": "CreatePlugin", "kind": "dropped"}]}, 0.0)
+    with pytest.raises(ValueError, match="lose_answers"):
+        Settings().apply({"lose_answers": [{"operation": "CreatePlugin", "count": 0}]}, 0.0)
 
 
 def test_cli_flags_for_lag_and_lost_answers() -> None:

@@ -89,11 +89,21 @@ class InjectRule:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class LoseRule:
+    """Lose the answer of the next `count` writes of `operation` that act (None = every one), by `kind`:
+    a certain lost answer of a chosen kind, where `lost_answer_rate` leaves both to chance."""
+
+    operation: str
+    kind: str = "reset"
+    count: int | None = 1
+
+
 GENERIC = frozenset(
     {
         "account_id", "throttle", "fail_rate", "latency_ms", "throttle_percent", "throttle_for_seconds",
         "inject", "access_denied", "seed", "read_lag", "lost_answer_rate", "lost_answer_kinds",
-        "lost_answer_hold", "quotas",
+        "lost_answer_hold", "lose_answers", "quotas",
     }
 )  # fmt: skip
 """The config keys `Settings` handles itself; a service's knobs may not take them."""
@@ -123,6 +133,8 @@ class Settings:
     lost_answer_kinds: list[str] = field(default_factory=lambda: list(LOST_ANSWER_KINDS))
     lost_answer_hold: float = 65.0
     """Seconds a `timeout` lost answer is held before the connection is reset (botocore reads for 60)."""
+    lose_answers: list[LoseRule] = field(default_factory=list)
+    """Writes whose answer is lost for certain, before `lost_answer_rate` is drawn (first match wins)."""
     services: dict[str, Knobs] = field(default_factory=dict)
     """Each served service's knobs, by service name (see `add`)."""
 
@@ -197,6 +209,13 @@ class Settings:
             if not kinds or any(k not in LOST_ANSWER_KINDS for k in kinds):
                 raise ValueError(f"kinds must be among {LOST_ANSWER_KINDS}")
             self.lost_answer_kinds = kinds
+        elif key == "lose_answers":
+            rules = [LoseRule(**mapping(rule)) for rule in sequence(value)]
+            if any(rule.kind not in LOST_ANSWER_KINDS for rule in rules):
+                raise ValueError(f"kinds must be among {LOST_ANSWER_KINDS}")
+            if any(rule.count is not None and rule.count < 1 for rule in rules):
+                raise ValueError("count must be at least 1 (or null: every write)")
+            self.lose_answers = rules
         else:
             self._owner(key).set(key, value)
 

@@ -239,7 +239,7 @@ class Emulator:
             return Answer(*point.wire.serialize_error(point.model, exc, incoming.request_id))
         answer = Answer(*point.wire.serialize_output(point.operation, output, incoming.request_id))
         if point.loses_answers:
-            lost = self.faults.lost_answer()
+            lost = self.faults.lost_answer(point.service.name, point.operation.name)
             if lost is not None:
                 entry["lost"] = lost
                 answer = Answer(answer.status, answer.headers, answer.body, lost)

@@ -1,5 +1,5 @@
 """Injected trouble: denial, throttling and faults decided per call before the service code runs;
-read-lag draws while it runs; lost answers after it ran.
+read-lag draws while it runs; lost answers (by rule, or drawn) after it ran.
 
 Every random choice comes from a generator seeded by `seed` (one stream per purpose, so turning on
 read lag does not move which calls fail).
@@ -78,9 +78,17 @@ class Faults:
         lag = self.settings.read_lag
         return self._lag_rng.uniform(0.0, lag) if lag > 0 else 0.0
 
-    def lost_answer(self) -> str | None:
-        """Whether a write that acted loses its answer, and how (`reset` or `timeout`)."""
+    def lost_answer(self, service: str, operation: str) -> str | None:
+        """Whether a write that acted loses its answer, and how (`reset` or `timeout`): as the first
+        `lose_answers` rule naming it says (one use of it), else by `lost_answer_rate`."""
         s = self.settings
+        keys = op_keys(service, operation)
+        for rule in s.lose_answers:
+            if rule.operation in keys:
+                if rule.count is not None:
+                    rule.count -= 1
+                    s.lose_answers = [r for r in s.lose_answers if r.count is None or r.count > 0]
+                return rule.kind
         if s.lost_answer_rate <= 0 or self._lost_rng.random() >= s.lost_answer_rate:
             return None
         return self._lost_rng.choice(s.lost_answer_kinds)
