@@ -199,6 +199,21 @@ def test_description_and_tags_follow_the_spec(sandbox: Sandbox, namespace: str) 
     assert tags["team"] == "b" and "env" not in tags and OWNER_TAG in tags
 
 
+def test_the_same_change_applies_again_to_a_connector_registered_anew(
+    sandbox: Sandbox, namespace: str
+) -> None:
+    """An object deleted and created again under the same label makes a new registration; the same
+    update as before must reach it (AppFlow replays a known update token for 8 hours)."""
+    name = _label("again")
+    for _ in range(2):
+        _register(sandbox, namespace, name, description="first")
+        apply(sandbox, appflowconnector(name, namespace, description="second"))
+        sandbox.wait_condition(APPFLOWCONNECTORS, namespace, name, "Ready", timeout=30)
+        assert _describe(sandbox, name)["connectorDescription"] == "second"
+        sandbox.kubectl("delete", "afc", name, "-n", namespace)
+        wait_for("unregistered", lambda: name not in _labels(sandbox), timeout=60)
+
+
 def test_tag_key_the_schema_cannot_check_is_flagged_naming_spec_tags(
     sandbox: Sandbox, namespace: str
 ) -> None:

@@ -332,6 +332,15 @@ def test_update_re_registers_a_new_lambda_with_a_deterministic_token(
     assert update_token(LABEL, seen.outputs, desired) == token  # a retry sends the same token
 
 
+def test_update_token_differs_for_the_same_change_to_a_registration_made_again() -> None:
+    """Unregistered and registered again under the same label (a deleted object created anew): the
+    same change within AppFlow's 8 hours of replay must still be applied."""
+    desired = spec(description="b")
+    first = update_token(LABEL, {"lambdaArn": LAMBDA_ARN, "description": "a", "registeredAt": "t1"}, desired)
+    again = update_token(LABEL, {"lambdaArn": LAMBDA_ARN, "description": "a", "registeredAt": "t2"}, desired)
+    assert first != again
+
+
 def test_update_token_differs_when_changing_back_to_an_earlier_state() -> None:
     a = spec(description="a")
     b = spec(description="b")

@@ -210,9 +210,12 @@ def update_token(label: str, current: Mapping[str, Any], spec: AppFlowConnectorS
     """A deterministic UpdateConnectorRegistration token for moving the registration from its current
     state to the spec's. AppFlow replays a known token for 8 hours instead of applying it again, so
     the token covers both ends: a retry of the same change reuses it, while changing back and forth
-    (A to B to A) sends a new token each time."""
+    (A to B to A) sends a new token each time. And the registration itself (its registeredAt): the
+    same change to a connector unregistered and registered again under the same label is a new
+    change, which a replayed token would silently skip."""
     parts = (
         label,
+        str(current.get("registeredAt", "")),
         str(current.get("lambdaArn", "")),
         str(current.get("description", "")),
         spec.lambda_arn,
