@@ -480,6 +480,24 @@ def test_deleting_an_inherited_intent_looks_until_the_bound() -> None:
     assert outs[-1].decision is Decision.RELEASE and len(outs) > 2 and w.cloud.count("create") == 0
 
 
+def test_the_finalizer_goes_as_soon_as_an_absent_read_can_be_trusted_not_a_poll_later() -> None:
+    """The deletion's looks are on the poll schedule, but the last one waits only until the bound has
+    passed since the create: the finalizer goes then, not up to a poll interval (15 s) after."""
+    w = world()
+    created_hidden(w, seconds=10)
+    deleting(w)
+    released_at = None
+    for _ in range(30):
+        before = w.clock()
+        if run(w.cycle()).decision is Decision.RELEASE:
+            released_at = before
+            break
+    created = c.parse_rfc3339(w.status["lastWrite"]["created"])
+    assert created is not None and released_at is not None
+    trusted = created + timedelta(seconds=BOUND + 1)  # the bound and the engine's 1 s of slack
+    assert trusted <= released_at <= trusted + timedelta(seconds=1), (released_at - created).total_seconds()
+
+
 def test_a_failed_delete_is_reported_within_the_bound_but_not_sent_again() -> None:
     w = world()
     run(w.converge())
