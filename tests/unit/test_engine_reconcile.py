@@ -398,14 +398,16 @@ def test_delete_already_gone_releases_at_once() -> None:
 
 
 def test_delete_in_progress_is_awaited_with_growing_polls() -> None:
-    """DELETE_IN_PROGRESS: requeue briefly until AWS says not found, then release."""
+    """DELETE_IN_PROGRESS: requeue briefly until AWS says not found, then release. The looks grow on
+    the poll schedule; one that would come after the delete can be seen settled (the consistency
+    bound) comes then instead."""
     w = world()
     run(w.converge())
     w.cloud.delete_polls = 4
     out = run(deleting(w).converge())
     assert out.decision is Decision.RELEASE and w.cloud.things == {}
     waits = [o.delay for o in w.outcomes if o.decision is Decision.REQUEUE][-3:]
-    assert all(1 <= d <= 15 for d in waits) and waits == sorted(waits)
+    assert all(1 <= d <= 15 for d in waits) and waits[:-1] == sorted(waits[:-1])
     assert w.cloud.count("delete") == 1
 
 
