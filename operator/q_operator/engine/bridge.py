@@ -279,10 +279,12 @@ def _warn_of_drift_interval(body: kopf.Body, entry: ObjectMemory, interval: cont
 
 
 def forget(deps: Deps, uid: str) -> None:
-    """The object is gone (or its finalizer is): drop all this process kept about it."""
-    gone = deps.memory.forget(uid)
+    """The object is gone (or its finalizer is): drop all this process kept about it. The one place
+    an object is forgotten (memory.py says what that covers)."""
+    gone = deps.memory.forget(uid)  # its entry, the resources it holds, its index entries
     if gone is not None:
-        metrics.recount(gone.counted, None)
+        deps.watcher.forget(uid, gone.watched)  # its place in its parent's List sweep
+        metrics.recount(gone.counted, None)  # its count in the resources gauge
 
 
 def object_view(body: Mapping[str, Any], retry: int, wrote: Mapping[str, Any] | None) -> ObjectView:
