@@ -385,6 +385,17 @@ def test_an_intent_keeps_the_account_it_was_recorded_in_when_the_binding_moves()
     assert len(w.aws.calls) == before
 
 
+def test_a_region_move_records_its_intent_in_the_account_the_operator_acts_in() -> None:
+    """The intent that replaces a resource in another region is recorded before any AWS call of its
+    cycle: it still names the account its create will act in (the operator's own here)."""
+    w = world()
+    run(w.converge())
+    w.change_spec(region="eu-west-1")
+    run(w.cycle())
+    assert "createPending" in w.status and w.status["retiring"]
+    assert w.status["accountId"] == OWN_ACCOUNT
+
+
 def test_objects_from_before_accounts_were_recorded_belong_to_the_operators_own() -> None:
     """A ref without accountId was made by the operator itself: under a role in another account it
     is refused; under the operator's own identity its account is recorded."""
