@@ -373,7 +373,7 @@ def test_configmap_changes_mark_the_objects_that_refer_to_it(monkeypatch: pytest
 
     monkeypatch.setattr(configmaps, "_bump", bump)
     kind = registry.KINDS[0]
-    index = process.state().index(configmaps.index_name(kind))
+    index = process.state().deps.memory.index(configmaps.index_name(kind))
     index.replace("uid-a", {("ns", "schema"): "a", ("ns", "other"): "a"})
     index.replace("uid-b", {("ns", "schema"): "b"})
 

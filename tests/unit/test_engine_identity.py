@@ -367,6 +367,35 @@ def test_a_resource_recorded_in_another_account_is_never_touched() -> None:
     assert len(w.aws.calls) == before and thing_id in w.clouds[f"111111111111/{DEFAULT_REGION}"].things
 
 
+def test_an_intent_keeps_the_account_it_was_recorded_in_when_the_binding_moves() -> None:
+    """An intent recorded in one account, the operator restarted and the namespace rebound to another:
+    a create may have reached the first account, so nothing is looked for or created in the second —
+    at the first cycle and at every later one (the mismatch never rewrites the recorded account)."""
+    w = world(find_before_create=True)  # no token to replay: a restarted cycle looks before creating
+    w.identities.update("ns", {ROLE_ARN_ANNOTATION: ROLE_A})
+    run(w.cycle())
+    assert "createPending" in w.status and w.status["accountId"] == "111111111111"
+    w.restart()
+    w.identities.update("ns", {ROLE_ARN_ANNOTATION: ROLE_B})
+    before = len(w.aws.calls)
+    for _ in range(2):
+        run(w.cycle())
+        assert w.condition(c.SYNCED)["reason"] == c.ACCOUNT_MISMATCH
+        assert w.status["accountId"] == "111111111111" and "createPending" in w.status
+    assert len(w.aws.calls) == before
+
+
+def test_a_region_move_records_its_intent_in_the_account_the_operator_acts_in() -> None:
+    """The intent that replaces a resource in another region is recorded before any AWS call of its
+    cycle: it still names the account its create will act in (the operator's own here)."""
+    w = world()
+    run(w.converge())
+    w.change_spec(region="eu-west-1")
+    run(w.cycle())
+    assert "createPending" in w.status and w.status["retiring"]
+    assert w.status["accountId"] == OWN_ACCOUNT
+
+
 def test_objects_from_before_accounts_were_recorded_belong_to_the_operators_own() -> None:
     """A ref without accountId was made by the operator itself: under a role in another account it
     is refused; under the operator's own identity its account is recorded."""

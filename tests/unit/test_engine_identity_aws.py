@@ -130,6 +130,22 @@ def test_the_operators_own_account_is_learned_once(aws: tuple[AwsHandle, AwsSess
     assert [r["operation"] for r in calls(handle, "sts")] == ["GetCallerIdentity"]
 
 
+def test_the_operators_own_account_asked_at_once_is_one_answer_for_all(
+    aws: tuple[AwsHandle, AwsSession],
+) -> None:
+    """Objects whose first cycles start together (a restart) all ask for the operator's own account
+    while the first GetCallerIdentity is on its way: they wait for its answer, rather than take "not
+    learned" for an answer (AccountUnknown, a 60 s wait, with no failure anywhere)."""
+    handle, session = aws
+    handle.configure(latency_ms=300)
+
+    async def together() -> list[str | None]:
+        return list(await asyncio.gather(*(session.account(None) for _ in range(2))))
+
+    assert asyncio.run(together()) == ["123456789012", "123456789012"]
+    assert [r["operation"] for r in calls(handle, "sts")] == ["GetCallerIdentity"]
+
+
 def test_a_throttled_assume_role_says_throttled_not_refused(aws: tuple[AwsHandle, AwsSession]) -> None:
     """STS answered Throttling (its quota is the operator's own account's): the namespace's objects
     wait seconds, reason Throttled, not the minutes of a refusal."""

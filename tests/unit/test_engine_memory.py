@@ -1,5 +1,6 @@
-"""Per-object memory: one entry per object, made on first use and forgotten when the finalizer goes,
-so a process that sees many objects come and go keeps nothing of them."""
+"""Per-object memory: one entry per object, made on first use and forgotten when the finalizer goes
+or the object is gone, so a process that sees many objects come and go keeps nothing of them — not
+in its memory, its indexes, its List sweeps or its gauges."""
 
 from __future__ import annotations
 
@@ -14,32 +15,54 @@ import kopf
 import pytest
 from prometheus_client import REGISTRY
 
-from q_operator.engine import bridge
+from q_operator.engine import bridge, configmaps, handlers, namespaces
+from q_operator.engine.contract import ObserveEach
 from q_operator.engine.memory import Index, Memory
 from q_operator.engine.reconcile import Deps, Timing, Trigger
+from q_operator.engine.sweep import Sweeper
 from tests.unit.engine_fakes import DEFAULT_REGION, FakeAws, FakeClock, FakeCloud, merge_patch, thing_kind
+
+#: the ConfigMap every driven object refers to (spec.payloadFrom)
+SCHEMA = "schema"
+
+
+async def _never(seconds: float) -> None:
+    """A sweep's own task waits for ever: it never prunes its members, so a leak shows."""
+    await asyncio.get_running_loop().create_future()
 
 
 class Driver:
-    """Plays kopf's part for many objects through the bridge: bodies in, status patches applied."""
+    """Plays kopf's part for many objects through the bridge: bodies in, status patches applied, and
+    the watch events kopf hands the event handlers (handlers.py: index, forget).
 
-    def __init__(self, find_before_create: bool = False) -> None:
+    `list_mode`: the kind has a List parent (one List call covers the region, as ListConnectors
+    does) and a Sweeper watches each Ready object, as `Q_OPERATOR_OBSERVE_MODE=list` does."""
+
+    def __init__(self, find_before_create: bool = False, list_mode: bool = False) -> None:
         self.clock = FakeClock()
         self.cloud = FakeCloud(self.clock, build_polls=1)
-        self.kind = thing_kind(find_before_create)
+        kind = thing_kind(find_before_create)
+        self.kind = dataclasses.replace(kind, list_parent=()) if list_mode else kind
         self.versions = itertools.count(1)
+        memory = Memory()
+        self.sweeper = Sweeper(memory, 60.0, 3600.0, sleep=_never) if list_mode else None
 
-        async def no_configmap(namespace: str, name: str) -> Mapping[str, str] | None:
-            return None
+        async def read_configmap(namespace: str, name: str) -> Mapping[str, str] | None:
+            return {"openapi.yaml": "openapi: 3.0.0"} if name == SCHEMA else None
 
         self.deps = Deps(
             FakeAws({DEFAULT_REGION: self.cloud}),
-            no_configmap,
+            read_configmap,
             self.clock,
             random.Random(3),
             Timing(),
             default_region=DEFAULT_REGION,
+            memory=memory,
+            watcher=self.sweeper or ObserveEach(),
         )
+
+    def spec(self, uid: str) -> dict[str, Any]:
+        return {"name": uid, "payloadFrom": {"configMapKeyRef": {"name": SCHEMA, "key": "openapi.yaml"}}}
 
     def body(self, uid: str, status: dict[str, Any], deleting: bool) -> kopf.Body:
         raw = {
@@ -51,15 +74,24 @@ class Driver:
                 "resourceVersion": str(next(self.versions)),
                 "deletionTimestamp": "2026-01-01T00:00:00Z" if deleting else None,
             },
-            "spec": {"name": uid},
+            "spec": self.spec(uid),
             "status": status,
         }
         return kopf.Body(raw)  # type: ignore[arg-type]
+
+    def seen(self, uid: str) -> None:
+        """A watch event of the object (added or modified): what kopf's `index` handler does."""
+        handlers.index(self.deps.memory, self.kind, uid, "ns", uid, self.spec(uid))
+
+    def gone(self, uid: str) -> None:
+        """Its DELETED event: what kopf's `forget` handler does."""
+        bridge.forget(self.deps, uid)
 
     async def cycle(
         self, uid: str, status: dict[str, Any], *, deleting: bool = False, trigger: Trigger = Trigger.CHANGE
     ) -> tuple[dict[str, Any], str]:
         """One handler call: the new status, and how kopf was told to go on."""
+        self.seen(uid)
         patch = kopf.Patch()
         body = self.body(uid, status, deleting)
         try:
@@ -81,11 +113,21 @@ class Driver:
         raise AssertionError(f"{uid} never became ready: {status}")
 
     async def delete_until_released(self, uid: str, status: dict[str, Any]) -> None:
+        """Delete handler calls until the finalizer goes; then the watch events that follow: the
+        finalizer's removal (modified), and the object's deletion."""
         for _ in range(20):
             status, verdict = await self.cycle(uid, status, deleting=True)
             if verdict == "done":
+                self.seen(uid)
+                self.gone(uid)
                 return
         raise AssertionError(f"{uid} was never released: {status}")
+
+    def members(self) -> list[str]:
+        """The uids the List sweeps hold as members."""
+        if self.sweeper is None:
+            return []
+        return [uid for parent in self.sweeper.parents.values() for uid in parent.members.values()]
 
 
 def _no_event(*_: object, **__: object) -> None:
@@ -100,41 +142,59 @@ def _gauge(kind: str) -> float:
     return total
 
 
+@pytest.mark.parametrize("list_mode", [False, True], ids=["observe-each", "list-sweep"])
 @pytest.mark.parametrize("find_before_create", [False, True], ids=["token-kind", "find-before-create-kind"])
 def test_a_thousand_create_delete_cycles_leave_nothing_behind(
-    find_before_create: bool, monkeypatch: pytest.MonkeyPatch
+    find_before_create: bool, list_mode: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Objects created to Ready, deleted between the intent and the create, checked by the drift timer
-    or deleted mid-build: once each is released, the process remembers none of them (no lock, no
-    written patch, no build, no held resource, no fresh intent, no count in the resources gauge)."""
+    """Objects created to Ready (watched by their parent's List sweep in list mode), deleted between
+    the intent and the create, checked by the drift timer, deleted mid-build, or gone with their
+    finalizer removed by hand (only the DELETED event says so): once each is gone, the process
+    remembers none of them (no lock, no written patch, no build, no held resource, no fresh intent,
+    no index entry, no sweep member, no count in the resources gauge)."""
     monkeypatch.setattr(kopf, "event", _no_event)
-    driver = Driver(find_before_create)
+    driver = Driver(find_before_create, list_mode)
+    memory = driver.deps.memory
     counted_before = _gauge(driver.kind.kind)
+    refs = memory.index(configmaps.index_name(driver.kind))
+    residents = memory.index(namespaces.index_name(driver.kind))
+    left_in_aws = 0
 
     async def lives() -> None:
+        nonlocal left_in_aws
         for i in range(1000):
             uid = f"uid-{i}"
-            if i % 4 == 0:  # created and ready, then deleted
+            if i % 5 == 0:  # created and ready, then deleted
                 status = await driver.create_until_ready(uid)
+                assert (uid in driver.members()) is list_mode
                 status, _ = await driver.cycle(uid, status, trigger=Trigger.DRIFT)
-            elif i % 4 == 1:  # deleted right after the intent was recorded: no create was ever sent
+            elif i % 5 == 1:  # deleted right after the intent was recorded: no create was ever sent
                 status, verdict = await driver.cycle(uid, {})
                 assert "createPending" in status and verdict == "requeue"
-                assert driver.deps.memory.of(uid).fresh_intent is not None
-            elif i % 4 == 2:  # deleted while AWS still builds it
+                assert memory.of(uid).fresh_intent is not None
+            elif i % 5 == 2:  # deleted while AWS still builds it
                 status, _ = await driver.cycle(uid, {})
                 status, _ = await driver.cycle(uid, status)
-                assert driver.deps.memory.of(uid).build is not None
-            else:  # a drift check of an object with nothing yet
+                assert memory.of(uid).build is not None
+            elif i % 5 == 3:  # a drift check of an object with nothing yet
                 status, _ = await driver.cycle(uid, {}, trigger=Trigger.DRIFT)
+            else:  # ready, then its finalizer removed by hand: no delete cycle, its resource stays
+                await driver.create_until_ready(uid)
+                assert uid in refs.get(("ns", SCHEMA)) and residents.get("ns") == [uid]
+                driver.seen(uid)
+                driver.gone(uid)
+                left_in_aws += 1
+                continue
             await driver.delete_until_released(uid, status)
 
     asyncio.run(lives())
-    memory = driver.deps.memory
     assert len(memory) == 0, f"left behind: {list(memory)[:5]}"
     assert memory.holdings() == 0
+    assert memory.indexed() == 0 and ("ns", SCHEMA) not in refs and "ns" not in residents
+    assert driver.members() == [], "forgotten objects still members of a List sweep"
+    assert not list_mode or (driver.sweeper is not None and driver.sweeper.parents)  # a sweep was there
     assert _gauge(driver.kind.kind) == counted_before
-    assert not driver.cloud.things  # and nothing left in AWS either
+    assert len(driver.cloud.things) == left_in_aws  # and nothing else left in AWS either
 
 
 def test_forgetting_an_object_frees_what_it_held_for_others(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -147,7 +207,7 @@ def test_forgetting_an_object_frees_what_it_held_for_others(monkeypatch: pytest.
         ref = {"thingId": status["thingId"]}
         where = ("own", DEFAULT_REGION)
         assert driver.deps.memory.holder("Thing", ref, where) == "a"
-        bridge.forget(driver.deps, "a")
+        driver.gone("a")
         assert driver.deps.memory.holder("Thing", ref, where) is None
 
     asyncio.run(life())

@@ -135,6 +135,8 @@ class AwsSession:
         self._first_op: dict[tuple[str, str], str] = {}
         #: per (event loop, bucket): verbs waiting for their first token queue here in arrival order
         self._gates: dict[tuple[int, BucketKey], asyncio.Lock] = {}
+        #: per event loop: one GetCallerIdentity at a time; who comes meanwhile waits for its answer.
+        self._whoami_gates: dict[int, asyncio.Lock] = {}
         self._config = Config(
             retries={"total_max_attempts": 1, "mode": "standard"},  # no hidden retries
             connect_timeout=env_float("Q_OPERATOR_AWS_CONNECT_TIMEOUT", 5),
@@ -260,7 +262,10 @@ class AwsSession:
             return role.account
         if self._own_account is not None:
             return self._own_account
-        return await loop.run_in_executor(self.executor, self._whoami)
+        # Not learned yet: a caller coming while it is being asked would take "asked recently, not
+        # learned" for a failure (objects restarting together all ask at once): it waits instead.
+        async with self._whoami_gates.setdefault(id(loop), asyncio.Lock()):
+            return await loop.run_in_executor(self.executor, self._whoami)
 
     def _label(self, role: Role | None) -> str:
         """The account part of a bucket key ("" for the operator's own until it is known)."""

@@ -5,7 +5,11 @@ the engine wants to be called with the object as it is and to say when to look a
 is the whole of that translation. Its contract:
 
 - **One cycle at a time per object.** Every handler runs `run_cycle`, which holds the object's lock
-  (memory.py) around one `reconcile()`: a timer and a handler never reconcile the same object at once.
+  (memory.py) around its cycles: a timer and a handler never reconcile the same object at once.
+- **A call may go on** (`goes_on`, `_cycles`): a cycle that only stored a step (the intent to create)
+  or polls a build due within seconds is stored here at once (`_persist`) and followed by the next
+  cycle in the same call, at most MAX_GO_ON times; the last cycle's Outcome goes to kopf. Every
+  cycle is counted and its events posted once (`_report`), whoever stores its status.
 - **A cycle sees every write of ours.** kopf may hand a handler or a timer a body older than any
   number of the status patches earlier cycles wrote (watch events are late when the event loop is
   busy; kopf's consistency wait gives up): the status as our patches left it is laid over every
@@ -26,11 +30,16 @@ is the whole of that translation. Its contract:
 - **List mode** (sweep.py): a drift check of an object its parent's List sweep watches calls nothing
   (counted as outcome `watched`); a resume of an object converged at its generation is not observed,
   its parent's first sweep looks at it; every cycle's end tells the watcher whether it is Ready.
-- **Forgetting.** When the finalizer goes (RELEASE) or the object is gone (its DELETED event), the
-  object's memory is forgotten, in `forget`.
+- **Forgetting.** When the finalizer goes (RELEASE) or the object is gone (its DELETED event), all
+  the process kept of it is forgotten, in `forget` and nowhere else: its memory, the resources it
+  holds, its index entries, its place in its parent's List sweep, its count in the resources gauge.
 - **The user's controls** (controls.py): a waiting handler is woken when a pause is set or lifted or
   a reconcile is asked for (`control_changed`, `wake`); a paused object never counts as lagging; the
   drift timer ticks often and runs a cycle only when the object's own interval is due (`drift_due`).
+
+`run_cycle` reads in that order: the view (`_view`: the body under our writes), `_repair`, the
+watcher's questions, the cycles (`_cycles`), what the next call needs (`_remember`), then kopf's part
+(the status patch, `_report`, `forget` or the gauge, `verdict`).
 
 Process state (process.py), the ConfigMap watch (configmaps.py), the metrics server (metrics.py)
 and the registration of handlers (handlers.py) live elsewhere; nothing here is global.
@@ -124,12 +133,7 @@ async def run_cycle(
     async with entry.lock:
         if trigger is Trigger.CHANGE and not deleting and version and _converged(entry, version):
             return  # this exact object version (or one our last call wrote) was reconciled to DONE
-        attempt = entry.failures
-        # Any handler may run on a body from before any number of our own patches (kopf stops waiting
-        # after its consistency timeout, and a busy API server can be slower): it sees them all.
-        obj = object_view(body, attempt, entry.wrote)
-        if deleting and not obj.deleting:
-            obj = dataclasses.replace(obj, deleting=True)
+        obj = _view(body, entry, deleting)
         await _repair(deps, kind, obj, body, entry)
         if trigger is Trigger.DRIFT and deps.watcher.covers(kind, obj):
             # List mode: its parent's working sweep watches it (sweep.py), nothing to ask AWS. Counted,
@@ -139,40 +143,13 @@ async def run_cycle(
         if resuming and not deleting and deps.watcher.takes_over(kind, obj, deps):
             outcome = Outcome(Decision.DONE, message="converged; watched by its parent's sweep")
         else:
-            outcome = await reconcile(kind, obj, deps, trigger)
-            entry.own_versions = set()
-            for _ in range(MAX_GO_ON):
-                decided = time.monotonic()
-                wait = goes_on(deps, outcome, obj, trigger, waited)
-                if wait is None or not await _persist(deps, kind, obj, outcome, entry):
-                    break
-                metrics.RECONCILES.labels(kind.kind, outcome.decision.value).inc()
-                for event in outcome.events:
-                    kopf.event(body, type=event.type, reason=event.reason, message=event.message[:1024])
-                if wait > 0:
-                    # The look is due `wait` after the cycle decided it, not after our status write:
-                    # polls a second apart stay a second apart (a 5 s build is seen at 5 s, not 6).
-                    await deps.sleep(max(0.0, wait - (time.monotonic() - decided)))
-                    waited += wait
-                obj = object_view(body, attempt, entry.wrote)
-                if deleting and not obj.deleting:
-                    obj = dataclasses.replace(obj, deleting=True)
-                outcome = await reconcile(kind, obj, deps, trigger)
+            obj, outcome, waited = await _cycles(deps, kind, trigger, body, entry, obj, deleting)
             deps.watcher.note(kind, obj, outcome, deps)  # Ready: watched by a sweep; else not
-        _wrote(entry, outcome.status)
-        entry.converged_at = version if outcome.decision is Decision.DONE else None
-        failed = (
-            _synced(obj, outcome) == "False"
-            and outcome.decision is not Decision.RELEASE
-            and _synced_reason(obj, outcome) not in conditions.CONTROL_REASONS  # paused: no failure
-        )
-        entry.failures = attempt + 1 if failed else 0
+        _remember(entry, obj, outcome, version)
     metrics.RECONCILE_SECONDS.labels(kind.kind).observe(time.monotonic() - started - waited)
-    metrics.RECONCILES.labels(kind.kind, outcome.decision.value).inc()
     for key, value in outcome.status.items():
         patch.status[key] = value
-    for event in outcome.events:
-        kopf.event(body, type=event.type, reason=event.reason, message=event.message[:1024])
+    _report(kind, body, outcome)
     if outcome.decision is Decision.RELEASE:
         forget(deps, uid)
     else:
@@ -182,6 +159,66 @@ async def run_cycle(
     error = verdict(outcome, trigger, obj.deleting, interval.seconds)
     if error is not None:
         raise error
+
+
+def _view(body: kopf.Body, entry: ObjectMemory, deleting: bool) -> ObjectView:
+    """The object as this call's next cycle sees it: any handler may run on a body from before any
+    number of our own patches (kopf stops waiting after its consistency timeout, and a busy API
+    server can be slower), so it sees them all; the back-off counts failed cycles; and the delete
+    handler's cycle is a deletion whatever its body shows."""
+    obj = object_view(body, entry.failures, entry.wrote)
+    return dataclasses.replace(obj, deleting=True) if deleting and not obj.deleting else obj
+
+
+async def _cycles(
+    deps: Deps,
+    kind: KindInfo[Any, Any],
+    trigger: Trigger,
+    body: kopf.Body,
+    entry: ObjectMemory,
+    obj: ObjectView,
+    deleting: bool,
+) -> tuple[ObjectView, Outcome, float]:
+    """Reconcile, and go on in this call while `goes_on` says so: each cycle but the last is stored
+    here (`_persist`) and reported. Returns the last cycle's view and Outcome (for kopf), and the
+    seconds waited for builds."""
+    waited = 0.0
+    outcome = await reconcile(kind, obj, deps, trigger)
+    entry.own_versions = set()
+    for _ in range(MAX_GO_ON):
+        decided = time.monotonic()
+        wait = goes_on(deps, outcome, obj, trigger, waited)
+        if wait is None or not await _persist(deps, kind, obj, outcome, entry):
+            break
+        _report(kind, body, outcome)
+        if wait > 0:
+            # The look is due `wait` after the cycle decided it, not after our status write:
+            # polls a second apart stay a second apart (a 5 s build is seen at 5 s, not 6).
+            await deps.sleep(max(0.0, wait - (time.monotonic() - decided)))
+            waited += wait
+        obj = _view(body, entry, deleting)
+        outcome = await reconcile(kind, obj, deps, trigger)
+    return obj, outcome, waited
+
+
+def _remember(entry: ObjectMemory, obj: ObjectView, outcome: Outcome, version: str) -> None:
+    """What the next call needs of this one: the status it wrote, the version it converged at, and
+    whether it failed (back-off counts failed cycles in a row; a pause is no failure)."""
+    _wrote(entry, outcome.status)
+    entry.converged_at = version if outcome.decision is Decision.DONE else None
+    failed = (
+        _synced(obj, outcome) == "False"
+        and outcome.decision is not Decision.RELEASE
+        and _synced_reason(obj, outcome) not in conditions.CONTROL_REASONS  # paused: no failure
+    )
+    entry.failures = entry.failures + 1 if failed else 0
+
+
+def _report(kind: KindInfo[Any, Any], body: kopf.Body, outcome: Outcome) -> None:
+    """Count a cycle's outcome and post its events (once per cycle, stored here or by kopf)."""
+    metrics.RECONCILES.labels(kind.kind, outcome.decision.value).inc()
+    for event in outcome.events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message[:1024])
 
 
 def _wrote(entry: ObjectMemory, status: Mapping[str, Any]) -> None:
@@ -279,10 +316,12 @@ def _warn_of_drift_interval(body: kopf.Body, entry: ObjectMemory, interval: cont
 
 
 def forget(deps: Deps, uid: str) -> None:
-    """The object is gone (or its finalizer is): drop all this process kept about it."""
-    gone = deps.memory.forget(uid)
+    """The object is gone (or its finalizer is): drop all this process kept about it. The one place
+    an object is forgotten (memory.py says what that covers)."""
+    gone = deps.memory.forget(uid)  # its entry, the resources it holds, its index entries
     if gone is not None:
-        metrics.recount(gone.counted, None)
+        deps.watcher.forget(uid, gone.watched)  # its place in its parent's List sweep
+        metrics.recount(gone.counted, None)  # its count in the resources gauge
 
 
 def object_view(body: Mapping[str, Any], retry: int, wrote: Mapping[str, Any] | None) -> ObjectView:

@@ -2,7 +2,7 @@
 its data changes (or it appears or goes), the objects that refer to it get the annotation
 `q-operator.dev/configmap-hash` bumped. kopf sees that as a change and reconciles, so the new value
 reaches AWS. Which objects refer to which ConfigMap is an index per kind (memory.Index, kept by
-handlers.py)."""
+handlers.py and forgotten with the object)."""
 
 from __future__ import annotations
 
@@ -54,5 +54,5 @@ async def on_configmap(event: kopf.RawEvent, body: kopf.Body, **kwargs: Any) -> 
         return  # first sight in the initial listing: resume reconciles everything anyway
     # (kopf re-lists when a watch is re-established: a change made in between arrives as a listing)
     for kind in registry.KINDS:
-        for name in process.state().index(index_name(kind)).get(key):
+        for name in process.state().deps.memory.index(index_name(kind)).get(key):
             await _bump(kind, key[0], name, digest)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, TypeVar
 
 from q_operator.engine.identity import Identities, Role
-from q_operator.engine.memory import Memory
+from q_operator.engine.memory import Memory, Watched
 from q_operator.engine.polling import BuildClock
 from q_operator.kinds.base import Adapter, KindInfo
 
@@ -110,6 +110,10 @@ class Watcher(Protocol):
         """A cycle ended: watch the object if it is Ready, stop watching it otherwise."""
         ...
 
+    def forget(self, uid: str, watched: Watched | None) -> None:
+        """The object is forgotten (bridge.forget; `watched`: what its memory said of its watch)."""
+        ...
+
 
 class ObserveEach:
     """Per-object observation: every drift check and resume observes the object itself."""
@@ -121,6 +125,9 @@ class ObserveEach:
         return False
 
     def note(self, kind: KindInfo[Any, Any], obj: ObjectView, outcome: Outcome, deps: Deps) -> None:
+        return None
+
+    def forget(self, uid: str, watched: Watched | None) -> None:
         return None
 
 

@@ -4,7 +4,9 @@ patch, conditions and events the cycle is building (`finish` turns them into the
 Reads are plain: a getter here never changes what another getter returns. Everything a step changes
 goes through a method named for it (`write_ref`, `set_retiring`, `set_ready`, `event`), and the
 replaced resources are parsed once, when the cycle starts, into `Held` values that carry their own
-region.
+region. The account recorded with a resource or an intent (`record_account`) is the admission's
+answer (verbs.py `admit`), asked for where it is recorded: it does not depend on which AWS call the
+cycle happened to make first.
 """
 
 from __future__ import annotations
@@ -184,23 +186,28 @@ class Cycle:
         """Name the AWS resource in this cycle's log lines."""
         self.log_fields["obj_id"] = ref_text(ref)
 
-    def write_ref(self, ref: ExternalRef) -> None:
+    async def write_ref(self, ref: ExternalRef) -> None:
         """Record the current resource, made (or found) in this cycle's region."""
         self.identify(ref)
         for key, value in ref.items():
             self.patch[key] = value
-        self.record_region()
+        await self.record_region()
 
-    def record_region(self) -> None:
+    async def record_region(self) -> None:
         """Record that the current resource lives in this cycle's region, and in the account of the
         identity that acts for it."""
         if self.region:
             self.patch["region"] = self.region
-        self.record_account()
+        await self.record_account("record")
 
-    def record_account(self) -> None:
-        if self.aws.account:
-            self.patch["accountId"] = self.aws.account
+    async def record_account(self, step: str) -> None:
+        """Record the account this object's identity acts in (status.accountId): where its resource
+        is, or where the create of a recorded intent will act. The admission's answer (`step` names
+        it in a refusal): the same at any point of the cycle. Unknown (the operator's own account
+        could not be learned): nothing is recorded."""
+        account = await self.aws.admit(step)
+        if account:
+            self.patch["accountId"] = account
 
     def clear_ref(self) -> None:
         for key in self.kind.ref_fields:
@@ -213,9 +220,8 @@ class Cycle:
         self.patch["retiring"] = [_stored_retiring(held) for held in entries]
 
     def set_pending(self, value: Mapping[str, str] | None) -> None:
+        """status.createPending: a new intent records its account too (steps/create.py `record_intent`)."""
         self.patch["createPending"] = value
-        if value is not None:
-            self.record_account()  # a create may reach AWS in this account: never look in another
 
     def set_last_write(self, value: Mapping[str, Any]) -> None:
         """Record the engine's last write to the current resource (consistency.py)."""

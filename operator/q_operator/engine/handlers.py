@@ -6,8 +6,10 @@ kopf (.importlinter holds them to it). Each kind
 gets create, update, resume and delete handlers and a drift timer, all one line into
 `bridge.run_cycle`; a watch-event handler that catches up on spec changes kopf would sit out; one
 that wakes waiting handlers when the user's controls change (pause lifted, reconcile asked for); one
-that forgets an object once it is gone; and the index of the ConfigMaps its objects refer to
-(configmaps.py watches them). namespaces.py adds the Namespace watch (each namespace's AWS identity).
+that forgets an object once it is gone (bridge.forget: everything the process kept of it); and one
+that keeps its entries in the indexes of the ConfigMaps it refers to (configmaps.py watches them) and
+of the namespace it lives in (`index`). namespaces.py adds the Namespace watch (each namespace's AWS
+identity).
 
 The drift timer ticks every `bridge.drift_tick()` seconds and runs a cycle only when the object's own
 drift interval (controls.py: the operator's, or the object's annotation) is due; its retries (a build
@@ -20,6 +22,7 @@ import asyncio
 import logging
 import os
 import zlib
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -43,6 +46,7 @@ from q_operator.engine.bridge import (
     drift_interval,
     drift_tick,
 )
+from q_operator.engine.memory import Memory
 from q_operator.engine.reconcile import Trigger
 from q_operator.engine.sweep import drift_seconds
 from q_operator.kinds.base import KindInfo
@@ -71,6 +75,25 @@ async def _wake(kind: KindInfo[Any, Any], namespace: str, name: str, found: str)
 
 def _gone(type: str | None, **_: Any) -> bool:
     return type == "DELETED"
+
+
+def _present(type: str | None, **_: Any) -> bool:
+    return type != "DELETED"
+
+
+def index(
+    memory: Memory,
+    kind: KindInfo[Any, Any],
+    uid: str,
+    namespace: str | None,
+    name: str,
+    spec: Mapping[str, Any],
+) -> None:
+    """Keep the object's entries in our own indexes (memory.Index says why not kopf's): which
+    ConfigMaps it refers to, and which namespace it lives in. Its DELETED event forgets them with the
+    rest of the object (bridge.forget)."""
+    memory.index(configmaps.index_name(kind)).replace(uid, configmaps.references(namespace, name, spec))
+    memory.index(namespaces.index_name(kind)).replace(uid, {namespace or "": name})
 
 
 def register(kind: KindInfo[Any, Any]) -> None:
@@ -113,24 +136,13 @@ def register(kind: KindInfo[Any, Any]) -> None:
 
     @kopf.on.event(*gvp, id="forget", when=_gone)
     async def on_gone(*, uid: str | None, **_: Any) -> None:
-        bridge.forget(process.state().deps, str(uid or ""))
+        bridge.forget(process.state().deps, str(uid or ""))  # its index entries too
 
-    @kopf.on.event(*gvp, id="index")
+    @kopf.on.event(*gvp, id="index", when=_present)
     async def on_index(
-        *, type: str | None, uid: str | None, namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+        *, uid: str | None, namespace: str | None, name: str, spec: kopf.Spec, **_: Any
     ) -> None:
-        # Our own indexes, not kopf's (memory.Index says why): which ConfigMaps the object refers to,
-        # and which namespace it lives in.
-        built = process.state()
-        refs = built.index(configmaps.index_name(kind))
-        members = built.index(namespaces.index_name(kind))
-        key = str(uid or "")
-        if type == "DELETED":
-            refs.discard(key)
-            members.discard(key)
-            return
-        refs.replace(key, configmaps.references(namespace, name, spec))
-        members.replace(key, {namespace or "": name})
+        index(process.state().deps.memory, kind, str(uid or ""), namespace, name, spec)
 
 
 @kopf.on.startup()

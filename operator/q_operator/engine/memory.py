@@ -1,5 +1,15 @@
-"""What this process remembers about each object between cycles: one `ObjectMemory` per object, made
-in one place (`Memory.of`) and forgotten in one place (`Memory.forget`, when the finalizer goes).
+"""What this process remembers about each object: one `ObjectMemory` per object, and the lookups kept
+beside it by uid (who holds which AWS resource, which objects name which ConfigMap or live in which
+namespace: `Index`).
+
+- **Made in one place.** `Memory.of` makes an object's entry at its first cycle; its watch events
+  fill its index entries (handlers.py `index`).
+- **Forgotten in one place.** `bridge.forget`, when the finalizer goes (RELEASE) or the object's
+  DELETED event arrives, and nowhere else: `Memory.forget` drops the entry, the resources it holds
+  and its index entries, and hands back the entry, so that the two structures outside this module
+  built from it are undone there too — its place in its parent's List sweep (`Watcher.forget`,
+  sweep.py) and its count in the resources gauge (metrics.py). A new per-object structure belongs
+  in `ObjectMemory`, or, if it must live elsewhere, is undone in `bridge.forget` from the entry.
 
 Nothing here is the truth: the object's status is. This memory only saves work and closes races
 inside one process (a lock per object, the status it wrote, how long builds take), so a restart
@@ -135,6 +145,8 @@ class Memory:
         self._objects: dict[str, ObjectMemory] = {}
         #: who holds which AWS resource: derived from each object's `held`, kept for the lookup.
         self._holders: dict[HoldKey, str] = {}
+        #: the indexes of the objects' watch events, by name (configmaps.index_name, namespaces.index_name).
+        self._indexes: dict[str, Index] = {}
         #: guards the maps (BuildClock is called from worker threads' callers too).
         self._lock = threading.Lock()
 
@@ -151,9 +163,12 @@ class Memory:
         return self._objects.get(uid)
 
     def forget(self, uid: str) -> ObjectMemory | None:
-        """The one place an object is forgotten (its finalizer is released): returns what was kept,
-        so the caller can undo what lives outside (the resources gauge)."""
+        """Drop everything kept here about the object: its entry, the resources it holds, its index
+        entries. Returns the entry (None: it had none), so that `bridge.forget`, the one caller,
+        can undo what lives outside (its sweep membership, the resources gauge)."""
         with self._lock:
+            for index in self._indexes.values():
+                index.discard(uid)
             gone = self._objects.pop(uid, None)
             if gone is not None:
                 for key in gone.held:
@@ -193,10 +208,25 @@ class Memory:
         """How many AWS resources are recorded as held (for tests: nothing left behind)."""
         return len(self._holders)
 
+    # ----- indexes
+
+    def index(self, name: str) -> Index:
+        """The index of this name, made on first use."""
+        with self._lock:
+            found = self._indexes.get(name)
+            if found is None:
+                found = self._indexes[name] = Index()
+            return found
+
+    def indexed(self) -> int:
+        """How many (index, object) entries the indexes hold (for tests: nothing left behind)."""
+        return sum(len(index) for index in self._indexes.values())
+
 
 class Index:
     """Which objects name which key (a ConfigMap they refer to, the namespace they live in): key →
-    their names, kept per object (by uid) from its watch events (handlers.py).
+    their names, kept per object (by uid) from its watch events (handlers.py `index`), part of the
+    object's memory (`Memory.index`; `Memory.forget` discards its entries).
 
     Ours rather than a kopf index: kopf holds every handler back until each listed object is indexed,
     and it tracks that with one toggle per object whose every change wakes every waiting object —
@@ -220,7 +250,7 @@ class Index:
                 self._by_key.setdefault(key, {})[uid] = value
 
     def discard(self, uid: str) -> None:
-        """The object is gone."""
+        """The object is gone (`Memory.forget`)."""
         for key in self._by_uid.pop(uid, {}):
             holders = self._by_key.get(key)
             if holders is not None:

@@ -62,7 +62,7 @@ async def on_namespace(event: kopf.RawEvent, body: kopf.Body, **kwargs: Any) -> 
         return
     value = digest(annotations)
     for kind in registry.KINDS:
-        names = process.state().index(index_name(kind)).get(name)
+        names = process.state().deps.memory.index(index_name(kind)).get(name)
         if not names:
             continue
         log.info(

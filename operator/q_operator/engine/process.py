@@ -14,7 +14,7 @@ from typing import Any
 from q_operator.engine import sweep
 from q_operator.engine.aws import AwsSession, default_region, env_float
 from q_operator.engine.identity import Identities, Policy
-from q_operator.engine.memory import Index, Memory
+from q_operator.engine.memory import Memory
 from q_operator.engine.reconcile import Deps, Timing
 from q_operator.kinds.base import KindInfo
 
@@ -29,18 +29,11 @@ KUBE_TIMEOUT = (5.0, 30.0)
 class Process:
     """Process-wide engine state."""
 
+    #: the engine's dependencies; `deps.memory` holds what the process keeps per object, the
+    #: indexes of ConfigMap references and namespaces included (memory.py).
     deps: Deps
     #: (namespace, name) → digest of the data last seen: the ConfigMap watch (configmaps.py).
     configmap_digests: dict[tuple[str, str], str] = field(default_factory=dict)
-    #: the indexes of the objects, by name (configmaps.index_name, namespaces.index_name).
-    indexes: dict[str, Index] = field(default_factory=dict)
-
-    def index(self, name: str) -> Index:
-        """The index of this name, made on first use."""
-        found = self.indexes.get(name)
-        if found is None:
-            found = self.indexes[name] = Index()
-        return found
 
 
 _process: Process | None = None

@@ -99,22 +99,22 @@ async def reconcile(
         moved_from = cy.moved_from()
         if moved_from is not None:  # a resource cannot change region: make one there, then delete this
             why = f"spec.region changed from {moved_from} to {cy.region}"
-            return update.replace(cy, spec, resolved, ref, why)
+            return await update.replace(cy, spec, resolved, ref, why)
         observation = await observe.observe(cy, spec, ref, resolved)
         waiting = consistency.doubt(cy, observation)  # a read older than our last write is not drift
         if waiting is not None:
             return waiting
         if observation.phase is Phase.ABSENT:
-            return create.recreate(cy, spec, resolved, ref)
+            return await create.recreate(cy, spec, resolved, ref)
         if observation.phase is Phase.IN_PROGRESS:
             return observe.wait_for_build(cy, observation)
         if observation.phase is Phase.FAILED:
-            return observe.build_failed(cy, spec, resolved, ref, observation)
+            return await observe.build_failed(cy, spec, resolved, ref, observation)
         waiting = await update.retire_replaced(cy, spec, resolved)  # the new one is READY: drop the old
         if waiting is not None:
             return waiting
         if observation.replace:
-            return update.replace(cy, spec, resolved, ref, ", ".join(observation.replace))
+            return await update.replace(cy, spec, resolved, ref, ", ".join(observation.replace))
         if observation.diff:
             return await update.update(cy, spec, resolved, ref, observation)
         return consistency.confirm(cy, observe.up_to_date(cy))

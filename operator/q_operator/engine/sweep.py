@@ -22,6 +22,9 @@ the status fields it shows (`Adapter.list_page`, `Summary.seen`). This module kn
   per-object observe comes every `Q_OPERATOR_FULL_CHECK_SECONDS` (tags, and fields no summary shows),
   on a wake, when the sweep has stopped working (say, the List call is denied), and for every object
   that is not Ready.
+- **Forgetting.** An object forgotten (bridge.forget: released, or its DELETED event) leaves its
+  parent's members at once (`forget`); a member whose object is no longer watched as that member is
+  also dropped when a sweep meets it (`_member`).
 - **Resume.** After a restart an object whose status shows it converged at its generation is watched
   at once (`takes_over`), without an observe: the first sweep of its parent looks at it. Not an
   object with a control waiting (a pause or a reconcile request set while the operator was down):
@@ -216,6 +219,12 @@ class Sweeper:
             self._unwatch(obj.uid)
             return
         self._watch(kind, obj, status, deps, full_due=self.clock() + self.full_interval)
+
+    def forget(self, uid: str, watched: Watched | None) -> None:
+        """The object is forgotten (bridge.forget): it leaves its parent's sweep now, not at the
+        sweep's next turn. A sweep left without members ends at that turn (`_run`)."""
+        if watched is not None:
+            self._leave(watched, uid)
 
     # ----- who is watched
 

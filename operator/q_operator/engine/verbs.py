@@ -8,9 +8,10 @@ are apart: a control that must keep a cycle from changing AWS belongs at the wri
 
 `verbs_for` is the one place that chooses how an object reaches AWS: as the identity its namespace
 is bound to (identity.py: a role to assume, or the operator itself, or no AWS call at all), in the
-object's region. Before a cycle's first call the identity is admitted here: refused when the
-namespace has none (NoAWSIdentity), or when the object's resource was recorded in another account
-than the one the namespace acts in now (AccountMismatch).
+object's region. Before a cycle's first call the identity is admitted here (`admit`): refused when
+the namespace has none (NoAWSIdentity), or when the object's resource was recorded in another account
+than the one the namespace acts in now (AccountMismatch). `admit` answers with that account: a step
+that records it (cycle.py `record_account`) asks for it there, whatever was called before.
 
 It also holds what the user's controls allow: a paused object reaches nothing, an observe-only one
 only reads (controls.py's `Guard`, checked here whatever a step decided: fail closed).
@@ -21,6 +22,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -84,10 +86,8 @@ class Verbs:
         #: the account the object's resource lives in, as recorded (status.accountId; for objects
         #: from before accounts were recorded, the operator's own: it made them).
         self.recorded_account = recorded_account
-        #: the account this identity acts in: a role's is in its ARN, the operator's own is learned
-        #: when the cycle first calls AWS. Recorded with the resource (cycle.py).
-        self.account: str | None = self.identity.role.account if self.identity.role else None
-        self._admitted = False
+        #: `admit`'s answer, kept so that only the cycle's first admission asks AWS (None: not yet).
+        self._admitted: Admitted | None = None
 
     # ----- reads: never change AWS
 
@@ -140,37 +140,40 @@ class Verbs:
 
     # ----- identity
 
-    async def admit(self, step: str) -> None:
-        """May this cycle call AWS, and in which account: raises (no call made) when the namespace
-        has no identity, its role cannot be assumed, or it now acts in another account than the
-        resource was recorded in. Whatever else goes wrong is classified, as for a verb."""
+    async def admit(self, step: str) -> str | None:
+        """May this cycle call AWS, and in which account: returns the account this identity acts in
+        (None: the operator's own, which could not be learned). Raises (no call made) when the
+        namespace has no identity, its role cannot be assumed, or it now acts in another account
+        than the resource was recorded in. Whatever else goes wrong is classified, as for a verb.
+        Only the first admission of a cycle asks AWS; every call checks the controls and the identity."""
         try:
-            await self._admit(step)
+            return await self._admit(step)
         except ReconcileError:
             raise
         except Exception as error:
             raise classify(error, step, self.attempt, self.rng) from error
 
-    async def _admit(self, step: str) -> None:
+    async def _admit(self, step: str) -> str | None:
         if self.guard.reads is not None:  # paused: not even the identity's account is asked for
             raise TerminalError(c.INTERNAL_ERROR, f"{step} refused: {self.guard.reads}")
         refused = self.identity.refused(step)
         if refused is not None:
             raise refused
-        if self._admitted:
-            return
-        self.account = await self.caller.account(self.identity.role)
+        if self._admitted is not None:
+            return self._admitted.account
+        account = await self.caller.account(self.identity.role)
         recorded = self.recorded_account
         # Made as the operator itself and acting as itself: the same account, known or not.
         if recorded is not None and not (recorded == OWN_ACCOUNT and self.identity.role is None):
             if recorded == OWN_ACCOUNT:
                 recorded = await self.caller.account(None)
-            if recorded is None or self.account is None:  # cannot be told apart: fail closed
+            if recorded is None or account is None:  # cannot be told apart: fail closed
                 shown = None if self.recorded_account == OWN_ACCOUNT else self.recorded_account
                 raise account_unknown(shown, self.identity.namespace, step)
-            if recorded != self.account:
-                raise account_mismatch(recorded, self.account, self.identity.namespace, step)
-        self._admitted = True
+            if recorded != account:
+                raise account_mismatch(recorded, account, self.identity.namespace, step)
+        self._admitted = Admitted(account)
+        return account
 
     async def adoption_allowed(self, adopt_id: str, step: str = "adopt") -> None:
         """The adopt annotation counts only where the namespace allows adoption (no AWS call before
@@ -182,16 +185,17 @@ class Verbs:
             refused = self.identity.adoption_refused(adopt_id, None, step)  # not allowed here
         if refused is not None:
             raise refused
-        await self.admit(step)
-        refused = self.identity.adoption_refused(adopt_id, self.account, step)
+        account = await self.admit(step)
+        refused = self.identity.adoption_refused(adopt_id, account, step)
         if refused is not None:
             raise refused
 
-    def same_account(self, adopt_id: str, outputs: Mapping[str, Any]) -> None:
+    async def same_account(self, adopt_id: str, outputs: Mapping[str, Any]) -> None:
         """What AWS showed of a resource to adopt is in the account this namespace acts in."""
-        found = foreign_arn(outputs, self.kind.service, self.account)
+        account = await self.admit("adopt")
+        found = foreign_arn(outputs, self.kind.service, account)
         if found is not None:
-            raise across_accounts(f"{adopt_id} ({found[0]})", found[1], self.account, self.identity.namespace)
+            raise across_accounts(f"{adopt_id} ({found[0]})", found[1], account, self.identity.namespace)
 
     # ----- the one way out
 
@@ -229,6 +233,13 @@ class Verbs:
 #: `recorded_account` of an object that records a resource but no account: the operator made it as
 #: itself, before accounts were recorded.
 OWN_ACCOUNT = "own"
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A cycle's identity was admitted (`Verbs.admit`), acting in this account (None: unknown)."""
+
+    account: str | None
 
 
 def verbs_for(

@@ -104,7 +104,7 @@ async def observe_only(cy: Cycle, spec: BaseModel, resolved: Resolved) -> Outcom
         )
         return _observed(cy, observation.owner_mark)
     if new:
-        cy.write_ref(ref)
+        await cy.write_ref(ref)
         cy.set_control(controls.OBSERVED_ONLY_KEY, True)
         cy.event(
             c.EV_OBSERVING, f"observing {what}: the operator only reads it (spec.managementPolicy Observe)"

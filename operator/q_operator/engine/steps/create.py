@@ -51,9 +51,8 @@ async def create(cy: Cycle, spec: BaseModel, resolved: Resolved) -> Outcome:
         if cy.kind.find_before_create:
             found = await find_new(cy, spec, cy.owner())
             if found is not None:
-                return claim(cy, found, None)
-        await cy.aws.admit("create")  # the intent names the account its create will act in
-        return record_intent(cy, spec, resolved, c.REPLACING if cy.retiring else c.CREATING)
+                return await claim(cy, found, None)
+        return await record_intent(cy, spec, resolved, c.REPLACING if cy.retiring else c.CREATING)
     since_text = str(pending.get("since"))
     since = c.parse_rfc3339(since_text) or cy.now
     owner = cy.owner(since)
@@ -78,13 +77,13 @@ async def create(cy: Cycle, spec: BaseModel, resolved: Resolved) -> Outcome:
         sent = consistency.create_sent_at(cy, pending)
         found = await find_new(cy, spec, owner)
         if found is not None:
-            return claim(cy, found, since)
+            return await claim(cy, found, since)
         waiting = consistency.wait_for_create(cy, sent)
         if waiting is not None:
             return waiting
         # It did not happen. A new intent first: a create is only ever sent under an intent no
         # earlier create was sent under, so the look above stays conclusive.
-        return record_intent(cy, spec, resolved, c.REPLACING if cy.retiring else c.CREATING)
+        return await record_intent(cy, spec, resolved, c.REPLACING if cy.retiring else c.CREATING)
     try:
         created = await cy.aws.create(spec, cy.owner(since, repeat), token, resolved)
     except AlreadyExists as error:
@@ -100,7 +99,7 @@ async def create(cy: Cycle, spec: BaseModel, resolved: Resolved) -> Outcome:
         entry.fresh_intent = since_text  # AWS refused it: nothing was created under this intent
         raise
     cy.hold(created.ref, cy.region)
-    cy.write_ref(created.ref)
+    await cy.write_ref(created.ref)
     consistency.created(cy, created)
     cy.merge_outputs(created.outputs)
     cy.set_pending(None)
@@ -111,8 +110,11 @@ async def create(cy: Cycle, spec: BaseModel, resolved: Resolved) -> Outcome:
     return cy.finish(Decision.REQUEUE, cy.build_started("create"))
 
 
-def record_intent(cy: Cycle, spec: BaseModel, resolved: Resolved, reason: str) -> Outcome:
-    """Persist createPending and requeue at once: no create call before the marker is stored."""
+async def record_intent(cy: Cycle, spec: BaseModel, resolved: Resolved, reason: str) -> Outcome:
+    """Persist createPending and requeue at once: no create call before the marker is stored. The
+    intent names the account its create will act in: a later cycle never looks in, or creates in,
+    another (verbs.py refuses it: AccountMismatch)."""
+    await cy.record_account("create")  # admitted first: a refused identity records no intent
     since = c.rfc3339(cy.now)
     token = make_token(cy.obj.uid, since, spec, resolved)
     cy.set_pending({"token": token, "since": since})
@@ -130,7 +132,7 @@ async def _collided(cy: Cycle, spec: BaseModel, owner: Owner, since: datetime | 
     """The create met an existing resource under the natural key."""
     found = await find_new(cy, spec, owner)
     if found is not None:
-        return claim(cy, found, since)
+        return await claim(cy, found, since)
     if cy.retiring:
         # The name is held by the resource being replaced: delete it first, then create.
         for old in cy.retiring:
@@ -154,7 +156,7 @@ async def find_new(cy: Cycle, spec: BaseModel, owner: Owner) -> Found | None:
     return found
 
 
-def claim(cy: Cycle, found: Found, since: datetime | None) -> Outcome:
+async def claim(cy: Cycle, found: Found, since: datetime | None) -> Outcome:
     """A resource with our natural key exists: ours (take it) or somebody else's (refuse)."""
     what = f"{cy.kind.kind} {ref_text(found.ref)}"
     if not is_ours(cy, found, since):
@@ -167,7 +169,7 @@ def claim(cy: Cycle, found: Found, since: datetime | None) -> Outcome:
             f"annotation {ADOPT_ANNOTATION} or choose another name",
         )
     cy.hold(found.ref, cy.region)
-    cy.write_ref(found.ref)
+    await cy.write_ref(found.ref)
     consistency.found(cy)
     cy.set_pending(None)
     cy.event(c.EV_CREATED, f"found {what}, created before an interruption; using it")
@@ -204,7 +206,7 @@ async def adopt(cy: Cycle, spec: BaseModel, resolved: Resolved, adopt_id: str) -
             c.ADOPT_TARGET_NOT_FOUND,
             f"adopt failed: no {cy.kind.kind} {adopt_id} in AWS ({ADOPT_ANNOTATION})",
         )
-    cy.aws.same_account(adopt_id, observation.outputs)  # adoption never crosses accounts
+    await cy.aws.same_account(adopt_id, observation.outputs)  # adoption never crosses accounts
     if not observation.owner_mark_read:  # mid-build: whose it is is read once the build ends
         cy.set_ready("False", c.UPDATING, f"adopt: waiting for AWS to finish building {adopt_id}")
         cy.set_synced()
@@ -213,7 +215,7 @@ async def adopt(cy: Cycle, spec: BaseModel, resolved: Resolved, adopt_id: str) -
         raise TerminalError(
             c.OWNED_BY_ANOTHER, f"adopt refused: {adopt_id} is managed by {observation.owner_mark}"
         )
-    cy.write_ref(ref)
+    await cy.write_ref(ref)
     cy.merge_outputs(observation.outputs)
     cy.set_pending(None)
     cy.event(c.EV_ADOPTED, f"adopted the existing {cy.kind.kind} {adopt_id}")
@@ -222,7 +224,7 @@ async def adopt(cy: Cycle, spec: BaseModel, resolved: Resolved, adopt_id: str) -
     return cy.finish(Decision.REQUEUE, cy.deps.timing.poll_min)
 
 
-def recreate(cy: Cycle, spec: BaseModel, resolved: Resolved, ref: ExternalRef) -> Outcome:
+async def recreate(cy: Cycle, spec: BaseModel, resolved: Resolved, ref: ExternalRef) -> Outcome:
     """The recorded resource is gone from AWS: create it again. (An absence within the consistency
     bound after our own write never gets here: consistency.doubt waits it out.)"""
     cy.event(
@@ -230,4 +232,4 @@ def recreate(cy: Cycle, spec: BaseModel, resolved: Resolved, ref: ExternalRef) -
         f"{cy.kind.kind} {ref_text(ref)} was deleted outside the operator; creating it again",
     )
     cy.clear_ref()
-    return record_intent(cy, spec, resolved, c.CREATING)
+    return await record_intent(cy, spec, resolved, c.CREATING)

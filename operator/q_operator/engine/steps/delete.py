@@ -59,7 +59,7 @@ async def delete(cy: Cycle) -> Outcome:
                 return cy.finish(Decision.RELEASE)
             cy.set_pending(None)
             current = found.ref
-            cy.write_ref(current)
+            await cy.write_ref(current)
             consistency.found(cy)
             held = [Held(current, created=consistency.created_at(cy))]
         # Whatever happens next (in use, throttled, a failed delete), the resource is on its

@@ -27,7 +27,7 @@ async def observe(cy: Cycle, spec: BaseModel, ref: ExternalRef, resolved: Resolv
         )
     cy.merge_outputs(observation.outputs)  # AWS's view of the current resource, always
     if observation.exists and (cy.recorded_region() is None or cy.get("accountId") is None):
-        cy.record_region()  # recorded from now on (objects from before region and account were)
+        await cy.record_region()  # recorded from now on (objects from before region and account were)
     return observation
 
 
@@ -45,7 +45,7 @@ def wait_for_build(cy: Cycle, observation: Observation) -> Outcome:
     return cy.finish(Decision.REQUEUE, cy.build_poll_delay())
 
 
-def build_failed(
+async def build_failed(
     cy: Cycle, spec: BaseModel, resolved: Resolved, ref: ExternalRef, observation: Observation
 ) -> Outcome:
     """AWS failed to build it: stop until the spec changes, then replace it with a fresh one."""
@@ -53,7 +53,7 @@ def build_failed(
     failed_at = ready.get("observedGeneration") if ready and ready.get("reason") == c.BUILD_FAILED else None
     if failed_at is not None and failed_at != cy.obj.generation:
         # The spec changed since the build failed: a fresh resource, not a blind retry.
-        return replace(cy, spec, resolved, ref, "the build failed and the spec has changed since")
+        return await replace(cy, spec, resolved, ref, "the build failed and the spec has changed since")
     cy.deps.builds.abandon(cy.obj.uid)
     message = f"AWS failed to build {cy.kind.kind} {ref_text(ref)}: {observation.message or 'no reason'}"
     cy.set_ready("False", c.BUILD_FAILED, message)

@@ -59,7 +59,7 @@ async def update(
     return cy.finish(Decision.REQUEUE, cy.build_started("update"))
 
 
-def replace(cy: Cycle, spec: BaseModel, resolved: Resolved, ref: ExternalRef, why: str) -> Outcome:
+async def replace(cy: Cycle, spec: BaseModel, resolved: Resolved, ref: ExternalRef, why: str) -> Outcome:
     """Create a new resource; the old one is deleted only once the new one is READY."""
     retiring = list(cy.retiring)
     if not any(same_ref(ref, old.ref) for old in retiring):
@@ -71,7 +71,7 @@ def replace(cy: Cycle, spec: BaseModel, resolved: Resolved, ref: ExternalRef, wh
         f"replacing {cy.kind.kind} {ref_text(ref)} ({why}): creating a new one, deleting the old "
         "once the new one is ready",
     )
-    return record_intent(cy, spec, resolved, c.REPLACING)
+    return await record_intent(cy, spec, resolved, c.REPLACING)
 
 
 async def retire_replaced(cy: Cycle, spec: BaseModel, resolved: Resolved) -> Outcome | None:
