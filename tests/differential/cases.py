@@ -1655,12 +1655,18 @@ def _object_path(obj: JSON, namespace: str) -> str:
 
 @case
 def chart_objects(s: Steps) -> None:
-    """What the Helm chart creates, as each server stores it."""
+    """What the Helm chart creates, as each server stores it. A kind the chart makes more than one of
+    (its ClusterRoles) is labelled by name from the second on."""
+    seen: set[str] = set()
     for obj in _chart_objects(s.ns):
+        label = f"create-{obj['kind']}"
+        if label in seen:
+            label = f"{label}-{obj['metadata']['name']}"
+        seen.add(label)
         if obj["kind"].startswith("Cluster"):
             obj["metadata"]["name"] = f"{obj['metadata']['name']}-{s.ns}"
             for subject in obj.get("subjects") or []:
                 subject["namespace"] = s.ns
             if obj.get("roleRef", {}).get("kind") == "ClusterRole":
                 obj["roleRef"]["name"] = f"{obj['roleRef']['name']}-{s.ns}"
-        s.call(f"create-{obj['kind']}", "POST", _object_path(obj, s.ns), obj, keep=NO_MF)
+        s.call(label, "POST", _object_path(obj, s.ns), obj, keep=NO_MF)
