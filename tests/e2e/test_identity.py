@@ -377,6 +377,21 @@ def console_plugin(sandbox: Sandbox, role: str, app: str) -> tuple[Any, dict[str
     return team_script, made
 
 
+def reach_by_arn(sandbox: Sandbox, manifest: dict[str, Any], namespace: str, arn: str) -> dict[str, Any]:
+    """An object `reach-arn` in `namespace` asking to adopt `arn` (another account's plugin): refused,
+    with no write. Its Synced condition."""
+    by_arn = json.loads(json.dumps(manifest))
+    by_arn["metadata"] = {
+        "name": "reach-arn",
+        "namespace": namespace,
+        "annotations": {"q-operator.dev/adopt-id": arn},
+    }
+    apply(sandbox, by_arn)
+    refused = wait_synced_false(sandbox, QPLUGINS, namespace, "reach-arn", "AdoptionNotAllowed")
+    assert "never crosses accounts" in refused["message"]
+    return refused
+
+
 def test_adoption_only_where_allowed_and_never_across_accounts(sandbox: Sandbox) -> None:
     """A plugin a team made itself in account A: the adopt annotation is refused in a namespace that
     does not allow adoption (nothing written to AWS), honoured once the admin allows it; a namespace
@@ -413,15 +428,8 @@ def test_adoption_only_where_allowed_and_never_across_accounts(sandbox: Sandbox)
     }
     apply(sandbox, by_id)
     wait_synced_false(sandbox, QPLUGINS, other, "reach", "AdoptTargetNotFound")
-    by_arn = json.loads(json.dumps(by_id))
-    by_arn["metadata"] = {
-        "name": "reach-arn",
-        "namespace": other,
-        "annotations": {"q-operator.dev/adopt-id": made["pluginArn"]},
-    }
-    apply(sandbox, by_arn)
-    refused = wait_synced_false(sandbox, QPLUGINS, other, "reach-arn", "AdoptionNotAllowed")
-    assert "never crosses accounts" in refused["message"] and ACCOUNT_A in refused["message"]
+    refused = reach_by_arn(sandbox, manifest, other, made["pluginArn"])
+    assert ACCOUNT_A in refused["message"]
     assert [p["plugin_id"] for p in plugins(sandbox, app).get(ACCOUNT_A, [])] == [made["pluginId"]]
     assert ACCOUNT_B not in plugins(sandbox, app)
     delete_all(sandbox, other, QPLUGINS, ["reach", "reach-arn"])
@@ -444,15 +452,7 @@ def test_adoption_everywhere_allows_it_without_the_namespace_annotation_but_neve
     assert adopted["status"]["pluginId"] == made["pluginId"] and adopted["status"]["accountId"] == ACCOUNT_A
 
     other = new_namespace(sandbox, role=ROLE_B, external_id=EXTERNAL_ID_B)
-    by_arn = json.loads(json.dumps(manifest))
-    by_arn["metadata"] = {
-        "name": "reach-arn",
-        "namespace": other,
-        "annotations": {"q-operator.dev/adopt-id": made["pluginArn"]},
-    }
-    apply(sandbox, by_arn)
-    refused = wait_synced_false(sandbox, QPLUGINS, other, "reach-arn", "AdoptionNotAllowed")
-    assert "never crosses accounts" in refused["message"]
+    reach_by_arn(sandbox, manifest, other, made["pluginArn"])
     assert [p["plugin_id"] for p in plugins(sandbox, app).get(ACCOUNT_A, [])] == [made["pluginId"]]
     delete_all(sandbox, other, QPLUGINS, ["reach-arn"])
     delete_all(sandbox, ns, QPLUGINS, ["taken"])

@@ -264,20 +264,23 @@ def test_a_write_that_failed_never_loses_its_answer(aws: AwsHandle) -> None:
     assert error_code(raised.value) == "ConflictException"
 
 
+def _answer(qb: Any, i: int) -> str:
+    """How the i-th CreatePlugin's answer came back: answered, or lost by a reset or a timeout."""
+    try:
+        _create_plugin(qb, i)
+    except ConnectionClosedError:
+        return "reset"
+    except ReadTimeoutError:
+        return "timeout"
+    return "answered"
+
+
 def test_lost_answers_are_seeded_mix_both_kinds_and_always_act(aws: AwsHandle) -> None:
     def outcomes() -> list[str]:
         aws.reset()
         aws.configure(lost_answer_rate=0.5, seed=3)
         qb = aws.client("qbusiness", read_timeout=0.3)
-        seen = []
-        for i in range(12):
-            try:
-                _create_plugin(qb, i)
-                seen.append("answered")
-            except ConnectionClosedError:
-                seen.append("reset")
-            except ReadTimeoutError:
-                seen.append("timeout")
+        seen = [_answer(qb, i) for i in range(12)]
         assert len(qb.list_plugins(applicationId=APP)["plugins"]) == 12
         logged = [r.get("lost") or "answered" for r in aws.requests() if r["operation"] == "CreatePlugin"]
         assert logged == seen
@@ -299,15 +302,7 @@ def test_a_lose_answers_rule_loses_the_next_writes_of_its_operation_its_way(aws:
         ]
     )
     qb = aws.client("qbusiness", read_timeout=0.3)
-    seen = []
-    for i in range(4):
-        try:
-            _create_plugin(qb, i)
-            seen.append("answered")
-        except ConnectionClosedError:
-            seen.append("reset")
-        except ReadTimeoutError:
-            seen.append("timeout")
+    seen = [_answer(qb, i) for i in range(4)]
     _register(aws.client("appflow"), 1)
     assert seen == ["timeout", "reset", "reset", "answered"]
     assert len(qb.list_plugins(applicationId=APP)["plugins"]) == 4

@@ -170,24 +170,6 @@ def _allowed(kind: KindInfo[Any, Any]) -> list[str]:
     return patterns
 
 
-def _shared_operations() -> set[str]:
-    """Operations more than one kind calls (TagResource, ...): they name no kind."""
-    seen: dict[str, int] = {}
-    for kind in KINDS:
-        for operation in {_operation(action) for action in kind.iam_actions}:
-            seen[operation] = seen.get(operation, 0) + 1
-    return {operation for operation, count in seen.items() if count > 1}
-
-
-def _operation(action: str) -> str:
-    return action.split(":", 1)[1].casefold()
-
-
-def _snake(operation: str) -> str:
-    """boto3's method name of an operation (botocore's xform_name for these plain CamelCase names)."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", operation).lower()
-
-
 def _names(kind: KindInfo[Any, Any]) -> re.Pattern[str]:
     """What names the kind anywhere: its kind (also its singular, and its plural's stem), its group,
     its short names, and its AWS service as boto3 and IAM spell it (in lower case only: that is the
