@@ -74,7 +74,7 @@ lint: install
 	$(BIN)/lint-imports
 
 test: install lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n 4 --dist loadfile tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 5 --dist loadfile tests
 
 unit: install
 	$(BIN)/python -m pytest -q tests/unit
