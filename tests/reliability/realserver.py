@@ -33,6 +33,8 @@ class RealServerRun(Run):
     operator_args: tuple[str, ...] = ()
     #: kube-apiserver's watch cache (on, as on a cluster, unless a row needs etcd to answer watches).
     watch_cache = True
+    #: The operator's environment beyond the sandbox's own (a row's own `operator_env` wins).
+    extra_env: tuple[tuple[str, str], ...] = ()
 
     def __init__(
         self,
@@ -42,7 +44,7 @@ class RealServerRun(Run):
         operator_env: Mapping[str, str] | None = None,
         aws_args: Iterable[str] = (),
     ) -> None:
-        super().__init__(workdir, rng, size, operator_env, aws_args)
+        super().__init__(workdir, rng, size, {**dict(self.extra_env), **(operator_env or {})}, aws_args)
         self.server = ApiServer(
             workdir / "apiserver", crds_dir=CRDS_DIR, audit=True, watch_cache=self.watch_cache
         )
@@ -111,17 +113,7 @@ class CompactionRun(RealServerRun):
 
     operator_args = ("--debug",)
     watch_cache = False
-
-    def __init__(
-        self,
-        workdir: Path,
-        rng: random.Random,
-        size: int,
-        operator_env: Mapping[str, str] | None = None,
-        aws_args: Iterable[str] = (),
-    ) -> None:
-        env = {"Q_OPERATOR_WATCH_SERVER_TIMEOUT": str(WATCH_SECONDS), **(operator_env or {})}
-        super().__init__(workdir, rng, size, env, aws_args)
+    extra_env = (("Q_OPERATOR_WATCH_SERVER_TIMEOUT", str(WATCH_SECONDS)),)
 
 
 def _objects(namespace: str, prefix: str, count: int) -> list[dict[str, Any]]:
