@@ -21,7 +21,13 @@ import pytest
 from q_operator.apiserver import ApiServer
 from q_operator.sandbox import Sandbox, wait_for
 from tests.kinds import TEST_KINDS, aws_resources, changed, facts_of, manifest
-from tests.reliability.realserver import WATCH_SECONDS, compact_past_watches, compacted_resumes, gone_restarts
+from tests.reliability.realserver import (
+    WATCH_SECONDS,
+    compact_past_watches,
+    gone_and_resumed,
+    gone_restarts,
+    operator_log,
+)
 
 from .helpers import e2e_crds, new_namespace
 
@@ -34,15 +40,6 @@ def kube_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]
     root = tmp_path_factory.mktemp("compaction-apiserver")
     with ApiServer(root / "server", crds_dir=e2e_crds(root / "crds"), audit=True, watch_cache=False) as own:
         yield own
-
-
-def _operator_log(box: Sandbox) -> str:
-    return "\n".join(log.read_text(errors="replace") for log in sorted(box.workdir.glob("operator-*.log")))
-
-
-def _audit(server: ApiServer) -> list[dict[str, Any]]:
-    assert server.audit_log is not None
-    return [json.loads(line) for line in server.audit_log.read_text().splitlines() if line.strip()]
 
 
 def _ready(box: Sandbox, obj: dict[str, Any]) -> None:
@@ -61,17 +58,11 @@ def test_watches_resumed_from_a_compacted_revision_get_410_and_the_operator_reli
     sandbox.kubectl("apply", "-f", "-", input="\n".join(json.dumps(o) for o in objs))
     for obj in objs:
         _ready(sandbox, obj)
-    before = gone_restarts(_operator_log(sandbox))
+    before = gone_restarts(operator_log(sandbox))
     revision, since = compact_past_watches(sandbox, kube_server, namespace, 10)
-
-    def every_kind_gone() -> bool:
-        now = gone_restarts(_operator_log(sandbox))
-        resumed = compacted_resumes(_audit(kube_server), revision, since)
-        return all(now[p] > before[p] for p in now) and all(resumed.values())
-
     wait_for(
         "every kind's watch to resume from a compacted revision and meet 410 Gone",
-        every_kind_gone,
+        lambda: gone_and_resumed(sandbox, kube_server, before, revision, since),
         timeout=10 * WATCH_SECONDS,
     )
     updated = [changed(o) for o in objs]

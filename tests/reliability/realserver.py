@@ -86,16 +86,23 @@ class RealServerRun(Run):
         return time.monotonic() - began
 
     def audit_events(self) -> list[dict[str, Any]]:
-        """kube-apiserver's audit log: one entry per finished request (across restarts)."""
-        log = self.server.audit_log
-        if log is None or not log.exists():
-            return []
-        return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+        return audit_events(self.server)
 
     def operator_log(self) -> str:
-        return "\n".join(
-            p.read_text(errors="replace") for p in sorted(self.box.workdir.glob("operator-*.log"))
-        )
+        return operator_log(self.box)
+
+
+def audit_events(server: ApiServer) -> list[dict[str, Any]]:
+    """kube-apiserver's audit log: one entry per finished request (across restarts)."""
+    log = server.audit_log
+    if log is None or not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+
+
+def operator_log(box: Sandbox) -> str:
+    """Every operator log of the sandbox, in the order they were started."""
+    return "\n".join(p.read_text(errors="replace") for p in sorted(box.workdir.glob("operator-*.log")))
 
 
 #: How long each of the operator's watch requests lasts (kopf's `timeoutSeconds`) in the compaction
@@ -244,6 +251,17 @@ def compact_past_watches(box: Sandbox, server: ApiServer, namespace: str, writes
     return revision, time.time()
 
 
+def gone_and_resumed(
+    box: Sandbox, server: ApiServer, before: Mapping[str, int], revision: int, since: float
+) -> tuple[dict[str, int], dict[str, int]] | None:
+    """Per kind, the watches kopf restarted after 410 Gone since `before`, and those resumed from
+    before the compacted `revision`; None until every kind has both."""
+    now = gone_restarts(operator_log(box))
+    gone = {plural: now[plural] - before[plural] for plural in now}
+    resumed = compacted_resumes(audit_events(server), revision, since)
+    return (gone, resumed) if all(gone.values()) and all(resumed.values()) else None
+
+
 def compaction_410(run: Run, size: Any) -> Result:
     """etcd is compacted past the revision the operator's watches last saw while kube-apiserver (no
     watch cache) keeps running; each watch, ended by its timeout, resumes from that revision and gets
@@ -258,16 +276,10 @@ def compaction_410(run: Run, size: Any) -> Result:
     revision, since = compact_past_watches(run.box, run.server, ns, 20)
     run.mark()
 
-    def every_kind_gone() -> tuple[dict[str, int], dict[str, int]] | None:
-        now = gone_restarts(run.operator_log())
-        gone = {plural: now[plural] - before[plural] for plural in now}
-        resumed = compacted_resumes(run.audit_events(), revision, since)
-        return (gone, resumed) if all(gone.values()) and all(resumed.values()) else None
-
     # Each watch ends within WATCH_SECONDS and resumes from before the revision: etcd answers 410 Gone.
     gone, resumed = run.wait(
         "every kind's watch to resume from a compacted revision and meet 410 Gone",
-        every_kind_gone,
+        lambda: gone_and_resumed(run.box, run.server, before, revision, since),
         timeout=10 * WATCH_SECONDS,
         interval=0.2,
     )
