@@ -14,9 +14,24 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
+from typing import TypeVar
 
-from q_operator.emulate.aws.config import Settings, op_keys
+from q_operator.emulate.aws.config import InjectRule, LoseRule, Settings, op_keys
 from q_operator.emulate.aws.errors import ApiError
+
+Rule = TypeVar("Rule", InjectRule, LoseRule)
+
+
+def take(rules: list[Rule], keys: Sequence[str]) -> tuple[Rule | None, list[Rule]]:
+    """The first rule naming one of the call's `keys`, with one of its uses taken, and the rules left
+    (a used-up rule is gone)."""
+    for rule in rules:
+        if rule.operation in keys and (rule.count is None or rule.count > 0):
+            if rule.count is not None:
+                rule.count -= 1
+            return rule, [r for r in rules if r.count is None or r.count > 0]
+    return None, rules
 
 
 class TokenBucket:
@@ -82,12 +97,9 @@ class Faults:
         """Whether a write that acted loses its answer, and how (`reset` or `timeout`): as the first
         `lose_answers` rule naming it says (one use of it), else by `lost_answer_rate`."""
         s = self.settings
-        keys = op_keys(service, operation)
-        for rule in s.lose_answers:
-            if rule.operation in keys:
-                if rule.count is not None:
-                    rule.count -= 1
-                    s.lose_answers = [r for r in s.lose_answers if r.count is None or r.count > 0]
+        if s.lose_answers:
+            rule, s.lose_answers = take(s.lose_answers, op_keys(service, operation))
+            if rule is not None:
                 return rule.kind
         if s.lost_answer_rate <= 0 or self._lost_rng.random() >= s.lost_answer_rate:
             return None
@@ -114,14 +126,10 @@ class Faults:
                 "AccessDeniedException",
                 f"User is not authorized to perform: {service}:{operation} (emulator access_denied)",
             )
-        for rule in s.inject:
-            if rule.operation in keys and (rule.count is None or rule.count > 0):
-                if rule.count is not None:
-                    rule.count -= 1
-                s.inject = [r for r in s.inject if r.count is None or r.count > 0]
-                message = rule.message or f"Injected {rule.error} (emulator inject rule)"
-                extra = {"retryAfterSeconds": 1, **rule.fields}
-                return ApiError(rule.error, message, **extra)
+        injected, s.inject = take(s.inject, keys)
+        if injected is not None:
+            message = injected.message or f"Injected {injected.error} (emulator inject rule)"
+            return ApiError(injected.error, message, **{"retryAfterSeconds": 1, **injected.fields})
         rate_key = next((k for k in keys if k in s.throttle), None)
         if rate_key is not None:
             rate = s.throttle[rate_key]
