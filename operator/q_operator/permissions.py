@@ -113,20 +113,20 @@ def render_rbac() -> str:
     return _render_rules(RBAC_HEADER, [pair for kind in KINDS for pair in kind_rules(kind)])
 
 
+def _render_user(role: str, what: str, builtin: str, verbs: tuple[str, ...]) -> str:
+    header = USER_HEADER.format(role=role, what=what, builtin=builtin)
+    return _render_rules(header, [pair for kind in KINDS for pair in user_rules(kind, verbs)])
+
+
 def render_user_edit() -> str:
     """The rules of the chart's `<release>-edit` ClusterRole."""
-    header = USER_HEADER.format(
-        role="edit",
-        what="read, create, change and delete every kind's objects",
-        builtin="edit and admin roles",
-    )
-    return _render_rules(header, [pair for kind in KINDS for pair in user_rules(kind, USER_EDIT_VERBS)])
+    what = "read, create, change and delete every kind's objects"
+    return _render_user("edit", what, "edit and admin roles", USER_EDIT_VERBS)
 
 
 def render_user_view() -> str:
     """The rules of the chart's `<release>-view` ClusterRole."""
-    header = USER_HEADER.format(role="view", what="read every kind's objects", builtin="view role")
-    return _render_rules(header, [pair for kind in KINDS for pair in user_rules(kind, USER_VIEW_VERBS)])
+    return _render_user("view", "read every kind's objects", "view role", USER_VIEW_VERBS)
 
 
 def kind_statements(kind: KindInfo[Any, Any]) -> list[JsonDict]:
