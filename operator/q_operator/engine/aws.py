@@ -45,7 +45,7 @@ from q_operator import __version__
 from q_operator.engine import metrics
 from q_operator.engine.conditions import THROTTLED
 from q_operator.engine.errors import ERROR_TABLE, aws_message
-from q_operator.engine.identity import AssumeRoleFailed, Issued, Role, RoleCredentials
+from q_operator.engine.identity import ACCOUNT_UNKNOWN_RETRY, AssumeRoleFailed, Issued, Role, RoleCredentials
 from q_operator.engine.ratelimit import BucketKey, RateLimiter
 from q_operator.kinds.base import Adapter, KindInfo
 from q_operator.kinds.common import error_code
@@ -76,8 +76,9 @@ EXPIRED_CODES = frozenset({"ExpiredToken", "ExpiredTokenException"})
 #: a verb's first token, taken before a worker thread is, is used only if a thread came within this
 #: many seconds; a later call waits for a token of its own
 PREPAID_SECONDS = 0.5
-#: After a failed GetCallerIdentity, the operator's own account is asked again after this long.
-WHOAMI_RETRY = 60.0
+#: After a failed GetCallerIdentity, the operator's own account is asked again after this long (as
+#: soon as an object whose account check waited for it tries again).
+WHOAMI_RETRY = ACCOUNT_UNKNOWN_RETRY
 
 
 class _Given:
@@ -265,6 +266,8 @@ class AwsSession:
         # Not learned yet: a caller coming while it is being asked would take "asked recently, not
         # learned" for a failure (objects restarting together all ask at once): it waits instead.
         async with self._whoami_gates.setdefault(id(loop), asyncio.Lock()):
+            if self._own_account is not None:  # learned while this caller waited
+                return self._own_account
             return await loop.run_in_executor(self.executor, self._whoami)
 
     def _label(self, role: Role | None) -> str:

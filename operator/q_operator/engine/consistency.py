@@ -277,6 +277,11 @@ def delete_settling(cy: Cycle, item: Held) -> datetime | None:
 # ----- waiting
 
 
+def delay_until(cy: Cycle, until: datetime) -> float:
+    """The next look: on the poll schedule, and no later than `until` (at least half a second on)."""
+    return min(cy.poll_delay(), max((until - cy.now).total_seconds(), 0.5))
+
+
 def wait(cy: Cycle, until: datetime, why: str, reason: str | None = None) -> Outcome:
     """Look again soon (on the poll interval, and no later than `until`); write nothing to AWS."""
     ready = cy.prior(c.READY)
@@ -287,7 +292,6 @@ def wait(cy: Cycle, until: datetime, why: str, reason: str | None = None) -> Out
             reason = prior if prior in waiting else (c.REPLACING if cy.retiring else c.CREATING)
         cy.set_ready("False", reason, why)
     cy.set_synced()
-    remaining = max(0.0, (until - cy.now).total_seconds())
-    delay = min(cy.poll_delay(), max(remaining, 0.5))
+    delay = delay_until(cy, until)
     cy.logger.debug("waiting %.1fs: %s", delay, why)
     return cy.finish(Decision.REQUEUE, delay, why)

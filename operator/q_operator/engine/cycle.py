@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from q_operator.engine import conditions as c
 from q_operator.engine.contract import Decision, Deps, Event, ObjectView, Outcome, Trigger
-from q_operator.engine.verbs import Verbs, verbs_for
+from q_operator.engine.verbs import OWN_ACCOUNT, Verbs, verbs_for
 from q_operator.kinds.base import ExternalRef, KindInfo, Owner
 
 #: Status keys the engine owns; adapter outputs never overwrite them.
@@ -145,7 +145,7 @@ class Cycle:
         """Where a resource is, for telling natural keys apart (memory.py holdings): the account this
         object's identity acts in ("own": the operator's) and the region."""
         role = self.aws.identity.role
-        return (role.account if role is not None else "own", region or "")
+        return (role.account if role is not None else OWN_ACCOUNT, region or "")
 
     def hold(self, ref: Mapping[str, str], region: str | None) -> None:
         """Record that this object holds the resource (memory.py `hold`)."""

@@ -223,8 +223,8 @@ def foreign_arn(outputs: Mapping[str, Any], service: str, account: str | None) -
     return None
 
 
-#: How soon an object whose account check could not be made tries again (GetCallerIdentity is asked
-#: again at most once a minute: aws.WHOAMI_RETRY).
+#: How soon an object whose account check could not be made tries again; also how soon a failed
+#: GetCallerIdentity is asked again (aws.WHOAMI_RETRY).
 ACCOUNT_UNKNOWN_RETRY = 60.0
 
 

@@ -27,7 +27,6 @@ from typing import Any
 from q_operator.engine.metrics import Counted
 from q_operator.kinds.base import KindInfo, Page
 
-#: (kind, the ref's items, sorted): an AWS resource as `Memory.holder` looks it up.
 #: (kind, where: the account and region, the resource's reference): natural keys (a connector's
 #: label) are unique only within an account and region.
 HoldKey = tuple[str, tuple[str, str], tuple[tuple[str, str], ...]]
@@ -188,7 +187,7 @@ class Memory:
     def _key(kind: str, ref: Mapping[str, str], where: tuple[str, str]) -> HoldKey:
         return kind, where, tuple(sorted(ref.items()))
 
-    def hold(self, kind: str, ref: Mapping[str, str], uid: str, where: tuple[str, str] = ("", "")) -> None:
+    def hold(self, kind: str, ref: Mapping[str, str], uid: str, where: tuple[str, str]) -> None:
         """Record that `uid` holds this AWS resource (the first holder keeps it).
 
         An untagged resource found by its natural key after a recorded intent is taken as our own
@@ -201,7 +200,7 @@ class Memory:
             self._holders.setdefault(key, uid)
             entry.held.add(key)
 
-    def holder(self, kind: str, ref: Mapping[str, str], where: tuple[str, str] = ("", "")) -> str | None:
+    def holder(self, kind: str, ref: Mapping[str, str], where: tuple[str, str]) -> str | None:
         return self._holders.get(self._key(kind, ref, where))
 
     def holdings(self) -> int:

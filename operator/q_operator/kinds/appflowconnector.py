@@ -29,12 +29,14 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from q_operator.kinds import base
 from q_operator.kinds.base import RESERVED_TAG_PREFIX
 from q_operator.kinds.common import (
+    MAX_TAG_VALUE,
     NOT_FOUND,
     absent_if_not_found,
     aws_time,
     cel_string,
     error_code,
     error_message,
+    is_not_found,
     owner_tag_value,
     refuse_reserved_tag_keys,
     reserved_tag_key_rule,
@@ -61,7 +63,7 @@ TAG_KEY_AWS_PATTERN = r"^(?!aws:)[a-zA-Z+-=._:/]+$"
 TAG_KEY_PATTERN = r"^[a-zA-Z+-=._:/]+$"
 TAG_KEY_MAX = 128
 TAG_VALUE_PATTERN = r"^[\s\w+-=\.:/@]*$"
-TAG_VALUE_MAX = 256
+TAG_VALUE_MAX = MAX_TAG_VALUE
 #: AppFlow's TagMap holds at most 50 tags; the operator's owner tag takes one of them.
 TAGS_MAX = 49
 CONNECTOR_TYPE = "CustomConnector"
@@ -435,13 +437,12 @@ class AppFlowConnectorAdapter:
 
     def delete(self, spec: AppFlowConnectorSpec, ref: base.ExternalRef) -> None:
         try:
-            # Not found: already unregistered, nothing left to do.
-            absent_if_not_found(
-                self._client.unregister_connector,
-                connectorLabel=ref["connectorLabel"],
-                forceDelete=spec.forceDelete,
+            self._client.unregister_connector(
+                connectorLabel=ref["connectorLabel"], forceDelete=spec.forceDelete
             )
         except ClientError as error:
+            if is_not_found(error):
+                return  # already unregistered: nothing left to do
             if error_code(error) == "ConflictException":
                 raise base.InUse(
                     f"connector {ref['connectorLabel']} is in use by connector profiles "

@@ -87,16 +87,13 @@ async def delete(cy: Cycle) -> Outcome:
 def _next_look(cy: Cycle, remaining: Sequence[Held]) -> float:
     """On the poll schedule, and no later than the moment a consistency wait ends (a "gone" believed,
     a delete seen settled), so a finalizer goes when it may, not a poll interval after."""
-    delay = cy.poll_delay()
     ends = [
         moment
         for item in remaining
         for moment in (consistency.gone_doubted(cy, item), consistency.delete_settling(cy, item))
         if moment is not None
     ]
-    if ends:
-        delay = min(delay, max((min(ends) - cy.now).total_seconds(), 0.5))
-    return delay
+    return consistency.delay_until(cy, min(ends)) if ends else cy.poll_delay()
 
 
 async def delete_held(
