@@ -14,7 +14,6 @@ full size, with kill -9 in the create's windows and 30 % throttling on top.
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -23,8 +22,9 @@ import pytest
 from q_operator.emulate.aws.config import LOST_ANSWER_KINDS
 from q_operator.sandbox import Sandbox, condition, wait_for
 from tests.kinds import aws_resources, changed, facts_of, manifest
+from tests.reliability.consistency import lost_ways
 from tests.reliability.harness import KIND_PATHS, KINDS, owner_mark
-from tests.reliability.writes import CHANGE_OP, CREATES, DELETES, SERVICES, Needed, tally
+from tests.reliability.writes import CHANGE_OP, CREATES, DELETES, Needed, tally
 
 pytestmark = pytest.mark.e2e
 
@@ -136,7 +136,7 @@ def test_lagging_reads_and_lost_answers_make_no_duplicate_and_no_unneeded_write(
 
     log = sandbox.aws_requests()[start:]
     counted = tally(log, Needed().add(kind, created=1, changed=1, deleted=1), [kind])
-    modes = Counter(str(e["lost"]) for e in log if e.get("lost") and e.get("service") == SERVICES[kind])
+    modes = lost_ways(log)[kind]
     lagged = sum(1 for entry in log if entry.get("lagged"))
     said = ", ".join(f"{modes[m]} by {m}" for m in LOST_ANSWER_KINDS)
     print(f"{kind}: {counted.summary()}; {modes.total()} answers lost ({said}), {lagged} reads lagged")

@@ -117,7 +117,7 @@ def _lose_for_certain(run: Run, step: str, ops: Mapping[str, Op]) -> None:
     run.configure(lose_answers=rules)
 
 
-def _lost_ways(log: list[dict[str, Any]]) -> dict[str, Counter[str]]:
+def lost_ways(log: list[dict[str, Any]]) -> dict[str, Counter[str]]:
     """Per kind, how many of its writes lost their answer, by way (`reset`, `timeout`)."""
     return {
         kind: Counter(str(e["lost"]) for e in log if e.get("lost") and e.get("service") == SERVICES[kind])
@@ -193,7 +193,7 @@ def _play(
     counted = tally(log, needed, KINDS)
     row.unneeded_writes = counted.unneeded
     row.resources = len(every)
-    ways = _lost_ways(log)
+    ways = lost_ways(log)
     by_way = sum(ways.values(), Counter[str]())
     lost_count = by_way.total()
     lagged = sum(1 for entry in log if entry.get("lagged"))
