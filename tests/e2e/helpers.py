@@ -88,12 +88,13 @@ def client(sandbox: Sandbox, service: str) -> Any:
     )
 
 
-def allow_adoption(sandbox: Sandbox, namespace: str) -> None:
-    """What a cluster admin does so that q-operator.dev/adopt-id works in a namespace."""
+def allow_adoption(sandbox: Sandbox, namespace: str, allowed: bool = True) -> None:
+    """What a cluster admin does so that q-operator.dev/adopt-id works in a namespace (or, with
+    `allowed=False`, to take that back)."""
     sandbox.kube(
         "PATCH",
         f"/api/v1/namespaces/{namespace}",
-        {"metadata": {"annotations": {"q-operator.dev/adoption": "allowed"}}},
+        {"metadata": {"annotations": {"q-operator.dev/adoption": "allowed" if allowed else None}}},
         content_type="application/merge-patch+json",
     )
 

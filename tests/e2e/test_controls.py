@@ -275,19 +275,6 @@ def test_observe_only_reads_reports_a_change_made_by_hand_and_never_writes(
     assert operator_calls(sandbox, mark), "it did read"
 
 
-def set_adoption(sandbox: Sandbox, namespace: str, allowed: bool) -> None:
-    """What a cluster admin does to allow, or take back, naming existing resources in a namespace."""
-    if allowed:
-        allow_adoption(sandbox, namespace)
-        return
-    sandbox.kube(
-        "PATCH",
-        f"/api/v1/namespaces/{namespace}",
-        {"metadata": {"annotations": {"q-operator.dev/adoption": None}}},
-        content_type="application/merge-patch+json",
-    )
-
-
 def settle(
     sandbox: Sandbox, facts: KindFacts, ns: str, name: str, what: str, done: Any, refused: str
 ) -> dict[str, Any]:
@@ -323,7 +310,7 @@ def test_observing_and_taking_over_need_the_namespaces_adoption_permission(
     assert synced(obj)["message"].startswith("observe refused"), synced(obj)
     assert facts.info.id_field not in obj["status"] and writes(sandbox, mark) == []
 
-    set_adoption(sandbox, namespace, True)
+    allow_adoption(sandbox, namespace)
     obj = settle(
         sandbox,
         facts,
@@ -340,7 +327,7 @@ def test_observing_and_taking_over_need_the_namespaces_adoption_permission(
     assert in_aws(sandbox, facts, obj["status"]) != facts.desired(manifest["spec"])
 
     # The permission taken back: the reads stop, and a switch to Manage does not take it over.
-    set_adoption(sandbox, namespace, False)
+    allow_adoption(sandbox, namespace, allowed=False)
     settle(
         sandbox,
         facts,
@@ -357,7 +344,7 @@ def test_observing_and_taking_over_need_the_namespaces_adoption_permission(
     assert obj["status"]["observeOnly"] is True and writes(sandbox, mark) == []
     creates = len([w for w in writes(sandbox, 0) if w == facts.create_op])
 
-    set_adoption(sandbox, namespace, True)
+    allow_adoption(sandbox, namespace)
     obj = settle(
         sandbox,
         facts,
