@@ -455,13 +455,10 @@ def _make_item(client: Any, spec: Spec) -> str:
 
 def _list_items(client: Any, parent: Mapping[str, Any]) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {**parent, "limit": 100}
-    while True:
-        page = client.list_library_items(**kwargs)
+    pages = client.get_paginator("list_library_items").paginate(**parent, PaginationConfig={"PageSize": 100})
+    for page in pages:
         found.extend(page["libraryItems"])
-        if not page.get("nextToken"):
-            return found
-        kwargs["nextToken"] = page["nextToken"]
+    return found
 
 
 #: Library items per Q Apps instance in the bench: a look before a create (find_before_create) lists
